@@ -1,0 +1,80 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/pflag"
+)
+
+// version is set with -ldflags "-X main.version=...".
+var version = "dev"
+
+// Exit codes.
+const (
+	exitOK       = 0
+	exitNotAll   = 1 // the run could not verify every connection, or a command failed
+	exitBadInput = 2
+)
+
+type subcommand struct {
+	name    string
+	summary string
+	run     func(args []string, stdout, stderr io.Writer) int
+}
+
+func subcommands() []subcommand {
+	return []subcommand{
+		{"run", "open N connections to one server port, verify each, explain the cost", runCmd},
+		{"restore", "undo the sysctl changes of a run that was killed (restore RUNDIR)", restoreCmd},
+	}
+}
+
+func cli(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return exitBadInput
+	}
+	switch args[0] {
+	case "-h", "--help", "help":
+		usage(stdout)
+		return exitOK
+	case "--version", "version":
+		fmt.Fprintln(stdout, "c10mprobe", version)
+		return exitOK
+	}
+	for _, c := range subcommands() {
+		if c.name == args[0] {
+			return c.run(args[1:], stdout, stderr)
+		}
+	}
+	fmt.Fprintf(stderr, "c10mprobe: unknown command %q; run 'c10mprobe --help' for the list\n", args[0])
+	return exitBadInput
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "c10mprobe: how many connections can this machine really hold, and what runs out first?")
+	fmt.Fprintln(w, "\nUsage: c10mprobe COMMAND [flags]\n\nCommands:")
+	for _, c := range subcommands() {
+		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\nRun 'c10mprobe COMMAND --help' for a command's flags and examples.")
+}
+
+// parseFlags parses args, printing help or one sentence for bad input.
+// It returns the exit code to use when the command should not go on.
+func parseFlags(fs *pflag.FlagSet, args []string, stdout, stderr io.Writer, examples string) (int, bool) {
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	if errors.Is(err, pflag.ErrHelp) {
+		fmt.Fprintf(stdout, "Usage: c10mprobe %s [flags]\n\nFlags:\n%s\nExamples:\n%s", fs.Name(), fs.FlagUsages(), examples)
+		return exitOK, false
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "c10mprobe %s: %s\n", fs.Name(), strings.TrimSpace(err.Error()))
+		return exitBadInput, false
+	}
+	return 0, true
+}

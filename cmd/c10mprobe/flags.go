@@ -1,0 +1,181 @@
+package main
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/c10mprobe/c10mprobe/runner"
+)
+
+// sizeValue is a byte count such as 8GiB, 512MiB, 1.5G or 4096.
+type sizeValue uint64
+
+func (s *sizeValue) String() string {
+	if *s == 0 {
+		return "0"
+	}
+	return runner.Bytes(uint64(*s))
+}
+func (s *sizeValue) Type() string { return "size" }
+
+func (s *sizeValue) Set(v string) error {
+	n, err := parseSize(v)
+	if err != nil {
+		return err
+	}
+	*s = sizeValue(n)
+	return nil
+}
+
+func parseSize(v string) (uint64, error) {
+	t := strings.TrimSpace(v)
+	i := strings.IndexFunc(t, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
+	num, unit := t, ""
+	if i >= 0 {
+		num, unit = t[:i], strings.TrimSpace(t[i:])
+	}
+	f, err := strconv.ParseFloat(num, 64)
+	if err != nil || f < 0 {
+		return 0, fmt.Errorf("%q is not a size (try 512MiB, 8GiB or 4096)", v)
+	}
+	mult := map[string]float64{
+		"": 1, "B": 1,
+		"K": 1 << 10, "KB": 1e3, "KiB": 1 << 10,
+		"M": 1 << 20, "MB": 1e6, "MiB": 1 << 20,
+		"G": 1 << 30, "GB": 1e9, "GiB": 1 << 30,
+		"T": 1 << 40, "TB": 1e12, "TiB": 1 << 40,
+	}[unit]
+	if mult == 0 {
+		return 0, fmt.Errorf("%q has an unknown unit %q (use B, KiB, MiB, GiB, TiB or KB, MB, GB, TB)", v, unit)
+	}
+	return uint64(f * mult), nil
+}
+
+// countValue is a positive count that accepts 1000000, 1_000_000, 1,000,000 or 1e6.
+type countValue int
+
+func (c *countValue) String() string { return strconv.Itoa(int(*c)) }
+func (c *countValue) Type() string   { return "count" }
+
+func (c *countValue) Set(v string) error {
+	t := strings.NewReplacer("_", "", ",", "").Replace(strings.TrimSpace(v))
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil {
+		f, ferr := strconv.ParseFloat(t, 64)
+		if ferr != nil || f != float64(int64(f)) {
+			return fmt.Errorf("%q is not a whole number", v)
+		}
+		n = int64(f)
+	}
+	if n <= 0 {
+		return fmt.Errorf("%q is not a positive number", v)
+	}
+	if n > 1<<31-1 {
+		return fmt.Errorf("%q is too large", v)
+	}
+	*c = countValue(n)
+	return nil
+}
+
+// addrPortValue is an IPv4 address:port.
+type addrPortValue netip.AddrPort
+
+func (a *addrPortValue) String() string { return netip.AddrPort(*a).String() }
+func (a *addrPortValue) Type() string   { return "addr:port" }
+
+func (a *addrPortValue) Set(v string) error {
+	ap, err := netip.ParseAddrPort(v)
+	if err != nil || !ap.Addr().Is4() || ap.Port() == 0 {
+		return fmt.Errorf("%q is not an IPv4 address:port such as 127.0.0.1:9999", v)
+	}
+	*a = addrPortValue(ap)
+	return nil
+}
+
+// sourcesValue collects IPv4 addresses and CIDR ranges, repeatable and comma-separated.
+type sourcesValue []netip.Addr
+
+const maxSources = 1 << 20
+
+func (s *sourcesValue) String() string {
+	if len(*s) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d addresses", len(*s))
+}
+func (s *sourcesValue) Type() string { return "addrs" }
+
+func (s *sourcesValue) Set(v string) error {
+	for _, part := range strings.Split(v, ",") {
+		part = strings.TrimSpace(part)
+		if strings.Contains(part, "/") {
+			p, err := netip.ParsePrefix(part)
+			if err != nil || !p.Addr().Is4() {
+				return fmt.Errorf("%q is not an IPv4 CIDR such as 127.0.1.0/24", part)
+			}
+			p = p.Masked()
+			if p.Bits() < 12 {
+				return fmt.Errorf("%q has more than %d addresses", part, maxSources)
+			}
+			for a := p.Addr(); p.Contains(a); a = a.Next() {
+				*s = append(*s, a)
+			}
+		} else {
+			a, err := netip.ParseAddr(part)
+			if err != nil || !a.Is4() {
+				return fmt.Errorf("%q is not an IPv4 address", part)
+			}
+			*s = append(*s, a)
+		}
+		if len(*s) > maxSources {
+			return fmt.Errorf("more than %d source addresses", maxSources)
+		}
+	}
+	return nil
+}
+
+// portRangeValue is LO-HI.
+type portRangeValue [2]int
+
+func (p *portRangeValue) String() string {
+	if *p == [2]int{} {
+		return ""
+	}
+	return fmt.Sprintf("%d-%d", p[0], p[1])
+}
+func (p *portRangeValue) Type() string { return "lo-hi" }
+
+func (p *portRangeValue) Set(v string) error {
+	lo, hi, ok := strings.Cut(v, "-")
+	a, err1 := strconv.Atoi(strings.TrimSpace(lo))
+	b, err2 := strconv.Atoi(strings.TrimSpace(hi))
+	if !ok || err1 != nil || err2 != nil || a < 1 || b > 65535 || a > b {
+		return fmt.Errorf("%q is not a port range such as 40000-40999", v)
+	}
+	*p = portRangeValue{a, b}
+	return nil
+}
+
+// sysctlsValue collects KEY=VALUE, repeatable.
+type sysctlsValue []runner.KeyValue
+
+func (s *sysctlsValue) String() string {
+	parts := make([]string, len(*s))
+	for i, kv := range *s {
+		parts[i] = kv.Key + "=" + kv.Value
+	}
+	return strings.Join(parts, ",")
+}
+func (s *sysctlsValue) Type() string { return "key=value" }
+
+func (s *sysctlsValue) Set(v string) error {
+	k, val, ok := strings.Cut(v, "=")
+	k, val = strings.TrimSpace(k), strings.TrimSpace(val)
+	if !ok || k == "" || val == "" {
+		return fmt.Errorf("%q is not KEY=VALUE such as net.ipv4.tcp_rmem=\"4096 4096 4096\"", v)
+	}
+	*s = append(*s, runner.KeyValue{Key: k, Value: val})
+	return nil
+}

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/c10mprobe/c10mprobe/runner"
+	"golang.org/x/sys/unix"
+)
+
+// progress draws run progress on stderr: redrawn in place on a terminal,
+// a line every 5 s otherwise (logs, CI).
+type progress struct {
+	w        io.Writer
+	tty      bool
+	mu       sync.Mutex
+	last     time.Time
+	lastLine string
+	drawn    bool
+}
+
+func newProgress(w io.Writer) *progress {
+	p := &progress{w: w}
+	if f, ok := w.(*os.File); ok {
+		_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+		p.tty = err == nil
+	}
+	return p
+}
+
+func (p *progress) update(s runner.Progress) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	line := fmt.Sprintf("%-8s %d/%d established, %d verified, %d failed, %.0f conn/s, %s elapsed",
+		s.Phase, s.Established, s.Requested, s.Verified, s.Failed, s.Rate, s.Elapsed.Round(100*time.Millisecond))
+	if s.ETA > 0 {
+		line += fmt.Sprintf(", ETA %s", s.ETA.Round(time.Second))
+	}
+	line += ", MemAvailable " + runner.Bytes(s.MemAvailable)
+	p.lastLine = line
+	if p.tty {
+		fmt.Fprintf(p.w, "\r\033[K%s", line)
+		p.drawn = true
+		return
+	}
+	if time.Since(p.last) >= 5*time.Second {
+		fmt.Fprintln(p.w, line)
+		p.last = time.Now()
+	}
+}
+
+func (p *progress) note(msg string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.drawn {
+		fmt.Fprint(p.w, "\r\033[K")
+		p.drawn = false
+	}
+	fmt.Fprintln(p.w, msg)
+}
+
+func (p *progress) done() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.drawn {
+		fmt.Fprintln(p.w)
+		p.drawn = false
+	} else if p.lastLine != "" {
+		fmt.Fprintln(p.w, p.lastLine)
+	}
+}

@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/c10mprobe/c10mprobe/internal/procfs"
+	"github.com/c10mprobe/c10mprobe/runner"
+	"github.com/spf13/pflag"
+)
+
+const runExamples = `  sudo c10mprobe run --conns 100000
+  sudo c10mprobe run --conns 1000000 --hold 30s          # then look with ss -s, slabtop
+  sudo c10mprobe run --conns 50000 --src 127.0.0.2 --port-range 40000-40999   # ports bind first
+  sudo c10mprobe run --conns 5000 --worker-fds 100 --max-workers 2            # fds bind first
+`
+
+// summary is summary.json: the runner's result plus the sections the probes
+// and the analysis add.
+type summary struct {
+	*runner.Result
+	Preflight []runner.Check `json:"preflight"`
+	Host      runner.Host    `json:"host"`
+}
+
+func runCmd(args []string, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
+	var (
+		conns      countValue
+		listen     = addrPortValue(netip.MustParseAddrPort("127.0.0.1:9999"))
+		srcs       sourcesValue
+		portRange  portRangeValue
+		sysctls    sysctlsValue
+		reserve    sizeValue
+		inflight   = fs.Int("inflight", 512, "most connects pending at once, over all workers")
+		rate       = fs.Float64("rate", 0, "most new connections per second; 0 for no limit")
+		hold       = fs.Duration("hold", 0, "keep every connection open this long after the exchange")
+		timeout    = fs.Duration("timeout", 15*time.Second, "end a phase that makes no progress for this long")
+		workerFDs  = fs.Uint64("worker-fds", 0, "RLIMIT_NOFILE of each worker (0: the hard limit)")
+		maxWorkers = fs.Int("max-workers", 0, "most worker processes per side (0: as many as the fd budget needs)")
+		noTune     = fs.Bool("no-tune", false, "change no sysctl (expect SYN drops at high counts)")
+		out        = fs.String("out", "", "run directory (default runs/<UTC timestamp>)")
+		_          = fs.Bool("no-bpf", false, "do not attach the eBPF probes")
+	)
+	fs.Var(&conns, "conns", "connections to open and verify (required)")
+	fs.Var(&listen, "listen", "the one server address:port every connection lands on")
+	fs.Var(&srcs, "src", "client source addresses or CIDRs (default: as many of 127.0.0.0/8 as needed)")
+	fs.Var(&portRange, "port-range", "set net.ipv4.ip_local_port_range to LO-HI for the run")
+	fs.Var(&sysctls, "sysctl", "set KEY=VALUE for the run, restored after (repeatable)")
+	fs.Var(&reserve, "reserve", "stop opening when MemAvailable falls below this (default max(1GiB, 5% of RAM))")
+	if code, ok := parseFlags(fs, args, stdout, stderr, runExamples); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "c10mprobe run: unexpected argument %q\n", fs.Arg(0))
+		return exitBadInput
+	}
+	if conns == 0 {
+		fmt.Fprintln(stderr, "c10mprobe run: --conns is required, e.g. --conns 100000")
+		return exitBadInput
+	}
+	if reserve == 0 {
+		m, err := procfs.ReadMeminfo()
+		if err != nil {
+			fmt.Fprintf(stderr, "c10mprobe run: reading meminfo: %v\n", err)
+			return exitNotAll
+		}
+		reserve = sizeValue(max(1<<30, m.MemTotal/20))
+	}
+	if *out == "" {
+		*out = filepath.Join("runs", time.Now().UTC().Format("20060102T150405Z"))
+	}
+
+	prog := newProgress(stderr)
+	cfg := runner.Config{
+		Conns: int(conns), Listen: netip.AddrPort(listen), Sources: srcs, Inflight: *inflight, Rate: *rate,
+		Hold: *hold, Timeout: *timeout, Reserve: uint64(reserve), WorkerFDs: *workerFDs, MaxWorkers: *maxWorkers,
+		PortRange: portRange, Sysctls: sysctls, NoTune: *noTune, OutDir: *out,
+		Log: stderr, OnProgress: prog.update,
+	}
+	r, err := runner.Prepare(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "c10mprobe run: %v\n", err)
+		if runner.IsBadInput(err) {
+			return exitBadInput
+		}
+		return exitNotAll
+	}
+	printPreflight(stderr, r.Preflight())
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		s := <-sigs
+		prog.note(fmt.Sprintf("%v: stopping, verifying what is held, restoring (again to abort)", s))
+		cancel()
+		<-sigs
+		prog.note("second signal: killing workers, restoring")
+		r.Abort()
+	}()
+
+	res, err := r.Run(ctx)
+	prog.done()
+	if res == nil {
+		fmt.Fprintf(stderr, "c10mprobe run: %v\n", err)
+		return exitNotAll
+	}
+	sum := summary{Result: res, Preflight: r.Preflight(), Host: r.Host()}
+	if werr := writeJSON(filepath.Join(*out, "summary.json"), sum); werr != nil && err == nil {
+		err = werr
+	}
+	printSummary(stdout, res, *out)
+	if err != nil {
+		fmt.Fprintf(stderr, "c10mprobe run: %v\n", err)
+		return exitNotAll
+	}
+	if int(res.Verified) != res.Requested {
+		return exitNotAll
+	}
+	return exitOK
+}
+
+func writeJSON(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding %s: %w", filepath.Base(path), err)
+	}
+	return os.WriteFile(path, append(data, '\n'), 0o644)
+}
+
+func printPreflight(w io.Writer, checks []runner.Check) {
+	fmt.Fprintln(w, "Preflight: the limits this run will meet")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  LIMIT\tVALUE\tNEEDS\t\tACTION")
+	for _, c := range checks {
+		mark := "ok"
+		if !c.OK {
+			mark = "!!"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", c.Limit, c.Value, c.Needs, mark, c.Action)
+	}
+	tw.Flush()
+}
+
+func printSummary(w io.Writer, res *runner.Result, dir string) {
+	fmt.Fprintf(w, "verified %d of %d connections on %s:%d (%d distinct client endpoints, %d source addresses, %d+%d workers)\n",
+		res.Verified, res.Requested, res.Server.Addr, res.Server.Port, res.DistinctClientEndpoints,
+		res.SourceAddresses, res.Workers.Client, res.Workers.Server)
+	fmt.Fprintf(w, "connect %.2fs (%.0f/s), exchange %.2fs, close %.2fs; %.0f verified/s\n",
+		res.Phases.ConnectSeconds, res.ConnectRate, res.Phases.ExchangeSeconds, res.Phases.CloseSeconds, res.VerifiedRate)
+	if res.Established > 0 {
+		fmt.Fprintf(w, "runner memory: %s PSS, %.0f B per connection (both ends); listen overflows %d\n",
+			runner.Bytes(res.RunnerPss), float64(res.RunnerPss)/float64(res.Established), res.ListenOverflows)
+	}
+	if len(res.Failed) > 0 {
+		var parts []string
+		for k, v := range res.Failed {
+			parts = append(parts, fmt.Sprintf("%s %d", k, v))
+		}
+		fmt.Fprintf(w, "failed: %s\n", strings.Join(parts, ", "))
+	}
+	if res.Limit != nil {
+		fmt.Fprintf(w, "limit: %s at %d connections: %s\n", res.Limit.Kind, res.Limit.At, res.Limit.Detail)
+	}
+	for _, c := range res.SysctlChanges {
+		state := "restored"
+		if !c.Restored {
+			state = "NOT RESTORED: run c10mprobe restore " + dir
+		}
+		fmt.Fprintf(w, "sysctl %s %s → %s, %s\n", c.Key, c.Old, c.New, state)
+	}
+	fmt.Fprintf(w, "run directory: %s\n", dir)
+}
+
+func restoreCmd(args []string, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("restore", pflag.ContinueOnError)
+	if code, ok := parseFlags(fs, args, stdout, stderr, "  sudo c10mprobe restore runs/20261125T190102Z\n"); !ok {
+		return code
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "c10mprobe restore: give exactly one run directory")
+		return exitBadInput
+	}
+	changes, err := runner.Restore(fs.Arg(0))
+	for _, c := range changes {
+		fmt.Fprintf(stdout, "%s: %s (was set to %s) restored=%v\n", c.Key, c.Old, c.New, c.Restored)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "c10mprobe restore: %v\n", err)
+		return exitNotAll
+	}
+	return exitOK
+}

@@ -1,0 +1,254 @@
+// Package procfs reads the /proc files c10mprobe checks its numbers against:
+// meminfo, slabinfo, sockstat, netstat and smaps_rollup. Each reader parses
+// one file once; nothing here caches.
+package procfs
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// Root is where proc is mounted; tests point it at recorded files.
+var Root = "/proc"
+
+// Meminfo holds the /proc/meminfo fields the tool uses, in bytes.
+type Meminfo struct {
+	MemTotal     uint64 `json:"mem_total"`
+	MemFree      uint64 `json:"mem_free"`
+	MemAvailable uint64 `json:"mem_available"`
+	Slab         uint64 `json:"slab"`
+	SReclaimable uint64 `json:"sreclaimable"`
+	SUnreclaim   uint64 `json:"sunreclaim"`
+	PageTables   uint64 `json:"page_tables"`
+	SwapTotal    uint64 `json:"swap_total"`
+	SwapFree     uint64 `json:"swap_free"`
+	Percpu       uint64 `json:"percpu"`
+}
+
+// ReadMeminfo parses /proc/meminfo.
+func ReadMeminfo() (Meminfo, error) {
+	var m Meminfo
+	fields := map[string]*uint64{
+		"MemTotal": &m.MemTotal, "MemFree": &m.MemFree, "MemAvailable": &m.MemAvailable,
+		"Slab": &m.Slab, "SReclaimable": &m.SReclaimable, "SUnreclaim": &m.SUnreclaim,
+		"PageTables": &m.PageTables, "SwapTotal": &m.SwapTotal, "SwapFree": &m.SwapFree,
+		"Percpu": &m.Percpu,
+	}
+	err := scanLines(Root+"/meminfo", func(line string) error {
+		name, rest, ok := strings.Cut(line, ":")
+		dst := fields[name]
+		if !ok || dst == nil {
+			return nil
+		}
+		f := strings.Fields(rest)
+		if len(f) == 0 {
+			return fmt.Errorf("meminfo line %q has no value", line)
+		}
+		v, err := strconv.ParseUint(f[0], 10, 64)
+		if err != nil {
+			return fmt.Errorf("meminfo %s: %w", name, err)
+		}
+		if len(f) > 1 && f[1] == "kB" {
+			v *= 1024
+		}
+		*dst = v
+		return nil
+	})
+	return m, err
+}
+
+// SlabCache is one line of /proc/slabinfo.
+type SlabCache struct {
+	ActiveObjs uint64 `json:"active_objs"`
+	NumObjs    uint64 `json:"num_objs"`
+	ObjSize    uint64 `json:"objsize"`
+}
+
+// ReadSlabinfo parses /proc/slabinfo (version 2.1), keyed by cache name.
+// Reading it needs root.
+func ReadSlabinfo() (map[string]SlabCache, error) {
+	caches := make(map[string]SlabCache)
+	err := scanLines(Root+"/slabinfo", func(line string) error {
+		if strings.HasPrefix(line, "slabinfo -") || strings.HasPrefix(line, "#") {
+			return nil
+		}
+		f := strings.Fields(line)
+		if len(f) < 4 {
+			return nil
+		}
+		var c SlabCache
+		var err error
+		if c.ActiveObjs, err = strconv.ParseUint(f[1], 10, 64); err != nil {
+			return fmt.Errorf("slabinfo %s: %w", f[0], err)
+		}
+		if c.NumObjs, err = strconv.ParseUint(f[2], 10, 64); err != nil {
+			return fmt.Errorf("slabinfo %s: %w", f[0], err)
+		}
+		if c.ObjSize, err = strconv.ParseUint(f[3], 10, 64); err != nil {
+			return fmt.Errorf("slabinfo %s: %w", f[0], err)
+		}
+		caches[f[0]] = c
+		return nil
+	})
+	return caches, err
+}
+
+// ReadKeyed parses the two-line "Prefix: names\nPrefix: values" layout of
+// /proc/net/netstat and /proc/net/snmp into prefix → name → value.
+func ReadKeyed(path string) (map[string]map[string]int64, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]map[string]int64)
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	for i := 0; i+1 < len(lines); i += 2 {
+		p1, names, _ := strings.Cut(lines[i], ":")
+		p2, values, _ := strings.Cut(lines[i+1], ":")
+		if p1 != p2 {
+			return nil, fmt.Errorf("%s: header %q and values %q do not pair", path, p1, p2)
+		}
+		n, v := strings.Fields(names), strings.Fields(values)
+		if len(n) != len(v) {
+			return nil, fmt.Errorf("%s: %s has %d names and %d values", path, p1, len(n), len(v))
+		}
+		row := make(map[string]int64, len(n))
+		for j := range n {
+			x, err := strconv.ParseInt(v[j], 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("%s %s.%s: %w", path, p1, n[j], err)
+			}
+			row[n[j]] = x
+		}
+		out[p1] = row
+	}
+	return out, nil
+}
+
+// ListenCounters are the accept-queue drop counters from TcpExt.
+type ListenCounters struct {
+	Overflows int64 `json:"listen_overflows"`
+	Drops     int64 `json:"listen_drops"`
+}
+
+// ReadListenCounters reads ListenOverflows and ListenDrops from /proc/net/netstat.
+func ReadListenCounters() (ListenCounters, error) {
+	k, err := ReadKeyed(Root + "/net/netstat")
+	if err != nil {
+		return ListenCounters{}, err
+	}
+	ext := k["TcpExt"]
+	return ListenCounters{Overflows: ext["ListenOverflows"], Drops: ext["ListenDrops"]}, nil
+}
+
+// Sockstat is the TCP line of /proc/net/sockstat; Mem is in pages.
+type Sockstat struct {
+	TCPInUse    int64 `json:"tcp_inuse"`
+	TCPOrphan   int64 `json:"tcp_orphan"`
+	TCPTimeWait int64 `json:"tcp_tw"`
+	TCPAlloc    int64 `json:"tcp_alloc"`
+	TCPMemPages int64 `json:"tcp_mem_pages"`
+}
+
+// ReadSockstat parses /proc/net/sockstat.
+func ReadSockstat() (Sockstat, error) {
+	var s Sockstat
+	err := scanLines(Root+"/net/sockstat", func(line string) error {
+		rest, ok := strings.CutPrefix(line, "TCP: ")
+		if !ok {
+			return nil
+		}
+		f := strings.Fields(rest)
+		for i := 0; i+1 < len(f); i += 2 {
+			v, err := strconv.ParseInt(f[i+1], 10, 64)
+			if err != nil {
+				return fmt.Errorf("sockstat TCP %s: %w", f[i], err)
+			}
+			switch f[i] {
+			case "inuse":
+				s.TCPInUse = v
+			case "orphan":
+				s.TCPOrphan = v
+			case "tw":
+				s.TCPTimeWait = v
+			case "alloc":
+				s.TCPAlloc = v
+			case "mem":
+				s.TCPMemPages = v
+			}
+		}
+		return nil
+	})
+	return s, err
+}
+
+// Pss returns the proportional set size of a process in bytes, from
+// smaps_rollup (Linux ≥ 4.14), so text shared by re-executed workers counts once.
+func Pss(pid int) (uint64, error) {
+	var pss uint64
+	found := false
+	err := scanLines(fmt.Sprintf("%s/%d/smaps_rollup", Root, pid), func(line string) error {
+		rest, ok := strings.CutPrefix(line, "Pss:")
+		if !ok {
+			return nil
+		}
+		f := strings.Fields(rest)
+		v, err := strconv.ParseUint(f[0], 10, 64)
+		if err != nil {
+			return fmt.Errorf("smaps_rollup Pss: %w", err)
+		}
+		pss, found = v*1024, true
+		return nil
+	})
+	if err == nil && !found {
+		err = fmt.Errorf("no Pss line in smaps_rollup of pid %d", pid)
+	}
+	return pss, err
+}
+
+// ReadVmstat parses /proc/vmstat.
+func ReadVmstat() (map[string]uint64, error) {
+	out := make(map[string]uint64)
+	err := scanLines(Root+"/vmstat", func(line string) error {
+		name, v, ok := strings.Cut(line, " ")
+		if !ok {
+			return nil
+		}
+		x, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return fmt.Errorf("vmstat %s: %w", name, err)
+		}
+		out[name] = x
+		return nil
+	})
+	return out, err
+}
+
+// ReadInt reads a file holding one integer, such as a sysctl or cgroup file.
+func ReadInt(path string) (int64, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(string(bytes.TrimSpace(data)), 10, 64)
+}
+
+func scanLines(path string, fn func(string) error) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		if err := fn(sc.Text()); err != nil {
+			return err
+		}
+	}
+	return sc.Err()
+}

@@ -1,0 +1,172 @@
+// Package sysctl changes kernel parameters for the length of a run and puts
+// them back. Every change is written to a journal file before it is made, so
+// that `c10mprobe restore RUNDIR` can undo a run that was SIGKILLed.
+package sysctl
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+)
+
+// Dir is where sysctls live; tests may point it elsewhere.
+var Dir = "/proc/sys"
+
+// Path maps a dotted key (net.core.somaxconn) to its /proc/sys file.
+func Path(key string) string {
+	return filepath.Join(Dir, strings.ReplaceAll(key, ".", "/"))
+}
+
+// Read returns a sysctl's value with its fields separated by single spaces.
+func Read(key string) (string, error) {
+	data, err := os.ReadFile(Path(key))
+	if err != nil {
+		return "", fmt.Errorf("reading sysctl %s: %w", key, err)
+	}
+	return Normalize(string(data)), nil
+}
+
+// Normalize collapses the tabs and newline the kernel prints into single spaces.
+func Normalize(v string) string { return strings.Join(strings.Fields(v), " ") }
+
+func write(key, value string) error {
+	if err := os.WriteFile(Path(key), []byte(value), 0); err != nil {
+		return fmt.Errorf("writing sysctl %s=%q: %w", key, value, err)
+	}
+	return nil
+}
+
+// Check says in one sentence why key cannot be set by this process, or nil.
+func Check(key string) error {
+	if key == "" || strings.ContainsAny(key, "/ ") || strings.Contains(key, "..") {
+		return fmt.Errorf("%q is not a sysctl name (want dotted form such as net.ipv4.tcp_rmem)", key)
+	}
+	st, err := os.Stat(Path(key))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("sysctl %s does not exist on this kernel", key)
+		}
+		return fmt.Errorf("checking sysctl %s: %w", key, err)
+	}
+	if st.IsDir() {
+		return fmt.Errorf("sysctl %s is a directory, not a parameter", key)
+	}
+	if st.Mode().Perm()&0o200 == 0 {
+		return fmt.Errorf("sysctl %s is read-only", key)
+	}
+	return nil
+}
+
+// Change is one sysctl write and whether it has been undone.
+type Change struct {
+	Key      string `json:"key"`
+	Old      string `json:"old"`
+	New      string `json:"new"`
+	Restored bool   `json:"restored"`
+}
+
+// Journal records changes in a file as they are made.
+type Journal struct {
+	path    string
+	mu      sync.Mutex
+	changes []Change
+}
+
+// NewJournal starts an empty journal that will live at path.
+func NewJournal(path string) *Journal { return &Journal{path: path} }
+
+// LoadJournal reads the journal a run left behind.
+func LoadJournal(path string) (*Journal, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading sysctl journal: %w", err)
+	}
+	j := &Journal{path: path}
+	if err := json.Unmarshal(data, &j.changes); err != nil {
+		return nil, fmt.Errorf("parsing sysctl journal %s: %w", path, err)
+	}
+	return j, nil
+}
+
+// Set changes key to value. The old value is journaled before the write, so
+// a crash between the two leaves a harmless restore of an unchanged value.
+// Setting a key to the value it already has records nothing.
+func (j *Journal) Set(key, value string) (Change, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	old, err := Read(key)
+	if err != nil {
+		return Change{}, err
+	}
+	value = Normalize(value)
+	c := Change{Key: key, Old: old, New: value}
+	if old == value {
+		c.Restored = true
+		return c, nil
+	}
+	j.changes = append(j.changes, c)
+	if err := j.persist(); err != nil {
+		j.changes = j.changes[:len(j.changes)-1]
+		return Change{}, err
+	}
+	if err := write(key, value); err != nil {
+		j.changes[len(j.changes)-1].Restored = true
+		_ = j.persist()
+		return Change{}, err
+	}
+	// The kernel may clamp or reformat what it is given; record what it holds.
+	if now, err := Read(key); err == nil {
+		j.changes[len(j.changes)-1].New = now
+		c.New = now
+	}
+	return c, j.persist()
+}
+
+// Restore writes back every change not yet restored, newest first, and
+// returns the errors of those it could not restore.
+func (j *Journal) Restore() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var errs []error
+	for i := len(j.changes) - 1; i >= 0; i-- {
+		c := &j.changes[i]
+		if c.Restored {
+			continue
+		}
+		if err := write(c.Key, c.Old); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		c.Restored = true
+	}
+	if err := j.persist(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Changes returns a copy of the journal.
+func (j *Journal) Changes() []Change {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return append([]Change(nil), j.changes...)
+}
+
+func (j *Journal) persist() error {
+	data, err := json.MarshalIndent(j.changes, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := j.path + ".tmp"
+	if err := os.WriteFile(tmp, append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("writing sysctl journal: %w", err)
+	}
+	if err := os.Rename(tmp, j.path); err != nil {
+		return fmt.Errorf("writing sysctl journal: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,84 @@
+package runner
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"time"
+)
+
+// Config is everything `c10mprobe run` was asked to do.
+type Config struct {
+	Conns      int
+	Listen     netip.AddrPort
+	Sources    []netip.Addr // nil: as many of 127.0.0.0/8 as the port range needs
+	Inflight   int          // most connects pending at once, over all client workers
+	Rate       float64      // most new connections per second over all workers; 0 is no limit
+	Hold       time.Duration
+	Timeout    time.Duration // a phase that makes no progress for this long ends
+	Reserve    uint64        // stop opening when MemAvailable falls below this
+	WorkerFDs  uint64        // RLIMIT_NOFILE per worker; 0 for the hard limit
+	MaxWorkers int           // per side; 0 for as many as the fd budget needs
+	PortRange  [2]int        // ip_local_port_range for the run; zero leaves it
+	Sysctls    []KeyValue    // more sysctls to set for the run
+	NoTune     bool
+	OutDir     string
+
+	Log        io.Writer               // preflight table and notes (stderr)
+	OnProgress func(Progress)          // about every 250 ms
+	OnPhase    func(phase Phase) error // when a phase ends, while its sockets are held
+}
+
+// KeyValue is one sysctl assignment.
+type KeyValue struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
+}
+
+// Phase names a stage of a run.
+type Phase string
+
+const (
+	PhaseIdle     Phase = "idle"
+	PhaseConnect  Phase = "connect"
+	PhaseExchange Phase = "exchange"
+	PhaseHold     Phase = "hold"
+	PhaseClose    Phase = "close"
+)
+
+// Progress is the state of a run, for display and sampling.
+type Progress struct {
+	Phase        Phase
+	Requested    int
+	Established  uint64
+	Accepted     uint64
+	Verified     uint64
+	Failed       uint64
+	Rate         float64 // connections per second over the last interval
+	Elapsed      time.Duration
+	ETA          time.Duration // 0 when unknown
+	MemAvailable uint64
+}
+
+// BadInputError is an input that cannot run; the command exits 2 on it.
+type BadInputError struct{ msg string }
+
+func (e *BadInputError) Error() string { return e.msg }
+
+func badInput(format string, a ...any) error {
+	return &BadInputError{msg: fmt.Sprintf(format, a...)}
+}
+
+// IsBadInput reports whether err is a BadInputError.
+func IsBadInput(err error) bool {
+	var b *BadInputError
+	return errors.As(err, &b)
+}
+
+// Tuning is what a run sets on the host.
+type Tuning struct {
+	Backlog int64 // somaxconn and tcp_max_syn_backlog wanted
+	PortLo  int
+	PortHi  int
+}

@@ -1,0 +1,95 @@
+package runner
+
+import (
+	"fmt"
+	"net/netip"
+)
+
+// fdReserve is what a worker keeps for itself below RLIMIT_NOFILE: stdio,
+// the control socket, the listener, its epoll fd and the Go runtime's own
+// (its netpoller's epoll and eventfd).
+const fdReserve = 16
+
+// autoFill is the share of the port range that automatic source addresses
+// fill: connect()'s port search (__inet_hash_connect) walks the range from a
+// hashed offset, so a nearly full range makes every connect slower.
+const autoFill = 0.5
+
+// Plan is how a run spreads N connections over processes and addresses.
+type Plan struct {
+	Conns          int          `json:"conns"`
+	NoFile         uint64       `json:"nofile_per_worker"`
+	ConnsPerWorker int          `json:"conns_per_worker"`
+	ClientWorkers  int          `json:"client_workers"`
+	ServerWorkers  int          `json:"server_workers"`
+	Sources        []netip.Addr `json:"-"`
+	PortsPerSource int          `json:"ports_per_source"`
+	AutoSources    bool         `json:"auto_sources"`
+}
+
+// PlanInput is what a plan depends on.
+type PlanInput struct {
+	Conns      int
+	NoFile     uint64       // RLIMIT_NOFILE each worker gets
+	MaxWorkers int          // per side; 0 for as many as the fd budget needs
+	Sources    []netip.Addr // explicit; nil for automatic
+	PortLo     int
+	PortHi     int
+}
+
+// MakePlan shards the connections over worker processes, each within its fd
+// budget, and picks source addresses so the port range is not the limit.
+func MakePlan(in PlanInput) (Plan, error) {
+	if in.NoFile <= fdReserve {
+		return Plan{}, fmt.Errorf("a worker needs more than %d file descriptors, has %d", fdReserve, in.NoFile)
+	}
+	p := Plan{Conns: in.Conns, NoFile: in.NoFile, PortsPerSource: in.PortHi - in.PortLo + 1}
+	if p.PortsPerSource < 1 {
+		return Plan{}, fmt.Errorf("empty port range %d-%d", in.PortLo, in.PortHi)
+	}
+	p.ConnsPerWorker = int(in.NoFile - fdReserve)
+	workers := ceilDiv(in.Conns, p.ConnsPerWorker)
+	if in.MaxWorkers > 0 {
+		workers = min(workers, in.MaxWorkers)
+	}
+	p.ClientWorkers, p.ServerWorkers = workers, workers
+
+	p.Sources = in.Sources
+	if len(p.Sources) == 0 {
+		p.AutoSources = true
+		n := ceilDiv(in.Conns, max(1, int(float64(p.PortsPerSource)*autoFill)))
+		var err error
+		if p.Sources, err = autoSources(n); err != nil {
+			return Plan{}, err
+		}
+	}
+	return p, nil
+}
+
+// Quota is how many connections worker i of a side of n workers handles.
+func Quota(total, n, i int) int {
+	q := total / n
+	if i < total%n {
+		q++
+	}
+	return q
+}
+
+// autoSources returns n addresses from 127.1.0.1 upward. All of 127.0.0.0/8
+// routes to lo on Linux, so no address needs to be configured.
+func autoSources(n int) ([]netip.Addr, error) {
+	const first = 127<<24 | 1<<16 | 1
+	out := make([]netip.Addr, 0, n)
+	for a := uint32(first); len(out) < n; a++ {
+		if a>>24 != 127 {
+			return nil, fmt.Errorf("%d source addresses do not fit in 127.0.0.0/8", n)
+		}
+		if b := a & 0xff; b == 0 || b == 255 {
+			continue
+		}
+		out = append(out, netip.AddrFrom4([4]byte{byte(a >> 24), byte(a >> 16), byte(a >> 8), byte(a)}))
+	}
+	return out, nil
+}
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }

@@ -1,0 +1,117 @@
+package runner
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// The parent drives each worker over a SOCK_SEQPACKET socketpair (fd 3 in the
+// worker): one byte per command down, one fixed-size Stats record up. The
+// worker's configuration arrives as JSON on its stdin, which has no size limit.
+
+const (
+	ctlFD      = 3 // control socket in every worker
+	listenerFD = 4 // the shared listening socket in server workers
+)
+
+type command byte
+
+const (
+	cmdConnect  command = iota + 1 // clients: start opening connections
+	cmdStop                        // clients: open no more, finish what is pending
+	cmdExchange                    // servers: send the numbered message
+	cmdFinish                      // both: the exchange is over; count what is missing
+	cmdClose                       // both: close every socket
+	cmdExit                        // both: exit
+)
+
+// Failure kinds, counted per worker and reported by name.
+type failKind uint8
+
+const (
+	failEMFILE failKind = iota
+	failENFILE
+	failPorts // EADDRNOTAVAIL at connect: no free source port
+	failAddr  // EADDRNOTAVAIL at bind: the source address is not local
+	failNoMem // ENOBUFS or ENOMEM
+	failTimedOut
+	failRefused
+	failReset
+	failEOF
+	failShortRead
+	failMismatch
+	failTimeout // no answer before the exchange ended
+	failNotAccepted
+	failWorkerDied
+	failOther
+	numFailKinds
+)
+
+var failNames = [numFailKinds]string{
+	failEMFILE:      "emfile",
+	failENFILE:      "enfile",
+	failPorts:       "no_source_port",
+	failAddr:        "source_address_not_local",
+	failNoMem:       "no_memory",
+	failTimedOut:    "connect_timed_out",
+	failRefused:     "connection_refused",
+	failReset:       "reset",
+	failEOF:         "eof",
+	failShortRead:   "short_read",
+	failMismatch:    "mismatch",
+	failTimeout:     "exchange_timeout",
+	failNotAccepted: "not_accepted",
+	failWorkerDied:  "worker_died",
+	failOther:       "other",
+}
+
+func (k failKind) String() string { return failNames[k] }
+
+// Stats is what a worker reports. Fixed size, so that encoding/binary packs it.
+type Stats struct {
+	Opened      uint64 // client: connects started; server: accepted
+	Established uint64 // client: connected; server: accepted
+	Sent        uint64 // server: numbered messages written; client: echoes written
+	Verified    uint64 // server: echoes that matched; client: messages received
+	Closed      uint64
+	Failed      [numFailKinds]uint64
+	// The first failure this worker saw that stops it from opening more.
+	FirstFail      uint8 // failKind+1; 0 when none
+	FirstFailErrno uint32
+	FirstFailSrc   [4]byte // client: the source address that ran out of ports
+	ConnectDone    uint8   // client: opening finished (quota, limit or stop)
+	ExchangeDone   uint8   // client: every connection echoed or failed
+	CloseDone      uint8
+	CloseNanos     int64
+}
+
+var statsSize = binary.Size(Stats{})
+
+func (s *Stats) marshal(buf []byte) []byte {
+	n, err := binary.Encode(buf, binary.LittleEndian, s)
+	if err != nil {
+		panic(fmt.Sprintf("encoding stats: %v", err)) // buf is sized by statsSize
+	}
+	return buf[:n]
+}
+
+func (s *Stats) unmarshal(buf []byte) error {
+	if len(buf) != statsSize {
+		return fmt.Errorf("stats record of %d bytes, want %d", len(buf), statsSize)
+	}
+	_, err := binary.Decode(buf, binary.LittleEndian, s)
+	return err
+}
+
+// workerConfig is the JSON a worker reads from stdin.
+type workerConfig struct {
+	Role     string   `json:"role"` // "client" or "server"
+	Index    int      `json:"index"`
+	Quota    int      `json:"quota"`    // client: connections to open; server: most to accept
+	Base     uint32   `json:"base"`     // server: first connection number
+	NoFile   uint64   `json:"nofile"`   // RLIMIT_NOFILE to set (soft, and hard when allowed)
+	Sources  []string `json:"sources"`  // client: source addresses, used round-robin
+	Server   string   `json:"server"`   // client: address:port to connect to
+	Inflight int      `json:"inflight"` // client: most connects pending at once
+	Rate     float64  `json:"rate"`     // client: most new connections per second; 0 is no limit
+}

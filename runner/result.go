@@ -1,0 +1,48 @@
+package runner
+
+import "github.com/c10mprobe/c10mprobe/internal/sysctl"
+
+// Result is the runner's part of summary.json.
+type Result struct {
+	Requested               int               `json:"requested"`
+	Established             uint64            `json:"established"`
+	Accepted                uint64            `json:"accepted"`
+	Verified                uint64            `json:"verified"`
+	Echoed                  uint64            `json:"echoed"`
+	Failed                  map[string]uint64 `json:"failed"`
+	Limit                   *Limit            `json:"limit"`
+	StoppedBy               string            `json:"stopped_by"`
+	Server                  Endpoint          `json:"server"`
+	ServerSockets           uint64            `json:"server_sockets_on_port"`
+	DistinctClientEndpoints uint64            `json:"distinct_client_endpoints"`
+	SourceAddresses         int               `json:"source_addresses"`
+	Workers                 WorkerCounts      `json:"workers"`
+	Plan                    Plan              `json:"plan"`
+	Phases                  Phases            `json:"phases"`
+	WallSeconds             float64           `json:"wall_seconds"`
+	ConnectRate             float64           `json:"connect_rate_per_second"`
+	VerifiedRate            float64           `json:"verified_per_second"`
+	RunnerPss               uint64            `json:"runner_pss_bytes"`
+	ListenOverflows         int64             `json:"listen_overflows"`
+	ListenDrops             int64             `json:"listen_drops"`
+	SysctlChanges           []sysctl.Change   `json:"sysctl_changes"`
+}
+
+// Endpoint is an address and port.
+type Endpoint struct {
+	Addr string `json:"addr"`
+	Port int    `json:"port"`
+}
+
+// WorkerCounts is how many worker processes each side used.
+type WorkerCounts struct {
+	Client int `json:"client"`
+	Server int `json:"server"`
+}
+
+// Phases are the wall-clock seconds of each phase.
+type Phases struct {
+	ConnectSeconds  float64 `json:"connect_seconds"`
+	ExchangeSeconds float64 `json:"exchange_seconds"`
+	CloseSeconds    float64 `json:"close_seconds"`
+}

@@ -1,0 +1,615 @@
+package runner
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// WorkerArg is argv[1] of a re-executed worker process.
+const WorkerArg = "__c10mprobe_worker"
+
+// Connection states. A worker keeps one conn per file descriptor number, in a
+// slice indexed by fd: no heap object per connection and nothing for the GC
+// to scan, since conn holds no pointers.
+const (
+	stFree uint8 = iota
+	stConnecting
+	stOpen // client: connected; server: accepted
+	stSent // server: numbered message written
+	stDone // client: echoed; server: echo verified
+)
+
+type conn struct {
+	num   uint32 // server: the number sent; client: the number being received
+	rx    uint32 // server: the echo being received
+	got   uint8  // bytes of num (client) or rx (server) received so far
+	state uint8
+}
+
+type worker struct {
+	cfg    workerConfig
+	epfd   int
+	conns  []conn
+	events []unix.EpollEvent
+	ev     unix.EpollEvent // reused by epoll_ctl so that it does not escape per call
+	buf    [4]byte
+	stats  Stats
+	wire   []byte
+
+	lastReport time.Time
+	dirty      bool
+
+	// client
+	server    *unix.SockaddrInet4
+	sources   []*unix.SockaddrInet4
+	exhausted []bool
+	left      int // sources not yet out of ports
+	nextSrc   int
+	opening   bool
+	pending   int
+	tokens    float64
+	lastTick  time.Time
+
+	// both: connections open and not yet through the exchange
+	waiting    int
+	exchanging bool
+
+	// server
+	listening bool
+}
+
+// WorkerMain is the whole life of a worker process; it returns the exit code.
+func WorkerMain() int {
+	var cfg workerConfig
+	if err := json.NewDecoder(os.Stdin).Decode(&cfg); err != nil {
+		fmt.Fprintf(os.Stderr, "c10mprobe worker: reading configuration: %v\n", err)
+		return 2
+	}
+	w, err := newWorker(cfg)
+	if err == nil {
+		err = w.loop()
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "c10mprobe %s worker %d: %v\n", cfg.Role, cfg.Index, err)
+		return 1
+	}
+	return 0
+}
+
+func newWorker(cfg workerConfig) (*worker, error) {
+	if err := setNoFile(cfg.NoFile); err != nil {
+		return nil, err
+	}
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	w := &worker{
+		cfg:    cfg,
+		epfd:   epfd,
+		conns:  make([]conn, cfg.NoFile),
+		events: make([]unix.EpollEvent, 256),
+		wire:   make([]byte, statsSize),
+	}
+	if err := w.add(ctlFD, unix.EPOLLIN); err != nil {
+		return nil, err
+	}
+	switch cfg.Role {
+	case "client":
+		ap, err := netip.ParseAddrPort(cfg.Server)
+		if err != nil {
+			return nil, fmt.Errorf("parsing server address: %w", err)
+		}
+		w.server = &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
+		for _, s := range cfg.Sources {
+			a, err := netip.ParseAddr(s)
+			if err != nil {
+				return nil, fmt.Errorf("parsing source address: %w", err)
+			}
+			w.sources = append(w.sources, &unix.SockaddrInet4{Addr: a.As4()})
+		}
+		w.exhausted = make([]bool, len(w.sources))
+		w.left = len(w.sources)
+		w.nextSrc = cfg.Index % max(1, len(w.sources))
+	case "server":
+		// EPOLLEXCLUSIVE (Linux 4.5) wakes one of the server workers waiting
+		// on the shared listener instead of all of them.
+		if err := w.add(listenerFD, unix.EPOLLIN|unix.EPOLLEXCLUSIVE); err != nil {
+			return nil, err
+		}
+		w.listening = true
+	default:
+		return nil, fmt.Errorf("unknown worker role %q", cfg.Role)
+	}
+	return w, nil
+}
+
+// setNoFile sets RLIMIT_NOFILE to n, raising the hard limit where
+// CAP_SYS_RESOURCE allows and keeping it otherwise.
+func setNoFile(n uint64) error {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return os.NewSyscallError("getrlimit", err)
+	}
+	want := unix.Rlimit{Cur: n, Max: max(n, lim.Max)}
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &want); err != nil {
+		return fmt.Errorf("setting RLIMIT_NOFILE to %d (hard limit %d): %w", n, lim.Max, err)
+	}
+	return nil
+}
+
+func (w *worker) add(fd int, events uint32) error {
+	w.ev = unix.EpollEvent{Events: events, Fd: int32(fd)}
+	return os.NewSyscallError("epoll_ctl", unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, fd, &w.ev))
+}
+
+func (w *worker) loop() error {
+	for {
+		n, err := unix.EpollWait(w.epfd, w.events, w.timeout())
+		if err != nil && err != unix.EINTR {
+			return os.NewSyscallError("epoll_wait", err)
+		}
+		for i := 0; i < n; i++ {
+			ev := w.events[i]
+			fd := int(ev.Fd)
+			switch {
+			case fd == ctlFD:
+				exit, err := w.command()
+				if err != nil || exit {
+					return err
+				}
+			case fd == listenerFD && w.cfg.Role == "server":
+				w.accept()
+			case w.cfg.Role == "client":
+				w.clientEvent(fd, ev.Events)
+			default:
+				w.serverEvent(fd, ev.Events)
+			}
+		}
+		if w.opening {
+			w.open()
+		}
+		if w.cfg.Role == "client" && !w.opening && w.pending == 0 && w.stats.ConnectDone == 0 && w.stats.Opened+w.failedOpens() > 0 {
+			w.stats.ConnectDone = 1
+			w.dirty = true
+			w.report(true)
+		}
+		w.report(false)
+	}
+}
+
+// failedOpens counts attempts that never reached connect().
+func (w *worker) failedOpens() uint64 {
+	return w.stats.Failed[failEMFILE] + w.stats.Failed[failENFILE] + w.stats.Failed[failNoMem]
+}
+
+func (w *worker) timeout() int {
+	if w.opening && w.cfg.Rate > 0 && w.tokens < 1 && w.pending < w.cfg.Inflight {
+		ms := int((1 - w.tokens) / w.cfg.Rate * 1000)
+		return max(1, min(ms, 100))
+	}
+	return 100
+}
+
+func (w *worker) command() (exit bool, err error) {
+	n, err := unix.Read(ctlFD, w.buf[:1])
+	if err == unix.EINTR || err == unix.EAGAIN {
+		return false, nil
+	}
+	if err != nil {
+		return true, os.NewSyscallError("read control", err)
+	}
+	if n == 0 {
+		return true, nil // the parent is gone; PR_SET_PDEATHSIG will also fire
+	}
+	switch command(w.buf[0]) {
+	case cmdConnect:
+		w.opening = w.cfg.Quota > 0 && len(w.sources) > 0
+		w.lastTick = time.Now()
+		w.tokens = 1
+		if !w.opening {
+			w.stats.ConnectDone = 1
+		}
+	case cmdStop:
+		if w.opening {
+			w.opening = false
+		}
+		if w.cfg.Role == "client" && w.pending == 0 {
+			w.stats.ConnectDone = 1
+		}
+	case cmdExchange:
+		w.exchange()
+	case cmdFinish:
+		w.finish()
+	case cmdClose:
+		w.closeAll()
+	case cmdExit:
+		return true, nil
+	}
+	w.dirty = true
+	w.report(true)
+	return false, nil
+}
+
+// report sends the stats to the parent at most every 100 ms, or now if forced.
+func (w *worker) report(force bool) {
+	now := time.Now()
+	if !w.dirty || (!force && now.Sub(w.lastReport) < 100*time.Millisecond) {
+		return
+	}
+	// A blocking write on a SEQPACKET socket: the parent reads continuously.
+	if _, err := unix.Write(ctlFD, w.stats.marshal(w.wire)); err == nil {
+		w.lastReport, w.dirty = now, false
+	}
+}
+
+// fail counts a failure; limit failures also become the worker's first failure.
+func (w *worker) fail(k failKind, errno unix.Errno, src *unix.SockaddrInet4) {
+	w.stats.Failed[k]++
+	w.dirty = true
+	if w.stats.FirstFail != 0 {
+		return
+	}
+	switch k {
+	case failEMFILE, failENFILE, failPorts, failAddr, failNoMem:
+		w.stats.FirstFail = uint8(k) + 1
+		w.stats.FirstFailErrno = uint32(errno)
+		if src != nil {
+			w.stats.FirstFailSrc = src.Addr
+		}
+	}
+}
+
+func (w *worker) dropConn(fd int, k failKind, errno unix.Errno) {
+	c := &w.conns[fd]
+	if c.state == stOpen || c.state == stSent {
+		w.waiting--
+	}
+	*c = conn{}
+	unix.Close(fd)
+	w.fail(k, errno, nil)
+}
+
+// ---- client ----
+
+func (w *worker) open() {
+	if w.cfg.Rate > 0 {
+		now := time.Now()
+		burst := max(1, w.cfg.Rate/100) // at most 10 ms worth at once
+		w.tokens = min(w.tokens+now.Sub(w.lastTick).Seconds()*w.cfg.Rate, burst)
+		w.lastTick = now
+	}
+	for w.opening && int(w.stats.Opened) < w.cfg.Quota && w.pending < w.cfg.Inflight {
+		if w.cfg.Rate > 0 {
+			if w.tokens < 1 {
+				return
+			}
+			w.tokens--
+		}
+		w.openOne()
+	}
+	if int(w.stats.Opened) >= w.cfg.Quota {
+		w.opening = false
+	}
+}
+
+func (w *worker) openOne() {
+	src := w.pickSource()
+	if src < 0 {
+		w.opening = false
+		return
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		errno, _ := err.(unix.Errno)
+		switch errno {
+		case unix.EMFILE:
+			w.fail(failEMFILE, errno, nil)
+		case unix.ENFILE:
+			w.fail(failENFILE, errno, nil)
+		default:
+			w.fail(failNoMem, errno, nil)
+		}
+		w.opening = false
+		return
+	}
+	if fd >= len(w.conns) {
+		// Cannot happen while RLIMIT_NOFILE equals len(conns); guard the index anyway.
+		unix.Close(fd)
+		w.fail(failEMFILE, unix.EMFILE, nil)
+		w.opening = false
+		return
+	}
+	// IP_BIND_ADDRESS_NO_PORT (Linux 4.2): bind the address now, pick the
+	// port at connect time, so a port is unique per 4-tuple, not per address.
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
+	sa := w.sources[src]
+	if err := unix.Bind(fd, sa); err != nil {
+		unix.Close(fd)
+		errno, _ := err.(unix.Errno)
+		w.fail(failAddr, errno, sa)
+		w.exhaust(src)
+		return
+	}
+	err = unix.Connect(fd, w.server)
+	switch err {
+	case nil, unix.EINPROGRESS:
+	case unix.EADDRNOTAVAIL:
+		// Every port of ip_local_port_range is taken for this source address.
+		unix.Close(fd)
+		w.fail(failPorts, unix.EADDRNOTAVAIL, sa)
+		w.exhaust(src)
+		return
+	default:
+		unix.Close(fd)
+		errno, _ := err.(unix.Errno)
+		w.fail(classifyConnErr(errno), errno, nil)
+		w.stats.Opened++
+		return
+	}
+	w.conns[fd] = conn{state: stConnecting}
+	if err := w.add(fd, unix.EPOLLIN|unix.EPOLLOUT|unix.EPOLLRDHUP|unix.EPOLLET); err != nil {
+		unix.Close(fd)
+		w.conns[fd] = conn{}
+		w.fail(failNoMem, unix.ENOMEM, nil)
+		w.opening = false
+		return
+	}
+	w.stats.Opened++
+	w.pending++
+	w.dirty = true
+}
+
+func (w *worker) pickSource() int {
+	for range w.sources {
+		i := w.nextSrc
+		w.nextSrc = (w.nextSrc + 1) % len(w.sources)
+		if !w.exhausted[i] {
+			return i
+		}
+	}
+	return -1
+}
+
+func (w *worker) exhaust(i int) {
+	if !w.exhausted[i] {
+		w.exhausted[i] = true
+		w.left--
+	}
+	if w.left == 0 {
+		w.opening = false
+	}
+}
+
+func classifyConnErr(errno unix.Errno) failKind {
+	switch errno {
+	case unix.ETIMEDOUT:
+		return failTimedOut
+	case unix.ECONNREFUSED:
+		return failRefused
+	case unix.ECONNRESET, unix.EPIPE:
+		return failReset
+	case unix.ENOBUFS, unix.ENOMEM:
+		return failNoMem
+	case unix.EADDRNOTAVAIL:
+		return failPorts
+	}
+	return failOther
+}
+
+func (w *worker) clientEvent(fd int, events uint32) {
+	c := &w.conns[fd]
+	if c.state == stConnecting {
+		w.pending--
+		if events&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+			soerr, _ := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+			w.dropConn(fd, classifyConnErr(unix.Errno(soerr)), unix.Errno(soerr))
+			return
+		}
+		c.state = stOpen
+		w.waiting++
+		w.stats.Established++
+		w.dirty = true
+	}
+	if c.state == stOpen && events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		w.receive(fd, c, &c.num)
+		if c.got == 4 {
+			w.stats.Verified++ // received
+			binary.BigEndian.PutUint32(w.buf[:], c.num)
+			n, err := unix.Write(fd, w.buf[:])
+			if n != 4 {
+				errno, _ := err.(unix.Errno)
+				w.dropConn(fd, failReset, errno)
+				return
+			}
+			c.state = stDone
+			w.waiting--
+			w.stats.Sent++
+			w.dirty = true
+		}
+	}
+}
+
+// receive reads up to the rest of a 4-byte big-endian number into *into,
+// dropping the connection on EOF or error.
+func (w *worker) receive(fd int, c *conn, into *uint32) {
+	for c.got < 4 {
+		n, err := unix.Read(fd, w.buf[:4-c.got])
+		switch {
+		case err == unix.EAGAIN:
+			return
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			errno, _ := err.(unix.Errno)
+			w.dropConn(fd, classifyConnErr(errno), errno)
+			return
+		case n == 0:
+			if c.got > 0 {
+				w.dropConn(fd, failShortRead, 0)
+			} else {
+				w.dropConn(fd, failEOF, 0)
+			}
+			return
+		}
+		for _, b := range w.buf[:n] {
+			*into = *into<<8 | uint32(b)
+		}
+		c.got += uint8(n)
+	}
+}
+
+// ---- server ----
+
+func (w *worker) accept() {
+	for w.listening && int(w.stats.Established) < w.cfg.Quota {
+		// accept4 through Syscall6 with a nil address: x/sys/unix.Accept4
+		// allocates a Sockaddr per call, which this loop does a million times.
+		r, _, e := unix.Syscall6(unix.SYS_ACCEPT4, listenerFD, 0, 0, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
+		switch e {
+		case 0:
+		case unix.EAGAIN:
+			return
+		case unix.EINTR, unix.ECONNABORTED:
+			continue
+		case unix.EMFILE:
+			w.fail(failEMFILE, e, nil)
+			w.stopListening()
+			return
+		case unix.ENFILE:
+			w.fail(failENFILE, e, nil)
+			w.stopListening()
+			return
+		default:
+			w.fail(failNoMem, e, nil)
+			w.stopListening()
+			return
+		}
+		fd := int(r)
+		if fd >= len(w.conns) {
+			unix.Close(fd)
+			w.fail(failEMFILE, unix.EMFILE, nil)
+			w.stopListening()
+			return
+		}
+		w.conns[fd] = conn{num: w.cfg.Base + uint32(w.stats.Established), state: stOpen}
+		if err := w.add(fd, unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLET); err != nil {
+			unix.Close(fd)
+			w.conns[fd] = conn{}
+			w.fail(failNoMem, unix.ENOMEM, nil)
+			continue
+		}
+		w.stats.Opened++
+		w.stats.Established++
+		w.waiting++
+		w.dirty = true
+	}
+	if int(w.stats.Established) >= w.cfg.Quota {
+		w.stopListening()
+	}
+}
+
+// stopListening takes the shared listener out of this worker's epoll set, so
+// that a full worker leaves the accept queue to the others.
+func (w *worker) stopListening() {
+	if w.listening {
+		w.listening = false
+		_ = unix.EpollCtl(w.epfd, unix.EPOLL_CTL_DEL, listenerFD, nil)
+	}
+}
+
+func (w *worker) exchange() {
+	w.exchanging = true
+	for fd := range w.conns {
+		c := &w.conns[fd]
+		if c.state != stOpen {
+			continue
+		}
+		binary.BigEndian.PutUint32(w.buf[:], c.num)
+		n, err := unix.Write(fd, w.buf[:])
+		if n != 4 {
+			errno, _ := err.(unix.Errno)
+			w.dropConn(fd, classifyConnErr(errno), errno)
+			continue
+		}
+		c.state = stSent
+		w.stats.Sent++
+	}
+	w.markExchangeDone()
+}
+
+func (w *worker) serverEvent(fd int, events uint32) {
+	c := &w.conns[fd]
+	switch c.state {
+	case stOpen:
+		// Nothing is due before our message: this is the peer closing early.
+		if events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+			w.receive(fd, c, &c.rx)
+			if c.got > 0 && w.conns[fd].state == stOpen {
+				w.dropConn(fd, failMismatch, 0)
+			}
+		}
+	case stSent:
+		w.receive(fd, c, &c.rx)
+		if w.conns[fd].state != stSent || c.got < 4 {
+			break
+		}
+		if c.rx == c.num {
+			w.stats.Verified++
+		} else {
+			w.stats.Failed[failMismatch]++
+		}
+		c.state = stDone
+		w.waiting--
+		w.dirty = true
+	}
+	w.markExchangeDone()
+}
+
+func (w *worker) markExchangeDone() {
+	if w.exchanging && w.waiting == 0 && w.stats.ExchangeDone == 0 {
+		w.stats.ExchangeDone = 1
+		w.dirty = true
+		w.report(true)
+	}
+}
+
+// finish counts every connection still short of the exchange as timed out.
+func (w *worker) finish() {
+	for fd := range w.conns {
+		if s := w.conns[fd].state; s == stOpen || s == stSent || s == stConnecting {
+			w.stats.Failed[failTimeout]++
+		}
+	}
+	w.stats.ExchangeDone = 1
+}
+
+// closeAll closes every socket. Clients close with SO_LINGER {1, 0}: an RST
+// instead of a FIN, so no TIME_WAIT socket holds a port for 60 s after the
+// run and the next run starts from an empty table.
+func (w *worker) closeAll() {
+	start := time.Now()
+	linger := &unix.Linger{Onoff: 1, Linger: 0}
+	for fd := range w.conns {
+		if w.conns[fd].state == stFree {
+			continue
+		}
+		if w.cfg.Role == "client" {
+			_ = unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, linger)
+		}
+		if err := unix.Close(fd); err == nil || !errors.Is(err, unix.EBADF) {
+			w.stats.Closed++
+		}
+		w.conns[fd] = conn{}
+	}
+	w.waiting, w.pending, w.opening = 0, 0, false
+	w.stats.CloseNanos = int64(time.Since(start))
+	w.stats.CloseDone = 1
+}
