@@ -146,6 +146,7 @@ type Check struct {
 	Needs  string `json:"needs"`
 	Action string `json:"action"`
 	OK     bool   `json:"ok"`
+	Note   string `json:"note,omitempty"`
 }
 
 // Preflight computes, before anything is opened, every limit the run will
@@ -157,7 +158,7 @@ func Preflight(h Host, p Plan, want Tuning, reserve uint64, noTune bool) []Check
 	perProc := int64(p.ConnsPerWorker)
 	c := Check{
 		Limit: "fds per process",
-		Value: fmt.Sprintf("RLIMIT_NOFILE %d soft / %d hard, nr_open %d", h.NoFileSoft, h.NoFileHard, h.NrOpen),
+		Value: fmt.Sprintf("RLIMIT_NOFILE %d soft / %d hard; each worker %d", h.NoFileSoft, h.NoFileHard, p.NoFile),
 		Needs: fmt.Sprintf("%s sockets (one fd each, client and server)", group(2*n)),
 	}
 	capacity := int64(p.ClientWorkers) * perProc
@@ -225,9 +226,11 @@ func Preflight(h Host, p Plan, want Tuning, reserve uint64, noTune bool) []Check
 	avail := int64(h.Mem.MemAvailable) - int64(reserve)
 	c = Check{Limit: "memory", Value: fmt.Sprintf("MemAvailable %s, reserve %s", Bytes(h.Mem.MemAvailable), Bytes(reserve))}
 	if per == 0 {
-		c.Needs, c.OK, c.Action = src, true, "the reserve still guards the run"
+		c.Needs, c.OK, c.Action = "unknown", true, "the reserve still guards the run"
+		c.Note = "kernel bytes per connection: " + src
 	} else {
-		c.Needs = fmt.Sprintf("≈ %s (%s per connection: %s)", Bytes(uint64(n)*per), Bytes(per), src)
+		c.Needs = fmt.Sprintf("≈ %s (%s per connection)", Bytes(uint64(n)*per), Bytes(per))
+		c.Note = "kernel bytes per connection: " + src
 		c.OK = avail > 0 && uint64(avail) >= uint64(n)*per
 		if c.OK {
 			c.Action = "ok"

@@ -617,6 +617,13 @@ func (r *Runner) connect(ctx context.Context, res *Result) {
 	}
 	t := r.totals()
 	res.Phases.ConnectSeconds = time.Since(start).Seconds()
+	r.mu.Lock()
+	if r.limit != nil {
+		// A limit binds at what is held once opening has stopped, not at the
+		// count when one worker first met it.
+		r.limit.At = t.clientEstablished
+	}
+	r.mu.Unlock()
 	if t.accepted < t.clientEstablished {
 		// Completed handshakes no server worker took from the accept queue.
 		res.Failed[failNotAccepted.String()] += t.clientEstablished - t.accepted

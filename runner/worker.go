@@ -582,8 +582,13 @@ func (w *worker) markExchangeDone() {
 }
 
 // finish counts every connection still short of the exchange as timed out.
+// Only servers count: a client's unanswered connection is the same one the
+// server side already counts (or never accepted), and would be counted twice.
 func (w *worker) finish() {
 	for fd := range w.conns {
+		if w.cfg.Role != "server" {
+			break
+		}
 		if s := w.conns[fd].state; s == stOpen || s == stSent || s == stConnecting {
 			w.stats.Failed[failTimeout]++
 		}

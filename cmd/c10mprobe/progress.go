@@ -19,6 +19,7 @@ type progress struct {
 	mu       sync.Mutex
 	last     time.Time
 	lastLine string
+	printed  bool // lastLine has been written
 	drawn    bool
 }
 
@@ -40,7 +41,7 @@ func (p *progress) update(s runner.Progress) {
 		line += fmt.Sprintf(", ETA %s", s.ETA.Round(time.Second))
 	}
 	line += ", MemAvailable " + runner.Bytes(s.MemAvailable)
-	p.lastLine = line
+	p.lastLine, p.printed = line, false
 	if p.tty {
 		fmt.Fprintf(p.w, "\r\033[K%s", line)
 		p.drawn = true
@@ -48,7 +49,7 @@ func (p *progress) update(s runner.Progress) {
 	}
 	if time.Since(p.last) >= 5*time.Second {
 		fmt.Fprintln(p.w, line)
-		p.last = time.Now()
+		p.last, p.printed = time.Now(), true
 	}
 }
 
@@ -68,7 +69,7 @@ func (p *progress) done() {
 	if p.drawn {
 		fmt.Fprintln(p.w)
 		p.drawn = false
-	} else if p.lastLine != "" {
+	} else if p.lastLine != "" && !p.printed {
 		fmt.Fprintln(p.w, p.lastLine)
 	}
 }

@@ -153,6 +153,11 @@ func printPreflight(w io.Writer, checks []runner.Check) {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", c.Limit, c.Value, c.Needs, mark, c.Action)
 	}
 	tw.Flush()
+	for _, c := range checks {
+		if c.Note != "" {
+			fmt.Fprintf(w, "  %s: %s\n", c.Limit, c.Note)
+		}
+	}
 }
 
 func printSummary(w io.Writer, res *runner.Result, dir string) {

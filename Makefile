@@ -1,0 +1,29 @@
+# c10mprobe: see README.md. Root is needed for `test` to run its root tier
+# (real sockets, sysctls); without root those tests skip and say why.
+
+GO       ?= go
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X main.version=$(VERSION)
+BIN      := c10mprobe
+
+.PHONY: help build test bench lint generate check-generated clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+build: ## build ./c10mprobe
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/c10mprobe
+
+test: lint ## vet, gofmt, then every test (run as root for the root tier)
+	$(GO) test -count=1 -timeout 20m ./...
+
+bench: ## benchmarks: rates and bytes per connection as ratios against baselines (root)
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./bench/
+
+lint: ## go vet and gofmt
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+clean: ## remove the binary and local run directories
+	rm -rf $(BIN) runs

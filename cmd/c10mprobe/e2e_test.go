@@ -1,0 +1,395 @@
+package main
+
+// Root tests: real runs of the built binary, checked against the kernel's own
+// accounts (ss, sock_diag, /proc/sys) rather than the tool's counters.
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/c10mprobe/c10mprobe/internal/sockdiag"
+	"github.com/c10mprobe/c10mprobe/internal/sysctl"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "c10mprobe-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "c10mprobe")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building c10mprobe: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	os.Chmod(dir, 0o755) // the non-root test runs it as nobody
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: opens tens of thousands of sockets and changes sysctls")
+	}
+}
+
+// watched are the sysctls a run may change; every test checks they come back.
+var watched = []string{"net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog", "net.ipv4.ip_local_port_range",
+	"net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem"}
+
+func sysctls(t *testing.T) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, k := range watched {
+		v, err := sysctl.Read(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[k] = v
+	}
+	return out
+}
+
+func assertSysctls(t *testing.T, want map[string]string) {
+	t.Helper()
+	for k, v := range sysctls(t) {
+		if want[k] != v {
+			t.Errorf("sysctl %s is %q after the run, was %q", k, v, want[k])
+		}
+	}
+}
+
+// assertNoWorkers checks that no process listed in the run's workers.pids lives.
+func assertNoWorkers(t *testing.T, dir string) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, "workers.pids"))
+	if err != nil {
+		t.Fatalf("reading workers.pids: %v", err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		pid, _ := strconv.Atoi(strings.Fields(line)[0])
+		for syscall.Kill(pid, 0) == nil {
+			if time.Now().After(deadline) {
+				t.Errorf("worker %s still alive after the run", line)
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+	dir            string
+}
+
+func start(t *testing.T, args ...string) (*exec.Cmd, *bytes.Buffer, *bytes.Buffer, string) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "run")
+	cmd := exec.Command(binary, append([]string{"run", "--out", dir}, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, &stdout, &stderr, dir
+}
+
+func finish(t *testing.T, cmd *exec.Cmd, stdout, stderr *bytes.Buffer, dir string) result {
+	t.Helper()
+	err := cmd.Wait()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return result{stdout.String(), stderr.String(), code, dir}
+}
+
+func run(t *testing.T, args ...string) result {
+	t.Helper()
+	cmd, o, e, dir := start(t, args...)
+	return finish(t, cmd, o, e, dir)
+}
+
+func readSummary(t *testing.T, r result) summary {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(r.dir, "summary.json"))
+	if err != nil {
+		t.Fatalf("reading summary.json: %v\nstderr:\n%s", err, r.stderr)
+	}
+	var s summary
+	if err := json.Unmarshal(data, &s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// countOnPort asks sock_diag how many established sockets sit on port.
+func countOnPort(t *testing.T, port uint16) int {
+	t.Helper()
+	n := 0
+	err := sockdiag.DumpIPv4(1<<sockdiag.StateEstablished, func(s *sockdiag.Socket) {
+		if s.Local.Port() == port {
+			n++
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// ssCount counts established sockets on a local port with iproute2's ss.
+func ssCount(t *testing.T, port int) int {
+	t.Helper()
+	out, err := exec.Command("ss", "-Htn", "state", "established", fmt.Sprintf("( sport = :%d )", port)).Output()
+	if err != nil {
+		t.Fatalf("ss: %v", err)
+	}
+	return bytes.Count(out, []byte("\n"))
+}
+
+func TestRunVerifiesAllOnOnePortPastOneProcessFdBudget(t *testing.T) {
+	needRoot(t)
+	before := sysctls(t)
+	const n, port = 30000, 19901
+	cmd, o, e, dir := start(t, "--conns", strconv.Itoa(n), "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--hold", "4s")
+	// While the run holds, the kernel must show n server sockets on the one port.
+	seen := 0
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline) && seen < n; time.Sleep(200 * time.Millisecond) {
+		seen = ssCount(t, port)
+	}
+	r := finish(t, cmd, o, e, dir)
+	if r.code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	if seen != n {
+		t.Errorf("ss saw %d established sockets on port %d during the hold, want %d", seen, port, n)
+	}
+	s := readSummary(t, r)
+	if s.Verified != n || s.Established != n || s.Accepted != n || len(s.Failed) != 0 || s.Limit != nil {
+		t.Errorf("summary: verified %d established %d accepted %d failed %v limit %v", s.Verified, s.Established, s.Accepted, s.Failed, s.Limit)
+	}
+	if s.Server.Port != port || s.ServerSockets != n || s.DistinctClientEndpoints != n {
+		t.Errorf("one port: server %+v, %d sockets on it, %d distinct client endpoints", s.Server, s.ServerSockets, s.DistinctClientEndpoints)
+	}
+	// 30,000 sockets per side do not fit one process's 20,000 fds.
+	if s.Workers.Client < 2 || s.Workers.Server < 2 {
+		t.Errorf("workers %+v: one process cannot hold %d sockets", s.Workers, n)
+	}
+	if s.RunnerPss == 0 || s.Phases.ConnectSeconds <= 0 || s.Phases.ExchangeSeconds <= 0 || s.Phases.CloseSeconds <= 0 {
+		t.Errorf("pss %d phases %+v", s.RunnerPss, s.Phases)
+	}
+	for _, c := range s.SysctlChanges {
+		if !c.Restored {
+			t.Errorf("summary says %s not restored", c.Key)
+		}
+	}
+	if left := countOnPort(t, port); left != 0 {
+		t.Errorf("%d sockets left on port %d after the run", left, port)
+	}
+	assertNoWorkers(t, r.dir)
+	assertSysctls(t, before)
+}
+
+func TestPortsBindFirstWithOneSourceAndANarrowRange(t *testing.T) {
+	needRoot(t)
+	before := sysctls(t)
+	r := run(t, "--conns", "3000", "--listen", "127.0.0.1:19902", "--src", "127.0.0.2", "--port-range", "40000-40999")
+	if r.code != 1 {
+		t.Fatalf("exit %d, want 1\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	s := readSummary(t, r)
+	if s.Limit == nil || s.Limit.Kind != "ports" || !strings.Contains(s.Limit.Detail, "127.0.0.2") || !strings.Contains(s.Limit.Detail, "40000–40999") {
+		t.Fatalf("limit %+v, want ports on 127.0.0.2", s.Limit)
+	}
+	// 1,000 ports, less any another program holds.
+	if s.Verified < 900 || s.Verified > 1000 || s.Limit.At != s.Established {
+		t.Errorf("verified %d, limit at %d, established %d; want about 1,000", s.Verified, s.Limit.At, s.Established)
+	}
+	if s.Failed["no_source_port"] == 0 {
+		t.Errorf("failures %v do not count no_source_port", s.Failed)
+	}
+	if !strings.Contains(r.stdout, "no free source ports on 127.0.0.2") {
+		t.Errorf("stdout does not name the limit:\n%s", r.stdout)
+	}
+	assertNoWorkers(t, r.dir)
+	assertSysctls(t, before)
+}
+
+func TestFdsBindFirstWithATinyPerWorkerBudget(t *testing.T) {
+	needRoot(t)
+	before := sysctls(t)
+	r := run(t, "--conns", "2000", "--listen", "127.0.0.1:19903", "--worker-fds", "200", "--max-workers", "2")
+	if r.code != 1 {
+		t.Fatalf("exit %d, want 1\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	s := readSummary(t, r)
+	if s.Limit == nil || s.Limit.Kind != "fds" || !strings.Contains(s.Limit.Detail, "RLIMIT_NOFILE 200") {
+		t.Fatalf("limit %+v, want fds", s.Limit)
+	}
+	// Two workers a side, each below 200 fds, its own few included.
+	if s.Verified == 0 || s.Verified > 2*200 || s.Failed["emfile"] == 0 {
+		t.Errorf("verified %d, failures %v", s.Verified, s.Failed)
+	}
+	assertNoWorkers(t, r.dir)
+	assertSysctls(t, before)
+}
+
+func TestKilledWorkerIsNamedAndNothingIsLeft(t *testing.T) {
+	needRoot(t)
+	before := sysctls(t)
+	cmd, o, e, dir := start(t, "--conns", "20000", "--listen", "127.0.0.1:19904", "--rate", "4000", "--max-workers", "2", "--worker-fds", "12000")
+	var victim int
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && victim == 0; time.Sleep(100 * time.Millisecond) {
+		data, _ := os.ReadFile(filepath.Join(dir, "workers.pids"))
+		for _, line := range strings.Split(string(data), "\n") {
+			if f := strings.Fields(line); len(f) == 3 && f[1] == "client" {
+				victim, _ = strconv.Atoi(f[0])
+			}
+		}
+	}
+	if victim == 0 {
+		cmd.Process.Kill()
+		t.Fatal("no client worker appeared in workers.pids")
+	}
+	time.Sleep(time.Second)
+	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	r := finish(t, cmd, o, e, dir)
+	if r.code != 1 {
+		t.Fatalf("exit %d, want 1\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	s := readSummary(t, r)
+	if s.Limit == nil || s.Limit.Kind != "worker_died" || !strings.Contains(s.Limit.Detail, strconv.Itoa(victim)) || !strings.Contains(s.Limit.Detail, "SIGKILL") {
+		t.Errorf("limit %+v, want worker_died naming pid %d and SIGKILL", s.Limit, victim)
+	}
+	if s.Established >= 20000 {
+		t.Errorf("established %d: the run did not end at the death", s.Established)
+	}
+	assertNoWorkers(t, r.dir)
+	assertSysctls(t, before)
+	if left := countOnPort(t, 19904); left != 0 {
+		t.Errorf("%d sockets left on the port", left)
+	}
+}
+
+func TestSIGINTMidConnectRestoresAndLeavesNothing(t *testing.T) {
+	needRoot(t)
+	before := sysctls(t)
+	cmd, o, e, dir := start(t, "--conns", "50000", "--listen", "127.0.0.1:19905", "--rate", "5000",
+		"--sysctl", "net.ipv4.tcp_rmem=4096 65536 1048576")
+	time.Sleep(2 * time.Second)
+	if v, _ := sysctl.Read("net.ipv4.tcp_rmem"); v != "4096 65536 1048576" {
+		t.Errorf("tcp_rmem during the run = %q: --sysctl not applied", v)
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	r := finish(t, cmd, o, e, dir)
+	if r.code != 1 {
+		t.Fatalf("exit %d, want 1\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	s := readSummary(t, r)
+	if s.Limit == nil || s.Limit.Kind != "interrupted" {
+		t.Errorf("limit %+v, want interrupted", s.Limit)
+	}
+	// What was held was still verified.
+	if s.Established == 0 || s.Established >= 50000 || s.Verified != s.Established {
+		t.Errorf("established %d verified %d", s.Established, s.Verified)
+	}
+	assertNoWorkers(t, r.dir)
+	assertSysctls(t, before)
+}
+
+func TestSIGKILLedRunIsUndoneByRestore(t *testing.T) {
+	needRoot(t)
+	before := sysctls(t)
+	cmd, o, e, dir := start(t, "--conns", "2000", "--listen", "127.0.0.1:19906", "--hold", "60s", "--port-range", "41000-59999")
+	for deadline := time.Now().Add(20 * time.Second); countOnPort(t, 19906) < 2000; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("the run never held 2000 connections")
+		}
+	}
+	if v, _ := sysctl.Read("net.ipv4.ip_local_port_range"); v != "41000 59999" {
+		t.Errorf("port range during the run = %q", v)
+	}
+	cmd.Process.Kill()
+	finish(t, cmd, o, e, dir)
+	// PR_SET_PDEATHSIG takes the workers down with the parent.
+	assertNoWorkers(t, dir)
+	out, err := exec.Command(binary, "restore", dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("restore: %v\n%s", err, out)
+	}
+	assertSysctls(t, before)
+}
+
+func TestBadInputExits2AndChangesNothing(t *testing.T) {
+	before := sysctls(t)
+	for _, args := range [][]string{
+		{"run", "--conns", "0"},
+		{"run", "--conns", "-5"},
+		{"run", "--conns", "many"},
+		{"run"},
+		{"run", "--conns", "10", "--listen", "nowhere"},
+		{"run", "--conns", "10", "--src", "300.1.1.1"},
+		{"run", "--conns", "10", "--port-range", "5-2"},
+		{"run", "--conns", "10", "--sysctl", "net.ipv4.no_such_sysctl=1"},
+		{"run", "--conns", "10", "--worker-fds", "5"},
+		{"run", "--conns", "10", "--inflight", "0"},
+		{"run", "--conns", "10", "extra"},
+		{"frobnicate"},
+	} {
+		dir := filepath.Join(t.TempDir(), "run")
+		cmd := exec.Command(binary, append(args, "--out", dir)...)
+		if args[0] == "frobnicate" {
+			cmd = exec.Command(binary, args...)
+		}
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		ee, ok := err.(*exec.ExitError)
+		if !ok || ee.ExitCode() != 2 {
+			t.Errorf("%v: %v, want exit 2", args, err)
+		}
+		if lines := strings.Count(strings.TrimSpace(stderr.String()), "\n") + 1; lines != 1 || stderr.Len() == 0 {
+			t.Errorf("%v: want one sentence on stderr, got:\n%s", args, stderr.String())
+		}
+		if _, err := os.Stat(dir); err == nil {
+			t.Errorf("%v: created the run directory", args)
+		}
+	}
+	assertSysctls(t, before)
+}
+
+func TestNonRootRunThatNeedsRootExits2(t *testing.T) {
+	needRoot(t)
+	cmd := exec.Command(binary, "run", "--conns", "100000", "--out", filepath.Join(t.TempDir(), "x"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(stderr.String(), "needs root") {
+		t.Errorf("non-root run: %v, stderr %q; want exit 2 saying it needs root", err, stderr.String())
+	}
+}

@@ -1,0 +1,58 @@
+package procfs
+
+import "testing"
+
+func withRoot(t *testing.T) {
+	old := Root
+	Root = "testdata/proc"
+	t.Cleanup(func() { Root = old })
+}
+
+func TestReadRecorded(t *testing.T) {
+	withRoot(t)
+	m, err := ReadMeminfo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.MemAvailable != 24108276*1024 || m.SUnreclaim != 69248*1024 || m.Percpu != 8640*1024 {
+		t.Errorf("meminfo %+v", m)
+	}
+	s, err := ReadSlabinfo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := s["TCP"]; c.ActiveObjs != 26 || c.ObjSize != 2368 || len(s) != 2 {
+		t.Errorf("slabinfo %+v", s)
+	}
+	l, err := ReadListenCounters()
+	if err != nil || l.Overflows != 12 || l.Drops != 15 {
+		t.Errorf("listen counters %+v %v", l, err)
+	}
+	st, err := ReadSockstat()
+	if err != nil || st.TCPInUse != 2000004 || st.TCPTimeWait != 3 || st.TCPMemPages != 17 || st.TCPAlloc != 2000010 {
+		t.Errorf("sockstat %+v %v", st, err)
+	}
+	pss, err := Pss(42)
+	if err != nil || pss != 1234*1024 {
+		t.Errorf("pss %d %v", pss, err)
+	}
+	if _, err := Pss(43); err == nil {
+		t.Error("Pss of a missing process did not fail")
+	}
+}
+
+func TestLiveProc(t *testing.T) {
+	m, err := ReadMeminfo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.MemTotal == 0 || m.MemAvailable == 0 || m.MemAvailable > m.MemTotal {
+		t.Errorf("implausible meminfo %+v", m)
+	}
+	if _, err := ReadListenCounters(); err != nil {
+		t.Error(err)
+	}
+	if _, err := ReadVmstat(); err != nil {
+		t.Error(err)
+	}
+}

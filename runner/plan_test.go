@@ -1,0 +1,139 @@
+package runner
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+func TestMakePlan(t *testing.T) {
+	for _, tc := range []struct {
+		name                string
+		in                  PlanInput
+		workers, sources    int
+		perWorker, portsPer int
+	}{
+		{"one process", PlanInput{Conns: 1000, NoFile: 20000, PortLo: 32768, PortHi: 60999}, 1, 1, 19984, 28232},
+		{"past one fd budget", PlanInput{Conns: 30000, NoFile: 20000, PortLo: 32768, PortHi: 60999}, 2, 3, 19984, 28232},
+		{"a million", PlanInput{Conns: 1000000, NoFile: 20000, PortLo: 32768, PortHi: 60999}, 51, 71, 19984, 28232},
+		{"capped workers", PlanInput{Conns: 5000, NoFile: 100, MaxWorkers: 2, PortLo: 32768, PortHi: 60999}, 2, 1, 84, 28232},
+		{"raised hard limit", PlanInput{Conns: 1000000, NoFile: 1048576, PortLo: 32768, PortHi: 60999}, 1, 71, 1048560, 28232},
+		{"given sources", PlanInput{Conns: 5000, NoFile: 20000, PortLo: 40000, PortHi: 40999,
+			Sources: []netip.Addr{netip.MustParseAddr("127.0.0.2")}}, 1, 1, 19984, 1000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := MakePlan(tc.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.ClientWorkers != tc.workers || p.ServerWorkers != tc.workers || len(p.Sources) != tc.sources ||
+				p.ConnsPerWorker != tc.perWorker || p.PortsPerSource != tc.portsPer {
+				t.Errorf("plan %+v with %d sources; want %d workers, %d sources, %d per worker, %d ports",
+					p, len(p.Sources), tc.workers, tc.sources, tc.perWorker, tc.portsPer)
+			}
+			total := 0
+			for i := range p.ClientWorkers {
+				total += Quota(tc.in.Conns, p.ClientWorkers, i)
+			}
+			if total != tc.in.Conns {
+				t.Errorf("quotas sum to %d, want %d", total, tc.in.Conns)
+			}
+		})
+	}
+}
+
+func TestAutoSourcesSkipNetworkAndBroadcastOctets(t *testing.T) {
+	got, err := autoSources(300)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0].String() != "127.1.0.1" || got[253].String() != "127.1.0.254" || got[254].String() != "127.1.1.1" {
+		t.Errorf("sources start %s … %s, %s", got[0], got[253], got[254])
+	}
+	seen := map[netip.Addr]bool{}
+	for _, a := range got {
+		if seen[a] || strings.HasSuffix(a.String(), ".0") || strings.HasSuffix(a.String(), ".255") {
+			t.Errorf("bad or repeated source %s", a)
+		}
+		seen[a] = true
+	}
+}
+
+func TestMakePlanRejects(t *testing.T) {
+	if _, err := MakePlan(PlanInput{Conns: 10, NoFile: 16, PortLo: 1, PortHi: 2}); err == nil {
+		t.Error("accepted an fd budget that leaves no room for sockets")
+	}
+	if _, err := MakePlan(PlanInput{Conns: 10, NoFile: 100, PortLo: 5, PortHi: 4}); err == nil {
+		t.Error("accepted an empty port range")
+	}
+}
+
+func TestPreflight(t *testing.T) {
+	h := Host{NoFileSoft: 20000, NoFileHard: 20000, NrOpen: 1048576, FileMax: 2466183, FilesOpen: 1000,
+		PortLo: 32768, PortHi: 60999, Somaxconn: 4096, SynBacklog: 2048,
+		SlabObjSize: map[string]uint64{"TCP": 2368, "sock_inode_cache": 832, "dentry": 192, "filp": 192, "eventpoll_epi": 128}}
+	h.Mem.MemAvailable = 23 << 30
+	p, _ := MakePlan(PlanInput{Conns: 1000000, NoFile: 20000, PortLo: 32768, PortHi: 60999})
+	checks := Preflight(h, p, Tuning{Backlog: 65535, PortLo: 32768, PortHi: 60999}, 1<<30, false)
+	byName := map[string]Check{}
+	for _, c := range checks {
+		byName[c.Limit] = c
+	}
+	if c := byName["fds per process"]; !c.OK || !strings.Contains(c.Action, "51 client + 51 server") {
+		t.Errorf("fds: %+v", c)
+	}
+	if c := byName["accept backlog"]; c.OK || !strings.Contains(c.Action, "65535") {
+		t.Errorf("backlog: %+v", c)
+	}
+	if c := byName["memory"]; !c.OK || !strings.Contains(c.Needs, "7.2 KiB per connection") || !strings.Contains(c.Note, "TCP 2368") {
+		t.Errorf("memory: %+v", c)
+	}
+	if _, ok := byName["conntrack"]; ok {
+		t.Error("conntrack listed though nf_conntrack is not loaded")
+	}
+
+	// 4 GiB available holds about 4 GiB / 7,424 B ≈ 578,524 connections.
+	h.Mem.MemAvailable = 5 << 30
+	checks = Preflight(h, p, Tuning{Backlog: 65535, PortLo: 32768, PortHi: 60999}, 1<<30, false)
+	for _, c := range checks {
+		if c.Limit == "memory" && (c.OK || !strings.Contains(c.Action, "578,524")) {
+			t.Errorf("memory with 5 GiB: %+v", c)
+		}
+	}
+
+	one := []netip.Addr{netip.MustParseAddr("127.0.0.2")}
+	p, _ = MakePlan(PlanInput{Conns: 3000, NoFile: 20000, Sources: one, PortLo: 40000, PortHi: 40999})
+	for _, c := range Preflight(h, p, Tuning{Backlog: 65535, PortLo: 40000, PortHi: 40999}, 1<<30, false) {
+		if c.Limit == "source ports" && (c.OK || !strings.Contains(c.Action, "binds at 1,000")) {
+			t.Errorf("ports: %+v", c)
+		}
+	}
+}
+
+func TestStatsRoundTrip(t *testing.T) {
+	s := Stats{Opened: 7, Established: 6, Verified: 5, FirstFail: uint8(failPorts) + 1, FirstFailSrc: [4]byte{127, 0, 0, 2}}
+	s.Failed[failPorts] = 3
+	var got Stats
+	if err := got.unmarshal(s.marshal(make([]byte, statsSize))); err != nil {
+		t.Fatal(err)
+	}
+	if got != s {
+		t.Errorf("round trip: got %+v, want %+v", got, s)
+	}
+	if err := got.unmarshal(make([]byte, statsSize-1)); err == nil {
+		t.Error("accepted a short record")
+	}
+}
+
+func TestGroupAndBytes(t *testing.T) {
+	for in, want := range map[int64]string{0: "0", 999: "999", 1000: "1,000", 28232: "28,232", 1000000: "1,000,000", -1234: "-1,234"} {
+		if got := group(in); got != want {
+			t.Errorf("group(%d) = %q, want %q", in, got, want)
+		}
+	}
+	for in, want := range map[uint64]string{512: "512 B", 7424: "7.2 KiB", 1 << 30: "1.0 GiB"} {
+		if got := Bytes(in); got != want {
+			t.Errorf("Bytes(%d) = %q, want %q", in, got, want)
+		}
+	}
+}
