@@ -16,11 +16,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/c10mprobe/c10mprobe/internal/procfs"
 	"github.com/c10mprobe/c10mprobe/internal/sockdiag"
 	"github.com/c10mprobe/c10mprobe/internal/sysctl"
 )
 
-var binary string
+var toolBinary string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "c10mprobe-e2e")
@@ -28,8 +29,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "c10mprobe")
-	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+	toolBinary = filepath.Join(dir, "c10mprobe")
+	if out, err := exec.Command("go", "build", "-o", toolBinary, ".").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building c10mprobe: %v\n%s", err, out)
 		os.Exit(1)
 	}
@@ -101,7 +102,7 @@ type result struct {
 func start(t *testing.T, args ...string) (*exec.Cmd, *bytes.Buffer, *bytes.Buffer, string) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "run")
-	cmd := exec.Command(binary, append([]string{"run", "--out", dir}, args...)...)
+	cmd := exec.Command(toolBinary, append([]string{"run", "--out", dir}, args...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
@@ -128,7 +129,7 @@ func run(t *testing.T, args ...string) result {
 	return finish(t, cmd, o, e, dir)
 }
 
-func readSummary(t *testing.T, r result) summary {
+func readSummary(t testing.TB, r result) summary {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(r.dir, "summary.json"))
 	if err != nil {
@@ -337,7 +338,7 @@ func TestSIGKILLedRunIsUndoneByRestore(t *testing.T) {
 	finish(t, cmd, o, e, dir)
 	// PR_SET_PDEATHSIG takes the workers down with the parent.
 	assertNoWorkers(t, dir)
-	out, err := exec.Command(binary, "restore", dir).CombinedOutput()
+	out, err := exec.Command(toolBinary, "restore", dir).CombinedOutput()
 	if err != nil {
 		t.Fatalf("restore: %v\n%s", err, out)
 	}
@@ -361,9 +362,9 @@ func TestBadInputExits2AndChangesNothing(t *testing.T) {
 		{"frobnicate"},
 	} {
 		dir := filepath.Join(t.TempDir(), "run")
-		cmd := exec.Command(binary, append(args, "--out", dir)...)
+		cmd := exec.Command(toolBinary, append(args, "--out", dir)...)
 		if args[0] == "frobnicate" {
-			cmd = exec.Command(binary, args...)
+			cmd = exec.Command(toolBinary, args...)
 		}
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
@@ -384,7 +385,7 @@ func TestBadInputExits2AndChangesNothing(t *testing.T) {
 
 func TestNonRootRunThatNeedsRootExits2(t *testing.T) {
 	needRoot(t)
-	cmd := exec.Command(binary, "run", "--conns", "100000", "--out", filepath.Join(t.TempDir(), "x"))
+	cmd := exec.Command(toolBinary, "run", "--conns", "100000", "--out", filepath.Join(t.TempDir(), "x"))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -392,4 +393,29 @@ func TestNonRootRunThatNeedsRootExits2(t *testing.T) {
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(stderr.String(), "needs root") {
 		t.Errorf("non-root run: %v, stderr %q; want exit 2 saying it needs root", err, stderr.String())
 	}
+}
+
+func TestMemoryReserveStopsTheRunAndVerifiesWhatIsHeld(t *testing.T) {
+	needRoot(t)
+	before := sysctls(t)
+	m, err := procfs.ReadMeminfo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A reserve 96 MiB below what is available now: the run's own sockets
+	// (≈ 7 KiB of slab per connection) cross it after roughly 13,000.
+	reserve := m.MemAvailable - 96<<20
+	r := run(t, "--conns", "200000", "--listen", "127.0.0.1:19907", "--reserve", strconv.FormatUint(reserve, 10))
+	if r.code != 1 {
+		t.Fatalf("exit %d, want 1\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	s := readSummary(t, r)
+	if s.Limit == nil || s.Limit.Kind != "memory_reserve" || !strings.Contains(s.Limit.Detail, "below the reserve") {
+		t.Fatalf("limit %+v, want memory_reserve", s.Limit)
+	}
+	if s.Established == 0 || s.Established >= 100000 || s.Verified != s.Established || s.Limit.At != s.Established {
+		t.Errorf("established %d, verified %d, limit at %d", s.Established, s.Verified, s.Limit.At)
+	}
+	assertNoWorkers(t, r.dir)
+	assertSysctls(t, before)
 }

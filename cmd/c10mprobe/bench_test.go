@@ -1,0 +1,149 @@
+package main
+
+import (
+	"encoding/binary"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/c10mprobe/c10mprobe/internal/procfs"
+)
+
+// baselineConns fits one process's 20,000 fds with both ends in it.
+const baselineConns = 9000
+
+// BenchmarkRunner measures the runner at 200,000 connections and, in the same
+// run, the one-process Go net baseline (a goroutine per connection, the way
+// most Go servers are written) at the most one process can hold. Reported:
+// connect and verified rates, user-space bytes per connection, and ratios.
+func BenchmarkRunner(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	base := netBaseline(b, baselineConns)
+	b.Logf("baseline (Go net, one process, %d conns): %.0f conns/s, %.0f verified/s, %.0f B/conn",
+		baselineConns, base.connectRate, base.verifiedRate, base.bytesPerConn)
+	for _, n := range []int{baselineConns, 200000} {
+		dir := b.TempDir() + "/run"
+		cmd := []string{"run", "--conns", strconv.Itoa(n), "--listen", "127.0.0.1:19950", "--out", dir}
+		if out, err := exec.Command(toolBinary, cmd...).CombinedOutput(); err != nil {
+			b.Fatalf("run --conns %d: %v\n%s", n, err, out)
+		}
+		s := readSummary(b, result{dir: dir})
+		perConn := float64(s.RunnerPss) / float64(s.Established)
+		b.Logf("runner at %d: %.0f conns/s, %.0f verified/s, %.0f B/conn (PSS %d over %d+%d workers); ×%.2f baseline rate, ×%.3f baseline bytes",
+			n, s.ConnectRate, s.VerifiedRate, perConn, s.RunnerPss, s.Workers.Client, s.Workers.Server,
+			s.VerifiedRate/base.verifiedRate, perConn/base.bytesPerConn)
+		if n == 200000 {
+			b.ReportMetric(s.ConnectRate, "conns/s")
+			b.ReportMetric(s.VerifiedRate, "verified/s")
+			b.ReportMetric(perConn, "B/conn")
+			b.ReportMetric(s.VerifiedRate/base.verifiedRate, "rate-x-baseline")
+			b.ReportMetric(perConn/base.bytesPerConn, "bytes-x-baseline")
+		}
+	}
+}
+
+type baseline struct{ connectRate, verifiedRate, bytesPerConn float64 }
+
+// netBaseline opens n connections with the net package in this process,
+// exchanges the same numbered message, and measures the PSS it grew by.
+func netBaseline(b *testing.B, n int) baseline {
+	runtime.GC()
+	pid := os.Getpid()
+	pss0, err := procfs.Pss(pid)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:19951")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	var serverConns []net.Conn
+	var mu sync.Mutex
+	accepted := make(chan struct{}, n)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			serverConns = append(serverConns, c)
+			mu.Unlock()
+			accepted <- struct{}{}
+		}
+	}()
+	start := time.Now()
+	clients := make([]net.Conn, 0, n)
+	for range n {
+		c, err := net.Dial("tcp", "127.0.0.1:19951")
+		if err != nil {
+			b.Fatalf("baseline dial: %v", err)
+		}
+		clients = append(clients, c)
+	}
+	for range n {
+		<-accepted
+	}
+	connect := time.Since(start)
+	var wg sync.WaitGroup
+	var verified sync.WaitGroup
+	release := make(chan struct{})
+	ok := make(chan bool, n)
+	for _, c := range clients {
+		wg.Add(1)
+		go func(c net.Conn) { // echo, then hold the connection like the runner does
+			defer wg.Done()
+			var buf [4]byte
+			if _, err := io.ReadFull(c, buf[:]); err == nil {
+				c.Write(buf[:])
+			}
+			<-release
+		}(c)
+	}
+	for i, c := range serverConns {
+		verified.Add(1)
+		go func(c net.Conn, num uint32) {
+			defer verified.Done()
+			var buf, echo [4]byte
+			binary.BigEndian.PutUint32(buf[:], num)
+			c.Write(buf[:])
+			_, err := io.ReadFull(c, echo[:])
+			ok <- err == nil && echo == buf
+			<-release
+		}(c, uint32(i))
+	}
+	good := 0
+	for range n {
+		if <-ok {
+			good++
+		}
+	}
+	total := time.Since(start)
+	pss1, _ := procfs.Pss(pid)
+	close(release)
+	wg.Wait()
+	verified.Wait()
+	for _, c := range clients {
+		c.Close()
+	}
+	for _, c := range serverConns {
+		c.Close()
+	}
+	if good != n {
+		b.Fatalf("baseline verified %d of %d", good, n)
+	}
+	return baseline{
+		connectRate:  float64(n) / connect.Seconds(),
+		verifiedRate: float64(n) / total.Seconds(),
+		bytesPerConn: float64(pss1-pss0) / float64(n),
+	}
+}
