@@ -1,0 +1,526 @@
+//go:build ignore
+
+// c10mprobe's kernel side: what each connection costs, aggregated in the
+// kernel. Every measurement is one __always_inline handler; the wrappers below
+// attach it per backend (fentry_, kprobe_, rawtp_, tp_), libbpf-tools style.
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_endian.h>
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define MAX_CACHES 32
+#define CACHE_NAME_LEN 32
+#define NOT_WATCHED 0xffffffff
+#define MAX_ORDER 11
+#define TCP_STATES 13
+#define LAT_SLOTS 32
+#define PAGE_CACHE_BASE 64 /* stack keys for page allocations: base + order */
+
+/* Set by Go before load. */
+const volatile __u32 sample_every = 8; /* one allocation stack in this many */
+const volatile __u16 run_port = 0;     /* the run's server port, host order */
+
+/* Watched slab caches: name → index, filled by Go before attaching. */
+struct cache_name {
+	char name[CACHE_NAME_LEN];
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_CACHES);
+	__type(key, struct cache_name);
+	__type(value, __u32);
+} cache_by_name SEC(".maps");
+
+/* kmem_cache pointer → index (or NOT_WATCHED), resolved through its name the
+ * first time the pointer is seen; every later event is one pointer lookup. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __u32);
+} cache_by_ptr SEC(".maps");
+
+struct cache_stats {
+	__u64 allocs;
+	__u64 frees;
+	__u64 run_allocs;
+	__u64 run_frees;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_CACHES);
+	__type(key, __u32);
+	__type(value, struct cache_stats);
+} cache_totals SEC(".maps");
+
+/* Processes of the run (tgid), filled by Go as it starts them. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u8);
+} run_pids SEC(".maps");
+
+struct counters {
+	__u64 sendmsg_calls;
+	__u64 sendmsg_bytes;
+	__u64 run_sendmsg_calls;
+	__u64 run_sendmsg_bytes;
+	__u64 page_allocs[MAX_ORDER];
+	__u64 page_frees[MAX_ORDER];
+	__u64 run_page_allocs[MAX_ORDER];
+	__u64 state_to[TCP_STATES];
+	__u64 connect_latency[LAT_SLOTS]; /* log2 µs, SYN_SENT → ESTABLISHED */
+	__u64 direct_reclaim;
+	__u64 memcg_reclaim;
+	__u64 oom_victims;
+	__u64 exceed_buf_limit;
+	__u64 kmalloc_calls;
+	__u64 kmalloc_bytes;
+	__u64 lost_sockets;   /* socket map full */
+	__u64 lost_stacks;    /* stack map full or collision */
+	__u64 lost_kmalloc;   /* call-site map full */
+	__u64 lost_caches;    /* cache pointer map full */
+	__u64 stack_samples;
+	__u64 sample_tick;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct counters);
+} totals SEC(".maps");
+
+/* Per-socket memory of the run's sockets, sized by Go for the run. */
+struct sock_mem {
+	__u64 bytes_sent;
+	__u64 syn_sent_ns;
+	__u32 sends;
+	__u32 wmem_queued;
+	__s32 fwd_alloc;
+	__u32 rmem_alloc;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << 16);
+	__type(key, __u64);
+	__type(value, struct sock_mem);
+} sockets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
+	__uint(max_entries, 16384);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, 127 * sizeof(__u64));
+} stacks SEC(".maps");
+
+struct stack_key {
+	__s32 stack_id;
+	__u32 cache; /* cache index, or PAGE_CACHE_BASE + order */
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct stack_key);
+	__type(value, __u64); /* bytes, weighted by the sampling rate */
+} alloc_stacks SEC(".maps");
+
+struct site_stats {
+	__u64 calls;
+	__u64 bytes;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct site_stats);
+} kmalloc_sites SEC(".maps");
+
+/* log2 of a 64-bit value, as libbpf-tools' bits.bpf.h computes it. */
+static __always_inline __u64 log2_32(__u32 v)
+{
+	__u32 shift, r;
+	r = (v > 0xFFFF) << 4; v >>= r;
+	shift = (v > 0xFF) << 3; v >>= shift; r |= shift;
+	shift = (v > 0xF) << 2; v >>= shift; r |= shift;
+	shift = (v > 0x3) << 1; v >>= shift; r |= shift;
+	r |= (v >> 1);
+	return r;
+}
+
+static __always_inline __u64 log2_64(__u64 v)
+{
+	__u32 hi = v >> 32;
+	return hi ? log2_32(hi) + 32 : log2_32(v);
+}
+
+static __always_inline struct counters *ctrs(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&totals, &zero);
+}
+
+static __always_inline bool in_run(void)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	return bpf_map_lookup_elem(&run_pids, &tgid) != NULL;
+}
+
+/* The run's sockets are those on its server port, at either end. */
+static __always_inline bool run_socket(const struct sock *sk)
+{
+	__u16 lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	__u16 dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	return lport == run_port || dport == run_port;
+}
+
+/* One allocation stack in sample_every, weighted back up. */
+static __always_inline void sample_stack(void *ctx, __u32 cache, __u64 bytes)
+{
+	struct counters *c = ctrs();
+	if (!c)
+		return;
+	if (++c->sample_tick % sample_every)
+		return;
+	struct stack_key key = { .cache = cache };
+	key.stack_id = bpf_get_stackid(ctx, &stacks, 0);
+	if (key.stack_id < 0) {
+		c->lost_stacks++;
+		return;
+	}
+	c->stack_samples++;
+	__u64 w = bytes * sample_every;
+	__u64 *v = bpf_map_lookup_elem(&alloc_stacks, &key);
+	if (v) {
+		__sync_fetch_and_add(v, w);
+	} else if (bpf_map_update_elem(&alloc_stacks, &key, &w, BPF_NOEXIST)) {
+		c->lost_stacks++;
+	}
+}
+
+/* ---- slab caches ---- */
+
+static __always_inline __u32 resolve_cache(const struct kmem_cache *s)
+{
+	__u64 key = (__u64)s;
+	__u32 *idx = bpf_map_lookup_elem(&cache_by_ptr, &key);
+	if (idx)
+		return *idx;
+
+	struct cache_name name = {};
+	bpf_probe_read_kernel_str(name.name, sizeof(name.name), BPF_CORE_READ(s, name));
+	__u32 *want = bpf_map_lookup_elem(&cache_by_name, &name);
+	__u32 fresh = want ? *want : NOT_WATCHED;
+	if (bpf_map_update_elem(&cache_by_ptr, &key, &fresh, BPF_NOEXIST)) {
+		struct counters *c = ctrs();
+		if (c)
+			c->lost_caches++;
+	}
+	return fresh;
+}
+
+static __always_inline void handle_cache_alloc(void *ctx, __u32 index, __u64 bytes)
+{
+	if (index >= MAX_CACHES)
+		return;
+	struct cache_stats *st = bpf_map_lookup_elem(&cache_totals, &index);
+	if (!st)
+		return;
+	st->allocs++;
+	if (in_run()) {
+		st->run_allocs++;
+		sample_stack(ctx, index, bytes);
+	}
+}
+
+static __always_inline void handle_cache_free(__u32 index)
+{
+	if (index >= MAX_CACHES)
+		return;
+	struct cache_stats *st = bpf_map_lookup_elem(&cache_totals, &index);
+	if (!st)
+		return;
+	st->frees++;
+	if (in_run())
+		st->run_frees++;
+}
+
+SEC("raw_tracepoint/kmem_cache_alloc")
+int rawtp_kmem_cache_alloc(struct bpf_raw_tracepoint_args *ctx)
+{
+	const struct kmem_cache *s = (const struct kmem_cache *)ctx->args[2];
+	handle_cache_alloc(ctx, resolve_cache(s), BPF_CORE_READ(s, size));
+	return 0;
+}
+
+SEC("raw_tracepoint/kmem_cache_free")
+int rawtp_kmem_cache_free(struct bpf_raw_tracepoint_args *ctx)
+{
+	handle_cache_free(resolve_cache((const struct kmem_cache *)ctx->args[2]));
+	return 0;
+}
+
+static __always_inline __u32 cache_from_data_loc(void *ctx, __u32 data_loc)
+{
+	struct cache_name name = {};
+	bpf_probe_read_kernel_str(name.name, sizeof(name.name), (char *)ctx + (data_loc & 0xffff));
+	__u32 *idx = bpf_map_lookup_elem(&cache_by_name, &name);
+	return idx ? *idx : NOT_WATCHED;
+}
+
+SEC("tracepoint/kmem/kmem_cache_alloc")
+int tp_kmem_cache_alloc(struct trace_event_raw_kmem_cache_alloc *ctx)
+{
+	handle_cache_alloc(ctx, cache_from_data_loc(ctx, ctx->__data_loc_name), ctx->bytes_alloc);
+	return 0;
+}
+
+SEC("tracepoint/kmem/kmem_cache_free")
+int tp_kmem_cache_free(struct trace_event_raw_kmem_cache_free *ctx)
+{
+	handle_cache_free(cache_from_data_loc(ctx, ctx->__data_loc_name));
+	return 0;
+}
+
+/* ---- kmalloc by call site, for the run's processes ---- */
+
+static __always_inline void handle_kmalloc(__u64 call_site, __u64 bytes)
+{
+	if (!in_run())
+		return;
+	struct counters *c = ctrs();
+	if (!c)
+		return;
+	c->kmalloc_calls++;
+	c->kmalloc_bytes += bytes;
+	struct site_stats *s = bpf_map_lookup_elem(&kmalloc_sites, &call_site);
+	if (s) {
+		__sync_fetch_and_add(&s->calls, 1);
+		__sync_fetch_and_add(&s->bytes, bytes);
+		return;
+	}
+	struct site_stats fresh = { .calls = 1, .bytes = bytes };
+	if (bpf_map_update_elem(&kmalloc_sites, &call_site, &fresh, BPF_NOEXIST))
+		c->lost_kmalloc++;
+}
+
+SEC("raw_tracepoint/kmalloc")
+int rawtp_kmalloc(struct bpf_raw_tracepoint_args *ctx)
+{
+	handle_kmalloc(ctx->args[0], ctx->args[3]);
+	return 0;
+}
+
+SEC("tracepoint/kmem/kmalloc")
+int tp_kmalloc(struct trace_event_raw_kmalloc *ctx)
+{
+	handle_kmalloc(ctx->call_site, ctx->bytes_alloc);
+	return 0;
+}
+
+/* ---- pages ---- */
+
+static __always_inline void handle_page_alloc(void *ctx, __u32 order)
+{
+	struct counters *c = ctrs();
+	if (!c || order >= MAX_ORDER)
+		return;
+	c->page_allocs[order]++;
+	if (in_run()) {
+		c->run_page_allocs[order]++;
+		sample_stack(ctx, PAGE_CACHE_BASE + order, 4096ULL << order);
+	}
+}
+
+static __always_inline void handle_page_free(__u32 order)
+{
+	struct counters *c = ctrs();
+	if (c && order < MAX_ORDER)
+		c->page_frees[order]++;
+}
+
+SEC("raw_tracepoint/mm_page_alloc")
+int rawtp_mm_page_alloc(struct bpf_raw_tracepoint_args *ctx)
+{
+	/* A failed allocation is traced with a NULL page. */
+	if (ctx->args[0])
+		handle_page_alloc(ctx, (__u32)ctx->args[1]);
+	return 0;
+}
+
+SEC("raw_tracepoint/mm_page_free")
+int rawtp_mm_page_free(struct bpf_raw_tracepoint_args *ctx)
+{
+	handle_page_free((__u32)ctx->args[1]);
+	return 0;
+}
+
+SEC("tracepoint/kmem/mm_page_alloc")
+int tp_mm_page_alloc(struct trace_event_raw_mm_page_alloc *ctx)
+{
+	if (ctx->pfn != -1UL)
+		handle_page_alloc(ctx, ctx->order);
+	return 0;
+}
+
+SEC("tracepoint/kmem/mm_page_free")
+int tp_mm_page_free(struct trace_event_raw_mm_page_free *ctx)
+{
+	handle_page_free(ctx->order);
+	return 0;
+}
+
+/* ---- pressure, reclaim, OOM ---- */
+
+#define COUNTER_HANDLER(field)                   \
+	static __always_inline void count_##field(void) \
+	{                                            \
+		struct counters *c = ctrs();             \
+		if (c)                                   \
+			c->field++;                          \
+	}
+COUNTER_HANDLER(direct_reclaim)
+COUNTER_HANDLER(memcg_reclaim)
+COUNTER_HANDLER(oom_victims)
+COUNTER_HANDLER(exceed_buf_limit)
+
+SEC("raw_tracepoint/mm_vmscan_direct_reclaim_begin")
+int rawtp_direct_reclaim(void *ctx) { count_direct_reclaim(); return 0; }
+SEC("tracepoint/vmscan/mm_vmscan_direct_reclaim_begin")
+int tp_direct_reclaim(void *ctx) { count_direct_reclaim(); return 0; }
+SEC("raw_tracepoint/mm_vmscan_memcg_reclaim_begin")
+int rawtp_memcg_reclaim(void *ctx) { count_memcg_reclaim(); return 0; }
+SEC("tracepoint/vmscan/mm_vmscan_memcg_reclaim_begin")
+int tp_memcg_reclaim(void *ctx) { count_memcg_reclaim(); return 0; }
+SEC("raw_tracepoint/mark_victim")
+int rawtp_mark_victim(void *ctx) { count_oom_victims(); return 0; }
+SEC("tracepoint/oom/mark_victim")
+int tp_mark_victim(void *ctx) { count_oom_victims(); return 0; }
+SEC("raw_tracepoint/sock_exceed_buf_limit")
+int rawtp_sock_exceed_buf_limit(void *ctx) { count_exceed_buf_limit(); return 0; }
+SEC("tracepoint/sock/sock_exceed_buf_limit")
+int tp_sock_exceed_buf_limit(void *ctx) { count_exceed_buf_limit(); return 0; }
+
+/* ---- socket lifecycle ---- */
+
+static __always_inline void handle_set_state(const struct sock *sk, int newstate)
+{
+	struct counters *c = ctrs();
+	if (!c)
+		return;
+	if (newstate >= 0 && newstate < TCP_STATES)
+		c->state_to[newstate]++;
+	if (!run_socket(sk))
+		return;
+	__u64 key = (__u64)sk;
+	struct sock_mem *m = bpf_map_lookup_elem(&sockets, &key);
+	switch (newstate) {
+	case TCP_SYN_SENT: {
+		struct sock_mem fresh = { .syn_sent_ns = bpf_ktime_get_ns() };
+		if (bpf_map_update_elem(&sockets, &key, &fresh, BPF_ANY))
+			c->lost_sockets++;
+		break;
+	}
+	case TCP_ESTABLISHED:
+		if (m) {
+			if (m->syn_sent_ns) {
+				__u64 us = (bpf_ktime_get_ns() - m->syn_sent_ns) / 1000;
+				__u32 slot = us ? log2_64(us) + 1 : 0;
+				if (slot >= LAT_SLOTS)
+					slot = LAT_SLOTS - 1;
+				c->connect_latency[slot]++;
+				m->syn_sent_ns = 0;
+			}
+		} else {
+			/* A server-side socket, cloned from the listener. */
+			struct sock_mem fresh = {};
+			if (bpf_map_update_elem(&sockets, &key, &fresh, BPF_NOEXIST))
+				c->lost_sockets++;
+		}
+		break;
+	case TCP_CLOSE:
+		bpf_map_delete_elem(&sockets, &key);
+		break;
+	}
+}
+
+SEC("raw_tracepoint/inet_sock_set_state")
+int rawtp_inet_sock_set_state(struct bpf_raw_tracepoint_args *ctx)
+{
+	handle_set_state((const struct sock *)ctx->args[0], (int)ctx->args[2]);
+	return 0;
+}
+
+SEC("tracepoint/sock/inet_sock_set_state")
+int tp_inet_sock_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
+{
+	if (ctx->protocol == IPPROTO_TCP)
+		handle_set_state((const struct sock *)ctx->skaddr, ctx->newstate);
+	return 0;
+}
+
+/* ---- tcp_sendmsg ---- */
+
+static __always_inline void handle_sendmsg(const struct sock *sk, __u64 bytes)
+{
+	struct counters *c = ctrs();
+	if (!c)
+		return;
+	c->sendmsg_calls++;
+	c->sendmsg_bytes += bytes;
+	/* Without a sock (see tp_tcp_sendmsg_locked), attribute by process. */
+	if (sk ? !run_socket(sk) : !in_run())
+		return;
+	c->run_sendmsg_calls++;
+	c->run_sendmsg_bytes += bytes;
+	if (!sk)
+		return;
+	__u64 key = (__u64)sk;
+	struct sock_mem *m = bpf_map_lookup_elem(&sockets, &key);
+	if (!m)
+		return;
+	m->sends++;
+	m->bytes_sent += bytes;
+	m->wmem_queued = BPF_CORE_READ(sk, sk_wmem_queued);
+	m->fwd_alloc = BPF_CORE_READ(sk, sk_forward_alloc);
+	m->rmem_alloc = BPF_CORE_READ(sk, sk_backlog.rmem_alloc.counter);
+}
+
+/* tcp_sendmsg(sk, msg, size) on kernels with fentry (5.5+, BTF). */
+SEC("fentry/tcp_sendmsg")
+int BPF_PROG(fentry_tcp_sendmsg, struct sock *sk, struct msghdr *msg, size_t size)
+{
+	handle_sendmsg(sk, size);
+	return 0;
+}
+
+SEC("kprobe/tcp_sendmsg")
+int BPF_KPROBE(kprobe_tcp_sendmsg, struct sock *sk, struct msghdr *msg, size_t size)
+{
+	handle_sendmsg(sk, size);
+	return 0;
+}
+
+/* tcp:tcp_sendmsg_locked (Linux 6.11) fires once per tcp_sendmsg_locked call,
+ * before the copy loop, with the whole message still in msg_iter. */
+SEC("raw_tracepoint/tcp_sendmsg_locked")
+int rawtp_tcp_sendmsg_locked(struct bpf_raw_tracepoint_args *ctx)
+{
+	const struct msghdr *msg = (const struct msghdr *)ctx->args[1];
+	handle_sendmsg((const struct sock *)ctx->args[0], BPF_CORE_READ(msg, msg_iter.count));
+	return 0;
+}
+
+/* The classic tracepoint has no sock pointer, only the write queue's tail
+ * skb, which a socket that has sent nothing yet does not have. */
+SEC("tracepoint/tcp/tcp_sendmsg_locked")
+int tp_tcp_sendmsg_locked(struct trace_event_raw_tcp_sendmsg_locked *ctx)
+{
+	const struct sk_buff *skb = (const struct sk_buff *)ctx->skb_addr;
+	handle_sendmsg(skb ? BPF_CORE_READ(skb, sk) : NULL, ctx->msg_left);
+	return 0;
+}

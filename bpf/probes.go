@@ -1,0 +1,317 @@
+// Package bpf measures, from inside the kernel, what each connection of a
+// run costs: slab objects by cache, pages, socket buffers, tcp_sendmsg,
+// reclaim and OOM. Counting is done in the kernel; Go reads snapshots.
+package bpf
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
+)
+
+// Backend is a way to attach a program to a kernel hook.
+type Backend string
+
+const (
+	Fentry        Backend = "fentry"
+	Kprobe        Backend = "kprobe"
+	RawTracepoint Backend = "raw_tracepoint"
+	Tracepoint    Backend = "tracepoint"
+)
+
+// Backends in the order they are tried.
+var Backends = []Backend{Fentry, Kprobe, RawTracepoint, Tracepoint}
+
+// ParseBackend accepts a backend name, or "auto" for the first that attaches.
+func ParseBackend(s string) (Backend, error) {
+	if s == "" || s == "auto" {
+		return "", nil
+	}
+	for _, b := range Backends {
+		if string(b) == s || (b == RawTracepoint && s == "rawtp") {
+			return b, nil
+		}
+	}
+	return "", fmt.Errorf("unknown backend %q (want auto, fentry, kprobe, raw_tracepoint or tracepoint)", s)
+}
+
+// variant is one program for a hook on one backend.
+type variant struct {
+	backend Backend
+	prog    string // program name in c10m.bpf.c
+	target  string // function or tracepoint name
+	group   string // tracepoint group
+}
+
+// hook is one measurement point and the programs that can serve it, in
+// backend order. Slab, page and socket-state events exist only as
+// tracepoints on every kernel, so they have raw and classic variants; the
+// raw one gets typed arguments (the kmem_cache pointer among them).
+type hook struct {
+	name     string
+	variants []variant
+}
+
+func rawAndTP(name, group, tp, rawProg, tpProg string) hook {
+	return hook{name, []variant{
+		{RawTracepoint, rawProg, tp, ""},
+		{Tracepoint, tpProg, tp, group},
+	}}
+}
+
+var hooks = []hook{
+	{"tcp_sendmsg", []variant{
+		{Fentry, "fentry_tcp_sendmsg", "tcp_sendmsg", ""},
+		{Kprobe, "kprobe_tcp_sendmsg", "tcp_sendmsg", ""},
+		// tcp:tcp_sendmsg_locked exists from Linux 6.11.
+		{RawTracepoint, "rawtp_tcp_sendmsg_locked", "tcp_sendmsg_locked", ""},
+		{Tracepoint, "tp_tcp_sendmsg_locked", "tcp_sendmsg_locked", "tcp"},
+	}},
+	rawAndTP("kmem_cache_alloc", "kmem", "kmem_cache_alloc", "rawtp_kmem_cache_alloc", "tp_kmem_cache_alloc"),
+	rawAndTP("kmem_cache_free", "kmem", "kmem_cache_free", "rawtp_kmem_cache_free", "tp_kmem_cache_free"),
+	rawAndTP("kmalloc", "kmem", "kmalloc", "rawtp_kmalloc", "tp_kmalloc"),
+	rawAndTP("mm_page_alloc", "kmem", "mm_page_alloc", "rawtp_mm_page_alloc", "tp_mm_page_alloc"),
+	rawAndTP("mm_page_free", "kmem", "mm_page_free", "rawtp_mm_page_free", "tp_mm_page_free"),
+	rawAndTP("inet_sock_set_state", "sock", "inet_sock_set_state", "rawtp_inet_sock_set_state", "tp_inet_sock_set_state"),
+	rawAndTP("sock_exceed_buf_limit", "sock", "sock_exceed_buf_limit", "rawtp_sock_exceed_buf_limit", "tp_sock_exceed_buf_limit"),
+	rawAndTP("direct_reclaim", "vmscan", "mm_vmscan_direct_reclaim_begin", "rawtp_direct_reclaim", "tp_direct_reclaim"),
+	rawAndTP("memcg_reclaim", "vmscan", "mm_vmscan_memcg_reclaim_begin", "rawtp_memcg_reclaim", "tp_memcg_reclaim"),
+	rawAndTP("oom_mark_victim", "oom", "mark_victim", "rawtp_mark_victim", "tp_mark_victim"),
+}
+
+// Config says what to watch.
+type Config struct {
+	Backend     Backend // "" for the first that attaches
+	Conns       int     // sizes the per-socket map: two sockets a connection
+	RunPort     uint16  // the run's server port; its sockets are the run's
+	SampleEvery uint32  // one allocation stack in this many (default 8)
+	Caches      []string
+}
+
+// Attachment is how one hook was attached, or why each backend failed.
+type Attachment struct {
+	Hook     string            `json:"hook"`
+	Backend  Backend           `json:"backend,omitempty"`
+	Failures map[string]string `json:"failures,omitempty"` // backend → error
+}
+
+// Probes are the loaded and attached programs and their maps.
+type Probes struct {
+	maps        probesMaps
+	links       []link.Link
+	progs       []*ebpf.Program
+	attachments []Attachment
+	caches      []WatchedCache
+	sampleEvery uint32
+	mountedFS   bool
+	closeOnce   sync.Once
+}
+
+// Open loads the maps, then for each hook loads and attaches its first
+// program that works, in backend order (or the forced backend's).
+func Open(cfg Config) (*Probes, error) {
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, fmt.Errorf("removing the memlock limit: %w", err)
+	}
+	spec, err := loadProbes()
+	if err != nil {
+		return nil, fmt.Errorf("loading the eBPF spec: %w", err)
+	}
+	if cfg.SampleEvery == 0 {
+		cfg.SampleEvery = 8
+	}
+	if err := spec.Variables["run_port"].Set(cfg.RunPort); err != nil {
+		return nil, fmt.Errorf("setting run_port: %w", err)
+	}
+	if err := spec.Variables["sample_every"].Set(cfg.SampleEvery); err != nil {
+		return nil, fmt.Errorf("setting sample_every: %w", err)
+	}
+	// Two sockets a connection, and slack for ones closing while others open.
+	spec.Maps["sockets"].MaxEntries = uint32(max(1<<16, cfg.Conns*2+cfg.Conns/8))
+
+	p := &Probes{sampleEvery: cfg.SampleEvery}
+	if err := spec.LoadAndAssign(&p.maps, nil); err != nil {
+		return nil, fmt.Errorf("creating maps: %w", err)
+	}
+	watched, err := ResolveCaches(cfg.Caches)
+	if err != nil {
+		p.Close()
+		return nil, err
+	}
+	if err := p.setCaches(watched); err != nil {
+		p.Close()
+		return nil, err
+	}
+	for _, h := range hooks {
+		if err := p.attach(spec, h, cfg.Backend); err != nil {
+			p.Close()
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+func (p *Probes) setCaches(watched []WatchedCache) error {
+	if len(watched) > maxCaches {
+		return fmt.Errorf("too many caches to watch: %d", len(watched))
+	}
+	p.caches = watched
+	for i, c := range watched {
+		var name probesCacheName
+		for j := 0; j < len(c.Name) && j < len(name.Name)-1; j++ {
+			name.Name[j] = int8(c.Name[j])
+		}
+		if err := p.maps.CacheByName.Put(name, uint32(i)); err != nil {
+			return fmt.Errorf("writing watched cache %s: %w", c.Name, err)
+		}
+	}
+	return nil
+}
+
+func (p *Probes) attach(spec *ebpf.CollectionSpec, h hook, force Backend) error {
+	a := Attachment{Hook: h.name, Failures: map[string]string{}}
+	for _, v := range h.variants {
+		if force != "" && v.backend != force && hasVariant(h, force) {
+			continue
+		}
+		l, prog, err := p.loadAndAttach(spec, v)
+		if err != nil {
+			a.Failures[string(v.backend)] = err.Error()
+			continue
+		}
+		p.links, p.progs = append(p.links, l), append(p.progs, prog)
+		a.Backend = v.backend
+		break
+	}
+	p.attachments = append(p.attachments, a)
+	if a.Backend == "" {
+		var why []string
+		for b, e := range a.Failures {
+			why = append(why, b+": "+e)
+		}
+		return fmt.Errorf("no backend attaches %s (%s)", h.name, strings.Join(why, "; "))
+	}
+	return nil
+}
+
+func hasVariant(h hook, b Backend) bool {
+	for _, v := range h.variants {
+		if v.backend == b {
+			return true
+		}
+	}
+	return false
+}
+
+// loadAndAttach loads one program, sharing the maps already created, and
+// attaches it; only programs that are used get loaded.
+func (p *Probes) loadAndAttach(spec *ebpf.CollectionSpec, v variant) (link.Link, *ebpf.Program, error) {
+	one := spec.Copy()
+	for name := range one.Programs {
+		if name != v.prog {
+			delete(one.Programs, name)
+		}
+	}
+	coll, err := ebpf.NewCollectionWithOptions(one, ebpf.CollectionOptions{MapReplacements: p.maps.byName()})
+	if err != nil {
+		return nil, nil, fmt.Errorf("loading %s: %w", v.prog, unwrapVerifier(err))
+	}
+	prog := coll.DetachProgram(v.prog)
+	coll.Close()
+	var l link.Link
+	switch v.backend {
+	case Fentry:
+		l, err = link.AttachTracing(link.TracingOptions{Program: prog})
+	case Kprobe:
+		l, err = link.Kprobe(v.target, prog, nil)
+	case RawTracepoint:
+		l, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: v.target, Program: prog})
+	case Tracepoint:
+		if err = p.ensureTracefs(); err == nil {
+			l, err = link.Tracepoint(v.group, v.target, prog, nil)
+		}
+	}
+	if err != nil {
+		prog.Close()
+		return nil, nil, fmt.Errorf("attaching %s %s: %w", v.backend, v.target, err)
+	}
+	return l, prog, nil
+}
+
+func unwrapVerifier(err error) error {
+	var ve *ebpf.VerifierError
+	if errors.As(err, &ve) && len(ve.Log) > 0 {
+		return fmt.Errorf("%w (verifier: %s)", err, ve.Log[len(ve.Log)-1])
+	}
+	return err
+}
+
+// ensureTracefs mounts tracefs for classic tracepoints, which need its event
+// ids; it is unmounted again on Close if we mounted it.
+func (p *Probes) ensureTracefs() error {
+	if _, err := os.Stat("/sys/kernel/tracing/events"); err == nil {
+		return nil
+	}
+	if _, err := os.Stat("/sys/kernel/debug/tracing/events"); err == nil {
+		return nil
+	}
+	if err := unix.Mount("tracefs", "/sys/kernel/tracing", "tracefs", 0, ""); err != nil {
+		return fmt.Errorf("mounting tracefs at /sys/kernel/tracing: %w", err)
+	}
+	p.mountedFS = true
+	return nil
+}
+
+// Attachments says how each hook is attached.
+func (p *Probes) Attachments() []Attachment { return p.attachments }
+
+// Backend names the backend that serves tcp_sendmsg, and so the run.
+func (p *Probes) Backend() Backend {
+	for _, a := range p.attachments {
+		if a.Hook == "tcp_sendmsg" {
+			return a.Backend
+		}
+	}
+	return ""
+}
+
+// AddPID counts a process as part of the run.
+func (p *Probes) AddPID(pid int) error {
+	if err := p.maps.RunPids.Put(uint32(pid), uint8(1)); err != nil {
+		return fmt.Errorf("adding pid %d to the run: %w", pid, err)
+	}
+	return nil
+}
+
+// Close detaches and frees everything, and unmounts tracefs if Open mounted it.
+func (p *Probes) Close() error {
+	var errs []error
+	p.closeOnce.Do(func() {
+		for _, l := range p.links {
+			errs = append(errs, l.Close())
+		}
+		for _, prog := range p.progs {
+			errs = append(errs, prog.Close())
+		}
+		errs = append(errs, p.maps.Close())
+		if p.mountedFS {
+			errs = append(errs, unix.Unmount("/sys/kernel/tracing", 0))
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func (m *probesMaps) byName() map[string]*ebpf.Map {
+	return map[string]*ebpf.Map{
+		"alloc_stacks": m.AllocStacks, "cache_by_name": m.CacheByName, "cache_by_ptr": m.CacheByPtr,
+		"cache_totals": m.CacheTotals, "kmalloc_sites": m.KmallocSites,
+		"run_pids": m.RunPids, "sockets": m.Sockets, "stacks": m.Stacks, "totals": m.Totals,
+	}
+}

@@ -1,0 +1,211 @@
+package bpf
+
+import (
+	"math"
+	"net"
+	"os"
+	"testing"
+
+	"github.com/c10mprobe/c10mprobe/internal/procfs"
+	"github.com/c10mprobe/c10mprobe/internal/sockdiag"
+	"github.com/cilium/ebpf"
+)
+
+// Tier 1: the compiled spec has every program and map, with the right types.
+func TestSpecHasEveryProgramAndMap(t *testing.T) {
+	spec, err := loadProbes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantType := map[Backend]ebpf.ProgramType{Fentry: ebpf.Tracing, Kprobe: ebpf.Kprobe, RawTracepoint: ebpf.RawTracepoint, Tracepoint: ebpf.TracePoint}
+	for _, h := range hooks {
+		for _, v := range h.variants {
+			p, ok := spec.Programs[v.prog]
+			if !ok {
+				t.Errorf("hook %s: program %s missing", h.name, v.prog)
+				continue
+			}
+			if p.Type != wantType[v.backend] {
+				t.Errorf("program %s has type %s, want %s", v.prog, p.Type, wantType[v.backend])
+			}
+		}
+	}
+	maps := map[string]ebpf.MapType{
+		"cache_by_ptr": ebpf.Hash, "cache_by_name": ebpf.Hash, "cache_totals": ebpf.PerCPUArray,
+		"run_pids": ebpf.Hash, "totals": ebpf.PerCPUArray, "sockets": ebpf.Hash, "stacks": ebpf.StackTrace,
+		"alloc_stacks": ebpf.Hash, "kmalloc_sites": ebpf.Hash,
+	}
+	for name, typ := range maps {
+		m, ok := spec.Maps[name]
+		if !ok || m.Type != typ {
+			t.Errorf("map %s: %v, want type %s", name, m, typ)
+		}
+	}
+	if spec.Maps["cache_by_name"].MaxEntries != maxCaches {
+		t.Errorf("cache_by_name has %d entries, want %d", spec.Maps["cache_by_name"].MaxEntries, maxCaches)
+	}
+}
+
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to load eBPF programs and read /proc/slabinfo")
+	}
+}
+
+// openConns makes n loopback connections to port in this process and
+// returns a function that closes them.
+func openConns(t *testing.T, port string, n int) func() {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:"+port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []net.Conn
+	for range n {
+		c, err := net.Dial("tcp", "127.0.0.1:"+port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Write([]byte{0, 0, 0, 1}); err != nil {
+			t.Fatal(err)
+		}
+		var buf [4]byte
+		if _, err := c.Read(buf[:]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Write(buf[:]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Read(buf[:]); err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c, s)
+	}
+	return func() {
+		for _, c := range conns {
+			c.Close()
+		}
+		ln.Close()
+	}
+}
+
+// Every backend this kernel attaches is tested; the others skip, saying why.
+func TestEachBackendCountsMatchSlabinfoAndSockDiag(t *testing.T) {
+	needRoot(t)
+	for _, b := range Backends {
+		t.Run(string(b), func(t *testing.T) { testBackend(t, b) })
+	}
+}
+
+func testBackend(t *testing.T, b Backend) {
+	const n, port = 8000, 19960
+	p, err := Open(Config{Backend: b, Conns: n, RunPort: port})
+	if err != nil {
+		t.Skipf("%s does not attach on this kernel: %v", b, err)
+	}
+	defer p.Close()
+	for _, a := range p.Attachments() {
+		if a.Backend != b && hasVariant(hookByName(a.Hook), b) {
+			t.Errorf("hook %s attached with %s, want %s", a.Hook, a.Backend, b)
+		}
+	}
+	if err := p.AddPID(os.Getpid()); err != nil {
+		t.Fatal(err)
+	}
+	before, err := procfs.ReadSlabinfo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s0, err := p.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeAll := openConns(t, "19960", n)
+	defer closeAll()
+	after, err := procfs.ReadSlabinfo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s1, err := p.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Each connection is two TCP socks; the probe and slabinfo must agree.
+	for i, c := range s1.Caches {
+		live := c.Live() - s0.Caches[i].Live()
+		delta := int64(after[c.Name].ActiveObjs) - int64(before[c.Name].ActiveObjs)
+		if c.ObjectSize == 0 && c.Allocs > 0 {
+			t.Errorf("%s: no object size resolved", c.Name)
+		}
+		// Two socks, inodes, files and dentries a connection.
+		switch c.Name {
+		case "TCP", "sock_inode_cache", "filp", "dentry":
+			if float64(live) < 0.95*2*n {
+				t.Errorf("%s: probe counts %d live objects, want about %d", c.Name, live, 2*n)
+			}
+		}
+		if math.Abs(float64(delta)) > 1000 && math.Abs(float64(live-delta)) > 0.05*math.Abs(float64(delta)) {
+			t.Errorf("%s: probe counts %d live objects, /proc/slabinfo %d: more than 5%% apart", c.Name, live, delta)
+		}
+		t.Logf("%-18s probe %+7d live (%d B each), slabinfo %+7d; run allocs %d, merged %v", c.Name, live, c.ObjectSize, delta, c.RunAllocs-s0.Caches[i].RunAllocs, c.Merged)
+	}
+	// One 4-byte message each way on every connection.
+	calls, bytes := s1.RunSendmsgCalls-s0.RunSendmsgCalls, s1.RunSendmsgBytes-s0.RunSendmsgBytes
+	if calls < 2*n || bytes < 8*n {
+		t.Errorf("tcp_sendmsg on the run's port: %d calls, %d bytes; want ≥ %d and ≥ %d", calls, bytes, 2*n, 8*n)
+	}
+	established := s1.StateTo[1] - s0.StateTo[1]
+	if established < 2*n {
+		t.Errorf("%d transitions to ESTABLISHED, want ≥ %d", established, 2*n)
+	}
+	var lat uint64
+	for _, v := range s1.ConnectLatencyLog2us {
+		lat += v
+	}
+	if lat < n {
+		t.Errorf("connect latency histogram holds %d, want ≥ %d", lat, n)
+	}
+	if s1.Lost.Total() != 0 {
+		t.Errorf("lost: %+v", s1.Lost)
+	}
+
+	// The per-socket map against sock_diag: the same sockets, one entry each.
+	socks, err := p.Sockets()
+	if err != nil {
+		t.Fatal(err)
+	}
+	diag := 0
+	err = sockdiag.DumpIPv4(1<<sockdiag.StateEstablished, func(s *sockdiag.Socket) {
+		if s.Local.Port() == port || s.Remote.Port() == port {
+			diag++
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(socks) != diag || diag != 2*n {
+		t.Errorf("socket map holds %d sockets, sock_diag %d, want %d", len(socks), diag, 2*n)
+	}
+	stacks, err := p.AllocStacks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stacks) == 0 || len(stacks[0].Frames) == 0 {
+		t.Errorf("no allocation stacks sampled (%d samples)", s1.StackSamples)
+	}
+}
+
+func hookByName(name string) hook {
+	for _, h := range hooks {
+		if h.name == name {
+			return h
+		}
+	}
+	return hook{}
+}
