@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/c10mprobe/c10mprobe/internal/procfs"
 	"github.com/c10mprobe/c10mprobe/internal/sockdiag"
@@ -117,6 +118,9 @@ func testBackend(t *testing.T, b Backend) {
 	if err := p.AddPID(os.Getpid()); err != nil {
 		t.Fatal(err)
 	}
+	// Dentries, inodes and files of sockets closed earlier are freed by RCU
+	// callbacks some time after close(); start from a slab state at rest.
+	settleSlabs(t)
 	before, err := procfs.ReadSlabinfo()
 	if err != nil {
 		t.Fatal(err)
@@ -208,4 +212,21 @@ func hookByName(name string) hook {
 		}
 	}
 	return hook{}
+}
+
+// settleSlabs waits until the dentry count in /proc/slabinfo stops moving.
+func settleSlabs(t *testing.T) {
+	t.Helper()
+	last := int64(-1)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(300 * time.Millisecond) {
+		s, err := procfs.ReadSlabinfo()
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := int64(s["dentry"].ActiveObjs)
+		if last >= 0 && now-last < 50 && last-now < 50 {
+			return
+		}
+		last = now
+	}
 }
