@@ -14,8 +14,8 @@ help: ## list the targets
 build: ## build ./c10mprobe
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/c10mprobe
 
-test: lint ## vet, gofmt, then every test (run as root for the root tier)
-	$(GO) test -count=1 -timeout 20m ./...
+test: lint ## vet, gofmt, then every test (root tier as root); -p 1: the root tests share sysctls and slab counts
+	$(GO) test -count=1 -p 1 -timeout 20m ./...
 
 bench: ## benchmarks: rates and bytes per connection as ratios against baselines (root)
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./cmd/c10mprobe/

@@ -10,7 +10,10 @@ import (
 	"strings"
 	"sync"
 
+	"runtime/debug"
+
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
@@ -91,7 +94,7 @@ type Config struct {
 	Backend     Backend // "" for the first that attaches
 	Conns       int     // sizes the per-socket map: two sockets a connection
 	RunPort     uint16  // the run's server port; its sockets are the run's
-	SampleEvery uint32  // one allocation stack in this many (default 8)
+	SampleEvery uint32  // one allocation stack in this many (default 64)
 	Caches      []string
 }
 
@@ -111,6 +114,7 @@ type Probes struct {
 	caches      []WatchedCache
 	sampleEvery uint32
 	mountedFS   bool
+	btfCache    *btf.Cache
 	closeOnce   sync.Once
 }
 
@@ -125,7 +129,7 @@ func Open(cfg Config) (*Probes, error) {
 		return nil, fmt.Errorf("loading the eBPF spec: %w", err)
 	}
 	if cfg.SampleEvery == 0 {
-		cfg.SampleEvery = 8
+		cfg.SampleEvery = 64
 	}
 	if err := spec.Variables["run_port"].Set(cfg.RunPort); err != nil {
 		return nil, fmt.Errorf("setting run_port: %w", err)
@@ -136,7 +140,8 @@ func Open(cfg Config) (*Probes, error) {
 	// Two sockets a connection, and slack for ones closing while others open.
 	spec.Maps["sockets"].MaxEntries = uint32(max(1<<16, cfg.Conns*2+cfg.Conns/8))
 
-	p := &Probes{sampleEvery: cfg.SampleEvery}
+	// One decoded kernel BTF for every program's CO-RE relocations.
+	p := &Probes{sampleEvery: cfg.SampleEvery, btfCache: btf.NewCache()}
 	if err := spec.LoadAndAssign(&p.maps, nil); err != nil {
 		return nil, fmt.Errorf("creating maps: %w", err)
 	}
@@ -155,6 +160,10 @@ func Open(cfg Config) (*Probes, error) {
 			return nil, err
 		}
 	}
+	// CO-RE relocation decoded the kernel's BTF (tens of MB); nothing needs
+	// it once every program is loaded, and it would count as the runner's memory.
+	p.btfCache = nil
+	debug.FreeOSMemory()
 	return p, nil
 }
 
@@ -219,7 +228,7 @@ func (p *Probes) loadAndAttach(spec *ebpf.CollectionSpec, v variant) (link.Link,
 			delete(one.Programs, name)
 		}
 	}
-	coll, err := ebpf.NewCollectionWithOptions(one, ebpf.CollectionOptions{MapReplacements: p.maps.byName()})
+	coll, err := ebpf.NewCollectionWithOptions(one, ebpf.CollectionOptions{MapReplacements: p.maps.byName(), Cache: p.btfCache})
 	if err != nil {
 		return nil, nil, fmt.Errorf("loading %s: %w", v.prog, unwrapVerifier(err))
 	}
@@ -312,6 +321,6 @@ func (m *probesMaps) byName() map[string]*ebpf.Map {
 	return map[string]*ebpf.Map{
 		"alloc_stacks": m.AllocStacks, "cache_by_name": m.CacheByName, "cache_by_ptr": m.CacheByPtr,
 		"cache_totals": m.CacheTotals, "kmalloc_sites": m.KmallocSites,
-		"run_pids": m.RunPids, "sockets": m.Sockets, "stacks": m.Stacks, "totals": m.Totals,
+		"ptr_slots": m.PtrSlots, "run_pids": m.RunPids, "sockets": m.Sockets, "stacks": m.Stacks, "totals": m.Totals,
 	}
 }

@@ -51,6 +51,13 @@ type probesCounters struct {
 	SampleTick      uint64
 }
 
+type probesPtrSlot struct {
+	_     structs.HostLayout
+	Ptr   uint64
+	Index uint32
+	Pad   uint32
+}
+
 type probesSiteStats struct {
 	_     structs.HostLayout
 	Calls uint64
@@ -82,6 +89,7 @@ const (
 	probesMapCacheByPtr               = "cache_by_ptr"
 	probesMapCacheTotals              = "cache_totals"
 	probesMapKmallocSites             = "kmalloc_sites"
+	probesMapPtrSlots                 = "ptr_slots"
 	probesMapRunPids                  = "run_pids"
 	probesMapSockets                  = "sockets"
 	probesMapStacks                   = "stacks"
@@ -191,6 +199,7 @@ type probesMapSpecs struct {
 	CacheByPtr   *ebpf.MapSpec `ebpf:"cache_by_ptr"`
 	CacheTotals  *ebpf.MapSpec `ebpf:"cache_totals"`
 	KmallocSites *ebpf.MapSpec `ebpf:"kmalloc_sites"`
+	PtrSlots     *ebpf.MapSpec `ebpf:"ptr_slots"`
 	RunPids      *ebpf.MapSpec `ebpf:"run_pids"`
 	Sockets      *ebpf.MapSpec `ebpf:"sockets"`
 	Stacks       *ebpf.MapSpec `ebpf:"stacks"`
@@ -230,6 +239,7 @@ type probesMaps struct {
 	CacheByPtr   *ebpf.Map `ebpf:"cache_by_ptr"`
 	CacheTotals  *ebpf.Map `ebpf:"cache_totals"`
 	KmallocSites *ebpf.Map `ebpf:"kmalloc_sites"`
+	PtrSlots     *ebpf.Map `ebpf:"ptr_slots"`
 	RunPids      *ebpf.Map `ebpf:"run_pids"`
 	Sockets      *ebpf.Map `ebpf:"sockets"`
 	Stacks       *ebpf.Map `ebpf:"stacks"`
@@ -243,6 +253,7 @@ func (m *probesMaps) Close() error {
 		m.CacheByPtr,
 		m.CacheTotals,
 		m.KmallocSites,
+		m.PtrSlots,
 		m.RunPids,
 		m.Sockets,
 		m.Stacks,

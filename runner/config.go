@@ -28,6 +28,7 @@ type Config struct {
 	Log        io.Writer               // preflight table and notes (stderr)
 	OnProgress func(Progress)          // about every 250 ms
 	OnPhase    func(phase Phase) error // when a phase ends, while its sockets are held
+	OnSpawn    func(pid int) error     // for each process of the run, before it opens anything
 }
 
 // KeyValue is one sysctl assignment.

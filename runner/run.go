@@ -152,6 +152,10 @@ func Prepare(cfg Config) (*Runner, error) {
 	return r, nil
 }
 
+// SetOnSpawn sets the callback for each process of the run; for whatever is
+// set up after Prepare (the probes).
+func (r *Runner) SetOnSpawn(fn func(pid int) error) { r.cfg.OnSpawn = fn }
+
 // Host returns what Prepare read.
 func (r *Runner) Host() Host { return r.host }
 
@@ -340,6 +344,11 @@ func (r *Runner) spawn() error {
 	for i, s := range r.plan.Sources {
 		sources[i] = s.String()
 	}
+	if r.cfg.OnSpawn != nil {
+		if err := r.cfg.OnSpawn(os.Getpid()); err != nil {
+			return err
+		}
+	}
 	var pids bytes.Buffer
 	for i := range r.plan.ServerWorkers {
 		wc := workerConfig{Role: "server", Index: i, Quota: Quota(r.cfg.Conns, r.plan.ServerWorkers, i),
@@ -400,6 +409,12 @@ func (r *Runner) start(exe string, wc workerConfig, listener *os.File) error {
 	}
 	p := &proc{role: wc.Role, index: wc.Index, quota: wc.Quota, cmd: cmd, ctl: ctl, pid: cmd.Process.Pid, exited: make(chan struct{})}
 	r.procs = append(r.procs, p)
+	if r.cfg.OnSpawn != nil {
+		// Workers open nothing before cmdConnect, so this is in time.
+		if err := r.cfg.OnSpawn(p.pid); err != nil {
+			return err
+		}
+	}
 	go r.readStats(p)
 	go func() {
 		_ = cmd.Wait()

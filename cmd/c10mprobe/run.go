@@ -9,11 +9,13 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
+	"github.com/c10mprobe/c10mprobe/bpf"
 	"github.com/c10mprobe/c10mprobe/internal/procfs"
 	"github.com/c10mprobe/c10mprobe/runner"
 	"github.com/spf13/pflag"
@@ -31,6 +33,7 @@ type summary struct {
 	*runner.Result
 	Preflight []runner.Check `json:"preflight"`
 	Host      runner.Host    `json:"host"`
+	Kernel    *kernelSection `json:"kernel"`
 }
 
 func runCmd(args []string, stdout, stderr io.Writer) int {
@@ -50,7 +53,8 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		maxWorkers = fs.Int("max-workers", 0, "most worker processes per side (0: as many as the fd budget needs)")
 		noTune     = fs.Bool("no-tune", false, "change no sysctl (expect SYN drops at high counts)")
 		out        = fs.String("out", "", "run directory (default runs/<UTC timestamp>)")
-		_          = fs.Bool("no-bpf", false, "do not attach the eBPF probes")
+		noBPF      = fs.Bool("no-bpf", false, "do not attach the eBPF probes")
+		backendArg = fs.String("backend", "auto", "probe backend: auto, fentry, kprobe, raw_tracepoint or tracepoint")
 	)
 	fs.Var(&conns, "conns", "connections to open and verify (required)")
 	fs.Var(&listen, "listen", "the one server address:port every connection lands on")
@@ -69,6 +73,15 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "c10mprobe run: --conns is required, e.g. --conns 100000")
 		return exitBadInput
 	}
+	backend, err := bpf.ParseBackend(*backendArg)
+	if err != nil {
+		fmt.Fprintf(stderr, "c10mprobe run: --backend: %v\n", err)
+		return exitBadInput
+	}
+	if !*noBPF && os.Geteuid() != 0 {
+		fmt.Fprintln(stderr, "c10mprobe run: the eBPF probes need root: rerun with sudo, or pass --no-bpf")
+		return exitBadInput
+	}
 	if reserve == 0 {
 		m, err := procfs.ReadMeminfo()
 		if err != nil {
@@ -82,11 +95,13 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	}
 
 	prog := newProgress(stderr)
+	rec := &recorder{listen: netip.AddrPort(listen).Port()}
 	cfg := runner.Config{
 		Conns: int(conns), Listen: netip.AddrPort(listen), Sources: srcs, Inflight: *inflight, Rate: *rate,
 		Hold: *hold, Timeout: *timeout, Reserve: uint64(reserve), WorkerFDs: *workerFDs, MaxWorkers: *maxWorkers,
 		PortRange: portRange, Sysctls: sysctls, NoTune: *noTune, OutDir: *out,
-		Log: stderr, OnProgress: prog.update,
+		Log: stderr, OnPhase: rec.phase,
+		OnProgress: func(p runner.Progress) { rec.progress(p); prog.update(p) },
 	}
 	r, err := runner.Prepare(cfg)
 	if err != nil {
@@ -95,6 +110,20 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 			return exitBadInput
 		}
 		return exitNotAll
+	}
+	if !*noBPF {
+		probes, err := bpf.Open(bpf.Config{Backend: backend, Conns: int(conns), RunPort: rec.listen, SampleEvery: uint32(envInt("C10M_SAMPLE", 64))})
+		if err != nil {
+			fmt.Fprintf(stderr, "c10mprobe run: attaching the eBPF probes: %v; pass --no-bpf to run without them\n", err)
+			if backend != "" {
+				return exitBadInput
+			}
+			return exitNotAll
+		}
+		defer probes.Close()
+		rec.probes = probes
+		r.SetOnSpawn(func(pid int) error { return probes.AddPID(pid) })
+		fmt.Fprintf(stderr, "probes: %s backend\n", probes.Backend())
 	}
 	printPreflight(stderr, r.Preflight())
 
@@ -118,11 +147,17 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "c10mprobe run: %v\n", err)
 		return exitNotAll
 	}
-	sum := summary{Result: res, Preflight: r.Preflight(), Host: r.Host()}
-	if werr := writeJSON(filepath.Join(*out, "summary.json"), sum); werr != nil && err == nil {
-		err = werr
+	sum := summary{Result: res, Preflight: r.Preflight(), Host: r.Host(), Kernel: rec.kernelSection(res)}
+	for _, w := range []struct {
+		name string
+		v    any
+	}{{"summary.json", sum}, {"samples.json", rec.samples}} {
+		if werr := writeJSON(filepath.Join(*out, w.name), w.v); werr != nil && err == nil {
+			err = werr
+		}
 	}
 	printSummary(stdout, res, *out)
+	printKernel(stdout, sum.Kernel, res)
 	if err != nil {
 		fmt.Fprintf(stderr, "c10mprobe run: %v\n", err)
 		return exitNotAll
@@ -190,6 +225,30 @@ func printSummary(w io.Writer, res *runner.Result, dir string) {
 	fmt.Fprintf(w, "run directory: %s\n", dir)
 }
 
+func printKernel(w io.Writer, k *kernelSection, res *runner.Result) {
+	if k == nil || res.Established == 0 {
+		return
+	}
+	n := float64(res.Established)
+	var total float64
+	var parts []string
+	for _, name := range topCaches(k) {
+		c := k.Caches[name]
+		if c.BytesPerConnection < 1 {
+			continue
+		}
+		total += c.BytesPerConnection
+		parts = append(parts, fmt.Sprintf("%s %.0f", name, c.BytesPerConnection))
+	}
+	fmt.Fprintf(w, "kernel slab per connection (%s probes): %.0f B = %s\n", k.Backend, total, strings.Join(parts, " + "))
+	fmt.Fprintf(w, "tcp_sendmsg on the run's port: %.2f calls, %.1f B per connection; socket buffers at peak p50 %d B, p99 %d B, max %d B (sock_diag)\n",
+		float64(k.TCPSendmsg.RunCalls)/n, float64(k.TCPSendmsg.RunBytes)/n, k.SocketMemory.P50, k.SocketMemory.P99, k.SocketMemory.Max)
+	if k.LostEvents > 0 || k.Pressure.DirectReclaim+k.Pressure.OOMVictims+k.Pressure.SwapOut > 0 {
+		fmt.Fprintf(w, "pressure: direct reclaim %d, OOM victims %d, swap out %d pages; lost events %d\n",
+			k.Pressure.DirectReclaim, k.Pressure.OOMVictims, k.Pressure.SwapOut, k.LostEvents)
+	}
+}
+
 func restoreCmd(args []string, stdout, stderr io.Writer) int {
 	fs := pflag.NewFlagSet("restore", pflag.ContinueOnError)
 	if code, ok := parseFlags(fs, args, stdout, stderr, "  sudo c10mprobe restore runs/20261125T190102Z\n"); !ok {
@@ -208,4 +267,11 @@ func restoreCmd(args []string, stdout, stderr io.Writer) int {
 		return exitNotAll
 	}
 	return exitOK
+}
+
+func envInt(k string, d int) int {
+	if v, err := strconv.Atoi(os.Getenv(k)); err == nil {
+		return v
+	}
+	return d
 }

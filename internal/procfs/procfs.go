@@ -252,3 +252,15 @@ func scanLines(path string, fn func(string) error) error {
 	}
 	return sc.Err()
 }
+
+// RCUBarrierPath runs rcu_barrier() when written (rcutree.do_rcu_barrier,
+// Linux 6.x): an action, not a setting.
+var RCUBarrierPath = "/sys/module/rcutree/parameters/do_rcu_barrier"
+
+// SettleRCU waits for every pending RCU callback. Dentries, inodes and files
+// are freed by RCU callbacks, which lazy RCU (CONFIG_RCU_LAZY) may hold for
+// up to 10 s; until they run, /proc/slabinfo still counts those objects.
+// Reports whether the kernel offers the knob (needs root).
+func SettleRCU() bool {
+	return os.WriteFile(RCUBarrierPath, []byte("1"), 0) == nil
+}

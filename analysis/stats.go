@@ -1,0 +1,39 @@
+// Package analysis turns a run's recorded samples into an explanation and
+// renders it. It is pure: no unix, no ebpf; it runs anywhere, on recorded data.
+package analysis
+
+import (
+	"math"
+	"slices"
+)
+
+// Distribution summarizes a set of per-socket byte counts.
+type Distribution struct {
+	Count uint64  `json:"sockets"`
+	Mean  float64 `json:"mean"`
+	P50   uint64  `json:"p50"`
+	P90   uint64  `json:"p90"`
+	P99   uint64  `json:"p99"`
+	Max   uint64  `json:"max"`
+	Total uint64  `json:"total"`
+}
+
+// Distribute computes the distribution of values; it sorts values in place.
+// Percentiles are nearest-rank.
+func Distribute(values []uint64) Distribution {
+	d := Distribution{Count: uint64(len(values))}
+	if len(values) == 0 {
+		return d
+	}
+	slices.Sort(values)
+	for _, v := range values {
+		d.Total += v
+	}
+	d.Mean = float64(d.Total) / float64(len(values))
+	rank := func(p float64) uint64 {
+		i := int(math.Ceil(p*float64(len(values)))) - 1
+		return values[max(0, min(i, len(values)-1))]
+	}
+	d.P50, d.P90, d.P99, d.Max = rank(0.50), rank(0.90), rank(0.99), values[len(values)-1]
+	return d
+}

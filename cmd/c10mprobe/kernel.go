@@ -1,0 +1,160 @@
+package main
+
+import (
+	"sort"
+
+	"github.com/c10mprobe/c10mprobe/analysis"
+	"github.com/c10mprobe/c10mprobe/bpf"
+	"github.com/c10mprobe/c10mprobe/internal/sockdiag"
+	"github.com/c10mprobe/c10mprobe/runner"
+)
+
+// kernelSection is summary.json's "kernel": what the probes measured between
+// the idle sample (workers started, nothing opened) and the peak.
+type kernelSection struct {
+	Backend          bpf.Backend            `json:"backend"`
+	Attachments      []bpf.Attachment       `json:"attachments"`
+	Caches           map[string]cacheReport `json:"caches"`
+	TCPSendmsg       sendmsgReport          `json:"tcp_sendmsg"`
+	SocketMemory     socketMemory           `json:"socket_memory"`
+	Pages            pagesReport            `json:"pages"`
+	Pressure         pressureReport         `json:"pressure"`
+	ConnectLatencyUs []uint64               `json:"connect_latency_log2_us"`
+	StackSamples     uint64                 `json:"stack_samples"`
+	LostEvents       uint64                 `json:"lost_events"`
+	Lost             bpf.Lost               `json:"lost"`
+	Errors           []string               `json:"errors,omitempty"`
+}
+
+type cacheReport struct {
+	ObjectSize         uint64   `json:"object_size"`
+	Allocs             uint64   `json:"allocs"`
+	Frees              uint64   `json:"frees"`
+	Live               int64    `json:"live"`
+	Bytes              int64    `json:"bytes"`
+	BytesPerConnection float64  `json:"bytes_per_connection"`
+	RunAllocs          uint64   `json:"run_allocs"`   // by the run's processes
+	OtherAllocs        uint64   `json:"other_allocs"` // by the rest of the machine
+	SlabinfoDelta      int64    `json:"slabinfo_delta_objects"`
+	Covers             []string `json:"covers"`           // the watched names this kmem_cache serves
+	Merged             []string `json:"merged,omitempty"` // every cache SLUB merged into it
+}
+
+type sendmsgReport struct {
+	Calls    uint64 `json:"calls"`
+	Bytes    uint64 `json:"bytes"`
+	RunCalls uint64 `json:"run_calls"`
+	RunBytes uint64 `json:"run_bytes"`
+}
+
+// socketMemory is buffer memory per socket at the peak: as the probes last
+// saw it (at each socket's last send), and as sock_diag reads it now.
+type socketMemory struct {
+	P50      uint64                `json:"p50"`
+	P99      uint64                `json:"p99"`
+	Max      uint64                `json:"max"`
+	Probe    analysis.Distribution `json:"probe"`
+	SockDiag analysis.Distribution `json:"sock_diag"`
+}
+
+type pagesReport struct {
+	AllocsByOrder    []uint64 `json:"allocs_by_order"`
+	FreesByOrder     []uint64 `json:"frees_by_order"`
+	RunAllocsByOrder []uint64 `json:"run_allocs_by_order"`
+}
+
+type pressureReport struct {
+	DirectReclaim  uint64 `json:"direct_reclaim"`
+	MemcgReclaim   uint64 `json:"memcg_reclaim"`
+	OOMVictims     uint64 `json:"oom_victims"`
+	ExceedBufLimit uint64 `json:"sock_exceed_buf_limit"`
+	SwapIn         uint64 `json:"swap_in_pages"`  // /proc/vmstat pswpin
+	SwapOut        uint64 `json:"swap_out_pages"` // /proc/vmstat pswpout
+}
+
+func (r *recorder) kernelSection(res *runner.Result) *kernelSection {
+	idle, peak := r.sample(runner.PhaseIdle), r.sample(runner.PhaseExchange)
+	if r.probes == nil || idle == nil || peak == nil || idle.Probe == nil || peak.Probe == nil {
+		return nil
+	}
+	a, b := idle.Probe, peak.Probe
+	k := &kernelSection{
+		Backend: r.probes.Backend(), Attachments: r.probes.Attachments(), Caches: map[string]cacheReport{},
+		TCPSendmsg: sendmsgReport{
+			Calls: b.SendmsgCalls - a.SendmsgCalls, Bytes: b.SendmsgBytes - a.SendmsgBytes,
+			RunCalls: b.RunSendmsgCalls - a.RunSendmsgCalls, RunBytes: b.RunSendmsgBytes - a.RunSendmsgBytes,
+		},
+		Pages: pagesReport{
+			AllocsByOrder: sub(b.PageAllocs, a.PageAllocs), FreesByOrder: sub(b.PageFrees, a.PageFrees),
+			RunAllocsByOrder: sub(b.RunPageAllocs, a.RunPageAllocs),
+		},
+		Pressure: pressureReport{
+			DirectReclaim: b.DirectReclaim - a.DirectReclaim, MemcgReclaim: b.MemcgReclaim - a.MemcgReclaim,
+			OOMVictims: b.OOMVictims - a.OOMVictims, ExceedBufLimit: b.ExceedBufLimit - a.ExceedBufLimit,
+			SwapIn: peak.Vmstat["pswpin"] - idle.Vmstat["pswpin"], SwapOut: peak.Vmstat["pswpout"] - idle.Vmstat["pswpout"],
+		},
+		ConnectLatencyUs: sub(b.ConnectLatencyLog2us, a.ConnectLatencyLog2us),
+		StackSamples:     b.StackSamples - a.StackSamples,
+		Lost:             b.Lost,
+		LostEvents:       b.Lost.Total(),
+		Errors:           r.errs,
+	}
+	for i, c := range b.Caches {
+		c0 := a.Caches[i]
+		cr := cacheReport{
+			ObjectSize: c.ObjectSize, Allocs: c.Allocs - c0.Allocs, Frees: c.Frees - c0.Frees,
+			RunAllocs: c.RunAllocs - c0.RunAllocs, Covers: c.Requested, Merged: c.Merged,
+		}
+		cr.OtherAllocs = cr.Allocs - cr.RunAllocs
+		cr.Live = int64(cr.Allocs) - int64(cr.Frees)
+		cr.Bytes = cr.Live * int64(c.ObjectSize)
+		if res.Established > 0 {
+			cr.BytesPerConnection = float64(cr.Bytes) / float64(res.Established)
+		}
+		if idle.Slabinfo != nil && peak.Slabinfo != nil {
+			cr.SlabinfoDelta = int64(peak.Slabinfo[c.Name].ActiveObjs) - int64(idle.Slabinfo[c.Name].ActiveObjs)
+		}
+		k.Caches[c.Name] = cr
+	}
+	probe := make([]uint64, len(r.peakSock))
+	for i, s := range r.peakSock {
+		probe[i] = s.Buffered()
+	}
+	k.SocketMemory.Probe = analysis.Distribute(probe)
+	k.SocketMemory.SockDiag = analysis.Distribute(append([]uint64(nil), r.peakDiag...))
+	d := k.SocketMemory.SockDiag
+	k.SocketMemory.P50, k.SocketMemory.P99, k.SocketMemory.Max = d.P50, d.P99, d.Max
+	return k
+}
+
+func sub(b, a []uint64) []uint64 {
+	out := make([]uint64, len(b))
+	for i := range b {
+		if i < len(a) {
+			out[i] = b[i] - a[i]
+		}
+	}
+	return out
+}
+
+// sockDiagBuffers reads every established socket on the run's port (both
+// ends) and returns the buffer memory each holds, as `ss -tm` shows it.
+func sockDiagBuffers(port uint16) ([]uint64, error) {
+	var out []uint64
+	err := sockdiag.DumpIPv4(1<<sockdiag.StateEstablished, func(s *sockdiag.Socket) {
+		if s.Local.Port() == port || s.Remote.Port() == port {
+			out = append(out, s.Buffered())
+		}
+	})
+	return out, err
+}
+
+// topCaches lists cache names by bytes, largest first.
+func topCaches(k *kernelSection) []string {
+	var names []string
+	for n := range k.Caches {
+		names = append(names, n)
+	}
+	sort.Slice(names, func(i, j int) bool { return k.Caches[names[i]].Bytes > k.Caches[names[j]].Bytes })
+	return names
+}
