@@ -222,12 +222,12 @@ func (r *Runner) Run(ctx context.Context) (res *Result, err error) {
 		return res, err
 	}
 	r.exchange(ctx, res)
+	// The peak: everything the run will hold is held now. The runner's own
+	// memory is read before any observer (probes, sock_diag) grows the parent.
+	res.RunnerPss = r.pss()
 	if err := r.phaseDone(PhaseExchange); err != nil {
 		return res, err
 	}
-
-	// The peak: everything the run will hold is held now.
-	res.RunnerPss = r.pss()
 	if err := r.countEndpoints(res); err != nil {
 		fmt.Fprintf(r.cfg.Log, "warning: counting client endpoints with sock_diag: %v\n", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"sort"
 	"strconv"
 	"sync"
 	"testing"
@@ -31,7 +32,7 @@ func BenchmarkRunner(b *testing.B) {
 		baselineConns, base.connectRate, base.verifiedRate, base.bytesPerConn)
 	for _, n := range []int{baselineConns, 200000} {
 		dir := b.TempDir() + "/run"
-		cmd := []string{"run", "--conns", strconv.Itoa(n), "--listen", "127.0.0.1:19950", "--out", dir}
+		cmd := []string{"run", "--conns", strconv.Itoa(n), "--listen", "127.0.0.1:19950", "--out", dir, "--no-bpf"}
 		if out, err := exec.Command(toolBinary, cmd...).CombinedOutput(); err != nil {
 			b.Fatalf("run --conns %d: %v\n%s", n, err, out)
 		}
@@ -146,4 +147,37 @@ func netBaseline(b *testing.B, n int) baseline {
 		verifiedRate: float64(n) / total.Seconds(),
 		bytesPerConn: float64(pss1-pss0) / float64(n),
 	}
+}
+
+// BenchmarkProbeOverhead interleaves runs with and without the eBPF probes
+// on the same machine and reports the ratio of their rates (goal ≥ 0.95).
+func BenchmarkProbeOverhead(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	const n, pairs = 100000, 3
+	rate := map[bool][]float64{}
+	for i := 0; i < pairs; i++ {
+		for _, probes := range []bool{true, false} {
+			dir := b.TempDir() + "/run"
+			args := []string{"run", "--conns", strconv.Itoa(n), "--listen", "127.0.0.1:19952", "--out", dir}
+			if !probes {
+				args = append(args, "--no-bpf")
+			}
+			if out, err := exec.Command(toolBinary, args...).CombinedOutput(); err != nil {
+				b.Fatalf("%v: %v\n%s", args, err, out)
+			}
+			s := readSummary(b, result{dir: dir})
+			rate[probes] = append(rate[probes], s.VerifiedRate)
+		}
+	}
+	on, off := median(rate[true]), median(rate[false])
+	b.Logf("verified/s at %d connections, median of %d interleaved pairs: probes on %.0f, off %.0f", n, pairs, on, off)
+	b.ReportMetric(on/off, "rate-on/off")
+}
+
+func median(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	return s[len(s)/2]
 }
