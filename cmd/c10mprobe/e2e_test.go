@@ -385,13 +385,25 @@ func TestBadInputExits2AndChangesNothing(t *testing.T) {
 
 func TestNonRootRunThatNeedsRootExits2(t *testing.T) {
 	needRoot(t)
-	cmd := exec.Command(toolBinary, "run", "--conns", "100000", "--out", filepath.Join(t.TempDir(), "x"))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	err := cmd.Run()
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(stderr.String(), "needs root") {
-		t.Errorf("non-root run: %v, stderr %q; want exit 2 saying it needs root", err, stderr.String())
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--conns", "100000"}, "eBPF probes need root"},
+		{[]string{"--conns", "100000", "--no-bpf"}, "which needs root"},
+	} {
+		dir := filepath.Join(t.TempDir(), "x")
+		cmd := exec.Command(toolBinary, append([]string{"run", "--out", dir}, tc.args...)...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("non-root %v: %v, stderr %q; want exit 2 saying %q", tc.args, err, stderr.String(), tc.want)
+		}
+		if _, err := os.Stat(dir); err == nil {
+			t.Errorf("non-root %v created the run directory", tc.args)
+		}
 	}
 }
 
