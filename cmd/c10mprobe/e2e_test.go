@@ -208,6 +208,45 @@ func TestRunVerifiesAllOnOnePortPastOneProcessFdBudget(t *testing.T) {
 	}
 	assertNoWorkers(t, r.dir)
 	assertSysctls(t, before)
+	assertKernelSection(t, s, n)
+}
+
+// assertKernelSection holds the probes' numbers against /proc/slabinfo (read
+// by the recorder at the same moments) and against what the run did.
+func assertKernelSection(t *testing.T, s summary, n int) {
+	t.Helper()
+	k := s.Kernel
+	if k == nil {
+		t.Fatal("summary.json has no kernel section")
+	}
+	if k.Backend != "raw_tracepoint" {
+		t.Errorf("backend %q, want raw_tracepoint on this kernel", k.Backend)
+	}
+	tcp, ok := k.Caches["TCP"]
+	if !ok {
+		t.Fatalf("no TCP cache in %v", k.Caches)
+	}
+	// Two TCP socks a connection, 2,368 B each on this kernel.
+	if want := 2 * float64(tcp.ObjectSize); tcp.BytesPerConnection < 0.95*want || tcp.BytesPerConnection > 1.05*want {
+		t.Errorf("TCP %.0f B per connection, want about %.0f", tcp.BytesPerConnection, want)
+	}
+	for name, c := range k.Caches {
+		if name == "dentry" || c.SlabinfoDelta < 1000 {
+			continue // see the bpf tests on slabinfo's dentry count
+		}
+		if d := float64(c.Live - c.SlabinfoDelta); d > 0.05*float64(c.SlabinfoDelta) || -d > 0.05*float64(c.SlabinfoDelta) {
+			t.Errorf("%s: probe %d live objects, /proc/slabinfo %+d", name, c.Live, c.SlabinfoDelta)
+		}
+	}
+	if k.TCPSendmsg.RunCalls < uint64(2*n) || k.TCPSendmsg.RunBytes < uint64(8*n) {
+		t.Errorf("tcp_sendmsg %+v, want ≥ %d calls and ≥ %d bytes", k.TCPSendmsg, 2*n, 8*n)
+	}
+	if k.SocketMemory.SockDiag.Count != uint64(2*n) || k.SocketMemory.Probe.Count != uint64(2*n) {
+		t.Errorf("socket memory over %d sockets (sock_diag) and %d (probe map), want %d", k.SocketMemory.SockDiag.Count, k.SocketMemory.Probe.Count, 2*n)
+	}
+	if k.LostEvents != 0 {
+		t.Errorf("lost events: %+v", k.Lost)
+	}
 }
 
 func TestPortsBindFirstWithOneSourceAndANarrowRange(t *testing.T) {
