@@ -222,6 +222,13 @@ func hasVariant(h hook, b Backend) bool {
 // loadAndAttach loads one program, sharing the maps already created, and
 // attaches it; only programs that are used get loaded.
 func (p *Probes) loadAndAttach(spec *ebpf.CollectionSpec, v variant) (link.Link, *ebpf.Program, error) {
+	if v.backend == Kprobe || v.backend == Tracepoint {
+		// cilium/ebpf looks tracefs up once per process, at the first
+		// kprobe (its fallback) or tracepoint: mount it before that.
+		if err := p.ensureTracefs(); err != nil {
+			return nil, nil, err
+		}
+	}
 	one := spec.Copy()
 	for name := range one.Programs {
 		if name != v.prog {
@@ -230,6 +237,11 @@ func (p *Probes) loadAndAttach(spec *ebpf.CollectionSpec, v variant) (link.Link,
 	}
 	coll, err := ebpf.NewCollectionWithOptions(one, ebpf.CollectionOptions{MapReplacements: p.maps.byName(), Cache: p.btfCache})
 	if err != nil {
+		if v.backend == Fentry && errors.Is(err, unix.EPERM) {
+			// Kernels without fentry support, or that lock tracing programs
+			// down, refuse BPF_PROG_TYPE_TRACING loads with EPERM.
+			return nil, nil, fmt.Errorf("this kernel refuses fentry programs (loading BPF_PROG_TYPE_TRACING %s: EPERM)", v.prog)
+		}
 		return nil, nil, fmt.Errorf("loading %s: %w", v.prog, unwrapVerifier(err))
 	}
 	prog := coll.DetachProgram(v.prog)
@@ -243,15 +255,22 @@ func (p *Probes) loadAndAttach(spec *ebpf.CollectionSpec, v variant) (link.Link,
 	case RawTracepoint:
 		l, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: v.target, Program: prog})
 	case Tracepoint:
-		if err = p.ensureTracefs(); err == nil {
-			l, err = link.Tracepoint(v.group, v.target, prog, nil)
-		}
+		l, err = link.Tracepoint(v.group, v.target, prog, nil)
 	}
 	if err != nil {
 		prog.Close()
+		if v.backend == Kprobe && noKprobes() {
+			return nil, nil, fmt.Errorf("this kernel has no kprobes (no kprobe PMU in /sys/bus/event_source/devices, no kprobe_events in tracefs; CONFIG_KPROBES is off)")
+		}
 		return nil, nil, fmt.Errorf("attaching %s %s: %w", v.backend, v.target, err)
 	}
 	return l, prog, nil
+}
+
+func noKprobes() bool {
+	_, pmu := os.Stat("/sys/bus/event_source/devices/kprobe")
+	_, events := os.Stat("/sys/kernel/tracing/kprobe_events")
+	return pmu != nil && events != nil
 }
 
 func unwrapVerifier(err error) error {
@@ -262,8 +281,9 @@ func unwrapVerifier(err error) error {
 	return err
 }
 
-// ensureTracefs mounts tracefs for classic tracepoints, which need its event
-// ids; it is unmounted again on Close if we mounted it.
+// ensureTracefs mounts tracefs (not mounted at boot on our machines) for
+// classic tracepoints, which need its event ids, and for kprobes' tracefs
+// fallback; Close unmounts it again if Open mounted it.
 func (p *Probes) ensureTracefs() error {
 	if _, err := os.Stat("/sys/kernel/tracing/events"); err == nil {
 		return nil

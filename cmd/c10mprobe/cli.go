@@ -29,6 +29,7 @@ func subcommands() []subcommand {
 	return []subcommand{
 		{"run", "open N connections to one server port, verify each, explain the cost", runCmd},
 		{"restore", "undo the sysctl changes of a run that was killed (restore RUNDIR)", restoreCmd},
+		{"doctor", "what this kernel allows: BTF, lockdown, tracefs, which probe backends attach, the limits", doctorCmd},
 	}
 }
 

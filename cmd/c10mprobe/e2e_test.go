@@ -470,3 +470,54 @@ func TestMemoryReserveStopsTheRunAndVerifiesWhatIsHeld(t *testing.T) {
 	assertNoWorkers(t, r.dir)
 	assertSysctls(t, before)
 }
+
+func TestDoctorReportsWhatAttaches(t *testing.T) {
+	needRoot(t)
+	out, err := exec.Command(toolBinary, "doctor", "--json", "--conns", "50000").Output()
+	if err != nil {
+		t.Fatalf("doctor: %v", err)
+	}
+	var rep struct {
+		Probes struct {
+			BTF    bool              `json:"btf"`
+			Forced map[string]string `json:"forced"`
+			Auto   []struct {
+				Hook     string            `json:"hook"`
+				Backend  string            `json:"backend"`
+				Failures map[string]string `json:"failures"`
+			} `json:"auto"`
+		} `json:"probes"`
+		Preflight []struct {
+			Limit string `json:"limit"`
+		} `json:"preflight"`
+	}
+	if err := json.Unmarshal(out, &rep); err != nil {
+		t.Fatal(err)
+	}
+	// run must pick, for tcp_sendmsg, the first backend that works when forced.
+	first := ""
+	for _, b := range []string{"fentry", "kprobe", "raw_tracepoint", "tracepoint"} {
+		if rep.Probes.Forced[b] == "ok" && first == "" {
+			first = b
+		}
+		if rep.Probes.Forced[b] == "" {
+			t.Errorf("no verdict for backend %s", b)
+		}
+	}
+	if first == "" || len(rep.Probes.Auto) == 0 || rep.Probes.Auto[0].Hook != "tcp_sendmsg" || rep.Probes.Auto[0].Backend != first {
+		t.Errorf("auto %+v, forced %v: want tcp_sendmsg on %s", rep.Probes.Auto, rep.Probes.Forced, first)
+	}
+	// Every backend tried before the chosen one says why it failed.
+	for _, a := range rep.Probes.Auto {
+		if a.Hook == "tcp_sendmsg" && first != "fentry" && a.Failures["fentry"] == "" {
+			t.Errorf("tcp_sendmsg: no reason given for fentry: %v", a.Failures)
+		}
+	}
+	if !rep.Probes.BTF || len(rep.Preflight) < 4 {
+		t.Errorf("btf %v, %d preflight rows", rep.Probes.BTF, len(rep.Preflight))
+	}
+	text, err := exec.Command(toolBinary, "doctor").Output()
+	if err != nil || !strings.Contains(string(text), "What run will use") || !strings.Contains(string(text), "source ports") {
+		t.Errorf("doctor text: %v\n%s", err, text)
+	}
+}

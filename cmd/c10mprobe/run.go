@@ -168,6 +168,15 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
+func writeJSONTo(w io.Writer, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(data, '\n'))
+	return err
+}
+
 func writeJSON(path string, v any) error {
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"sort"
+	"text/tabwriter"
+
+	"github.com/c10mprobe/c10mprobe/bpf"
+	"github.com/c10mprobe/c10mprobe/runner"
+	"github.com/spf13/pflag"
+)
+
+func doctorCmd(args []string, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("doctor", pflag.ContinueOnError)
+	var conns countValue = 1000000
+	fs.Var(&conns, "conns", "the connection count to check the limits for")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if code, ok := parseFlags(fs, args, stdout, stderr, "  sudo c10mprobe doctor\n  sudo c10mprobe doctor --conns 2000000 --json\n"); !ok {
+		return code
+	}
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(stderr, "c10mprobe doctor: loading eBPF programs and reading /proc/slabinfo need root: rerun with sudo")
+		return exitBadInput
+	}
+	rep := bpf.Diagnose()
+	r, err := runner.Prepare(runner.Config{Conns: int(conns), Listen: netip.MustParseAddrPort("127.0.0.1:9999"),
+		Inflight: 512, Timeout: 1, Reserve: 1 << 30})
+	if err != nil {
+		fmt.Fprintf(stderr, "c10mprobe doctor: %v\n", err)
+		return exitNotAll
+	}
+	if *asJSON {
+		out := struct {
+			Probes    bpf.Report     `json:"probes"`
+			Preflight []runner.Check `json:"preflight"`
+			Host      runner.Host    `json:"host"`
+		}{rep, r.Preflight(), r.Host()}
+		if err := writeJSONTo(stdout, out); err != nil {
+			fmt.Fprintf(stderr, "c10mprobe doctor: %v\n", err)
+			return exitNotAll
+		}
+		return exitOK
+	}
+	fmt.Fprintf(stdout, "BTF /sys/kernel/btf/vmlinux: %v\nlockdown: %s\ntracefs mounted: %v (c10mprobe mounts it for a run when a backend needs it)\n\n", rep.BTF, rep.Lockdown, rep.Tracefs)
+	fmt.Fprintln(stdout, "Backends, each forced in turn (load and attach for real):")
+	for _, b := range bpf.Backends {
+		fmt.Fprintf(stdout, "  %-15s %s\n", b, rep.Forced[b])
+	}
+	if rep.Error != "" {
+		fmt.Fprintf(stdout, "\nrun cannot attach its probes: %s\n", rep.Error)
+	} else {
+		fmt.Fprintln(stdout, "\nWhat run will use, hook by hook (first backend that attaches):")
+		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+		for _, a := range rep.Auto {
+			var why []string
+			for b, e := range a.Failures {
+				why = append(why, fmt.Sprintf("%s: %s", b, e))
+			}
+			sort.Strings(why)
+			fmt.Fprintf(tw, "  %s\t%s\t%v\n", a.Hook, a.Backend, why)
+		}
+		tw.Flush()
+	}
+	fmt.Fprintf(stdout, "\nLimits for %d connections:\n", conns)
+	printPreflight(stdout, r.Preflight())
+	return exitOK
+}
