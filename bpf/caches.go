@@ -14,13 +14,17 @@ const maxCaches = 32
 
 // DefaultCaches are the slab caches a loopback connection allocates from:
 // the socks, their inodes, dentries and files, epoll items, bind buckets and
-// skb heads. skbuff_small_head is left out: skb heads are freed with kfree()
+// skb heads; and the /proc inodes and LSM blobs that an fd-listing agent
+// (lsof, ss -p, a monitor walking /proc/PID/fd) makes per open socket, so that
+// the run's share and the rest of the machine's can be told apart.
+// skbuff_small_head is left out: skb heads are freed with kfree()
 // (skb_kfree_head), whose tracepoint does not name the cache, so its live
 // count cannot be kept; the kmalloc call-site table shows its traffic.
 var DefaultCaches = []string{
 	"TCP", "TCPv6", "request_sock_TCP", "tw_sock_TCP", "sock_inode_cache", "dentry", "filp",
 	"eventpoll_epi", "eventpoll_pwq", "tcp_bind_bucket", "tcp_bind2_bucket",
 	"skbuff_head_cache", "skbuff_fclone_cache",
+	"proc_inode_cache", "lsm_inode_cache", "lsm_file_cache", "ep_head",
 }
 
 // SlabDir lists slab caches and their aliases (SLUB's sysfs).

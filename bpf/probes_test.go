@@ -156,11 +156,11 @@ func testBackend(t *testing.T, b Backend) {
 				t.Errorf("%s: probe counts %d live objects, want about %d", c.Name, live, 2*n)
 			}
 		}
-		// /proc/slabinfo's dentry count sometimes runs thousands ahead of
-		// every traced allocation, even with CPU slabs flushed (seen on
-		// 6.18); dentries are checked against the count known by
-		// construction above, and reported beside slabinfo's.
-		if c.Name != "dentry" && math.Abs(float64(delta)) > 1000 && math.Abs(float64(live-delta)) > 0.05*math.Abs(float64(delta)) {
+		// Here, bursts of /proc inodes appear in /proc/slabinfo with their
+		// dentries and LSM blobs and no kmem_cache_alloc event (something
+		// walks /proc/PID/fd; our own walks are traced exactly). Those caches
+		// are checked against the count known by construction instead.
+		if !procAffected[c.Name] && math.Abs(float64(delta)) > 1000 && math.Abs(float64(live-delta)) > 0.05*math.Abs(float64(delta)) {
 			t.Errorf("%s: probe counts %d live objects, /proc/slabinfo %d: more than 5%% apart", c.Name, live, delta)
 		}
 		t.Logf("%-18s probe %+7d live (%d allocs, %d frees, %d B each), slabinfo %+7d; run allocs %d, merged %v", c.Name, live, c.Allocs-s0.Caches[i].Allocs, c.Frees-s0.Caches[i].Frees, c.ObjectSize, delta, c.RunAllocs-s0.Caches[i].RunAllocs, c.Merged)
@@ -219,6 +219,8 @@ func hookByName(name string) hook {
 	}
 	return hook{}
 }
+
+var procAffected = map[string]bool{"dentry": true, "proc_inode_cache": true, "lsm_inode_cache": true}
 
 // shrink flushes the CPU slabs of the watched caches. /proc/slabinfo counts
 // every free object of a CPU slab (and of the per-CPU partial slabs) as

@@ -20,6 +20,11 @@ type Meminfo struct {
 	MemTotal     uint64 `json:"mem_total"`
 	MemFree      uint64 `json:"mem_free"`
 	MemAvailable uint64 `json:"mem_available"`
+	Buffers      uint64 `json:"buffers"`
+	Cached       uint64 `json:"cached"`
+	SwapCached   uint64 `json:"swap_cached"`
+	AnonPages    uint64 `json:"anon_pages"`
+	KernelStack  uint64 `json:"kernel_stack"`
 	Slab         uint64 `json:"slab"`
 	SReclaimable uint64 `json:"sreclaimable"`
 	SUnreclaim   uint64 `json:"sunreclaim"`
@@ -34,6 +39,8 @@ func ReadMeminfo() (Meminfo, error) {
 	var m Meminfo
 	fields := map[string]*uint64{
 		"MemTotal": &m.MemTotal, "MemFree": &m.MemFree, "MemAvailable": &m.MemAvailable,
+		"Buffers": &m.Buffers, "Cached": &m.Cached, "SwapCached": &m.SwapCached,
+		"AnonPages": &m.AnonPages, "KernelStack": &m.KernelStack,
 		"Slab": &m.Slab, "SReclaimable": &m.SReclaimable, "SUnreclaim": &m.SUnreclaim,
 		"PageTables": &m.PageTables, "SwapTotal": &m.SwapTotal, "SwapFree": &m.SwapFree,
 		"Percpu": &m.Percpu,
