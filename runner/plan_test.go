@@ -124,16 +124,3 @@ func TestStatsRoundTrip(t *testing.T) {
 		t.Error("accepted a short record")
 	}
 }
-
-func TestGroupAndBytes(t *testing.T) {
-	for in, want := range map[int64]string{0: "0", 999: "999", 1000: "1,000", 28232: "28,232", 1000000: "1,000,000", -1234: "-1,234"} {
-		if got := group(in); got != want {
-			t.Errorf("group(%d) = %q, want %q", in, got, want)
-		}
-	}
-	for in, want := range map[uint64]string{512: "512 B", 7424: "7.2 KiB", 1 << 30: "1.0 GiB"} {
-		if got := Bytes(in); got != want {
-			t.Errorf("Bytes(%d) = %q, want %q", in, got, want)
-		}
-	}
-}

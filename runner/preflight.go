@@ -8,6 +8,7 @@ import (
 
 	"github.com/c10mprobe/c10mprobe/internal/procfs"
 	"github.com/c10mprobe/c10mprobe/internal/sysctl"
+	"github.com/c10mprobe/c10mprobe/internal/units"
 	"golang.org/x/sys/unix"
 )
 
@@ -159,30 +160,30 @@ func Preflight(h Host, p Plan, want Tuning, reserve uint64, noTune bool) []Check
 	c := Check{
 		Limit: "fds per process",
 		Value: fmt.Sprintf("RLIMIT_NOFILE %d soft / %d hard; each worker %d", h.NoFileSoft, h.NoFileHard, p.NoFile),
-		Needs: fmt.Sprintf("%s sockets (one fd each, client and server)", group(2*n)),
+		Needs: fmt.Sprintf("%s sockets (one fd each, client and server)", units.Count(2*n)),
 	}
 	capacity := int64(p.ClientWorkers) * perProc
 	c.OK = capacity >= n
 	if c.OK {
-		c.Action = fmt.Sprintf("shard over %d client + %d server workers of %s sockets each", p.ClientWorkers, p.ServerWorkers, group(perProc))
+		c.Action = fmt.Sprintf("shard over %d client + %d server workers of %s sockets each", p.ClientWorkers, p.ServerWorkers, units.Count(perProc))
 	} else {
-		c.Action = fmt.Sprintf("binds at %s: %d workers per side × %s sockets", group(capacity), p.ClientWorkers, group(perProc))
+		c.Action = fmt.Sprintf("binds at %s: %d workers per side × %s sockets", units.Count(capacity), p.ClientWorkers, units.Count(perProc))
 	}
 	out = append(out, c)
 
 	need := 2*n + h.FilesOpen + 64*int64(p.ClientWorkers+p.ServerWorkers)
-	c = Check{Limit: "fs.file-max", Value: group(h.FileMax), Needs: group(need) + " open files", OK: need <= h.FileMax}
+	c = Check{Limit: "fs.file-max", Value: units.Count(h.FileMax), Needs: units.Count(need) + " open files", OK: need <= h.FileMax}
 	c.Action = "ok"
 	if !c.OK {
-		c.Action = fmt.Sprintf("binds near %s connections (ENFILE)", group((h.FileMax-h.FilesOpen)/2))
+		c.Action = fmt.Sprintf("binds near %s connections (ENFILE)", units.Count((h.FileMax-h.FilesOpen)/2))
 	}
 	out = append(out, c)
 
 	ports := int64(len(p.Sources)) * int64(p.PortsPerSource)
 	c = Check{
 		Limit: "source ports",
-		Value: fmt.Sprintf("ip_local_port_range %d–%d (%s per address)", want.PortLo, want.PortHi, group(int64(p.PortsPerSource))),
-		Needs: group(n) + " (address, port) pairs to one server port",
+		Value: fmt.Sprintf("ip_local_port_range %d–%d (%s per address)", want.PortLo, want.PortHi, units.Count(int64(p.PortsPerSource))),
+		Needs: units.Count(n) + " (address, port) pairs to one server port",
 		OK:    ports >= n,
 	}
 	how := "given"
@@ -190,9 +191,9 @@ func Preflight(h Host, p Plan, want Tuning, reserve uint64, noTune bool) []Check
 		how = "automatic, from 127.1.0.1"
 	}
 	if c.OK {
-		c.Action = fmt.Sprintf("%d source addresses (%s): %s pairs", len(p.Sources), how, group(ports))
+		c.Action = fmt.Sprintf("%d source addresses (%s): %s pairs", len(p.Sources), how, units.Count(ports))
 	} else {
-		c.Action = fmt.Sprintf("binds at %s: %d source addresses × %s ports", group(ports), len(p.Sources), group(int64(p.PortsPerSource)))
+		c.Action = fmt.Sprintf("binds at %s: %d source addresses × %s ports", units.Count(ports), len(p.Sources), units.Count(int64(p.PortsPerSource)))
 	}
 	out = append(out, c)
 
@@ -213,63 +214,31 @@ func Preflight(h Host, p Plan, want Tuning, reserve uint64, noTune bool) []Check
 	out = append(out, c)
 
 	if h.ConntrackMax > 0 && h.ConntrackCount > 0 {
-		c = Check{Limit: "conntrack", Value: fmt.Sprintf("nf_conntrack_max %s, %s in use", group(h.ConntrackMax), group(h.ConntrackCount)),
-			Needs: group(n) + " entries if loopback is tracked", OK: h.ConntrackMax-h.ConntrackCount >= n}
+		c = Check{Limit: "conntrack", Value: fmt.Sprintf("nf_conntrack_max %s, %s in use", units.Count(h.ConntrackMax), units.Count(h.ConntrackCount)),
+			Needs: units.Count(n) + " entries if loopback is tracked", OK: h.ConntrackMax-h.ConntrackCount >= n}
 		c.Action = "ok"
 		if !c.OK {
-			c.Action = fmt.Sprintf("binds near %s if loopback is tracked", group(h.ConntrackMax-h.ConntrackCount))
+			c.Action = fmt.Sprintf("binds near %s if loopback is tracked", units.Count(h.ConntrackMax-h.ConntrackCount))
 		}
 		out = append(out, c)
 	}
 
 	per, src := h.KernelBytesPerConn()
 	avail := int64(h.Mem.MemAvailable) - int64(reserve)
-	c = Check{Limit: "memory", Value: fmt.Sprintf("MemAvailable %s, reserve %s", Bytes(h.Mem.MemAvailable), Bytes(reserve))}
+	c = Check{Limit: "memory", Value: fmt.Sprintf("MemAvailable %s, reserve %s", units.Bytes(h.Mem.MemAvailable), units.Bytes(reserve))}
 	if per == 0 {
 		c.Needs, c.OK, c.Action = "unknown", true, "the reserve still guards the run"
 		c.Note = "kernel bytes per connection: " + src
 	} else {
-		c.Needs = fmt.Sprintf("≈ %s (%s per connection)", Bytes(uint64(n)*per), Bytes(per))
+		c.Needs = fmt.Sprintf("≈ %s (%s per connection)", units.Bytes(uint64(n)*per), units.Bytes(per))
 		c.Note = "kernel bytes per connection: " + src
 		c.OK = avail > 0 && uint64(avail) >= uint64(n)*per
 		if c.OK {
 			c.Action = "ok"
 		} else {
-			c.Action = fmt.Sprintf("the reserve stops the run near %s connections", group(max(0, avail)/int64(per)))
+			c.Action = fmt.Sprintf("the reserve stops the run near %s connections", units.Count(max(0, avail)/int64(per)))
 		}
 	}
 	out = append(out, c)
 	return out
-}
-
-// group formats an integer with thousands separators.
-func group(v int64) string {
-	s := strconv.FormatInt(v, 10)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	for i, r := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(r)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
-}
-
-// Bytes formats a byte count in binary units.
-func Bytes(b uint64) string {
-	const unit = 1024
-	if b < unit {
-		return fmt.Sprintf("%d B", b)
-	}
-	div, exp := uint64(unit), 0
-	for n := b / unit; n >= unit; n /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(b)/float64(div), "KMGTPE"[exp])
 }

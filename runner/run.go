@@ -19,6 +19,7 @@ import (
 	"github.com/c10mprobe/c10mprobe/internal/procfs"
 	"github.com/c10mprobe/c10mprobe/internal/sockdiag"
 	"github.com/c10mprobe/c10mprobe/internal/sysctl"
+	"github.com/c10mprobe/c10mprobe/internal/units"
 	"golang.org/x/sys/unix"
 )
 
@@ -495,7 +496,7 @@ func limitFor(p *proc, s *Stats, r *Runner) (string, string) {
 	case failPorts:
 		src := netip.AddrFrom4(s.FirstFailSrc)
 		return "ports", fmt.Sprintf("connect: no free source ports on %s (%s per address with ip_local_port_range %d–%d); use more --src addresses or widen the range",
-			src, group(int64(r.plan.PortsPerSource)), r.tuning.PortLo, r.tuning.PortHi)
+			src, units.Count(int64(r.plan.PortsPerSource)), r.tuning.PortLo, r.tuning.PortHi)
 	case failAddr:
 		return "source_address", fmt.Sprintf("bind: %v for source %s: it is not an address of this host", errno, netip.AddrFrom4(s.FirstFailSrc))
 	default:
@@ -614,7 +615,7 @@ func (r *Runner) connect(ctx context.Context, res *Result) {
 		}
 		if m, err := procfs.ReadMeminfo(); err == nil && m.MemAvailable < r.cfg.Reserve {
 			r.stop("memory_reserve", fmt.Sprintf("MemAvailable fell to %s, below the reserve of %s (--reserve): the host is guarded before it runs out",
-				Bytes(m.MemAvailable), Bytes(r.cfg.Reserve)))
+				units.Bytes(m.MemAvailable), units.Bytes(r.cfg.Reserve)))
 		}
 		if now := time.Now(); now.Sub(lastShow) >= 250*time.Millisecond {
 			rate := float64(t.clientEstablished-lastEst) / now.Sub(lastShow).Seconds()

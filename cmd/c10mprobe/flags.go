@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/c10mprobe/c10mprobe/internal/units"
 	"github.com/c10mprobe/c10mprobe/runner"
 )
 
@@ -16,7 +17,7 @@ func (s *sizeValue) String() string {
 	if *s == 0 {
 		return "0"
 	}
-	return runner.Bytes(uint64(*s))
+	return units.Bytes(uint64(*s))
 }
 func (s *sizeValue) Type() string { return "size" }
 

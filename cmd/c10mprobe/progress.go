@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/c10mprobe/c10mprobe/internal/units"
 	"github.com/c10mprobe/c10mprobe/runner"
 	"golang.org/x/sys/unix"
 )
@@ -40,7 +41,7 @@ func (p *progress) update(s runner.Progress) {
 	if s.ETA > 0 {
 		line += fmt.Sprintf(", ETA %s", s.ETA.Round(time.Second))
 	}
-	line += ", MemAvailable " + runner.Bytes(s.MemAvailable)
+	line += ", MemAvailable " + units.Bytes(s.MemAvailable)
 	p.lastLine, p.printed = line, false
 	if p.tty {
 		fmt.Fprintf(p.w, "\r\033[K%s", line)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/c10mprobe/c10mprobe/bpf"
 	"github.com/c10mprobe/c10mprobe/internal/procfs"
+	"github.com/c10mprobe/c10mprobe/internal/units"
 	"github.com/c10mprobe/c10mprobe/runner"
 	"github.com/spf13/pflag"
 )
@@ -212,7 +213,7 @@ func printSummary(w io.Writer, res *runner.Result, dir string) {
 		res.Phases.ConnectSeconds, res.ConnectRate, res.Phases.ExchangeSeconds, res.Phases.CloseSeconds, res.VerifiedRate)
 	if res.Established > 0 {
 		fmt.Fprintf(w, "runner memory: %s PSS, %.0f B per connection (both ends); listen overflows %d\n",
-			runner.Bytes(res.RunnerPss), float64(res.RunnerPss)/float64(res.Established), res.ListenOverflows)
+			units.Bytes(res.RunnerPss), float64(res.RunnerPss)/float64(res.Established), res.ListenOverflows)
 	}
 	if len(res.Failed) > 0 {
 		var parts []string

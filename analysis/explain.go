@@ -1,0 +1,173 @@
+package analysis
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+
+	"github.com/c10mprobe/c10mprobe/internal/units"
+)
+
+// Explanation is why a run held what it held, and what binds first.
+type Explanation struct {
+	Connections         uint64       `json:"connections"`
+	Ledger              []LedgerLine `json:"ledger"`
+	GrowthBytes         int64        `json:"growth_bytes"`
+	UnexplainedFraction float64      `json:"unexplained_fraction"`
+	KernelPerConnection float64      `json:"kernel_bytes_per_connection"` // unswappable
+	UserPerConnection   float64      `json:"user_bytes_per_connection"`
+	Limits              []LimitLine  `json:"limits"`
+	BindingLimit        string       `json:"binding_limit"`
+	Verdict             string       `json:"verdict"`
+	Myths               []Myth       `json:"myths,omitempty"`
+}
+
+// LedgerLine is one kind of memory the connections use.
+type LedgerLine struct {
+	Kind               string  `json:"kind"` // slab, pages, user, buffers, unexplained
+	Name               string  `json:"name"`
+	BytesPerConnection float64 `json:"bytes_per_connection"`
+	BytesTotal         int64   `json:"bytes_total"`
+	Source             string  `json:"source"`         // where the number comes from
+	Note               string  `json:"note,omitempty"` // the probes' attribution, merges
+}
+
+// LimitLine is one limit, how much of it the run used and when it binds.
+type LimitLine struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+	Used  string `json:"used"`
+	// BindsAt is the connection count at which it binds; nil when it cannot
+	// bind (the runner shards around it) or when the run gave no cost to scale.
+	BindsAt *uint64 `json:"binds_at_connections"`
+	Detail  string  `json:"detail"`
+}
+
+// Myth is a common claim beside what the run measured.
+type Myth struct {
+	Claim    string `json:"claim"`
+	Measured string `json:"measured"`
+}
+
+// minLine is the smallest slab cache listed on its own, per connection.
+const minLine = 8.0
+
+// Explain builds the ledger and the limits table of a run.
+func Explain(r Run) Explanation {
+	e := Explanation{Connections: r.Connections}
+	n := float64(max(1, r.Connections))
+	e.GrowthBytes = used(r.Peak) - used(r.Idle)
+
+	add := func(kind, name, source, note string, bytes int64) {
+		e.Ledger = append(e.Ledger, LedgerLine{Kind: kind, Name: name, BytesTotal: bytes,
+			BytesPerConnection: float64(bytes) / n, Source: source, Note: note})
+	}
+
+	// Slab, cache by cache, from /proc/slabinfo: what the kernel holds. The
+	// probes say who allocated it; they are the cross-check, not the measure.
+	probed := map[string]Cache{}
+	for _, c := range r.Caches {
+		probed[c.Name] = c
+	}
+	type grown struct {
+		name  string
+		bytes int64
+	}
+	var caches []grown
+	var slabLines, small int64
+	smallCount := 0
+	for name, p := range r.Peak.Slabinfo {
+		i := r.Idle.Slabinfo[name]
+		b := (int64(p.Active) - int64(i.Active)) * int64(p.ObjSize)
+		if b == 0 {
+			continue
+		}
+		if math.Abs(float64(b))/n < minLine {
+			small += b
+			smallCount++
+			continue
+		}
+		caches = append(caches, grown{name, b})
+	}
+	sort.Slice(caches, func(i, j int) bool { return caches[i].bytes > caches[j].bytes })
+	for _, c := range caches {
+		add("slab", c.name, "/proc/slabinfo active objects × objsize", probeNote(probed[c.name], c.bytes, r), c.bytes)
+		slabLines += c.bytes
+	}
+	if smallCount > 0 {
+		add("slab", fmt.Sprintf("%d other caches", smallCount), "/proc/slabinfo", "", small)
+		slabLines += small
+	}
+	if len(r.Peak.Slabinfo) > 0 {
+		// Meminfo's Slab counts whole slab pages; the objects above do not
+		// fill them.
+		add("slab", "free space in slab pages", "/proc/meminfo Slab − the objects above", "",
+			int64(r.Peak.Slab)-int64(r.Idle.Slab)-slabLines)
+	} else {
+		add("slab", "all caches", "/proc/meminfo Slab (no /proc/slabinfo: not root)", "", int64(r.Peak.Slab)-int64(r.Idle.Slab))
+	}
+	add("pages", "page tables", "/proc/meminfo PageTables", "", int64(r.Peak.PageTables)-int64(r.Idle.PageTables))
+	add("pages", "kernel stacks", "/proc/meminfo KernelStack", "", int64(r.Peak.KernelStack)-int64(r.Idle.KernelStack))
+	add("pages", "per-CPU allocations", "/proc/meminfo Percpu", "", int64(r.Peak.Percpu)-int64(r.Idle.Percpu))
+	add("user", "anonymous memory, all processes", "/proc/meminfo AnonPages",
+		fmt.Sprintf("the runner's PSS at the peak, runtime baselines included: %s", units.Bytes(r.RunnerPss)),
+		int64(r.Peak.AnonPages)-int64(r.Idle.AnonPages))
+	add("buffers", "socket buffers (skb data outside slab)", "sock_diag SK_MEMINFO over the run's sockets", "", int64(r.SocketBuffers))
+
+	var explained int64
+	for _, l := range e.Ledger {
+		explained += l.BytesTotal
+	}
+	add("unexplained", "growth not accounted above", "(MemTotal − MemFree − Buffers − Cached) growth − the lines above", "", e.GrowthBytes-explained)
+	if e.GrowthBytes != 0 {
+		e.UnexplainedFraction = float64(e.GrowthBytes-explained) / float64(e.GrowthBytes)
+	}
+
+	for _, l := range e.Ledger {
+		switch l.Kind {
+		case "slab", "pages":
+			e.KernelPerConnection += l.BytesPerConnection
+		case "user":
+			e.UserPerConnection += l.BytesPerConnection
+		}
+	}
+	e.Limits = limits(r, e)
+	e.BindingLimit, e.Verdict = verdict(r, e)
+	e.Myths = myths(r, e)
+	return e
+}
+
+// used is memory in use, page cache aside: MemTotal − MemFree − Buffers − Cached.
+func used(m Memory) int64 {
+	return int64(m.MemTotal) - int64(m.MemFree) - int64(m.Buffers) - int64(m.Cached)
+}
+
+func probeNote(c Cache, slabBytes int64, r Run) string {
+	if c.Name == "" {
+		return ""
+	}
+	var parts []string
+	probeBytes := c.Live * int64(c.ObjectSize)
+	parts = append(parts, fmt.Sprintf("probes: %s live", units.Bytes(uint64(max(0, probeBytes)))))
+	if total := c.RunAllocs + c.OtherAllocs; total > 0 {
+		parts = append(parts, fmt.Sprintf("%.0f %% of allocations by the run", 100*float64(c.RunAllocs)/float64(total)))
+	}
+	if slabBytes > 0 && probeBytes < slabBytes*9/10 {
+		parts = append(parts, fmt.Sprintf("%s with no allocation event (see README)", units.Bytes(uint64(slabBytes-probeBytes))))
+	}
+	if len(c.Merged) > 0 {
+		parts = append(parts, "shared with "+strings.Join(others(c.Merged, c.Name), ", "))
+	}
+	return strings.Join(parts, "; ")
+}
+
+func others(all []string, self string) []string {
+	var out []string
+	for _, a := range all {
+		if a != self {
+			out = append(out, a)
+		}
+	}
+	return out
+}

@@ -1,0 +1,92 @@
+package analysis
+
+// Run is what a run recorded, in analysis' own terms; cmd adapts the run
+// directory into it. Nothing here reads a file or the kernel.
+type Run struct {
+	Requested   int    `json:"requested"`
+	Connections uint64 `json:"connections"` // held at the peak
+	Verified    uint64 `json:"verified"`
+	Server      string `json:"server"`
+	// From sock_diag at the peak.
+	SocketsOnPort     uint64 `json:"sockets_on_port"`
+	DistinctEndpoints uint64 `json:"distinct_client_endpoints"`
+	SourceAddresses   int    `json:"source_addresses"`
+
+	ClientWorkers int    `json:"client_workers"`
+	ServerWorkers int    `json:"server_workers"`
+	FDsPerWorker  uint64 `json:"fds_per_worker"`  // RLIMIT_NOFILE each worker had
+	SocketsPerFD  int    `json:"sockets_per_fd"`  // 1: what the runner's design holds
+	MaxHeldPerFDs uint64 `json:"max_held_by_one"` // the most sockets one worker held
+
+	Idle Memory `json:"idle"` // workers started, nothing opened
+	Peak Memory `json:"peak"` // every connection held and verified
+
+	Caches        []Cache `json:"caches"`         // what the probes counted, if they ran
+	SocketBuffers uint64  `json:"socket_buffers"` // rmem+wmem_queued+fwd_alloc over the run's sockets (sock_diag)
+	RunnerPss     uint64  `json:"runner_pss"`     // parent + workers at the peak
+
+	Limits   Limits `json:"limits"`
+	RunLimit *Bound `json:"run_limit,omitempty"` // the limit the run itself met
+}
+
+// Memory is /proc/meminfo (bytes) and /proc/slabinfo at one moment.
+type Memory struct {
+	MemTotal     uint64          `json:"mem_total"`
+	MemFree      uint64          `json:"mem_free"`
+	MemAvailable uint64          `json:"mem_available"`
+	Buffers      uint64          `json:"buffers"`
+	Cached       uint64          `json:"cached"`
+	SwapCached   uint64          `json:"swap_cached"`
+	AnonPages    uint64          `json:"anon_pages"`
+	Slab         uint64          `json:"slab"`
+	SReclaimable uint64          `json:"sreclaimable"`
+	SUnreclaim   uint64          `json:"sunreclaim"`
+	PageTables   uint64          `json:"page_tables"`
+	KernelStack  uint64          `json:"kernel_stack"`
+	Percpu       uint64          `json:"percpu"`
+	SwapTotal    uint64          `json:"swap_total"`
+	SwapFree     uint64          `json:"swap_free"`
+	Slabinfo     map[string]Slab `json:"slabinfo"`
+}
+
+// Slab is one /proc/slabinfo line.
+type Slab struct {
+	Active  uint64 `json:"active_objs"`
+	Num     uint64 `json:"num_objs"`
+	ObjSize uint64 `json:"objsize"`
+}
+
+// Cache is what the probes counted for one kmem_cache between idle and peak.
+type Cache struct {
+	Name        string   `json:"name"`
+	ObjectSize  uint64   `json:"object_size"`
+	Live        int64    `json:"live"`
+	RunAllocs   uint64   `json:"run_allocs"`
+	OtherAllocs uint64   `json:"other_allocs"`
+	Merged      []string `json:"merged,omitempty"`
+}
+
+// Limits are the host's limits as the run found them.
+type Limits struct {
+	NoFileHard     uint64   `json:"nofile_hard"`
+	MaxWorkers     int      `json:"max_workers"` // per side; 0: as many as needed
+	FileMax        int64    `json:"file_max"`
+	FilesOpen      int64    `json:"files_open"` // before the run
+	PortLo         int      `json:"port_lo"`
+	PortHi         int      `json:"port_hi"`
+	Somaxconn      int64    `json:"somaxconn"`
+	ConntrackMax   int64    `json:"conntrack_max"`
+	ConntrackCount int64    `json:"conntrack_count"`
+	TCPMemPages    [3]int64 `json:"tcp_mem_pages"`
+	PageSize       uint64   `json:"page_size"`
+	Reserve        uint64   `json:"reserve"`
+	RmemDefault    uint64   `json:"rmem_default"` // tcp_rmem[1]
+	WmemDefault    uint64   `json:"wmem_default"` // tcp_wmem[1]
+}
+
+// Bound is a limit that bound: its kind, the count it bound at, and why.
+type Bound struct {
+	Kind   string `json:"kind"`
+	At     uint64 `json:"at"`
+	Detail string `json:"detail"`
+}

@@ -1,0 +1,165 @@
+package analysis
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/c10mprobe/c10mprobe/internal/units"
+)
+
+func ptr(v uint64) *uint64 { return &v }
+
+// limits lists every limit that could bind, with the connection count at
+// which it would, from the run's measured costs; first to bind first.
+func limits(r Run, e Explanation) []LimitLine {
+	n := r.Connections
+	l := r.Limits
+	var out []LimitLine
+
+	budget := r.FDsPerWorker
+	fd := LimitLine{Name: "fds per process", Value: fmt.Sprintf("RLIMIT_NOFILE %s per worker (hard %s)", units.Count(budget), units.Count(l.NoFileHard)),
+		Used: fmt.Sprintf("%s sockets in the fullest worker, one fd each", units.Count(r.MaxHeldPerFDs))}
+	if l.MaxWorkers > 0 {
+		fd.BindsAt = ptr(uint64(l.MaxWorkers) * (budget - min(budget, 16)))
+		fd.Detail = fmt.Sprintf("%d workers a side × %s sockets each (--max-workers)", l.MaxWorkers, units.Count(budget-min(budget, 16)))
+	} else {
+		fd.Detail = "the runner adds worker processes, so the per-process limit never binds the total"
+	}
+	out = append(out, fd)
+
+	if l.FileMax > 0 {
+		free := uint64(max(0, l.FileMax-l.FilesOpen))
+		out = append(out, LimitLine{Name: "fs.file-max", Value: units.Count(uint64(l.FileMax)),
+			Used:    fmt.Sprintf("%s files open before, +2 per connection", units.Count(uint64(l.FilesOpen))),
+			BindsAt: ptr(free / 2), Detail: "every socket of both ends is an open file (ENFILE)"})
+	}
+
+	ports := uint64(l.PortHi - l.PortLo + 1)
+	pairs := ports * uint64(r.SourceAddresses)
+	out = append(out, LimitLine{Name: "source ports", Value: fmt.Sprintf("ip_local_port_range %d–%d × %d source addresses × 1 destination", l.PortLo, l.PortHi, r.SourceAddresses),
+		Used:    fmt.Sprintf("%s of %s (address, port) pairs", units.Count(n), units.Count(pairs)),
+		BindsAt: ptr(pairs), Detail: "a connection to one server port needs a distinct (source address, port); more addresses lift it (EADDRNOTAVAIL)"})
+
+	if l.ConntrackCount > 0 && l.ConntrackMax > 0 {
+		out = append(out, LimitLine{Name: "conntrack", Value: units.Count(uint64(l.ConntrackMax)),
+			Used: units.Count(uint64(l.ConntrackCount)), BindsAt: ptr(uint64(max(0, l.ConntrackMax-l.ConntrackCount))),
+			Detail: "one entry per tracked connection"})
+	}
+
+	tcpMem := uint64(l.TCPMemPages[2]) * max(1, l.PageSize)
+	perConnBuf := float64(r.SocketBuffers) / float64(max(1, n))
+	tm := LimitLine{Name: "tcp_mem", Value: fmt.Sprintf("%s (net.ipv4.tcp_mem max, %s pages)", units.Bytes(tcpMem), units.Count(uint64(l.TCPMemPages[2]))),
+		Used: fmt.Sprintf("%s of socket buffers (%.0f B per connection)", units.Bytes(r.SocketBuffers), perConnBuf)}
+	if perConnBuf >= 1 {
+		tm.BindsAt = ptr(uint64(float64(tcpMem) / perConnBuf))
+		tm.Detail = "socket buffer memory beyond it is refused: sends and receives stall"
+	} else {
+		tm.Detail = "idle connections hold no buffer memory, so tcp_mem cannot bind"
+	}
+	out = append(out, tm)
+
+	perConn := float64(e.GrowthBytes) / float64(max(1, n))
+	avail := int64(r.Idle.MemAvailable) - int64(l.Reserve)
+	mem := LimitLine{Name: "memory", Value: fmt.Sprintf("MemAvailable %s before the run, reserve %s", units.Bytes(r.Idle.MemAvailable), units.Bytes(l.Reserve)),
+		Used: fmt.Sprintf("%s (%.0f B per connection)", units.Bytes(uint64(max(0, e.GrowthBytes))), perConn)}
+	if perConn >= 1 && avail > 0 {
+		mem.BindsAt = ptr(uint64(float64(avail) / perConn))
+		mem.Detail = fmt.Sprintf("%.1f KiB of kernel memory per connection, which cannot be swapped, and %.0f B of user space", e.KernelPerConnection/1024, e.UserPerConnection)
+	} else {
+		mem.Detail = "no memory growth measured"
+	}
+	out = append(out, mem)
+
+	if rl := r.RunLimit; rl != nil {
+		// The run met this limit: it binds where the run stopped.
+		for i := range out {
+			if matches(rl.Kind, out[i].Name) {
+				out[i].BindsAt = ptr(rl.At)
+				out[i].Detail = "the run stopped here: " + rl.Detail
+			}
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i].BindsAt, out[j].BindsAt
+		switch {
+		case a == nil:
+			return false
+		case b == nil:
+			return true
+		}
+		return *a < *b
+	})
+	return out
+}
+
+// matches maps the runner's limit kinds onto the table's rows.
+func matches(kind, row string) bool {
+	switch kind {
+	case "fds":
+		return row == "fds per process"
+	case "file_max":
+		return row == "fs.file-max"
+	case "ports":
+		return row == "source ports"
+	case "memory", "memory_reserve":
+		return row == "memory"
+	}
+	return false
+}
+
+func verdict(r Run, e Explanation) (string, string) {
+	if len(e.Limits) == 0 || e.Limits[0].BindsAt == nil {
+		return "", "no limit could be scaled from this run"
+	}
+	first := e.Limits[0]
+	at := *first.BindsAt
+	switch first.Name {
+	case "memory":
+		var top []string
+		for _, l := range e.Ledger {
+			if l.Kind == "slab" && len(top) < 4 && l.BytesPerConnection >= 100 {
+				top = append(top, fmt.Sprintf("%s %.2f KiB", l.Name, l.BytesPerConnection/1024))
+			}
+		}
+		return first.Name, fmt.Sprintf("memory binds first: each connection costs %.1f KiB of unswappable kernel memory (two sockets; %s, …) and %.0f B of user space; %s available less the %s reserve holds ≈ %s connections",
+			e.KernelPerConnection/1024, strings.Join(top, ", "), e.UserPerConnection, units.Bytes(r.Idle.MemAvailable), units.Bytes(r.Limits.Reserve), units.Approx(at))
+	case "source ports":
+		return first.Name, fmt.Sprintf("source ports bind first at %s connections: %d source addresses × %s ports of ip_local_port_range %d–%d to one server port; add source addresses (--src) or widen the range",
+			units.Count(at), r.SourceAddresses, units.Count(uint64(r.Limits.PortHi-r.Limits.PortLo+1)), r.Limits.PortLo, r.Limits.PortHi)
+	case "fds per process":
+		return first.Name, fmt.Sprintf("file descriptors bind first at %s connections: %s", units.Count(at), first.Detail)
+	}
+	return first.Name, fmt.Sprintf("%s binds first at %s connections: %s", first.Name, units.Count(at), first.Detail)
+}
+
+func myths(r Run, e Explanation) []Myth {
+	n := r.Connections
+	var out []Myth
+	out = append(out, Myth{
+		Claim: "a server port can take only 65,536 connections",
+		Measured: fmt.Sprintf("%s connections on the one port %s, facing %s distinct client (address, port) endpoints over %d source addresses (sock_diag)",
+			units.Count(r.SocketsOnPort), r.Server, units.Count(r.DistinctEndpoints), r.SourceAddresses),
+	})
+	out = append(out, Myth{
+		Claim: "a connection costs two file descriptors per process",
+		Measured: fmt.Sprintf("one fd per socket: the fullest worker held %s sockets with RLIMIT_NOFILE %s; a loopback connection is two sockets, one in a client worker and one in a server worker",
+			units.Count(r.MaxHeldPerFDs), units.Count(r.FDsPerWorker)),
+	})
+	if r.Limits.RmemDefault > 0 {
+		naive := 2 * n * (r.Limits.RmemDefault + r.Limits.WmemDefault)
+		out = append(out, Myth{
+			Claim: "each socket allocates its default tcp_rmem + tcp_wmem",
+			Measured: fmt.Sprintf("those are caps: %s sockets × (%s + %s) would be %s; the sockets held %s of buffers (sock_diag)",
+				units.Count(2*n), units.Bytes(r.Limits.RmemDefault), units.Bytes(r.Limits.WmemDefault), units.Bytes(naive), units.Bytes(r.SocketBuffers)),
+		})
+	}
+	slab := int64(r.Peak.Slab) - int64(r.Idle.Slab)
+	rec := int64(r.Peak.SReclaimable) - int64(r.Idle.SReclaimable)
+	out = append(out, Myth{
+		Claim: "free's and sar's \"used\" show what the connections cost",
+		Measured: fmt.Sprintf("slab grew by %s; free's used leaves out the %s of it that is SReclaimable (dentries, inodes: pinned while the sockets are open), and sysstat's kbmemused leaves out all slab",
+			units.Bytes(uint64(max(0, slab))), units.Bytes(uint64(max(0, rec)))),
+	})
+	return out
+}
