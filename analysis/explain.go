@@ -119,7 +119,7 @@ func Explain(r Run) Explanation {
 	for _, l := range e.Ledger {
 		explained += l.BytesTotal
 	}
-	add("unexplained", "growth not accounted above", "(MemTotal − MemFree − Buffers − Cached) growth − the lines above", "", e.GrowthBytes-explained)
+	add("unexplained", "growth not accounted above", "(MemTotal − MemFree − per-CPU free pages − Buffers − Cached) growth − the lines above", "", e.GrowthBytes-explained)
 	if e.GrowthBytes != 0 {
 		e.UnexplainedFraction = float64(e.GrowthBytes-explained) / float64(e.GrowthBytes)
 	}
@@ -138,9 +138,10 @@ func Explain(r Run) Explanation {
 	return e
 }
 
-// used is memory in use, page cache aside: MemTotal − MemFree − Buffers − Cached.
+// used is memory in use, page cache aside: MemTotal − free − Buffers −
+// Cached, where free counts the pages on per-CPU lists that MemFree omits.
 func used(m Memory) int64 {
-	return int64(m.MemTotal) - int64(m.MemFree) - int64(m.Buffers) - int64(m.Cached)
+	return int64(m.MemTotal) - int64(m.MemFree) - int64(m.PCPFree) - int64(m.Buffers) - int64(m.Cached)
 }
 
 func probeNote(c Cache, slabBytes int64, r Run) string {
@@ -150,14 +151,14 @@ func probeNote(c Cache, slabBytes int64, r Run) string {
 	var parts []string
 	probeBytes := c.Live * int64(c.ObjectSize)
 	parts = append(parts, fmt.Sprintf("probes: %s live", units.Bytes(uint64(max(0, probeBytes)))))
-	if total := c.RunAllocs + c.OtherAllocs; total > 0 {
+	if slabBytes > 0 && probeBytes < slabBytes*9/10 {
+		// Who made these is unknown: the probes saw no allocation of them.
+		parts = append(parts, fmt.Sprintf("%s with no allocation event (see README)", units.Bytes(uint64(slabBytes-probeBytes))))
+	} else if total := c.RunAllocs + c.OtherAllocs; total > 0 {
 		parts = append(parts, fmt.Sprintf("%.0f %% of allocations by the run", 100*float64(c.RunAllocs)/float64(total)))
 	}
-	if slabBytes > 0 && probeBytes < slabBytes*9/10 {
-		parts = append(parts, fmt.Sprintf("%s with no allocation event (see README)", units.Bytes(uint64(slabBytes-probeBytes))))
-	}
-	if len(c.Merged) > 0 {
-		parts = append(parts, "shared with "+strings.Join(others(c.Merged, c.Name), ", "))
+	if o := others(c.Merged, c.Name); len(o) > 0 {
+		parts = append(parts, "shared with "+strings.Join(o, ", "))
 	}
 	return strings.Join(parts, "; ")
 }

@@ -11,6 +11,7 @@ type Run struct {
 	SocketsOnPort     uint64 `json:"sockets_on_port"`
 	DistinctEndpoints uint64 `json:"distinct_client_endpoints"`
 	SourceAddresses   int    `json:"source_addresses"`
+	AutoSources       bool   `json:"auto_sources"` // the runner picked them, as many as needed
 
 	ClientWorkers int    `json:"client_workers"`
 	ServerWorkers int    `json:"server_workers"`
@@ -33,6 +34,7 @@ type Run struct {
 type Memory struct {
 	MemTotal     uint64          `json:"mem_total"`
 	MemFree      uint64          `json:"mem_free"`
+	PCPFree      uint64          `json:"pcp_free"` // free pages on per-CPU lists, outside MemFree
 	MemAvailable uint64          `json:"mem_available"`
 	Buffers      uint64          `json:"buffers"`
 	Cached       uint64          `json:"cached"`
@@ -71,6 +73,7 @@ type Limits struct {
 	NoFileHard     uint64   `json:"nofile_hard"`
 	MaxWorkers     int      `json:"max_workers"` // per side; 0: as many as needed
 	FileMax        int64    `json:"file_max"`
+	Privileged     bool     `json:"privileged"` // CAP_SYS_ADMIN: exempt from fs.file-max
 	FilesOpen      int64    `json:"files_open"` // before the run
 	PortLo         int      `json:"port_lo"`
 	PortHi         int      `json:"port_hi"`

@@ -29,17 +29,30 @@ func limits(r Run, e Explanation) []LimitLine {
 	out = append(out, fd)
 
 	if l.FileMax > 0 {
-		free := uint64(max(0, l.FileMax-l.FilesOpen))
-		out = append(out, LimitLine{Name: "fs.file-max", Value: units.Count(uint64(l.FileMax)),
-			Used:    fmt.Sprintf("%s files open before, +2 per connection", units.Count(uint64(l.FilesOpen))),
-			BindsAt: ptr(free / 2), Detail: "every socket of both ends is an open file (ENFILE)"})
+		fm := LimitLine{Name: "fs.file-max", Value: units.Count(uint64(l.FileMax)),
+			Used: fmt.Sprintf("%s files open before, +2 per connection", units.Count(uint64(l.FilesOpen)))}
+		if l.Privileged {
+			// alloc_empty_file() (fs/file_table.c) skips the max_files
+			// check for CAP_SYS_ADMIN.
+			fm.Detail = "the run is root, and CAP_SYS_ADMIN may open files past fs.file-max"
+		} else {
+			fm.BindsAt = ptr(uint64(max(0, l.FileMax-l.FilesOpen)) / 2)
+			fm.Detail = "every socket of both ends is an open file (ENFILE)"
+		}
+		out = append(out, fm)
 	}
 
 	ports := uint64(l.PortHi - l.PortLo + 1)
 	pairs := ports * uint64(r.SourceAddresses)
-	out = append(out, LimitLine{Name: "source ports", Value: fmt.Sprintf("ip_local_port_range %d–%d × %d source addresses × 1 destination", l.PortLo, l.PortHi, r.SourceAddresses),
-		Used:    fmt.Sprintf("%s of %s (address, port) pairs", units.Count(n), units.Count(pairs)),
-		BindsAt: ptr(pairs), Detail: "a connection to one server port needs a distinct (source address, port); more addresses lift it (EADDRNOTAVAIL)"})
+	sp := LimitLine{Name: "source ports", Value: fmt.Sprintf("ip_local_port_range %d–%d × %d source addresses × 1 destination", l.PortLo, l.PortHi, r.SourceAddresses),
+		Used: fmt.Sprintf("%s of %s (address, port) pairs", units.Count(n), units.Count(pairs))}
+	if r.AutoSources {
+		sp.Detail = "the runner takes as many source addresses from 127.0.0.0/8 as it needs, so ports never bind the total"
+	} else {
+		sp.BindsAt = ptr(pairs)
+		sp.Detail = "a connection to one server port needs a distinct (source address, port); more addresses lift it (EADDRNOTAVAIL)"
+	}
+	out = append(out, sp)
 
 	if l.ConntrackCount > 0 && l.ConntrackMax > 0 {
 		out = append(out, LimitLine{Name: "conntrack", Value: units.Count(uint64(l.ConntrackMax)),

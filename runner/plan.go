@@ -25,6 +25,7 @@ type Plan struct {
 	Sources        []netip.Addr `json:"-"`
 	PortsPerSource int          `json:"ports_per_source"`
 	AutoSources    bool         `json:"auto_sources"`
+	MaxWorkers     int          `json:"max_workers"` // the cap asked for; 0 for none
 }
 
 // PlanInput is what a plan depends on.
@@ -51,6 +52,7 @@ func MakePlan(in PlanInput) (Plan, error) {
 	workers := ceilDiv(in.Conns, p.ConnsPerWorker)
 	if in.MaxWorkers > 0 {
 		workers = min(workers, in.MaxWorkers)
+		p.MaxWorkers = in.MaxWorkers
 	}
 	p.ClientWorkers, p.ServerWorkers = workers, workers
 

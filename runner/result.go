@@ -23,6 +23,8 @@ type Result struct {
 	ConnectRate             float64           `json:"connect_rate_per_second"`
 	VerifiedRate            float64           `json:"verified_per_second"`
 	RunnerPss               uint64            `json:"runner_pss_bytes"`
+	MaxSocketsPerWorker     uint64            `json:"max_sockets_per_worker"`
+	ReserveBytes            uint64            `json:"reserve_bytes"`
 	ListenOverflows         int64             `json:"listen_overflows"`
 	ListenDrops             int64             `json:"listen_drops"`
 	SysctlChanges           []sysctl.Change   `json:"sysctl_changes"`

@@ -226,6 +226,7 @@ func (r *Runner) Run(ctx context.Context) (res *Result, err error) {
 	// The peak: everything the run will hold is held now. The runner's own
 	// memory is read before any observer (probes, sock_diag) grows the parent.
 	res.RunnerPss = r.pss()
+	res.MaxSocketsPerWorker = r.maxPerWorker()
 	if err := r.phaseDone(PhaseExchange); err != nil {
 		return res, err
 	}
@@ -747,6 +748,17 @@ func (r *Runner) progress(phase Phase, start time.Time, rate float64) {
 	r.cfg.OnProgress(p)
 }
 
+// maxPerWorker is the most sockets one worker held.
+func (r *Runner) maxPerWorker() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var m uint64
+	for _, p := range r.procs {
+		m = max(m, p.stats.Established)
+	}
+	return m
+}
+
 // pss sums the proportional set size of the parent and every worker, so the
 // program text they share counts once.
 func (r *Runner) pss() uint64 {
@@ -796,6 +808,7 @@ func (r *Runner) finishResult(res *Result) {
 	t := r.totals()
 	res.Established = t.clientEstablished
 	res.Accepted = t.accepted
+	res.ReserveBytes = r.cfg.Reserve
 	res.Verified = t.verified
 	res.Echoed = t.echoed
 	for k, v := range t.failed {

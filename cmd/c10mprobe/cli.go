@@ -29,6 +29,8 @@ func subcommands() []subcommand {
 	return []subcommand{
 		{"run", "open N connections to one server port, verify each, explain the cost", runCmd},
 		{"restore", "undo the sysctl changes of a run that was killed (restore RUNDIR)", restoreCmd},
+		{"explain", "explain a recorded run again: the ledger, the limits, the verdict (explain RUNDIR)", explainCmd},
+		{"predict", "how many connections a machine of a given size holds, and what gives first", predictCmd},
 		{"doctor", "what this kernel allows: BTF, lockdown, tracefs, which probe backends attach, the limits", doctorCmd},
 	}
 }

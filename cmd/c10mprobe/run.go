@@ -15,6 +15,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/c10mprobe/c10mprobe/analysis"
 	"github.com/c10mprobe/c10mprobe/bpf"
 	"github.com/c10mprobe/c10mprobe/internal/procfs"
 	"github.com/c10mprobe/c10mprobe/internal/units"
@@ -35,6 +36,9 @@ type summary struct {
 	Preflight []runner.Check `json:"preflight"`
 	Host      runner.Host    `json:"host"`
 	Kernel    *kernelSection `json:"kernel"`
+	// SocketBuffers is the buffer memory of the run's sockets at the peak (sock_diag).
+	SocketBuffers uint64                `json:"socket_buffers_bytes"`
+	Explanation   *analysis.Explanation `json:"explanation"`
 }
 
 func runCmd(args []string, stdout, stderr io.Writer) int {
@@ -149,6 +153,15 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		return exitNotAll
 	}
 	sum := summary{Result: res, Preflight: r.Preflight(), Host: r.Host(), Kernel: rec.kernelSection(res)}
+	for _, b := range rec.peakDiag {
+		sum.SocketBuffers += b
+	}
+	if in, aerr := analysisInput(sum, rec.samples); aerr == nil {
+		e := analysis.Explain(in)
+		sum.Explanation = &e
+	} else {
+		fmt.Fprintf(stderr, "no explanation: %v\n", aerr)
+	}
 	for _, w := range []struct {
 		name string
 		v    any
@@ -159,6 +172,10 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	printSummary(stdout, res, *out)
 	printKernel(stdout, sum.Kernel, res)
+	if sum.Explanation != nil {
+		fmt.Fprintln(stdout)
+		analysis.WriteText(stdout, *sum.Explanation)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "c10mprobe run: %v\n", err)
 		return exitNotAll

@@ -32,6 +32,7 @@ type Meminfo struct {
 	SwapTotal    uint64 `json:"swap_total"`
 	SwapFree     uint64 `json:"swap_free"`
 	Percpu       uint64 `json:"percpu"`
+	PCPFree      uint64 `json:"pcp_free"` // free pages on per-CPU lists (zoneinfo), not in MemFree
 }
 
 // ReadMeminfo parses /proc/meminfo.
@@ -65,6 +66,9 @@ func ReadMeminfo() (Meminfo, error) {
 		*dst = v
 		return nil
 	})
+	if err == nil {
+		m.PCPFree, err = PCPFreeBytes()
+	}
 	return m, err
 }
 
@@ -270,4 +274,25 @@ var RCUBarrierPath = "/sys/module/rcutree/parameters/do_rcu_barrier"
 // Reports whether the kernel offers the knob (needs root).
 func SettleRCU() bool {
 	return os.WriteFile(RCUBarrierPath, []byte("1"), 0) == nil
+}
+
+// PCPFreeBytes sums the free pages parked on per-CPU page lists
+// (/proc/zoneinfo pagesets "count:"). The buddy allocator's NR_FREE_PAGES,
+// which MemFree shows, leaves them out; they run to hundreds of MiB after a
+// big free, so a growth measured from MemFree alone misses them.
+func PCPFreeBytes() (uint64, error) {
+	var pages uint64
+	err := scanLines(Root+"/zoneinfo", func(line string) error {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "count:")
+		if !ok {
+			return nil
+		}
+		v, err := strconv.ParseUint(strings.TrimSpace(rest), 10, 64)
+		if err != nil {
+			return fmt.Errorf("zoneinfo count: %w", err)
+		}
+		pages += v
+		return nil
+	})
+	return pages * uint64(os.Getpagesize()), err
 }

@@ -1,6 +1,9 @@
 package procfs
 
-import "testing"
+import (
+	"os"
+	"testing"
+)
 
 func withRoot(t *testing.T) {
 	old := Root
@@ -35,6 +38,9 @@ func TestReadRecorded(t *testing.T) {
 	pss, err := Pss(42)
 	if err != nil || pss != 1234*1024 {
 		t.Errorf("pss %d %v", pss, err)
+	}
+	if b, err := PCPFreeBytes(); err != nil || b != 128*uint64(os.Getpagesize()) {
+		t.Errorf("pcp free %d %v", b, err)
 	}
 	if _, err := Pss(43); err == nil {
 		t.Error("Pss of a missing process did not fail")
