@@ -138,8 +138,8 @@ func verdict(r Run, e Explanation) (string, string) {
 		return first.Name, fmt.Sprintf("memory binds first: each connection costs %.1f KiB of unswappable kernel memory (two sockets; %s, …) and %.0f B of user space; %s available less the %s reserve holds ≈ %s connections",
 			e.KernelPerConnection/1024, strings.Join(top, ", "), e.UserPerConnection, units.Bytes(r.Idle.MemAvailable), units.Bytes(r.Limits.Reserve), units.Approx(at))
 	case "source ports":
-		return first.Name, fmt.Sprintf("source ports bind first at %s connections: %d source addresses × %s ports of ip_local_port_range %d–%d to one server port; add source addresses (--src) or widen the range",
-			units.Count(at), r.SourceAddresses, units.Count(uint64(r.Limits.PortHi-r.Limits.PortLo+1)), r.Limits.PortLo, r.Limits.PortHi)
+		return first.Name, fmt.Sprintf("source ports bind first at %s connections: %s × %s ports of ip_local_port_range %d–%d to one server port; add source addresses (--src) or widen the range",
+			units.Count(at), plural(r.SourceAddresses, "source address", "source addresses"), units.Count(uint64(r.Limits.PortHi-r.Limits.PortLo+1)), r.Limits.PortLo, r.Limits.PortHi)
 	case "fds per process":
 		return first.Name, fmt.Sprintf("file descriptors bind first at %s connections: %s", units.Count(at), first.Detail)
 	}
@@ -175,4 +175,11 @@ func myths(r Run, e Explanation) []Myth {
 			units.Bytes(uint64(max(0, slab))), units.Bytes(uint64(max(0, rec)))),
 	})
 	return out
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }
