@@ -521,3 +521,70 @@ func TestDoctorReportsWhatAttaches(t *testing.T) {
 		t.Errorf("doctor text: %v\n%s", err, text)
 	}
 }
+
+func TestExplanationOfA100kRunAndExplainWithoutRoot(t *testing.T) {
+	needRoot(t)
+	const n = 100000
+	r := run(t, "--conns", strconv.Itoa(n), "--listen", "127.0.0.1:19908")
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	s := readSummary(t, r)
+	e := s.Explanation
+	if e == nil {
+		t.Fatal("summary.json has no explanation")
+	}
+	if e.UnexplainedFraction > 0.05 || e.UnexplainedFraction < -0.05 {
+		t.Errorf("%.1f %% of %d bytes unexplained", 100*e.UnexplainedFraction, e.GrowthBytes)
+	}
+	var tcpLedger int64
+	for _, l := range e.Ledger {
+		if l.Kind == "slab" && l.Name == "TCP" {
+			tcpLedger = l.BytesTotal
+		}
+	}
+	// The ledger's TCP line comes from /proc/slabinfo; the probes count it too.
+	probe := s.Kernel.Caches["TCP"].Bytes
+	if d := float64(tcpLedger - probe); tcpLedger == 0 || d > 0.05*float64(tcpLedger) || -d > 0.05*float64(tcpLedger) {
+		t.Errorf("TCP: ledger (slabinfo) %d bytes, probes %d", tcpLedger, probe)
+	}
+	if e.BindingLimit != "memory" || !strings.Contains(e.Verdict, "memory binds first") {
+		t.Errorf("binding %q: %s", e.BindingLimit, e.Verdict)
+	}
+	if !strings.Contains(r.stdout, "Verdict: ") || !strings.Contains(r.stdout, "Limits, first to bind first") {
+		t.Errorf("run did not print the explanation:\n%s", r.stdout)
+	}
+
+	// explain and predict need neither root nor eBPF: only the run directory.
+	for d := r.dir; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
+		os.Chmod(d, 0o755) // t.TempDir's levels are 0700
+	}
+	nobody := &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	cmd := exec.Command(toolBinary, "explain", "--json", r.dir)
+	cmd.SysProcAttr = nobody
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("explain as nobody: %v", err)
+	}
+	var again struct {
+		Verdict string `json:"verdict"`
+	}
+	if err := json.Unmarshal(out, &again); err != nil || again.Verdict != e.Verdict {
+		t.Errorf("explain gave %q, the run %q (%v)", again.Verdict, e.Verdict, err)
+	}
+	cmd = exec.Command(toolBinary, "predict", "--mem", "8GiB", "--from", r.dir, "--json")
+	cmd.SysProcAttr = nobody
+	out, err = cmd.Output()
+	if err != nil {
+		t.Fatalf("predict as nobody: %v", err)
+	}
+	var p struct {
+		Connections uint64 `json:"connections"`
+	}
+	json.Unmarshal(out, &p)
+	// 8 GiB less what this machine used at idle, at this run's cost per connection.
+	perConn := float64(e.GrowthBytes) / float64(n)
+	if p.Connections < uint64(6<<30/perConn) || p.Connections > uint64(8<<30/perConn) {
+		t.Errorf("predict: %d connections for 8 GiB at %.0f B each", p.Connections, perConn)
+	}
+}
