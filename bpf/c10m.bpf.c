@@ -242,7 +242,9 @@ static __always_inline __u32 resolve_cache(const struct kmem_cache *s)
 	bpf_probe_read_kernel_str(name.name, sizeof(name.name), BPF_CORE_READ(s, name));
 	__u32 *want = bpf_map_lookup_elem(&cache_by_name, &name);
 	__u32 fresh = want ? *want : NOT_WATCHED;
-	if (bpf_map_update_elem(&cache_by_ptr, &key, &fresh, BPF_NOEXIST)) {
+	/* -EEXIST: another CPU resolved the same pointer first; not a loss. */
+	long err = bpf_map_update_elem(&cache_by_ptr, &key, &fresh, BPF_NOEXIST);
+	if (err && err != -17) {
 		struct counters *c = ctrs();
 		if (c)
 			c->lost_caches++;
