@@ -25,5 +25,14 @@ lint: ## go vet and gofmt
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
+generate: ## rebuild the eBPF objects and Go bindings (needs clang, bpftool, libbpf-dev)
+	cd bpf && $(GO) generate ./...
+
+vmlinux: ## regenerate bpf/vmlinux.h from the running kernel's BTF
+	bpftool btf dump file /sys/kernel/btf/vmlinux format c > bpf/vmlinux.h
+
+check-generated: generate ## fail if the committed bpf2go output differs from a fresh build
+	@git diff --exit-code --stat -- bpf/ || { echo "bpf/: committed generated files are stale; run make generate and commit"; exit 1; }
+
 clean: ## remove the binary and local run directories
 	rm -rf $(BIN) runs
