@@ -4,6 +4,7 @@ package analysis
 
 import (
 	"math"
+	"math/bits"
 	"slices"
 )
 
@@ -16,6 +17,8 @@ type Distribution struct {
 	P99   uint64  `json:"p99"`
 	Max   uint64  `json:"max"`
 	Total uint64  `json:"total"`
+	// Log2 counts values by size: slot 0 holds zeros, slot k values in [2^(k-1), 2^k).
+	Log2 []uint64 `json:"log2_histogram"`
 }
 
 // Distribute computes the distribution of values; it sorts values in place.
@@ -35,5 +38,9 @@ func Distribute(values []uint64) Distribution {
 		return values[max(0, min(i, len(values)-1))]
 	}
 	d.P50, d.P90, d.P99, d.Max = rank(0.50), rank(0.90), rank(0.99), values[len(values)-1]
+	d.Log2 = make([]uint64, bits.Len64(d.Max)+1)
+	for _, v := range values {
+		d.Log2[bits.Len64(v)]++
+	}
 	return d
 }

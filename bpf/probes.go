@@ -222,6 +222,10 @@ func hasVariant(h hook, b Backend) bool {
 // loadAndAttach loads one program, sharing the maps already created, and
 // attaches it; only programs that are used get loaded.
 func (p *Probes) loadAndAttach(spec *ebpf.CollectionSpec, v variant) (link.Link, *ebpf.Program, error) {
+	if v.backend == Kprobe && noKprobes() {
+		// Checked before tracefs is mounted for kprobes' sake.
+		return nil, nil, errNoKprobes
+	}
 	if v.backend == Kprobe || v.backend == Tracepoint {
 		// cilium/ebpf looks tracefs up once per process, at the first
 		// kprobe (its fallback) or tracepoint: mount it before that.
@@ -259,18 +263,21 @@ func (p *Probes) loadAndAttach(spec *ebpf.CollectionSpec, v variant) (link.Link,
 	}
 	if err != nil {
 		prog.Close()
-		if v.backend == Kprobe && noKprobes() {
-			return nil, nil, fmt.Errorf("this kernel has no kprobes (no kprobe PMU in /sys/bus/event_source/devices, no kprobe_events in tracefs; CONFIG_KPROBES is off)")
-		}
 		return nil, nil, fmt.Errorf("attaching %s %s: %w", v.backend, v.target, err)
 	}
 	return l, prog, nil
 }
 
+var errNoKprobes = errors.New("this kernel has no kprobes (no kprobe PMU in /sys/bus/event_source/devices and no register_kprobe in /proc/kallsyms: CONFIG_KPROBES is off)")
+
+// noKprobes reports a kernel built without kprobes: no kprobe PMU (Linux
+// 4.17+) and no register_kprobe symbol.
 func noKprobes() bool {
-	_, pmu := os.Stat("/sys/bus/event_source/devices/kprobe")
-	_, events := os.Stat("/sys/kernel/tracing/kprobe_events")
-	return pmu != nil && events != nil
+	if _, err := os.Stat("/sys/bus/event_source/devices/kprobe"); err == nil {
+		return false
+	}
+	data, err := os.ReadFile("/proc/kallsyms")
+	return err == nil && !strings.Contains(string(data), " register_kprobe\n")
 }
 
 func unwrapVerifier(err error) error {
@@ -297,6 +304,12 @@ func (p *Probes) ensureTracefs() error {
 	p.mountedFS = true
 	return nil
 }
+
+// MountedTracefs reports whether Open mounted tracefs (Close unmounts it).
+func (p *Probes) MountedTracefs() bool { return p.mountedFS }
+
+// TracefsPath is where Open mounts tracefs.
+const TracefsPath = "/sys/kernel/tracing"
 
 // Attachments says how each hook is attached.
 func (p *Probes) Attachments() []Attachment { return p.attachments }

@@ -35,6 +35,8 @@ type Runner struct {
 	procs    []*proc
 	notify   chan struct{}
 
+	oomKillsAtStart uint64
+
 	mu        sync.Mutex
 	limit     *Limit // the first limit that bound
 	stopping  bool
@@ -201,6 +203,9 @@ func (r *Runner) Run(ctx context.Context) (res *Result, err error) {
 		res.WallSeconds = time.Since(start).Seconds()
 	}()
 
+	if vm, err := procfs.ReadVmstat(); err == nil {
+		r.oomKillsAtStart = vm["oom_kill"]
+	}
 	if err := r.tune(); err != nil {
 		return res, err
 	}
@@ -261,6 +266,10 @@ func (r *Runner) Run(ctx context.Context) (res *Result, err error) {
 	r.finishResult(res)
 	return res, nil
 }
+
+// memoryPressureStop is the PSI "full avg10" at which a run stops opening: a
+// tenth of the time with every task stalled on memory is a host in trouble.
+const memoryPressureStop = 10.0
 
 // JournalFile is the sysctl journal's name inside the run directory.
 const JournalFile = "sysctl-journal.json"
@@ -438,8 +447,8 @@ func (r *Runner) deathDetail(p *proc) string {
 	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		how = "killed by " + unix.SignalName(ws.Signal())
 		if ws.Signal() == syscall.SIGKILL {
-			if vm, err := procfs.ReadVmstat(); err == nil && vm["oom_kill"] > 0 {
-				how += fmt.Sprintf(" (the OOM killer has killed %d processes since boot: check dmesg)", vm["oom_kill"])
+			if vm, err := procfs.ReadVmstat(); err == nil && vm["oom_kill"] > r.oomKillsAtStart {
+				how += fmt.Sprintf(" (the OOM killer: %d kills since the run started, see dmesg)", vm["oom_kill"]-r.oomKillsAtStart)
 			}
 		}
 	}
@@ -614,9 +623,12 @@ func (r *Runner) connect(ctx context.Context, res *Result) {
 		if r.anyDied() {
 			r.stop("worker_died", "")
 		}
-		if m, err := procfs.ReadMeminfo(); err == nil && m.MemAvailable < r.cfg.Reserve {
-			r.stop("memory_reserve", fmt.Sprintf("MemAvailable fell to %s, below the reserve of %s (--reserve): the host is guarded before it runs out",
-				units.Bytes(m.MemAvailable), units.Bytes(r.cfg.Reserve)))
+		if m, err := procfs.ReadMeminfo(); err == nil && m.Spare() < r.cfg.Reserve {
+			r.stop("memory_reserve", fmt.Sprintf("spare memory (free + page cache; MemAvailable %s also counts the sockets' pinned dentries and inodes) fell to %s, below the reserve of %s (--reserve): the host is guarded before it runs out",
+				units.Bytes(m.MemAvailable), units.Bytes(m.Spare()), units.Bytes(r.cfg.Reserve)))
+		}
+		if full, ok := procfs.MemoryPressure(); ok && full >= memoryPressureStop {
+			r.stop("memory_pressure", fmt.Sprintf("every task waited for memory %.0f %% of the last 10 s (PSI full avg10): the kernel is reclaiming; stopped before it stalls the host", full))
 		}
 		if now := time.Now(); now.Sub(lastShow) >= 250*time.Millisecond {
 			rate := float64(t.clientEstablished-lastEst) / now.Sub(lastShow).Seconds()

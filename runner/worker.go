@@ -92,6 +92,11 @@ func newWorker(cfg workerConfig) (*worker, error) {
 	// no longer switches to the server worker it wakes, and each side handles
 	// many sockets per switch. Unprivileged; best effort.
 	_ = unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_BATCH}, 0)
+	// If the OOM killer must act, it takes a worker, which the parent
+	// names, rather than the parent, which must restore the host. Raising
+	// oom_score_adj needs no privilege (lowering the parent's would need
+	// CAP_SYS_RESOURCE); a 3M-connection run lost its parent before this.
+	_ = os.WriteFile("/proc/self/oom_score_adj", []byte("1000"), 0)
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, os.NewSyscallError("epoll_create1", err)

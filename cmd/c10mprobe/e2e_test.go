@@ -368,7 +368,9 @@ func TestSIGINTMidConnectRestoresAndLeavesNothing(t *testing.T) {
 func TestSIGKILLedRunIsUndoneByRestore(t *testing.T) {
 	needRoot(t)
 	before := sysctls(t)
-	cmd, o, e, dir := start(t, "--conns", "2000", "--listen", "127.0.0.1:19906", "--hold", "60s", "--port-range", "41000-59999")
+	tracefsBefore := tracefsMounted()
+	cmd, o, e, dir := start(t, "--conns", "2000", "--listen", "127.0.0.1:19906", "--hold", "60s", "--port-range", "41000-59999",
+		"--backend", "tracepoint")
 	for deadline := time.Now().Add(20 * time.Second); countOnPort(t, 19906) < 2000; time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			cmd.Process.Kill()
@@ -377,6 +379,15 @@ func TestSIGKILLedRunIsUndoneByRestore(t *testing.T) {
 	}
 	if v, _ := sysctl.Read("net.ipv4.ip_local_port_range"); v != "41000 59999" {
 		t.Errorf("port range during the run = %q", v)
+	}
+	if !tracefsMounted() {
+		t.Error("the tracepoint backend runs without tracefs mounted")
+	}
+	// Workers are the OOM killer's first choice, so that the parent survives to restore.
+	data, _ := os.ReadFile(filepath.Join(dir, "workers.pids"))
+	worker := strings.Fields(string(data))[0]
+	if adj, _ := os.ReadFile("/proc/" + worker + "/oom_score_adj"); strings.TrimSpace(string(adj)) != "1000" {
+		t.Errorf("worker %s has oom_score_adj %q, want 1000", worker, adj)
 	}
 	cmd.Process.Kill()
 	finish(t, cmd, o, e, dir)
@@ -387,6 +398,14 @@ func TestSIGKILLedRunIsUndoneByRestore(t *testing.T) {
 		t.Fatalf("restore: %v\n%s", err, out)
 	}
 	assertSysctls(t, before)
+	if tracefsMounted() != tracefsBefore {
+		t.Errorf("tracefs mounted %v after restore, %v before the run", tracefsMounted(), tracefsBefore)
+	}
+}
+
+func tracefsMounted() bool {
+	data, _ := os.ReadFile("/proc/mounts")
+	return strings.Contains(string(data), " /sys/kernel/tracing tracefs ")
 }
 
 func TestBadInputExits2AndChangesNothing(t *testing.T) {
@@ -458,9 +477,9 @@ func TestMemoryReserveStopsTheRunAndVerifiesWhatIsHeld(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A reserve 96 MiB below what is available now: the run's own sockets
+	// A reserve 96 MiB below what is spare now: the run's own sockets
 	// (≈ 7 KiB of slab per connection) cross it after roughly 13,000.
-	reserve := m.MemAvailable - 96<<20
+	reserve := m.Spare() - 96<<20
 	r := run(t, "--conns", "200000", "--listen", "127.0.0.1:19907", "--reserve", strconv.FormatUint(reserve, 10))
 	if r.code != 1 {
 		t.Fatalf("exit %d, want 1\n%s\n%s", r.code, r.stdout, r.stderr)

@@ -127,6 +127,13 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		}
 		defer probes.Close()
 		rec.probes = probes
+		if probes.MountedTracefs() {
+			// So that `restore` unmounts it after a SIGKILL, too.
+			if err := markTracefs(*out); err != nil {
+				fmt.Fprintf(stderr, "c10mprobe run: %v\n", err)
+				return exitNotAll
+			}
+		}
 		r.SetOnSpawn(func(pid int) error { return probes.AddPID(pid) })
 		fmt.Fprintf(stderr, "probes: %s backend\n", probes.Backend())
 	}
@@ -285,6 +292,9 @@ func restoreCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "c10mprobe restore: give exactly one run directory")
 		return exitBadInput
 	}
+	if err := unmountMarkedTracefs(fs.Arg(0)); err != nil {
+		fmt.Fprintf(stderr, "c10mprobe restore: %v\n", err)
+	}
 	changes, err := runner.Restore(fs.Arg(0))
 	for _, c := range changes {
 		fmt.Fprintf(stdout, "%s: %s (was set to %s) restored=%v\n", c.Key, c.Old, c.New, c.Restored)
@@ -301,4 +311,24 @@ func envInt(k string, d int) int {
 		return v
 	}
 	return d
+}
+
+// tracefsMarker in a run directory says the run mounted tracefs.
+const tracefsMarker = "tracefs-mounted"
+
+func markTracefs(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("creating run directory: %w", err)
+	}
+	return os.WriteFile(filepath.Join(dir, tracefsMarker), []byte(bpf.TracefsPath+"\n"), 0o644)
+}
+
+func unmountMarkedTracefs(dir string) error {
+	if _, err := os.Stat(filepath.Join(dir, tracefsMarker)); err != nil {
+		return nil
+	}
+	if err := syscall.Unmount(bpf.TracefsPath, 0); err != nil && err != syscall.EINVAL {
+		return fmt.Errorf("unmounting %s: %w", bpf.TracefsPath, err)
+	}
+	return os.Remove(filepath.Join(dir, tracefsMarker))
 }
