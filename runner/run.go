@@ -155,10 +155,6 @@ func Prepare(cfg Config) (*Runner, error) {
 	return r, nil
 }
 
-// SetOnSpawn sets the callback for each process of the run; for whatever is
-// set up after Prepare (the probes).
-func (r *Runner) SetOnSpawn(fn func(pid int) error) { r.cfg.OnSpawn = fn }
-
 // Host returns what Prepare read.
 func (r *Runner) Host() Host { return r.host }
 

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/c10mprobe/c10mprobe/analysis"
 	"github.com/c10mprobe/c10mprobe/bpf"
 	"github.com/c10mprobe/c10mprobe/internal/procfs"
 	"github.com/c10mprobe/c10mprobe/runner"
@@ -38,6 +39,92 @@ type recorder struct {
 	sites    []bpf.KmallocSite
 	errs     []string
 	listen   uint16
+
+	pids      []int
+	start     time.Time
+	idleProbe *bpf.Snapshot
+	series    []analysis.Sample
+	stop      chan struct{}
+	stopped   chan struct{}
+}
+
+// addPID is the runner's OnSpawn: the probes count the process as the
+// run's, and the time series sums its RSS.
+func (r *recorder) addPID(pid int) error {
+	r.mu.Lock()
+	r.pids = append(r.pids, pid)
+	r.mu.Unlock()
+	if r.probes != nil {
+		return r.probes.AddPID(pid)
+	}
+	return nil
+}
+
+// sampleEvery is the time series' interval.
+const sampleEvery = 500 * time.Millisecond
+
+func (r *recorder) startSeries() {
+	r.start = time.Now()
+	r.stop, r.stopped = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(r.stopped)
+		t := time.NewTicker(sampleEvery)
+		defer t.Stop()
+		for {
+			r.sampleNow()
+			select {
+			case <-r.stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+}
+
+func (r *recorder) stopSeries() {
+	if r.stop != nil {
+		close(r.stop)
+		<-r.stopped
+		r.stop = nil
+		r.sampleNow()
+	}
+}
+
+// sampleNow takes one row of the time series.
+func (r *recorder) sampleNow() {
+	r.mu.Lock()
+	p, pids := r.last, append([]int(nil), r.pids...)
+	r.mu.Unlock()
+	s := analysis.Sample{Seconds: time.Since(r.start).Seconds(), Phase: string(p.Phase),
+		Established: p.Established, Verified: p.Verified, Rate: p.Rate}
+	if s.Phase == "" {
+		s.Phase = string(runner.PhaseIdle)
+	}
+	if m, err := procfs.ReadMeminfo(); err == nil {
+		s.MemAvailable, s.Slab, s.SUnreclaim, s.SwapUsed = m.MemAvailable, m.Slab, m.SUnreclaim, m.SwapTotal-m.SwapFree
+	}
+	if st, err := procfs.ReadSockstat(); err == nil {
+		s.TCPMemPages = st.TCPMemPages
+	}
+	if vm, err := procfs.ReadVmstat(); err == nil {
+		s.PgscanDirect, s.PswpIn, s.PswpOut, s.OOMKills = vm["pgscan_direct"], vm["pswpin"], vm["pswpout"], vm["oom_kill"]
+	}
+	for _, pid := range pids {
+		if rss, err := procfs.RSS(pid); err == nil {
+			s.RunnerRSS += rss
+		}
+	}
+	if r.probes != nil && r.idleProbe != nil {
+		if snap, err := r.probes.Snapshot(); err == nil {
+			s.CacheBytes = map[string]int64{}
+			for i, c := range snap.Caches {
+				s.CacheBytes[c.Name] = (c.Live() - r.idleProbe.Caches[i].Live()) * int64(c.ObjectSize)
+			}
+		}
+	}
+	r.mu.Lock()
+	r.series = append(r.series, s)
+	r.mu.Unlock()
 }
 
 func (r *recorder) progress(p runner.Progress) {
@@ -72,8 +159,14 @@ func (r *recorder) phase(ph runner.Phase) error {
 			return err
 		}
 	}
-	if ph == runner.PhaseExchange {
+	switch ph {
+	case runner.PhaseIdle:
+		r.idleProbe = s.Probe
+		r.startSeries()
+	case runner.PhaseExchange:
 		r.peak()
+	case runner.PhaseClose:
+		r.stopSeries()
 	}
 	r.mu.Lock()
 	r.samples = append(r.samples, s)

@@ -105,7 +105,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		Conns: int(conns), Listen: netip.AddrPort(listen), Sources: srcs, Inflight: *inflight, Rate: *rate,
 		Hold: *hold, Timeout: *timeout, Reserve: uint64(reserve), WorkerFDs: *workerFDs, MaxWorkers: *maxWorkers,
 		PortRange: portRange, Sysctls: sysctls, NoTune: *noTune, OutDir: *out,
-		Log: stderr, OnPhase: rec.phase,
+		Log: stderr, OnPhase: rec.phase, OnSpawn: rec.addPID,
 		OnProgress: func(p runner.Progress) { rec.progress(p); prog.update(p) },
 	}
 	r, err := runner.Prepare(cfg)
@@ -134,7 +134,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 				return exitNotAll
 			}
 		}
-		r.SetOnSpawn(func(pid int) error { return probes.AddPID(pid) })
+
 		fmt.Fprintf(stderr, "probes: %s backend\n", probes.Backend())
 	}
 	printPreflight(stderr, r.Preflight())
@@ -163,18 +163,30 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	for _, b := range rec.peakDiag {
 		sum.SocketBuffers += b
 	}
-	if in, aerr := analysisInput(sum, rec.samples); aerr == nil {
-		e := analysis.Explain(in)
-		sum.Explanation = &e
+	stacks, serr := symbolize(rec.stacks)
+	if serr != nil {
+		fmt.Fprintf(stderr, "no allocation stacks: %v\n", serr)
+	}
+	d := &runData{sum: sum, series: rec.series, stacks: stacks}
+	in, aerr := analysisInput(sum, rec.samples)
+	if aerr == nil {
+		d.in, d.e = in, analysis.Explain(in)
+		sum.Explanation = &d.e
+		d.sum.Explanation = &d.e
 	} else {
 		fmt.Fprintf(stderr, "no explanation: %v\n", aerr)
 	}
 	for _, w := range []struct {
 		name string
 		v    any
-	}{{"summary.json", sum}, {"samples.json", rec.samples}} {
+	}{{"summary.json", sum}, {"samples.json", rec.samples}, {timeseriesFile, rec.series}, {stacksFile, stacks}} {
 		if werr := writeJSON(filepath.Join(*out, w.name), w.v); werr != nil && err == nil {
 			err = werr
+		}
+	}
+	if aerr == nil {
+		if xerr := writeExports(*out, d, allFormats); xerr != nil && err == nil {
+			err = xerr
 		}
 	}
 	printSummary(stdout, res, *out)

@@ -328,3 +328,17 @@ func PCPFreeBytes() (uint64, error) {
 	})
 	return pages * uint64(os.Getpagesize()), err
 }
+
+// RSS returns a process's resident set size from /proc/PID/statm.
+func RSS(pid int) (uint64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("%s/%d/statm", Root, pid))
+	if err != nil {
+		return 0, err
+	}
+	f := strings.Fields(string(data))
+	if len(f) < 2 {
+		return 0, fmt.Errorf("statm of pid %d: %q", pid, data)
+	}
+	pages, err := strconv.ParseUint(f[1], 10, 64)
+	return pages * uint64(os.Getpagesize()), err
+}

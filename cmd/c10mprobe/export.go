@@ -1,0 +1,173 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/c10mprobe/c10mprobe/analysis"
+	"github.com/c10mprobe/c10mprobe/bpf"
+	"github.com/c10mprobe/c10mprobe/internal/ksym"
+	"github.com/spf13/pflag"
+)
+
+// Recorded data beside summary.json and samples.json; exports derive from them.
+const (
+	timeseriesFile = "timeseries.json"
+	stacksFile     = "stacks.json"
+)
+
+// exportFormats maps each --format to the files it writes.
+var exportFormats = map[string][]string{
+	"csv":    {"timeseries.csv", "ledger.csv"},
+	"json":   {"explanation.json"},
+	"folded": {"kernel-alloc.folded"},
+	"pprof":  {"kernel-alloc.pb.gz"},
+	"svg":    {"flamegraph.svg"},
+	"html":   {"report.html"},
+}
+
+var allFormats = []string{"csv", "json", "folded", "pprof", "svg", "html"}
+
+// runData is everything recorded in a run directory.
+type runData struct {
+	sum    summary
+	in     analysis.Run
+	e      analysis.Explanation
+	series []analysis.Sample
+	stacks []analysis.Stack
+}
+
+func loadRunData(dir string) (*runData, error) {
+	sum, samples, err := loadRunDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	d := &runData{sum: sum}
+	if d.in, err = analysisInput(sum, samples); err != nil {
+		return nil, err
+	}
+	d.e = analysis.Explain(d.in)
+	for name, v := range map[string]any{timeseriesFile: &d.series, stacksFile: &d.stacks} {
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			if os.IsNotExist(err) {
+				continue // a run without probes has no stacks
+			}
+			return nil, err
+		}
+		if err := json.Unmarshal(data, v); err != nil {
+			return nil, fmt.Errorf("parsing %s: %w", name, err)
+		}
+	}
+	return d, nil
+}
+
+// writeExports renders the given formats into dir.
+func writeExports(dir string, d *runData, formats []string) error {
+	for _, f := range formats {
+		for _, name := range exportFormats[f] {
+			var buf bytes.Buffer
+			var err error
+			switch name {
+			case "timeseries.csv":
+				err = analysis.WriteTimeseriesCSV(&buf, d.series, uint64(os.Getpagesize()))
+			case "ledger.csv":
+				err = analysis.WriteLedgerCSV(&buf, d.e)
+			case "explanation.json":
+				err = writeJSONTo(&buf, d.e)
+			case "kernel-alloc.folded":
+				err = analysis.WriteFolded(&buf, d.stacks)
+			case "kernel-alloc.pb.gz":
+				err = analysis.WritePprof(&buf, d.stacks)
+			case "flamegraph.svg":
+				err = analysis.WriteFlameSVG(&buf, d.stacks, "kernel memory allocated by the run, by stack")
+			case "report.html":
+				err = analysis.WriteReport(&buf, d.report())
+			}
+			if err != nil {
+				return fmt.Errorf("rendering %s: %w", name, err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, name), buf.Bytes(), 0o644); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (d *runData) report() analysis.Report {
+	r := analysis.Report{Explanation: d.e, Series: d.series, Stacks: d.stacks,
+		Title: fmt.Sprintf("c10mprobe: %d of %d connections verified on %s", d.sum.Verified, d.sum.Requested, d.in.Server)}
+	res := d.sum.Result
+	r.Facts = []analysis.Fact{
+		{Name: "verified", Value: fmt.Sprintf("%d of %d", res.Verified, res.Requested)},
+		{Name: "workers", Value: fmt.Sprintf("%d client + %d server", res.Workers.Client, res.Workers.Server)},
+		{Name: "connect", Value: fmt.Sprintf("%.2f s, %.0f/s", res.Phases.ConnectSeconds, res.ConnectRate)},
+		{Name: "exchange", Value: fmt.Sprintf("%.2f s", res.Phases.ExchangeSeconds)},
+		{Name: "runner memory", Value: fmt.Sprintf("%.0f B per connection (PSS)", float64(res.RunnerPss)/float64(max(1, res.Established)))},
+		{Name: "stopped by", Value: res.StoppedBy},
+	}
+	if k := d.sum.Kernel; k != nil {
+		r.Facts = append(r.Facts, analysis.Fact{Name: "probes", Value: string(k.Backend)})
+		r.SocketMemory = k.SocketMemory.SockDiag
+	}
+	r.CPUProfileNote = "CPU flamegraphs are not recorded yet: they need a perf_event eBPF program, which c10mprobe does not have."
+	return r
+}
+
+// symbolize resolves the probes' stacks with /proc/kallsyms.
+func symbolize(stacks []bpf.Stack) ([]analysis.Stack, error) {
+	if len(stacks) == 0 {
+		return nil, nil
+	}
+	t, err := ksym.Load("/proc/kallsyms")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]analysis.Stack, len(stacks))
+	for i, s := range stacks {
+		out[i] = analysis.Stack{What: s.What, Bytes: s.Bytes, Frames: make([]string, len(s.Frames))}
+		for j, a := range s.Frames {
+			out[i].Frames[j] = t.Name(a)
+		}
+	}
+	return out, nil
+}
+
+func exportCmd(args []string, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("export", pflag.ContinueOnError)
+	formats := fs.StringSlice("format", allFormats, "formats to write: "+strings.Join(allFormats, ", "))
+	if code, ok := parseFlags(fs, args, stdout, stderr, "  c10mprobe export runs/20261125T190102Z --format html,svg\n"); !ok {
+		return code
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "c10mprobe export: give exactly one run directory")
+		return exitBadInput
+	}
+	for _, f := range *formats {
+		if _, ok := exportFormats[f]; !ok {
+			fmt.Fprintf(stderr, "c10mprobe export: unknown format %q (want %s)\n", f, strings.Join(allFormats, ", "))
+			return exitBadInput
+		}
+	}
+	d, err := loadRunData(fs.Arg(0))
+	if err != nil {
+		fmt.Fprintf(stderr, "c10mprobe export: %v\n", err)
+		return exitBadInput
+	}
+	if err := writeExports(fs.Arg(0), d, *formats); err != nil {
+		fmt.Fprintf(stderr, "c10mprobe export: %v\n", err)
+		return exitNotAll
+	}
+	for _, f := range *formats {
+		for _, name := range exportFormats[f] {
+			fmt.Fprintln(stdout, filepath.Join(fs.Arg(0), name))
+		}
+	}
+	return exitOK
+}
