@@ -95,13 +95,19 @@ const chartW, chartH, padL, padB = 900.0, 300.0, 70.0, 30.0
 var palette = []string{"#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#9c755f", "#bab0ac"}
 
 func axes(b *strings.Builder, xLabel, yLabel string, xMax, yMax float64, yFmt func(float64) string) {
+	axesTicks(b, xLabel, yLabel, xMax, yMax, yFmt, true)
+}
+
+func axesTicks(b *strings.Builder, xLabel, yLabel string, xMax, yMax float64, yFmt func(float64) string, xTicks bool) {
 	fmt.Fprintf(b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" font-size="11">`, chartW+padL+200, chartH+padB+20)
 	fmt.Fprintf(b, `<line x1="%.0f" y1="10" x2="%.0f" y2="%.0f" stroke="#888"/><line x1="%.0f" y1="%.0f" x2="%.0f" y2="%.0f" stroke="#888"/>`,
 		padL, padL, chartH+10, padL, chartH+10, padL+chartW, chartH+10)
 	for i := 0; i <= 4; i++ {
 		y := chartH + 10 - chartH*float64(i)/4
 		fmt.Fprintf(b, `<text x="%.0f" y="%.0f" text-anchor="end">%s</text>`, padL-4, y+4, yFmt(yMax*float64(i)/4))
-		fmt.Fprintf(b, `<text x="%.0f" y="%.0f" text-anchor="middle">%s</text>`, padL+chartW*float64(i)/4, chartH+26, units.Count(uint64(xMax*float64(i)/4)))
+		if xTicks {
+			fmt.Fprintf(b, `<text x="%.0f" y="%.0f" text-anchor="middle">%s</text>`, padL+chartW*float64(i)/4, chartH+26, units.Count(uint64(xMax*float64(i)/4)))
+		}
 	}
 	fmt.Fprintf(b, `<text x="%.0f" y="%.0f" text-anchor="middle">%s</text>`, padL+chartW/2, chartH+44, xLabel)
 	fmt.Fprintf(b, `<text x="12" y="%.0f" transform="rotate(-90 12 %.0f)" text-anchor="middle">%s</text>`, chartH/2, chartH/2, yLabel)
@@ -133,6 +139,8 @@ func memoryChart(series []Sample) string {
 		caches = caches[:6]
 	}
 	layers := append(append([]string(nil), caches...), "other slab", "runner RSS")
+	// Growth since the idle sample: the workers' runtime baselines are not
+	// the connections' cost.
 	value := func(s Sample, layer string) float64 {
 		switch layer {
 		case "other slab":
@@ -142,7 +150,7 @@ func memoryChart(series []Sample) string {
 			}
 			return max(0, v)
 		case "runner RSS":
-			return float64(s.RunnerRSS)
+			return max(0, float64(int64(s.RunnerRSS)-int64(base.RunnerRSS)))
 		}
 		return max(0, float64(s.CacheBytes[layer]))
 	}
@@ -228,7 +236,7 @@ func socketChart(d Distribution) string {
 	for _, v := range d.Log2 {
 		top = max(top, v)
 	}
-	axes(&b, "bytes of buffer memory per socket (log2 buckets)", "sockets", float64(len(d.Log2)), float64(top), func(v float64) string { return units.Count(uint64(v)) })
+	axesTicks(&b, "bytes of buffer memory per socket", "sockets", float64(len(d.Log2)), float64(top), func(v float64) string { return units.Count(uint64(v)) }, false)
 	bw := chartW / float64(max(1, len(d.Log2)))
 	for i, v := range d.Log2 {
 		h := chartH * float64(v) / float64(top)
@@ -238,9 +246,10 @@ func socketChart(d Distribution) string {
 		}
 		fmt.Fprintf(&b, `<rect class="bar" x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>%s: %s sockets</title></rect>`,
 			padL+float64(i)*bw+1, chartH+10-h, bw-2, h, palette[0], label, units.Count(v))
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" text-anchor="middle">%s</text>`, padL+(float64(i)+0.5)*bw, chartH+26, label)
 	}
-	fmt.Fprintf(&b, `<text x="%.0f" y="24">p50 %s, p99 %s, max %s over %s sockets</text>`, padL+chartW+14,
-		units.Bytes(d.P50), units.Bytes(d.P99), units.Bytes(d.Max), units.Count(d.Count))
+	fmt.Fprintf(&b, `<text x="%.0f" y="24">p50 %s, p99 %s, max %s</text><text x="%.0f" y="42">over %s sockets</text>`, padL+chartW+14,
+		units.Bytes(d.P50), units.Bytes(d.P99), units.Bytes(d.Max), padL+chartW+14, units.Count(d.Count))
 	b.WriteString("</svg>")
 	return b.String()
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/c10mprobe/c10mprobe/analysis"
@@ -129,12 +130,24 @@ func symbolize(stacks []bpf.Stack) ([]analysis.Stack, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]analysis.Stack, len(stacks))
-	for i, s := range stacks {
-		out[i] = analysis.Stack{What: s.What, Bytes: s.Bytes, Frames: make([]string, len(s.Frames))}
-		for j, a := range s.Frames {
-			out[i].Frames[j] = t.Name(a)
+	var out []analysis.Stack
+	for _, s := range stacks {
+		frames := make([]string, 0, len(s.Frames))
+		for _, a := range s.Frames {
+			name := t.Name(a)
+			// The innermost frames are the probe itself: bpf_prog_<tag>_<name>
+			// called from bpf_trace_run<N>.
+			if len(frames) == 0 && (strings.HasPrefix(name, "bpf_prog_") || strings.HasPrefix(name, "bpf_trace_run") || strings.HasPrefix(name, "__bpf_trace_")) {
+				continue
+			}
+			frames = append(frames, name)
 		}
+		// Pages allocated to hold new slabs are already counted by the
+		// objects in them; keep them out so the flamegraph sums to memory.
+		if strings.HasPrefix(s.What, "pages") && slices.Contains(frames, "allocate_slab") {
+			continue
+		}
+		out = append(out, analysis.Stack{What: s.What, Bytes: s.Bytes, Frames: frames})
 	}
 	return out, nil
 }

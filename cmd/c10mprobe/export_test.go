@@ -1,0 +1,195 @@
+package main
+
+import (
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"encoding/xml"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/c10mprobe/c10mprobe/analysis"
+	"github.com/c10mprobe/c10mprobe/internal/sysctl"
+	"github.com/google/pprof/profile"
+)
+
+func TestExportsOfARun(t *testing.T) {
+	needRoot(t)
+	before := sysctls(t)
+	r := run(t, "--conns", "20000", "--listen", "127.0.0.1:19909", "--sysctl", "net.ipv4.tcp_rmem=4096 65536 1048576")
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	assertSysctls(t, before) // --sysctl restored after success
+	dir := r.dir
+
+	var series []analysis.Sample
+	readJSON(t, filepath.Join(dir, timeseriesFile), &series)
+	rows := readCSV(t, filepath.Join(dir, "timeseries.csv"))
+	if len(series) < 2 || len(rows) != len(series)+1 {
+		t.Errorf("timeseries.csv has %d rows for %d samples", len(rows), len(series))
+	}
+	for i, h := range analysis.TimeseriesHeader {
+		if rows[0][i] != h {
+			t.Errorf("timeseries.csv column %d is %q, want %q", i, rows[0][i], h)
+		}
+	}
+	if !strings.HasPrefix(rows[0][len(rows[0])-1], "cache_") {
+		t.Errorf("no per-cache columns: %v", rows[0])
+	}
+	last := rows[len(rows)-1]
+	if n, _ := strconv.Atoi(last[2]); n != 20000 {
+		t.Errorf("last sample has %s established", last[2])
+	}
+
+	s := readSummary(t, r)
+	if ledger := readCSV(t, filepath.Join(dir, "ledger.csv")); len(ledger) != len(s.Explanation.Ledger)+1 {
+		t.Errorf("ledger.csv has %d rows for %d ledger lines", len(ledger), len(s.Explanation.Ledger))
+	}
+
+	// The folded file and the pprof profile hold the same bytes.
+	folded, err := os.ReadFile(filepath.Join(dir, "kernel-alloc.folded"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var foldedTotal int64
+	for _, line := range strings.Split(strings.TrimSpace(string(folded)), "\n") {
+		v, err := strconv.ParseInt(line[strings.LastIndex(line, " ")+1:], 10, 64)
+		if err != nil {
+			t.Fatalf("folded line %q: %v", line, err)
+		}
+		foldedTotal += v
+	}
+	f, err := os.Open(filepath.Join(dir, "kernel-alloc.pb.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := profile.Parse(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var profTotal int64
+	for _, smp := range p.Sample {
+		profTotal += smp.Value[0]
+	}
+	if foldedTotal == 0 || foldedTotal != profTotal {
+		t.Errorf("folded total %d, pprof total %d", foldedTotal, profTotal)
+	}
+	if out, err := exec.Command("go", "tool", "pprof", "-top", filepath.Join(dir, "kernel-alloc.pb.gz")).CombinedOutput(); err != nil || !bytes.Contains(out, []byte("alloc_space")) {
+		t.Errorf("go tool pprof -top: %v\n%s", err, out)
+	}
+
+	svg, err := os.ReadFile(filepath.Join(dir, "flamegraph.svg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertXML(t, svg)
+	if !bytes.Contains(svg, []byte("<title>[TCP]")) {
+		t.Error("the flamegraph has no [TCP] frame")
+	}
+
+	assertReportRenders(t, filepath.Join(dir, "report.html"))
+
+	// export regenerates every file from the recorded data.
+	os.Remove(filepath.Join(dir, "report.html"))
+	os.Remove(filepath.Join(dir, "ledger.csv"))
+	if out, err := exec.Command(toolBinary, "export", dir).CombinedOutput(); err != nil {
+		t.Fatalf("export: %v\n%s", err, out)
+	}
+	for _, name := range []string{"report.html", "ledger.csv", "timeseries.csv", "flamegraph.svg", "kernel-alloc.pb.gz", "explanation.json"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			t.Errorf("export did not write %s", name)
+		}
+	}
+	if out, err := exec.Command(toolBinary, "export", dir, "--format", "gif").CombinedOutput(); err == nil || !strings.Contains(string(out), "unknown format") {
+		t.Errorf("export --format gif: %v %s", err, out)
+	}
+}
+
+func TestSysctlIsRestoredWhenALaterOneFails(t *testing.T) {
+	needRoot(t)
+	before := sysctls(t)
+	// The kernel refuses the second write; the first must still be undone.
+	r := run(t, "--conns", "100", "--listen", "127.0.0.1:19910",
+		"--sysctl", "net.ipv4.tcp_rmem=4096 65536 1048576", "--sysctl", "net.core.somaxconn=lots")
+	if r.code != 1 || !strings.Contains(r.stderr, "net.core.somaxconn") {
+		t.Errorf("exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+	assertSysctls(t, before)
+	if v, _ := sysctl.Read("net.ipv4.tcp_rmem"); v != before["net.ipv4.tcp_rmem"] {
+		t.Errorf("tcp_rmem %q", v)
+	}
+}
+
+func readJSON(t *testing.T, path string, v any) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readCSV(t *testing.T, path string) [][]string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return rows
+}
+
+func assertXML(t *testing.T, data []byte) {
+	t.Helper()
+	d := xml.NewDecoder(bytes.NewReader(data))
+	for {
+		_, err := d.Token()
+		if err == io.EOF {
+			return
+		}
+		if err != nil {
+			t.Fatalf("not XML: %v", err)
+		}
+	}
+}
+
+// assertReportRenders loads report.html in headless Chromium and checks the
+// rendered DOM for the verdict, the charts and the flamegraph.
+func assertReportRenders(t *testing.T, path string) {
+	t.Helper()
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Log("skipping the browser check: chromium is not installed (apt-get install chromium; .ci/run does)")
+		return
+	}
+	cmd := exec.Command(chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--user-data-dir="+t.TempDir(), "--dump-dom", "file://"+path)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	dom, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("chromium: %v\n%s", err, stderr.String())
+	}
+	for _, want := range []string{`id="verdict"`, `class="layer"`, `class="line"`, `class="bar"`, `id="flamegraph"`, `memory binds first`} {
+		if !bytes.Contains(dom, []byte(want)) {
+			t.Errorf("the rendered report lacks %s", want)
+		}
+	}
+	if bytes.Contains(dom, []byte("http://")) && bytes.Contains(dom, []byte("<script src")) {
+		t.Error("the report fetches a script")
+	}
+}
