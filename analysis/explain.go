@@ -113,7 +113,16 @@ func Explain(r Run) Explanation {
 	add("user", "anonymous memory, all processes", "/proc/meminfo AnonPages",
 		fmt.Sprintf("the runner's PSS at the peak, runtime baselines included: %s", units.Bytes(r.RunnerPss)),
 		int64(r.Peak.AnonPages)-int64(r.Idle.AnonPages))
-	add("buffers", "socket buffers (skb data outside slab)", "sock_diag SK_MEMINFO over the run's sockets", "", int64(r.SocketBuffers))
+	// Queued skbs' truesize counts their heads too, which are slab objects
+	// listed above; what remains is data in page fragments.
+	var skbSlab int64
+	for _, l := range e.Ledger {
+		if l.Kind == "slab" && isSkbCache(l.Name, probed) {
+			skbSlab += l.BytesTotal
+		}
+	}
+	add("buffers", "queued socket data outside slab", "sock_diag rmem_alloc + wmem_queued − the skbuff caches above",
+		fmt.Sprintf("queued skbs: %s in all", units.Bytes(r.SocketBuffers)), max(0, int64(r.SocketBuffers)-skbSlab))
 
 	var explained int64
 	for _, l := range e.Ledger {
@@ -161,6 +170,20 @@ func probeNote(c Cache, slabBytes int64, r Run) string {
 		parts = append(parts, "shared with "+strings.Join(o, ", "))
 	}
 	return strings.Join(parts, "; ")
+}
+
+// isSkbCache reports a slab cache that holds skb structs or heads, under its
+// own name or merged into another.
+func isSkbCache(name string, probed map[string]Cache) bool {
+	if strings.HasPrefix(name, "skbuff_") {
+		return true
+	}
+	for _, m := range probed[name].Merged {
+		if strings.HasPrefix(m, "skbuff_") {
+			return true
+		}
+	}
+	return false
 }
 
 func others(all []string, self string) []string {

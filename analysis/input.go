@@ -23,7 +23,7 @@ type Run struct {
 	Peak Memory `json:"peak"` // every connection held and verified
 
 	Caches        []Cache `json:"caches"`         // what the probes counted, if they ran
-	SocketBuffers uint64  `json:"socket_buffers"` // rmem+wmem_queued+fwd_alloc over the run's sockets (sock_diag)
+	SocketBuffers uint64  `json:"socket_buffers"` // truesize of queued skbs (rmem_alloc + wmem_queued), sock_diag
 	RunnerPss     uint64  `json:"runner_pss"`     // parent + workers at the peak
 
 	Limits   Limits `json:"limits"`
@@ -48,6 +48,7 @@ type Memory struct {
 	Percpu       uint64          `json:"percpu"`
 	SwapTotal    uint64          `json:"swap_total"`
 	SwapFree     uint64          `json:"swap_free"`
+	TCPMemPages  int64           `json:"tcp_mem_pages"` // /proc/net/sockstat: what tcp_mem counts
 	Slabinfo     map[string]Slab `json:"slabinfo"`
 }
 

@@ -61,9 +61,11 @@ func limits(r Run, e Explanation) []LimitLine {
 	}
 
 	tcpMem := uint64(l.TCPMemPages[2]) * max(1, l.PageSize)
-	perConnBuf := float64(r.SocketBuffers) / float64(max(1, n))
+	// What tcp_mem counts is /proc/net/sockstat's page count.
+	charged := uint64(max(0, r.Peak.TCPMemPages-r.Idle.TCPMemPages)) * max(1, l.PageSize)
+	perConnBuf := float64(charged) / float64(max(1, n))
 	tm := LimitLine{Name: "tcp_mem", Value: fmt.Sprintf("%s (net.ipv4.tcp_mem max, %s pages)", units.Bytes(tcpMem), units.Count(uint64(l.TCPMemPages[2]))),
-		Used: fmt.Sprintf("%s of socket buffers (%.0f B per connection)", units.Bytes(r.SocketBuffers), perConnBuf)}
+		Used: fmt.Sprintf("%s charged to it (%.0f B per connection, /proc/net/sockstat)", units.Bytes(charged), perConnBuf)}
 	if perConnBuf >= 1 {
 		tm.BindsAt = ptr(uint64(float64(tcpMem) / perConnBuf))
 		tm.Detail = "socket buffer memory beyond it is refused: sends and receives stall"

@@ -536,13 +536,38 @@ int BPF_KPROBE(kprobe_tcp_sendmsg, struct sock *sk, struct msghdr *msg, size_t s
 	return 0;
 }
 
-/* tcp:tcp_sendmsg_locked (Linux 6.11); what is left of the message is in
- * msg_iter. The tests hold it to 2 calls and 8 bytes a connection. */
+/* tcp:tcp_sendmsg_locked (Linux 6.11) fires each time tcp_sendmsg_locked
+ * starts a new skb, with what is left of the message in msg_iter; one call
+ * of a large send fires several times. A later event on the same sock and
+ * msghdr with less left continues the call: count it once, whole. */
+struct send_seen {
+	__u64 sk;
+	__u64 msg;
+	__u64 left;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct send_seen);
+} last_send SEC(".maps");
+
 SEC("raw_tracepoint/tcp_sendmsg_locked")
 int rawtp_tcp_sendmsg_locked(struct bpf_raw_tracepoint_args *ctx)
 {
 	const struct msghdr *msg = (const struct msghdr *)ctx->args[1];
-	handle_sendmsg((const struct sock *)ctx->args[0], BPF_CORE_READ(msg, msg_iter.count));
+	__u64 left = BPF_CORE_READ(msg, msg_iter.count);
+	__u32 zero = 0;
+	struct send_seen *seen = bpf_map_lookup_elem(&last_send, &zero);
+	if (seen) {
+		bool more = seen->sk == ctx->args[0] && seen->msg == ctx->args[1] && left < seen->left;
+		seen->sk = ctx->args[0];
+		seen->msg = ctx->args[1];
+		seen->left = left;
+		if (more)
+			return 0;
+	}
+	handle_sendmsg((const struct sock *)ctx->args[0], left);
 	return 0;
 }
 
@@ -552,6 +577,18 @@ SEC("tracepoint/tcp/tcp_sendmsg_locked")
 int tp_tcp_sendmsg_locked(struct trace_event_raw_tcp_sendmsg_locked *ctx)
 {
 	const struct sk_buff *skb = (const struct sk_buff *)ctx->skb_addr;
-	handle_sendmsg(skb ? BPF_CORE_READ(skb, sk) : NULL, ctx->msg_left);
+	const struct sock *sk = skb ? BPF_CORE_READ(skb, sk) : NULL;
+	/* No msghdr here: a continuation is the same skb queue's sock with less left. */
+	__u32 zero = 0;
+	struct send_seen *seen = bpf_map_lookup_elem(&last_send, &zero);
+	if (seen) {
+		bool more = sk && seen->sk == (__u64)sk && (__u64)ctx->msg_left < seen->left;
+		seen->sk = (__u64)sk;
+		seen->msg = 0;
+		seen->left = ctx->msg_left;
+		if (more)
+			return 0;
+	}
+	handle_sendmsg(sk, ctx->msg_left);
 	return 0;
 }

@@ -353,7 +353,7 @@ func (p *Probes) Close() error {
 func (m *probesMaps) byName() map[string]*ebpf.Map {
 	return map[string]*ebpf.Map{
 		"alloc_stacks": m.AllocStacks, "cache_by_name": m.CacheByName, "cache_by_ptr": m.CacheByPtr,
-		"cache_totals": m.CacheTotals, "kmalloc_sites": m.KmallocSites,
+		"cache_totals": m.CacheTotals, "kmalloc_sites": m.KmallocSites, "last_send": m.LastSend,
 		"ptr_slots": m.PtrSlots, "run_pids": m.RunPids, "sockets": m.Sockets, "stacks": m.Stacks, "totals": m.Totals,
 	}
 }

@@ -58,6 +58,13 @@ type probesPtrSlot struct {
 	Pad   uint32
 }
 
+type probesSendSeen struct {
+	_    structs.HostLayout
+	Sk   uint64
+	Msg  uint64
+	Left uint64
+}
+
 type probesSiteStats struct {
 	_     structs.HostLayout
 	Calls uint64
@@ -89,6 +96,7 @@ const (
 	probesMapCacheByPtr               = "cache_by_ptr"
 	probesMapCacheTotals              = "cache_totals"
 	probesMapKmallocSites             = "kmalloc_sites"
+	probesMapLastSend                 = "last_send"
 	probesMapPtrSlots                 = "ptr_slots"
 	probesMapRunPids                  = "run_pids"
 	probesMapSockets                  = "sockets"
@@ -199,6 +207,7 @@ type probesMapSpecs struct {
 	CacheByPtr   *ebpf.MapSpec `ebpf:"cache_by_ptr"`
 	CacheTotals  *ebpf.MapSpec `ebpf:"cache_totals"`
 	KmallocSites *ebpf.MapSpec `ebpf:"kmalloc_sites"`
+	LastSend     *ebpf.MapSpec `ebpf:"last_send"`
 	PtrSlots     *ebpf.MapSpec `ebpf:"ptr_slots"`
 	RunPids      *ebpf.MapSpec `ebpf:"run_pids"`
 	Sockets      *ebpf.MapSpec `ebpf:"sockets"`
@@ -239,6 +248,7 @@ type probesMaps struct {
 	CacheByPtr   *ebpf.Map `ebpf:"cache_by_ptr"`
 	CacheTotals  *ebpf.Map `ebpf:"cache_totals"`
 	KmallocSites *ebpf.Map `ebpf:"kmalloc_sites"`
+	LastSend     *ebpf.Map `ebpf:"last_send"`
 	PtrSlots     *ebpf.Map `ebpf:"ptr_slots"`
 	RunPids      *ebpf.Map `ebpf:"run_pids"`
 	Sockets      *ebpf.Map `ebpf:"sockets"`
@@ -253,6 +263,7 @@ func (m *probesMaps) Close() error {
 		m.CacheByPtr,
 		m.CacheTotals,
 		m.KmallocSites,
+		m.LastSend,
 		m.PtrSlots,
 		m.RunPids,
 		m.Sockets,

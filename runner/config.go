@@ -24,6 +24,8 @@ type Config struct {
 	Sysctls    []KeyValue    // more sysctls to set for the run
 	NoTune     bool
 	OutDir     string
+	Payload    int  // bytes each side sends after the numbered message
+	Unread     bool // leave the peer's payload queued in the receive buffer
 
 	Log        io.Writer               // preflight table and notes (stderr)
 	OnProgress func(Progress)          // about every 250 ms

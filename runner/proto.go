@@ -83,6 +83,8 @@ type Stats struct {
 	ExchangeDone   uint8   // client: every connection echoed or failed
 	CloseDone      uint8
 	CloseNanos     int64
+	PayloadSent    uint64 // bytes of --payload the kernel accepted
+	PayloadRead    uint64 // bytes of the peer's payload read (none with --unread)
 }
 
 var statsSize = binary.Size(Stats{})
@@ -114,4 +116,6 @@ type workerConfig struct {
 	Server   string   `json:"server"`   // client: address:port to connect to
 	Inflight int      `json:"inflight"` // client: most connects pending at once
 	Rate     float64  `json:"rate"`     // client: most new connections per second; 0 is no limit
+	Payload  int      `json:"payload"`  // both: bytes to send after the numbered message
+	Unread   bool     `json:"unread"`   // both: leave the peer's payload queued
 }

@@ -28,6 +28,16 @@ type Result struct {
 	ListenOverflows         int64             `json:"listen_overflows"`
 	ListenDrops             int64             `json:"listen_drops"`
 	SysctlChanges           []sysctl.Change   `json:"sysctl_changes"`
+	Payload                 PayloadResult     `json:"payload"`
+}
+
+// PayloadResult is what --payload did: bytes asked per side, bytes the
+// kernel accepted from both sides, bytes read back.
+type PayloadResult struct {
+	Bytes  int    `json:"bytes_per_side"`
+	Unread bool   `json:"unread"`
+	Sent   uint64 `json:"sent"`
+	Read   uint64 `json:"read"`
 }
 
 // Endpoint is an address and port.

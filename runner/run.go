@@ -89,6 +89,12 @@ func Prepare(cfg Config) (*Runner, error) {
 	if cfg.Rate < 0 {
 		return nil, badInput("--rate must not be negative, got %g", cfg.Rate)
 	}
+	if cfg.Payload < 0 || cfg.Payload > 64<<20 {
+		return nil, badInput("--payload must be between 0 and 64MiB, got %d bytes", cfg.Payload)
+	}
+	if cfg.Unread && cfg.Payload == 0 {
+		return nil, badInput("--unread needs a --payload to leave unread")
+	}
 	if cfg.Timeout <= 0 {
 		return nil, badInput("--timeout must be positive, got %s", cfg.Timeout)
 	}
@@ -359,7 +365,7 @@ func (r *Runner) spawn() error {
 	var pids bytes.Buffer
 	for i := range r.plan.ServerWorkers {
 		wc := workerConfig{Role: "server", Index: i, Quota: Quota(r.cfg.Conns, r.plan.ServerWorkers, i),
-			Base: uint32(i * r.plan.ConnsPerWorker), NoFile: r.plan.NoFile}
+			Base: uint32(i * r.plan.ConnsPerWorker), NoFile: r.plan.NoFile, Payload: r.cfg.Payload, Unread: r.cfg.Unread}
 		wc.Quota = max(wc.Quota, min(r.plan.ConnsPerWorker, r.cfg.Conns))
 		if err := r.start(exe, wc, listener); err != nil {
 			return err
@@ -369,7 +375,7 @@ func (r *Runner) spawn() error {
 	for i := range r.plan.ClientWorkers {
 		wc := workerConfig{Role: "client", Index: i, Quota: Quota(r.cfg.Conns, r.plan.ClientWorkers, i),
 			NoFile: r.plan.NoFile, Sources: sources, Server: r.cfg.Listen.String(),
-			Inflight: max(1, r.cfg.Inflight/r.plan.ClientWorkers), Rate: perWorkerRate}
+			Inflight: max(1, r.cfg.Inflight/r.plan.ClientWorkers), Rate: perWorkerRate, Payload: r.cfg.Payload, Unread: r.cfg.Unread}
 		if err := r.start(exe, wc, nil); err != nil {
 			return err
 		}
@@ -511,6 +517,7 @@ func limitFor(p *proc, s *Stats, r *Runner) (string, string) {
 }
 
 type totals struct {
+	payloadSent, payloadRead                          uint64
 	clientOpened, clientEstablished, received, echoed uint64
 	accepted, sent, verified, closed                  uint64
 	failed                                            [numFailKinds]uint64
@@ -533,6 +540,8 @@ func (r *Runner) totalsLocked() totals {
 			t.failed[k] += v
 		}
 		t.closed += s.Closed
+		t.payloadSent += s.PayloadSent
+		t.payloadRead += s.PayloadRead
 		t.closeNanos = max(t.closeNanos, s.CloseNanos)
 		t.closeDone = t.closeDone && (s.CloseDone != 0 || dead)
 		if p.role == "client" {
@@ -817,6 +826,7 @@ func (r *Runner) finishResult(res *Result) {
 	res.Established = t.clientEstablished
 	res.Accepted = t.accepted
 	res.ReserveBytes = r.cfg.Reserve
+	res.Payload = PayloadResult{Bytes: r.cfg.Payload, Unread: r.cfg.Unread, Sent: t.payloadSent, Read: t.payloadRead}
 	res.Verified = t.verified
 	res.Echoed = t.echoed
 	for k, v := range t.failed {

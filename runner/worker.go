@@ -34,14 +34,15 @@ type conn struct {
 }
 
 type worker struct {
-	cfg    workerConfig
-	epfd   int
-	conns  []conn
-	events []unix.EpollEvent
-	ev     unix.EpollEvent // reused by epoll_ctl so that it does not escape per call
-	buf    [4]byte
-	stats  Stats
-	wire   []byte
+	cfg     workerConfig
+	epfd    int
+	conns   []conn
+	events  []unix.EpollEvent
+	ev      unix.EpollEvent // reused by epoll_ctl so that it does not escape per call
+	buf     [4]byte
+	payload []byte // --payload bytes, sent once after the message; also the discard buffer
+	stats   Stats
+	wire    []byte
 
 	lastReport time.Time
 	dirty      bool
@@ -107,6 +108,9 @@ func newWorker(cfg workerConfig) (*worker, error) {
 		conns:  make([]conn, cfg.NoFile),
 		events: make([]unix.EpollEvent, 256),
 		wire:   make([]byte, statsSize),
+	}
+	if cfg.Payload > 0 {
+		w.payload = make([]byte, cfg.Payload)
 	}
 	if err := w.add(ctlFD, unix.EPOLLIN); err != nil {
 		return nil, err
@@ -443,7 +447,37 @@ func (w *worker) clientEvent(fd int, events uint32) {
 			w.waiting--
 			w.stats.Sent++
 			w.dirty = true
+			w.sendPayload(fd)
 		}
+	}
+	if c.state == stDone {
+		w.discard(fd)
+	}
+}
+
+// sendPayload writes --payload bytes once: what the socket buffer and the
+// peer's window take now. With a tiny tcp_rmem the rest is never sent, and
+// that is what the run measures.
+func (w *worker) sendPayload(fd int) {
+	if len(w.payload) == 0 {
+		return
+	}
+	if n, _ := unix.Write(fd, w.payload); n > 0 {
+		w.stats.PayloadSent += uint64(n)
+	}
+}
+
+// discard reads and drops the peer's payload, unless --unread keeps it queued.
+func (w *worker) discard(fd int) {
+	if len(w.payload) == 0 || w.cfg.Unread {
+		return
+	}
+	for {
+		n, err := unix.Read(fd, w.payload)
+		if n <= 0 || err != nil {
+			return
+		}
+		w.stats.PayloadRead += uint64(n)
 	}
 }
 
@@ -551,6 +585,7 @@ func (w *worker) exchange() {
 		}
 		c.state = stSent
 		w.stats.Sent++
+		w.sendPayload(fd)
 	}
 	w.markExchangeDone()
 }
@@ -579,6 +614,9 @@ func (w *worker) serverEvent(fd int, events uint32) {
 		c.state = stDone
 		w.waiting--
 		w.dirty = true
+		w.discard(fd)
+	case stDone:
+		w.discard(fd)
 	}
 	w.markExchangeDone()
 }

@@ -31,6 +31,7 @@ func subcommands() []subcommand {
 		{"restore", "undo the sysctl changes of a run that was killed (restore RUNDIR)", restoreCmd},
 		{"explain", "explain a recorded run again: the ledger, the limits, the verdict (explain RUNDIR)", explainCmd},
 		{"export", "render a run's files again: csv, json, folded, pprof, svg, html (export RUNDIR)", exportCmd},
+		{"compare", "runs side by side: connections, rates, bytes per connection by kind, limits (compare A B ...)", compareCmd},
 		{"predict", "how many connections a machine of a given size holds, and what gives first", predictCmd},
 		{"doctor", "what this kernel allows: BTF, lockdown, tracefs, which probe backends attach, the limits", doctorCmd},
 	}

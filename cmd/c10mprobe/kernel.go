@@ -138,15 +138,16 @@ func sub(b, a []uint64) []uint64 {
 }
 
 // sockDiagBuffers reads every established socket on the run's port (both
-// ends) and returns the buffer memory each holds, as `ss -tm` shows it.
-func sockDiagBuffers(port uint16) ([]uint64, error) {
-	var out []uint64
-	err := sockdiag.DumpIPv4(1<<sockdiag.StateEstablished, func(s *sockdiag.Socket) {
+// ends), as `ss -tm` shows them: what each holds against tcp_mem, and the
+// truesize of all queued skbs together.
+func sockDiagBuffers(port uint16) (perSocket []uint64, queued uint64, err error) {
+	err = sockdiag.DumpIPv4(1<<sockdiag.StateEstablished, func(s *sockdiag.Socket) {
 		if s.Local.Port() == port || s.Remote.Port() == port {
-			out = append(out, s.Buffered())
+			perSocket = append(perSocket, s.Buffered())
+			queued += s.Queued()
 		}
 	})
-	return out, err
+	return perSocket, queued, err
 }
 
 // topCaches lists cache names by bytes, largest first.

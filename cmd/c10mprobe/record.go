@@ -34,7 +34,8 @@ type recorder struct {
 	last     runner.Progress
 	samples  []phaseSample
 	peakSock []bpf.SocketMem
-	peakDiag []uint64
+	peakDiag []uint64 // per socket, Buffered: what tcp_mem charges
+	queued   uint64   // sum over the sockets of Queued: skb truesize
 	stacks   []bpf.Stack
 	sites    []bpf.KmallocSite
 	errs     []string
@@ -188,7 +189,7 @@ func (r *recorder) peak() {
 			r.errs = append(r.errs, err.Error())
 		}
 	}
-	if r.peakDiag, err = sockDiagBuffers(r.listen); err != nil {
+	if r.peakDiag, r.queued, err = sockDiagBuffers(r.listen); err != nil {
 		r.errs = append(r.errs, err.Error())
 	}
 }

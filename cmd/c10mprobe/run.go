@@ -27,6 +27,9 @@ const runExamples = `  sudo c10mprobe run --conns 100000
   sudo c10mprobe run --conns 1000000 --hold 30s          # then look with ss -s, slabtop
   sudo c10mprobe run --conns 50000 --src 127.0.0.2 --port-range 40000-40999   # ports bind first
   sudo c10mprobe run --conns 5000 --worker-fds 100 --max-workers 2            # fds bind first
+  sudo c10mprobe run --conns 50000 --payload 16KiB --unread --out runs/a       # buffers held...
+  sudo c10mprobe run --conns 50000 --payload 16KiB --unread --out runs/b --sysctl net.ipv4.tcp_rmem="4096 4096 4096"
+  c10mprobe compare runs/a runs/b                                               # ...and what tcp_rmem changed
 `
 
 // summary is summary.json: the runner's result plus the sections the probes
@@ -36,7 +39,8 @@ type summary struct {
 	Preflight []runner.Check `json:"preflight"`
 	Host      runner.Host    `json:"host"`
 	Kernel    *kernelSection `json:"kernel"`
-	// SocketBuffers is the buffer memory of the run's sockets at the peak (sock_diag).
+	// SocketBuffers is the truesize of the skbs queued on the run's sockets at
+	// the peak (sock_diag rmem_alloc + wmem_queued).
 	SocketBuffers uint64                `json:"socket_buffers_bytes"`
 	Explanation   *analysis.Explanation `json:"explanation"`
 }
@@ -50,6 +54,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		portRange  portRangeValue
 		sysctls    sysctlsValue
 		reserve    sizeValue
+		payload    sizeValue
 		inflight   = fs.Int("inflight", 512, "most connects pending at once, over all workers")
 		rate       = fs.Float64("rate", 0, "most new connections per second; 0 for no limit")
 		hold       = fs.Duration("hold", 0, "keep every connection open this long after the exchange")
@@ -59,6 +64,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		noTune     = fs.Bool("no-tune", false, "change no sysctl (expect SYN drops at high counts)")
 		out        = fs.String("out", "", "run directory (default runs/<UTC timestamp>)")
 		noBPF      = fs.Bool("no-bpf", false, "do not attach the eBPF probes")
+		unread     = fs.Bool("unread", false, "leave the peer's payload queued (with --payload)")
 		backendArg = fs.String("backend", "auto", "probe backend: auto, fentry, kprobe, raw_tracepoint or tracepoint")
 	)
 	fs.Var(&conns, "conns", "connections to open and verify (required)")
@@ -66,6 +72,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&srcs, "src", "client source addresses or CIDRs (default: as many of 127.0.0.0/8 as needed)")
 	fs.Var(&portRange, "port-range", "set net.ipv4.ip_local_port_range to LO-HI for the run")
 	fs.Var(&sysctls, "sysctl", "set KEY=VALUE for the run, restored after (repeatable)")
+	fs.Var(&payload, "payload", "bytes each side sends after the numbered message, e.g. 16KiB")
 	fs.Var(&reserve, "reserve", "stop opening when MemAvailable falls below this (default max(1GiB, 5% of RAM))")
 	if code, ok := parseFlags(fs, args, stdout, stderr, runExamples); !ok {
 		return code
@@ -104,7 +111,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	cfg := runner.Config{
 		Conns: int(conns), Listen: netip.AddrPort(listen), Sources: srcs, Inflight: *inflight, Rate: *rate,
 		Hold: *hold, Timeout: *timeout, Reserve: uint64(reserve), WorkerFDs: *workerFDs, MaxWorkers: *maxWorkers,
-		PortRange: portRange, Sysctls: sysctls, NoTune: *noTune, OutDir: *out,
+		PortRange: portRange, Sysctls: sysctls, NoTune: *noTune, OutDir: *out, Payload: int(payload), Unread: *unread,
 		Log: stderr, OnPhase: rec.phase, OnSpawn: rec.addPID,
 		OnProgress: func(p runner.Progress) { rec.progress(p); prog.update(p) },
 	}
@@ -160,9 +167,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		return exitNotAll
 	}
 	sum := summary{Result: res, Preflight: r.Preflight(), Host: r.Host(), Kernel: rec.kernelSection(res)}
-	for _, b := range rec.peakDiag {
-		sum.SocketBuffers += b
-	}
+	sum.SocketBuffers = rec.queued
 	stacks, serr := symbolize(rec.stacks)
 	if serr != nil {
 		fmt.Fprintf(stderr, "no allocation stacks: %v\n", serr)

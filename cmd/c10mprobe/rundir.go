@@ -86,6 +86,7 @@ func memory(s *phaseSample) analysis.Memory {
 		MemTotal: m.MemTotal, MemFree: m.MemFree, PCPFree: m.PCPFree, MemAvailable: m.MemAvailable, Buffers: m.Buffers, Cached: m.Cached,
 		SwapCached: m.SwapCached, AnonPages: m.AnonPages, Slab: m.Slab, SReclaimable: m.SReclaimable, SUnreclaim: m.SUnreclaim,
 		PageTables: m.PageTables, KernelStack: m.KernelStack, Percpu: m.Percpu, SwapTotal: m.SwapTotal, SwapFree: m.SwapFree,
+		TCPMemPages: s.Sockstat.TCPMemPages,
 	}
 	if s.Slabinfo != nil {
 		out.Slabinfo = make(map[string]analysis.Slab, len(s.Slabinfo))

@@ -47,8 +47,14 @@ type Socket struct {
 	HasMem bool
 }
 
-// Buffered is the buffer memory a socket holds now: receive and send
-// allocations, the send queue, forward allocation and option memory.
+// Queued is the truesize of the skbs queued on the socket: received and not
+// read, and sent and not yet acknowledged. Real memory, slab and pages.
+func (s *Socket) Queued() uint64 {
+	return uint64(s.Mem[unix.SK_MEMINFO_RMEM_ALLOC]) + uint64(s.Mem[unix.SK_MEMINFO_WMEM_QUEUED])
+}
+
+// Buffered is what the socket holds against tcp_mem: the queued skbs plus
+// forward allocation (charged credit, not yet memory) and option memory.
 func (s *Socket) Buffered() uint64 {
 	m := &s.Mem
 	return uint64(m[unix.SK_MEMINFO_RMEM_ALLOC]) + uint64(m[unix.SK_MEMINFO_WMEM_QUEUED]) +
