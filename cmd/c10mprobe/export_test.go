@@ -193,3 +193,55 @@ func assertReportRenders(t *testing.T, path string) {
 		t.Error("the report fetches a script")
 	}
 }
+
+// The README's loop: queued payloads, a smaller tcp_rmem, compare.
+func TestTuneRerunCompare(t *testing.T) {
+	needRoot(t)
+	before := sysctls(t)
+	const n = 10000
+	a := run(t, "--conns", strconv.Itoa(n), "--listen", "127.0.0.1:19911", "--payload", "16KiB", "--unread")
+	b := run(t, "--conns", strconv.Itoa(n), "--listen", "127.0.0.1:19911", "--payload", "16KiB", "--unread",
+		"--sysctl", "net.ipv4.tcp_rmem=4096 4096 4096")
+	if a.code != 0 || b.code != 0 {
+		t.Fatalf("exits %d, %d\n%s\n%s", a.code, b.code, a.stderr, b.stderr)
+	}
+	assertSysctls(t, before)
+	sa, sb := readSummary(t, a), readSummary(t, b)
+	// The kernel's tcp_sendmsg bytes are the runner's: 8 a connection and the payload.
+	for _, s := range []summary{sa, sb} {
+		if want := uint64(8*n) + s.Payload.Sent; s.Kernel.TCPSendmsg.RunBytes != want {
+			t.Errorf("tcp_sendmsg %d bytes on the run's port, the runner sent %d", s.Kernel.TCPSendmsg.RunBytes, want)
+		}
+		if s.Kernel.SocketMemory.SockDiag.P50 < 16384 {
+			t.Errorf("unread 16 KiB payloads, but p50 socket memory %d B", s.Kernel.SocketMemory.SockDiag.P50)
+		}
+	}
+	out, err := exec.Command(toolBinary, "compare", a.dir, b.dir, "--json").Output()
+	if err != nil {
+		t.Fatalf("compare: %v", err)
+	}
+	var c analysis.Comparison
+	if err := json.Unmarshal(out, &c); err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]analysis.Row{}
+	for _, r := range c.Rows {
+		rows[r.Name] = r
+	}
+	// The comparison reports what the kernel did, against sock_diag.
+	q := rows["queued_per_conn"]
+	if len(q.Values) != 2 || q.Values[0] != float64(sa.SocketBuffers)/n || q.Values[1] != float64(sb.SocketBuffers)/n || q.Diff[1] == 0 {
+		t.Errorf("queued per connection %+v, sock_diag %d and %d", q, sa.SocketBuffers, sb.SocketBuffers)
+	}
+	if len(c.Settings) != 2 || !strings.Contains(strings.Join(c.Settings[1], " "), "tcp_rmem=4096 4096 4096") {
+		t.Errorf("settings %v", c.Settings)
+	}
+	html := filepath.Join(t.TempDir(), "compare.html")
+	if out, err := exec.Command(toolBinary, "compare", a.dir, b.dir, "--html", html).CombinedOutput(); err != nil {
+		t.Fatalf("compare --html: %v\n%s", err, out)
+	}
+	data, _ := os.ReadFile(html)
+	if !bytes.Contains(data, []byte(`id="compare"`)) {
+		t.Error("compare.html has no table")
+	}
+}
