@@ -576,19 +576,22 @@ int rawtp_tcp_sendmsg_locked(struct bpf_raw_tracepoint_args *ctx)
 SEC("tracepoint/tcp/tcp_sendmsg_locked")
 int tp_tcp_sendmsg_locked(struct trace_event_raw_tcp_sendmsg_locked *ctx)
 {
+	/* Read ctx fields before anything else: the verifier refuses a load
+	 * through a ctx pointer the compiler has offset. */
 	const struct sk_buff *skb = (const struct sk_buff *)ctx->skb_addr;
+	__u64 msg_left = ctx->msg_left;
 	const struct sock *sk = skb ? BPF_CORE_READ(skb, sk) : NULL;
 	/* No msghdr here: a continuation is the same skb queue's sock with less left. */
 	__u32 zero = 0;
 	struct send_seen *seen = bpf_map_lookup_elem(&last_send, &zero);
 	if (seen) {
-		bool more = sk && seen->sk == (__u64)sk && (__u64)ctx->msg_left < seen->left;
+		bool more = sk && seen->sk == (__u64)sk && msg_left < seen->left;
 		seen->sk = (__u64)sk;
 		seen->msg = 0;
-		seen->left = ctx->msg_left;
+		seen->left = msg_left;
 		if (more)
 			return 0;
 	}
-	handle_sendmsg(sk, ctx->msg_left);
+	handle_sendmsg(sk, msg_left);
 	return 0;
 }

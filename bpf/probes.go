@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"runtime/debug"
+	"sort"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
@@ -186,6 +187,7 @@ func (p *Probes) setCaches(watched []WatchedCache) error {
 
 func (p *Probes) attach(spec *ebpf.CollectionSpec, h hook, force Backend) error {
 	a := Attachment{Hook: h.name, Failures: map[string]string{}}
+	var errs []error
 	for _, v := range h.variants {
 		if force != "" && v.backend != force && hasVariant(h, force) {
 			continue
@@ -193,6 +195,7 @@ func (p *Probes) attach(spec *ebpf.CollectionSpec, h hook, force Backend) error 
 		l, prog, err := p.loadAndAttach(spec, v)
 		if err != nil {
 			a.Failures[string(v.backend)] = err.Error()
+			errs = append(errs, err)
 			continue
 		}
 		p.links, p.progs = append(p.links, l), append(p.progs, prog)
@@ -205,9 +208,23 @@ func (p *Probes) attach(spec *ebpf.CollectionSpec, h hook, force Backend) error 
 		for b, e := range a.Failures {
 			why = append(why, b+": "+e)
 		}
-		return fmt.Errorf("no backend attaches %s (%s)", h.name, strings.Join(why, "; "))
+		sort.Strings(why)
+		err := fmt.Errorf("no backend attaches %s (%s)", h.name, strings.Join(why, "; "))
+		if allUnsupported(errs) {
+			err = fmt.Errorf("%w: %w", ErrUnsupported, err)
+		}
+		return err
 	}
 	return nil
+}
+
+func allUnsupported(errs []error) bool {
+	for _, e := range errs {
+		if !errors.Is(e, ErrUnsupported) {
+			return false
+		}
+	}
+	return len(errs) > 0
 }
 
 func hasVariant(h hook, b Backend) bool {
@@ -244,7 +261,7 @@ func (p *Probes) loadAndAttach(spec *ebpf.CollectionSpec, v variant) (link.Link,
 		if v.backend == Fentry && errors.Is(err, unix.EPERM) {
 			// Kernels without fentry support, or that lock tracing programs
 			// down, refuse BPF_PROG_TYPE_TRACING loads with EPERM.
-			return nil, nil, fmt.Errorf("this kernel refuses fentry programs (loading BPF_PROG_TYPE_TRACING %s: EPERM)", v.prog)
+			return nil, nil, fmt.Errorf("%w: this kernel refuses fentry programs (loading BPF_PROG_TYPE_TRACING %s: EPERM)", ErrUnsupported, v.prog)
 		}
 		return nil, nil, fmt.Errorf("loading %s: %w", v.prog, unwrapVerifier(err))
 	}
@@ -268,7 +285,11 @@ func (p *Probes) loadAndAttach(spec *ebpf.CollectionSpec, v variant) (link.Link,
 	return l, prog, nil
 }
 
-var errNoKprobes = errors.New("this kernel has no kprobes (no kprobe PMU in /sys/bus/event_source/devices and no register_kprobe in /proc/kallsyms: CONFIG_KPROBES is off)")
+// ErrUnsupported wraps a backend this kernel does not offer, as opposed to a
+// program that failed to load or attach where the backend exists.
+var ErrUnsupported = errors.New("not offered by this kernel")
+
+var errNoKprobes = fmt.Errorf("%w: this kernel has no kprobes (no kprobe PMU in /sys/bus/event_source/devices and no register_kprobe in /proc/kallsyms: CONFIG_KPROBES is off)", ErrUnsupported)
 
 // noKprobes reports a kernel built without kprobes: no kprobe PMU (Linux
 // 4.17+) and no register_kprobe symbol.
