@@ -90,6 +90,15 @@ func ReadHost() (Host, error) {
 		for name, c := range slabs {
 			h.SlabObjSize[name] = c.ObjSize
 		}
+		// A cache SLUB merged into another is missing from /proc/slabinfo;
+		// its sysfs alias still says its size.
+		for _, name := range []string{"eventpoll_pwq", "tcp_bind_bucket", "tcp_bind2_bucket", "lsm_file_cache", "lsm_inode_cache"} {
+			if _, ok := h.SlabObjSize[name]; !ok {
+				if v, err := procfs.ReadInt("/sys/kernel/slab/" + name + "/slab_size"); err == nil {
+					h.SlabObjSize[name] = uint64(v)
+				}
+			}
+		}
 	}
 	return h, nil
 }

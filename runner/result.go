@@ -29,6 +29,20 @@ type Result struct {
 	ListenDrops             int64             `json:"listen_drops"`
 	SysctlChanges           []sysctl.Change   `json:"sysctl_changes"`
 	Payload                 PayloadResult     `json:"payload"`
+	Memcap                  *MemcapResult     `json:"memcap,omitempty"`
+}
+
+// MemcapResult is what the run's memory cgroup saw.
+type MemcapResult struct {
+	LimitBytes           uint64 `json:"limit_bytes"`
+	PredictedConnections uint64 `json:"predicted_connections"` // printed before the run
+	ActualConnections    uint64 `json:"actual_connections"`
+	StoppedBy            string `json:"stopped_by"` // the limit kind, or "complete"
+	PeakUsageBytes       uint64 `json:"peak_usage_bytes"`
+	LimitHits            uint64 `json:"limit_hits"` // v1 failcnt, v2 memory.events max
+	OOMKills             uint64 `json:"oom_kills"`
+	Cgroup               string `json:"cgroup"`
+	Version              int    `json:"cgroup_version"`
 }
 
 // PayloadResult is what --payload did: bytes asked per side, bytes the

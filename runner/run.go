@@ -33,9 +33,16 @@ type Runner struct {
 
 	listener int
 	procs    []*proc
+	memcg    *memcg
+	memPeak  uint64
 	notify   chan struct{}
 
 	oomKillsAtStart uint64
+	memLastEst      uint64
+	memLastMove     time.Time
+	memRateAt       time.Time
+	memRateEst      uint64
+	memRate         float64 // connections per second
 
 	mu        sync.Mutex
 	limit     *Limit // the first limit that bound
@@ -92,6 +99,9 @@ func Prepare(cfg Config) (*Runner, error) {
 	if cfg.Payload < 0 || cfg.Payload > 64<<20 {
 		return nil, badInput("--payload must be between 0 and 64MiB, got %d bytes", cfg.Payload)
 	}
+	if cfg.MemLimit > 0 && cfg.MemLimit < 32<<20 {
+		return nil, badInput("--mem-limit must be at least 32MiB (the workers alone need that), got %d bytes", cfg.MemLimit)
+	}
 	if cfg.Unread && cfg.Payload == 0 {
 		return nil, badInput("--unread needs a --payload to leave unread")
 	}
@@ -130,7 +140,12 @@ func Prepare(cfg Config) (*Runner, error) {
 		}
 	}
 
-	needsRoot := len(cfg.Sysctls) > 0 || cfg.PortRange != [2]int{}
+	needsRoot := len(cfg.Sysctls) > 0 || cfg.PortRange != [2]int{} || cfg.MemLimit > 0
+	if cfg.MemLimit > 0 {
+		if _, _, err := findMemcgParent(); err != nil {
+			return nil, badInput("--mem-limit: %v", err)
+		}
+	}
 	if !cfg.NoTune && (host.Somaxconn < r.tuning.Backlog || host.SynBacklog < r.tuning.Backlog) {
 		needsRoot = true
 	}
@@ -172,6 +187,10 @@ func (r *Runner) Preflight() []Check {
 	return Preflight(r.host, r.plan, r.tuning, r.cfg.Reserve, r.cfg.NoTune)
 }
 
+// SetOnPhase replaces the phase callback; for observers that need the
+// runner itself (the memory cap's prediction reads the cgroup at idle).
+func (r *Runner) SetOnPhase(fn func(Phase) error) { r.cfg.OnPhase = fn }
+
 // Abort kills every worker now; Run then restores and returns. For a second SIGINT.
 func (r *Runner) Abort() {
 	r.abortOnce.Do(func() {
@@ -210,6 +229,11 @@ func (r *Runner) Run(ctx context.Context) (res *Result, err error) {
 	}
 	if err := r.tune(); err != nil {
 		return res, err
+	}
+	if r.cfg.MemLimit > 0 {
+		if err := r.makeMemcg(res); err != nil {
+			return res, err
+		}
 	}
 	before, err := procfs.ReadListenCounters()
 	if err != nil {
@@ -422,8 +446,13 @@ func (r *Runner) start(exe string, wc workerConfig, listener *os.File) error {
 	}
 	p := &proc{role: wc.Role, index: wc.Index, quota: wc.Quota, cmd: cmd, ctl: ctl, pid: cmd.Process.Pid, exited: make(chan struct{})}
 	r.procs = append(r.procs, p)
+	// Workers open nothing before cmdConnect, so this is in time.
+	if r.memcg != nil {
+		if err := r.memcg.add(p.pid); err != nil {
+			return err
+		}
+	}
 	if r.cfg.OnSpawn != nil {
-		// Workers open nothing before cmdConnect, so this is in time.
 		if err := r.cfg.OnSpawn(p.pid); err != nil {
 			return err
 		}
@@ -641,6 +670,11 @@ func (r *Runner) connect(ctx context.Context, res *Result) {
 			lastShow, lastEst = now, t.clientEstablished
 		}
 	}
+	if r.memcg != nil {
+		done := make(chan struct{})
+		defer close(done)
+		go r.watchMemcap(done)
+	}
 	allIn := func(t totals) bool { return t.connectDone && t.accepted+t.failed[failEMFILE] >= t.clientEstablished }
 	if r.waitFor(allIn, tick) {
 		t := r.totals()
@@ -826,6 +860,12 @@ func (r *Runner) finishResult(res *Result) {
 	res.Established = t.clientEstablished
 	res.Accepted = t.accepted
 	res.ReserveBytes = r.cfg.Reserve
+	if res.Memcap != nil {
+		res.Memcap.ActualConnections = t.clientEstablished
+		res.Memcap.PeakUsageBytes = r.memPeak
+		res.Memcap.LimitHits, res.Memcap.OOMKills = r.memcg.events()
+		res.Memcap.StoppedBy = "complete"
+	}
 	res.Payload = PayloadResult{Bytes: r.cfg.Payload, Unread: r.cfg.Unread, Sent: t.payloadSent, Read: t.payloadRead}
 	res.Verified = t.verified
 	res.Echoed = t.echoed
@@ -859,6 +899,9 @@ func (r *Runner) finishResult(res *Result) {
 	res.StoppedBy = "complete"
 	if res.Limit != nil {
 		res.StoppedBy = res.Limit.Kind
+	}
+	if res.Memcap != nil {
+		res.Memcap.StoppedBy = res.StoppedBy
 	}
 }
 
@@ -903,6 +946,140 @@ func (r *Runner) cleanup() {
 		unix.Close(r.listener)
 		r.listener = -1
 	}
+	if r.memcg != nil {
+		if err := r.memcg.remove(); err == nil {
+			os.Remove(filepath.Join(r.cfg.OutDir, MemcgFile))
+		} else {
+			fmt.Fprintf(r.cfg.Log, "warning: %v; c10mprobe restore %s removes it\n", err, r.cfg.OutDir)
+		}
+	}
+}
+
+// MemcgFile in the run directory names the run's cgroup until it is removed,
+// so that `c10mprobe restore` can remove it after a SIGKILL.
+const MemcgFile = "memcg.path"
+
+func (r *Runner) makeMemcg(res *Result) error {
+	name := fmt.Sprintf("c10mprobe-%d-%d", os.Getpid(), time.Now().UnixNano())
+	parent, _, err := findMemcgParent()
+	if err != nil {
+		return err
+	}
+	// Written before the cgroup exists, like the sysctl journal.
+	if err := os.WriteFile(filepath.Join(r.cfg.OutDir, MemcgFile), []byte(filepath.Join(parent, name)+"\n"), 0o644); err != nil {
+		return err
+	}
+	m, err := newMemcg(name, r.cfg.MemLimit)
+	if err != nil {
+		return err
+	}
+	r.memcg = m
+	version := 1
+	if m.v2 {
+		version = 2
+	}
+	res.Memcap = &MemcapResult{LimitBytes: r.cfg.MemLimit, Cgroup: m.dir, Version: version}
+	fmt.Fprintf(r.cfg.Log, "memory cgroup %s (v%d) capped at %s\n", m.dir, version, units.Bytes(r.cfg.MemLimit))
+	return nil
+}
+
+// memcapStop is the share of the cap at which opening stops: the exchange
+// and the close still need a little memory inside the cgroup.
+const memcapStop = 0.97
+
+// The cap is polled often, and usage projected a little ahead: a stop takes
+// a poll and a control message to reach the workers.
+const (
+	memcapPoll = 10 * time.Millisecond
+	memcapLead = 30 * time.Millisecond
+)
+
+// memcapStall is how long progress may stop near the cap before the run
+// calls it: at its cap the kernel reclaims and stalls instead of failing
+// (no failcnt, no OOM kill, connects slow to a crawl).
+const memcapStall = 2 * time.Second
+
+// watchMemcap checks the cap every memcapPoll until done.
+func (r *Runner) watchMemcap(done <-chan struct{}) {
+	t := time.NewTicker(memcapPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			r.checkMemcap(r.totals().clientEstablished)
+		}
+	}
+}
+
+// checkMemcap stops opening when the cgroup is at its cap and progress has
+// stalled, or when the cgroup's OOM killer has acted.
+func (r *Runner) checkMemcap(established uint64) {
+	m := r.memcg
+	use := m.usage()
+	now := time.Now()
+	r.memPeak = max(r.memPeak, use)
+	if r.memLastMove.IsZero() {
+		r.memLastMove = now
+	}
+	// Where usage will be by the time a stop reaches every worker: at
+	// 30,000 connections a second, 100 ms is 16 MB, 6 % of a 256 MiB cap,
+	// and the cgroup's OOM killer acts at 100 %.
+	// Workers report every 100 ms, so the count moves in steps: the rate is
+	// taken over windows of at least 250 ms.
+	if dt := now.Sub(r.memRateAt); dt >= 250*time.Millisecond {
+		if !r.memRateAt.IsZero() {
+			r.memRate = float64(established-min(established, r.memRateEst)) / dt.Seconds()
+		}
+		r.memRateAt, r.memRateEst = now, established
+	}
+	projected := float64(use) + r.cfg.MemPerConn*(r.memRate*memcapLead.Seconds()+float64(r.cfg.Inflight))
+	if established > r.memLastEst {
+		r.memLastEst, r.memLastMove = established, now
+	}
+	hits, ooms := m.events()
+	switch {
+	case ooms > 0:
+		r.stop("memcap", fmt.Sprintf("the memory cgroup's OOM killer acted (%d kills) at its cap of %s", ooms, units.Bytes(m.limit)))
+	case projected >= memcapStop*float64(m.limit):
+		// Before the cgroup's OOM killer takes workers and what they hold.
+		r.stop("memcap", fmt.Sprintf("the memory cgroup reached %s of its %s cap (%d limit hits)", units.Bytes(use), units.Bytes(m.limit), hits))
+	case float64(use) >= 0.90*float64(m.limit) && time.Since(r.memLastMove) > memcapStall:
+		r.stop("memcap", fmt.Sprintf("the memory cgroup is at %s of its %s cap and no connection completed for %s: the kernel is reclaiming instead of failing (%d limit hits)",
+			units.Bytes(use), units.Bytes(m.limit), memcapStall, hits))
+	}
+}
+
+// MemcgUsage is what the run's cgroup holds now (0 without --mem-limit).
+// Read at the idle phase, it is the workers' own baseline.
+func (r *Runner) MemcgUsage() uint64 {
+	if r.memcg == nil {
+		return 0
+	}
+	return r.memcg.usage()
+}
+
+// MemcapStop is the share of the cap at which the run stops opening.
+const MemcapStop = memcapStop
+
+// RemoveCgroup removes the cgroup a killed run left, if any.
+func RemoveCgroup(dir string) error {
+	data, err := os.ReadFile(filepath.Join(dir, MemcgFile))
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	path := strings.TrimSpace(string(data))
+	if !strings.Contains(filepath.Base(path), "c10mprobe-") {
+		return fmt.Errorf("%s names %q, not a c10mprobe cgroup", MemcgFile, path)
+	}
+	if err := (&memcg{dir: path}).remove(); err != nil {
+		return err
+	}
+	return os.Remove(filepath.Join(dir, MemcgFile))
 }
 
 func errorsJoin(a, b error) error {

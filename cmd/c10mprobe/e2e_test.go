@@ -612,3 +612,35 @@ func TestExplanationOfA100kRunAndExplainWithoutRoot(t *testing.T) {
 		t.Errorf("predict: %d connections for 8 GiB at %.0f B each", p.Connections, perConn)
 	}
 }
+
+func TestMemoryCapIsReachedNamedAndRemoved(t *testing.T) {
+	needRoot(t)
+	before := sysctls(t)
+	r := run(t, "--conns", "200000", "--listen", "127.0.0.1:19912", "--mem-limit", "256MiB")
+	if r.code != 1 {
+		t.Fatalf("exit %d, want 1\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	s := readSummary(t, r)
+	m := s.Memcap
+	if m == nil || s.Limit == nil || s.Limit.Kind != "memcap" || m.StoppedBy != "memcap" {
+		t.Fatalf("limit %+v, memcap %+v: want memcap", s.Limit, m)
+	}
+	// Held within 10 % of the prediction printed before the first connection.
+	if !strings.Contains(r.stderr, "predicted ≈") || m.PredictedConnections == 0 {
+		t.Errorf("no prediction before the run:\n%s", r.stderr)
+	}
+	if off := float64(m.ActualConnections)/float64(m.PredictedConnections) - 1; off > 0.10 || off < -0.10 {
+		t.Errorf("held %d, predicted %d", m.ActualConnections, m.PredictedConnections)
+	}
+	if s.Verified != m.ActualConnections || m.OOMKills != 0 || m.PeakUsageBytes < m.LimitBytes*9/10 {
+		t.Errorf("verified %d of %d held, %d OOM kills, peak %d of %d", s.Verified, m.ActualConnections, m.OOMKills, m.PeakUsageBytes, m.LimitBytes)
+	}
+	if _, err := os.Stat(m.Cgroup); !os.IsNotExist(err) {
+		t.Errorf("cgroup %s left behind (%v)", m.Cgroup, err)
+	}
+	if _, err := os.Stat(filepath.Join(r.dir, "memcg.path")); !os.IsNotExist(err) {
+		t.Error("memcg.path left in the run directory after the cgroup was removed")
+	}
+	assertNoWorkers(t, r.dir)
+	assertSysctls(t, before)
+}

@@ -55,6 +55,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		sysctls    sysctlsValue
 		reserve    sizeValue
 		payload    sizeValue
+		memLimit   sizeValue
 		inflight   = fs.Int("inflight", 512, "most connects pending at once, over all workers")
 		rate       = fs.Float64("rate", 0, "most new connections per second; 0 for no limit")
 		hold       = fs.Duration("hold", 0, "keep every connection open this long after the exchange")
@@ -72,6 +73,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&srcs, "src", "client source addresses or CIDRs (default: as many of 127.0.0.0/8 as needed)")
 	fs.Var(&portRange, "port-range", "set net.ipv4.ip_local_port_range to LO-HI for the run")
 	fs.Var(&sysctls, "sysctl", "set KEY=VALUE for the run, restored after (repeatable)")
+	fs.Var(&memLimit, "mem-limit", "run the workers in a memory cgroup capped at this, e.g. 1GiB: a smaller machine")
 	fs.Var(&payload, "payload", "bytes each side sends after the numbered message, e.g. 16KiB")
 	fs.Var(&reserve, "reserve", "stop opening when MemAvailable falls below this (default max(1GiB, 5% of RAM))")
 	if code, ok := parseFlags(fs, args, stdout, stderr, runExamples); !ok {
@@ -111,9 +113,14 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	cfg := runner.Config{
 		Conns: int(conns), Listen: netip.AddrPort(listen), Sources: srcs, Inflight: *inflight, Rate: *rate,
 		Hold: *hold, Timeout: *timeout, Reserve: uint64(reserve), WorkerFDs: *workerFDs, MaxWorkers: *maxWorkers,
-		PortRange: portRange, Sysctls: sysctls, NoTune: *noTune, OutDir: *out, Payload: int(payload), Unread: *unread,
+		PortRange: portRange, Sysctls: sysctls, NoTune: *noTune, OutDir: *out, Payload: int(payload), Unread: *unread, MemLimit: uint64(memLimit),
 		Log: stderr, OnPhase: rec.phase, OnSpawn: rec.addPID,
 		OnProgress: func(p runner.Progress) { rec.progress(p); prog.update(p) },
+	}
+	if memLimit > 0 {
+		if h, err := runner.ReadHost(); err == nil {
+			cfg.MemPerConn, _ = analysis.MemcgCharge(h.SlabObjSize)
+		}
 	}
 	r, err := runner.Prepare(cfg)
 	if err != nil {
@@ -145,6 +152,27 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "probes: %s backend\n", probes.Backend())
 	}
 	printPreflight(stderr, r.Preflight())
+	// The cap's prediction is printed before the first connection: the
+	// model's cost per connection, into what the workers leave of the cap.
+	var predicted uint64
+	if memLimit > 0 {
+		perConn, why := analysis.MemcgCharge(r.Host().SlabObjSize)
+		if perConn == 0 {
+			fmt.Fprintln(stderr, "c10mprobe run: --mem-limit needs /proc/slabinfo (root) to predict the cap")
+			return exitBadInput
+		}
+		onPhase := cfg.OnPhase
+		r.SetOnPhase(func(ph runner.Phase) error {
+			if ph == runner.PhaseIdle {
+				base := r.MemcgUsage()
+				room := runner.MemcapStop*float64(memLimit) - float64(base)
+				predicted = analysis.PredictMemcg(room, perConn)
+				fmt.Fprintf(stderr, "memory cap %s: the workers hold %s of it; predicted ≈ %d connections at %.0f B charged each (%s) up to %.0f %% of the cap\n",
+					units.Bytes(uint64(memLimit)), units.Bytes(base), predicted, perConn, why, 100*runner.MemcapStop)
+			}
+			return onPhase(ph)
+		})
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -165,6 +193,9 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	if res == nil {
 		fmt.Fprintf(stderr, "c10mprobe run: %v\n", err)
 		return exitNotAll
+	}
+	if res.Memcap != nil {
+		res.Memcap.PredictedConnections = predicted
 	}
 	sum := summary{Result: res, Preflight: r.Preflight(), Host: r.Host(), Kernel: rec.kernelSection(res)}
 	sum.SocketBuffers = rec.queued
@@ -193,6 +224,11 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		if xerr := writeExports(*out, d, allFormats); xerr != nil && err == nil {
 			err = xerr
 		}
+	}
+	if m := res.Memcap; m != nil {
+		off := 100 * (float64(m.ActualConnections) - float64(predicted)) / float64(max(1, predicted))
+		fmt.Fprintf(stdout, "memory cap %s: predicted %d connections, held %d (%+.1f %%), stopped by %s\n",
+			units.Bytes(m.LimitBytes), predicted, m.ActualConnections, off, m.StoppedBy)
 	}
 	printSummary(stdout, res, *out)
 	printKernel(stdout, sum.Kernel, res)
@@ -310,6 +346,9 @@ func restoreCmd(args []string, stdout, stderr io.Writer) int {
 		return exitBadInput
 	}
 	if err := unmountMarkedTracefs(fs.Arg(0)); err != nil {
+		fmt.Fprintf(stderr, "c10mprobe restore: %v\n", err)
+	}
+	if err := runner.RemoveCgroup(fs.Arg(0)); err != nil {
 		fmt.Fprintf(stderr, "c10mprobe restore: %v\n", err)
 	}
 	changes, err := runner.Restore(fs.Arg(0))
