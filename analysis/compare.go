@@ -21,11 +21,11 @@ type Compared struct {
 // Row is one compared quantity: its values per run, and each run's
 // difference from the first.
 type Row struct {
-	Name   string    `json:"name"`
-	Unit   string    `json:"unit"`
-	Values []float64 `json:"values"`
-	Diff   []float64 `json:"diff"`     // absolute, against the first run
-	Pct    []float64 `json:"diff_pct"` // NaN where the first run is 0
+	Name   string     `json:"name"`
+	Unit   string     `json:"unit"`
+	Values []float64  `json:"values"`
+	Diff   []float64  `json:"diff"`     // absolute, against the first run
+	Pct    []*float64 `json:"diff_pct"` // null where the first run is 0
 }
 
 // Comparison is runs side by side.
@@ -61,9 +61,10 @@ func Compare(runs []Compared) Comparison {
 		}
 		for _, v := range row.Values {
 			row.Diff = append(row.Diff, v-row.Values[0])
-			pct := math.NaN()
+			var pct *float64
 			if row.Values[0] != 0 {
-				pct = 100 * (v - row.Values[0]) / math.Abs(row.Values[0])
+				p := 100 * (v - row.Values[0]) / math.Abs(row.Values[0])
+				pct = &p
 			}
 			row.Pct = append(row.Pct, pct)
 		}
@@ -106,14 +107,14 @@ func cell(v float64) string {
 	return fmt.Sprintf("%.1f", v)
 }
 
-func diffCell(d, pct float64) string {
+func diffCell(d float64, pct *float64) string {
 	if d == 0 {
 		return "="
 	}
-	if math.IsNaN(pct) {
+	if pct == nil {
 		return fmt.Sprintf("%+.0f", d)
 	}
-	return fmt.Sprintf("%+.0f (%+.0f %%)", d, pct)
+	return fmt.Sprintf("%+.0f (%+.0f %%)", d, *pct)
 }
 
 // WriteComparisonText renders a comparison for a terminal.
