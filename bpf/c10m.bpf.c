@@ -197,7 +197,13 @@ static __always_inline void sample_stack(void *ctx, __u32 cache, __u64 bytes)
 	__u64 *v = bpf_map_lookup_elem(&alloc_stacks, &key);
 	if (v) {
 		__sync_fetch_and_add(v, w);
-	} else if (bpf_map_update_elem(&alloc_stacks, &key, &w, BPF_NOEXIST)) {
+		return;
+	}
+	long err = bpf_map_update_elem(&alloc_stacks, &key, &w, BPF_NOEXIST);
+	if (err == -17 && (v = bpf_map_lookup_elem(&alloc_stacks, &key))) {
+		/* Another CPU inserted the same stack first. */
+		__sync_fetch_and_add(v, w);
+	} else if (err) {
 		c->lost_stacks++;
 	}
 }
@@ -335,8 +341,14 @@ static __always_inline void handle_kmalloc(__u64 call_site, __u64 bytes)
 		return;
 	}
 	struct site_stats fresh = { .calls = 1, .bytes = bytes };
-	if (bpf_map_update_elem(&kmalloc_sites, &call_site, &fresh, BPF_NOEXIST))
+	long err = bpf_map_update_elem(&kmalloc_sites, &call_site, &fresh, BPF_NOEXIST);
+	if (err == -17 && (s = bpf_map_lookup_elem(&kmalloc_sites, &call_site))) {
+		/* Another CPU inserted the same call site first. */
+		__sync_fetch_and_add(&s->calls, 1);
+		__sync_fetch_and_add(&s->bytes, bytes);
+	} else if (err) {
 		c->lost_kmalloc++;
+	}
 }
 
 SEC("raw_tracepoint/kmalloc")
