@@ -32,7 +32,7 @@ vmlinux: ## regenerate bpf/vmlinux.h from the running kernel's BTF
 	bpftool btf dump file /sys/kernel/btf/vmlinux format c > bpf/vmlinux.h
 
 check-generated: generate ## fail if the committed bpf2go output differs from a fresh build
-	@git diff --exit-code --stat -- bpf/ || { echo "bpf/: committed generated files are stale; run make generate and commit"; exit 1; }
+	@git diff --exit-code --stat -- bpf/probes_bpfel.go bpf/probes_bpfel.o || { echo "bpf/: the committed bpf2go output is stale; run make generate and commit"; exit 1; }
 
 clean: ## remove the binary and local run directories
 	rm -rf $(BIN) runs

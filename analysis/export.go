@@ -31,11 +31,12 @@ type Sample struct {
 	CacheBytes   map[string]int64 `json:"cache_bytes,omitempty"` // live bytes the probes counted since idle
 }
 
-// Stack is one sampled kernel allocation stack, weighted in bytes.
+// Stack is one sampled stack: a kernel allocation stack weighted in bytes,
+// or a CPU stack (kernel frames, then user frames) weighted in samples.
 type Stack struct {
-	Frames []string `json:"frames"` // innermost first
-	What   string   `json:"what"`   // the slab cache, or "pages order N"
-	Bytes  uint64   `json:"bytes"`
+	Frames []string `json:"frames"`         // innermost first
+	What   string   `json:"what,omitempty"` // the slab cache, or "pages order N"; empty for CPU
+	Bytes  uint64   `json:"bytes"`          // bytes, or samples for CPU stacks
 }
 
 // TimeseriesHeader is the fixed part of timeseries.csv's header; one
@@ -104,7 +105,9 @@ func folded(s Stack) string {
 	for i := len(s.Frames) - 1; i >= 0; i-- {
 		parts = append(parts, strings.ReplaceAll(s.Frames[i], ";", ":"))
 	}
-	parts = append(parts, "["+s.What+"]")
+	if s.What != "" {
+		parts = append(parts, "["+s.What+"]")
+	}
 	return strings.Join(parts, ";")
 }
 
@@ -127,12 +130,18 @@ func WriteFolded(w io.Writer, stacks []Stack) error {
 	return nil
 }
 
+// AllocSpace and CPUSamples are the two kinds of profile a run writes.
+var (
+	AllocSpace = profile.ValueType{Type: "alloc_space", Unit: "bytes"}
+	CPUSamples = profile.ValueType{Type: "samples", Unit: "count"}
+)
+
 // Profile builds a pprof profile of the stacks: one sample per stack, its
-// value the bytes, the cache as the leaf frame and as a label.
-func Profile(stacks []Stack) *profile.Profile {
+// value the stack's weight, the cache (if any) as the leaf frame and a label.
+func Profile(stacks []Stack, kind profile.ValueType) *profile.Profile {
 	p := &profile.Profile{
-		SampleType: []*profile.ValueType{{Type: "alloc_space", Unit: "bytes"}},
-		PeriodType: &profile.ValueType{Type: "space", Unit: "bytes"},
+		SampleType: []*profile.ValueType{&kind},
+		PeriodType: &profile.ValueType{Type: kind.Type, Unit: kind.Unit},
 	}
 	funcs := map[string]*profile.Function{}
 	locs := map[string]*profile.Location{}
@@ -149,8 +158,11 @@ func Profile(stacks []Stack) *profile.Profile {
 		return l
 	}
 	for _, s := range stacks {
-		sample := &profile.Sample{Value: []int64{int64(s.Bytes)}, Label: map[string][]string{"cache": {s.What}}}
-		sample.Location = append(sample.Location, loc("["+s.What+"]"))
+		sample := &profile.Sample{Value: []int64{int64(s.Bytes)}}
+		if s.What != "" {
+			sample.Label = map[string][]string{"cache": {s.What}}
+			sample.Location = append(sample.Location, loc("["+s.What+"]"))
+		}
 		for _, f := range s.Frames {
 			sample.Location = append(sample.Location, loc(f))
 		}
@@ -160,8 +172,8 @@ func Profile(stacks []Stack) *profile.Profile {
 }
 
 // WritePprof writes the gzipped pprof profile of the stacks.
-func WritePprof(w io.Writer, stacks []Stack) error {
-	p := Profile(stacks)
+func WritePprof(w io.Writer, stacks []Stack, kind profile.ValueType) error {
+	p := Profile(stacks, kind)
 	if err := p.CheckValid(); err != nil {
 		return fmt.Errorf("building the pprof profile: %w", err)
 	}

@@ -42,8 +42,9 @@ const (
 )
 
 // WriteFlameSVG renders a self-contained flamegraph: root at the bottom,
-// width by bytes, a hover title on every frame, click to zoom.
-func WriteFlameSVG(w io.Writer, stacks []Stack, title string) error {
+// width by weight (unit: "bytes" or "samples"), a hover title on every frame,
+// click to zoom.
+func WriteFlameSVG(w io.Writer, stacks []Stack, title, unit string) error {
 	root := flameTree(stacks)
 	depth := 0
 	var measure func(n *flameNode, d int)
@@ -59,7 +60,7 @@ func WriteFlameSVG(w io.Writer, stacks []Stack, title string) error {
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f" font-family="monospace" font-size="11">`+"\n",
 		flameWidth+2*flameMargin, height, flameWidth+2*flameMargin, height)
 	fmt.Fprintf(&b, `<text x="%.0f" y="18" font-size="14">%s (%s; click a frame to zoom, click "all" to reset)</text>`+"\n",
-		flameMargin, html.EscapeString(title), html.EscapeString(bytesLabel(root.value)))
+		flameMargin, html.EscapeString(title), html.EscapeString(units.Count(root.value)+" "+unit))
 	id := 0
 	var draw func(n *flameNode, x, width float64, d int)
 	draw = func(n *flameNode, x, width float64, d int) {
@@ -68,7 +69,7 @@ func WriteFlameSVG(w io.Writer, stacks []Stack, title string) error {
 		}
 		y := height - flameMargin - float64(d+1)*flameRow
 		share := 100 * float64(n.value) / float64(max(1, root.value))
-		label := fmt.Sprintf("%s: %s (%.1f %%)", n.name, bytesLabel(n.value), share)
+		label := fmt.Sprintf("%s: %s %s (%.1f %%)", n.name, units.Count(n.value), unit, share)
 		fmt.Fprintf(&b, `<g class="f" data-x="%.2f" data-w="%.2f"><title>%s</title><rect x="%.2f" y="%.1f" width="%.2f" height="%.1f" fill="%s" rx="1"/>`,
 			x, width, html.EscapeString(label), x, y, width, flameRow-1, frameColor(n.name))
 		if width > 40 {
@@ -105,8 +106,6 @@ var nx=m+(x-x0)*W/w0,nw=w*W/w0,vis=x+w>x0+1e-6&&x<x0+w0-1e-6;h.style.display=vis
 	_, err := io.WriteString(w, b.String())
 	return err
 }
-
-func bytesLabel(v uint64) string { return units.Count(v) + " bytes" }
 
 // frameColor is a stable warm color per name; cache leaves are blue.
 func frameColor(name string) string {

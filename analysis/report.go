@@ -18,6 +18,7 @@ type Report struct {
 	Explanation    Explanation
 	Series         []Sample
 	Stacks         []Stack
+	CPUStacks      []Stack
 	SocketMemory   Distribution
 	CPUProfileNote string
 }
@@ -28,9 +29,14 @@ type Fact struct{ Name, Value string }
 // WriteReport renders one self-contained HTML file: no scripts or styles
 // fetched from anywhere, charts as inline SVG.
 func WriteReport(w io.Writer, r Report) error {
-	var flame bytes.Buffer
+	var flame, cpu bytes.Buffer
 	if len(r.Stacks) > 0 {
-		if err := WriteFlameSVG(&flame, r.Stacks, "kernel memory allocated by the run, by stack"); err != nil {
+		if err := WriteFlameSVG(&flame, r.Stacks, "kernel memory allocated by the run, by stack", "bytes"); err != nil {
+			return err
+		}
+	}
+	if len(r.CPUStacks) > 0 {
+		if err := WriteFlameSVG(&cpu, r.CPUStacks, "where the run's CPU time went (connect and exchange)", "samples"); err != nil {
 			return err
 		}
 	}
@@ -40,6 +46,8 @@ func WriteReport(w io.Writer, r Report) error {
 		"Conns":     template.HTML(connectionsChart(r.Series)),
 		"Sockets":   template.HTML(socketChart(r.SocketMemory)),
 		"Flame":     template.HTML(flame.String()),
+		"CPU":       template.HTML(cpu.String()),
+		"HasCPU":    len(r.CPUStacks) > 0,
 		"HasStacks": len(r.Stacks) > 0,
 	}
 	return reportTemplate.Execute(w, data)
@@ -85,7 +93,8 @@ svg text{font-family:system-ui,sans-serif}.note{color:#666}
 <h2>Buffer memory per socket at the peak (sock_diag)</h2>{{.Sockets}}
 <h2>Kernel allocations by stack</h2>
 {{if .HasStacks}}<div id="flamegraph">{{.Flame}}</div>{{else}}<p class="note">No stacks: the run had no probes.</p>{{end}}
-<p class="note">{{.R.CPUProfileNote}}</p>
+<h2>CPU time by stack</h2>
+{{if .HasCPU}}<div id="cpu-flamegraph">{{.CPU}}</div>{{else}}<p class="note">{{.R.CPUProfileNote}}</p>{{end}}
 <h2>Myths, against this run</h2><ul>{{range .R.Explanation.Myths}}<li><b>{{.Claim}}</b>: {{.Measured}}.</li>{{end}}</ul>
 </body></html>
 `))

@@ -607,3 +607,48 @@ int tp_tcp_sendmsg_locked(struct trace_event_raw_tcp_sendmsg_locked *ctx)
 	handle_sendmsg(sk, msg_left);
 	return 0;
 }
+
+/* ---- CPU samples of the run's processes (perf_event, cpu-clock) ---- */
+
+struct cpu_key {
+	__u32 pid;
+	__s32 kstack;
+	__s32 ustack;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
+	__uint(max_entries, 16384);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, 127 * sizeof(__u64));
+} cpu_stacks SEC(".maps");
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct cpu_key);
+	__type(value, __u64);
+} cpu_samples SEC(".maps");
+
+SEC("perf_event")
+int perf_cpu_sample(struct bpf_perf_event_data *ctx)
+{
+	if (!in_run())
+		return 0;
+	struct cpu_key key = { .pid = bpf_get_current_pid_tgid() >> 32 };
+	key.kstack = bpf_get_stackid(ctx, &cpu_stacks, 0);
+	key.ustack = bpf_get_stackid(ctx, &cpu_stacks, BPF_F_USER_STACK);
+	__u64 one = 1;
+	__u64 *v = bpf_map_lookup_elem(&cpu_samples, &key);
+	if (v) {
+		__sync_fetch_and_add(v, 1);
+		return 0;
+	}
+	long err = bpf_map_update_elem(&cpu_samples, &key, &one, BPF_NOEXIST);
+	if (err == -17 && (v = bpf_map_lookup_elem(&cpu_samples, &key))) {
+		__sync_fetch_and_add(v, 1);
+	} else if (err) {
+		struct counters *c = ctrs();
+		if (c)
+			c->lost_stacks++;
+	}
+	return 0;
+}

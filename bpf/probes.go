@@ -116,6 +116,8 @@ type Probes struct {
 	sampleEvery uint32
 	mountedFS   bool
 	btfCache    *btf.Cache
+	cpu         *cpuSampler
+	spec        *ebpf.CollectionSpec // as sized and set for the run
 	closeOnce   sync.Once
 }
 
@@ -142,7 +144,7 @@ func Open(cfg Config) (*Probes, error) {
 	spec.Maps["sockets"].MaxEntries = uint32(max(1<<16, cfg.Conns*2+cfg.Conns/8))
 
 	// One decoded kernel BTF for every program's CO-RE relocations.
-	p := &Probes{sampleEvery: cfg.SampleEvery, btfCache: btf.NewCache()}
+	p := &Probes{sampleEvery: cfg.SampleEvery, btfCache: btf.NewCache(), spec: spec}
 	if err := spec.LoadAndAssign(&p.maps, nil); err != nil {
 		return nil, fmt.Errorf("creating maps: %w", err)
 	}
@@ -357,6 +359,7 @@ func (p *Probes) AddPID(pid int) error {
 func (p *Probes) Close() error {
 	var errs []error
 	p.closeOnce.Do(func() {
+		p.StopCPU()
 		for _, l := range p.links {
 			errs = append(errs, l.Close())
 		}
@@ -375,6 +378,6 @@ func (m *probesMaps) byName() map[string]*ebpf.Map {
 	return map[string]*ebpf.Map{
 		"alloc_stacks": m.AllocStacks, "cache_by_name": m.CacheByName, "cache_by_ptr": m.CacheByPtr,
 		"cache_totals": m.CacheTotals, "kmalloc_sites": m.KmallocSites, "last_send": m.LastSend,
-		"ptr_slots": m.PtrSlots, "run_pids": m.RunPids, "sockets": m.Sockets, "stacks": m.Stacks, "totals": m.Totals,
+		"ptr_slots": m.PtrSlots, "run_pids": m.RunPids, "cpu_samples": m.CpuSamples, "cpu_stacks": m.CpuStacks, "sockets": m.Sockets, "stacks": m.Stacks, "totals": m.Totals,
 	}
 }

@@ -51,6 +51,13 @@ type probesCounters struct {
 	SampleTick      uint64
 }
 
+type probesCpuKey struct {
+	_      structs.HostLayout
+	Pid    uint32
+	Kstack int32
+	Ustack int32
+}
+
 type probesPtrSlot struct {
 	_     structs.HostLayout
 	Ptr   uint64
@@ -95,6 +102,8 @@ const (
 	probesMapCacheByName              = "cache_by_name"
 	probesMapCacheByPtr               = "cache_by_ptr"
 	probesMapCacheTotals              = "cache_totals"
+	probesMapCpuSamples               = "cpu_samples"
+	probesMapCpuStacks                = "cpu_stacks"
 	probesMapKmallocSites             = "kmalloc_sites"
 	probesMapLastSend                 = "last_send"
 	probesMapPtrSlots                 = "ptr_slots"
@@ -104,6 +113,7 @@ const (
 	probesMapTotals                   = "totals"
 	probesProgFentryTcpSendmsg        = "fentry_tcp_sendmsg"
 	probesProgKprobeTcpSendmsg        = "kprobe_tcp_sendmsg"
+	probesProgPerfCpuSample           = "perf_cpu_sample"
 	probesProgRawtpDirectReclaim      = "rawtp_direct_reclaim"
 	probesProgRawtpInetSockSetState   = "rawtp_inet_sock_set_state"
 	probesProgRawtpKmalloc            = "rawtp_kmalloc"
@@ -174,6 +184,7 @@ type probesSpecs struct {
 type probesProgramSpecs struct {
 	FentryTcpSendmsg        *ebpf.ProgramSpec `ebpf:"fentry_tcp_sendmsg"`
 	KprobeTcpSendmsg        *ebpf.ProgramSpec `ebpf:"kprobe_tcp_sendmsg"`
+	PerfCpuSample           *ebpf.ProgramSpec `ebpf:"perf_cpu_sample"`
 	RawtpDirectReclaim      *ebpf.ProgramSpec `ebpf:"rawtp_direct_reclaim"`
 	RawtpInetSockSetState   *ebpf.ProgramSpec `ebpf:"rawtp_inet_sock_set_state"`
 	RawtpKmalloc            *ebpf.ProgramSpec `ebpf:"rawtp_kmalloc"`
@@ -206,6 +217,8 @@ type probesMapSpecs struct {
 	CacheByName  *ebpf.MapSpec `ebpf:"cache_by_name"`
 	CacheByPtr   *ebpf.MapSpec `ebpf:"cache_by_ptr"`
 	CacheTotals  *ebpf.MapSpec `ebpf:"cache_totals"`
+	CpuSamples   *ebpf.MapSpec `ebpf:"cpu_samples"`
+	CpuStacks    *ebpf.MapSpec `ebpf:"cpu_stacks"`
 	KmallocSites *ebpf.MapSpec `ebpf:"kmalloc_sites"`
 	LastSend     *ebpf.MapSpec `ebpf:"last_send"`
 	PtrSlots     *ebpf.MapSpec `ebpf:"ptr_slots"`
@@ -247,6 +260,8 @@ type probesMaps struct {
 	CacheByName  *ebpf.Map `ebpf:"cache_by_name"`
 	CacheByPtr   *ebpf.Map `ebpf:"cache_by_ptr"`
 	CacheTotals  *ebpf.Map `ebpf:"cache_totals"`
+	CpuSamples   *ebpf.Map `ebpf:"cpu_samples"`
+	CpuStacks    *ebpf.Map `ebpf:"cpu_stacks"`
 	KmallocSites *ebpf.Map `ebpf:"kmalloc_sites"`
 	LastSend     *ebpf.Map `ebpf:"last_send"`
 	PtrSlots     *ebpf.Map `ebpf:"ptr_slots"`
@@ -262,6 +277,8 @@ func (m *probesMaps) Close() error {
 		m.CacheByName,
 		m.CacheByPtr,
 		m.CacheTotals,
+		m.CpuSamples,
+		m.CpuStacks,
 		m.KmallocSites,
 		m.LastSend,
 		m.PtrSlots,
@@ -286,6 +303,7 @@ type probesVariables struct {
 type probesPrograms struct {
 	FentryTcpSendmsg        *ebpf.Program `ebpf:"fentry_tcp_sendmsg"`
 	KprobeTcpSendmsg        *ebpf.Program `ebpf:"kprobe_tcp_sendmsg"`
+	PerfCpuSample           *ebpf.Program `ebpf:"perf_cpu_sample"`
 	RawtpDirectReclaim      *ebpf.Program `ebpf:"rawtp_direct_reclaim"`
 	RawtpInetSockSetState   *ebpf.Program `ebpf:"rawtp_inet_sock_set_state"`
 	RawtpKmalloc            *ebpf.Program `ebpf:"rawtp_kmalloc"`
@@ -314,6 +332,7 @@ func (p *probesPrograms) Close() error {
 	return _ProbesClose(
 		p.FentryTcpSendmsg,
 		p.KprobeTcpSendmsg,
+		p.PerfCpuSample,
 		p.RawtpDirectReclaim,
 		p.RawtpInetSockSetState,
 		p.RawtpKmalloc,

@@ -186,15 +186,11 @@ func (p *Probes) AllocStacks() ([]Stack, error) {
 const pageCacheBase = 64
 
 func (p *Probes) stackFrames(id int32) ([]uint64, error) {
-	var raw [127]uint64
-	if err := p.maps.Stacks.Lookup(uint32(id), &raw); err != nil {
-		return nil, err
+	f := p.frames(p.maps.Stacks, id)
+	if f == nil {
+		return nil, fmt.Errorf("stack %d is gone", id)
 	}
-	n := 0
-	for n < len(raw) && raw[n] != 0 {
-		n++
-	}
-	return append([]uint64(nil), raw[:n]...), nil
+	return f, nil
 }
 
 // KmallocSite is kmalloc traffic from one call site, by the run's processes.

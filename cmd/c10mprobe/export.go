@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 
@@ -20,15 +21,16 @@ import (
 const (
 	timeseriesFile = "timeseries.json"
 	stacksFile     = "stacks.json"
+	cpuStacksFile  = "cpu-stacks.json"
 )
 
 // exportFormats maps each --format to the files it writes.
 var exportFormats = map[string][]string{
 	"csv":    {"timeseries.csv", "ledger.csv"},
 	"json":   {"explanation.json"},
-	"folded": {"kernel-alloc.folded"},
-	"pprof":  {"kernel-alloc.pb.gz"},
-	"svg":    {"flamegraph.svg"},
+	"folded": {"kernel-alloc.folded", "cpu.folded"},
+	"pprof":  {"kernel-alloc.pb.gz", "cpu.pb.gz"},
+	"svg":    {"flamegraph.svg", "cpu-flamegraph.svg"},
 	"html":   {"report.html"},
 }
 
@@ -41,6 +43,8 @@ type runData struct {
 	e      analysis.Explanation
 	series []analysis.Sample
 	stacks []analysis.Stack
+	cpu    []analysis.Stack
+	cpuWhy string // why there are no CPU stacks
 }
 
 func loadRunData(dir string) (*runData, error) {
@@ -53,7 +57,7 @@ func loadRunData(dir string) (*runData, error) {
 		return nil, err
 	}
 	d.e = analysis.Explain(d.in)
-	for name, v := range map[string]any{timeseriesFile: &d.series, stacksFile: &d.stacks} {
+	for name, v := range map[string]any{timeseriesFile: &d.series, stacksFile: &d.stacks, cpuStacksFile: &d.cpu} {
 		data, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
 			if os.IsNotExist(err) {
@@ -84,9 +88,18 @@ func writeExports(dir string, d *runData, formats []string) error {
 			case "kernel-alloc.folded":
 				err = analysis.WriteFolded(&buf, d.stacks)
 			case "kernel-alloc.pb.gz":
-				err = analysis.WritePprof(&buf, d.stacks)
+				err = analysis.WritePprof(&buf, d.stacks, analysis.AllocSpace)
 			case "flamegraph.svg":
-				err = analysis.WriteFlameSVG(&buf, d.stacks, "kernel memory allocated by the run, by stack")
+				err = analysis.WriteFlameSVG(&buf, d.stacks, "kernel memory allocated by the run, by stack", "bytes")
+			case "cpu.folded":
+				err = analysis.WriteFolded(&buf, d.cpu)
+			case "cpu.pb.gz":
+				if len(d.cpu) == 0 {
+					continue
+				}
+				err = analysis.WritePprof(&buf, d.cpu, analysis.CPUSamples)
+			case "cpu-flamegraph.svg":
+				err = analysis.WriteFlameSVG(&buf, d.cpu, "where the run's CPU time went (connect and exchange)", "samples")
 			case "report.html":
 				err = analysis.WriteReport(&buf, d.report())
 			}
@@ -102,7 +115,7 @@ func writeExports(dir string, d *runData, formats []string) error {
 }
 
 func (d *runData) report() analysis.Report {
-	r := analysis.Report{Explanation: d.e, Series: d.series, Stacks: d.stacks,
+	r := analysis.Report{Explanation: d.e, Series: d.series, Stacks: d.stacks, CPUStacks: d.cpu,
 		Title: fmt.Sprintf("c10mprobe: %d of %d connections verified on %s", d.sum.Verified, d.sum.Requested, d.in.Server)}
 	res := d.sum.Result
 	r.Facts = []analysis.Fact{
@@ -117,8 +130,44 @@ func (d *runData) report() analysis.Report {
 		r.Facts = append(r.Facts, analysis.Fact{Name: "probes", Value: string(k.Backend)})
 		r.SocketMemory = k.SocketMemory.SockDiag
 	}
-	r.CPUProfileNote = "CPU flamegraphs are not recorded yet: they need a perf_event eBPF program, which c10mprobe does not have."
+	r.CPUProfileNote = "No CPU samples: " + d.cpuWhy
+	if d.cpuWhy == "" {
+		r.CPUProfileNote = "No CPU samples were recorded (a run without probes, or recorded before c10mprobe sampled CPU)."
+	}
 	return r
+}
+
+// symbolizeCPU resolves CPU stacks: kernel frames with /proc/kallsyms, user
+// frames with this binary's own symbol table, since the workers are this
+// binary re-executed (non-PIE, so at the same addresses).
+func symbolizeCPU(stacks []bpf.CPUStack) ([]analysis.Stack, error) {
+	if len(stacks) == 0 {
+		return nil, nil
+	}
+	t, err := ksym.Load("/proc/kallsyms")
+	if err != nil {
+		return nil, err
+	}
+	var out []analysis.Stack
+	for _, s := range stacks {
+		var frames []string
+		for _, a := range s.Kernel {
+			name := t.Name(a)
+			if len(frames) == 0 && strings.HasPrefix(name, "bpf_") {
+				continue
+			}
+			frames = append(frames, name)
+		}
+		for _, a := range s.User {
+			name := fmt.Sprintf("0x%x", a)
+			if f := runtime.FuncForPC(uintptr(a)); f != nil {
+				name = f.Name()
+			}
+			frames = append(frames, name)
+		}
+		out = append(out, analysis.Stack{Frames: frames, Bytes: s.Samples})
+	}
+	return out, nil
 }
 
 // symbolize resolves the probes' stacks with /proc/kallsyms.

@@ -84,6 +84,17 @@ func TestExportsOfARun(t *testing.T) {
 	if out, err := exec.Command("go", "tool", "pprof", "-top", filepath.Join(dir, "kernel-alloc.pb.gz")).CombinedOutput(); err != nil || !bytes.Contains(out, []byte("alloc_space")) {
 		t.Errorf("go tool pprof -top: %v\n%s", err, out)
 	}
+	// CPU samples of the run: the same checks, and both worlds in the stacks.
+	if foldedSum(t, filepath.Join(dir, "cpu.folded")) != profileSum(t, filepath.Join(dir, "cpu.pb.gz")) {
+		t.Error("cpu.folded and cpu.pb.gz disagree")
+	}
+	cpuFolded, _ := os.ReadFile(filepath.Join(dir, "cpu.folded"))
+	if !bytes.Contains(cpuFolded, []byte("runner.(*worker)")) || !bytes.Contains(cpuFolded, []byte("tcp_v4_")) {
+		t.Errorf("CPU stacks lack the workers' Go frames or the kernel's TCP frames:\n%.600s", cpuFolded)
+	}
+	if out, err := exec.Command("go", "tool", "pprof", "-top", filepath.Join(dir, "cpu.pb.gz")).CombinedOutput(); err != nil || !bytes.Contains(out, []byte("Type: samples")) {
+		t.Errorf("go tool pprof -top cpu.pb.gz: %v\n%s", err, out)
+	}
 
 	svg, err := os.ReadFile(filepath.Join(dir, "flamegraph.svg"))
 	if err != nil {
@@ -184,7 +195,7 @@ func assertReportRenders(t *testing.T, path string) {
 	if err != nil {
 		t.Fatalf("chromium: %v\n%s", err, stderr.String())
 	}
-	for _, want := range []string{`id="verdict"`, `class="layer"`, `class="line"`, `class="bar"`, `id="flamegraph"`, `memory binds first`} {
+	for _, want := range []string{`id="verdict"`, `class="layer"`, `class="line"`, `class="bar"`, `id="flamegraph"`, `id="cpu-flamegraph"`, `memory binds first`} {
 		if !bytes.Contains(dom, []byte(want)) {
 			t.Errorf("the rendered report lacks %s", want)
 		}
@@ -244,4 +255,39 @@ func TestTuneRerunCompare(t *testing.T) {
 	if !bytes.Contains(data, []byte(`id="compare"`)) {
 		t.Error("compare.html has no table")
 	}
+}
+
+func foldedSum(t *testing.T, path string) int64 {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		v, err := strconv.ParseInt(line[strings.LastIndex(line, " ")+1:], 10, 64)
+		if err != nil {
+			t.Fatalf("%s: line %q: %v", path, line, err)
+		}
+		total += v
+	}
+	return total
+}
+
+func profileSum(t *testing.T, path string) int64 {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	p, err := profile.Parse(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	for _, s := range p.Sample {
+		total += s.Value[0]
+	}
+	return total
 }

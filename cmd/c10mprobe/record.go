@@ -37,6 +37,8 @@ type recorder struct {
 	peakDiag []uint64 // per socket, Buffered: what tcp_mem charges
 	queued   uint64   // sum over the sockets of Queued: skb truesize
 	stacks   []bpf.Stack
+	cpu      []bpf.CPUStack
+	cpuWhy   string
 	sites    []bpf.KmallocSite
 	errs     []string
 	listen   uint16
@@ -164,6 +166,13 @@ func (r *recorder) phase(ph runner.Phase) error {
 	case runner.PhaseIdle:
 		r.idleProbe = s.Probe
 		r.startSeries()
+		if r.probes != nil {
+			// CPU samples through the connect and exchange phases, at 99 Hz:
+			// off the 100 Hz of timers, so samples do not alias with them.
+			if err := r.probes.StartCPU(99); err != nil {
+				r.cpuWhy = err.Error()
+			}
+		}
 	case runner.PhaseExchange:
 		r.peak()
 	case runner.PhaseClose:
@@ -179,6 +188,10 @@ func (r *recorder) phase(ph runner.Phase) error {
 func (r *recorder) peak() {
 	var err error
 	if r.probes != nil {
+		r.probes.StopCPU()
+		if r.cpu, err = r.probes.CPUStacks(); err != nil {
+			r.errs = append(r.errs, err.Error())
+		}
 		if r.peakSock, err = r.probes.Sockets(); err != nil {
 			r.errs = append(r.errs, err.Error())
 		}

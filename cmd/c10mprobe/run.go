@@ -203,7 +203,11 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	if serr != nil {
 		fmt.Fprintf(stderr, "no allocation stacks: %v\n", serr)
 	}
-	d := &runData{sum: sum, series: rec.series, stacks: stacks}
+	cpuStacks, cerr := symbolizeCPU(rec.cpu)
+	if cerr != nil && rec.cpuWhy == "" {
+		rec.cpuWhy = cerr.Error()
+	}
+	d := &runData{sum: sum, series: rec.series, stacks: stacks, cpu: cpuStacks, cpuWhy: rec.cpuWhy}
 	in, aerr := analysisInput(sum, rec.samples)
 	if aerr == nil {
 		d.in, d.e = in, analysis.Explain(in)
@@ -215,7 +219,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	for _, w := range []struct {
 		name string
 		v    any
-	}{{"summary.json", sum}, {"samples.json", rec.samples}, {timeseriesFile, rec.series}, {stacksFile, stacks}} {
+	}{{"summary.json", sum}, {"samples.json", rec.samples}, {timeseriesFile, rec.series}, {stacksFile, stacks}, {cpuStacksFile, cpuStacks}} {
 		if werr := writeJSON(filepath.Join(*out, w.name), w.v); werr != nil && err == nil {
 			err = werr
 		}
