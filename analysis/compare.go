@@ -7,6 +7,7 @@ import (
 	"math"
 	"sort"
 	"strings"
+	"sync"
 	"text/tabwriter"
 )
 
@@ -149,13 +150,15 @@ func WriteComparisonText(w io.Writer, c Comparison) {
 
 // WriteComparisonHTML renders a comparison as one self-contained page.
 func WriteComparisonHTML(w io.Writer, c Comparison) error {
-	return compareTemplate.Execute(w, c)
+	return compareTemplate().Execute(w, c)
 }
 
-var compareTemplate = template.Must(template.New("compare").Funcs(template.FuncMap{
-	"cell": cell, "diff": diffCell, "inc": func(i int) int { return i + 1 },
-	"join": func(s []string) string { return strings.Join(s, ", ") },
-}).Parse(`<!doctype html>
+// compareTemplate is parsed on first use (see reportTemplate).
+var compareTemplate = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("compare").Funcs(template.FuncMap{
+		"cell": cell, "diff": diffCell, "inc": func(i int) int { return i + 1 },
+		"join": func(s []string) string { return strings.Join(s, ", ") },
+	}).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>c10mprobe compare</title>
 <style>body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1260px}
 table{border-collapse:collapse}td,th{padding:3px 10px;border-bottom:1px solid #eee;text-align:right}
@@ -168,3 +171,4 @@ td:first-child,th:first-child{text-align:left}.up{color:#b00}.down{color:#070}</
 <h2>Verdicts</h2><ol>{{range .Verdicts}}<li>{{.}}.</li>{{end}}</ol>
 </body></html>
 `))
+})

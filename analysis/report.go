@@ -7,6 +7,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/c10mprobe/c10mprobe/internal/units"
 )
@@ -50,25 +51,28 @@ func WriteReport(w io.Writer, r Report) error {
 		"HasCPU":    len(r.CPUStacks) > 0,
 		"HasStacks": len(r.Stacks) > 0,
 	}
-	return reportTemplate.Execute(w, data)
+	return reportTemplate().Execute(w, data)
 }
 
-var reportTemplate = template.Must(template.New("report").Funcs(template.FuncMap{
-	"bytes": func(v int64) string {
-		if v < 0 {
-			return "-" + units.Bytes(uint64(-v))
-		}
-		return units.Bytes(uint64(v))
-	},
-	"binds": func(p *uint64) string {
-		if p == nil {
-			return "never"
-		}
-		return units.Count(*p)
-	},
-	"pct": func(f float64) string { return fmt.Sprintf("%.1f %%", 100*f) },
-	"f0":  func(f float64) string { return fmt.Sprintf("%.0f", f) },
-}).Parse(`<!doctype html>
+// reportTemplate is parsed on first use: the workers are this binary too,
+// and every package-level allocation is paid once per worker.
+var reportTemplate = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("report").Funcs(template.FuncMap{
+		"bytes": func(v int64) string {
+			if v < 0 {
+				return "-" + units.Bytes(uint64(-v))
+			}
+			return units.Bytes(uint64(v))
+		},
+		"binds": func(p *uint64) string {
+			if p == nil {
+				return "never"
+			}
+			return units.Count(*p)
+		},
+		"pct": func(f float64) string { return fmt.Sprintf("%.1f %%", 100*f) },
+		"f0":  func(f float64) string { return fmt.Sprintf("%.0f", f) },
+	}).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{{.R.Title}}</title>
 <style>
 body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1260px;color:#222}
@@ -98,6 +102,7 @@ svg text{font-family:system-ui,sans-serif}.note{color:#666}
 <h2>Myths, against this run</h2><ul>{{range .R.Explanation.Myths}}<li><b>{{.Claim}}</b>: {{.Measured}}.</li>{{end}}</ul>
 </body></html>
 `))
+})
 
 const chartW, chartH, padL, padB = 900.0, 300.0, 70.0, 30.0
 

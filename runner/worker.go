@@ -75,6 +75,8 @@ func WorkerMain() int {
 	}
 	w, err := newWorker(cfg)
 	if err == nil {
+		// Not debug.FreeOSMemory() here to drop package init's garbage:
+		// measured, it raised the workers' PSS (≈ 230 → 270 B/conn at 200k).
 		err = w.loop()
 	}
 	if err != nil {
