@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -131,7 +130,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		return exitNotAll
 	}
 	if !*noBPF {
-		probes, err := bpf.Open(bpf.Config{Backend: backend, Conns: int(conns), RunPort: rec.listen, SampleEvery: uint32(envInt("C10M_SAMPLE", 64))})
+		probes, err := bpf.Open(bpf.Config{Backend: backend, Conns: int(conns), RunPort: rec.listen})
 		if err != nil {
 			fmt.Fprintf(stderr, "c10mprobe run: attaching the eBPF probes: %v; pass --no-bpf to run without them\n", err)
 			if backend != "" {
@@ -364,13 +363,6 @@ func restoreCmd(args []string, stdout, stderr io.Writer) int {
 		return exitNotAll
 	}
 	return exitOK
-}
-
-func envInt(k string, d int) int {
-	if v, err := strconv.Atoi(os.Getenv(k)); err == nil {
-		return v
-	}
-	return d
 }
 
 // tracefsMarker in a run directory says the run mounted tracefs.
