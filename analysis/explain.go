@@ -29,8 +29,13 @@ type LedgerLine struct {
 	Name               string  `json:"name"`
 	BytesPerConnection float64 `json:"bytes_per_connection"`
 	BytesTotal         int64   `json:"bytes_total"`
-	Source             string  `json:"source"`         // where the number comes from
-	Note               string  `json:"note,omitempty"` // the probes' attribution, merges
+	// Per socket, each end: measured by end where the source tells ends
+	// apart (sock_diag, PSS by role), else half of the connection's cost:
+	// each end holds one sock, inode, dentry, file and epoll item.
+	BytesPerClientSocket float64 `json:"bytes_per_client_socket"`
+	BytesPerServerSocket float64 `json:"bytes_per_server_socket"`
+	Source               string  `json:"source"`         // where the number comes from
+	Note                 string  `json:"note,omitempty"` // the probes' attribution, merges
 }
 
 // LimitLine is one limit, how much of it the run used and when it binds.
@@ -61,7 +66,17 @@ func Explain(r Run) Explanation {
 
 	add := func(kind, name, source, note string, bytes int64) {
 		e.Ledger = append(e.Ledger, LedgerLine{Kind: kind, Name: name, BytesTotal: bytes,
-			BytesPerConnection: float64(bytes) / n, Source: source, Note: note})
+			BytesPerConnection: float64(bytes) / n, Source: source, Note: note,
+			BytesPerClientSocket: float64(bytes) / n / 2, BytesPerServerSocket: float64(bytes) / n / 2})
+	}
+	// bySide sets the last line's per-socket figures from a measured split.
+	bySide := func(client, server float64) {
+		l := &e.Ledger[len(e.Ledger)-1]
+		if client+server > 0 {
+			share := client / (client + server)
+			l.BytesPerClientSocket = float64(l.BytesTotal) * share / n
+			l.BytesPerServerSocket = float64(l.BytesTotal) * (1 - share) / n
+		}
 	}
 
 	// Slab, cache by cache, from /proc/slabinfo: what the kernel holds. The
@@ -113,6 +128,7 @@ func Explain(r Run) Explanation {
 	add("user", "anonymous memory, all processes", "/proc/meminfo AnonPages",
 		fmt.Sprintf("the runner's PSS at the peak, runtime baselines included: %s", units.Bytes(r.RunnerPss)),
 		int64(r.Peak.AnonPages)-int64(r.Idle.AnonPages))
+	bySide(float64(r.ClientPss), float64(r.ServerPss))
 	// Queued skbs' truesize counts their heads too, which are slab objects
 	// listed above; what remains is data in page fragments.
 	var skbSlab int64
@@ -123,6 +139,7 @@ func Explain(r Run) Explanation {
 	}
 	add("buffers", "queued socket data outside slab", "sock_diag rmem_alloc + wmem_queued − the skbuff caches above",
 		fmt.Sprintf("queued skbs: %s in all", units.Bytes(r.SocketBuffers)), max(0, int64(r.SocketBuffers)-skbSlab))
+	bySide(float64(r.ClientBuffers), float64(r.ServerBuffers))
 
 	var explained int64
 	for _, l := range e.Ledger {

@@ -86,13 +86,14 @@ func WriteTimeseriesCSV(w io.Writer, samples []Sample, pageSize uint64) error {
 // WriteLedgerCSV writes the explanation's ledger.
 func WriteLedgerCSV(w io.Writer, e Explanation) error {
 	cw := csv.NewWriter(w)
-	cw.Write([]string{"kind", "name", "bytes_per_connection", "bytes_total", "share", "source"})
+	cw.Write([]string{"kind", "name", "bytes_per_connection", "bytes_per_client_socket", "bytes_per_server_socket", "bytes_total", "share", "source"})
 	for _, l := range e.Ledger {
 		share := 0.0
 		if e.GrowthBytes != 0 {
 			share = float64(l.BytesTotal) / float64(e.GrowthBytes)
 		}
 		cw.Write([]string{l.Kind, l.Name, strconv.FormatFloat(l.BytesPerConnection, 'f', 1, 64),
+			strconv.FormatFloat(l.BytesPerClientSocket, 'f', 1, 64), strconv.FormatFloat(l.BytesPerServerSocket, 'f', 1, 64),
 			strconv.FormatInt(l.BytesTotal, 10), strconv.FormatFloat(share, 'f', 4, 64), l.Source})
 	}
 	cw.Flush()

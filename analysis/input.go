@@ -25,6 +25,11 @@ type Run struct {
 	Caches        []Cache `json:"caches"`         // what the probes counted, if they ran
 	SocketBuffers uint64  `json:"socket_buffers"` // truesize of queued skbs (rmem_alloc + wmem_queued), sock_diag
 	RunnerPss     uint64  `json:"runner_pss"`     // parent + workers at the peak
+	// By end: queued skb truesize (sock_diag) and the workers' PSS by role.
+	ClientBuffers uint64 `json:"client_buffers"`
+	ServerBuffers uint64 `json:"server_buffers"`
+	ClientPss     uint64 `json:"client_pss"`
+	ServerPss     uint64 `json:"server_pss"`
 
 	Limits   Limits `json:"limits"`
 	RunLimit *Bound `json:"run_limit,omitempty"` // the limit the run itself met

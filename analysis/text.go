@@ -14,12 +14,13 @@ func WriteText(w io.Writer, e Explanation) {
 	fmt.Fprintf(w, "Where the memory went (%s connections, %s of growth; %.1f %% unexplained):\n",
 		units.Count(e.Connections), units.Bytes(uint64(max(0, e.GrowthBytes))), 100*e.UnexplainedFraction)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "  B/conn\ttotal\t \tkind\tname\t")
+	fmt.Fprintln(tw, "  B/conn\tclient B/sock\tserver B/sock\ttotal\t \tkind\tname\t")
 	for _, l := range e.Ledger {
 		if l.BytesTotal == 0 {
 			continue
 		}
-		fmt.Fprintf(tw, "  %.0f\t%s\t \t%s\t%s\t\n", l.BytesPerConnection, signedBytes(l.BytesTotal), l.Kind, l.Name)
+		fmt.Fprintf(tw, "  %.0f\t%.0f\t%.0f\t%s\t \t%s\t%s\t\n", l.BytesPerConnection, l.BytesPerClientSocket, l.BytesPerServerSocket,
+			signedBytes(l.BytesTotal), l.Kind, l.Name)
 	}
 	tw.Flush()
 	for _, l := range e.Ledger {

@@ -23,6 +23,7 @@ type Result struct {
 	ConnectRate             float64           `json:"connect_rate_per_second"`
 	VerifiedRate            float64           `json:"verified_per_second"`
 	RunnerPss               uint64            `json:"runner_pss_bytes"`
+	RunnerPssByRole         PssByRole         `json:"runner_pss_by_role"`
 	MaxSocketsPerWorker     uint64            `json:"max_sockets_per_worker"`
 	ReserveBytes            uint64            `json:"reserve_bytes"`
 	ListenOverflows         int64             `json:"listen_overflows"`
@@ -71,4 +72,11 @@ type Phases struct {
 	ConnectSeconds  float64 `json:"connect_seconds"`
 	ExchangeSeconds float64 `json:"exchange_seconds"`
 	CloseSeconds    float64 `json:"close_seconds"`
+}
+
+// PssByRole splits the runner's PSS: client workers, server workers, parent.
+type PssByRole struct {
+	Client uint64 `json:"client"`
+	Server uint64 `json:"server"`
+	Parent uint64 `json:"parent"`
 }

@@ -256,7 +256,7 @@ func (r *Runner) Run(ctx context.Context) (res *Result, err error) {
 	r.exchange(ctx, res)
 	// The peak: everything the run will hold is held now. The runner's own
 	// memory is read before any observer (probes, sock_diag) grows the parent.
-	res.RunnerPss = r.pss()
+	res.RunnerPss, res.RunnerPssByRole.Client, res.RunnerPssByRole.Server, res.RunnerPssByRole.Parent = r.pss()
 	res.MaxSocketsPerWorker = r.maxPerWorker()
 	if err := r.phaseDone(PhaseExchange); err != nil {
 		return res, err
@@ -811,15 +811,21 @@ func (r *Runner) maxPerWorker() uint64 {
 }
 
 // pss sums the proportional set size of the parent and every worker, so the
-// program text they share counts once.
-func (r *Runner) pss() uint64 {
-	total, _ := procfs.Pss(os.Getpid())
+// program text they share counts once; also by role, the parent apart.
+func (r *Runner) pss() (total, client, server, parent uint64) {
+	parent, _ = procfs.Pss(os.Getpid())
 	for _, p := range r.procs {
-		if v, err := procfs.Pss(p.pid); err == nil {
-			total += v
+		v, err := procfs.Pss(p.pid)
+		if err != nil {
+			continue
+		}
+		if p.role == "client" {
+			client += v
+		} else {
+			server += v
 		}
 	}
-	return total
+	return parent + client + server, client, server, parent
 }
 
 // countEndpoints asks the kernel, not the workers, which established sockets

@@ -140,14 +140,25 @@ func sub(b, a []uint64) []uint64 {
 // sockDiagBuffers reads every established socket on the run's port (both
 // ends), as `ss -tm` shows them: what each holds against tcp_mem, and the
 // truesize of all queued skbs together.
-func sockDiagBuffers(port uint16) (perSocket []uint64, queued uint64, err error) {
+func sockDiagBuffers(port uint16) (perSocket []uint64, queued sideBytes, err error) {
 	err = sockdiag.DumpIPv4(1<<sockdiag.StateEstablished, func(s *sockdiag.Socket) {
-		if s.Local.Port() == port || s.Remote.Port() == port {
-			perSocket = append(perSocket, s.Buffered())
-			queued += s.Queued()
+		switch {
+		case s.Local.Port() == port: // the server's end
+			queued.Server += s.Queued()
+		case s.Remote.Port() == port:
+			queued.Client += s.Queued()
+		default:
+			return
 		}
+		perSocket = append(perSocket, s.Buffered())
 	})
 	return perSocket, queued, err
+}
+
+// sideBytes is a byte count split by end of the connection.
+type sideBytes struct {
+	Client uint64 `json:"client"`
+	Server uint64 `json:"server"`
 }
 
 // topCaches lists cache names by bytes, largest first.

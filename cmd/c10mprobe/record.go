@@ -34,8 +34,8 @@ type recorder struct {
 	last     runner.Progress
 	samples  []phaseSample
 	peakSock []bpf.SocketMem
-	peakDiag []uint64 // per socket, Buffered: what tcp_mem charges
-	queued   uint64   // sum over the sockets of Queued: skb truesize
+	peakDiag []uint64  // per socket, Buffered: what tcp_mem charges
+	queued   sideBytes // sums over the sockets of Queued: skb truesize
 	stacks   []bpf.Stack
 	cpu      []bpf.CPUStack
 	cpuWhy   string

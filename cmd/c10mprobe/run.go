@@ -40,8 +40,9 @@ type summary struct {
 	Kernel    *kernelSection `json:"kernel"`
 	// SocketBuffers is the truesize of the skbs queued on the run's sockets at
 	// the peak (sock_diag rmem_alloc + wmem_queued).
-	SocketBuffers uint64                `json:"socket_buffers_bytes"`
-	Explanation   *analysis.Explanation `json:"explanation"`
+	SocketBuffers       uint64                `json:"socket_buffers_bytes"`
+	SocketBuffersBySide sideBytes             `json:"socket_buffers_by_side"`
+	Explanation         *analysis.Explanation `json:"explanation"`
 }
 
 func runCmd(args []string, stdout, stderr io.Writer) int {
@@ -197,7 +198,8 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		res.Memcap.PredictedConnections = predicted
 	}
 	sum := summary{Result: res, Preflight: r.Preflight(), Host: r.Host(), Kernel: rec.kernelSection(res)}
-	sum.SocketBuffers = rec.queued
+	sum.SocketBuffers = rec.queued.Client + rec.queued.Server
+	sum.SocketBuffersBySide = rec.queued
 	stacks, serr := symbolize(rec.stacks)
 	if serr != nil {
 		fmt.Fprintf(stderr, "no allocation stacks: %v\n", serr)

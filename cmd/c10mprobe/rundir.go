@@ -54,6 +54,8 @@ func analysisInput(sum summary, samples []phaseSample) (analysis.Run, error) {
 		FDsPerWorker: res.Plan.NoFile, SocketsPerFD: 1, MaxHeldPerFDs: res.MaxSocketsPerWorker,
 		Idle: memory(idle), Peak: memory(peak),
 		SocketBuffers: sum.SocketBuffers, RunnerPss: res.RunnerPss,
+		ClientBuffers: sum.SocketBuffersBySide.Client, ServerBuffers: sum.SocketBuffersBySide.Server,
+		ClientPss: res.RunnerPssByRole.Client, ServerPss: res.RunnerPssByRole.Server,
 		Limits: analysis.Limits{
 			NoFileHard: h.NoFileHard, MaxWorkers: res.Plan.MaxWorkers, FileMax: h.FileMax, Privileged: h.CapSysAdmin, FilesOpen: h.FilesOpen,
 			PortLo: h.PortLo, PortHi: h.PortHi, Somaxconn: h.Somaxconn,
