@@ -84,6 +84,11 @@ func TestLedgerSums(t *testing.T) {
 		if sum != e.GrowthBytes {
 			t.Errorf("%s: ledger sums to %d, growth is %d", g.name, sum, e.GrowthBytes)
 		}
+		for _, l := range e.Ledger {
+			if d := l.BytesPerClientSocket + l.BytesPerServerSocket - l.BytesPerConnection; d > 0.01 || d < -0.01 {
+				t.Errorf("%s: %s: client %.2f + server %.2f per socket ≠ %.2f per connection", g.name, l.Name, l.BytesPerClientSocket, l.BytesPerServerSocket, l.BytesPerConnection)
+			}
+		}
 	}
 }
 
