@@ -164,10 +164,47 @@ static __always_inline struct counters *ctrs(void)
 	return bpf_map_lookup_elem(&totals, &zero);
 }
 
+/* Bumped by Go on every AddPID, so a per-CPU answer cached below is
+ * never older than the run's set of processes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} run_gen SEC(".maps");
+
+struct run_seen {
+	__u64 pid_tgid;
+	__u64 gen;
+	__u64 run;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct run_seen);
+} run_cache SEC(".maps");
+
+/* in_run: is the current task one of the run's processes? Asked on every
+ * watched slab allocation; the same task usually asks many times in a row,
+ * so the answer is cached per CPU (array lookups, which the verifier
+ * inlines) in front of the run_pids hash. */
 static __always_inline bool in_run(void)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	return bpf_map_lookup_elem(&run_pids, &tgid) != NULL;
+	__u32 zero = 0;
+	__u64 id = bpf_get_current_pid_tgid();
+	__u64 *gen = bpf_map_lookup_elem(&run_gen, &zero);
+	struct run_seen *seen = bpf_map_lookup_elem(&run_cache, &zero);
+	if (gen && seen && seen->pid_tgid == id && seen->gen == *gen)
+		return seen->run;
+	__u32 tgid = id >> 32;
+	bool run = bpf_map_lookup_elem(&run_pids, &tgid) != NULL;
+	if (gen && seen) {
+		seen->pid_tgid = id;
+		seen->gen = *gen;
+		seen->run = run;
+	}
+	return run;
 }
 
 /* The run's sockets are those on its server port, at either end. */
@@ -178,8 +215,9 @@ static __always_inline bool run_socket(const struct sock *sk)
 	return lport == run_port || dport == run_port;
 }
 
-/* One allocation stack in sample_every, weighted back up. */
-static __always_inline void sample_stack(void *ctx, __u32 cache, __u64 bytes)
+/* One allocation stack in sample_every, weighted back up; bytes is read
+ * only for the samples taken. */
+static __always_inline void sample_stack(void *ctx, __u32 cache, const struct kmem_cache *s, __u64 bytes)
 {
 	struct counters *c = ctrs();
 	if (!c)
@@ -193,6 +231,8 @@ static __always_inline void sample_stack(void *ctx, __u32 cache, __u64 bytes)
 		return;
 	}
 	c->stack_samples++;
+	if (s)
+		bytes = BPF_CORE_READ(s, size);
 	__u64 w = bytes * sample_every;
 	__u64 *v = bpf_map_lookup_elem(&alloc_stacks, &key);
 	if (v) {
@@ -258,7 +298,7 @@ static __always_inline __u32 resolve_cache(const struct kmem_cache *s)
 	return fresh;
 }
 
-static __always_inline void handle_cache_alloc(void *ctx, __u32 index, __u64 bytes)
+static __always_inline void handle_cache_alloc(void *ctx, __u32 index, const struct kmem_cache *s, __u64 bytes)
 {
 	if (index >= MAX_CACHES)
 		return;
@@ -268,7 +308,7 @@ static __always_inline void handle_cache_alloc(void *ctx, __u32 index, __u64 byt
 	st->allocs++;
 	if (in_run()) {
 		st->run_allocs++;
-		sample_stack(ctx, index, bytes);
+		sample_stack(ctx, index, s, bytes);
 	}
 }
 
@@ -290,7 +330,7 @@ int rawtp_kmem_cache_alloc(struct bpf_raw_tracepoint_args *ctx)
 	const struct kmem_cache *s = (const struct kmem_cache *)ctx->args[2];
 	__u32 index = resolve_cache(s);
 	if (index < MAX_CACHES)
-		handle_cache_alloc(ctx, index, BPF_CORE_READ(s, size));
+		handle_cache_alloc(ctx, index, s, 0);
 	return 0;
 }
 
@@ -312,7 +352,7 @@ static __always_inline __u32 cache_from_data_loc(void *ctx, __u32 data_loc)
 SEC("tracepoint/kmem/kmem_cache_alloc")
 int tp_kmem_cache_alloc(struct trace_event_raw_kmem_cache_alloc *ctx)
 {
-	handle_cache_alloc(ctx, cache_from_data_loc(ctx, ctx->__data_loc_name), ctx->bytes_alloc);
+	handle_cache_alloc(ctx, cache_from_data_loc(ctx, ctx->__data_loc_name), NULL, ctx->bytes_alloc);
 	return 0;
 }
 
@@ -375,7 +415,7 @@ static __always_inline void handle_page_alloc(void *ctx, __u32 order)
 	c->page_allocs[order]++;
 	if (in_run()) {
 		c->run_page_allocs[order]++;
-		sample_stack(ctx, PAGE_CACHE_BASE + order, 4096ULL << order);
+		sample_stack(ctx, PAGE_CACHE_BASE + order, NULL, 4096ULL << order);
 	}
 }
 

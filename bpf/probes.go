@@ -118,6 +118,7 @@ type Probes struct {
 	btfCache    *btf.Cache
 	cpu         *cpuSampler
 	spec        *ebpf.CollectionSpec // as sized and set for the run
+	gen         uint64               // run_gen: bumped on every AddPID
 	closeOnce   sync.Once
 }
 
@@ -352,6 +353,11 @@ func (p *Probes) AddPID(pid int) error {
 	if err := p.maps.RunPids.Put(uint32(pid), uint8(1)); err != nil {
 		return fmt.Errorf("adding pid %d to the run: %w", pid, err)
 	}
+	// Invalidate every CPU's cached answer (in_run in c10m.bpf.c).
+	p.gen++
+	if err := p.maps.RunGen.Put(uint32(0), p.gen); err != nil {
+		return fmt.Errorf("adding pid %d to the run: %w", pid, err)
+	}
 	return nil
 }
 
@@ -378,6 +384,6 @@ func (m *probesMaps) byName() map[string]*ebpf.Map {
 	return map[string]*ebpf.Map{
 		"alloc_stacks": m.AllocStacks, "cache_by_name": m.CacheByName, "cache_by_ptr": m.CacheByPtr,
 		"cache_totals": m.CacheTotals, "kmalloc_sites": m.KmallocSites, "last_send": m.LastSend,
-		"ptr_slots": m.PtrSlots, "run_pids": m.RunPids, "cpu_samples": m.CpuSamples, "cpu_stacks": m.CpuStacks, "sockets": m.Sockets, "stacks": m.Stacks, "totals": m.Totals,
+		"ptr_slots": m.PtrSlots, "run_pids": m.RunPids, "run_gen": m.RunGen, "run_cache": m.RunCache, "cpu_samples": m.CpuSamples, "cpu_stacks": m.CpuStacks, "sockets": m.Sockets, "stacks": m.Stacks, "totals": m.Totals,
 	}
 }

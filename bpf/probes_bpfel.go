@@ -65,6 +65,13 @@ type probesPtrSlot struct {
 	Pad   uint32
 }
 
+type probesRunSeen struct {
+	_       structs.HostLayout
+	PidTgid uint64
+	Gen     uint64
+	Run     uint64
+}
+
 type probesSendSeen struct {
 	_    structs.HostLayout
 	Sk   uint64
@@ -107,6 +114,8 @@ const (
 	probesMapKmallocSites             = "kmalloc_sites"
 	probesMapLastSend                 = "last_send"
 	probesMapPtrSlots                 = "ptr_slots"
+	probesMapRunCache                 = "run_cache"
+	probesMapRunGen                   = "run_gen"
 	probesMapRunPids                  = "run_pids"
 	probesMapSockets                  = "sockets"
 	probesMapStacks                   = "stacks"
@@ -222,6 +231,8 @@ type probesMapSpecs struct {
 	KmallocSites *ebpf.MapSpec `ebpf:"kmalloc_sites"`
 	LastSend     *ebpf.MapSpec `ebpf:"last_send"`
 	PtrSlots     *ebpf.MapSpec `ebpf:"ptr_slots"`
+	RunCache     *ebpf.MapSpec `ebpf:"run_cache"`
+	RunGen       *ebpf.MapSpec `ebpf:"run_gen"`
 	RunPids      *ebpf.MapSpec `ebpf:"run_pids"`
 	Sockets      *ebpf.MapSpec `ebpf:"sockets"`
 	Stacks       *ebpf.MapSpec `ebpf:"stacks"`
@@ -265,6 +276,8 @@ type probesMaps struct {
 	KmallocSites *ebpf.Map `ebpf:"kmalloc_sites"`
 	LastSend     *ebpf.Map `ebpf:"last_send"`
 	PtrSlots     *ebpf.Map `ebpf:"ptr_slots"`
+	RunCache     *ebpf.Map `ebpf:"run_cache"`
+	RunGen       *ebpf.Map `ebpf:"run_gen"`
 	RunPids      *ebpf.Map `ebpf:"run_pids"`
 	Sockets      *ebpf.Map `ebpf:"sockets"`
 	Stacks       *ebpf.Map `ebpf:"stacks"`
@@ -282,6 +295,8 @@ func (m *probesMaps) Close() error {
 		m.KmallocSites,
 		m.LastSend,
 		m.PtrSlots,
+		m.RunCache,
+		m.RunGen,
 		m.RunPids,
 		m.Sockets,
 		m.Stacks,
