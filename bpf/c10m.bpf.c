@@ -254,16 +254,17 @@ static __always_inline void sample_stack(void *ctx, __u32 cache, const struct km
  * every slab allocation on the machine (35 a loopback connection), and an
  * array lookup, which the verifier inlines, costs a fraction of a hash lookup. */
 #define PTR_SLOTS 1024
-struct ptr_slot {
-	__u64 ptr;
-	__u32 index;
-	__u32 pad;
-};
+/* A slot holds the kmem_cache pointer with the cache's index in its low six
+ * bits (kmem_cache structs are cache-line aligned): one 8-byte store, so two
+ * CPUs replacing a slot at once can never pair one's pointer with the
+ * other's index. */
+#define SLOT_INDEX_MASK 63ULL
+#define SLOT_NOT_WATCHED 63ULL
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, PTR_SLOTS);
 	__type(key, __u32);
-	__type(value, struct ptr_slot);
+	__type(value, __u64);
 } ptr_slots SEC(".maps");
 
 static __always_inline __u32 resolve_cache(const struct kmem_cache *s)
@@ -271,16 +272,19 @@ static __always_inline __u32 resolve_cache(const struct kmem_cache *s)
 	__u64 key = (__u64)s;
 	/* kmem_cache structs are at least 64-byte aligned and apart. */
 	__u32 slot_key = (key >> 6) & (PTR_SLOTS - 1);
-	struct ptr_slot *slot = bpf_map_lookup_elem(&ptr_slots, &slot_key);
-	if (slot && slot->ptr == key)
-		return slot->index;
+	__u64 *slot = bpf_map_lookup_elem(&ptr_slots, &slot_key);
+	if (slot) {
+		__u64 v = *(volatile __u64 *)slot;
+		if ((v & ~SLOT_INDEX_MASK) == key && !(key & SLOT_INDEX_MASK)) {
+			__u64 i = v & SLOT_INDEX_MASK;
+			return i == SLOT_NOT_WATCHED ? NOT_WATCHED : (__u32)i;
+		}
+	}
 
 	__u32 *idx = bpf_map_lookup_elem(&cache_by_ptr, &key);
 	if (idx) {
-		if (slot) {
-			slot->ptr = key;
-			slot->index = *idx;
-		}
+		if (slot && !(key & SLOT_INDEX_MASK))
+			*(volatile __u64 *)slot = key | (*idx < MAX_CACHES ? *idx : SLOT_NOT_WATCHED);
 		return *idx;
 	}
 

@@ -58,13 +58,6 @@ type probesCpuKey struct {
 	Ustack int32
 }
 
-type probesPtrSlot struct {
-	_     structs.HostLayout
-	Ptr   uint64
-	Index uint32
-	Pad   uint32
-}
-
 type probesRunSeen struct {
 	_       structs.HostLayout
 	PidTgid uint64
