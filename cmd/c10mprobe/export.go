@@ -150,14 +150,7 @@ func symbolizeCPU(stacks []bpf.CPUStack) ([]analysis.Stack, error) {
 	}
 	var out []analysis.Stack
 	for _, s := range stacks {
-		var frames []string
-		for _, a := range s.Kernel {
-			name := t.Name(a)
-			if len(frames) == 0 && strings.HasPrefix(name, "bpf_") {
-				continue
-			}
-			frames = append(frames, name)
-		}
+		frames := kernelFrames(t, s.Kernel)
 		for _, a := range s.User {
 			name := fmt.Sprintf("0x%x", a)
 			if f := runtime.FuncForPC(uintptr(a)); f != nil {
@@ -168,6 +161,20 @@ func symbolizeCPU(stacks []bpf.CPUStack) ([]analysis.Stack, error) {
 		out = append(out, analysis.Stack{Frames: frames, Bytes: s.Samples})
 	}
 	return out, nil
+}
+
+// kernelFrames names kernel addresses, innermost first, less the probe's
+// own innermost frames: bpf_prog_<tag>_<name> called from bpf_trace_run<N>.
+func kernelFrames(t *ksym.Table, addrs []uint64) []string {
+	frames := make([]string, 0, len(addrs))
+	for _, a := range addrs {
+		name := t.Name(a)
+		if len(frames) == 0 && (strings.HasPrefix(name, "bpf_prog_") || strings.HasPrefix(name, "bpf_trace_run") || strings.HasPrefix(name, "__bpf_trace_")) {
+			continue
+		}
+		frames = append(frames, name)
+	}
+	return frames
 }
 
 // symbolize resolves the probes' stacks with /proc/kallsyms.
@@ -181,16 +188,7 @@ func symbolize(stacks []bpf.Stack) ([]analysis.Stack, error) {
 	}
 	var out []analysis.Stack
 	for _, s := range stacks {
-		frames := make([]string, 0, len(s.Frames))
-		for _, a := range s.Frames {
-			name := t.Name(a)
-			// The innermost frames are the probe itself: bpf_prog_<tag>_<name>
-			// called from bpf_trace_run<N>.
-			if len(frames) == 0 && (strings.HasPrefix(name, "bpf_prog_") || strings.HasPrefix(name, "bpf_trace_run") || strings.HasPrefix(name, "__bpf_trace_")) {
-				continue
-			}
-			frames = append(frames, name)
-		}
+		frames := kernelFrames(t, s.Frames)
 		// Pages allocated to hold new slabs are already counted by the
 		// objects in them; keep them out so the flamegraph sums to memory.
 		if strings.HasPrefix(s.What, "pages") && slices.Contains(frames, "allocate_slab") {
