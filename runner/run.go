@@ -31,7 +31,9 @@ type Runner struct {
 	tuning  Tuning
 	journal *sysctl.Journal
 
-	listener int
+	// listener is the server socket, owned by this one os.File: a second
+	// wrapper's finalizer would close the fd number again after it was reused.
+	listener *os.File
 	procs    []*proc
 	memcg    *memcg
 	memPeak  uint64
@@ -115,7 +117,7 @@ func Prepare(cfg Config) (*Runner, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Runner{cfg: cfg, host: host, listener: -1, notify: make(chan struct{}, 1)}
+	r := &Runner{cfg: cfg, host: host, notify: make(chan struct{}, 1)}
 
 	r.tuning = Tuning{Backlog: max(host.Somaxconn, host.SynBacklog), PortLo: host.PortLo, PortHi: host.PortHi}
 	if cfg.PortRange != [2]int{} {
@@ -353,11 +355,13 @@ func (r *Runner) tune() error {
 // worker that is full (an SO_REUSEPORT group hashes connections to a listener
 // whether or not its owner has fds left). A full worker just stops watching it.
 func (r *Runner) listen() error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK, 0)
+	// Non-blocking for the workers (the flag is on the shared file
+	// description); close-on-exec for any other child, as ExtraFiles dup it.
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return os.NewSyscallError("socket", err)
 	}
-	r.listener = fd
+	r.listener = os.NewFile(uintptr(fd), "listener")
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
 		return os.NewSyscallError("setsockopt(SO_REUSEADDR)", err)
 	}
@@ -376,7 +380,7 @@ func (r *Runner) spawn() error {
 	if err != nil {
 		return fmt.Errorf("finding own executable: %w", err)
 	}
-	listener := os.NewFile(uintptr(r.listener), "listener")
+	listener := r.listener
 	sources := make([]string, len(r.plan.Sources))
 	for i, s := range r.plan.Sources {
 		sources[i] = s.String()
@@ -948,9 +952,9 @@ func (r *Runner) cleanup() {
 		}
 		p.ctl.Close()
 	}
-	if r.listener >= 0 {
-		unix.Close(r.listener)
-		r.listener = -1
+	if r.listener != nil {
+		r.listener.Close()
+		r.listener = nil
 	}
 	if r.memcg != nil {
 		if err := r.memcg.remove(); err == nil {

@@ -644,3 +644,31 @@ func TestMemoryCapIsReachedNamedAndRemoved(t *testing.T) {
 	assertNoWorkers(t, r.dir)
 	assertSysctls(t, before)
 }
+
+func TestSecondSIGINTAbortsAndStillRestores(t *testing.T) {
+	needRoot(t)
+	before := sysctls(t)
+	cmd, o, e, dir := start(t, "--conns", "50000", "--listen", "127.0.0.1:19913", "--rate", "3000", "--hold", "30s")
+	time.Sleep(2 * time.Second)
+	cmd.Process.Signal(syscall.SIGINT)
+	time.Sleep(300 * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGINT)
+	done := make(chan result, 1)
+	go func() { done <- finish(t, cmd, o, e, dir) }()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(15 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("a second SIGINT did not end the run within 15 s")
+	}
+	if r.code != 1 || !strings.Contains(r.stderr, "second signal") {
+		t.Errorf("exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+	// A file closed twice (once through a stray finalizer) shows up as EBADF on a later open.
+	if strings.Contains(r.stderr, "bad file descriptor") {
+		t.Errorf("EBADF during the abort:\n%s", r.stderr)
+	}
+	assertNoWorkers(t, dir)
+	assertSysctls(t, before)
+}
