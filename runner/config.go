@@ -26,6 +26,7 @@ type Config struct {
 	OutDir     string
 	MemLimit   uint64  // cap the workers' memory cgroup at this; 0 for none
 	MemPerConn float64 // the memory cgroup's expected charge per connection, to project usage
+	Swap       uint64  // a swapfile of this size for the run; 0 for none
 	Payload    int     // bytes each side sends after the numbered message
 	Unread     bool    // leave the peer's payload queued in the receive buffer
 

@@ -31,6 +31,16 @@ type Result struct {
 	SysctlChanges           []sysctl.Change   `json:"sysctl_changes"`
 	Payload                 PayloadResult     `json:"payload"`
 	Memcap                  *MemcapResult     `json:"memcap,omitempty"`
+	Swap                    *SwapResult       `json:"swap,omitempty"`
+}
+
+// SwapResult is what the run's swapfile took in.
+type SwapResult struct {
+	Bytes    uint64 `json:"bytes"`
+	Path     string `json:"path"`
+	SwapOut  uint64 `json:"swap_out_pages"` // /proc/vmstat pswpout during the run
+	SwapIn   uint64 `json:"swap_in_pages"`
+	PeakUsed uint64 `json:"peak_used_bytes"` // SwapTotal − SwapFree at the peak
 }
 
 // MemcapResult is what the run's memory cgroup saw.

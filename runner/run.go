@@ -37,6 +37,8 @@ type Runner struct {
 	procs    []*proc
 	memcg    *memcg
 	memPeak  uint64
+	swap     *swapfile
+	vmStart  map[string]uint64
 	notify   chan struct{}
 
 	oomKillsAtStart uint64
@@ -142,7 +144,15 @@ func Prepare(cfg Config) (*Runner, error) {
 		}
 	}
 
-	needsRoot := len(cfg.Sysctls) > 0 || cfg.PortRange != [2]int{} || cfg.MemLimit > 0
+	needsRoot := len(cfg.Sysctls) > 0 || cfg.PortRange != [2]int{} || cfg.MemLimit > 0 || cfg.Swap > 0
+	if cfg.Swap > 0 {
+		if _, err := exec.LookPath("mkswap"); err != nil {
+			return nil, badInput("--swap needs mkswap (util-linux): %v", err)
+		}
+		if cfg.Swap < 1<<20 {
+			return nil, badInput("--swap must be at least 1MiB, got %d bytes", cfg.Swap)
+		}
+	}
 	if cfg.MemLimit > 0 {
 		if _, _, err := findMemcgParent(); err != nil {
 			return nil, badInput("--mem-limit: %v", err)
@@ -237,6 +247,16 @@ func (r *Runner) Run(ctx context.Context) (res *Result, err error) {
 			return res, err
 		}
 	}
+	if r.cfg.Swap > 0 {
+		s, err := newSwap(r.cfg.OutDir, r.cfg.Swap)
+		if err != nil {
+			return res, err
+		}
+		r.swap = s
+		res.Swap = &SwapResult{Bytes: r.cfg.Swap, Path: s.path}
+		fmt.Fprintf(r.cfg.Log, "swap: %s of swapfile at %s for the run\n", units.Bytes(r.cfg.Swap), s.path)
+	}
+	r.vmStart, _ = procfs.ReadVmstat()
 	before, err := procfs.ReadListenCounters()
 	if err != nil {
 		return res, fmt.Errorf("reading listen counters: %w", err)
@@ -259,6 +279,11 @@ func (r *Runner) Run(ctx context.Context) (res *Result, err error) {
 	// The peak: everything the run will hold is held now. The runner's own
 	// memory is read before any observer (probes, sock_diag) grows the parent.
 	res.RunnerPss, res.RunnerPssByRole.Client, res.RunnerPssByRole.Server, res.RunnerPssByRole.Parent = r.pss()
+	if res.Swap != nil {
+		if m, err := procfs.ReadMeminfo(); err == nil {
+			res.Swap.PeakUsed = m.SwapTotal - m.SwapFree
+		}
+	}
 	res.MaxSocketsPerWorker = r.maxPerWorker()
 	if err := r.phaseDone(PhaseExchange); err != nil {
 		return res, err
@@ -870,6 +895,9 @@ func (r *Runner) finishResult(res *Result) {
 	res.Established = t.clientEstablished
 	res.Accepted = t.accepted
 	res.ReserveBytes = r.cfg.Reserve
+	if vm, err := procfs.ReadVmstat(); err == nil && res.Swap != nil {
+		res.Swap.SwapOut, res.Swap.SwapIn = vm["pswpout"]-r.vmStart["pswpout"], vm["pswpin"]-r.vmStart["pswpin"]
+	}
 	if res.Memcap != nil {
 		res.Memcap.ActualConnections = t.clientEstablished
 		res.Memcap.PeakUsageBytes = r.memPeak
@@ -955,6 +983,14 @@ func (r *Runner) cleanup() {
 	if r.listener != nil {
 		r.listener.Close()
 		r.listener = nil
+	}
+	if r.swap != nil {
+		if err := r.swap.remove(); err == nil {
+			os.Remove(filepath.Join(r.cfg.OutDir, SwapFile))
+		} else {
+			fmt.Fprintf(r.cfg.Log, "warning: %v; c10mprobe restore %s removes it\n", err, r.cfg.OutDir)
+		}
+		r.swap = nil
 	}
 	if r.memcg != nil {
 		if err := r.memcg.remove(); err == nil {

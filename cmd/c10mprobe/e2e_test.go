@@ -370,7 +370,7 @@ func TestSIGKILLedRunIsUndoneByRestore(t *testing.T) {
 	before := sysctls(t)
 	tracefsBefore := tracefsMounted()
 	cmd, o, e, dir := start(t, "--conns", "2000", "--listen", "127.0.0.1:19906", "--hold", "60s", "--port-range", "41000-59999",
-		"--backend", "tracepoint")
+		"--backend", "tracepoint", "--swap", "16MiB", "--mem-limit", "64MiB")
 	for deadline := time.Now().Add(20 * time.Second); countOnPort(t, 19906) < 2000; time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			cmd.Process.Kill()
@@ -382,6 +382,9 @@ func TestSIGKILLedRunIsUndoneByRestore(t *testing.T) {
 	}
 	if !tracefsMounted() {
 		t.Error("the tracepoint backend runs without tracefs mounted")
+	}
+	if !swapActive(dir) {
+		t.Error("--swap: the swapfile is not in /proc/swaps during the run")
 	}
 	// Workers are the OOM killer's first choice, so that the parent survives to restore.
 	data, _ := os.ReadFile(filepath.Join(dir, "workers.pids"))
@@ -401,6 +404,23 @@ func TestSIGKILLedRunIsUndoneByRestore(t *testing.T) {
 	if tracefsMounted() != tracefsBefore {
 		t.Errorf("tracefs mounted %v after restore, %v before the run", tracefsMounted(), tracefsBefore)
 	}
+	if swapActive(dir) {
+		t.Error("the swapfile is still swapped on after restore")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "swapfile")); !os.IsNotExist(err) {
+		t.Error("the swapfile is still there after restore")
+	}
+	data, _ = os.ReadFile(filepath.Join(dir, "memcg.path"))
+	if _, err := os.Stat(filepath.Join(dir, "memcg.path")); !os.IsNotExist(err) {
+		t.Errorf("restore left the cgroup named in memcg.path: %s", data)
+	}
+}
+
+// swapActive reports whether the run directory's swapfile is swapped on.
+func swapActive(dir string) bool {
+	data, _ := os.ReadFile("/proc/swaps")
+	abs, _ := filepath.Abs(filepath.Join(dir, "swapfile"))
+	return strings.Contains(string(data), abs)
 }
 
 func tracefsMounted() bool {
@@ -616,7 +636,7 @@ func TestExplanationOfA100kRunAndExplainWithoutRoot(t *testing.T) {
 func TestMemoryCapIsReachedNamedAndRemoved(t *testing.T) {
 	needRoot(t)
 	before := sysctls(t)
-	r := run(t, "--conns", "200000", "--listen", "127.0.0.1:19912", "--mem-limit", "256MiB")
+	r := run(t, "--conns", "200000", "--listen", "127.0.0.1:19912", "--mem-limit", "256MiB", "--swap", "32MiB")
 	if r.code != 1 {
 		t.Fatalf("exit %d, want 1\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
@@ -640,6 +660,12 @@ func TestMemoryCapIsReachedNamedAndRemoved(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(r.dir, "memcg.path")); !os.IsNotExist(err) {
 		t.Error("memcg.path left in the run directory after the cgroup was removed")
+	}
+	if s.Swap == nil || s.Swap.Bytes != 32<<20 || swapActive(r.dir) {
+		t.Errorf("--swap 32MiB: %+v, still active %v", s.Swap, swapActive(r.dir))
+	}
+	if _, err := os.Stat(filepath.Join(r.dir, "swapfile")); !os.IsNotExist(err) {
+		t.Error("the swapfile was left behind")
 	}
 	assertNoWorkers(t, r.dir)
 	assertSysctls(t, before)

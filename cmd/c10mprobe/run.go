@@ -56,6 +56,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		reserve    sizeValue
 		payload    sizeValue
 		memLimit   sizeValue
+		swap       sizeValue
 		inflight   = fs.Int("inflight", 512, "most connects pending at once, over all workers")
 		rate       = fs.Float64("rate", 0, "most new connections per second; 0 for no limit")
 		hold       = fs.Duration("hold", 0, "keep every connection open this long after the exchange")
@@ -74,6 +75,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&portRange, "port-range", "set net.ipv4.ip_local_port_range to LO-HI for the run")
 	fs.Var(&sysctls, "sysctl", "set KEY=VALUE for the run, restored after (repeatable)")
 	fs.Var(&memLimit, "mem-limit", "run the workers in a memory cgroup capped at this, e.g. 1GiB: a smaller machine")
+	fs.Var(&swap, "swap", "a swapfile of this size for the run, removed after, e.g. 2GiB")
 	fs.Var(&payload, "payload", "bytes each side sends after the numbered message, e.g. 16KiB")
 	fs.Var(&reserve, "reserve", "stop opening when MemAvailable falls below this (default max(1GiB, 5% of RAM))")
 	if code, ok := parseFlags(fs, args, stdout, stderr, runExamples); !ok {
@@ -113,7 +115,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	cfg := runner.Config{
 		Conns: int(conns), Listen: netip.AddrPort(listen), Sources: srcs, Inflight: *inflight, Rate: *rate,
 		Hold: *hold, Timeout: *timeout, Reserve: uint64(reserve), WorkerFDs: *workerFDs, MaxWorkers: *maxWorkers,
-		PortRange: portRange, Sysctls: sysctls, NoTune: *noTune, OutDir: *out, Payload: int(payload), Unread: *unread, MemLimit: uint64(memLimit),
+		PortRange: portRange, Sysctls: sysctls, NoTune: *noTune, OutDir: *out, Payload: int(payload), Unread: *unread, MemLimit: uint64(memLimit), Swap: uint64(swap),
 		Log: stderr, OnPhase: rec.phase, OnSpawn: rec.addPID,
 		OnProgress: func(p runner.Progress) { rec.progress(p); prog.update(p) },
 	}
@@ -354,6 +356,9 @@ func restoreCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "c10mprobe restore: %v\n", err)
 	}
 	if err := runner.RemoveCgroup(fs.Arg(0)); err != nil {
+		fmt.Fprintf(stderr, "c10mprobe restore: %v\n", err)
+	}
+	if err := runner.RemoveSwap(fs.Arg(0)); err != nil {
 		fmt.Fprintf(stderr, "c10mprobe restore: %v\n", err)
 	}
 	changes, err := runner.Restore(fs.Arg(0))
