@@ -250,6 +250,9 @@ func assertKernelSection(t *testing.T, s summary, n int) {
 	if k.LostEvents != 0 {
 		t.Errorf("lost events: %+v", k.Lost)
 	}
+	if len(k.KmallocSites) == 0 || k.KmallocSites[0].Bytes == 0 || strings.HasPrefix(k.KmallocSites[0].Function, "0x") {
+		t.Errorf("kmalloc call sites: %+v", k.KmallocSites)
+	}
 }
 
 var procAffected = map[string]bool{"dentry": true, "proc_inode_cache": true, "lsm_inode_cache": true}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/c10mprobe/c10mprobe/analysis"
 	"github.com/c10mprobe/c10mprobe/bpf"
+	"github.com/c10mprobe/c10mprobe/internal/ksym"
 	"github.com/c10mprobe/c10mprobe/internal/sockdiag"
 	"github.com/c10mprobe/c10mprobe/runner"
 )
@@ -21,9 +22,12 @@ type kernelSection struct {
 	Pressure         pressureReport         `json:"pressure"`
 	ConnectLatencyUs []uint64               `json:"connect_latency_log2_us"`
 	StackSamples     uint64                 `json:"stack_samples"`
-	LostEvents       uint64                 `json:"lost_events"`
-	Lost             bpf.Lost               `json:"lost"`
-	Errors           []string               `json:"errors,omitempty"`
+	// KmallocSites are the run's kmalloc() traffic by call site, heaviest
+	// first (allocations, not live bytes: kfree does not say which cache).
+	KmallocSites []kmallocSite `json:"kmalloc_sites"`
+	LostEvents   uint64        `json:"lost_events"`
+	Lost         bpf.Lost      `json:"lost"`
+	Errors       []string      `json:"errors,omitempty"`
 }
 
 type cacheReport struct {
@@ -39,6 +43,15 @@ type cacheReport struct {
 	Covers             []string `json:"covers"`           // the watched names this kmem_cache serves
 	Merged             []string `json:"merged,omitempty"` // every cache SLUB merged into it
 }
+
+type kmallocSite struct {
+	Function string `json:"function"`
+	Calls    uint64 `json:"calls"`
+	Bytes    uint64 `json:"bytes"`
+}
+
+// maxKmallocSites is how many call sites the summary lists.
+const maxKmallocSites = 20
 
 type sendmsgReport struct {
 	Calls    uint64 `json:"calls"`
@@ -120,6 +133,7 @@ func (r *recorder) kernelSection(res *runner.Result) *kernelSection {
 	for i, s := range r.peakSock {
 		probe[i] = s.Buffered()
 	}
+	k.KmallocSites = kmallocSites(r.sites)
 	k.SocketMemory.Probe = analysis.Distribute(probe)
 	k.SocketMemory.SockDiag = analysis.Distribute(append([]uint64(nil), r.peakDiag...))
 	d := k.SocketMemory.SockDiag
@@ -169,4 +183,33 @@ func topCaches(k *kernelSection) []string {
 	}
 	sort.Slice(names, func(i, j int) bool { return k.Caches[names[i]].Bytes > k.Caches[names[j]].Bytes })
 	return names
+}
+
+// kmallocSites names the heaviest call sites; they add up across the
+// offsets of one function.
+func kmallocSites(sites []bpf.KmallocSite) []kmallocSite {
+	if len(sites) == 0 {
+		return nil
+	}
+	t, err := ksym.Load("/proc/kallsyms")
+	if err != nil {
+		return nil
+	}
+	byFunc := map[string]*kmallocSite{}
+	var out []kmallocSite
+	for _, s := range sites {
+		name := t.Name(s.CallSite)
+		k := byFunc[name]
+		if k == nil {
+			k = &kmallocSite{Function: name}
+			byFunc[name] = k
+		}
+		k.Calls += s.Calls
+		k.Bytes += s.Bytes
+	}
+	for _, k := range byFunc {
+		out = append(out, *k)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Bytes > out[j].Bytes })
+	return out[:min(len(out), maxKmallocSites)]
 }
