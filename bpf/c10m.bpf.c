@@ -504,7 +504,7 @@ static __always_inline void handle_set_state(const struct sock *sk, int newstate
 	if (!run_socket(sk))
 		return;
 	__u64 key = (__u64)sk;
-	struct sock_mem *m = bpf_map_lookup_elem(&sockets, &key);
+	struct sock_mem *m;
 	switch (newstate) {
 	case TCP_SYN_SENT: {
 		struct sock_mem fresh = { .syn_sent_ns = bpf_ktime_get_ns() };
@@ -513,6 +513,7 @@ static __always_inline void handle_set_state(const struct sock *sk, int newstate
 		break;
 	}
 	case TCP_ESTABLISHED:
+		m = bpf_map_lookup_elem(&sockets, &key);
 		if (m) {
 			if (m->syn_sent_ns) {
 				__u64 us = (bpf_ktime_get_ns() - m->syn_sent_ns) / 1000;
