@@ -113,7 +113,6 @@ type Probes struct {
 	progs       []*ebpf.Program
 	attachments []Attachment
 	caches      []WatchedCache
-	sampleEvery uint32
 	mountedFS   bool
 	btfCache    *btf.Cache
 	cpu         *cpuSampler
@@ -145,7 +144,7 @@ func Open(cfg Config) (*Probes, error) {
 	spec.Maps["sockets"].MaxEntries = uint32(max(1<<16, cfg.Conns*2+cfg.Conns/8))
 
 	// One decoded kernel BTF for every program's CO-RE relocations.
-	p := &Probes{sampleEvery: cfg.SampleEvery, btfCache: btf.NewCache(), spec: spec}
+	p := &Probes{btfCache: btf.NewCache(), spec: spec}
 	if err := spec.LoadAndAssign(&p.maps, nil); err != nil {
 		return nil, fmt.Errorf("creating maps: %w", err)
 	}
