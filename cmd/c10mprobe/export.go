@@ -140,14 +140,7 @@ func (d *runData) report() analysis.Report {
 // symbolizeCPU resolves CPU stacks: kernel frames with /proc/kallsyms, user
 // frames with this binary's own symbol table, since the workers are this
 // binary re-executed (non-PIE, so at the same addresses).
-func symbolizeCPU(stacks []bpf.CPUStack) ([]analysis.Stack, error) {
-	if len(stacks) == 0 {
-		return nil, nil
-	}
-	t, err := ksym.Load("/proc/kallsyms")
-	if err != nil {
-		return nil, err
-	}
+func symbolizeCPU(t *ksym.Table, stacks []bpf.CPUStack) []analysis.Stack {
 	var out []analysis.Stack
 	for _, s := range stacks {
 		frames := kernelFrames(t, s.Kernel)
@@ -160,7 +153,7 @@ func symbolizeCPU(stacks []bpf.CPUStack) ([]analysis.Stack, error) {
 		}
 		out = append(out, analysis.Stack{Frames: frames, Bytes: s.Samples})
 	}
-	return out, nil
+	return out
 }
 
 // kernelFrames names kernel addresses, innermost first, less the probe's
@@ -177,15 +170,8 @@ func kernelFrames(t *ksym.Table, addrs []uint64) []string {
 	return frames
 }
 
-// symbolize resolves the probes' stacks with /proc/kallsyms.
-func symbolize(stacks []bpf.Stack) ([]analysis.Stack, error) {
-	if len(stacks) == 0 {
-		return nil, nil
-	}
-	t, err := ksym.Load("/proc/kallsyms")
-	if err != nil {
-		return nil, err
-	}
+// symbolize resolves the probes' allocation stacks.
+func symbolize(t *ksym.Table, stacks []bpf.Stack) []analysis.Stack {
 	var out []analysis.Stack
 	for _, s := range stacks {
 		frames := kernelFrames(t, s.Frames)
@@ -196,7 +182,7 @@ func symbolize(stacks []bpf.Stack) ([]analysis.Stack, error) {
 		}
 		out = append(out, analysis.Stack{What: s.What, Bytes: s.Bytes, Frames: frames})
 	}
-	return out, nil
+	return out
 }
 
 func exportCmd(args []string, stdout, stderr io.Writer) int {

@@ -85,7 +85,7 @@ type pressureReport struct {
 	SwapOut        uint64 `json:"swap_out_pages"` // /proc/vmstat pswpout
 }
 
-func (r *recorder) kernelSection(res *runner.Result) *kernelSection {
+func (r *recorder) kernelSection(res *runner.Result, syms *ksym.Table) *kernelSection {
 	idle, peak := r.sample(runner.PhaseIdle), r.sample(runner.PhaseExchange)
 	if r.probes == nil || idle == nil || peak == nil || idle.Probe == nil || peak.Probe == nil {
 		return nil
@@ -133,7 +133,9 @@ func (r *recorder) kernelSection(res *runner.Result) *kernelSection {
 	for i, s := range r.peakSock {
 		probe[i] = s.Buffered()
 	}
-	k.KmallocSites = kmallocSites(r.sites)
+	if syms != nil {
+		k.KmallocSites = kmallocSites(syms, r.sites)
+	}
 	k.SocketMemory.Probe = analysis.Distribute(probe)
 	k.SocketMemory.SockDiag = analysis.Distribute(append([]uint64(nil), r.peakDiag...))
 	d := k.SocketMemory.SockDiag
@@ -187,12 +189,8 @@ func topCaches(k *kernelSection) []string {
 
 // kmallocSites names the heaviest call sites; they add up across the
 // offsets of one function.
-func kmallocSites(sites []bpf.KmallocSite) []kmallocSite {
+func kmallocSites(t *ksym.Table, sites []bpf.KmallocSite) []kmallocSite {
 	if len(sites) == 0 {
-		return nil
-	}
-	t, err := ksym.Load("/proc/kallsyms")
-	if err != nil {
 		return nil
 	}
 	byFunc := map[string]*kmallocSite{}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/c10mprobe/c10mprobe/analysis"
 	"github.com/c10mprobe/c10mprobe/bpf"
+	"github.com/c10mprobe/c10mprobe/internal/ksym"
 	"github.com/c10mprobe/c10mprobe/internal/procfs"
 	"github.com/c10mprobe/c10mprobe/internal/units"
 	"github.com/c10mprobe/c10mprobe/runner"
@@ -199,16 +200,23 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	if res.Memcap != nil {
 		res.Memcap.PredictedConnections = predicted
 	}
-	sum := summary{Result: res, Preflight: r.Preflight(), Host: r.Host(), Kernel: rec.kernelSection(res)}
+	// Kernel symbols, read once for every stack and call site of the run.
+	var syms *ksym.Table
+	var symErr error
+	if rec.probes != nil {
+		syms, symErr = ksym.Load("/proc/kallsyms")
+	}
+	sum := summary{Result: res, Preflight: r.Preflight(), Host: r.Host(), Kernel: rec.kernelSection(res, syms)}
 	sum.SocketBuffers = rec.queued.Client + rec.queued.Server
 	sum.SocketBuffersBySide = rec.queued
-	stacks, serr := symbolize(rec.stacks)
-	if serr != nil {
-		fmt.Fprintf(stderr, "no allocation stacks: %v\n", serr)
-	}
-	cpuStacks, cerr := symbolizeCPU(rec.cpu)
-	if cerr != nil && rec.cpuWhy == "" {
-		rec.cpuWhy = cerr.Error()
+	var stacks, cpuStacks []analysis.Stack
+	if syms != nil {
+		stacks, cpuStacks = symbolize(syms, rec.stacks), symbolizeCPU(syms, rec.cpu)
+	} else if symErr != nil {
+		fmt.Fprintf(stderr, "no allocation or CPU stacks: %v\n", symErr)
+		if rec.cpuWhy == "" {
+			rec.cpuWhy = symErr.Error()
+		}
 	}
 	d := &runData{sum: sum, series: rec.series, stacks: stacks, cpu: cpuStacks, cpuWhy: rec.cpuWhy}
 	in, aerr := analysisInput(sum, rec.samples)
