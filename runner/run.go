@@ -858,14 +858,24 @@ func (r *Runner) pss() (total, client, server, parent uint64) {
 }
 
 // countEndpoints asks the kernel, not the workers, which established sockets
-// sit on the server port and how many distinct client endpoints they face.
+// sit on the server port and how many distinct client endpoints they face;
+// the same dump records what every socket of the run holds in buffers.
 func (r *Runner) countEndpoints(res *Result) error {
 	seen := make(map[[4]byte]*[65536 / 64]uint64)
 	var onPort uint64
+	port := r.cfg.Listen.Port()
 	err := sockdiag.DumpIPv4(1<<sockdiag.StateEstablished, func(s *sockdiag.Socket) {
-		if s.Local != r.cfg.Listen {
+		switch {
+		case s.Local == r.cfg.Listen: // the server's end
+			res.SocketBuffersBySide.Server += s.Queued()
+		case s.Remote.Port() == port && s.Remote.Addr() == r.cfg.Listen.Addr():
+			res.SocketBuffersBySide.Client += s.Queued()
+			res.PeakSocketBuffered = append(res.PeakSocketBuffered, s.Buffered())
+			return
+		default:
 			return
 		}
+		res.PeakSocketBuffered = append(res.PeakSocketBuffered, s.Buffered())
 		onPort++
 		a := s.Remote.Addr().As4()
 		m := seen[a]
@@ -873,8 +883,8 @@ func (r *Runner) countEndpoints(res *Result) error {
 			m = new([65536 / 64]uint64)
 			seen[a] = m
 		}
-		port := s.Remote.Port()
-		m[port/64] |= 1 << (port % 64)
+		p := s.Remote.Port()
+		m[p/64] |= 1 << (p % 64)
 	})
 	if err != nil {
 		return err
@@ -887,6 +897,7 @@ func (r *Runner) countEndpoints(res *Result) error {
 	}
 	res.ServerSockets = onPort
 	res.DistinctClientEndpoints = distinct
+	res.SocketBuffers = res.SocketBuffersBySide.Client + res.SocketBuffersBySide.Server
 	return nil
 }
 

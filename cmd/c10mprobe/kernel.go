@@ -6,7 +6,6 @@ import (
 	"github.com/c10mprobe/c10mprobe/analysis"
 	"github.com/c10mprobe/c10mprobe/bpf"
 	"github.com/c10mprobe/c10mprobe/internal/ksym"
-	"github.com/c10mprobe/c10mprobe/internal/sockdiag"
 	"github.com/c10mprobe/c10mprobe/runner"
 )
 
@@ -137,7 +136,7 @@ func (r *recorder) kernelSection(res *runner.Result, syms *ksym.Table) *kernelSe
 		k.KmallocSites = kmallocSites(syms, r.sites)
 	}
 	k.SocketMemory.Probe = analysis.Distribute(probe)
-	k.SocketMemory.SockDiag = analysis.Distribute(append([]uint64(nil), r.peakDiag...))
+	k.SocketMemory.SockDiag = analysis.Distribute(append([]uint64(nil), res.PeakSocketBuffered...))
 	d := k.SocketMemory.SockDiag
 	k.SocketMemory.P50, k.SocketMemory.P99, k.SocketMemory.Max = d.P50, d.P99, d.Max
 	return k
@@ -151,30 +150,6 @@ func sub(b, a []uint64) []uint64 {
 		}
 	}
 	return out
-}
-
-// sockDiagBuffers reads every established socket on the run's port (both
-// ends), as `ss -tm` shows them: what each holds against tcp_mem, and the
-// truesize of all queued skbs together.
-func sockDiagBuffers(port uint16) (perSocket []uint64, queued sideBytes, err error) {
-	err = sockdiag.DumpIPv4(1<<sockdiag.StateEstablished, func(s *sockdiag.Socket) {
-		switch {
-		case s.Local.Port() == port: // the server's end
-			queued.Server += s.Queued()
-		case s.Remote.Port() == port:
-			queued.Client += s.Queued()
-		default:
-			return
-		}
-		perSocket = append(perSocket, s.Buffered())
-	})
-	return perSocket, queued, err
-}
-
-// sideBytes is a byte count split by end of the connection.
-type sideBytes struct {
-	Client uint64 `json:"client"`
-	Server uint64 `json:"server"`
 }
 
 // topCaches lists cache names by bytes, largest first.

@@ -34,14 +34,11 @@ type recorder struct {
 	last     runner.Progress
 	samples  []phaseSample
 	peakSock []bpf.SocketMem
-	peakDiag []uint64  // per socket, Buffered: what tcp_mem charges
-	queued   sideBytes // sums over the sockets of Queued: skb truesize
 	stacks   []bpf.Stack
 	cpu      []bpf.CPUStack
 	cpuWhy   string
 	sites    []bpf.KmallocSite
 	errs     []string
-	listen   uint16
 
 	pids      []int
 	start     time.Time
@@ -201,9 +198,6 @@ func (r *recorder) peak() {
 		if r.sites, err = r.probes.KmallocSites(); err != nil {
 			r.errs = append(r.errs, err.Error())
 		}
-	}
-	if r.peakDiag, r.queued, err = sockDiagBuffers(r.listen); err != nil {
-		r.errs = append(r.errs, err.Error())
 	}
 }
 

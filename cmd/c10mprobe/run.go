@@ -36,14 +36,10 @@ const runExamples = `  sudo c10mprobe run --conns 100000
 // and the analysis add.
 type summary struct {
 	*runner.Result
-	Preflight []runner.Check `json:"preflight"`
-	Host      runner.Host    `json:"host"`
-	Kernel    *kernelSection `json:"kernel"`
-	// SocketBuffers is the truesize of the skbs queued on the run's sockets at
-	// the peak (sock_diag rmem_alloc + wmem_queued).
-	SocketBuffers       uint64                `json:"socket_buffers_bytes"`
-	SocketBuffersBySide sideBytes             `json:"socket_buffers_by_side"`
-	Explanation         *analysis.Explanation `json:"explanation"`
+	Preflight   []runner.Check        `json:"preflight"`
+	Host        runner.Host           `json:"host"`
+	Kernel      *kernelSection        `json:"kernel"`
+	Explanation *analysis.Explanation `json:"explanation"`
 }
 
 func runCmd(args []string, stdout, stderr io.Writer) int {
@@ -112,7 +108,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	}
 
 	prog := newProgress(stderr)
-	rec := &recorder{listen: netip.AddrPort(listen).Port()}
+	rec := &recorder{}
 	cfg := runner.Config{
 		Conns: int(conns), Listen: netip.AddrPort(listen), Sources: srcs, Inflight: *inflight, Rate: *rate,
 		Hold: *hold, Timeout: *timeout, Reserve: uint64(reserve), WorkerFDs: *workerFDs, MaxWorkers: *maxWorkers,
@@ -134,7 +130,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		return exitNotAll
 	}
 	if !*noBPF {
-		probes, err := bpf.Open(bpf.Config{Backend: backend, Conns: int(conns), RunPort: rec.listen})
+		probes, err := bpf.Open(bpf.Config{Backend: backend, Conns: int(conns), RunPort: netip.AddrPort(listen).Port()})
 		if err != nil {
 			fmt.Fprintf(stderr, "c10mprobe run: attaching the eBPF probes: %v; pass --no-bpf to run without them\n", err)
 			if backend != "" {
@@ -207,8 +203,6 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		syms, symErr = ksym.Load("/proc/kallsyms")
 	}
 	sum := summary{Result: res, Preflight: r.Preflight(), Host: r.Host(), Kernel: rec.kernelSection(res, syms)}
-	sum.SocketBuffers = rec.queued.Client + rec.queued.Server
-	sum.SocketBuffersBySide = rec.queued
 	var stacks, cpuStacks []analysis.Stack
 	if syms != nil {
 		stacks, cpuStacks = symbolize(syms, rec.stacks), symbolizeCPU(syms, rec.cpu)
