@@ -82,10 +82,11 @@ struct counters {
 	__u64 kmalloc_calls;
 	__u64 kmalloc_bytes;
 	__u64 lost_sockets;   /* socket map full */
-	__u64 lost_stacks;    /* stack map full or collision */
+	__u64 lost_stacks;    /* sample map full, or no stack to read */
 	__u64 lost_kmalloc;   /* call-site map full */
 	__u64 lost_caches;    /* cache pointer map full */
 	__u64 stack_samples;
+	__u64 stack_collisions; /* samples whose stack hashed to a bucket another stack holds */
 	__u64 sample_tick;
 };
 struct {
@@ -226,6 +227,14 @@ static __always_inline void sample_stack(void *ctx, __u32 cache, const struct km
 		return;
 	struct stack_key key = { .cache = cache };
 	key.stack_id = bpf_get_stackid(ctx, &stacks, 0);
+	if (key.stack_id == -17) {
+		/* -EEXIST: the stack map is a hash table without chaining; a
+		 * second stack whose hash lands on a taken bucket is refused
+		 * (BPF_F_REUSE_STACKID would overwrite the first and mislabel
+		 * its samples). Birthday odds: a few in 16384 buckets. */
+		c->stack_collisions++;
+		return;
+	}
 	if (key.stack_id < 0) {
 		c->lost_stacks++;
 		return;

@@ -48,6 +48,7 @@ type probesCounters struct {
 	LostKmalloc     uint64
 	LostCaches      uint64
 	StackSamples    uint64
+	StackCollisions uint64
 	SampleTick      uint64
 }
 

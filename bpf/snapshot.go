@@ -41,19 +41,27 @@ type Snapshot struct {
 	KmallocCalls         uint64       `json:"run_kmalloc_calls"`
 	KmallocBytes         uint64       `json:"run_kmalloc_bytes"`
 	StackSamples         uint64       `json:"stack_samples"`
-	Lost                 Lost         `json:"lost"`
+	// StackCollisions are samples dropped because their stack hashed to a
+	// stack-map bucket another stack holds: sampling error in the
+	// flamegraph, not a lost event.
+	StackCollisions uint64 `json:"stack_collisions"`
+	Lost            Lost   `json:"lost"`
 }
 
 // Lost counts what the maps could not hold; never dropped silently.
 type Lost struct {
 	Sockets uint64 `json:"sockets"` // the per-socket map was full
-	Stacks  uint64 `json:"stacks"`  // stack map full or hash collision
+	Stacks  uint64 `json:"stacks"`  // sample map full, or no stack to read
 	Kmalloc uint64 `json:"kmalloc_sites"`
 	Caches  uint64 `json:"cache_pointers"`
 }
 
 // Total is every loss.
-func (l Lost) Total() uint64 { return l.Sockets + l.Stacks + l.Kmalloc + l.Caches }
+func (l Lost) Total() uint64 { return l.Counts() + l.Stacks }
+
+// Counts is the losses that change a count; a lost stack only thins the
+// flamegraph's sample.
+func (l Lost) Counts() uint64 { return l.Sockets + l.Kmalloc + l.Caches }
 
 // Snapshot reads every counter.
 func (p *Probes) Snapshot() (*Snapshot, error) {
@@ -84,6 +92,7 @@ func (p *Probes) Snapshot() (*Snapshot, error) {
 		c.LostKmalloc += v.LostKmalloc
 		c.LostCaches += v.LostCaches
 		c.StackSamples += v.StackSamples
+		c.StackCollisions += v.StackCollisions
 	}
 	s.SendmsgCalls, s.SendmsgBytes = c.SendmsgCalls, c.SendmsgBytes
 	s.RunSendmsgCalls, s.RunSendmsgBytes = c.RunSendmsgCalls, c.RunSendmsgBytes
@@ -94,6 +103,7 @@ func (p *Probes) Snapshot() (*Snapshot, error) {
 	s.ConnectLatencyLog2us = append([]uint64(nil), c.ConnectLatency[:]...)
 	s.DirectReclaim, s.MemcgReclaim, s.OOMVictims, s.ExceedBufLimit = c.DirectReclaim, c.MemcgReclaim, c.OomVictims, c.ExceedBufLimit
 	s.KmallocCalls, s.KmallocBytes, s.StackSamples = c.KmallocCalls, c.KmallocBytes, c.StackSamples
+	s.StackCollisions = c.StackCollisions
 	s.Lost = Lost{Sockets: c.LostSockets, Stacks: c.LostStacks, Kmalloc: c.LostKmalloc, Caches: c.LostCaches}
 
 	for i, w := range p.caches {

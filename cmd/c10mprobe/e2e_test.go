@@ -247,8 +247,11 @@ func assertKernelSection(t *testing.T, s summary, n int) {
 	if k.SocketMemory.SockDiag.Count != uint64(2*n) || k.SocketMemory.Probe.Count != uint64(2*n) {
 		t.Errorf("socket memory over %d sockets (sock_diag) and %d (probe map), want %d", k.SocketMemory.SockDiag.Count, k.SocketMemory.Probe.Count, 2*n)
 	}
-	if k.LostEvents != 0 {
+	if k.Lost.Counts() != 0 {
 		t.Errorf("lost events: %+v", k.Lost)
+	}
+	if dropped := k.StackCollisions + k.Lost.Stacks; dropped > 5+k.StackSamples/50 {
+		t.Errorf("%d of %d stack samples dropped (collisions %d)", dropped, k.StackSamples+dropped, k.StackCollisions)
 	}
 	if len(k.KmallocSites) == 0 || k.KmallocSites[0].Bytes == 0 || strings.HasPrefix(k.KmallocSites[0].Function, "0x") {
 		t.Errorf("kmalloc call sites: %+v", k.KmallocSites)

@@ -21,6 +21,7 @@ type kernelSection struct {
 	Pressure         pressureReport         `json:"pressure"`
 	ConnectLatencyUs []uint64               `json:"connect_latency_log2_us"`
 	StackSamples     uint64                 `json:"stack_samples"`
+	StackCollisions  uint64                 `json:"stack_collisions"`
 	// KmallocSites are the run's kmalloc() traffic by call site, heaviest
 	// first (allocations, not live bytes: kfree does not say which cache).
 	KmallocSites []kmallocSite `json:"kmalloc_sites"`
@@ -107,6 +108,7 @@ func (r *recorder) kernelSection(res *runner.Result, syms *ksym.Table) *kernelSe
 		},
 		ConnectLatencyUs: sub(b.ConnectLatencyLog2us, a.ConnectLatencyLog2us),
 		StackSamples:     b.StackSamples - a.StackSamples,
+		StackCollisions:  b.StackCollisions - a.StackCollisions,
 		Lost:             b.Lost,
 		LostEvents:       b.Lost.Total(),
 		Errors:           r.errs,
