@@ -22,6 +22,7 @@ type kernelSection struct {
 	ConnectLatencyUs []uint64               `json:"connect_latency_log2_us"`
 	StackSamples     uint64                 `json:"stack_samples"`
 	StackCollisions  uint64                 `json:"stack_collisions"`
+	StackSampleEvery uint32                 `json:"stack_sample_every"`
 	// KmallocSites are the run's kmalloc() traffic by call site, heaviest
 	// first (allocations, not live bytes: kfree does not say which cache).
 	KmallocSites []kmallocSite `json:"kmalloc_sites"`
@@ -109,6 +110,7 @@ func (r *recorder) kernelSection(res *runner.Result, syms *ksym.Table) *kernelSe
 		ConnectLatencyUs: sub(b.ConnectLatencyLog2us, a.ConnectLatencyLog2us),
 		StackSamples:     b.StackSamples - a.StackSamples,
 		StackCollisions:  b.StackCollisions - a.StackCollisions,
+		StackSampleEvery: r.probes.SampleEvery(),
 		Lost:             b.Lost,
 		LostEvents:       b.Lost.Total(),
 		Errors:           r.errs,
