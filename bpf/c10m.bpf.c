@@ -23,6 +23,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 /* Set by Go before load. */
 const volatile __u32 sample_every = 64; /* one allocation stack in this many */
 const volatile __u16 run_port = 0;     /* the run's server port, host order */
+const volatile __u32 socket_slots = 1;  /* entries of the sockets map */
 
 /* Watched slab caches: name → index, filled by Go before attaching. */
 struct cache_name {
@@ -96,21 +97,47 @@ struct {
 	__type(value, struct counters);
 } totals SEC(".maps");
 
-/* Per-socket memory of the run's sockets, sized by Go for the run. */
+/* Per-socket memory of the run's sockets. A connection is known by its
+ * client end, (source address, port): the source's index in the run's plan
+ * times the ports of ip_local_port_range, plus the port's offset, makes a
+ * dense connection slot; each slot holds the client's and the server's
+ * socket side by side. An array slot costs one memory access where a hash
+ * keyed by the sock pointer cost ~600 ns an operation here (bucket and
+ * element misses), 3.9 µs a connection. Sized by Go for the run. */
+const volatile __u32 port_lo = 0;          /* ip_local_port_range's first port */
+const volatile __u32 ports_per_source = 1; /* ports in that range */
 struct sock_mem {
+	__u64 sk; /* the live socket holding the entry; 0 when free */
 	__u64 bytes_sent;
-	__u64 syn_sent_ns;
 	__u32 sends;
 	__u32 wmem_queued;
 	__s32 fwd_alloc;
 	__u32 rmem_alloc;
 };
 struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1 << 16);
+	__type(key, __u32);
+	__type(value, struct sock_mem);
+} sockets SEC(".maps");
+
+/* Client sockets in SYN_SENT → when they got there. tcp_v4_connect() sets
+ * SYN_SENT before inet_hash_connect() picks the source port, so a
+ * connecting socket has no slot yet; only connects in flight are here. */
+struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1 << 16);
 	__type(key, __u64);
-	__type(value, struct sock_mem);
-} sockets SEC(".maps");
+	__type(value, __u64);
+} connecting SEC(".maps");
+
+/* The run's source addresses (network order) → their index in the plan. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} run_sources SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
@@ -209,11 +236,44 @@ static __always_inline bool in_run(void)
 }
 
 /* The run's sockets are those on its server port, at either end. */
-static __always_inline bool run_socket(const struct sock *sk)
+enum side { NOT_RUN = -1, CLIENT = 0, SERVER = 1 };
+
+/* The first 16 bytes of sock_common: daddr, rcv_saddr, hash, dport, num. */
+struct sk_ends {
+	__u32 daddr;
+	__u32 saddr;
+	__u32 hash;
+	__u16 dport; /* network order */
+	__u16 num;   /* host order */
+};
+
+static __always_inline enum side run_side(const struct sock *sk, struct sk_ends *e)
 {
-	__u16 lport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	__u16 dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	return lport == run_port || dport == run_port;
+	/* One read for both addresses and both ports. */
+	if (bpf_core_read(e, sizeof(*e), &sk->__sk_common.skc_addrpair))
+		return NOT_RUN;
+	if (e->num == run_port)
+		return SERVER;
+	if (bpf_ntohs(e->dport) == run_port)
+		return CLIENT;
+	return NOT_RUN;
+}
+
+/* The entry for a run socket's end of its connection, or NULL when the
+ * client end is not one of the plan's (address, port) pairs. */
+static __always_inline struct sock_mem *socket_entry(const struct sk_ends *e, enum side side)
+{
+	__u32 addr = side == SERVER ? e->daddr : e->saddr;
+	__u32 port = side == SERVER ? bpf_ntohs(e->dport) : e->num;
+	__u32 *src = bpf_map_lookup_elem(&run_sources, &addr);
+	__u32 off = port - port_lo;
+	if (!src || off >= ports_per_source)
+		return NULL;
+	/* Go sizes the array for every slot of the plan, up to a cap: with far
+	 * more --src addresses than the run needs, slots wrap around, and a
+	 * slot held by another live socket is counted as lost. */
+	__u32 slot = ((*src * ports_per_source + off) * 2 + side) % socket_slots;
+	return bpf_map_lookup_elem(&sockets, &slot);
 }
 
 /* One allocation stack in sample_every, weighted back up; bytes is read
@@ -503,6 +563,19 @@ int tp_sock_exceed_buf_limit(void *ctx) { count_exceed_buf_limit(); return 0; }
 
 /* ---- socket lifecycle ---- */
 
+static __always_inline void connect_latency(struct counters *c, __u64 key)
+{
+	__u64 *t0 = bpf_map_lookup_elem(&connecting, &key);
+	if (!t0)
+		return;
+	__u64 us = (bpf_ktime_get_ns() - *t0) / 1000;
+	__u32 slot = us ? log2_64(us) + 1 : 0;
+	if (slot >= LAT_SLOTS)
+		slot = LAT_SLOTS - 1;
+	c->connect_latency[slot]++;
+	bpf_map_delete_elem(&connecting, &key);
+}
+
 static __always_inline void handle_set_state(const struct sock *sk, int newstate)
 {
 	struct counters *c = ctrs();
@@ -510,39 +583,39 @@ static __always_inline void handle_set_state(const struct sock *sk, int newstate
 		return;
 	if (newstate >= 0 && newstate < TCP_STATES)
 		c->state_to[newstate]++;
-	if (!run_socket(sk))
+	if (newstate != TCP_SYN_SENT && newstate != TCP_ESTABLISHED && newstate != TCP_CLOSE)
+		return;
+	struct sk_ends e;
+	enum side side = run_side(sk, &e);
+	if (side == NOT_RUN)
 		return;
 	__u64 key = (__u64)sk;
-	struct sock_mem *m;
-	switch (newstate) {
-	case TCP_SYN_SENT: {
-		struct sock_mem fresh = { .syn_sent_ns = bpf_ktime_get_ns() };
-		if (bpf_map_update_elem(&sockets, &key, &fresh, BPF_ANY))
+	if (newstate == TCP_SYN_SENT) {
+		__u64 now = bpf_ktime_get_ns();
+		if (bpf_map_update_elem(&connecting, &key, &now, BPF_ANY))
 			c->lost_sockets++;
-		break;
+		return;
 	}
-	case TCP_ESTABLISHED:
-		m = bpf_map_lookup_elem(&sockets, &key);
-		if (m) {
-			if (m->syn_sent_ns) {
-				__u64 us = (bpf_ktime_get_ns() - m->syn_sent_ns) / 1000;
-				__u32 slot = us ? log2_64(us) + 1 : 0;
-				if (slot >= LAT_SLOTS)
-					slot = LAT_SLOTS - 1;
-				c->connect_latency[slot]++;
-				m->syn_sent_ns = 0;
-			}
-		} else {
-			/* A server-side socket, cloned from the listener. */
-			struct sock_mem fresh = {};
-			if (bpf_map_update_elem(&sockets, &key, &fresh, BPF_NOEXIST))
-				c->lost_sockets++;
-		}
-		break;
-	case TCP_CLOSE:
-		bpf_map_delete_elem(&sockets, &key);
-		break;
+	/* A socket enters the table at ESTABLISHED (a server socket is cloned
+	 * from the listener there) and leaves it at CLOSE. */
+	struct sock_mem *m = socket_entry(&e, side);
+	if (newstate == TCP_CLOSE) {
+		if (m && m->sk == key)
+			m->sk = 0;
+		else if (side == CLIENT)
+			bpf_map_delete_elem(&connecting, &key); /* a connect that failed */
+		return;
 	}
+	if (side == CLIENT)
+		connect_latency(c, key);
+	if (!m || (m->sk && m->sk != key)) {
+		/* Not a slot of the plan, or another live socket holds it (see
+		 * socket_entry). */
+		c->lost_sockets++;
+		return;
+	}
+	struct sock_mem fresh = { .sk = key };
+	*m = fresh;
 }
 
 SEC("raw_tracepoint/inet_sock_set_state")
@@ -570,15 +643,21 @@ static __always_inline void handle_sendmsg(const struct sock *sk, __u64 bytes)
 	c->sendmsg_calls++;
 	c->sendmsg_bytes += bytes;
 	/* Without a sock (see tp_tcp_sendmsg_locked), attribute by process. */
-	if (sk ? !run_socket(sk) : !in_run())
+	if (!sk) {
+		if (in_run()) {
+			c->run_sendmsg_calls++;
+			c->run_sendmsg_bytes += bytes;
+		}
+		return;
+	}
+	struct sk_ends e;
+	enum side side = run_side(sk, &e);
+	if (side == NOT_RUN)
 		return;
 	c->run_sendmsg_calls++;
 	c->run_sendmsg_bytes += bytes;
-	if (!sk)
-		return;
-	__u64 key = (__u64)sk;
-	struct sock_mem *m = bpf_map_lookup_elem(&sockets, &key);
-	if (!m)
+	struct sock_mem *m = socket_entry(&e, side);
+	if (!m || m->sk != (__u64)sk)
 		return;
 	m->sends++;
 	m->bytes_sent += bytes;

@@ -6,7 +6,9 @@ package bpf
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
+	"reflect"
 	"strings"
 	"sync"
 
@@ -92,11 +94,16 @@ var hooks = []hook{
 
 // Config says what to watch.
 type Config struct {
-	Backend     Backend // "" for the first that attaches
-	Conns       int     // sizes the per-socket map: two sockets a connection
-	RunPort     uint16  // the run's server port; its sockets are the run's
-	SampleEvery uint32  // one allocation stack in this many (default: sized by Conns)
-	Caches      []string
+	Backend Backend // "" for the first that attaches
+	Conns   int     // sizes the per-socket map: two sockets a connection
+	RunPort uint16  // the run's server port; its sockets are the run's
+	// The plan's client ends: each connection's (source, port) is a slot
+	// of the per-socket map.
+	Sources        []netip.Addr
+	PortLo         int // ip_local_port_range
+	PortsPerSource int
+	SampleEvery    uint32 // one allocation stack in this many (default: sized by Conns)
+	Caches         []string
 }
 
 // stackSamplesWanted is enough allocation stacks for a flamegraph whose
@@ -115,6 +122,15 @@ func sampleEvery(conns int) uint32 {
 		every *= 2
 	}
 	return every
+}
+
+// socketSlots sizes the per-socket map: a client and a server end for every
+// (source, port) of the plan, which auto-chosen sources keep near twice the
+// connections; capped at eight entries a connection for long --src lists.
+func socketSlots(cfg Config) uint32 {
+	plan := uint64(len(cfg.Sources)) * uint64(max(1, cfg.PortsPerSource)) * 2
+	limit := uint64(max(1<<16, cfg.Conns*8))
+	return uint32(max(2, min(plan, limit, 1<<31)))
 }
 
 // SampleEvery is the stack sampling period: one allocation in this many.
@@ -162,13 +178,32 @@ func Open(cfg Config) (*Probes, error) {
 	if err := spec.Variables["sample_every"].Set(cfg.SampleEvery); err != nil {
 		return nil, fmt.Errorf("setting sample_every: %w", err)
 	}
-	// Two sockets a connection, and slack for ones closing while others open.
-	spec.Maps["sockets"].MaxEntries = uint32(max(1<<16, cfg.Conns*2+cfg.Conns/8))
+	slots := socketSlots(cfg)
+	spec.Maps["sockets"].MaxEntries = slots
+	spec.Maps["run_sources"].MaxEntries = uint32(max(1, len(cfg.Sources)))
+	for name, v := range map[string]uint32{"socket_slots": slots, "port_lo": uint32(cfg.PortLo), "ports_per_source": uint32(max(1, cfg.PortsPerSource))} {
+		if err := spec.Variables[name].Set(v); err != nil {
+			return nil, fmt.Errorf("setting %s: %w", name, err)
+		}
+	}
 
 	// One decoded kernel BTF for every program's CO-RE relocations.
 	p := &Probes{btfCache: btf.NewCache(), spec: spec, sampleEvery: cfg.SampleEvery}
 	if err := spec.LoadAndAssign(&p.maps, nil); err != nil {
 		return nil, fmt.Errorf("creating maps: %w", err)
+	}
+	for i, a := range cfg.Sources {
+		if !a.Is4() {
+			p.Close()
+			return nil, fmt.Errorf("source address %s is not IPv4", a)
+		}
+		// The kernel's __be32, read back as a little- or big-endian
+		// uint32 alike: the key is the address's four bytes.
+		b := a.As4()
+		if err := p.maps.RunSources.Put(b, uint32(i)); err != nil {
+			p.Close()
+			return nil, fmt.Errorf("filling the source map: %w", err)
+		}
 	}
 	watched, err := ResolveCaches(cfg.Caches)
 	if err != nil {
@@ -401,10 +436,16 @@ func (p *Probes) Close() error {
 	return errors.Join(errs...)
 }
 
+// byName lists every map by its name in c10m.bpf.c, read from the
+// generated struct's tags, so that each program loaded on its own shares
+// them all and a new map cannot be left out.
 func (m *probesMaps) byName() map[string]*ebpf.Map {
-	return map[string]*ebpf.Map{
-		"alloc_stacks": m.AllocStacks, "cache_by_name": m.CacheByName, "cache_by_ptr": m.CacheByPtr,
-		"cache_totals": m.CacheTotals, "kmalloc_sites": m.KmallocSites, "last_send": m.LastSend,
-		"ptr_slots": m.PtrSlots, "run_pids": m.RunPids, "run_gen": m.RunGen, "run_cache": m.RunCache, "cpu_samples": m.CpuSamples, "cpu_stacks": m.CpuStacks, "sockets": m.Sockets, "stacks": m.Stacks, "totals": m.Totals,
+	out := map[string]*ebpf.Map{}
+	v := reflect.ValueOf(m).Elem()
+	for i := range v.NumField() {
+		if mp, ok := v.Field(i).Interface().(*ebpf.Map); ok {
+			out[v.Type().Field(i).Tag.Get("ebpf")] = mp
+		}
 	}
+	return out
 }

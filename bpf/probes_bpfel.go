@@ -81,8 +81,8 @@ type probesSiteStats struct {
 
 type probesSockMem struct {
 	_          structs.HostLayout
+	Sk         uint64
 	BytesSent  uint64
-	SynSentNs  uint64
 	Sends      uint32
 	WmemQueued uint32
 	FwdAlloc   int32
@@ -103,6 +103,7 @@ const (
 	probesMapCacheByName              = "cache_by_name"
 	probesMapCacheByPtr               = "cache_by_ptr"
 	probesMapCacheTotals              = "cache_totals"
+	probesMapConnecting               = "connecting"
 	probesMapCpuSamples               = "cpu_samples"
 	probesMapCpuStacks                = "cpu_stacks"
 	probesMapKmallocSites             = "kmalloc_sites"
@@ -111,6 +112,7 @@ const (
 	probesMapRunCache                 = "run_cache"
 	probesMapRunGen                   = "run_gen"
 	probesMapRunPids                  = "run_pids"
+	probesMapRunSources               = "run_sources"
 	probesMapSockets                  = "sockets"
 	probesMapStacks                   = "stacks"
 	probesMapTotals                   = "totals"
@@ -139,8 +141,11 @@ const (
 	probesProgTpMmPageFree            = "tp_mm_page_free"
 	probesProgTpSockExceedBufLimit    = "tp_sock_exceed_buf_limit"
 	probesProgTpTcpSendmsgLocked      = "tp_tcp_sendmsg_locked"
+	probesVarPortLo                   = "port_lo"
+	probesVarPortsPerSource           = "ports_per_source"
 	probesVarRunPort                  = "run_port"
 	probesVarSampleEvery              = "sample_every"
+	probesVarSocketSlots              = "socket_slots"
 )
 
 // loadProbes returns the embedded CollectionSpec for probes.
@@ -220,6 +225,7 @@ type probesMapSpecs struct {
 	CacheByName  *ebpf.MapSpec `ebpf:"cache_by_name"`
 	CacheByPtr   *ebpf.MapSpec `ebpf:"cache_by_ptr"`
 	CacheTotals  *ebpf.MapSpec `ebpf:"cache_totals"`
+	Connecting   *ebpf.MapSpec `ebpf:"connecting"`
 	CpuSamples   *ebpf.MapSpec `ebpf:"cpu_samples"`
 	CpuStacks    *ebpf.MapSpec `ebpf:"cpu_stacks"`
 	KmallocSites *ebpf.MapSpec `ebpf:"kmalloc_sites"`
@@ -228,6 +234,7 @@ type probesMapSpecs struct {
 	RunCache     *ebpf.MapSpec `ebpf:"run_cache"`
 	RunGen       *ebpf.MapSpec `ebpf:"run_gen"`
 	RunPids      *ebpf.MapSpec `ebpf:"run_pids"`
+	RunSources   *ebpf.MapSpec `ebpf:"run_sources"`
 	Sockets      *ebpf.MapSpec `ebpf:"sockets"`
 	Stacks       *ebpf.MapSpec `ebpf:"stacks"`
 	Totals       *ebpf.MapSpec `ebpf:"totals"`
@@ -237,8 +244,11 @@ type probesMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type probesVariableSpecs struct {
-	RunPort     *ebpf.VariableSpec `ebpf:"run_port"`
-	SampleEvery *ebpf.VariableSpec `ebpf:"sample_every"`
+	PortLo         *ebpf.VariableSpec `ebpf:"port_lo"`
+	PortsPerSource *ebpf.VariableSpec `ebpf:"ports_per_source"`
+	RunPort        *ebpf.VariableSpec `ebpf:"run_port"`
+	SampleEvery    *ebpf.VariableSpec `ebpf:"sample_every"`
+	SocketSlots    *ebpf.VariableSpec `ebpf:"socket_slots"`
 }
 
 // probesObjects contains all objects after they have been loaded into the kernel.
@@ -265,6 +275,7 @@ type probesMaps struct {
 	CacheByName  *ebpf.Map `ebpf:"cache_by_name"`
 	CacheByPtr   *ebpf.Map `ebpf:"cache_by_ptr"`
 	CacheTotals  *ebpf.Map `ebpf:"cache_totals"`
+	Connecting   *ebpf.Map `ebpf:"connecting"`
 	CpuSamples   *ebpf.Map `ebpf:"cpu_samples"`
 	CpuStacks    *ebpf.Map `ebpf:"cpu_stacks"`
 	KmallocSites *ebpf.Map `ebpf:"kmalloc_sites"`
@@ -273,6 +284,7 @@ type probesMaps struct {
 	RunCache     *ebpf.Map `ebpf:"run_cache"`
 	RunGen       *ebpf.Map `ebpf:"run_gen"`
 	RunPids      *ebpf.Map `ebpf:"run_pids"`
+	RunSources   *ebpf.Map `ebpf:"run_sources"`
 	Sockets      *ebpf.Map `ebpf:"sockets"`
 	Stacks       *ebpf.Map `ebpf:"stacks"`
 	Totals       *ebpf.Map `ebpf:"totals"`
@@ -284,6 +296,7 @@ func (m *probesMaps) Close() error {
 		m.CacheByName,
 		m.CacheByPtr,
 		m.CacheTotals,
+		m.Connecting,
 		m.CpuSamples,
 		m.CpuStacks,
 		m.KmallocSites,
@@ -292,6 +305,7 @@ func (m *probesMaps) Close() error {
 		m.RunCache,
 		m.RunGen,
 		m.RunPids,
+		m.RunSources,
 		m.Sockets,
 		m.Stacks,
 		m.Totals,
@@ -302,8 +316,11 @@ func (m *probesMaps) Close() error {
 //
 // It can be passed to loadProbesObjects or ebpf.CollectionSpec.LoadAndAssign.
 type probesVariables struct {
-	RunPort     *ebpf.Variable `ebpf:"run_port"`
-	SampleEvery *ebpf.Variable `ebpf:"sample_every"`
+	PortLo         *ebpf.Variable `ebpf:"port_lo"`
+	PortsPerSource *ebpf.Variable `ebpf:"ports_per_source"`
+	RunPort        *ebpf.Variable `ebpf:"run_port"`
+	SampleEvery    *ebpf.Variable `ebpf:"sample_every"`
+	SocketSlots    *ebpf.Variable `ebpf:"socket_slots"`
 }
 
 // probesPrograms contains all programs after they have been loaded into the kernel.

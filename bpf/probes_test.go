@@ -2,10 +2,13 @@ package bpf
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -35,13 +38,22 @@ func TestSpecHasEveryProgramAndMap(t *testing.T) {
 	}
 	maps := map[string]ebpf.MapType{
 		"cache_by_ptr": ebpf.Hash, "cache_by_name": ebpf.Hash, "cache_totals": ebpf.PerCPUArray,
-		"run_pids": ebpf.Hash, "totals": ebpf.PerCPUArray, "sockets": ebpf.Hash, "stacks": ebpf.StackTrace,
+		"run_pids": ebpf.Hash, "totals": ebpf.PerCPUArray, "sockets": ebpf.Array, "stacks": ebpf.StackTrace,
+		"connecting": ebpf.Hash, "run_sources": ebpf.Hash,
 		"alloc_stacks": ebpf.Hash, "kmalloc_sites": ebpf.Hash,
 	}
 	for name, typ := range maps {
 		m, ok := spec.Maps[name]
 		if !ok || m.Type != typ {
 			t.Errorf("map %s: %v, want type %s", name, m, typ)
+		}
+	}
+	// Each program is loaded on its own with every map replaced by the
+	// shared one; a map missing there would be a private copy per program.
+	shared := (&probesMaps{}).byName()
+	for name := range spec.Maps {
+		if _, ok := shared[name]; !ok && !strings.HasPrefix(name, ".") {
+			t.Errorf("map %s is not shared between programs", name)
 		}
 	}
 	if spec.Maps["cache_by_name"].MaxEntries != maxCaches {
@@ -97,6 +109,18 @@ func openConns(t *testing.T, port string, n int) func() {
 	}
 }
 
+func portRange(t *testing.T) (lo, hi int) {
+	t.Helper()
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fmt.Sscan(string(b), &lo, &hi); err != nil {
+		t.Fatal(err)
+	}
+	return lo, hi
+}
+
 // Every backend this kernel attaches is tested; the others skip, saying why.
 func TestEachBackendCountsMatchSlabinfoAndSockDiag(t *testing.T) {
 	needRoot(t)
@@ -107,7 +131,11 @@ func TestEachBackendCountsMatchSlabinfoAndSockDiag(t *testing.T) {
 
 func testBackend(t *testing.T, b Backend) {
 	const n, port = 8000, 19960
-	p, err := Open(Config{Backend: b, Conns: n, RunPort: port})
+	lo, hi := portRange(t)
+	p, err := Open(Config{
+		Backend: b, Conns: n, RunPort: port,
+		Sources: []netip.Addr{netip.MustParseAddr("127.0.0.1")}, PortLo: lo, PortsPerSource: hi - lo + 1,
+	})
 	if errors.Is(err, ErrUnsupported) {
 		t.Skipf("%s: %v", b, err)
 	}

@@ -146,13 +146,15 @@ func (s SocketMem) Buffered() uint64 {
 // Sockets returns every live socket of the run that the map holds.
 func (p *Probes) Sockets() ([]SocketMem, error) {
 	var out []SocketMem
-	keys := make([]uint64, 4096)
+	keys := make([]uint32, 4096)
 	vals := make([]probesSockMem, 4096)
 	var cursor ebpf.MapBatchCursor
 	for {
 		n, err := p.maps.Sockets.BatchLookup(&cursor, keys, vals, nil)
 		for _, v := range vals[:n] {
-			out = append(out, SocketMem{BytesSent: v.BytesSent, Sends: v.Sends, WmemQueued: v.WmemQueued, FwdAlloc: v.FwdAlloc, RmemAlloc: v.RmemAlloc})
+			if v.Sk != 0 {
+				out = append(out, SocketMem{BytesSent: v.BytesSent, Sends: v.Sends, WmemQueued: v.WmemQueued, FwdAlloc: v.FwdAlloc, RmemAlloc: v.RmemAlloc})
+			}
 		}
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
 			return out, nil

@@ -23,6 +23,7 @@ type Plan struct {
 	ClientWorkers  int          `json:"client_workers"`
 	ServerWorkers  int          `json:"server_workers"`
 	Sources        []netip.Addr `json:"-"`
+	PortLo         int          `json:"port_lo"` // ip_local_port_range's first port
 	PortsPerSource int          `json:"ports_per_source"`
 	AutoSources    bool         `json:"auto_sources"`
 	MaxWorkers     int          `json:"max_workers"` // the cap asked for; 0 for none
@@ -44,7 +45,7 @@ func MakePlan(in PlanInput) (Plan, error) {
 	if in.NoFile <= fdReserve {
 		return Plan{}, fmt.Errorf("a worker needs more than %d file descriptors, has %d", fdReserve, in.NoFile)
 	}
-	p := Plan{Conns: in.Conns, NoFile: in.NoFile, PortsPerSource: in.PortHi - in.PortLo + 1}
+	p := Plan{Conns: in.Conns, NoFile: in.NoFile, PortLo: in.PortLo, PortsPerSource: in.PortHi - in.PortLo + 1}
 	if p.PortsPerSource < 1 {
 		return Plan{}, fmt.Errorf("empty port range %d-%d", in.PortLo, in.PortHi)
 	}

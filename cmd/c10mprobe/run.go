@@ -130,7 +130,11 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		return exitNotAll
 	}
 	if !*noBPF {
-		probes, err := bpf.Open(bpf.Config{Backend: backend, Conns: int(conns), RunPort: netip.AddrPort(listen).Port()})
+		plan := r.Plan()
+		probes, err := bpf.Open(bpf.Config{
+			Backend: backend, Conns: int(conns), RunPort: netip.AddrPort(listen).Port(),
+			Sources: plan.Sources, PortLo: plan.PortLo, PortsPerSource: plan.PortsPerSource,
+		})
 		if err != nil {
 			fmt.Fprintf(stderr, "c10mprobe run: attaching the eBPF probes: %v; pass --no-bpf to run without them\n", err)
 			if backend != "" {
