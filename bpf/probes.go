@@ -6,6 +6,7 @@ package bpf
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"reflect"
@@ -148,6 +149,8 @@ type Probes struct {
 	maps        probesMaps
 	links       []link.Link
 	progs       []*ebpf.Program
+	progHooks   []string  // the hook each of progs serves
+	stats       io.Closer // held while the kernel times programs
 	attachments []Attachment
 	caches      []WatchedCache
 	mountedFS   bool
@@ -257,7 +260,7 @@ func (p *Probes) attach(spec *ebpf.CollectionSpec, h hook, force Backend) error 
 			errs = append(errs, err)
 			continue
 		}
-		p.links, p.progs = append(p.links, l), append(p.progs, prog)
+		p.links, p.progs, p.progHooks = append(p.links, l), append(p.progs, prog), append(p.progHooks, h.name)
 		a.Backend = v.backend
 		break
 	}
@@ -422,6 +425,9 @@ func (p *Probes) Close() error {
 	var errs []error
 	p.closeOnce.Do(func() {
 		p.StopCPU()
+		if p.stats != nil {
+			errs = append(errs, p.stats.Close())
+		}
 		for _, l := range p.links {
 			errs = append(errs, l.Close())
 		}

@@ -174,6 +174,20 @@ func BenchmarkProbeOverhead(b *testing.B) {
 	on, off := median(rate[true]), median(rate[false])
 	b.Logf("verified/s at %d connections, median of %d interleaved pairs: probes on %.0f, off %.0f", n, pairs, on, off)
 	b.ReportMetric(on/off, "rate-on/off")
+
+	// The same run with the kernel timing each program: where the cost is,
+	// free of the rate's noise (timing itself adds two clock reads a run).
+	dir := b.TempDir() + "/cost"
+	args := []string{"run", "--conns", strconv.Itoa(n), "--listen", "127.0.0.1:19952", "--out", dir, "--probe-cost"}
+	if out, err := exec.Command(toolBinary, args...).CombinedOutput(); err != nil {
+		b.Fatalf("%v: %v\n%s", args, err, out)
+	}
+	if pc := readSummary(b, result{dir: dir}).Kernel.ProbeCost; pc != nil {
+		for _, h := range pc.Hooks {
+			b.Logf("%-20s %5.1f runs × %4.0f ns = %5.2f µs a connection", h.Hook, h.RunsPerConnection, h.NsPerRun, h.NsPerConnection/1000)
+		}
+		b.ReportMetric(pc.NsPerConnection/1000, "probe-µs/conn")
+	}
 }
 
 func median(v []float64) float64 {

@@ -49,7 +49,7 @@ func needRoot(t *testing.T) {
 
 // watched are the sysctls a run may change; every test checks they come back.
 var watched = []string{"net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog", "net.ipv4.ip_local_port_range",
-	"net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem"}
+	"net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem", "kernel.bpf_stats_enabled"}
 
 func sysctls(t *testing.T) map[string]string {
 	t.Helper()
@@ -171,7 +171,7 @@ func TestRunVerifiesAllOnOnePortPastOneProcessFdBudget(t *testing.T) {
 	needRoot(t)
 	before := sysctls(t)
 	const n, port = 30000, 19901
-	cmd, o, e, dir := start(t, "--conns", strconv.Itoa(n), "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--hold", "4s")
+	cmd, o, e, dir := start(t, "--conns", strconv.Itoa(n), "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--hold", "4s", "--probe-cost")
 	// While the run holds, the kernel must show n server sockets on the one port.
 	seen := 0
 	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline) && seen < n; time.Sleep(200 * time.Millisecond) {
@@ -209,6 +209,32 @@ func TestRunVerifiesAllOnOnePortPastOneProcessFdBudget(t *testing.T) {
 	assertNoWorkers(t, r.dir)
 	assertSysctls(t, before)
 	assertKernelSection(t, s, n)
+	assertProbeCost(t, s, n, r.stdout)
+}
+
+// assertProbeCost holds the kernel's own run counts of the programs against
+// what every connection must trigger.
+func assertProbeCost(t *testing.T, s summary, n int, stdout string) {
+	t.Helper()
+	pc := s.Kernel.ProbeCost
+	if pc == nil {
+		t.Fatal("--probe-cost: no kernel.probe_cost in summary.json")
+	}
+	runs := map[string]uint64{}
+	for _, h := range pc.Hooks {
+		runs[h.Hook] = h.Runs
+		if h.Runs > 0 && h.NsPerRun <= 0 {
+			t.Errorf("%s: %d runs in %.0f ns each", h.Hook, h.Runs, h.NsPerRun)
+		}
+	}
+	// SYN_SENT, and ESTABLISHED at each end; one message each way; two
+	// TCP socks, files, inodes and dentries.
+	if runs["inet_sock_set_state"] < uint64(3*n) || runs["tcp_sendmsg"] < uint64(2*n) || runs["kmem_cache_alloc"] < uint64(8*n) {
+		t.Errorf("program runs %v for %d connections", runs, n)
+	}
+	if pc.NsPerConnection <= 0 || !strings.Contains(stdout, "probe cost (kernel-timed)") {
+		t.Errorf("probe cost %.0f ns per connection; stdout:\n%s", pc.NsPerConnection, stdout)
+	}
 }
 
 // assertKernelSection holds the probes' numbers against /proc/slabinfo (read
@@ -448,6 +474,7 @@ func TestBadInputExits2AndChangesNothing(t *testing.T) {
 		{"run", "--conns", "10", "--worker-fds", "5"},
 		{"run", "--conns", "10", "--inflight", "0"},
 		{"run", "--conns", "10", "extra"},
+		{"run", "--conns", "10", "--probe-cost", "--no-bpf"},
 		{"frobnicate"},
 	} {
 		dir := filepath.Join(t.TempDir(), "run")

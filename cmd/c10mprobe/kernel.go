@@ -26,9 +26,12 @@ type kernelSection struct {
 	// KmallocSites are the run's kmalloc() traffic by call site, heaviest
 	// first (allocations, not live bytes: kfree does not say which cache).
 	KmallocSites []kmallocSite `json:"kmalloc_sites"`
-	LostEvents   uint64        `json:"lost_events"`
-	Lost         bpf.Lost      `json:"lost"`
-	Errors       []string      `json:"errors,omitempty"`
+	// ProbeCost is the programs' CPU time to the peak, timed by the kernel
+	// (--probe-cost).
+	ProbeCost  *probeCost `json:"probe_cost,omitempty"`
+	LostEvents uint64     `json:"lost_events"`
+	Lost       bpf.Lost   `json:"lost"`
+	Errors     []string   `json:"errors,omitempty"`
 }
 
 type cacheReport struct {
@@ -132,6 +135,9 @@ func (r *recorder) kernelSection(res *runner.Result, syms *ksym.Table) *kernelSe
 		}
 		k.Caches[c.Name] = cr
 	}
+	if r.costs != nil && res.Established > 0 {
+		k.ProbeCost = costPerConnection(r.costs, res.Established)
+	}
 	probe := make([]uint64, len(r.peakSock))
 	for i, s := range r.peakSock {
 		probe[i] = s.Buffered()
@@ -144,6 +150,36 @@ func (r *recorder) kernelSection(res *runner.Result, syms *ksym.Table) *kernelSe
 	d := k.SocketMemory.SockDiag
 	k.SocketMemory.P50, k.SocketMemory.P99, k.SocketMemory.Max = d.P50, d.P99, d.Max
 	return k
+}
+
+type probeCost struct {
+	NsPerConnection float64    `json:"ns_per_connection"`
+	Hooks           []hookCost `json:"hooks"` // costliest first
+}
+
+type hookCost struct {
+	Hook              string  `json:"hook"`
+	Runs              uint64  `json:"runs"`
+	RunsPerConnection float64 `json:"runs_per_connection"`
+	NsPerRun          float64 `json:"ns_per_run"`
+	NsPerConnection   float64 `json:"ns_per_connection"`
+	RecursionMisses   uint64  `json:"recursion_misses"`
+}
+
+func costPerConnection(costs []bpf.Cost, conns uint64) *probeCost {
+	pc := &probeCost{}
+	n := float64(conns)
+	for _, c := range costs {
+		h := hookCost{Hook: c.Hook, Runs: c.Runs, RunsPerConnection: float64(c.Runs) / n,
+			NsPerConnection: float64(c.Runtime.Nanoseconds()) / n, RecursionMisses: c.RecursionMisses}
+		if c.Runs > 0 {
+			h.NsPerRun = float64(c.Runtime.Nanoseconds()) / float64(c.Runs)
+		}
+		pc.NsPerConnection += h.NsPerConnection
+		pc.Hooks = append(pc.Hooks, h)
+	}
+	sort.Slice(pc.Hooks, func(i, j int) bool { return pc.Hooks[i].NsPerConnection > pc.Hooks[j].NsPerConnection })
+	return pc
 }
 
 func sub(b, a []uint64) []uint64 {

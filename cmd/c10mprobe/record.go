@@ -29,6 +29,7 @@ type phaseSample struct {
 // peak (the end of the exchange, when everything the run holds is held).
 type recorder struct {
 	probes *bpf.Probes
+	timed  bool // the kernel times the probes' programs
 
 	mu       sync.Mutex
 	last     runner.Progress
@@ -38,6 +39,7 @@ type recorder struct {
 	cpu      []bpf.CPUStack
 	cpuWhy   string
 	sites    []bpf.KmallocSite
+	costs    []bpf.Cost // with --probe-cost
 	errs     []string
 
 	pids      []int
@@ -197,6 +199,11 @@ func (r *recorder) peak() {
 		}
 		if r.sites, err = r.probes.KmallocSites(); err != nil {
 			r.errs = append(r.errs, err.Error())
+		}
+		if r.timed {
+			if r.costs, err = r.probes.Costs(); err != nil {
+				r.errs = append(r.errs, err.Error())
+			}
 		}
 	}
 }

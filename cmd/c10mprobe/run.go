@@ -63,6 +63,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		noTune     = fs.Bool("no-tune", false, "change no sysctl (expect SYN drops at high counts)")
 		out        = fs.String("out", "", "run directory (default runs/<UTC timestamp>)")
 		noBPF      = fs.Bool("no-bpf", false, "do not attach the eBPF probes")
+		probeCost  = fs.Bool("probe-cost", false, "have the kernel time the probes' programs (BPF_ENABLE_STATS) and report their CPU per connection")
 		unread     = fs.Bool("unread", false, "leave the peer's payload queued (with --payload)")
 		backendArg = fs.String("backend", "auto", "probe backend: auto, fentry, kprobe, raw_tracepoint or tracepoint")
 	)
@@ -89,6 +90,10 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	backend, err := bpf.ParseBackend(*backendArg)
 	if err != nil {
 		fmt.Fprintf(stderr, "c10mprobe run: --backend: %v\n", err)
+		return exitBadInput
+	}
+	if *probeCost && *noBPF {
+		fmt.Fprintln(stderr, "c10mprobe run: --probe-cost times the probes, and --no-bpf attaches none: pass one of them")
 		return exitBadInput
 	}
 	if !*noBPF && os.Geteuid() != 0 {
@@ -144,6 +149,13 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		}
 		defer probes.Close()
 		rec.probes = probes
+		if *probeCost {
+			if err := probes.TimePrograms(); err != nil {
+				fmt.Fprintf(stderr, "c10mprobe run: --probe-cost: %v\n", err)
+				return exitNotAll
+			}
+			rec.timed = true
+		}
 		if probes.MountedTracefs() {
 			// So that `restore` unmounts it after a SIGKILL, too.
 			if err := markTracefs(*out); err != nil {
@@ -343,6 +355,15 @@ func printKernel(w io.Writer, k *kernelSection, res *runner.Result) {
 	fmt.Fprintf(w, "kernel slab per connection (%s probes): %.0f B = %s\n", k.Backend, total, strings.Join(parts, " + "))
 	fmt.Fprintf(w, "tcp_sendmsg on the run's port: %.2f calls, %.1f B per connection; socket buffers at peak p50 %d B, p99 %d B, max %d B (sock_diag)\n",
 		float64(k.TCPSendmsg.RunCalls)/n, float64(k.TCPSendmsg.RunBytes)/n, k.SocketMemory.P50, k.SocketMemory.P99, k.SocketMemory.Max)
+	if pc := k.ProbeCost; pc != nil {
+		var parts []string
+		for _, h := range pc.Hooks {
+			if h.NsPerConnection >= 50 {
+				parts = append(parts, fmt.Sprintf("%s %.1f × %.0f ns", h.Hook, h.RunsPerConnection, h.NsPerRun))
+			}
+		}
+		fmt.Fprintf(w, "probe cost (kernel-timed): %.1f µs of CPU per connection = %s\n", pc.NsPerConnection/1000, strings.Join(parts, " + "))
+	}
 	if k.LostEvents > 0 || k.Pressure.DirectReclaim+k.Pressure.OOMVictims+k.Pressure.SwapOut > 0 {
 		fmt.Fprintf(w, "pressure: direct reclaim %d, OOM victims %d, swap out %d pages; lost events %d\n",
 			k.Pressure.DirectReclaim, k.Pressure.OOMVictims, k.Pressure.SwapOut, k.LostEvents)
