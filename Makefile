@@ -18,7 +18,7 @@ test: lint ## vet, gofmt, then every test (root tier as root); -p 1: the root te
 	$(GO) test -count=1 -p 1 -timeout 20m ./...
 
 bench: ## benchmarks: rates and bytes per connection as ratios against baselines (root)
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./cmd/c10mprobe/
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./bpf/ ./cmd/c10mprobe/
 
 lint: ## go vet and gofmt
 	$(GO) vet ./...

@@ -49,7 +49,7 @@ type probesCounters struct {
 	LostCaches      uint64
 	StackSamples    uint64
 	StackCollisions uint64
-	SampleTick      uint64
+	SampleCountdown uint64
 }
 
 type probesCpuKey struct {

@@ -109,7 +109,9 @@ func openConns(t *testing.T, port string, n int) func() {
 	}
 }
 
-func portRange(t *testing.T) (lo, hi int) {
+func portRange(t *testing.T) (lo, hi int) { return portRangeB(t) }
+
+func portRangeB(t testing.TB) (lo, hi int) {
 	t.Helper()
 	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
 	if err != nil {
