@@ -219,8 +219,12 @@ func testBackend(t *testing.T, b Backend) {
 	if lat < n {
 		t.Errorf("connect latency histogram holds %d, want ≥ %d", lat, n)
 	}
-	if s1.Lost.Counts() != 0 {
+	if s1.Lost.MapsFull() != 0 {
 		t.Errorf("lost: %+v", s1.Lost)
+	}
+	// Interrupts landing in a program lose a few events in a million.
+	if events := 40 * uint64(n); s1.Lost.Recursion-s0.Lost.Recursion > events/1000 {
+		t.Errorf("%d recursion misses (%v) in about %d events", s1.Lost.Recursion-s0.Lost.Recursion, s1.Lost.RecursionByHook, events)
 	}
 	// Stack-id collisions follow the birthday bound of the stack map's
 	// buckets, and a stack can be unreadable; they cost samples, never counts.

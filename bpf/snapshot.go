@@ -54,14 +54,22 @@ type Lost struct {
 	Stacks  uint64 `json:"stacks"`  // sample map full, or no stack to read
 	Kmalloc uint64 `json:"kmalloc_sites"`
 	Caches  uint64 `json:"cache_pointers"`
+	// Recursion is events the kernel did not hand to a program because
+	// that program was already running on the CPU: an interrupt landed in
+	// it and its softirq (RCU callbacks, skb frees) fired the same
+	// tracepoint. The kernel counts these per program whether or not run
+	// times are enabled (bpf_prog_inc_misses_counter, Linux 5.12).
+	Recursion       uint64            `json:"recursion"`
+	RecursionByHook map[string]uint64 `json:"recursion_by_hook,omitempty"`
 }
 
 // Total is every loss.
-func (l Lost) Total() uint64 { return l.Counts() + l.Stacks }
+func (l Lost) Total() uint64 { return l.MapsFull() + l.Recursion + l.Stacks }
 
-// Counts is the losses that change a count; a lost stack only thins the
-// flamegraph's sample.
-func (l Lost) Counts() uint64 { return l.Sockets + l.Kmalloc + l.Caches }
+// MapsFull is what a map had no room for: a map sized too small, never
+// acceptable. Recursion misses change counts too, but by a few in a million
+// events; a lost stack only thins the flamegraph's sample.
+func (l Lost) MapsFull() uint64 { return l.Sockets + l.Kmalloc + l.Caches }
 
 // Snapshot reads every counter.
 func (p *Probes) Snapshot() (*Snapshot, error) {
@@ -105,6 +113,19 @@ func (p *Probes) Snapshot() (*Snapshot, error) {
 	s.KmallocCalls, s.KmallocBytes, s.StackSamples = c.KmallocCalls, c.KmallocBytes, c.StackSamples
 	s.StackCollisions = c.StackCollisions
 	s.Lost = Lost{Sockets: c.LostSockets, Stacks: c.LostStacks, Kmalloc: c.LostKmalloc, Caches: c.LostCaches}
+	for i, prog := range p.progs {
+		st, err := prog.Stats()
+		if err != nil {
+			return nil, fmt.Errorf("reading the %s program's stats: %w", p.progHooks[i], err)
+		}
+		if st.RecursionMisses > 0 {
+			if s.Lost.RecursionByHook == nil {
+				s.Lost.RecursionByHook = map[string]uint64{}
+			}
+			s.Lost.RecursionByHook[p.progHooks[i]] += st.RecursionMisses
+			s.Lost.Recursion += st.RecursionMisses
+		}
+	}
 
 	for i, w := range p.caches {
 		var per []probesCacheStats

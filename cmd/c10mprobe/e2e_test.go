@@ -273,8 +273,11 @@ func assertKernelSection(t *testing.T, s summary, n int) {
 	if k.SocketMemory.SockDiag.Count != uint64(2*n) || k.SocketMemory.Probe.Count != uint64(2*n) {
 		t.Errorf("socket memory over %d sockets (sock_diag) and %d (probe map), want %d", k.SocketMemory.SockDiag.Count, k.SocketMemory.Probe.Count, 2*n)
 	}
-	if k.Lost.Counts() != 0 {
+	if k.Lost.MapsFull() != 0 {
 		t.Errorf("lost events: %+v", k.Lost)
+	}
+	if events := 40 * uint64(n); k.Lost.Recursion > events/1000 {
+		t.Errorf("%d recursion misses (%v) in about %d events", k.Lost.Recursion, k.Lost.RecursionByHook, events)
 	}
 	if dropped := k.StackCollisions + k.Lost.Stacks; dropped > 5+k.StackSamples/50 {
 		t.Errorf("%d of %d stack samples dropped (collisions %d)", dropped, k.StackSamples+dropped, k.StackCollisions)

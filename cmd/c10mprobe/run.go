@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -364,9 +366,17 @@ func printKernel(w io.Writer, k *kernelSection, res *runner.Result) {
 		}
 		fmt.Fprintf(w, "probe cost (kernel-timed): %.1f µs of CPU per connection = %s\n", pc.NsPerConnection/1000, strings.Join(parts, " + "))
 	}
-	if k.LostEvents > 0 || k.Pressure.DirectReclaim+k.Pressure.OOMVictims+k.Pressure.SwapOut > 0 {
-		fmt.Fprintf(w, "pressure: direct reclaim %d, OOM victims %d, swap out %d pages; lost events %d\n",
-			k.Pressure.DirectReclaim, k.Pressure.OOMVictims, k.Pressure.SwapOut, k.LostEvents)
+	if k.Pressure.DirectReclaim+k.Pressure.OOMVictims+k.Pressure.SwapOut > 0 {
+		fmt.Fprintf(w, "pressure: direct reclaim %d, OOM victims %d, swap out %d pages\n",
+			k.Pressure.DirectReclaim, k.Pressure.OOMVictims, k.Pressure.SwapOut)
+	}
+	if l := k.Lost; l.Total() > 0 {
+		var parts []string
+		for _, h := range slices.Sorted(maps.Keys(l.RecursionByHook)) {
+			parts = append(parts, fmt.Sprintf("%s %d", h, l.RecursionByHook[h]))
+		}
+		fmt.Fprintf(w, "lost events %d: maps full %d (sockets %d, kmalloc sites %d, cache pointers %d), stack samples %d, skipped by the kernel while the same program ran on the CPU %d (%s)\n",
+			l.Total(), l.MapsFull(), l.Sockets, l.Kmalloc, l.Caches, l.Stacks, l.Recursion, strings.Join(parts, ", "))
 	}
 }
 
