@@ -1,8 +1,12 @@
 package bpf
 
 import (
+	"fmt"
 	"os"
 	"strings"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 )
 
 // Report is what this kernel offers the probes.
@@ -10,6 +14,9 @@ type Report struct {
 	BTF      bool   `json:"btf"`      // /sys/kernel/btf/vmlinux, needed for CO-RE
 	Lockdown string `json:"lockdown"` // the active lockdown mode
 	Tracefs  bool   `json:"tracefs"`  // mounted before we looked
+	// ProgramTiming is "ok", or why the kernel cannot time programs for
+	// run --probe-cost.
+	ProgramTiming string `json:"program_timing"`
 	// Forced says, per backend, whether every hook that has a program for it
 	// attaches with it, or why not.
 	Forced map[Backend]string `json:"forced"`
@@ -39,6 +46,12 @@ func Diagnose() Report {
 	}
 	_, err = os.Stat("/sys/kernel/tracing/events")
 	r.Tracefs = err == nil
+	r.ProgramTiming = "ok"
+	if c, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME)); err != nil {
+		r.ProgramTiming = fmt.Sprintf("BPF_ENABLE_STATS: %v", err)
+	} else {
+		c.Close()
+	}
 	for _, b := range Backends {
 		p, err := Open(Config{Backend: b, RunPort: 1})
 		if err != nil {

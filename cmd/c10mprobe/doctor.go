@@ -44,7 +44,7 @@ func doctorCmd(args []string, stdout, stderr io.Writer) int {
 		}
 		return exitOK
 	}
-	fmt.Fprintf(stdout, "BTF /sys/kernel/btf/vmlinux: %v\nlockdown: %s\ntracefs mounted: %v (c10mprobe mounts it for a run when a backend needs it)\n\n", rep.BTF, rep.Lockdown, rep.Tracefs)
+	fmt.Fprintf(stdout, "BTF /sys/kernel/btf/vmlinux: %v\nlockdown: %s\ntracefs mounted: %v (c10mprobe mounts it for a run when a backend needs it)\nprogram timing (run --probe-cost): %s\n\n", rep.BTF, rep.Lockdown, rep.Tracefs, rep.ProgramTiming)
 	fmt.Fprintln(stdout, "Backends, each forced in turn (load and attach for real):")
 	for _, b := range bpf.Backends {
 		fmt.Fprintf(stdout, "  %-15s %s\n", b, rep.Forced[b])

@@ -559,9 +559,10 @@ func TestDoctorReportsWhatAttaches(t *testing.T) {
 	}
 	var rep struct {
 		Probes struct {
-			BTF    bool              `json:"btf"`
-			Forced map[string]string `json:"forced"`
-			Auto   []struct {
+			BTF           bool              `json:"btf"`
+			ProgramTiming string            `json:"program_timing"`
+			Forced        map[string]string `json:"forced"`
+			Auto          []struct {
 				Hook     string            `json:"hook"`
 				Backend  string            `json:"backend"`
 				Failures map[string]string `json:"failures"`
@@ -593,8 +594,8 @@ func TestDoctorReportsWhatAttaches(t *testing.T) {
 			t.Errorf("tcp_sendmsg: no reason given for fentry: %v", a.Failures)
 		}
 	}
-	if !rep.Probes.BTF || len(rep.Preflight) < 4 {
-		t.Errorf("btf %v, %d preflight rows", rep.Probes.BTF, len(rep.Preflight))
+	if !rep.Probes.BTF || len(rep.Preflight) < 4 || rep.Probes.ProgramTiming != "ok" {
+		t.Errorf("btf %v, program timing %q, %d preflight rows", rep.Probes.BTF, rep.Probes.ProgramTiming, len(rep.Preflight))
 	}
 	text, err := exec.Command(toolBinary, "doctor").Output()
 	if err != nil || !strings.Contains(string(text), "What run will use") || !strings.Contains(string(text), "source ports") {
