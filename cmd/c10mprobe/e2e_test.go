@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -231,6 +232,18 @@ func assertProbeCost(t *testing.T, s summary, n int, stdout string) {
 	// TCP socks, files, inodes and dentries.
 	if runs["inet_sock_set_state"] < uint64(3*n) || runs["tcp_sendmsg"] < uint64(2*n) || runs["kmem_cache_alloc"] < uint64(8*n) {
 		t.Errorf("program runs %v for %d connections", runs, n)
+	}
+	// No program can have run longer than every CPU did over the run: a
+	// unit slip (µs for ns) fails here.
+	ph := s.Phases
+	wall := (ph.ConnectSeconds + ph.ExchangeSeconds + ph.CloseSeconds + 4) * 1e9 // + the 4 s hold
+	if busy := pc.NsPerConnection * float64(n); busy > wall*float64(runtime.NumCPU()) {
+		t.Errorf("programs ran %.0f ns in all, more than %d CPUs × %.0f ns", busy, runtime.NumCPU(), wall)
+	}
+	for _, h := range pc.Hooks {
+		if h.Runs > 1000 && (h.NsPerRun < 5 || h.NsPerRun > 100000) {
+			t.Errorf("%s: %.0f ns a run", h.Hook, h.NsPerRun)
+		}
 	}
 	if pc.NsPerConnection <= 0 || !strings.Contains(stdout, "probe cost (kernel-timed)") {
 		t.Errorf("probe cost %.0f ns per connection; stdout:\n%s", pc.NsPerConnection, stdout)
