@@ -413,6 +413,37 @@ func TestSIGINTMidConnectRestoresAndLeavesNothing(t *testing.T) {
 	assertSysctls(t, before)
 }
 
+// Two runs at once would journal each other's sysctls, and the later to
+// end would leave the earlier's settings on the host.
+func TestSecondRunAndRestoreAreRefusedWhileARunHolds(t *testing.T) {
+	needRoot(t)
+	before := sysctls(t)
+	const n, port = 20000, 19909
+	cmd, o, e, dir := start(t, "--conns", strconv.Itoa(n), "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--no-bpf", "--hold", "3s")
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && ssCount(t, port) < n; time.Sleep(100 * time.Millisecond) {
+	}
+	second := run(t, "--conns", "1000", "--listen", "127.0.0.1:19910", "--no-bpf")
+	want := fmt.Sprintf("another c10mprobe run or restore is using this host (pid %d)", cmd.Process.Pid)
+	if second.code != 1 || !strings.Contains(second.stderr, want) || strings.Count(strings.TrimSpace(second.stderr), "\n") != 0 {
+		t.Errorf("second run: exit %d, stderr %q; want 1 and one sentence with %q", second.code, second.stderr, want)
+	}
+	restore := exec.Command(toolBinary, "restore", dir)
+	out, err := restore.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), want) {
+		t.Errorf("restore during a run: %v, %q", err, out)
+	}
+	r := finish(t, cmd, o, e, dir)
+	if r.code != 0 {
+		t.Fatalf("first run: exit %d\n%s", r.code, r.stderr)
+	}
+	assertSysctls(t, before)
+	assertNoWorkers(t, dir)
+	// The lock went with the run.
+	if again := run(t, "--conns", "1000", "--listen", "127.0.0.1:19910", "--no-bpf"); again.code != 0 {
+		t.Errorf("a run after the first ended: exit %d\n%s", again.code, again.stderr)
+	}
+}
+
 func TestSIGKILLedRunIsUndoneByRestore(t *testing.T) {
 	needRoot(t)
 	before := sysctls(t)

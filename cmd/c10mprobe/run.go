@@ -98,6 +98,12 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "c10mprobe run: --probe-cost times the probes, and --no-bpf attaches none: pass one of them")
 		return exitBadInput
 	}
+	unlock, err := runner.LockHost()
+	if err != nil {
+		fmt.Fprintf(stderr, "c10mprobe run: %v; runs change host-wide sysctls and must not overlap\n", err)
+		return exitNotAll
+	}
+	defer unlock()
 	if !*noBPF && os.Geteuid() != 0 {
 		fmt.Fprintln(stderr, "c10mprobe run: the eBPF probes need root: rerun with sudo, or pass --no-bpf")
 		return exitBadInput
@@ -389,6 +395,12 @@ func restoreCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "c10mprobe restore: give exactly one run directory")
 		return exitBadInput
 	}
+	unlock, err := runner.LockHost()
+	if err != nil {
+		fmt.Fprintf(stderr, "c10mprobe restore: %v; restore after it ends\n", err)
+		return exitNotAll
+	}
+	defer unlock()
 	if err := unmountMarkedTracefs(fs.Arg(0)); err != nil {
 		fmt.Fprintf(stderr, "c10mprobe restore: %v\n", err)
 	}
