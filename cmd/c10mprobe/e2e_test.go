@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -509,6 +510,10 @@ func tracefsMounted() bool {
 
 func TestBadInputExits2AndChangesNothing(t *testing.T) {
 	before := sysctls(t)
+	full := t.TempDir()
+	if err := os.WriteFile(filepath.Join(full, "summary.json"), []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, args := range [][]string{
 		{"run", "--conns", "0"},
 		{"run", "--conns", "-5"},
@@ -522,11 +527,12 @@ func TestBadInputExits2AndChangesNothing(t *testing.T) {
 		{"run", "--conns", "10", "--inflight", "0"},
 		{"run", "--conns", "10", "extra"},
 		{"run", "--conns", "10", "--probe-cost", "--no-bpf"},
+		{"run", "--conns", "10", "--out", full},
 		{"frobnicate"},
 	} {
 		dir := filepath.Join(t.TempDir(), "run")
 		cmd := exec.Command(toolBinary, append(args, "--out", dir)...)
-		if args[0] == "frobnicate" {
+		if args[0] == "frobnicate" || slices.Contains(args, "--out") {
 			cmd = exec.Command(toolBinary, args...)
 		}
 		var stderr bytes.Buffer
@@ -542,6 +548,9 @@ func TestBadInputExits2AndChangesNothing(t *testing.T) {
 		if _, err := os.Stat(dir); err == nil {
 			t.Errorf("%v: created the run directory", args)
 		}
+	}
+	if e, _ := os.ReadDir(full); len(e) != 1 {
+		t.Errorf("a refused run wrote into the existing --out: %v", e)
 	}
 	assertSysctls(t, before)
 }

@@ -63,7 +63,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		workerFDs  = fs.Uint64("worker-fds", 0, "RLIMIT_NOFILE of each worker (0: the hard limit)")
 		maxWorkers = fs.Int("max-workers", 0, "most worker processes per side (0: as many as the fd budget needs)")
 		noTune     = fs.Bool("no-tune", false, "change no sysctl (expect SYN drops at high counts)")
-		out        = fs.String("out", "", "run directory (default runs/<UTC timestamp>)")
+		out        = fs.String("out", "", "run directory, new or empty (default runs/<UTC timestamp>)")
 		noBPF      = fs.Bool("no-bpf", false, "do not attach the eBPF probes")
 		probeCost  = fs.Bool("probe-cost", false, "have the kernel time the probes' programs (BPF_ENABLE_STATS) and report their CPU per connection")
 		unread     = fs.Bool("unread", false, "leave the peer's payload queued (with --payload)")
