@@ -30,6 +30,12 @@ type Runner struct {
 	plan    Plan
 	tuning  Tuning
 	journal *sysctl.Journal
+	// connectTo is where clients connect: --listen, or 127.0.0.1 on its
+	// port when --listen is the wildcard. A connect to 0.0.0.0 would reach
+	// the client's own source address (ip_route_output_key_hash_rcu: an
+	// unspecified destination becomes the source), a different server
+	// address for every source.
+	connectTo netip.AddrPort
 
 	// listener is the server socket, owned by this one os.File: a second
 	// wrapper's finalizer would close the fd number again after it was reused.
@@ -124,7 +130,10 @@ func Prepare(cfg Config) (*Runner, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Runner{cfg: cfg, host: host, notify: make(chan struct{}, 1)}
+	r := &Runner{cfg: cfg, host: host, notify: make(chan struct{}, 1), connectTo: cfg.Listen}
+	if cfg.Listen.Addr().IsUnspecified() {
+		r.connectTo = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), cfg.Listen.Port())
+	}
 
 	r.tuning = Tuning{Backlog: max(host.Somaxconn, host.SynBacklog), PortLo: host.PortLo, PortHi: host.PortHi}
 	if cfg.PortRange != [2]int{} {
@@ -432,7 +441,7 @@ func (r *Runner) spawn() error {
 	perWorkerRate := r.cfg.Rate / float64(r.plan.ClientWorkers)
 	for i := range r.plan.ClientWorkers {
 		wc := workerConfig{Role: "client", Index: i, Quota: Quota(r.cfg.Conns, r.plan.ClientWorkers, i),
-			NoFile: r.plan.NoFile, Sources: sources, Server: r.cfg.Listen.String(),
+			NoFile: r.plan.NoFile, Sources: sources, Server: r.connectTo.String(),
 			Inflight: max(1, r.cfg.Inflight/r.plan.ClientWorkers), Rate: perWorkerRate, Payload: r.cfg.Payload, Unread: r.cfg.Unread}
 		if err := r.start(exe, wc, nil); err != nil {
 			return err
@@ -868,12 +877,12 @@ func (r *Runner) pss() (total, client, server, parent uint64) {
 func (r *Runner) countEndpoints(res *Result) error {
 	seen := make(map[[4]byte]*[65536 / 64]uint64)
 	var onPort uint64
-	port := r.cfg.Listen.Port()
+	server := r.connectTo
 	err := sockdiag.DumpIPv4(1<<sockdiag.StateEstablished, func(s *sockdiag.Socket) {
 		switch {
-		case s.Local == r.cfg.Listen: // the server's end
+		case s.Local == server: // the server's end
 			res.SocketBuffersBySide.Server += s.Queued()
-		case s.Remote.Port() == port && s.Remote.Addr() == r.cfg.Listen.Addr():
+		case s.Remote == server:
 			res.SocketBuffersBySide.Client += s.Queued()
 			res.PeakSocketBuffered = append(res.PeakSocketBuffered, s.Buffered())
 			return

@@ -414,6 +414,21 @@ func TestSIGINTMidConnectRestoresAndLeavesNothing(t *testing.T) {
 	assertSysctls(t, before)
 }
 
+// A wildcard --listen takes connections to 127.0.0.1 on its port, and the
+// kernel's count of them holds.
+func TestWildcardListen(t *testing.T) {
+	needRoot(t)
+	const n, port = 5000, 19911
+	r := run(t, "--conns", strconv.Itoa(n), "--listen", fmt.Sprintf("0.0.0.0:%d", port), "--no-bpf")
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	s := readSummary(t, r)
+	if s.Verified != n || s.ServerSockets != n || s.DistinctClientEndpoints != n {
+		t.Errorf("verified %d, server sockets %d, distinct client endpoints %d; want %d each", s.Verified, s.ServerSockets, s.DistinctClientEndpoints, n)
+	}
+}
+
 // Two runs at once would journal each other's sysctls, and the later to
 // end would leave the earlier's settings on the host.
 func TestSecondRunAndRestoreAreRefusedWhileARunHolds(t *testing.T) {
