@@ -491,6 +491,11 @@ func TestSIGKILLedRunIsUndoneByRestore(t *testing.T) {
 	finish(t, cmd, o, e, dir)
 	// PR_SET_PDEATHSIG takes the workers down with the parent.
 	assertNoWorkers(t, dir)
+	// explain says what the directory is, and how to undo the run.
+	ex, err := exec.Command(toolBinary, "explain", dir).CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(ex), "did not finish") || !strings.Contains(string(ex), "c10mprobe restore "+dir) {
+		t.Errorf("explain of a killed run: %v\n%s", err, ex)
+	}
 	out, err := exec.Command(toolBinary, "restore", dir).CombinedOutput()
 	if err != nil {
 		t.Fatalf("restore: %v\n%s", err, out)

@@ -2,7 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -17,6 +19,12 @@ func loadRunDir(dir string) (summary, []phaseSample, error) {
 	var samples []phaseSample
 	for name, v := range map[string]any{"summary.json": &sum, "samples.json": &samples} {
 		data, err := os.ReadFile(filepath.Join(dir, name))
+		if errors.Is(err, fs.ErrNotExist) {
+			if _, jerr := os.Stat(filepath.Join(dir, runner.JournalFile)); jerr == nil {
+				return sum, nil, fmt.Errorf("the run in %s did not finish (it has no %s); if it was killed, `sudo c10mprobe restore %s` undoes what it changed", dir, name, dir)
+			}
+			return sum, nil, fmt.Errorf("%s is not a run directory (it has no %s)", dir, name)
+		}
 		if err != nil {
 			return sum, nil, fmt.Errorf("reading the run directory: %w", err)
 		}
