@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -100,6 +101,19 @@ func TestRecordedRunsLeaveLittleUnexplained(t *testing.T) {
 	}
 	if e.KernelPerConnection < 7000 || e.KernelPerConnection > 12000 {
 		t.Errorf("kernel bytes per connection %.0f, outside what two loopback sockets cost", e.KernelPerConnection)
+	}
+}
+
+// A small run's per-connection costs are mostly fixed costs divided by few
+// connections; the verdict says so rather than scale them.
+func TestVerdictDoubtsASmallRun(t *testing.T) {
+	r := loadInput(t, "memory")
+	if v := Explain(r).Verdict; strings.Contains(v, "fixed costs") {
+		t.Errorf("%d connections: %s", r.Connections, v)
+	}
+	r.Connections = 1000
+	if v := Explain(r).Verdict; !strings.Contains(v, "from only 1,000 connections, fixed costs swamp") {
+		t.Errorf("1,000 connections: %s", v)
 	}
 }
 
