@@ -111,9 +111,15 @@ func TestVerdictDoubtsASmallRun(t *testing.T) {
 	if v := Explain(r).Verdict; strings.Contains(v, "fixed costs") {
 		t.Errorf("%d connections: %s", r.Connections, v)
 	}
+	if p := Predict(Machine{Mem: 8 << 30}, CostsOf(Explain(r), "memory")); strings.Contains(p.Verdict, "fixed costs") {
+		t.Errorf("prediction from %d connections: %s", r.Connections, p.Verdict)
+	}
 	r.Connections = 1000
 	if v := Explain(r).Verdict; !strings.Contains(v, "from only 1,000 connections, fixed costs swamp") {
 		t.Errorf("1,000 connections: %s", v)
+	}
+	if p := Predict(Machine{Mem: 8 << 30}, CostsOf(Explain(r), "memory")); !strings.Contains(p.Verdict, "only 1,000 connections, where fixed costs swamp") {
+		t.Errorf("prediction from 1,000 connections: %s", p.Verdict)
 	}
 }
 

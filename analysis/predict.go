@@ -19,12 +19,15 @@ type Costs struct {
 	Kernel float64 `json:"kernel"` // unswappable: slab, page tables
 	User   float64 `json:"user"`   // swappable
 	Source string  `json:"source"` // where they come from
-	Lines  []LedgerLine
+	// MeasuredOver is how many connections the source run held; 0 when
+	// the costs were not measured.
+	MeasuredOver uint64 `json:"measured_over"`
+	Lines        []LedgerLine
 }
 
 // CostsOf takes per-connection costs from an explanation.
 func CostsOf(e Explanation, source string) Costs {
-	c := Costs{Kernel: e.KernelPerConnection, User: e.UserPerConnection, Source: source}
+	c := Costs{Kernel: e.KernelPerConnection, User: e.UserPerConnection, Source: source, MeasuredOver: e.Connections}
 	for _, l := range e.Ledger {
 		if l.Kind != "unexplained" && l.BytesPerConnection != 0 {
 			c.Lines = append(c.Lines, l)
@@ -57,6 +60,10 @@ func Predict(m Machine, c Costs) Explanation {
 	} else {
 		e.Verdict = fmt.Sprintf("memory binds at ≈ %s connections: %.1f KiB of unswappable kernel memory and %.0f B of user space each, in %s of memory less %s in use and a %s reserve",
 			units.Approx(n), c.Kernel/1024, c.User, units.Bytes(m.Mem), units.Bytes(m.Baseline), units.Bytes(m.Reserve))
+	}
+	if c.MeasuredOver > 0 && c.MeasuredOver < minCostConnections {
+		e.Verdict += fmt.Sprintf(" — but the costs come from only %s connections, where fixed costs swamp the per-connection ones: measure with --conns %s or more",
+			units.Count(c.MeasuredOver), units.Count(minCostConnections))
 	}
 	e.Connections = n
 	e.KernelPerConnection, e.UserPerConnection = c.Kernel, c.User
