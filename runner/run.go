@@ -23,6 +23,19 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// bindable says whether a socket can take a as its source address: every
+// connection from a source that is not local fails at bind().
+func bindable(a netip.Addr) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	// The address alone, no port taken (IP_BIND_ADDRESS_NO_PORT, Linux 4.2).
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
+	return unix.Bind(fd, &unix.SockaddrInet4{Addr: a.As4()})
+}
+
 // Runner holds one run: its plan, its workers and what it changed on the host.
 type Runner struct {
 	cfg     Config
@@ -98,6 +111,9 @@ func Prepare(cfg Config) (*Runner, error) {
 	for _, s := range cfg.Sources {
 		if !s.Is4() {
 			return nil, badInput("--src takes IPv4 addresses, got %s", s)
+		}
+		if err := bindable(s); err != nil {
+			return nil, badInput("--src %s is not an address of this host (bind: %v); add it (ip addr add %s dev lo) or leave it out", s, err, s)
 		}
 	}
 	if cfg.Inflight <= 0 {

@@ -202,8 +202,11 @@ func (w *worker) loop() error {
 }
 
 // failedOpens counts attempts that never reached connect().
+// failedOpens counts the attempts that failed before connect() took them:
+// socket(), bind() (a source that is not local) or the port search.
 func (w *worker) failedOpens() uint64 {
-	return w.stats.Failed[failEMFILE] + w.stats.Failed[failENFILE] + w.stats.Failed[failNoMem]
+	f := w.stats.Failed
+	return f[failEMFILE] + f[failENFILE] + f[failNoMem] + f[failAddr] + f[failPorts]
 }
 
 func (w *worker) timeout() int {

@@ -541,6 +541,7 @@ func TestBadInputExits2AndChangesNothing(t *testing.T) {
 		{"run"},
 		{"run", "--conns", "10", "--listen", "nowhere"},
 		{"run", "--conns", "10", "--src", "300.1.1.1"},
+		{"run", "--conns", "10", "--src", "198.51.100.77"}, // TEST-NET-2: no host has it
 		{"run", "--conns", "10", "--port-range", "5-2"},
 		{"run", "--conns", "10", "--sysctl", "net.ipv4.no_such_sysctl=1"},
 		{"run", "--conns", "10", "--worker-fds", "5"},
