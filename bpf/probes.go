@@ -95,9 +95,10 @@ var hooks = []hook{
 
 // Config says what to watch.
 type Config struct {
-	Backend Backend // "" for the first that attaches
-	Conns   int     // sizes the per-socket map: two sockets a connection
-	RunPort uint16  // the run's server port; its sockets are the run's
+	Backend  Backend // "" for the first that attaches
+	Conns    int     // sizes the per-socket map: two sockets a connection
+	Inflight int     // connects pending at once: sizes the map of connects in flight
+	RunPort  uint16  // the run's server port; its sockets are the run's
 	// The plan's client ends: each connection's (source, port) is a slot
 	// of the per-socket map.
 	Sources        []netip.Addr
@@ -184,6 +185,9 @@ func Open(cfg Config) (*Probes, error) {
 	slots := socketSlots(cfg)
 	spec.Maps["sockets"].MaxEntries = slots
 	spec.Maps["run_sources"].MaxEntries = uint32(max(1, len(cfg.Sources)))
+	// Room for every connect in flight twice over: a failed one leaves at
+	// its CLOSE, and its sock may be reused before then.
+	spec.Maps["connecting"].MaxEntries = uint32(max(1<<16, 2*cfg.Inflight))
 	for name, v := range map[string]uint32{"socket_slots": slots, "port_lo": uint32(cfg.PortLo), "ports_per_source": uint32(max(1, cfg.PortsPerSource))} {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return nil, fmt.Errorf("setting %s: %w", name, err)

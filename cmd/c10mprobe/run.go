@@ -145,7 +145,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	if !*noBPF {
 		plan := r.Plan()
 		probes, err := bpf.Open(bpf.Config{
-			Backend: backend, Conns: int(conns), RunPort: netip.AddrPort(listen).Port(),
+			Backend: backend, Conns: int(conns), Inflight: *inflight, RunPort: netip.AddrPort(listen).Port(),
 			Sources: plan.Sources, PortLo: plan.PortLo, PortsPerSource: plan.PortsPerSource,
 		})
 		if err != nil {
