@@ -14,6 +14,7 @@ import (
 
 	"github.com/c10mprobe/c10mprobe/internal/procfs"
 	"github.com/c10mprobe/c10mprobe/internal/sockdiag"
+	"github.com/c10mprobe/c10mprobe/internal/testhost"
 	"github.com/cilium/ebpf"
 )
 
@@ -301,4 +302,9 @@ func settleSlabs(t *testing.T, caches []WatchedCache) {
 		}
 		last = now
 	}
+}
+
+func TestMain(m *testing.M) {
+	testhost.Hold()
+	os.Exit(m.Run())
 }

@@ -21,11 +21,13 @@ import (
 	"github.com/c10mprobe/c10mprobe/internal/procfs"
 	"github.com/c10mprobe/c10mprobe/internal/sockdiag"
 	"github.com/c10mprobe/c10mprobe/internal/sysctl"
+	"github.com/c10mprobe/c10mprobe/internal/testhost"
 )
 
 var toolBinary string
 
 func TestMain(m *testing.M) {
+	testhost.Hold()
 	dir, err := os.MkdirTemp("", "c10mprobe-e2e")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
