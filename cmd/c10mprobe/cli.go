@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime/debug"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -11,6 +12,33 @@ import (
 
 // version is set with -ldflags "-X main.version=...".
 var version = "dev"
+
+// versionString is version, or for a plain go build the commit Go stamped
+// into the binary, so that a report names the code that made it.
+func versionString() string {
+	if version != "dev" {
+		return version
+	}
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return version
+	}
+	var rev, dirty string
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = "+modified"
+			}
+		}
+	}
+	if len(rev) >= 12 {
+		return "dev-" + rev[:12] + dirty
+	}
+	return version
+}
 
 // Exit codes.
 const (
@@ -47,7 +75,7 @@ func cli(args []string, stdout, stderr io.Writer) int {
 		usage(stdout)
 		return exitOK
 	case "--version", "version":
-		fmt.Fprintln(stdout, "c10mprobe", version)
+		fmt.Fprintln(stdout, "c10mprobe", versionString())
 		return exitOK
 	}
 	for _, c := range subcommands() {
