@@ -772,6 +772,9 @@ func (r *Runner) exchange(ctx context.Context, res *Result) {
 	// Count what is still missing, and get every worker's final counts.
 	r.sync(cmdFinish)
 	res.Phases.ExchangeSeconds = time.Since(start).Seconds()
+	// The final counts, so that the recorder's last sample of the phase
+	// shows every verified connection, not the last periodic report's.
+	r.progress(PhaseExchange, start, 0)
 }
 
 // sync sends c to every live worker and waits for each to report back.

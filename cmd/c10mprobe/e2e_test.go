@@ -214,6 +214,23 @@ func TestRunVerifiesAllOnOnePortPastOneProcessFdBudget(t *testing.T) {
 	assertSysctls(t, before)
 	assertKernelSection(t, s, n)
 	assertProbeCost(t, s, n, r.stdout)
+	assertSeriesEnds(t, r, n)
+}
+
+// assertSeriesEnds: the time series ends on the run's final counts.
+func assertSeriesEnds(t *testing.T, r result, n int) {
+	t.Helper()
+	var series []struct {
+		Phase    string `json:"phase"`
+		Verified uint64 `json:"verified"`
+	}
+	data, err := os.ReadFile(filepath.Join(r.dir, "timeseries.json"))
+	if err != nil || json.Unmarshal(data, &series) != nil || len(series) == 0 {
+		t.Fatalf("timeseries.json: %v", err)
+	}
+	if last := series[len(series)-1]; last.Verified != uint64(n) {
+		t.Errorf("the time series ends at %d verified (%s), want %d", last.Verified, last.Phase, n)
+	}
 }
 
 // assertProbeCost holds the kernel's own run counts of the programs against
@@ -686,6 +703,7 @@ func TestExplanationOfA100kRunAndExplainWithoutRoot(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("exit %d\n%s", r.code, r.stderr)
 	}
+	assertSeriesEnds(t, r, n)
 	s := readSummary(t, r)
 	e := s.Explanation
 	if e == nil {
