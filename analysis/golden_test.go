@@ -148,3 +148,21 @@ func TestPredict(t *testing.T) {
 		t.Errorf("a machine already full holds %d", z.Connections)
 	}
 }
+
+// tcp_mem limits throughput, not connections: a run past it says so.
+func TestTCPMemPastItsMax(t *testing.T) {
+	r := loadInput(t, "memory")
+	max := r.Limits.TCPMemPages[2]
+	r.Peak.TCPMemPages = r.Idle.TCPMemPages + max*17/10
+	e := Explain(r)
+	for _, l := range e.Limits {
+		if l.Name != "tcp_mem" {
+			continue
+		}
+		if l.BindsAt == nil || *l.BindsAt >= r.Connections || !strings.Contains(l.Detail, "this run went past it") || !strings.Contains(l.Detail, "connections still open") {
+			t.Errorf("tcp_mem at 1.7× its max: binds at %v, %q", l.BindsAt, l.Detail)
+		}
+		return
+	}
+	t.Error("no tcp_mem line")
+}
