@@ -47,6 +47,7 @@ type probesCounters struct {
 	LostStacks      uint64
 	LostKmalloc     uint64
 	LostCaches      uint64
+	LostCpuSamples  uint64
 	StackSamples    uint64
 	StackCollisions uint64
 	SampleCountdown uint64
@@ -54,7 +55,6 @@ type probesCounters struct {
 
 type probesCpuKey struct {
 	_      structs.HostLayout
-	Pid    uint32
 	Kstack int32
 	Ustack int32
 }

@@ -223,9 +223,14 @@ func testBackend(t *testing.T, b Backend) {
 	if s1.Lost.MapsFull() != 0 {
 		t.Errorf("lost: %+v", s1.Lost)
 	}
-	// Interrupts landing in a program lose a few events in a million.
-	if events := 40 * uint64(n); s1.Lost.Recursion-s0.Lost.Recursion > events/1000 {
-		t.Errorf("%d recursion misses (%v) in about %d events", s1.Lost.Recursion-s0.Lost.Recursion, s1.Lost.RecursionByHook, events)
+	// Interrupts landing in a program lose a few events in a million (more
+	// while the machine frees in bulk, bounded by the events themselves).
+	var events uint64
+	for i, c := range s1.Caches {
+		events += c.Allocs - s0.Caches[i].Allocs + c.Frees - s0.Caches[i].Frees
+	}
+	if misses := s1.Lost.Recursion - s0.Lost.Recursion; misses > events/100 {
+		t.Errorf("%d recursion misses (%v) in %d watched slab events", misses, s1.Lost.RecursionByHook, events)
 	}
 	// Stack-id collisions follow the birthday bound of the stack map's
 	// buckets, and a stack can be unreadable; they cost samples, never counts.

@@ -51,9 +51,11 @@ type Snapshot struct {
 // Lost counts what the maps could not hold; never dropped silently.
 type Lost struct {
 	Sockets uint64 `json:"sockets"` // the per-socket map was full
-	Stacks  uint64 `json:"stacks"`  // sample map full, or no stack to read
-	Kmalloc uint64 `json:"kmalloc_sites"`
-	Caches  uint64 `json:"cache_pointers"`
+	Stacks  uint64 `json:"stacks"`  // allocation sample map full, or no stack to read
+	// CPUSamples are CPU samples the sample map had no room for.
+	CPUSamples uint64 `json:"cpu_samples"`
+	Kmalloc    uint64 `json:"kmalloc_sites"`
+	Caches     uint64 `json:"cache_pointers"`
 	// Recursion is events the kernel did not hand to a program because
 	// that program was already running on the CPU: an interrupt landed in
 	// it and its softirq (RCU callbacks, skb frees) fired the same
@@ -64,7 +66,7 @@ type Lost struct {
 }
 
 // Total is every loss.
-func (l Lost) Total() uint64 { return l.MapsFull() + l.Recursion + l.Stacks }
+func (l Lost) Total() uint64 { return l.MapsFull() + l.Recursion + l.Stacks + l.CPUSamples }
 
 // MapsFull is what a map had no room for: a map sized too small, never
 // acceptable. Recursion misses change counts too, but by a few in a million
@@ -99,6 +101,7 @@ func (p *Probes) Snapshot() (*Snapshot, error) {
 		c.LostStacks += v.LostStacks
 		c.LostKmalloc += v.LostKmalloc
 		c.LostCaches += v.LostCaches
+		c.LostCpuSamples += v.LostCpuSamples
 		c.StackSamples += v.StackSamples
 		c.StackCollisions += v.StackCollisions
 	}
@@ -112,7 +115,7 @@ func (p *Probes) Snapshot() (*Snapshot, error) {
 	s.DirectReclaim, s.MemcgReclaim, s.OOMVictims, s.ExceedBufLimit = c.DirectReclaim, c.MemcgReclaim, c.OomVictims, c.ExceedBufLimit
 	s.KmallocCalls, s.KmallocBytes, s.StackSamples = c.KmallocCalls, c.KmallocBytes, c.StackSamples
 	s.StackCollisions = c.StackCollisions
-	s.Lost = Lost{Sockets: c.LostSockets, Stacks: c.LostStacks, Kmalloc: c.LostKmalloc, Caches: c.LostCaches}
+	s.Lost = Lost{Sockets: c.LostSockets, Stacks: c.LostStacks, Kmalloc: c.LostKmalloc, Caches: c.LostCaches, CPUSamples: c.LostCpuSamples}
 	for i, prog := range p.progs {
 		st, err := prog.Stats()
 		if err != nil {

@@ -381,8 +381,8 @@ func printKernel(w io.Writer, k *kernelSection, res *runner.Result) {
 		for _, h := range slices.Sorted(maps.Keys(l.RecursionByHook)) {
 			parts = append(parts, fmt.Sprintf("%s %d", h, l.RecursionByHook[h]))
 		}
-		fmt.Fprintf(w, "lost events %d: maps full %d (sockets %d, kmalloc sites %d, cache pointers %d), stack samples %d, skipped by the kernel while the same program ran on the CPU %d (%s)\n",
-			l.Total(), l.MapsFull(), l.Sockets, l.Kmalloc, l.Caches, l.Stacks, l.Recursion, strings.Join(parts, ", "))
+		fmt.Fprintf(w, "lost events %d: maps full %d (sockets %d, kmalloc sites %d, cache pointers %d), allocation stack samples %d, CPU samples %d, skipped by the kernel while the same program ran on the CPU %d (%s)\n",
+			l.Total(), l.MapsFull(), l.Sockets, l.Kmalloc, l.Caches, l.Stacks, l.CPUSamples, l.Recursion, strings.Join(parts, ", "))
 	}
 }
 
