@@ -87,7 +87,11 @@ type WorkerCounts struct {
 type Phases struct {
 	ConnectSeconds  float64 `json:"connect_seconds"`
 	ExchangeSeconds float64 `json:"exchange_seconds"`
-	CloseSeconds    float64 `json:"close_seconds"`
+	HoldSeconds     float64 `json:"hold_seconds"`
+	// HoldCutShort says a signal ended --hold early. The exchange was over
+	// by then, so it does not decide the exit code.
+	HoldCutShort bool    `json:"hold_cut_short,omitempty"`
+	CloseSeconds float64 `json:"close_seconds"`
 }
 
 // PssByRole splits the runner's PSS: client workers, server workers, parent.

@@ -323,10 +323,13 @@ func (r *Runner) Run(ctx context.Context) (res *Result, err error) {
 	}
 	if r.cfg.Hold > 0 && ctx.Err() == nil && !r.anyDied() {
 		r.progress(PhaseHold, time.Now(), 0)
+		start := time.Now()
 		select {
 		case <-ctx.Done():
+			res.Phases.HoldCutShort = true
 		case <-time.After(r.cfg.Hold):
 		}
+		res.Phases.HoldSeconds = time.Since(start).Seconds()
 		if err := r.phaseDone(PhaseHold); err != nil {
 			return res, err
 		}

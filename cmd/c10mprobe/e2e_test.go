@@ -456,6 +456,28 @@ func TestWildcardListen(t *testing.T) {
 	}
 }
 
+// A signal during --hold ends the hold, says so, and restores; what was
+// verified before it stands.
+func TestSIGTERMDuringHoldCutsItShort(t *testing.T) {
+	needRoot(t)
+	before := sysctls(t)
+	const n, port = 20000, 19912
+	cmd, o, e, dir := start(t, "--conns", strconv.Itoa(n), "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--no-bpf", "--hold", "60s")
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && ssCount(t, port) < n; time.Sleep(100 * time.Millisecond) {
+	}
+	time.Sleep(500 * time.Millisecond) // into the hold
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	r := finish(t, cmd, o, e, dir)
+	s := readSummary(t, r)
+	if r.code != 0 || s.Verified != n || !s.Phases.HoldCutShort || s.Phases.HoldSeconds >= 60 || !strings.Contains(r.stdout, "hold: cut short by a signal") {
+		t.Errorf("exit %d, verified %d, phases %+v\n%s", r.code, s.Verified, s.Phases, r.stdout)
+	}
+	assertSysctls(t, before)
+	assertNoWorkers(t, dir)
+}
+
 // Two runs at once would journal each other's sysctls, and the later to
 // end would leave the earlier's settings on the host.
 func TestSecondRunAndRestoreAreRefusedWhileARunHolds(t *testing.T) {

@@ -321,6 +321,9 @@ func printSummary(w io.Writer, res *runner.Result, dir string) {
 		res.SourceAddresses, res.Workers.Client, res.Workers.Server)
 	fmt.Fprintf(w, "connect %.2fs (%.0f/s), exchange %.2fs, close %.2fs; %.0f verified/s\n",
 		res.Phases.ConnectSeconds, res.ConnectRate, res.Phases.ExchangeSeconds, res.Phases.CloseSeconds, res.VerifiedRate)
+	if res.Phases.HoldCutShort {
+		fmt.Fprintf(w, "hold: cut short by a signal after %.1fs (the exchange was over before it)\n", res.Phases.HoldSeconds)
+	}
 	if res.Established > 0 {
 		fmt.Fprintf(w, "runner memory: %s PSS, %.0f B per connection (both ends); listen overflows %d\n",
 			units.Bytes(res.RunnerPss), float64(res.RunnerPss)/float64(res.Established), res.ListenOverflows)
