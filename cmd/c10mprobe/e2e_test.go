@@ -443,7 +443,7 @@ func TestSIGINTMidConnectRestoresAndLeavesNothing(t *testing.T) {
 
 // A wildcard --listen takes connections to 127.0.0.1 on its port, and the
 // kernel's count of them holds.
-func TestWildcardListen(t *testing.T) {
+func TestWildcardListenAndExportsWithoutProbes(t *testing.T) {
 	needRoot(t)
 	const n, port = 5000, 19911
 	r := run(t, "--conns", strconv.Itoa(n), "--listen", fmt.Sprintf("0.0.0.0:%d", port), "--no-bpf")
@@ -453,6 +453,18 @@ func TestWildcardListen(t *testing.T) {
 	s := readSummary(t, r)
 	if s.Verified != n || s.ServerSockets != n || s.DistinctClientEndpoints != n {
 		t.Errorf("verified %d, server sockets %d, distinct client endpoints %d; want %d each", s.Verified, s.ServerSockets, s.DistinctClientEndpoints, n)
+	}
+	// Without probes there are no stacks: no empty profiles, and export
+	// says why it skips them.
+	if _, err := os.Stat(filepath.Join(r.dir, "kernel-alloc.pb.gz")); err == nil {
+		t.Error("a run without probes wrote kernel-alloc.pb.gz")
+	}
+	cmd := exec.Command(toolBinary, "export", r.dir)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil || !strings.Contains(stdout.String(), "report.html") || strings.Contains(stdout.String(), ".pb.gz") ||
+		!strings.Contains(stderr.String(), "skipped kernel-alloc.pb.gz: the run had no eBPF probes (--no-bpf)") {
+		t.Errorf("export of a run without probes: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -72,10 +73,37 @@ func loadRunData(dir string) (*runData, error) {
 	return d, nil
 }
 
-// writeExports renders the given formats into dir.
-func writeExports(dir string, d *runData, formats []string) error {
+// stackExports are the files drawn from stacks: nothing to draw when a run
+// has none, so they are skipped, saying why, rather than written empty.
+var stackExports = map[string]bool{
+	"kernel-alloc.folded": true, "kernel-alloc.pb.gz": true, "flamegraph.svg": true,
+	"cpu.folded": true, "cpu.pb.gz": true, "cpu-flamegraph.svg": true,
+}
+
+// noStacksWhy says why a run has no stacks of a kind, or "" when it has some.
+func (d *runData) noStacksWhy(name string) string {
+	cpu := strings.HasPrefix(name, "cpu")
+	switch {
+	case cpu && len(d.cpu) > 0, !cpu && len(d.stacks) > 0:
+		return ""
+	case d.sum.Kernel == nil:
+		return "the run had no eBPF probes (--no-bpf)"
+	case cpu && d.cpuWhy != "":
+		return d.cpuWhy
+	}
+	return "the probes sampled none"
+}
+
+// writeExports renders the given formats into dir; it returns the files
+// written, and the ones skipped with the reason.
+func writeExports(dir string, d *runData, formats []string) (written []string, skipped map[string]string, err error) {
+	skipped = map[string]string{}
 	for _, f := range formats {
 		for _, name := range exportFormats[f] {
+			if why := d.noStacksWhy(name); stackExports[name] && why != "" {
+				skipped[name] = why
+				continue
+			}
 			var buf bytes.Buffer
 			var err error
 			switch name {
@@ -94,9 +122,6 @@ func writeExports(dir string, d *runData, formats []string) error {
 			case "cpu.folded":
 				err = analysis.WriteFolded(&buf, d.cpu)
 			case "cpu.pb.gz":
-				if len(d.cpu) == 0 {
-					continue
-				}
 				err = analysis.WritePprof(&buf, d.cpu, analysis.CPUSamples)
 			case "cpu-flamegraph.svg":
 				err = analysis.WriteFlameSVG(&buf, d.cpu, "where the run's CPU time went (connect and exchange)", "samples")
@@ -104,14 +129,16 @@ func writeExports(dir string, d *runData, formats []string) error {
 				err = analysis.WriteReport(&buf, d.report())
 			}
 			if err != nil {
-				return fmt.Errorf("rendering %s: %w", name, err)
+				return written, skipped, fmt.Errorf("rendering %s: %w", name, err)
 			}
-			if err := os.WriteFile(filepath.Join(dir, name), buf.Bytes(), 0o644); err != nil {
-				return err
+			path := filepath.Join(dir, name)
+			if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+				return written, skipped, err
 			}
+			written = append(written, path)
 		}
 	}
-	return nil
+	return written, skipped, nil
 }
 
 func (d *runData) report() analysis.Report {
@@ -206,14 +233,16 @@ func exportCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "c10mprobe export: %v\n", err)
 		return exitBadInput
 	}
-	if err := writeExports(fs.Arg(0), d, *formats); err != nil {
+	written, skipped, err := writeExports(fs.Arg(0), d, *formats)
+	for _, path := range written {
+		fmt.Fprintln(stdout, path)
+	}
+	for _, name := range slices.Sorted(maps.Keys(skipped)) {
+		fmt.Fprintf(stderr, "skipped %s: %s\n", name, skipped[name])
+	}
+	if err != nil {
 		fmt.Fprintf(stderr, "c10mprobe export: %v\n", err)
 		return exitNotAll
-	}
-	for _, f := range *formats {
-		for _, name := range exportFormats[f] {
-			fmt.Fprintln(stdout, filepath.Join(fs.Arg(0), name))
-		}
 	}
 	return exitOK
 }

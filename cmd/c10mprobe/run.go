@@ -254,7 +254,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if aerr == nil {
-		if xerr := writeExports(*out, d, allFormats); xerr != nil && err == nil {
+		if _, _, xerr := writeExports(*out, d, allFormats); xerr != nil && err == nil {
 			err = xerr
 		}
 	}
