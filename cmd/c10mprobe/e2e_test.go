@@ -468,15 +468,23 @@ func TestWildcardListenAndExportsWithoutProbes(t *testing.T) {
 	}
 }
 
+// startHolding starts a run without probes and returns once the kernel
+// shows all n connections on the port, the run then holding them.
+func startHolding(t *testing.T, n, port int, hold string) (*exec.Cmd, *bytes.Buffer, *bytes.Buffer, string) {
+	t.Helper()
+	cmd, o, e, dir := start(t, "--conns", strconv.Itoa(n), "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--no-bpf", "--hold", hold)
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && ssCount(t, port) < n; time.Sleep(100 * time.Millisecond) {
+	}
+	return cmd, o, e, dir
+}
+
 // A signal during --hold ends the hold, says so, and restores; what was
 // verified before it stands.
 func TestSIGTERMDuringHoldCutsItShort(t *testing.T) {
 	needRoot(t)
 	before := sysctls(t)
 	const n, port = 20000, 19912
-	cmd, o, e, dir := start(t, "--conns", strconv.Itoa(n), "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--no-bpf", "--hold", "60s")
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && ssCount(t, port) < n; time.Sleep(100 * time.Millisecond) {
-	}
+	cmd, o, e, dir := startHolding(t, n, port, "60s")
 	time.Sleep(500 * time.Millisecond) // into the hold
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -496,9 +504,7 @@ func TestSecondRunAndRestoreAreRefusedWhileARunHolds(t *testing.T) {
 	needRoot(t)
 	before := sysctls(t)
 	const n, port = 20000, 19909
-	cmd, o, e, dir := start(t, "--conns", strconv.Itoa(n), "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--no-bpf", "--hold", "3s")
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && ssCount(t, port) < n; time.Sleep(100 * time.Millisecond) {
-	}
+	cmd, o, e, dir := startHolding(t, n, port, "3s")
 	second := run(t, "--conns", "1000", "--listen", "127.0.0.1:19910", "--no-bpf")
 	want := fmt.Sprintf("another c10mprobe run or restore is using this host (pid %d)", cmd.Process.Pid)
 	if second.code != 1 || !strings.Contains(second.stderr, want) || strings.Count(strings.TrimSpace(second.stderr), "\n") != 0 {
