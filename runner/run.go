@@ -23,6 +23,30 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// creatable says whether dir exists or could be made: its nearest existing
+// ancestor must be a directory this process may write. Checked without
+// creating anything, so that bad input leaves nothing behind.
+func creatable(dir string) error {
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		st, err := os.Stat(d)
+		if err == nil {
+			if !st.IsDir() {
+				return fmt.Errorf("%s is not a directory", d)
+			}
+			if err := unix.Access(d, unix.W_OK); err != nil && d != filepath.Clean(dir) {
+				return fmt.Errorf("%s is not writable: %w", d, err)
+			}
+			return nil
+		}
+		if !os.IsNotExist(err) {
+			return err
+		}
+		if d == filepath.Dir(d) {
+			return err
+		}
+	}
+}
+
 // bindable says whether a socket can take a as its source address: every
 // connection from a source that is not local fails at bind().
 func bindable(a netip.Addr) error {
@@ -123,6 +147,9 @@ func Prepare(cfg Config) (*Runner, error) {
 	// (its probes' stacks, a swap marker) would pass for its own.
 	if entries, err := os.ReadDir(cfg.OutDir); err == nil && len(entries) > 0 {
 		return nil, badInput("--out %s already holds files (another run's?); give a new directory", cfg.OutDir)
+	}
+	if err := creatable(cfg.OutDir); err != nil {
+		return nil, badInput("--out %s cannot be created: %v", cfg.OutDir, err)
 	}
 	if cfg.Rate < 0 {
 		return nil, badInput("--rate must not be negative, got %g", cfg.Rate)

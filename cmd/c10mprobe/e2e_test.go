@@ -616,6 +616,7 @@ func TestBadInputExits2AndChangesNothing(t *testing.T) {
 		{"run", "--conns", "10", "extra"},
 		{"run", "--conns", "10", "--probe-cost", "--no-bpf"},
 		{"run", "--conns", "10", "--out", full},
+		{"run", "--conns", "10", "--out", filepath.Join(full, "summary.json", "run")},
 		{"frobnicate"},
 	} {
 		dir := filepath.Join(t.TempDir(), "run")
