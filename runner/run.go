@@ -143,14 +143,6 @@ func Prepare(cfg Config) (*Runner, error) {
 	if cfg.Inflight <= 0 {
 		return nil, badInput("--inflight must be positive, got %d", cfg.Inflight)
 	}
-	// A run directory holds one run: files a second run does not write
-	// (its probes' stacks, a swap marker) would pass for its own.
-	if entries, err := os.ReadDir(cfg.OutDir); err == nil && len(entries) > 0 {
-		return nil, badInput("--out %s already holds files (another run's?); give a new directory", cfg.OutDir)
-	}
-	if err := creatable(cfg.OutDir); err != nil {
-		return nil, badInput("--out %s cannot be created: %v", cfg.OutDir, err)
-	}
 	if cfg.Rate < 0 {
 		return nil, badInput("--rate must not be negative, got %g", cfg.Rate)
 	}
@@ -241,6 +233,14 @@ func Prepare(cfg Config) (*Runner, error) {
 	})
 	if err != nil {
 		return nil, badInput("%v", err)
+	}
+	// A run directory holds one run: files a second run does not write
+	// (its probes' stacks, a swap marker) would pass for its own.
+	if entries, err := os.ReadDir(cfg.OutDir); err == nil && len(entries) > 0 {
+		return nil, badInput("--out %s already holds files (another run's?); give a new directory", cfg.OutDir)
+	}
+	if err := creatable(cfg.OutDir); err != nil {
+		return nil, badInput("--out %s cannot be created: %v", cfg.OutDir, err)
 	}
 	return r, nil
 }
