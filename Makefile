@@ -11,8 +11,9 @@ BIN      := c10mprobe
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-build: ## build ./c10mprobe
+build: ## build ./c10mprobe and, beside it, the lean worker it starts for each worker process
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/c10mprobe
+	$(GO) build -o $(BIN)-worker ./cmd/c10mprobe-worker
 
 test: lint ## vet, gofmt, then every test (root tier as root); -p 1: the root tests share sysctls and slab counts
 	$(GO) test -count=1 -p 1 -timeout 20m ./...
@@ -35,4 +36,4 @@ check-generated: generate ## fail if the committed bpf2go output differs from a 
 	@git diff --exit-code --stat -- bpf/probes_bpfel.go bpf/probes_bpfel.o || { echo "bpf/: the committed bpf2go output is stale; run make generate and commit"; exit 1; }
 
 clean: ## remove the binary and local run directories
-	rm -rf $(BIN) runs
+	rm -rf $(BIN) $(BIN)-worker runs

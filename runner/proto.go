@@ -106,8 +106,14 @@ func (s *Stats) unmarshal(buf []byte) error {
 }
 
 // workerConfig is the JSON a worker reads from stdin.
+// protoVersion is checked by every worker against its parent's: a
+// c10mprobe-worker left from another build must not misread the commands
+// or the Stats records. Bump it with any change to them or to workerConfig.
+const protoVersion = 2
+
 type workerConfig struct {
-	Role     string   `json:"role"` // "client" or "server"
+	Proto    int      `json:"proto"` // protoVersion of the parent
+	Role     string   `json:"role"`  // "client" or "server"
 	Index    int      `json:"index"`
 	Quota    int      `json:"quota"`    // client: connections to open; server: most to accept
 	Base     uint32   `json:"base"`     // server: first connection number

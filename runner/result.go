@@ -4,17 +4,20 @@ import "github.com/c10mprobe/c10mprobe/internal/sysctl"
 
 // Result is the runner's part of summary.json.
 type Result struct {
-	Requested               int               `json:"requested"`
-	Established             uint64            `json:"established"`
-	Accepted                uint64            `json:"accepted"`
-	Verified                uint64            `json:"verified"`
-	Echoed                  uint64            `json:"echoed"`
-	Failed                  map[string]uint64 `json:"failed"`
-	Limit                   *Limit            `json:"limit"`
-	StoppedBy               string            `json:"stopped_by"`
-	Server                  Endpoint          `json:"server"`
-	ServerSockets           uint64            `json:"server_sockets_on_port"`
-	DistinctClientEndpoints uint64            `json:"distinct_client_endpoints"`
+	Requested   int               `json:"requested"`
+	Established uint64            `json:"established"`
+	Accepted    uint64            `json:"accepted"`
+	Verified    uint64            `json:"verified"`
+	Echoed      uint64            `json:"echoed"`
+	Failed      map[string]uint64 `json:"failed"`
+	Limit       *Limit            `json:"limit"`
+	StoppedBy   string            `json:"stopped_by"`
+	// WorkerExecutable ran the workers: c10mprobe-worker when it lies
+	// beside c10mprobe, else c10mprobe itself.
+	WorkerExecutable        string   `json:"worker_executable"`
+	Server                  Endpoint `json:"server"`
+	ServerSockets           uint64   `json:"server_sockets_on_port"`
+	DistinctClientEndpoints uint64   `json:"distinct_client_endpoints"`
 	// At the peak, from the same sock_diag dump: the truesize of the skbs
 	// queued on the run's sockets (rmem_alloc + wmem_queued), by end, and
 	// what each socket holds against tcp_mem.

@@ -73,6 +73,7 @@ type Runner struct {
 	// unspecified destination becomes the source), a different server
 	// address for every source.
 	connectTo netip.AddrPort
+	workerExe string // what spawn started
 
 	// listener is the server socket, owned by this one os.File: a second
 	// wrapper's finalizer would close the fd number again after it was reused.
@@ -460,11 +461,31 @@ func (r *Runner) listen() error {
 	return nil
 }
 
-func (r *Runner) spawn() error {
+// WorkerBinary is the lean worker executable, looked for beside this one.
+const WorkerBinary = "c10mprobe-worker"
+
+// workerExe is the worker executable: c10mprobe-worker beside this binary
+// when there is one (make build puts it there), else this binary itself.
+// The lean one saves each worker the package init of everything it never
+// runs (google/pprof/profile alone allocates 154 KB compiling regexps).
+func workerExe() (string, error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return fmt.Errorf("finding own executable: %w", err)
+		return "", fmt.Errorf("finding own executable: %w", err)
 	}
+	lean := filepath.Join(filepath.Dir(exe), WorkerBinary)
+	if st, err := os.Stat(lean); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+		return lean, nil
+	}
+	return exe, nil
+}
+
+func (r *Runner) spawn() error {
+	exe, err := workerExe()
+	if err != nil {
+		return err
+	}
+	r.workerExe = exe
 	listener := r.listener
 	sources := make([]string, len(r.plan.Sources))
 	for i, s := range r.plan.Sources {
@@ -477,7 +498,7 @@ func (r *Runner) spawn() error {
 	}
 	var pids bytes.Buffer
 	for i := range r.plan.ServerWorkers {
-		wc := workerConfig{Role: "server", Index: i, Quota: Quota(r.cfg.Conns, r.plan.ServerWorkers, i),
+		wc := workerConfig{Proto: protoVersion, Role: "server", Index: i, Quota: Quota(r.cfg.Conns, r.plan.ServerWorkers, i),
 			Base: uint32(i * r.plan.ConnsPerWorker), NoFile: r.plan.NoFile, Payload: r.cfg.Payload, Unread: r.cfg.Unread}
 		wc.Quota = max(wc.Quota, min(r.plan.ConnsPerWorker, r.cfg.Conns))
 		if err := r.start(exe, wc, listener); err != nil {
@@ -486,7 +507,7 @@ func (r *Runner) spawn() error {
 	}
 	perWorkerRate := r.cfg.Rate / float64(r.plan.ClientWorkers)
 	for i := range r.plan.ClientWorkers {
-		wc := workerConfig{Role: "client", Index: i, Quota: Quota(r.cfg.Conns, r.plan.ClientWorkers, i),
+		wc := workerConfig{Proto: protoVersion, Role: "client", Index: i, Quota: Quota(r.cfg.Conns, r.plan.ClientWorkers, i),
 			NoFile: r.plan.NoFile, Sources: sources, Server: r.connectTo.String(),
 			Inflight: max(1, r.cfg.Inflight/r.plan.ClientWorkers), Rate: perWorkerRate, Payload: r.cfg.Payload, Unread: r.cfg.Unread}
 		if err := r.start(exe, wc, nil); err != nil {
@@ -1009,6 +1030,7 @@ func (r *Runner) finishResult(res *Result) {
 		res.Limit = r.limit
 	}
 	res.StoppedBy = "complete"
+	res.WorkerExecutable = r.workerExe
 	if res.Limit != nil {
 		res.StoppedBy = res.Limit.Kind
 	}

@@ -69,8 +69,14 @@ type worker struct {
 // WorkerMain is the whole life of a worker process; it returns the exit code.
 func WorkerMain() int {
 	var cfg workerConfig
-	if err := json.NewDecoder(os.Stdin).Decode(&cfg); err != nil {
-		fmt.Fprintf(os.Stderr, "c10mprobe worker: reading configuration: %v\n", err)
+	dec := json.NewDecoder(os.Stdin)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		fmt.Fprintf(os.Stderr, "c10mprobe worker: reading configuration: %v (a c10mprobe-worker from another build? rebuild both: make build)\n", err)
+		return 2
+	}
+	if cfg.Proto != protoVersion {
+		fmt.Fprintf(os.Stderr, "c10mprobe worker: protocol %d, parent speaks %d: this worker is from another build; rebuild both (make build)\n", protoVersion, cfg.Proto)
 		return 2
 	}
 	w, err := newWorker(cfg)

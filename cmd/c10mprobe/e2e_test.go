@@ -22,6 +22,7 @@ import (
 	"github.com/c10mprobe/c10mprobe/internal/sockdiag"
 	"github.com/c10mprobe/c10mprobe/internal/sysctl"
 	"github.com/c10mprobe/c10mprobe/internal/testhost"
+	"github.com/c10mprobe/c10mprobe/runner"
 )
 
 var toolBinary string
@@ -34,9 +35,12 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	toolBinary = filepath.Join(dir, "c10mprobe")
-	if out, err := exec.Command("go", "build", "-o", toolBinary, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building c10mprobe: %v\n%s", err, out)
-		os.Exit(1)
+	// Built as make build does: the lean worker beside the tool.
+	for _, b := range [][2]string{{toolBinary, "."}, {filepath.Join(dir, runner.WorkerBinary), "../c10mprobe-worker"}} {
+		if out, err := exec.Command("go", "build", "-o", b[0], b[1]).CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "building %s: %v\n%s", b[0], err, out)
+			os.Exit(1)
+		}
 	}
 	os.Chmod(dir, 0o755) // the non-root test runs it as nobody
 	code := m.Run()
@@ -211,6 +215,9 @@ func TestRunVerifiesAllOnOnePortPastOneProcessFdBudget(t *testing.T) {
 		t.Errorf("%d sockets left on port %d after the run", left, port)
 	}
 	assertNoWorkers(t, r.dir)
+	if filepath.Base(s.WorkerExecutable) != runner.WorkerBinary {
+		t.Errorf("workers ran %q, want the lean %s beside the tool", s.WorkerExecutable, runner.WorkerBinary)
+	}
 	assertSysctls(t, before)
 	assertKernelSection(t, s, n)
 	assertProbeCost(t, s, n, r.stdout)
@@ -465,6 +472,30 @@ func TestWildcardListenAndExportsWithoutProbes(t *testing.T) {
 	if err := cmd.Run(); err != nil || !strings.Contains(stdout.String(), "report.html") || strings.Contains(stdout.String(), ".pb.gz") ||
 		!strings.Contains(stderr.String(), "skipped kernel-alloc.pb.gz: the run had no eBPF probes (--no-bpf)") {
 		t.Errorf("export of a run without probes: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+}
+
+// Without c10mprobe-worker beside it (go run, a lone copy), c10mprobe runs
+// its workers by re-executing itself.
+func TestWorkersWithoutTheLeanBinary(t *testing.T) {
+	needRoot(t)
+	lone := filepath.Join(t.TempDir(), "c10mprobe")
+	data, err := os.ReadFile(toolBinary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(lone, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "run")
+	const n = 2000
+	out, err := exec.Command(lone, "run", "--conns", strconv.Itoa(n), "--listen", "127.0.0.1:19913", "--no-bpf", "--out", dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	s := readSummary(t, result{dir: dir})
+	if s.Verified != n || s.WorkerExecutable != lone {
+		t.Errorf("verified %d, workers ran %q; want %d and %s", s.Verified, s.WorkerExecutable, n, lone)
 	}
 }
 

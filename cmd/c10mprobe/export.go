@@ -8,7 +8,6 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 
@@ -165,16 +164,16 @@ func (d *runData) report() analysis.Report {
 }
 
 // symbolizeCPU resolves CPU stacks: kernel frames with /proc/kallsyms, user
-// frames with this binary's own symbol table, since the workers are this
-// binary re-executed (non-PIE, so at the same addresses).
-func symbolizeCPU(t *ksym.Table, stacks []bpf.CPUStack) []analysis.Stack {
+// frames with the symbols of the executable the workers ran (non-PIE, so at
+// the addresses in its file); user may be nil, leaving them in hex.
+func symbolizeCPU(t *ksym.Table, user *ksym.GoTable, stacks []bpf.CPUStack) []analysis.Stack {
 	var out []analysis.Stack
 	for _, s := range stacks {
 		frames := kernelFrames(t, s.Kernel)
 		for _, a := range s.User {
 			name := fmt.Sprintf("0x%x", a)
-			if f := runtime.FuncForPC(uintptr(a)); f != nil {
-				name = f.Name()
+			if user != nil {
+				name = user.Name(a)
 			}
 			frames = append(frames, name)
 		}

@@ -229,7 +229,11 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	sum := summary{Result: res, Preflight: r.Preflight(), Host: r.Host(), Kernel: rec.kernelSection(res, syms)}
 	var stacks, cpuStacks []analysis.Stack
 	if syms != nil {
-		stacks, cpuStacks = symbolize(syms, rec.stacks), symbolizeCPU(syms, rec.cpu)
+		user, uerr := ksym.FromGoBinary(res.WorkerExecutable)
+		if uerr != nil {
+			fmt.Fprintf(stderr, "CPU stacks' user frames left in hex: %v\n", uerr)
+		}
+		stacks, cpuStacks = symbolize(syms, rec.stacks), symbolizeCPU(syms, user, rec.cpu)
 	} else if symErr != nil {
 		fmt.Fprintf(stderr, "no allocation or CPU stacks: %v\n", symErr)
 		if rec.cpuWhy == "" {

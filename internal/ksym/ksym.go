@@ -1,9 +1,12 @@
 // Package ksym resolves kernel addresses to function names from
-// /proc/kallsyms (addresses read as zero without root).
+// /proc/kallsyms (addresses read as zero without root), and user addresses
+// from an executable's ELF symbol table.
 package ksym
 
 import (
 	"bufio"
+	"debug/elf"
+	"debug/gosym"
 	"fmt"
 	"os"
 	"sort"
@@ -49,6 +52,47 @@ func Load(path string) (*Table, error) {
 	if len(t.addrs) == 0 {
 		return nil, fmt.Errorf("%s lists no addresses (reading them needs root)", path)
 	}
+	t.sort()
+	return t, nil
+}
+
+// GoTable names the functions of a Go executable from its pclntab, which
+// every Go binary keeps (go run and go test strip the ELF symbol table, not
+// this): the workers' user-space frames when they ran from c10mprobe-worker,
+// a binary other than the one symbolizing.
+type GoTable struct{ tab *gosym.Table }
+
+// FromGoBinary reads the pclntab of the Go executable at path.
+func FromGoBinary(path string) (*GoTable, error) {
+	f, err := elf.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	pcln, text := f.Section(".gopclntab"), f.Section(".text")
+	if pcln == nil || text == nil {
+		return nil, fmt.Errorf("%s has no .gopclntab: not a Go executable", path)
+	}
+	data, err := pcln.Data()
+	if err != nil {
+		return nil, fmt.Errorf("reading the pclntab of %s: %w", path, err)
+	}
+	tab, err := gosym.NewTable(nil, gosym.NewLineTable(data, text.Addr))
+	if err != nil {
+		return nil, fmt.Errorf("decoding the pclntab of %s: %w", path, err)
+	}
+	return &GoTable{tab}, nil
+}
+
+// Name returns the function containing pc, or its hex form.
+func (g *GoTable) Name(pc uint64) string {
+	if fn := g.tab.PCToFunc(pc); fn != nil {
+		return fn.Name
+	}
+	return fmt.Sprintf("0x%x", pc)
+}
+
+func (t *Table) sort() {
 	idx := make([]int, len(t.addrs))
 	for i := range idx {
 		idx[i] = i
@@ -59,7 +103,6 @@ func Load(path string) (*Table, error) {
 		addrs[k], names[k] = t.addrs[i], t.names[i]
 	}
 	t.addrs, t.names = addrs, names
-	return t, nil
 }
 
 // Name returns the function containing addr, or its hex form.

@@ -3,6 +3,9 @@ package ksym
 import (
 	"os"
 	"path/filepath"
+	"reflect"
+	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -21,5 +24,25 @@ func TestLoadAndName(t *testing.T) {
 	os.WriteFile(p, []byte("0000000000000000 T _stext\n"), 0o644)
 	if _, err := Load(p); err == nil {
 		t.Error("zeroed kallsyms (not root) loaded")
+	}
+}
+
+// FromGoBinary names this test binary's own functions as the Go runtime
+// does (go test strips the ELF symbols; the pclntab stays).
+func TestFromGoBinaryAgreesWithTheRuntime(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab, err := FromGoBinary(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fn := range []any{TestFromGoBinaryAgreesWithTheRuntime, FromGoBinary, strings.TrimSuffix} {
+		pc := reflect.ValueOf(fn).Pointer()
+		want := runtime.FuncForPC(pc).Name()
+		if got := tab.Name(uint64(pc) + 1); got != want {
+			t.Errorf("0x%x: %q, runtime says %q", pc, got, want)
+		}
 	}
 }

@@ -1,0 +1,31 @@
+package runner
+
+import (
+	"fmt"
+	"os"
+	"testing"
+)
+
+// A c10mprobe-worker from another build refuses its parent's configuration
+// instead of misreading it.
+func TestWorkerRefusesAnotherBuildsConfiguration(t *testing.T) {
+	for name, cfg := range map[string]string{
+		"older protocol": fmt.Sprintf(`{"proto":%d,"role":"client"}`, protoVersion-1),
+		"unknown field":  fmt.Sprintf(`{"proto":%d,"role":"client","from_the_future":1}`, protoVersion),
+	} {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.WriteString(cfg)
+		w.Close()
+		stdin := os.Stdin
+		os.Stdin = r
+		code := WorkerMain()
+		os.Stdin = stdin
+		r.Close()
+		if code != 2 {
+			t.Errorf("%s: WorkerMain returned %d, want 2", name, code)
+		}
+	}
+}
