@@ -18,17 +18,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/c10mprobe/c10mprobe/internal/hostlock"
 	"github.com/c10mprobe/c10mprobe/internal/procfs"
 	"github.com/c10mprobe/c10mprobe/internal/sockdiag"
 	"github.com/c10mprobe/c10mprobe/internal/sysctl"
-	"github.com/c10mprobe/c10mprobe/internal/testhost"
 	"github.com/c10mprobe/c10mprobe/runner"
 )
 
 var toolBinary string
 
 func TestMain(m *testing.M) {
-	testhost.Hold()
+	// One measuring test binary at a time: each package's slab and socket
+	// counts are off while another's tests open or close thousands of
+	// sockets, and go test runs packages at once unless given -p 1.
+	hostlock.Wait("c10mprobe-tests")
 	dir, err := os.MkdirTemp("", "c10mprobe-e2e")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
