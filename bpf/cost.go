@@ -8,7 +8,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Cost is what one attached program cost the kernel so far.
+// Cost is what one attached program cost the kernel so far: runs and run
+// time while TimePrograms holds (zero otherwise), recursion misses always.
 type Cost struct {
 	Hook            string        `json:"hook"`
 	Runs            uint64        `json:"runs"`
@@ -28,17 +29,4 @@ func (p *Probes) TimePrograms() error {
 	}
 	p.stats = c
 	return nil
-}
-
-// Costs reads each attached program's runs and run time.
-func (p *Probes) Costs() ([]Cost, error) {
-	var out []Cost
-	for i, prog := range p.progs {
-		st, err := prog.Stats()
-		if err != nil {
-			return nil, fmt.Errorf("reading the stats of the %s program: %w", p.progHooks[i], err)
-		}
-		out = append(out, Cost{Hook: p.progHooks[i], Runs: st.RunCount, Runtime: st.Runtime, RecursionMisses: st.RecursionMisses})
-	}
-	return out, nil
 }

@@ -46,6 +46,7 @@ type Snapshot struct {
 	// flamegraph, not a lost event.
 	StackCollisions uint64 `json:"stack_collisions"`
 	Lost            Lost   `json:"lost"`
+	Programs        []Cost `json:"programs"` // each attached program, in attach order
 }
 
 // Lost counts what the maps could not hold; never dropped silently.
@@ -116,11 +117,14 @@ func (p *Probes) Snapshot() (*Snapshot, error) {
 	s.KmallocCalls, s.KmallocBytes, s.StackSamples = c.KmallocCalls, c.KmallocBytes, c.StackSamples
 	s.StackCollisions = c.StackCollisions
 	s.Lost = Lost{Sockets: c.LostSockets, Stacks: c.LostStacks, Kmalloc: c.LostKmalloc, Caches: c.LostCaches, CPUSamples: c.LostCpuSamples}
+	// One read of each program's kernel stats serves both the programs'
+	// cost and the events the kernel skipped.
 	for i, prog := range p.progs {
 		st, err := prog.Stats()
 		if err != nil {
 			return nil, fmt.Errorf("reading the %s program's stats: %w", p.progHooks[i], err)
 		}
+		s.Programs = append(s.Programs, Cost{Hook: p.progHooks[i], Runs: st.RunCount, Runtime: st.Runtime, RecursionMisses: st.RecursionMisses})
 		if st.RecursionMisses > 0 {
 			if s.Lost.RecursionByHook == nil {
 				s.Lost.RecursionByHook = map[string]uint64{}

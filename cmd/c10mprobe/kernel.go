@@ -135,8 +135,8 @@ func (r *recorder) kernelSection(res *runner.Result, syms *ksym.Table) *kernelSe
 		}
 		k.Caches[c.Name] = cr
 	}
-	if r.costs != nil && res.Established > 0 {
-		k.ProbeCost = costPerConnection(r.costs, res.Established)
+	if timed(b.Programs) && res.Established > 0 {
+		k.ProbeCost = costPerConnection(b.Programs, res.Established)
 	}
 	probe := make([]uint64, len(r.peakSock))
 	for i, s := range r.peakSock {
@@ -164,6 +164,17 @@ type hookCost struct {
 	NsPerRun          float64 `json:"ns_per_run"`
 	NsPerConnection   float64 `json:"ns_per_connection"`
 	RecursionMisses   uint64  `json:"recursion_misses"`
+}
+
+// timed says whether the kernel timed the programs: run times are zero
+// unless BPF_ENABLE_STATS (--probe-cost) or kernel.bpf_stats_enabled held.
+func timed(costs []bpf.Cost) bool {
+	for _, c := range costs {
+		if c.Runtime > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func costPerConnection(costs []bpf.Cost, conns uint64) *probeCost {

@@ -29,7 +29,6 @@ type phaseSample struct {
 // peak (the end of the exchange, when everything the run holds is held).
 type recorder struct {
 	probes *bpf.Probes
-	timed  bool // the kernel times the probes' programs
 
 	mu       sync.Mutex
 	last     runner.Progress
@@ -39,7 +38,6 @@ type recorder struct {
 	cpu      []bpf.CPUStack
 	cpuWhy   string
 	sites    []bpf.KmallocSite
-	costs    []bpf.Cost // with --probe-cost
 	errs     []string
 
 	pids      []int
@@ -199,11 +197,6 @@ func (r *recorder) peak() {
 		}
 		if r.sites, err = r.probes.KmallocSites(); err != nil {
 			r.errs = append(r.errs, err.Error())
-		}
-		if r.timed {
-			if r.costs, err = r.probes.Costs(); err != nil {
-				r.errs = append(r.errs, err.Error())
-			}
 		}
 	}
 }

@@ -162,7 +162,6 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 				fmt.Fprintf(stderr, "c10mprobe run: --probe-cost: %v\n", err)
 				return exitNotAll
 			}
-			rec.timed = true
 		}
 		if probes.MountedTracefs() {
 			// So that `restore` unmounts it after a SIGKILL, too.
