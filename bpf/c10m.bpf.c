@@ -272,8 +272,11 @@ static __always_inline struct sock_mem *socket_entry(const struct sk_ends *e, en
 		return NULL;
 	/* Go sizes the array for every slot of the plan, up to a cap: with far
 	 * more --src addresses than the run needs, slots wrap around, and a
-	 * slot held by another live socket is counted as lost. */
-	__u32 slot = ((*src * ports_per_source + off) * 2 + side) % socket_slots;
+	 * slot held by another live socket is counted as lost. The division
+	 * only where they wrap: this runs on every state change and send. */
+	__u32 slot = (*src * ports_per_source + off) * 2 + side;
+	if (slot >= socket_slots)
+		slot %= socket_slots;
 	return bpf_map_lookup_elem(&sockets, &slot);
 }
 

@@ -33,7 +33,7 @@ func creatable(dir string) error {
 			if !st.IsDir() {
 				return fmt.Errorf("%s is not a directory", d)
 			}
-			if err := unix.Access(d, unix.W_OK); err != nil && d != filepath.Clean(dir) {
+			if err := unix.Access(d, unix.W_OK); err != nil {
 				return fmt.Errorf("%s is not writable: %w", d, err)
 			}
 			return nil
