@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -332,6 +333,20 @@ func assertKernelSection(t *testing.T, s summary, n int) {
 	}
 	if dropped := k.StackCollisions + k.Lost.Stacks; dropped > 5+k.StackSamples/50 {
 		t.Errorf("%d of %d stack samples dropped (collisions %d)", dropped, k.StackSamples+dropped, k.StackCollisions)
+	}
+	// One sample in stack_sample_every of the run's watched slab and page
+	// allocations, whose counts stand against /proc/slabinfo above: the
+	// samples taken must be that many (a countdown on each CPU).
+	var ticks uint64
+	for _, c := range k.Caches {
+		ticks += c.RunAllocs
+	}
+	for _, a := range k.Pages.RunAllocsByOrder {
+		ticks += a
+	}
+	want := float64(ticks) / float64(k.StackSampleEvery)
+	if got := float64(k.StackSamples + k.StackCollisions + k.Lost.Stacks); math.Abs(got-want) > 2+float64(runtime.NumCPU())+0.01*want {
+		t.Errorf("%.0f stack samples, want %.0f: %d run allocations, one in %d", got, want, ticks, k.StackSampleEvery)
 	}
 	if len(k.KmallocSites) == 0 || k.KmallocSites[0].Bytes == 0 || strings.HasPrefix(k.KmallocSites[0].Function, "0x") {
 		t.Errorf("kmalloc call sites: %+v", k.KmallocSites)
