@@ -5,8 +5,9 @@ GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.version=$(VERSION)
 BIN      := c10mprobe
+PREFIX   ?= /usr/local
 
-.PHONY: help build test bench lint generate check-generated clean
+.PHONY: help build install test bench lint generate check-generated clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -14,6 +15,10 @@ help: ## list the targets
 build: ## build ./c10mprobe and, beside it, the lean worker it starts for each worker process
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/c10mprobe
 	$(GO) build -o $(BIN)-worker ./cmd/c10mprobe-worker
+
+install: build ## put c10mprobe and c10mprobe-worker side by side in $(PREFIX)/bin (root's PATH)
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(BIN) $(BIN)-worker $(DESTDIR)$(PREFIX)/bin/
 
 test: lint ## vet, gofmt, then every test (root tier as root); -p 1: the root tests share sysctls and slab counts
 	$(GO) test -count=1 -p 1 -timeout 20m ./...
@@ -33,7 +38,7 @@ vmlinux: ## regenerate bpf/vmlinux.h from the running kernel's BTF
 	bpftool btf dump file /sys/kernel/btf/vmlinux format c > bpf/vmlinux.h
 
 check-generated: generate ## fail if the committed bpf2go output differs from a fresh build
-	@git diff --exit-code --stat -- bpf/probes_bpfel.go bpf/probes_bpfel.o || { echo "bpf/: the committed bpf2go output is stale; run make generate and commit"; exit 1; }
+	@git diff --exit-code --stat -- bpf/probes_x86_bpfel.go bpf/probes_x86_bpfel.o || { echo "bpf/: the committed bpf2go output is stale; run make generate and commit"; exit 1; }
 
 clean: ## remove the binary and local run directories
 	rm -rf $(BIN) $(BIN)-worker runs

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/c10mprobe/c10mprobe/internal/limit"
 	"github.com/c10mprobe/c10mprobe/internal/units"
 )
 
@@ -40,9 +41,10 @@ type LedgerLine struct {
 
 // LimitLine is one limit, how much of it the run used and when it binds.
 type LimitLine struct {
-	Name  string `json:"name"`
-	Value string `json:"value"`
-	Used  string `json:"used"`
+	kind  limit.Kind // the run's limit kind this row stands for
+	Name  string     `json:"name"`
+	Value string     `json:"value"`
+	Used  string     `json:"used"`
 	// BindsAt is the connection count at which it binds; nil when it cannot
 	// bind (the runner shards around it) or when the run gave no cost to scale.
 	BindsAt *uint64 `json:"binds_at_connections"`

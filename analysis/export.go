@@ -36,7 +36,7 @@ type Sample struct {
 type Stack struct {
 	Frames []string `json:"frames"`         // innermost first
 	What   string   `json:"what,omitempty"` // the slab cache, or "pages order N"; empty for CPU
-	Bytes  uint64   `json:"bytes"`          // bytes, or samples for CPU stacks
+	Weight uint64   `json:"weight"`         // bytes, or samples for CPU stacks
 }
 
 // TimeseriesHeader is the fixed part of timeseries.csv's header; one
@@ -116,7 +116,7 @@ func folded(s Stack) string {
 func WriteFolded(w io.Writer, stacks []Stack) error {
 	sum := map[string]uint64{}
 	for _, s := range stacks {
-		sum[folded(s)] += s.Bytes
+		sum[folded(s)] += s.Weight
 	}
 	keys := make([]string, 0, len(sum))
 	for k := range sum {
@@ -159,7 +159,7 @@ func Profile(stacks []Stack, kind profile.ValueType) *profile.Profile {
 		return l
 	}
 	for _, s := range stacks {
-		sample := &profile.Sample{Value: []int64{int64(s.Bytes)}}
+		sample := &profile.Sample{Value: []int64{int64(s.Weight)}}
 		if s.What != "" {
 			sample.Label = map[string][]string{"cache": {s.What}}
 			sample.Location = append(sample.Location, loc("["+s.What+"]"))

@@ -21,14 +21,14 @@ func flameTree(stacks []Stack) *flameNode {
 	root := &flameNode{name: "all", children: map[string]*flameNode{}}
 	for _, s := range stacks {
 		n := root
-		n.value += s.Bytes
+		n.value += s.Weight
 		for _, f := range strings.Split(folded(s), ";") {
 			c := n.children[f]
 			if c == nil {
 				c = &flameNode{name: f, children: map[string]*flameNode{}}
 				n.children[f] = c
 			}
-			c.value += s.Bytes
+			c.value += s.Weight
 			n = c
 		}
 	}

@@ -1,5 +1,7 @@
 package analysis
 
+import "github.com/c10mprobe/c10mprobe/internal/limit"
+
 // Run is what a run recorded, in analysis' own terms; cmd adapts the run
 // directory into it. Nothing here reads a file or the kernel.
 type Run struct {
@@ -15,9 +17,12 @@ type Run struct {
 
 	ClientWorkers int    `json:"client_workers"`
 	ServerWorkers int    `json:"server_workers"`
-	FDsPerWorker  uint64 `json:"fds_per_worker"`  // RLIMIT_NOFILE each worker had
-	SocketsPerFD  int    `json:"sockets_per_fd"`  // 1: what the runner's design holds
-	MaxHeldPerFDs uint64 `json:"max_held_by_one"` // the most sockets one worker held
+	FDsPerWorker  uint64 `json:"fds_per_worker"` // RLIMIT_NOFILE each worker had
+	// SocketsPerWorker is what each worker may hold: its RLIMIT_NOFILE less
+	// the fds it keeps for itself.
+	SocketsPerWorker uint64 `json:"sockets_per_worker"`
+	SocketsPerFD     int    `json:"sockets_per_fd"`  // 1: what the runner's design holds
+	MaxHeldPerFDs    uint64 `json:"max_held_by_one"` // the most sockets one worker held
 
 	Idle Memory `json:"idle"` // workers started, nothing opened
 	Peak Memory `json:"peak"` // every connection held and verified
@@ -95,7 +100,7 @@ type Limits struct {
 
 // Bound is a limit that bound: its kind, the count it bound at, and why.
 type Bound struct {
-	Kind   string `json:"kind"`
-	At     uint64 `json:"at"`
-	Detail string `json:"detail"`
+	Kind   limit.Kind `json:"kind"`
+	At     uint64     `json:"at"`
+	Detail string     `json:"detail"`
 }

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/c10mprobe/c10mprobe/internal/limit"
 	"github.com/c10mprobe/c10mprobe/internal/units"
 )
 
@@ -18,18 +19,18 @@ func limits(r Run, e Explanation) []LimitLine {
 	var out []LimitLine
 
 	budget := r.FDsPerWorker
-	fd := LimitLine{Name: "fds per process", Value: fmt.Sprintf("RLIMIT_NOFILE %s per worker (hard %s)", units.Count(budget), units.Count(l.NoFileHard)),
+	fd := LimitLine{kind: limit.Fds, Name: "fds per process", Value: fmt.Sprintf("RLIMIT_NOFILE %s per worker (hard %s)", units.Count(budget), units.Count(l.NoFileHard)),
 		Used: fmt.Sprintf("%s sockets in the fullest worker, one fd each", units.Count(r.MaxHeldPerFDs))}
 	if l.MaxWorkers > 0 {
-		fd.BindsAt = ptr(uint64(l.MaxWorkers) * (budget - min(budget, 16)))
-		fd.Detail = fmt.Sprintf("%d workers a side × %s sockets each (--max-workers)", l.MaxWorkers, units.Count(budget-min(budget, 16)))
+		fd.BindsAt = ptr(uint64(l.MaxWorkers) * r.SocketsPerWorker)
+		fd.Detail = fmt.Sprintf("%d workers a side × %s sockets each (--max-workers)", l.MaxWorkers, units.Count(r.SocketsPerWorker))
 	} else {
 		fd.Detail = "the runner adds worker processes, so the per-process limit never binds the total"
 	}
 	out = append(out, fd)
 
 	if l.FileMax > 0 {
-		fm := LimitLine{Name: "fs.file-max", Value: units.Count(uint64(l.FileMax)),
+		fm := LimitLine{kind: limit.FileMax, Name: "fs.file-max", Value: units.Count(uint64(l.FileMax)),
 			Used: fmt.Sprintf("%s files open before, +2 per connection", units.Count(uint64(l.FilesOpen)))}
 		if l.Privileged {
 			// alloc_empty_file() (fs/file_table.c) skips the max_files
@@ -44,7 +45,7 @@ func limits(r Run, e Explanation) []LimitLine {
 
 	ports := uint64(l.PortHi - l.PortLo + 1)
 	pairs := ports * uint64(r.SourceAddresses)
-	sp := LimitLine{Name: "source ports", Value: fmt.Sprintf("ip_local_port_range %d–%d × %d source addresses × 1 destination", l.PortLo, l.PortHi, r.SourceAddresses),
+	sp := LimitLine{kind: limit.Ports, Name: "source ports", Value: fmt.Sprintf("ip_local_port_range %d–%d × %d source addresses × 1 destination", l.PortLo, l.PortHi, r.SourceAddresses),
 		Used: fmt.Sprintf("%s of %s (address, port) pairs", units.Count(n), units.Count(pairs))}
 	if r.AutoSources {
 		sp.Detail = "the runner takes as many source addresses from 127.0.0.0/8 as it needs, so ports never bind the total"
@@ -85,7 +86,7 @@ func limits(r Run, e Explanation) []LimitLine {
 
 	perConn := float64(e.GrowthBytes) / float64(max(1, n))
 	avail := int64(r.Idle.MemAvailable) - int64(l.Reserve)
-	mem := LimitLine{Name: "memory", Value: fmt.Sprintf("MemAvailable %s before the run, reserve %s", units.Bytes(r.Idle.MemAvailable), units.Bytes(l.Reserve)),
+	mem := LimitLine{kind: limit.Memory, Name: "memory", Value: fmt.Sprintf("MemAvailable %s before the run, reserve %s", units.Bytes(r.Idle.MemAvailable), units.Bytes(l.Reserve)),
 		Used: fmt.Sprintf("%s (%.0f B per connection)", units.Bytes(uint64(max(0, e.GrowthBytes))), perConn)}
 	if perConn >= 1 && avail > 0 {
 		mem.BindsAt = ptr(uint64(float64(avail) / perConn))
@@ -98,7 +99,7 @@ func limits(r Run, e Explanation) []LimitLine {
 	if rl := r.RunLimit; rl != nil {
 		// The run met this limit: it binds where the run stopped.
 		for i := range out {
-			if matches(rl.Kind, out[i].Name) {
+			if out[i].kind != "" && out[i].kind == rowKind(rl.Kind) {
 				out[i].BindsAt = ptr(rl.At)
 				out[i].Detail = "the run stopped here: " + rl.Detail
 			}
@@ -117,19 +118,12 @@ func limits(r Run, e Explanation) []LimitLine {
 	return out
 }
 
-// matches maps the runner's limit kinds onto the table's rows.
-func matches(kind, row string) bool {
-	switch kind {
-	case "fds":
-		return row == "fds per process"
-	case "file_max":
-		return row == "fs.file-max"
-	case "ports":
-		return row == "source ports"
-	case "memory", "memory_reserve":
-		return row == "memory"
+// rowKind is the row of the limits table that a run's limit kind bound on.
+func rowKind(k limit.Kind) limit.Kind {
+	if k == limit.MemoryReserve {
+		return limit.Memory
 	}
-	return false
+	return k
 }
 
 // minCostConnections is the smallest run whose per-connection costs the

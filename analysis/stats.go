@@ -1,5 +1,3 @@
-// Package analysis turns a run's recorded samples into an explanation and
-// renders it. It is pure: no unix, no ebpf; it runs anywhere, on recorded data.
 package analysis
 
 import (

@@ -19,6 +19,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define TCP_STATES 13
 #define LAT_SLOTS 32
 #define PAGE_CACHE_BASE 64 /* stack keys for page allocations: base + order */
+#define EEXIST 17 /* vmlinux.h has no errno values */
 
 /* Set by Go before load. */
 const volatile __u32 sample_every = 64; /* one allocation stack in this many */
@@ -103,8 +104,8 @@ struct {
  * times the ports of ip_local_port_range, plus the port's offset, makes a
  * dense connection slot; each slot holds the client's and the server's
  * socket side by side. An array slot costs one memory access where a hash
- * keyed by the sock pointer cost ~600 ns an operation here (bucket and
- * element misses), 3.9 µs a connection. Sized by Go for the run. */
+ * keyed by the sock pointer misses in its bucket and its element on every
+ * state change and send (README, Probes). Sized by Go for the run. */
 const volatile __u32 port_lo = 0;          /* ip_local_port_range's first port */
 const volatile __u32 ports_per_source = 1; /* ports in that range */
 struct sock_mem {
@@ -169,7 +170,7 @@ struct {
 	__type(value, struct site_stats);
 } kmalloc_sites SEC(".maps");
 
-/* log2 of a 64-bit value, as libbpf-tools' bits.bpf.h computes it. */
+/* log2 of a 32-bit value, as libbpf-tools' bits.bpf.h computes it. */
 static __always_inline __u64 log2_32(__u32 v)
 {
 	__u32 shift, r;
@@ -181,10 +182,26 @@ static __always_inline __u64 log2_32(__u32 v)
 	return r;
 }
 
+/* log2 of a 64-bit value, from its halves. */
 static __always_inline __u64 log2_64(__u64 v)
 {
 	__u32 hi = v >> 32;
 	return hi ? log2_32(hi) + 32 : log2_32(v);
+}
+
+/* lookup_or_try_init returns key's value, inserting init first when the key
+ * is new; NULL only when the map has no room (libbpf-tools'
+ * bpf_map_lookup_or_try_init). Another CPU inserting the same key first is
+ * not a failure. */
+static __always_inline void *lookup_or_try_init(void *map, const void *key, const void *init)
+{
+	void *v = bpf_map_lookup_elem(map, key);
+	if (v)
+		return v;
+	long err = bpf_map_update_elem(map, key, init, BPF_NOEXIST);
+	if (err && err != -EEXIST)
+		return NULL;
+	return bpf_map_lookup_elem(map, key);
 }
 
 static __always_inline struct counters *ctrs(void)
@@ -288,7 +305,7 @@ static __always_inline void sample_stack(void *ctx, __u32 cache, const struct km
 	if (!c)
 		return;
 	/* A countdown, not tick % sample_every: a 64-bit division costs tens
-	 * of cycles, on ~30 allocations a connection. */
+	 * of cycles, on every watched allocation. */
 	if (c->sample_countdown) {
 		c->sample_countdown--;
 		return;
@@ -296,11 +313,11 @@ static __always_inline void sample_stack(void *ctx, __u32 cache, const struct km
 	c->sample_countdown = sample_every - 1;
 	struct stack_key key = { .cache = cache };
 	key.stack_id = bpf_get_stackid(ctx, &stacks, 0);
-	if (key.stack_id == -17) {
+	if (key.stack_id == -EEXIST) {
 		/* -EEXIST: the stack map is a hash table without chaining; a
 		 * second stack whose hash lands on a taken bucket is refused
 		 * (BPF_F_REUSE_STACKID would overwrite the first and mislabel
-		 * its samples). Birthday odds: a few in 16384 buckets. */
+		 * its samples): the birthday odds of 16384 buckets. */
 		c->stack_collisions++;
 		return;
 	}
@@ -311,26 +328,20 @@ static __always_inline void sample_stack(void *ctx, __u32 cache, const struct km
 	c->stack_samples++;
 	if (s)
 		bytes = BPF_CORE_READ(s, size);
-	__u64 w = bytes * sample_every;
-	__u64 *v = bpf_map_lookup_elem(&alloc_stacks, &key);
-	if (v) {
-		__sync_fetch_and_add(v, w);
+	__u64 zero = 0;
+	__u64 *v = lookup_or_try_init(&alloc_stacks, &key, &zero);
+	if (!v) {
+		c->lost_stacks++;
 		return;
 	}
-	long err = bpf_map_update_elem(&alloc_stacks, &key, &w, BPF_NOEXIST);
-	if (err == -17 && (v = bpf_map_lookup_elem(&alloc_stacks, &key))) {
-		/* Another CPU inserted the same stack first. */
-		__sync_fetch_and_add(v, w);
-	} else if (err) {
-		c->lost_stacks++;
-	}
+	__sync_fetch_and_add(v, bytes * sample_every);
 }
 
 /* ---- slab caches ---- */
 
 /* A direct-mapped cache in front of cache_by_ptr: kmem_cache_alloc fires for
- * every slab allocation on the machine (35 a loopback connection), and an
- * array lookup, which the verifier inlines, costs a fraction of a hash lookup. */
+ * every slab allocation on the machine, and an array lookup, which the
+ * verifier inlines, costs a fraction of a hash lookup. */
 #define PTR_SLOTS 1024
 /* A slot holds the kmem_cache pointer with the cache's index in its low six
  * bits (kmem_cache structs are cache-line aligned): one 8-byte store, so two
@@ -372,7 +383,7 @@ static __always_inline __u32 resolve_cache(const struct kmem_cache *s)
 	__u32 fresh = want ? *want : NOT_WATCHED;
 	/* -EEXIST: another CPU resolved the same pointer first; not a loss. */
 	long err = bpf_map_update_elem(&cache_by_ptr, &key, &fresh, BPF_NOEXIST);
-	if (err && err != -17) {
+	if (err && err != -EEXIST) {
 		struct counters *c = ctrs();
 		if (c)
 			c->lost_caches++;
@@ -456,21 +467,14 @@ static __always_inline void handle_kmalloc(__u64 call_site, __u64 bytes)
 		return;
 	c->kmalloc_calls++;
 	c->kmalloc_bytes += bytes;
-	struct site_stats *s = bpf_map_lookup_elem(&kmalloc_sites, &call_site);
-	if (s) {
-		__sync_fetch_and_add(&s->calls, 1);
-		__sync_fetch_and_add(&s->bytes, bytes);
+	struct site_stats zero = {};
+	struct site_stats *s = lookup_or_try_init(&kmalloc_sites, &call_site, &zero);
+	if (!s) {
+		c->lost_kmalloc++;
 		return;
 	}
-	struct site_stats fresh = { .calls = 1, .bytes = bytes };
-	long err = bpf_map_update_elem(&kmalloc_sites, &call_site, &fresh, BPF_NOEXIST);
-	if (err == -17 && (s = bpf_map_lookup_elem(&kmalloc_sites, &call_site))) {
-		/* Another CPU inserted the same call site first. */
-		__sync_fetch_and_add(&s->calls, 1);
-		__sync_fetch_and_add(&s->bytes, bytes);
-	} else if (err) {
-		c->lost_kmalloc++;
-	}
+	__sync_fetch_and_add(&s->calls, 1);
+	__sync_fetch_and_add(&s->bytes, bytes);
 }
 
 SEC("raw_tracepoint/kmalloc")
@@ -753,7 +757,7 @@ int tp_tcp_sendmsg_locked(struct trace_event_raw_tcp_sendmsg_locked *ctx)
 /* ---- CPU samples of the run's processes (perf_event, cpu-clock) ---- */
 
 /* Keyed by stacks alone: a run has hundreds of identical workers, and a
- * pid in the key multiplied the keys by them (16384 filled at 302 workers). */
+ * pid in the key would multiply the keys by them until the map filled. */
 struct cpu_key {
 	__s32 kstack;
 	__s32 ustack;
@@ -779,19 +783,14 @@ int perf_cpu_sample(struct bpf_perf_event_data *ctx)
 	struct cpu_key key;
 	key.kstack = bpf_get_stackid(ctx, &cpu_stacks, 0);
 	key.ustack = bpf_get_stackid(ctx, &cpu_stacks, BPF_F_USER_STACK);
-	__u64 one = 1;
-	__u64 *v = bpf_map_lookup_elem(&cpu_samples, &key);
+	__u64 zero = 0;
+	__u64 *v = lookup_or_try_init(&cpu_samples, &key, &zero);
 	if (v) {
 		__sync_fetch_and_add(v, 1);
 		return 0;
 	}
-	long err = bpf_map_update_elem(&cpu_samples, &key, &one, BPF_NOEXIST);
-	if (err == -17 && (v = bpf_map_lookup_elem(&cpu_samples, &key))) {
-		__sync_fetch_and_add(v, 1);
-	} else if (err) {
-		struct counters *c = ctrs();
-		if (c)
-			c->lost_cpu_samples++;
-	}
+	struct counters *c = ctrs();
+	if (c)
+		c->lost_cpu_samples++;
 	return 0;
 }

@@ -7,25 +7,11 @@ import (
 	"sort"
 
 	"github.com/c10mprobe/c10mprobe/internal/procfs"
+	"github.com/c10mprobe/c10mprobe/internal/slabmodel"
 )
 
 // maxCaches matches MAX_CACHES in c10m.bpf.c.
 const maxCaches = 32
-
-// DefaultCaches are the slab caches a loopback connection allocates from:
-// the socks, their inodes, dentries and files, epoll items, bind buckets and
-// skb heads; and the /proc inodes and LSM blobs that an fd-listing agent
-// (lsof, ss -p, a monitor walking /proc/PID/fd) makes per open socket, so that
-// the run's share and the rest of the machine's can be told apart.
-// skbuff_small_head is left out: skb heads are freed with kfree()
-// (skb_kfree_head), whose tracepoint does not name the cache, so its live
-// count cannot be kept; the kmalloc call-site table shows its traffic.
-var DefaultCaches = []string{
-	"TCP", "TCPv6", "request_sock_TCP", "tw_sock_TCP", "sock_inode_cache", "dentry", "filp",
-	"eventpoll_epi", "eventpoll_pwq", "tcp_bind_bucket", "tcp_bind2_bucket",
-	"skbuff_head_cache", "skbuff_fclone_cache",
-	"proc_inode_cache", "lsm_inode_cache", "lsm_file_cache", "ep_head",
-}
 
 // SlabDir lists slab caches and their aliases (SLUB's sysfs).
 var SlabDir = "/sys/kernel/slab"
@@ -42,11 +28,12 @@ type WatchedCache struct {
 	Merged     []string `json:"merged,omitempty"` // every cache sharing it, when merged
 }
 
-// ResolveCaches maps requested cache names to the kmem_caches that serve
-// them, one entry per kmem_cache. Names this kernel lacks are skipped.
+// ResolveCaches maps requested cache names (slabmodel.Watched when none) to
+// the kmem_caches that serve them, one entry per kmem_cache. Names this
+// kernel lacks are skipped.
 func ResolveCaches(names []string) ([]WatchedCache, error) {
 	if len(names) == 0 {
-		names = DefaultCaches
+		names = slabmodel.Watched
 	}
 	slabs, err := procfs.ReadSlabinfo()
 	if err != nil {

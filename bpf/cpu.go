@@ -24,18 +24,11 @@ func (p *Probes) StartCPU(hz uint64) error {
 	if p.cpu != nil {
 		return nil
 	}
-	one := p.spec.Copy()
-	for name := range one.Programs {
-		if name != "perf_cpu_sample" {
-			delete(one.Programs, name)
-		}
-	}
-	coll, err := ebpf.NewCollectionWithOptions(one, ebpf.CollectionOptions{MapReplacements: p.maps.byName()})
+	prog, err := p.loadProgram(p.spec, "perf_cpu_sample")
 	if err != nil {
 		return fmt.Errorf("loading the CPU sampler: %w", err)
 	}
-	s := &cpuSampler{prog: coll.DetachProgram("perf_cpu_sample")}
-	coll.Close()
+	s := &cpuSampler{prog: prog}
 	attr := unix.PerfEventAttr{
 		Type:   unix.PERF_TYPE_SOFTWARE,
 		Config: unix.PERF_COUNT_SW_CPU_CLOCK,

@@ -1,6 +1,3 @@
-// Package bpf measures, from inside the kernel, what each connection of a
-// run costs: slab objects by cache, pages, socket buffers, tcp_sendmsg,
-// reclaim and OOM. Counting is done in the kernel; Go reads snapshots.
 package bpf
 
 import (
@@ -106,6 +103,9 @@ type Config struct {
 	PortsPerSource int
 	SampleEvery    uint32 // one allocation stack in this many (default: sized by Conns)
 	Caches         []string
+	// RunDir, when set, is where a tracefs mount Open makes is recorded,
+	// so that RestoreTracefs undoes it after a SIGKILL.
+	RunDir string
 }
 
 // stackSamplesWanted is enough allocation stacks for a flamegraph whose
@@ -155,6 +155,7 @@ type Probes struct {
 	attachments []Attachment
 	caches      []WatchedCache
 	mountedFS   bool
+	runDir      string
 	btfCache    *btf.Cache
 	cpu         *cpuSampler
 	spec        *ebpf.CollectionSpec // as sized and set for the run
@@ -195,7 +196,7 @@ func Open(cfg Config) (*Probes, error) {
 	}
 
 	// One decoded kernel BTF for every program's CO-RE relocations.
-	p := &Probes{btfCache: btf.NewCache(), spec: spec, sampleEvery: cfg.SampleEvery}
+	p := &Probes{btfCache: btf.NewCache(), spec: spec, sampleEvery: cfg.SampleEvery, runDir: cfg.RunDir}
 	if err := spec.LoadAndAssign(&p.maps, nil); err != nil {
 		return nil, fmt.Errorf("creating maps: %w", err)
 	}
@@ -316,13 +317,7 @@ func (p *Probes) loadAndAttach(spec *ebpf.CollectionSpec, v variant) (link.Link,
 			return nil, nil, err
 		}
 	}
-	one := spec.Copy()
-	for name := range one.Programs {
-		if name != v.prog {
-			delete(one.Programs, name)
-		}
-	}
-	coll, err := ebpf.NewCollectionWithOptions(one, ebpf.CollectionOptions{MapReplacements: p.maps.byName(), Cache: p.btfCache})
+	prog, err := p.loadProgram(spec, v.prog)
 	if err != nil {
 		if v.backend == Fentry && errors.Is(err, unix.EPERM) {
 			// Kernels without fentry support, or that lock tracing programs
@@ -331,8 +326,6 @@ func (p *Probes) loadAndAttach(spec *ebpf.CollectionSpec, v variant) (link.Link,
 		}
 		return nil, nil, fmt.Errorf("loading %s: %w", v.prog, unwrapVerifier(err))
 	}
-	prog := coll.DetachProgram(v.prog)
-	coll.Close()
 	var l link.Link
 	switch v.backend {
 	case Fentry:
@@ -349,6 +342,23 @@ func (p *Probes) loadAndAttach(spec *ebpf.CollectionSpec, v variant) (link.Link,
 		return nil, nil, fmt.Errorf("attaching %s %s: %w", v.backend, v.target, err)
 	}
 	return l, prog, nil
+}
+
+// loadProgram loads one program of spec alone, sharing the maps already
+// created: only programs that are used get loaded.
+func (p *Probes) loadProgram(spec *ebpf.CollectionSpec, name string) (*ebpf.Program, error) {
+	one := spec.Copy()
+	for n := range one.Programs {
+		if n != name {
+			delete(one.Programs, n)
+		}
+	}
+	coll, err := ebpf.NewCollectionWithOptions(one, ebpf.CollectionOptions{MapReplacements: p.maps.byName(), Cache: p.btfCache})
+	if err != nil {
+		return nil, err
+	}
+	defer coll.Close()
+	return coll.DetachProgram(name), nil
 }
 
 // ErrUnsupported wraps a backend this kernel does not offer, as opposed to a
@@ -374,29 +384,6 @@ func unwrapVerifier(err error) error {
 	}
 	return err
 }
-
-// ensureTracefs mounts tracefs (not mounted at boot on our machines) for
-// classic tracepoints, which need its event ids, and for kprobes' tracefs
-// fallback; Close unmounts it again if Open mounted it.
-func (p *Probes) ensureTracefs() error {
-	if _, err := os.Stat("/sys/kernel/tracing/events"); err == nil {
-		return nil
-	}
-	if _, err := os.Stat("/sys/kernel/debug/tracing/events"); err == nil {
-		return nil
-	}
-	if err := unix.Mount("tracefs", "/sys/kernel/tracing", "tracefs", 0, ""); err != nil {
-		return fmt.Errorf("mounting tracefs at /sys/kernel/tracing: %w", err)
-	}
-	p.mountedFS = true
-	return nil
-}
-
-// MountedTracefs reports whether Open mounted tracefs (Close unmounts it).
-func (p *Probes) MountedTracefs() bool { return p.mountedFS }
-
-// TracefsPath is where Open mounts tracefs.
-const TracefsPath = "/sys/kernel/tracing"
 
 // Attachments says how each hook is attached.
 func (p *Probes) Attachments() []Attachment { return p.attachments }
@@ -440,7 +427,7 @@ func (p *Probes) Close() error {
 		}
 		errs = append(errs, p.maps.Close())
 		if p.mountedFS {
-			errs = append(errs, unix.Unmount("/sys/kernel/tracing", 0))
+			errs = append(errs, p.unmountTracefs())
 		}
 	})
 	return errors.Join(errs...)

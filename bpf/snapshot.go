@@ -196,8 +196,17 @@ func (p *Probes) Sockets() ([]SocketMem, error) {
 // Stack is one sampled allocation stack, weighted in bytes.
 type Stack struct {
 	Frames []uint64 // kernel addresses, innermost first
-	What   string   // the cache, or "pages order N"
+	Cache  string   // the slab cache; "" for a page allocation
+	Order  int      // a page allocation's order
 	Bytes  uint64
+}
+
+// What names what was allocated: the cache, or pages of an order.
+func (s Stack) What() string {
+	if s.Cache != "" {
+		return s.Cache
+	}
+	return fmt.Sprintf("pages order %d", s.Order)
 }
 
 // AllocStacks returns the sampled kernel stacks of the run's slab and page
@@ -212,11 +221,13 @@ func (p *Probes) AllocStacks() ([]Stack, error) {
 		if err != nil {
 			continue // evicted since: counted as lost by the kernel side
 		}
-		what := fmt.Sprintf("pages order %d", key.Cache-pageCacheBase)
+		st := Stack{Frames: frames, Bytes: bytes}
 		if key.Cache < uint32(len(p.caches)) {
-			what = p.caches[key.Cache].Name
+			st.Cache = p.caches[key.Cache].Name
+		} else {
+			st.Order = int(key.Cache - pageCacheBase)
 		}
-		out = append(out, Stack{Frames: frames, What: what, Bytes: bytes})
+		out = append(out, st)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Bytes > out[j].Bytes })
 	return out, it.Err()

@@ -24,11 +24,10 @@ type Config struct {
 	Sysctls    []KeyValue    // more sysctls to set for the run
 	NoTune     bool
 	OutDir     string
-	MemLimit   uint64  // cap the workers' memory cgroup at this; 0 for none
-	MemPerConn float64 // the memory cgroup's expected charge per connection, to project usage
-	Swap       uint64  // a swapfile of this size for the run; 0 for none
-	Payload    int     // bytes each side sends after the numbered message
-	Unread     bool    // leave the peer's payload queued in the receive buffer
+	MemLimit   uint64 // cap the workers' memory cgroup at this; 0 for none
+	Swap       uint64 // a swapfile of this size for the run; 0 for none
+	Payload    int    // bytes each side sends after the numbered message
+	Unread     bool   // leave the peer's payload queued in the receive buffer
 
 	Log        io.Writer               // preflight table and notes (stderr)
 	OnProgress func(Progress)          // about every 250 ms

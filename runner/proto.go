@@ -105,15 +105,23 @@ func (s *Stats) unmarshal(buf []byte) error {
 	return err
 }
 
-// workerConfig is the JSON a worker reads from stdin.
 // protoVersion is checked by every worker against its parent's: a
 // c10mprobe-worker left from another build must not misread the commands
 // or the Stats records. Bump it with any change to them or to workerConfig.
 const protoVersion = 2
 
+// Role is a worker's end of the connections.
+type Role string
+
+const (
+	Client Role = "client"
+	Server Role = "server"
+)
+
+// workerConfig is the JSON a worker reads from stdin.
 type workerConfig struct {
 	Proto    int      `json:"proto"` // protoVersion of the parent
-	Role     string   `json:"role"`  // "client" or "server"
+	Role     Role     `json:"role"`
 	Index    int      `json:"index"`
 	Quota    int      `json:"quota"`    // client: connections to open; server: most to accept
 	Base     uint32   `json:"base"`     // server: first connection number

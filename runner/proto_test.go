@@ -29,3 +29,18 @@ func TestWorkerRefusesAnotherBuildsConfiguration(t *testing.T) {
 		}
 	}
 }
+
+func TestStatsRoundTrip(t *testing.T) {
+	s := Stats{Opened: 7, Established: 6, Verified: 5, FirstFail: uint8(failPorts) + 1, FirstFailSrc: [4]byte{127, 0, 0, 2}}
+	s.Failed[failPorts] = 3
+	var got Stats
+	if err := got.unmarshal(s.marshal(make([]byte, statsSize))); err != nil {
+		t.Fatal(err)
+	}
+	if got != s {
+		t.Errorf("round trip: got %+v, want %+v", got, s)
+	}
+	if err := got.unmarshal(make([]byte, statsSize-1)); err == nil {
+		t.Error("accepted a short record")
+	}
+}

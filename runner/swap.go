@@ -9,25 +9,23 @@ import (
 	"strings"
 	"unsafe"
 
+	"github.com/c10mprobe/c10mprobe/internal/rundir"
 	"golang.org/x/sys/unix"
 )
-
-// SwapFile in the run directory names the run's swapfile from before it is
-// created until it is removed, so that `c10mprobe restore` can finish the
-// job after a SIGKILL.
-const SwapFile = "swap.path"
 
 // swapfile is a swap area made for one run: the article's machine had swap,
 // and it shows what can leave RAM (the run's user pages) and what cannot
 // (kernel slab).
 type swapfile struct{ path string }
 
+// newSwap names the swapfile in the run directory before creating it, so
+// that `restore` can finish the job after a SIGKILL.
 func newSwap(dir string, size uint64) (*swapfile, error) {
-	path, err := filepath.Abs(filepath.Join(dir, "swapfile"))
+	path, err := filepath.Abs(filepath.Join(dir, rundir.Swapfile))
 	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(dir, SwapFile), []byte(path+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, rundir.Swap), []byte(path+"\n"), 0o644); err != nil {
 		return nil, err
 	}
 	s := &swapfile{path: path}
@@ -79,9 +77,9 @@ func (s *swapfile) remove() error {
 	return errors.Join(errs...)
 }
 
-// RemoveSwap removes the swapfile a killed run left, if any.
-func RemoveSwap(dir string) error {
-	data, err := os.ReadFile(filepath.Join(dir, SwapFile))
+// removeSwap removes the swapfile a killed run left, if any.
+func removeSwap(dir string) error {
+	data, err := os.ReadFile(filepath.Join(dir, rundir.Swap))
 	if os.IsNotExist(err) {
 		return nil
 	}
@@ -89,11 +87,11 @@ func RemoveSwap(dir string) error {
 		return err
 	}
 	path := strings.TrimSpace(string(data))
-	if filepath.Base(path) != "swapfile" {
-		return fmt.Errorf("%s names %q, not a c10mprobe swapfile", SwapFile, path)
+	if filepath.Base(path) != rundir.Swapfile {
+		return fmt.Errorf("%s names %q, not a c10mprobe swapfile", rundir.Swap, path)
 	}
 	if err := (&swapfile{path: path}).remove(); err != nil {
 		return err
 	}
-	return os.Remove(filepath.Join(dir, SwapFile))
+	return os.Remove(filepath.Join(dir, rundir.Swap))
 }

@@ -1,7 +1,6 @@
 package runner
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,15 +33,17 @@ type conn struct {
 }
 
 type worker struct {
-	cfg     workerConfig
-	epfd    int
-	conns   []conn
-	events  []unix.EpollEvent
-	ev      unix.EpollEvent // reused by epoll_ctl so that it does not escape per call
-	buf     [4]byte
-	payload []byte // --payload bytes, sent once after the message; also the discard buffer
-	stats   Stats
-	wire    []byte
+	cfg      workerConfig
+	ctl      int // the control socket (ctlFD in a worker process)
+	listener int // the shared listener (listenerFD in a server worker process)
+	epfd     int
+	conns    []conn
+	events   []unix.EpollEvent
+	ev       unix.EpollEvent // reused by epoll_ctl so that it does not escape per call
+	buf      [4]byte
+	payload  []byte // --payload bytes, sent once after the message; also the discard buffer
+	stats    Stats
+	wire     []byte
 
 	lastReport time.Time
 	dirty      bool
@@ -79,7 +80,22 @@ func WorkerMain() int {
 		fmt.Fprintf(os.Stderr, "c10mprobe worker: protocol %d, parent speaks %d: this worker is from another build; rebuild both (make build)\n", protoVersion, cfg.Proto)
 		return 2
 	}
-	w, err := newWorker(cfg)
+	if err := setNoFile(cfg.NoFile); err != nil {
+		fmt.Fprintf(os.Stderr, "c10mprobe %s worker %d: %v\n", cfg.Role, cfg.Index, err)
+		return 1
+	}
+	// SCHED_BATCH: a woken batch task does not preempt the running one
+	// (check_preempt_wakeup_fair, kernel/sched/fair.c), so a client's connect
+	// no longer switches to the server worker it wakes, and each side handles
+	// many sockets per switch. Unprivileged; best effort.
+	_ = unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_BATCH}, 0)
+	// If the OOM killer must act, it takes a worker, which the parent
+	// names, rather than the parent, which must restore the host. Raising
+	// oom_score_adj needs no privilege (lowering the parent's would need
+	// CAP_SYS_RESOURCE); a 3M-connection run once lost its parent for want
+	// of this.
+	_ = os.WriteFile("/proc/self/oom_score_adj", []byte("1000"), 0)
+	w, err := newWorker(cfg, ctlFD, listenerFD)
 	if err == nil {
 		// Not debug.FreeOSMemory() here to drop package init's garbage:
 		// measured, it raised the workers' PSS (≈ 230 → 270 B/conn at 200k).
@@ -92,39 +108,31 @@ func WorkerMain() int {
 	return 0
 }
 
-func newWorker(cfg workerConfig) (*worker, error) {
-	if err := setNoFile(cfg.NoFile); err != nil {
-		return nil, err
-	}
-	// SCHED_BATCH: a woken batch task does not preempt the running one
-	// (check_preempt_wakeup_fair, kernel/sched/fair.c), so a client's connect
-	// no longer switches to the server worker it wakes, and each side handles
-	// many sockets per switch. Unprivileged; best effort.
-	_ = unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_BATCH}, 0)
-	// If the OOM killer must act, it takes a worker, which the parent
-	// names, rather than the parent, which must restore the host. Raising
-	// oom_score_adj needs no privilege (lowering the parent's would need
-	// CAP_SYS_RESOURCE); a 3M-connection run lost its parent before this.
-	_ = os.WriteFile("/proc/self/oom_score_adj", []byte("1000"), 0)
+// newWorker sets up a worker on its control socket and, for a server, the
+// shared listener. Its state is per fd, sized by cfg.NoFile: every fd it
+// sees must be below that.
+func newWorker(cfg workerConfig, ctl, listener int) (*worker, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, os.NewSyscallError("epoll_create1", err)
 	}
 	w := &worker{
-		cfg:    cfg,
-		epfd:   epfd,
-		conns:  make([]conn, cfg.NoFile),
-		events: make([]unix.EpollEvent, 256),
-		wire:   make([]byte, statsSize),
+		cfg:      cfg,
+		ctl:      ctl,
+		listener: listener,
+		epfd:     epfd,
+		conns:    make([]conn, cfg.NoFile),
+		events:   make([]unix.EpollEvent, 256),
+		wire:     make([]byte, statsSize),
 	}
 	if cfg.Payload > 0 {
 		w.payload = make([]byte, cfg.Payload)
 	}
-	if err := w.add(ctlFD, unix.EPOLLIN); err != nil {
+	if err := w.add(w.ctl, unix.EPOLLIN); err != nil {
 		return nil, err
 	}
 	switch cfg.Role {
-	case "client":
+	case Client:
 		ap, err := netip.ParseAddrPort(cfg.Server)
 		if err != nil {
 			return nil, fmt.Errorf("parsing server address: %w", err)
@@ -140,10 +148,10 @@ func newWorker(cfg workerConfig) (*worker, error) {
 		w.exhausted = make([]bool, len(w.sources))
 		w.left = len(w.sources)
 		w.nextSrc = cfg.Index % max(1, len(w.sources))
-	case "server":
+	case Server:
 		// EPOLLEXCLUSIVE (Linux 4.5) wakes one of the server workers waiting
 		// on the shared listener instead of all of them.
-		if err := w.add(listenerFD, unix.EPOLLIN|unix.EPOLLEXCLUSIVE); err != nil {
+		if err := w.add(w.listener, unix.EPOLLIN|unix.EPOLLEXCLUSIVE); err != nil {
 			return nil, err
 		}
 		w.listening = true
@@ -174,40 +182,48 @@ func (w *worker) add(fd int, events uint32) error {
 
 func (w *worker) loop() error {
 	for {
-		n, err := unix.EpollWait(w.epfd, w.events, w.timeout())
-		if err != nil && err != unix.EINTR {
-			return os.NewSyscallError("epoll_wait", err)
+		exit, err := w.step(w.timeout())
+		if err != nil || exit {
+			return err
 		}
-		for i := 0; i < n; i++ {
-			ev := w.events[i]
-			fd := int(ev.Fd)
-			switch {
-			case fd == ctlFD:
-				exit, err := w.command()
-				if err != nil || exit {
-					return err
-				}
-			case fd == listenerFD && w.cfg.Role == "server":
-				w.accept()
-			case w.cfg.Role == "client":
-				w.clientEvent(fd, ev.Events)
-			default:
-				w.serverEvent(fd, ev.Events)
-			}
-		}
-		if w.opening {
-			w.open()
-		}
-		if w.cfg.Role == "client" && !w.opening && w.pending == 0 && w.stats.ConnectDone == 0 && w.stats.Opened+w.failedOpens() > 0 {
-			w.stats.ConnectDone = 1
-			w.dirty = true
-			w.report(true)
-		}
-		w.report(false)
 	}
 }
 
-// failedOpens counts attempts that never reached connect().
+// step waits up to timeout ms for events and handles them: one turn of the
+// worker's loop.
+func (w *worker) step(timeout int) (exit bool, err error) {
+	n, err := unix.EpollWait(w.epfd, w.events, timeout)
+	if err != nil && err != unix.EINTR {
+		return true, os.NewSyscallError("epoll_wait", err)
+	}
+	for i := 0; i < n; i++ {
+		ev := w.events[i]
+		fd := int(ev.Fd)
+		switch {
+		case fd == w.ctl:
+			if exit, err := w.command(); err != nil || exit {
+				return true, err
+			}
+		case fd == w.listener && w.cfg.Role == Server:
+			w.accept()
+		case w.cfg.Role == Client:
+			w.clientEvent(fd, ev.Events)
+		default:
+			w.serverEvent(fd, ev.Events)
+		}
+	}
+	if w.opening {
+		w.open()
+	}
+	if w.cfg.Role == Client && !w.opening && w.pending == 0 && w.stats.ConnectDone == 0 && w.stats.Opened+w.failedOpens() > 0 {
+		w.stats.ConnectDone = 1
+		w.dirty = true
+		w.report(true)
+	}
+	w.report(false)
+	return false, nil
+}
+
 // failedOpens counts the attempts that failed before connect() took them:
 // socket(), bind() (a source that is not local) or the port search.
 func (w *worker) failedOpens() uint64 {
@@ -224,7 +240,7 @@ func (w *worker) timeout() int {
 }
 
 func (w *worker) command() (exit bool, err error) {
-	n, err := unix.Read(ctlFD, w.buf[:1])
+	n, err := unix.Read(w.ctl, w.buf[:1])
 	if err == unix.EINTR || err == unix.EAGAIN {
 		return false, nil
 	}
@@ -246,7 +262,7 @@ func (w *worker) command() (exit bool, err error) {
 		if w.opening {
 			w.opening = false
 		}
-		if w.cfg.Role == "client" && w.pending == 0 {
+		if w.cfg.Role == Client && w.pending == 0 {
 			w.stats.ConnectDone = 1
 		}
 	case cmdExchange:
@@ -270,7 +286,7 @@ func (w *worker) report(force bool) {
 		return
 	}
 	// A blocking write on a SEQPACKET socket: the parent reads continuously.
-	if _, err := unix.Write(ctlFD, w.stats.marshal(w.wire)); err == nil {
+	if _, err := unix.Write(w.ctl, w.stats.marshal(w.wire)); err == nil {
 		w.lastReport, w.dirty = now, false
 	}
 }
@@ -300,170 +316,6 @@ func (w *worker) dropConn(fd int, k failKind, errno unix.Errno) {
 	*c = conn{}
 	unix.Close(fd)
 	w.fail(k, errno, nil)
-}
-
-// ---- client ----
-
-func (w *worker) open() {
-	if w.cfg.Rate > 0 {
-		now := time.Now()
-		burst := max(1, w.cfg.Rate/100) // at most 10 ms worth at once
-		w.tokens = min(w.tokens+now.Sub(w.lastTick).Seconds()*w.cfg.Rate, burst)
-		w.lastTick = now
-	}
-	for w.opening && int(w.stats.Opened) < w.cfg.Quota && w.pending < w.cfg.Inflight {
-		if w.cfg.Rate > 0 {
-			if w.tokens < 1 {
-				return
-			}
-			w.tokens--
-		}
-		w.openOne()
-	}
-	if int(w.stats.Opened) >= w.cfg.Quota {
-		w.opening = false
-	}
-}
-
-func (w *worker) openOne() {
-	src := w.pickSource()
-	if src < 0 {
-		w.opening = false
-		return
-	}
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		errno, _ := err.(unix.Errno)
-		switch errno {
-		case unix.EMFILE:
-			w.fail(failEMFILE, errno, nil)
-		case unix.ENFILE:
-			w.fail(failENFILE, errno, nil)
-		default:
-			w.fail(failNoMem, errno, nil)
-		}
-		w.opening = false
-		return
-	}
-	if fd >= len(w.conns) {
-		// Cannot happen while RLIMIT_NOFILE equals len(conns); guard the index anyway.
-		unix.Close(fd)
-		w.fail(failEMFILE, unix.EMFILE, nil)
-		w.opening = false
-		return
-	}
-	// IP_BIND_ADDRESS_NO_PORT (Linux 4.2): bind the address now, pick the
-	// port at connect time, so a port is unique per 4-tuple, not per address.
-	_ = unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
-	sa := w.sources[src]
-	if err := unix.Bind(fd, sa); err != nil {
-		unix.Close(fd)
-		errno, _ := err.(unix.Errno)
-		w.fail(failAddr, errno, sa)
-		w.exhaust(src)
-		return
-	}
-	err = unix.Connect(fd, w.server)
-	switch err {
-	case nil, unix.EINPROGRESS:
-	case unix.EADDRNOTAVAIL:
-		// Every port of ip_local_port_range is taken for this source address.
-		unix.Close(fd)
-		w.fail(failPorts, unix.EADDRNOTAVAIL, sa)
-		w.exhaust(src)
-		return
-	default:
-		unix.Close(fd)
-		errno, _ := err.(unix.Errno)
-		w.fail(classifyConnErr(errno), errno, nil)
-		w.stats.Opened++
-		return
-	}
-	w.conns[fd] = conn{state: stConnecting}
-	if err := w.add(fd, unix.EPOLLIN|unix.EPOLLOUT|unix.EPOLLRDHUP|unix.EPOLLET); err != nil {
-		unix.Close(fd)
-		w.conns[fd] = conn{}
-		w.fail(failNoMem, unix.ENOMEM, nil)
-		w.opening = false
-		return
-	}
-	w.stats.Opened++
-	w.pending++
-	w.dirty = true
-}
-
-func (w *worker) pickSource() int {
-	for range w.sources {
-		i := w.nextSrc
-		w.nextSrc = (w.nextSrc + 1) % len(w.sources)
-		if !w.exhausted[i] {
-			return i
-		}
-	}
-	return -1
-}
-
-func (w *worker) exhaust(i int) {
-	if !w.exhausted[i] {
-		w.exhausted[i] = true
-		w.left--
-	}
-	if w.left == 0 {
-		w.opening = false
-	}
-}
-
-func classifyConnErr(errno unix.Errno) failKind {
-	switch errno {
-	case unix.ETIMEDOUT:
-		return failTimedOut
-	case unix.ECONNREFUSED:
-		return failRefused
-	case unix.ECONNRESET, unix.EPIPE:
-		return failReset
-	case unix.ENOBUFS, unix.ENOMEM:
-		return failNoMem
-	case unix.EADDRNOTAVAIL:
-		return failPorts
-	}
-	return failOther
-}
-
-func (w *worker) clientEvent(fd int, events uint32) {
-	c := &w.conns[fd]
-	if c.state == stConnecting {
-		w.pending--
-		if events&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
-			soerr, _ := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
-			w.dropConn(fd, classifyConnErr(unix.Errno(soerr)), unix.Errno(soerr))
-			return
-		}
-		c.state = stOpen
-		w.waiting++
-		w.stats.Established++
-		w.dirty = true
-	}
-	if c.state == stOpen && events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-		w.receive(fd, c, &c.num)
-		if c.got == 4 {
-			w.stats.Verified++ // received
-			binary.BigEndian.PutUint32(w.buf[:], c.num)
-			n, err := unix.Write(fd, w.buf[:])
-			if n != 4 {
-				errno, _ := err.(unix.Errno)
-				w.dropConn(fd, failReset, errno)
-				return
-			}
-			c.state = stDone
-			w.waiting--
-			w.stats.Sent++
-			w.dirty = true
-			w.sendPayload(fd)
-		}
-	}
-	if c.state == stDone {
-		w.discard(fd)
-	}
 }
 
 // sendPayload writes --payload bytes once: what the socket buffer and the
@@ -521,131 +373,12 @@ func (w *worker) receive(fd int, c *conn, into *uint32) {
 	}
 }
 
-// ---- server ----
-
-func (w *worker) accept() {
-	for w.listening && int(w.stats.Established) < w.cfg.Quota {
-		// accept4 through Syscall6 with a nil address: x/sys/unix.Accept4
-		// allocates a Sockaddr per call, which this loop does a million times.
-		r, _, e := unix.Syscall6(unix.SYS_ACCEPT4, listenerFD, 0, 0, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
-		switch e {
-		case 0:
-		case unix.EAGAIN:
-			return
-		case unix.EINTR, unix.ECONNABORTED:
-			continue
-		case unix.EMFILE:
-			w.fail(failEMFILE, e, nil)
-			w.stopListening()
-			return
-		case unix.ENFILE:
-			w.fail(failENFILE, e, nil)
-			w.stopListening()
-			return
-		default:
-			w.fail(failNoMem, e, nil)
-			w.stopListening()
-			return
-		}
-		fd := int(r)
-		if fd >= len(w.conns) {
-			unix.Close(fd)
-			w.fail(failEMFILE, unix.EMFILE, nil)
-			w.stopListening()
-			return
-		}
-		w.conns[fd] = conn{num: w.cfg.Base + uint32(w.stats.Established), state: stOpen}
-		if err := w.add(fd, unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLET); err != nil {
-			unix.Close(fd)
-			w.conns[fd] = conn{}
-			w.fail(failNoMem, unix.ENOMEM, nil)
-			continue
-		}
-		w.stats.Opened++
-		w.stats.Established++
-		w.waiting++
-		w.dirty = true
-	}
-	if int(w.stats.Established) >= w.cfg.Quota {
-		w.stopListening()
-	}
-}
-
-// stopListening takes the shared listener out of this worker's epoll set, so
-// that a full worker leaves the accept queue to the others.
-func (w *worker) stopListening() {
-	if w.listening {
-		w.listening = false
-		_ = unix.EpollCtl(w.epfd, unix.EPOLL_CTL_DEL, listenerFD, nil)
-	}
-}
-
-func (w *worker) exchange() {
-	w.exchanging = true
-	for fd := range w.conns {
-		c := &w.conns[fd]
-		if c.state != stOpen {
-			continue
-		}
-		binary.BigEndian.PutUint32(w.buf[:], c.num)
-		n, err := unix.Write(fd, w.buf[:])
-		if n != 4 {
-			errno, _ := err.(unix.Errno)
-			w.dropConn(fd, classifyConnErr(errno), errno)
-			continue
-		}
-		c.state = stSent
-		w.stats.Sent++
-		w.sendPayload(fd)
-	}
-	w.markExchangeDone()
-}
-
-func (w *worker) serverEvent(fd int, events uint32) {
-	c := &w.conns[fd]
-	switch c.state {
-	case stOpen:
-		// Nothing is due before our message: this is the peer closing early.
-		if events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-			w.receive(fd, c, &c.rx)
-			if c.got > 0 && w.conns[fd].state == stOpen {
-				w.dropConn(fd, failMismatch, 0)
-			}
-		}
-	case stSent:
-		w.receive(fd, c, &c.rx)
-		if w.conns[fd].state != stSent || c.got < 4 {
-			break
-		}
-		if c.rx == c.num {
-			w.stats.Verified++
-		} else {
-			w.stats.Failed[failMismatch]++
-		}
-		c.state = stDone
-		w.waiting--
-		w.dirty = true
-		w.discard(fd)
-	case stDone:
-		w.discard(fd)
-	}
-	w.markExchangeDone()
-}
-
-func (w *worker) markExchangeDone() {
-	if w.exchanging && w.waiting == 0 && w.stats.ExchangeDone == 0 {
-		w.stats.ExchangeDone = 1
-		w.dirty = true
-		w.report(true)
-	}
-}
-
 // finish counts every connection still short of the exchange as timed out.
 // Only servers count: a client's unanswered connection is the same one the
 // server side already counts (or never accepted), and would be counted twice.
 func (w *worker) finish() {
 	for fd := range w.conns {
-		if w.cfg.Role != "server" {
+		if w.cfg.Role != Server {
 			break
 		}
 		if s := w.conns[fd].state; s == stOpen || s == stSent || s == stConnecting {
@@ -665,7 +398,7 @@ func (w *worker) closeAll() {
 		if w.conns[fd].state == stFree {
 			continue
 		}
-		if w.cfg.Role == "client" {
+		if w.cfg.Role == Client {
 			_ = unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, linger)
 		}
 		if err := unix.Close(fd); err == nil || !errors.Is(err, unix.EBADF) {

@@ -7,6 +7,7 @@ import (
 	"runtime/debug"
 	"strings"
 
+	"github.com/c10mprobe/c10mprobe/runner"
 	"github.com/spf13/pflag"
 )
 
@@ -47,10 +48,58 @@ const (
 	exitBadInput = 2
 )
 
+// exitError ends a command with its exit code; cli prints its message, if
+// any, once.
+type exitError struct {
+	code int
+	err  error // nil: the command has said all there is to say
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e *exitError) Unwrap() error { return e.err }
+
+// badInput is input a command cannot run with: one sentence, exit 2.
+func badInput(format string, a ...any) error {
+	return &exitError{exitBadInput, fmt.Errorf(format, a...)}
+}
+
+// errNotAll ends a run that did not verify every connection; its summary
+// has said so.
+var errNotAll = &exitError{code: exitNotAll}
+
+// errHelp ends a command that printed its help.
+var errHelp = &exitError{code: exitOK}
+
+// exitCode is the exit code for a command's error, printing it once.
+func exitCode(name string, err error, stderr io.Writer) int {
+	if err == nil {
+		return exitOK
+	}
+	code := exitNotAll
+	var ee *exitError
+	switch {
+	case errors.As(err, &ee):
+		code = ee.code
+		if ee.err == nil {
+			return code
+		}
+	case runner.IsBadInput(err):
+		code = exitBadInput
+	}
+	fmt.Fprintf(stderr, "c10mprobe %s: %v\n", name, err)
+	return code
+}
+
 type subcommand struct {
 	name    string
 	summary string
-	run     func(args []string, stdout, stderr io.Writer) int
+	run     func(args []string, stdout, stderr io.Writer) error
 }
 
 func subcommands() []subcommand {
@@ -80,7 +129,7 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	}
 	for _, c := range subcommands() {
 		if c.name == args[0] {
-			return c.run(args[1:], stdout, stderr)
+			return exitCode(c.name, c.run(args[1:], stdout, stderr), stderr)
 		}
 	}
 	fmt.Fprintf(stderr, "c10mprobe: unknown command %q; run 'c10mprobe --help' for the list\n", args[0])
@@ -96,18 +145,25 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "\nRun 'c10mprobe COMMAND --help' for a command's flags and examples.")
 }
 
-// parseFlags parses args, printing help or one sentence for bad input.
-// It returns the exit code to use when the command should not go on.
-func parseFlags(fs *pflag.FlagSet, args []string, stdout, stderr io.Writer, examples string) (int, bool) {
+// parseFlags parses args; after --help, or on bad input, it returns the
+// error that ends the command.
+func parseFlags(fs *pflag.FlagSet, args []string, stdout io.Writer, examples string) error {
 	fs.SetOutput(io.Discard)
 	err := fs.Parse(args)
 	if errors.Is(err, pflag.ErrHelp) {
 		fmt.Fprintf(stdout, "Usage: c10mprobe %s [flags]\n\nFlags:\n%s\nExamples:\n%s", fs.Name(), fs.FlagUsages(), examples)
-		return exitOK, false
+		return errHelp
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "c10mprobe %s: %s\n", fs.Name(), strings.TrimSpace(err.Error()))
-		return exitBadInput, false
+		return badInput("%s", strings.TrimSpace(err.Error()))
 	}
-	return 0, true
+	return nil
+}
+
+// oneRunDir is the one run directory a command takes.
+func oneRunDir(fs *pflag.FlagSet) (string, error) {
+	if fs.NArg() != 1 {
+		return "", badInput("give exactly one run directory")
+	}
+	return fs.Arg(0), nil
 }

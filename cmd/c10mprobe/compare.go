@@ -6,28 +6,27 @@ import (
 	"os"
 
 	"github.com/c10mprobe/c10mprobe/analysis"
+	"github.com/c10mprobe/c10mprobe/record"
 	"github.com/spf13/pflag"
 )
 
-func compareCmd(args []string, stdout, stderr io.Writer) int {
+func compareCmd(args []string, stdout, stderr io.Writer) error {
 	fs := pflag.NewFlagSet("compare", pflag.ContinueOnError)
 	htmlOut := fs.String("html", "", "also write the comparison as an HTML page to this file")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if code, ok := parseFlags(fs, args, stdout, stderr, "  c10mprobe compare runs/a runs/b --html compare.html\n"); !ok {
-		return code
+	if err := parseFlags(fs, args, stdout, "  c10mprobe compare runs/a runs/b --html compare.html\n"); err != nil {
+		return err
 	}
 	if fs.NArg() < 2 {
-		fmt.Fprintln(stderr, "c10mprobe compare: give two or more run directories")
-		return exitBadInput
+		return badInput("give two or more run directories")
 	}
 	var runs []analysis.Compared
 	for _, dir := range fs.Args() {
-		d, err := loadRunData(dir)
+		run, err := loadRun(dir)
 		if err != nil {
-			fmt.Fprintf(stderr, "c10mprobe compare: %s: %v\n", dir, err)
-			return exitBadInput
+			return fmt.Errorf("%s: %w", dir, err)
 		}
-		runs = append(runs, d.compared(dir))
+		runs = append(runs, run.Compared(dir))
 	}
 	c := analysis.Compare(runs)
 	if *htmlOut != "" {
@@ -39,45 +38,12 @@ func compareCmd(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 		if err != nil {
-			fmt.Fprintf(stderr, "c10mprobe compare: writing %s: %v\n", *htmlOut, err)
-			return exitNotAll
+			return fmt.Errorf("writing %s: %v", *htmlOut, err)
 		}
 	}
 	if *asJSON {
-		return jsonOut(stdout, stderr, c)
+		return record.WriteJSONTo(stdout, c)
 	}
 	analysis.WriteComparisonText(stdout, c)
-	return exitOK
-}
-
-// compared is what a run directory contributes to a comparison.
-func (d *runData) compared(name string) analysis.Compared {
-	res := d.sum.Result
-	n := float64(max(1, res.Established))
-	m := map[string]float64{
-		"connections": float64(res.Established), "verified": float64(res.Verified),
-		"connect_rate": res.ConnectRate, "verified_rate": res.VerifiedRate,
-		"kernel_per_conn": d.e.KernelPerConnection, "user_per_conn": d.e.UserPerConnection,
-		"runner_pss_per_conn": float64(res.RunnerPss) / n,
-		"queued_per_conn":     float64(d.sum.SocketBuffers) / n,
-		"tcp_mem_per_conn":    float64(max(0, d.in.Peak.TCPMemPages-d.in.Idle.TCPMemPages)*int64(os.Getpagesize())) / n,
-	}
-	if k := d.sum.Kernel; k != nil {
-		m["socket_p50"], m["socket_p99"], m["socket_max"] = float64(k.SocketMemory.P50), float64(k.SocketMemory.P99), float64(k.SocketMemory.Max)
-	}
-	if len(d.e.Limits) > 0 && d.e.Limits[0].BindsAt != nil {
-		m["binds_at"] = float64(*d.e.Limits[0].BindsAt)
-	}
-	var settings []string
-	for _, c := range res.SysctlChanges {
-		settings = append(settings, fmt.Sprintf("%s=%s", c.Key, c.New))
-	}
-	if p := res.Payload; p.Bytes > 0 {
-		s := fmt.Sprintf("payload %d B", p.Bytes)
-		if p.Unread {
-			s += " unread"
-		}
-		settings = append(settings, s)
-	}
-	return analysis.Compared{Name: name, Explanation: d.e, Metrics: m, Settings: settings}
+	return nil
 }

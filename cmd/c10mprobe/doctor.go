@@ -9,28 +9,27 @@ import (
 	"text/tabwriter"
 
 	"github.com/c10mprobe/c10mprobe/bpf"
+	"github.com/c10mprobe/c10mprobe/record"
 	"github.com/c10mprobe/c10mprobe/runner"
 	"github.com/spf13/pflag"
 )
 
-func doctorCmd(args []string, stdout, stderr io.Writer) int {
+func doctorCmd(args []string, stdout, stderr io.Writer) error {
 	fs := pflag.NewFlagSet("doctor", pflag.ContinueOnError)
 	var conns countValue = 1000000
 	fs.Var(&conns, "conns", "the connection count to check the limits for")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if code, ok := parseFlags(fs, args, stdout, stderr, "  sudo c10mprobe doctor\n  sudo c10mprobe doctor --conns 2000000 --json\n"); !ok {
-		return code
+	if err := parseFlags(fs, args, stdout, "  sudo c10mprobe doctor\n  sudo c10mprobe doctor --conns 2000000 --json\n"); err != nil {
+		return err
 	}
 	if os.Geteuid() != 0 {
-		fmt.Fprintln(stderr, "c10mprobe doctor: loading eBPF programs and reading /proc/slabinfo need root: rerun with sudo")
-		return exitBadInput
+		return badInput("loading eBPF programs and reading /proc/slabinfo need root: rerun with sudo")
 	}
 	rep := bpf.Diagnose()
 	r, err := runner.Prepare(runner.Config{Conns: int(conns), Listen: netip.MustParseAddrPort("127.0.0.1:9999"),
 		Inflight: 512, Timeout: 1, Reserve: 1 << 30})
 	if err != nil {
-		fmt.Fprintf(stderr, "c10mprobe doctor: %v\n", err)
-		return exitNotAll
+		return err
 	}
 	if *asJSON {
 		out := struct {
@@ -38,11 +37,7 @@ func doctorCmd(args []string, stdout, stderr io.Writer) int {
 			Preflight []runner.Check `json:"preflight"`
 			Host      runner.Host    `json:"host"`
 		}{rep, r.Preflight(), r.Host()}
-		if err := writeJSONTo(stdout, out); err != nil {
-			fmt.Fprintf(stderr, "c10mprobe doctor: %v\n", err)
-			return exitNotAll
-		}
-		return exitOK
+		return record.WriteJSONTo(stdout, out)
 	}
 	fmt.Fprintf(stdout, "BTF /sys/kernel/btf/vmlinux: %v\nlockdown: %s\ntracefs mounted: %v (c10mprobe mounts it for a run when a backend needs it)\nprogram timing (run --probe-cost): %s\n\n", rep.BTF, rep.Lockdown, rep.Tracefs, rep.ProgramTiming)
 	fmt.Fprintln(stdout, "Backends, each forced in turn (load and attach for real):")
@@ -66,5 +61,5 @@ func doctorCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "\nLimits for %d connections:\n", conns)
 	printPreflight(stdout, r.Preflight())
-	return exitOK
+	return nil
 }

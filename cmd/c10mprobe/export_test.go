@@ -14,7 +14,8 @@ import (
 	"testing"
 
 	"github.com/c10mprobe/c10mprobe/analysis"
-	"github.com/c10mprobe/c10mprobe/internal/sysctl"
+	"github.com/c10mprobe/c10mprobe/internal/rundir"
+	"github.com/c10mprobe/c10mprobe/record"
 	"github.com/google/pprof/profile"
 )
 
@@ -29,7 +30,7 @@ func TestExportsOfARun(t *testing.T) {
 	dir := r.dir
 
 	var series []analysis.Sample
-	readJSON(t, filepath.Join(dir, timeseriesFile), &series)
+	readJSON(t, filepath.Join(dir, rundir.Timeseries), &series)
 	rows := readCSV(t, filepath.Join(dir, "timeseries.csv"))
 	if len(series) < 2 || len(rows) != len(series)+1 {
 		t.Errorf("timeseries.csv has %d rows for %d samples", len(rows), len(series))
@@ -123,21 +124,6 @@ func TestExportsOfARun(t *testing.T) {
 	}
 }
 
-func TestSysctlIsRestoredWhenALaterOneFails(t *testing.T) {
-	needRoot(t)
-	before := sysctls(t)
-	// The kernel refuses the second write; the first must still be undone.
-	r := run(t, "--conns", "100", "--listen", "127.0.0.1:19910",
-		"--sysctl", "net.ipv4.tcp_rmem=4096 65536 1048576", "--sysctl", "net.core.somaxconn=lots")
-	if r.code != 1 || !strings.Contains(r.stderr, "net.core.somaxconn") {
-		t.Errorf("exit %d, stderr:\n%s", r.code, r.stderr)
-	}
-	assertSysctls(t, before)
-	if v, _ := sysctl.Read("net.ipv4.tcp_rmem"); v != before["net.ipv4.tcp_rmem"] {
-		t.Errorf("tcp_rmem %q", v)
-	}
-}
-
 func readJSON(t *testing.T, path string, v any) {
 	t.Helper()
 	data, err := os.ReadFile(path)
@@ -219,7 +205,7 @@ func TestTuneRerunCompare(t *testing.T) {
 	assertSysctls(t, before)
 	sa, sb := readSummary(t, a), readSummary(t, b)
 	// The kernel's tcp_sendmsg bytes are the runner's: 8 a connection and the payload.
-	for _, s := range []summary{sa, sb} {
+	for _, s := range []record.Summary{sa, sb} {
 		if want := uint64(8*n) + s.Payload.Sent; s.Kernel.TCPSendmsg.RunBytes != want {
 			t.Errorf("tcp_sendmsg %d bytes on the run's port, the runner sent %d", s.Kernel.TCPSendmsg.RunBytes, want)
 		}

@@ -1,5 +1,3 @@
-// Command c10mprobe measures how many TCP connections a Linux machine holds
-// and what runs out first.
 package main
 
 import (

@@ -1,4 +1,4 @@
-package main
+package record
 
 import (
 	"sort"
@@ -9,32 +9,32 @@ import (
 	"github.com/c10mprobe/c10mprobe/runner"
 )
 
-// kernelSection is summary.json's "kernel": what the probes measured between
+// Kernel is summary.json's "kernel": what the probes measured between
 // the idle sample (workers started, nothing opened) and the peak.
-type kernelSection struct {
+type Kernel struct {
 	Backend          bpf.Backend            `json:"backend"`
 	Attachments      []bpf.Attachment       `json:"attachments"`
-	Caches           map[string]cacheReport `json:"caches"`
-	TCPSendmsg       sendmsgReport          `json:"tcp_sendmsg"`
-	SocketMemory     socketMemory           `json:"socket_memory"`
-	Pages            pagesReport            `json:"pages"`
-	Pressure         pressureReport         `json:"pressure"`
+	Caches           map[string]CacheReport `json:"caches"`
+	TCPSendmsg       SendmsgReport          `json:"tcp_sendmsg"`
+	SocketMemory     SocketMemory           `json:"socket_memory"`
+	Pages            PagesReport            `json:"pages"`
+	Pressure         PressureReport         `json:"pressure"`
 	ConnectLatencyUs []uint64               `json:"connect_latency_log2_us"`
 	StackSamples     uint64                 `json:"stack_samples"`
 	StackCollisions  uint64                 `json:"stack_collisions"`
 	StackSampleEvery uint32                 `json:"stack_sample_every"`
 	// KmallocSites are the run's kmalloc() traffic by call site, heaviest
 	// first (allocations, not live bytes: kfree does not say which cache).
-	KmallocSites []kmallocSite `json:"kmalloc_sites"`
+	KmallocSites []KmallocSite `json:"kmalloc_sites"`
 	// ProbeCost is the programs' CPU time to the peak, timed by the kernel
 	// (--probe-cost).
-	ProbeCost  *probeCost `json:"probe_cost,omitempty"`
+	ProbeCost  *ProbeCost `json:"probe_cost,omitempty"`
 	LostEvents uint64     `json:"lost_events"`
 	Lost       bpf.Lost   `json:"lost"`
 	Errors     []string   `json:"errors,omitempty"`
 }
 
-type cacheReport struct {
+type CacheReport struct {
 	ObjectSize         uint64   `json:"object_size"`
 	Allocs             uint64   `json:"allocs"`
 	Frees              uint64   `json:"frees"`
@@ -48,7 +48,7 @@ type cacheReport struct {
 	Merged             []string `json:"merged,omitempty"` // every cache SLUB merged into it
 }
 
-type kmallocSite struct {
+type KmallocSite struct {
 	Function string `json:"function"`
 	Calls    uint64 `json:"calls"`
 	Bytes    uint64 `json:"bytes"`
@@ -57,16 +57,16 @@ type kmallocSite struct {
 // maxKmallocSites is how many call sites the summary lists.
 const maxKmallocSites = 20
 
-type sendmsgReport struct {
+type SendmsgReport struct {
 	Calls    uint64 `json:"calls"`
 	Bytes    uint64 `json:"bytes"`
 	RunCalls uint64 `json:"run_calls"`
 	RunBytes uint64 `json:"run_bytes"`
 }
 
-// socketMemory is buffer memory per socket at the peak: as the probes last
+// SocketMemory is buffer memory per socket at the peak: as the probes last
 // saw it (at each socket's last send), and as sock_diag reads it now.
-type socketMemory struct {
+type SocketMemory struct {
 	P50      uint64                `json:"p50"`
 	P99      uint64                `json:"p99"`
 	Max      uint64                `json:"max"`
@@ -74,13 +74,13 @@ type socketMemory struct {
 	SockDiag analysis.Distribution `json:"sock_diag"`
 }
 
-type pagesReport struct {
+type PagesReport struct {
 	AllocsByOrder    []uint64 `json:"allocs_by_order"`
 	FreesByOrder     []uint64 `json:"frees_by_order"`
 	RunAllocsByOrder []uint64 `json:"run_allocs_by_order"`
 }
 
-type pressureReport struct {
+type PressureReport struct {
 	DirectReclaim  uint64 `json:"direct_reclaim"`
 	MemcgReclaim   uint64 `json:"memcg_reclaim"`
 	OOMVictims     uint64 `json:"oom_victims"`
@@ -89,23 +89,24 @@ type pressureReport struct {
 	SwapOut        uint64 `json:"swap_out_pages"` // /proc/vmstat pswpout
 }
 
-func (r *recorder) kernelSection(res *runner.Result, syms *ksym.Table) *kernelSection {
-	idle, peak := r.sample(runner.PhaseIdle), r.sample(runner.PhaseExchange)
+// kernel is the probes' account of the run, or nil without probes.
+func (r *Recorder) kernel(res *runner.Result, syms *ksym.Table) *Kernel {
+	idle, peak := sample(r.samples, runner.PhaseIdle), sample(r.samples, runner.PhaseExchange)
 	if r.probes == nil || idle == nil || peak == nil || idle.Probe == nil || peak.Probe == nil {
 		return nil
 	}
 	a, b := idle.Probe, peak.Probe
-	k := &kernelSection{
-		Backend: r.probes.Backend(), Attachments: r.probes.Attachments(), Caches: map[string]cacheReport{},
-		TCPSendmsg: sendmsgReport{
+	k := &Kernel{
+		Backend: r.probes.Backend(), Attachments: r.probes.Attachments(), Caches: map[string]CacheReport{},
+		TCPSendmsg: SendmsgReport{
 			Calls: b.SendmsgCalls - a.SendmsgCalls, Bytes: b.SendmsgBytes - a.SendmsgBytes,
 			RunCalls: b.RunSendmsgCalls - a.RunSendmsgCalls, RunBytes: b.RunSendmsgBytes - a.RunSendmsgBytes,
 		},
-		Pages: pagesReport{
+		Pages: PagesReport{
 			AllocsByOrder: sub(b.PageAllocs, a.PageAllocs), FreesByOrder: sub(b.PageFrees, a.PageFrees),
 			RunAllocsByOrder: sub(b.RunPageAllocs, a.RunPageAllocs),
 		},
-		Pressure: pressureReport{
+		Pressure: PressureReport{
 			DirectReclaim: b.DirectReclaim - a.DirectReclaim, MemcgReclaim: b.MemcgReclaim - a.MemcgReclaim,
 			OOMVictims: b.OOMVictims - a.OOMVictims, ExceedBufLimit: b.ExceedBufLimit - a.ExceedBufLimit,
 			SwapIn: peak.Vmstat["pswpin"] - idle.Vmstat["pswpin"], SwapOut: peak.Vmstat["pswpout"] - idle.Vmstat["pswpout"],
@@ -120,7 +121,7 @@ func (r *recorder) kernelSection(res *runner.Result, syms *ksym.Table) *kernelSe
 	}
 	for i, c := range b.Caches {
 		c0 := a.Caches[i]
-		cr := cacheReport{
+		cr := CacheReport{
 			ObjectSize: c.ObjectSize, Allocs: c.Allocs - c0.Allocs, Frees: c.Frees - c0.Frees,
 			RunAllocs: c.RunAllocs - c0.RunAllocs, Covers: c.Requested, Merged: c.Merged,
 		}
@@ -152,12 +153,12 @@ func (r *recorder) kernelSection(res *runner.Result, syms *ksym.Table) *kernelSe
 	return k
 }
 
-type probeCost struct {
+type ProbeCost struct {
 	NsPerConnection float64    `json:"ns_per_connection"`
-	Hooks           []hookCost `json:"hooks"` // costliest first
+	Hooks           []HookCost `json:"hooks"` // costliest first
 }
 
-type hookCost struct {
+type HookCost struct {
 	Hook              string  `json:"hook"`
 	Runs              uint64  `json:"runs"`
 	RunsPerConnection float64 `json:"runs_per_connection"`
@@ -177,11 +178,11 @@ func timed(costs []bpf.Cost) bool {
 	return false
 }
 
-func costPerConnection(costs []bpf.Cost, conns uint64) *probeCost {
-	pc := &probeCost{}
+func costPerConnection(costs []bpf.Cost, conns uint64) *ProbeCost {
+	pc := &ProbeCost{}
 	n := float64(conns)
 	for _, c := range costs {
-		h := hookCost{Hook: c.Hook, Runs: c.Runs, RunsPerConnection: float64(c.Runs) / n,
+		h := HookCost{Hook: c.Hook, Runs: c.Runs, RunsPerConnection: float64(c.Runs) / n,
 			NsPerConnection: float64(c.Runtime.Nanoseconds()) / n, RecursionMisses: c.RecursionMisses}
 		if c.Runs > 0 {
 			h.NsPerRun = float64(c.Runtime.Nanoseconds()) / float64(c.Runs)
@@ -203,8 +204,8 @@ func sub(b, a []uint64) []uint64 {
 	return out
 }
 
-// topCaches lists cache names by bytes, largest first.
-func topCaches(k *kernelSection) []string {
+// TopCaches lists the cache names by bytes, largest first.
+func (k *Kernel) TopCaches() []string {
 	var names []string
 	for n := range k.Caches {
 		names = append(names, n)
@@ -215,17 +216,17 @@ func topCaches(k *kernelSection) []string {
 
 // kmallocSites names the heaviest call sites; they add up across the
 // offsets of one function.
-func kmallocSites(t *ksym.Table, sites []bpf.KmallocSite) []kmallocSite {
+func kmallocSites(t *ksym.Table, sites []bpf.KmallocSite) []KmallocSite {
 	if len(sites) == 0 {
 		return nil
 	}
-	byFunc := map[string]*kmallocSite{}
-	var out []kmallocSite
+	byFunc := map[string]*KmallocSite{}
+	var out []KmallocSite
 	for _, s := range sites {
 		name := t.Name(s.CallSite)
 		k := byFunc[name]
 		if k == nil {
-			k = &kmallocSite{Function: name}
+			k = &KmallocSite{Function: name}
 			byFunc[name] = k
 		}
 		k.Calls += s.Calls

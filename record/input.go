@@ -1,57 +1,23 @@
-package main
+package record
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
-	"path/filepath"
 
 	"github.com/c10mprobe/c10mprobe/analysis"
-	"github.com/c10mprobe/c10mprobe/internal/procfs"
 	"github.com/c10mprobe/c10mprobe/runner"
 )
 
-// loadRunDir reads what a run recorded.
-func loadRunDir(dir string) (summary, []phaseSample, error) {
-	var sum summary
-	var samples []phaseSample
-	for name, v := range map[string]any{"summary.json": &sum, "samples.json": &samples} {
-		data, err := os.ReadFile(filepath.Join(dir, name))
-		if errors.Is(err, fs.ErrNotExist) {
-			if _, jerr := os.Stat(filepath.Join(dir, runner.JournalFile)); jerr == nil {
-				return sum, nil, fmt.Errorf("the run in %s did not finish (it has no %s); if it was killed, `sudo c10mprobe restore %s` undoes what it changed", dir, name, dir)
-			}
-			return sum, nil, fmt.Errorf("%s is not a run directory (it has no %s)", dir, name)
-		}
-		if err != nil {
-			return sum, nil, fmt.Errorf("reading the run directory: %w", err)
-		}
-		if err := json.Unmarshal(data, v); err != nil {
-			return sum, nil, fmt.Errorf("parsing %s: %w", filepath.Join(dir, name), err)
-		}
-	}
-	if sum.Result == nil {
-		return sum, nil, fmt.Errorf("%s/summary.json holds no run", dir)
-	}
-	return sum, samples, nil
-}
+// ErrNoPeak says a run ended before its exchange: there is nothing to explain.
+var ErrNoPeak = errors.New("the run recorded no idle and peak samples (it ended before its exchange)")
 
-// analysisInput adapts a run's summary and samples into analysis' own types.
-func analysisInput(sum summary, samples []phaseSample) (analysis.Run, error) {
+// Input adapts a run's summary and samples into analysis' own types.
+func Input(sum Summary, samples []PhaseSample) (analysis.Run, error) {
 	res, h := sum.Result, sum.Host
-	find := func(ph runner.Phase) *phaseSample {
-		for i := range samples {
-			if samples[i].Phase == ph {
-				return &samples[i]
-			}
-		}
-		return nil
-	}
-	idle, peak := find(runner.PhaseIdle), find(runner.PhaseExchange)
+	idle, peak := sample(samples, runner.PhaseIdle), sample(samples, runner.PhaseExchange)
 	if idle == nil || peak == nil {
-		return analysis.Run{}, fmt.Errorf("the run recorded no idle and peak samples (it ended before its exchange)")
+		return analysis.Run{}, ErrNoPeak
 	}
 	in := analysis.Run{
 		Requested: res.Requested, Connections: res.Established, Verified: res.Verified,
@@ -59,7 +25,7 @@ func analysisInput(sum summary, samples []phaseSample) (analysis.Run, error) {
 		SocketsOnPort: res.ServerSockets, DistinctEndpoints: res.DistinctClientEndpoints, SourceAddresses: res.SourceAddresses,
 		AutoSources:   res.Plan.AutoSources,
 		ClientWorkers: res.Workers.Client, ServerWorkers: res.Workers.Server,
-		FDsPerWorker: res.Plan.NoFile, SocketsPerFD: 1, MaxHeldPerFDs: res.MaxSocketsPerWorker,
+		FDsPerWorker: res.Plan.NoFile, SocketsPerWorker: uint64(res.Plan.ConnsPerWorker), SocketsPerFD: 1, MaxHeldPerFDs: res.MaxSocketsPerWorker,
 		Idle: memory(idle), Peak: memory(peak),
 		SocketBuffers: sum.SocketBuffers, RunnerPss: res.RunnerPss,
 		ClientBuffers: sum.SocketBuffersBySide.Client, ServerBuffers: sum.SocketBuffersBySide.Server,
@@ -90,7 +56,7 @@ func analysisInput(sum summary, samples []phaseSample) (analysis.Run, error) {
 	return in, nil
 }
 
-func memory(s *phaseSample) analysis.Memory {
+func memory(s *PhaseSample) analysis.Memory {
 	m := s.Meminfo
 	out := analysis.Memory{
 		MemTotal: m.MemTotal, MemFree: m.MemFree, PCPFree: m.PCPFree, MemAvailable: m.MemAvailable, Buffers: m.Buffers, Cached: m.Cached,
@@ -101,12 +67,8 @@ func memory(s *phaseSample) analysis.Memory {
 	if s.Slabinfo != nil {
 		out.Slabinfo = make(map[string]analysis.Slab, len(s.Slabinfo))
 		for name, c := range s.Slabinfo {
-			out.Slabinfo[name] = slabOf(c)
+			out.Slabinfo[name] = analysis.Slab{Active: c.ActiveObjs, Num: c.NumObjs, ObjSize: c.ObjSize}
 		}
 	}
 	return out
-}
-
-func slabOf(c procfs.SlabCache) analysis.Slab {
-	return analysis.Slab{Active: c.ActiveObjs, Num: c.NumObjs, ObjSize: c.ObjSize}
 }

@@ -1,0 +1,201 @@
+package main
+
+// The harness of the root tests: real runs of the built binary, checked
+// against the kernel's own accounts (ss, sock_diag, /proc/sys) rather than
+// the tool's counters.
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/c10mprobe/c10mprobe/internal/hostlock"
+	"github.com/c10mprobe/c10mprobe/internal/rundir"
+	"github.com/c10mprobe/c10mprobe/internal/sockdiag"
+	"github.com/c10mprobe/c10mprobe/internal/sysctl"
+	"github.com/c10mprobe/c10mprobe/record"
+	"github.com/c10mprobe/c10mprobe/runner"
+)
+
+var toolBinary string
+
+func TestMain(m *testing.M) {
+	// One measuring test binary at a time: each package's slab and socket
+	// counts are off while another's tests open or close thousands of
+	// sockets, and go test runs packages at once unless given -p 1.
+	hostlock.Wait("c10mprobe-tests")
+	dir, err := os.MkdirTemp("", "c10mprobe-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	toolBinary = filepath.Join(dir, "c10mprobe")
+	// Built as make build does: the lean worker beside the tool.
+	for _, b := range [][2]string{{toolBinary, "."}, {filepath.Join(dir, runner.WorkerBinary), "../c10mprobe-worker"}} {
+		if out, err := exec.Command("go", "build", "-o", b[0], b[1]).CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "building %s: %v\n%s", b[0], err, out)
+			os.Exit(1)
+		}
+	}
+	os.Chmod(dir, 0o755) // the non-root test runs it as nobody
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: opens tens of thousands of sockets and changes sysctls")
+	}
+}
+
+// watched are the sysctls a run may change; every test checks they come back.
+var watched = []string{"net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog", "net.ipv4.ip_local_port_range",
+	"net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem", "kernel.bpf_stats_enabled"}
+
+func sysctls(t *testing.T) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, k := range watched {
+		v, err := sysctl.Read(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[k] = v
+	}
+	return out
+}
+
+func assertSysctls(t *testing.T, want map[string]string) {
+	t.Helper()
+	for k, v := range sysctls(t) {
+		if want[k] != v {
+			t.Errorf("sysctl %s is %q after the run, was %q", k, v, want[k])
+		}
+	}
+}
+
+// assertNoWorkers checks that no process listed in the run's workers.pids lives.
+func assertNoWorkers(t *testing.T, dir string) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, "workers.pids"))
+	if err != nil {
+		t.Fatalf("reading workers.pids: %v", err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		pid, _ := strconv.Atoi(strings.Fields(line)[0])
+		for syscall.Kill(pid, 0) == nil {
+			if time.Now().After(deadline) {
+				t.Errorf("worker %s still alive after the run", line)
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+	dir            string
+}
+
+func start(t *testing.T, args ...string) (*exec.Cmd, *bytes.Buffer, *bytes.Buffer, string) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "run")
+	cmd := exec.Command(toolBinary, append([]string{"run", "--out", dir}, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, &stdout, &stderr, dir
+}
+
+func finish(t *testing.T, cmd *exec.Cmd, stdout, stderr *bytes.Buffer, dir string) result {
+	t.Helper()
+	err := cmd.Wait()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return result{stdout.String(), stderr.String(), code, dir}
+}
+
+func run(t *testing.T, args ...string) result {
+	t.Helper()
+	cmd, o, e, dir := start(t, args...)
+	return finish(t, cmd, o, e, dir)
+}
+
+func readSummary(t testing.TB, r result) record.Summary {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(r.dir, rundir.Summary))
+	if err != nil {
+		t.Fatalf("reading summary.json: %v\nstderr:\n%s", err, r.stderr)
+	}
+	var s record.Summary
+	if err := json.Unmarshal(data, &s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// countOnPort asks sock_diag how many established sockets sit on port.
+func countOnPort(t *testing.T, port uint16) int {
+	t.Helper()
+	n := 0
+	err := sockdiag.DumpIPv4(1<<sockdiag.StateEstablished, func(s *sockdiag.Socket) {
+		if s.Local.Port() == port {
+			n++
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// ssCount counts established sockets on a local port with iproute2's ss.
+func ssCount(t *testing.T, port int) int {
+	t.Helper()
+	out, err := exec.Command("ss", "-Htn", "state", "established", fmt.Sprintf("( sport = :%d )", port)).Output()
+	if err != nil {
+		t.Fatalf("ss: %v", err)
+	}
+	return bytes.Count(out, []byte("\n"))
+}
+
+// startHolding starts a run without probes and returns once the kernel
+// shows all n connections on the port, the run then holding them.
+func startHolding(t *testing.T, n, port int, hold string) (*exec.Cmd, *bytes.Buffer, *bytes.Buffer, string) {
+	t.Helper()
+	cmd, o, e, dir := start(t, "--conns", strconv.Itoa(n), "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--no-bpf", "--hold", hold)
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && ssCount(t, port) < n; time.Sleep(100 * time.Millisecond) {
+	}
+	return cmd, o, e, dir
+}
+
+// swapActive reports whether the run directory's swapfile is swapped on.
+func swapActive(dir string) bool {
+	data, _ := os.ReadFile("/proc/swaps")
+	abs, _ := filepath.Abs(filepath.Join(dir, "swapfile"))
+	return strings.Contains(string(data), abs)
+}
+
+func tracefsMounted() bool {
+	data, _ := os.ReadFile("/proc/mounts")
+	return strings.Contains(string(data), " /sys/kernel/tracing tracefs ")
+}

@@ -1,0 +1,169 @@
+package main
+
+// Bad input, refusals and the host left as found.
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+func TestBadInputExits2AndChangesNothing(t *testing.T) {
+	before := sysctls(t)
+	full := t.TempDir()
+	if err := os.WriteFile(filepath.Join(full, "summary.json"), []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"run", "--conns", "0"},
+		{"run", "--conns", "-5"},
+		{"run", "--conns", "many"},
+		{"run"},
+		{"run", "--conns", "10", "--listen", "nowhere"},
+		{"run", "--conns", "10", "--src", "300.1.1.1"},
+		{"run", "--conns", "10", "--src", "198.51.100.77"}, // TEST-NET-2: no host has it
+		{"run", "--conns", "10", "--port-range", "5-2"},
+		{"run", "--conns", "10", "--sysctl", "net.ipv4.no_such_sysctl=1"},
+		{"run", "--conns", "10", "--worker-fds", "5"},
+		{"run", "--conns", "10", "--inflight", "0"},
+		{"run", "--conns", "10", "extra"},
+		{"run", "--conns", "10", "--probe-cost", "--no-bpf"},
+		{"run", "--conns", "10", "--out", full},
+		{"run", "--conns", "10", "--out", filepath.Join(full, "summary.json", "run")},
+		{"frobnicate"},
+	} {
+		dir := filepath.Join(t.TempDir(), "run")
+		cmd := exec.Command(toolBinary, append(args, "--out", dir)...)
+		if args[0] == "frobnicate" || slices.Contains(args, "--out") {
+			cmd = exec.Command(toolBinary, args...)
+		}
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		ee, ok := err.(*exec.ExitError)
+		if !ok || ee.ExitCode() != 2 {
+			t.Errorf("%v: %v, want exit 2", args, err)
+		}
+		if lines := strings.Count(strings.TrimSpace(stderr.String()), "\n") + 1; lines != 1 || stderr.Len() == 0 {
+			t.Errorf("%v: want one sentence on stderr, got:\n%s", args, stderr.String())
+		}
+		if _, err := os.Stat(dir); err == nil {
+			t.Errorf("%v: created the run directory", args)
+		}
+	}
+	if e, _ := os.ReadDir(full); len(e) != 1 {
+		t.Errorf("a refused run wrote into the existing --out: %v", e)
+	}
+	assertSysctls(t, before)
+}
+
+func TestNonRootRunThatNeedsRootExits2(t *testing.T) {
+	needRoot(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--conns", "100000"}, "eBPF probes need root"},
+		{[]string{"--conns", "100000", "--no-bpf"}, "which needs root"},
+	} {
+		dir := filepath.Join(t.TempDir(), "x")
+		cmd := exec.Command(toolBinary, append([]string{"run", "--out", dir}, tc.args...)...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("non-root %v: %v, stderr %q; want exit 2 saying %q", tc.args, err, stderr.String(), tc.want)
+		}
+		if _, err := os.Stat(dir); err == nil {
+			t.Errorf("non-root %v created the run directory", tc.args)
+		}
+	}
+}
+
+// Two runs at once would journal each other's sysctls, and the later to
+// end would leave the earlier's settings on the host.
+func TestSecondRunAndRestoreAreRefusedWhileARunHolds(t *testing.T) {
+	needRoot(t)
+	before := sysctls(t)
+	const n, port = 20000, 19909
+	cmd, o, e, dir := startHolding(t, n, port, "3s")
+	second := run(t, "--conns", "1000", "--listen", "127.0.0.1:19910", "--no-bpf")
+	want := fmt.Sprintf("another c10mprobe run or restore is using this host (pid %d)", cmd.Process.Pid)
+	if second.code != 1 || !strings.Contains(second.stderr, want) || strings.Count(strings.TrimSpace(second.stderr), "\n") != 0 {
+		t.Errorf("second run: exit %d, stderr %q; want 1 and one sentence with %q", second.code, second.stderr, want)
+	}
+	restore := exec.Command(toolBinary, "restore", dir)
+	out, err := restore.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), want) {
+		t.Errorf("restore during a run: %v, %q", err, out)
+	}
+	r := finish(t, cmd, o, e, dir)
+	if r.code != 0 {
+		t.Fatalf("first run: exit %d\n%s", r.code, r.stderr)
+	}
+	assertSysctls(t, before)
+	assertNoWorkers(t, dir)
+	// The lock went with the run.
+	if again := run(t, "--conns", "1000", "--listen", "127.0.0.1:19910", "--no-bpf"); again.code != 0 {
+		t.Errorf("a run after the first ended: exit %d\n%s", again.code, again.stderr)
+	}
+}
+
+// A wildcard --listen takes connections to 127.0.0.1 on its port, and the
+// kernel's count of them holds.
+func TestWildcardListenAndExportsWithoutProbes(t *testing.T) {
+	needRoot(t)
+	const n, port = 5000, 19911
+	r := run(t, "--conns", strconv.Itoa(n), "--listen", fmt.Sprintf("0.0.0.0:%d", port), "--no-bpf")
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	s := readSummary(t, r)
+	if s.Verified != n || s.ServerSockets != n || s.DistinctClientEndpoints != n {
+		t.Errorf("verified %d, server sockets %d, distinct client endpoints %d; want %d each", s.Verified, s.ServerSockets, s.DistinctClientEndpoints, n)
+	}
+	// Without probes there are no stacks: no empty profiles, and export
+	// says why it skips them.
+	if _, err := os.Stat(filepath.Join(r.dir, "kernel-alloc.pb.gz")); err == nil {
+		t.Error("a run without probes wrote kernel-alloc.pb.gz")
+	}
+	cmd := exec.Command(toolBinary, "export", r.dir)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil || !strings.Contains(stdout.String(), "report.html") || strings.Contains(stdout.String(), ".pb.gz") ||
+		!strings.Contains(stderr.String(), "skipped kernel-alloc.pb.gz: the run had no eBPF probes (--no-bpf)") {
+		t.Errorf("export of a run without probes: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+}
+
+// Without c10mprobe-worker beside it (go run, a lone copy), c10mprobe runs
+// its workers by re-executing itself.
+func TestWorkersWithoutTheLeanBinary(t *testing.T) {
+	needRoot(t)
+	lone := filepath.Join(t.TempDir(), "c10mprobe")
+	data, err := os.ReadFile(toolBinary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(lone, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "run")
+	const n = 2000
+	out, err := exec.Command(lone, "run", "--conns", strconv.Itoa(n), "--listen", "127.0.0.1:19913", "--no-bpf", "--out", dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	s := readSummary(t, result{dir: dir})
+	if s.Verified != n || s.WorkerExecutable != lone {
+		t.Errorf("verified %d, workers ran %q; want %d and %s", s.Verified, s.WorkerExecutable, n, lone)
+	}
+}

@@ -1,0 +1,162 @@
+package main
+
+// Each limit provoked for real, and named.
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/c10mprobe/c10mprobe/internal/limit"
+	"github.com/c10mprobe/c10mprobe/internal/procfs"
+)
+
+func TestPortsBindFirstWithOneSourceAndANarrowRange(t *testing.T) {
+	needRoot(t)
+	before := sysctls(t)
+	r := run(t, "--conns", "3000", "--listen", "127.0.0.1:19902", "--src", "127.0.0.2", "--port-range", "40000-40999")
+	if r.code != 1 {
+		t.Fatalf("exit %d, want 1\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	s := readSummary(t, r)
+	if s.Limit == nil || s.Limit.Kind != limit.Ports || !strings.Contains(s.Limit.Detail, "127.0.0.2") || !strings.Contains(s.Limit.Detail, "40000–40999") {
+		t.Fatalf("limit %+v, want ports on 127.0.0.2", s.Limit)
+	}
+	// 1,000 ports, less any another program holds.
+	if s.Verified < 900 || s.Verified > 1000 || s.Limit.At != s.Established {
+		t.Errorf("verified %d, limit at %d, established %d; want about 1,000", s.Verified, s.Limit.At, s.Established)
+	}
+	if s.Failed["no_source_port"] == 0 {
+		t.Errorf("failures %v do not count no_source_port", s.Failed)
+	}
+	if !strings.Contains(r.stdout, "no free source ports on 127.0.0.2") {
+		t.Errorf("stdout does not name the limit:\n%s", r.stdout)
+	}
+	assertNoWorkers(t, r.dir)
+	assertSysctls(t, before)
+}
+
+func TestFdsBindFirstWithATinyPerWorkerBudget(t *testing.T) {
+	needRoot(t)
+	before := sysctls(t)
+	r := run(t, "--conns", "2000", "--listen", "127.0.0.1:19903", "--worker-fds", "200", "--max-workers", "2")
+	if r.code != 1 {
+		t.Fatalf("exit %d, want 1\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	s := readSummary(t, r)
+	if s.Limit == nil || s.Limit.Kind != limit.Fds || !strings.Contains(s.Limit.Detail, "RLIMIT_NOFILE 200") {
+		t.Fatalf("limit %+v, want fds", s.Limit)
+	}
+	// Two workers a side, each below 200 fds, its own few included.
+	if s.Verified == 0 || s.Verified > 2*200 || s.Failed["emfile"] == 0 {
+		t.Errorf("verified %d, failures %v", s.Verified, s.Failed)
+	}
+	assertNoWorkers(t, r.dir)
+	assertSysctls(t, before)
+}
+
+func TestMemoryReserveStopsTheRunAndVerifiesWhatIsHeld(t *testing.T) {
+	needRoot(t)
+	before := sysctls(t)
+	m, err := procfs.ReadMeminfo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A reserve 96 MiB below what is spare now: the run's own sockets
+	// (≈ 7 KiB of slab per connection) cross it after roughly 13,000.
+	reserve := m.Spare() - 96<<20
+	r := run(t, "--conns", "200000", "--listen", "127.0.0.1:19907", "--reserve", strconv.FormatUint(reserve, 10))
+	if r.code != 1 {
+		t.Fatalf("exit %d, want 1\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	s := readSummary(t, r)
+	if s.Limit == nil || s.Limit.Kind != limit.MemoryReserve || !strings.Contains(s.Limit.Detail, "below the reserve") {
+		t.Fatalf("limit %+v, want memory_reserve", s.Limit)
+	}
+	if s.Established == 0 || s.Established >= 100000 || s.Verified != s.Established || s.Limit.At != s.Established {
+		t.Errorf("established %d, verified %d, limit at %d", s.Established, s.Verified, s.Limit.At)
+	}
+	assertNoWorkers(t, r.dir)
+	assertSysctls(t, before)
+}
+
+func TestMemoryCapIsReachedNamedAndRemoved(t *testing.T) {
+	needRoot(t)
+	before := sysctls(t)
+	r := run(t, "--conns", "200000", "--listen", "127.0.0.1:19912", "--mem-limit", "256MiB", "--swap", "32MiB")
+	if r.code != 1 {
+		t.Fatalf("exit %d, want 1\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	s := readSummary(t, r)
+	m := s.Memcap
+	if m == nil || s.Limit == nil || s.Limit.Kind != limit.Memcap || m.StoppedBy != "memcap" {
+		t.Fatalf("limit %+v, memcap %+v: want memcap", s.Limit, m)
+	}
+	// Held within 10 % of the prediction printed before the first connection.
+	if !strings.Contains(r.stderr, "predicted ≈") || m.PredictedConnections == 0 {
+		t.Errorf("no prediction before the run:\n%s", r.stderr)
+	}
+	if off := float64(m.ActualConnections)/float64(m.PredictedConnections) - 1; off > 0.10 || off < -0.10 {
+		t.Errorf("held %d, predicted %d", m.ActualConnections, m.PredictedConnections)
+	}
+	if s.Verified != m.ActualConnections || m.OOMKills != 0 || m.PeakUsageBytes < m.LimitBytes*9/10 {
+		t.Errorf("verified %d of %d held, %d OOM kills, peak %d of %d", s.Verified, m.ActualConnections, m.OOMKills, m.PeakUsageBytes, m.LimitBytes)
+	}
+	if _, err := os.Stat(m.Cgroup); !os.IsNotExist(err) {
+		t.Errorf("cgroup %s left behind (%v)", m.Cgroup, err)
+	}
+	if _, err := os.Stat(filepath.Join(r.dir, "memcg.path")); !os.IsNotExist(err) {
+		t.Error("memcg.path left in the run directory after the cgroup was removed")
+	}
+	if s.Swap == nil || s.Swap.Bytes != 32<<20 || swapActive(r.dir) {
+		t.Errorf("--swap 32MiB: %+v, still active %v", s.Swap, swapActive(r.dir))
+	}
+	if _, err := os.Stat(filepath.Join(r.dir, "swapfile")); !os.IsNotExist(err) {
+		t.Error("the swapfile was left behind")
+	}
+	assertNoWorkers(t, r.dir)
+	assertSysctls(t, before)
+}
+
+func TestKilledWorkerIsNamedAndNothingIsLeft(t *testing.T) {
+	needRoot(t)
+	before := sysctls(t)
+	cmd, o, e, dir := start(t, "--conns", "20000", "--listen", "127.0.0.1:19904", "--rate", "4000", "--max-workers", "2", "--worker-fds", "12000")
+	var victim int
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && victim == 0; time.Sleep(100 * time.Millisecond) {
+		data, _ := os.ReadFile(filepath.Join(dir, "workers.pids"))
+		for _, line := range strings.Split(string(data), "\n") {
+			if f := strings.Fields(line); len(f) == 3 && f[1] == "client" {
+				victim, _ = strconv.Atoi(f[0])
+			}
+		}
+	}
+	if victim == 0 {
+		cmd.Process.Kill()
+		t.Fatal("no client worker appeared in workers.pids")
+	}
+	time.Sleep(time.Second)
+	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	r := finish(t, cmd, o, e, dir)
+	if r.code != 1 {
+		t.Fatalf("exit %d, want 1\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	s := readSummary(t, r)
+	if s.Limit == nil || s.Limit.Kind != limit.WorkerDied || !strings.Contains(s.Limit.Detail, strconv.Itoa(victim)) || !strings.Contains(s.Limit.Detail, "SIGKILL") {
+		t.Errorf("limit %+v, want worker_died naming pid %d and SIGKILL", s.Limit, victim)
+	}
+	if s.Established >= 20000 {
+		t.Errorf("established %d: the run did not end at the death", s.Established)
+	}
+	assertNoWorkers(t, r.dir)
+	assertSysctls(t, before)
+	if left := countOnPort(t, 19904); left != 0 {
+		t.Errorf("%d sockets left on the port", left)
+	}
+}

@@ -1,0 +1,148 @@
+package main
+
+// Signals at every phase: the host is restored and nothing is left.
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/c10mprobe/c10mprobe/internal/limit"
+	"github.com/c10mprobe/c10mprobe/internal/sysctl"
+)
+
+func TestSIGINTMidConnectRestoresAndLeavesNothing(t *testing.T) {
+	needRoot(t)
+	before := sysctls(t)
+	cmd, o, e, dir := start(t, "--conns", "50000", "--listen", "127.0.0.1:19905", "--rate", "5000",
+		"--sysctl", "net.ipv4.tcp_rmem=4096 65536 1048576")
+	time.Sleep(2 * time.Second)
+	if v, _ := sysctl.Read("net.ipv4.tcp_rmem"); v != "4096 65536 1048576" {
+		t.Errorf("tcp_rmem during the run = %q: --sysctl not applied", v)
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	r := finish(t, cmd, o, e, dir)
+	if r.code != 1 {
+		t.Fatalf("exit %d, want 1\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	s := readSummary(t, r)
+	if s.Limit == nil || s.Limit.Kind != limit.Interrupted {
+		t.Errorf("limit %+v, want interrupted", s.Limit)
+	}
+	// What was held was still verified.
+	if s.Established == 0 || s.Established >= 50000 || s.Verified != s.Established {
+		t.Errorf("established %d verified %d", s.Established, s.Verified)
+	}
+	assertNoWorkers(t, r.dir)
+	assertSysctls(t, before)
+}
+
+// A signal during --hold ends the hold, says so, and restores; what was
+// verified before it stands.
+func TestSIGTERMDuringHoldCutsItShort(t *testing.T) {
+	needRoot(t)
+	before := sysctls(t)
+	const n, port = 20000, 19912
+	cmd, o, e, dir := startHolding(t, n, port, "60s")
+	time.Sleep(500 * time.Millisecond) // into the hold
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	r := finish(t, cmd, o, e, dir)
+	s := readSummary(t, r)
+	if r.code != 0 || s.Verified != n || !s.Phases.HoldCutShort || s.Phases.HoldSeconds >= 60 || !strings.Contains(r.stdout, "hold: cut short by a signal") {
+		t.Errorf("exit %d, verified %d, phases %+v\n%s", r.code, s.Verified, s.Phases, r.stdout)
+	}
+	assertSysctls(t, before)
+	assertNoWorkers(t, dir)
+}
+
+func TestSecondSIGINTAbortsAndStillRestores(t *testing.T) {
+	needRoot(t)
+	before := sysctls(t)
+	cmd, o, e, dir := start(t, "--conns", "50000", "--listen", "127.0.0.1:19913", "--rate", "3000", "--hold", "30s")
+	time.Sleep(2 * time.Second)
+	cmd.Process.Signal(syscall.SIGINT)
+	time.Sleep(300 * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGINT)
+	done := make(chan result, 1)
+	go func() { done <- finish(t, cmd, o, e, dir) }()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(15 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("a second SIGINT did not end the run within 15 s")
+	}
+	if r.code != 1 || !strings.Contains(r.stderr, "second signal") {
+		t.Errorf("exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+	// A file closed twice (once through a stray finalizer) shows up as EBADF on a later open.
+	if strings.Contains(r.stderr, "bad file descriptor") {
+		t.Errorf("EBADF during the abort:\n%s", r.stderr)
+	}
+	assertNoWorkers(t, dir)
+	assertSysctls(t, before)
+}
+
+func TestSIGKILLedRunIsUndoneByRestore(t *testing.T) {
+	needRoot(t)
+	before := sysctls(t)
+	tracefsBefore := tracefsMounted()
+	cmd, o, e, dir := start(t, "--conns", "2000", "--listen", "127.0.0.1:19906", "--hold", "60s", "--port-range", "41000-59999",
+		"--backend", "tracepoint", "--swap", "16MiB", "--mem-limit", "64MiB")
+	for deadline := time.Now().Add(20 * time.Second); countOnPort(t, 19906) < 2000; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("the run never held 2000 connections")
+		}
+	}
+	if v, _ := sysctl.Read("net.ipv4.ip_local_port_range"); v != "41000 59999" {
+		t.Errorf("port range during the run = %q", v)
+	}
+	if !tracefsMounted() {
+		t.Error("the tracepoint backend runs without tracefs mounted")
+	}
+	if !swapActive(dir) {
+		t.Error("--swap: the swapfile is not in /proc/swaps during the run")
+	}
+	// Workers are the OOM killer's first choice, so that the parent survives to restore.
+	data, _ := os.ReadFile(filepath.Join(dir, "workers.pids"))
+	worker := strings.Fields(string(data))[0]
+	if adj, _ := os.ReadFile("/proc/" + worker + "/oom_score_adj"); strings.TrimSpace(string(adj)) != "1000" {
+		t.Errorf("worker %s has oom_score_adj %q, want 1000", worker, adj)
+	}
+	cmd.Process.Kill()
+	finish(t, cmd, o, e, dir)
+	// PR_SET_PDEATHSIG takes the workers down with the parent.
+	assertNoWorkers(t, dir)
+	// explain says what the directory is, and how to undo the run.
+	ex, err := exec.Command(toolBinary, "explain", dir).CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(ex), "did not finish") || !strings.Contains(string(ex), "c10mprobe restore "+dir) {
+		t.Errorf("explain of a killed run: %v\n%s", err, ex)
+	}
+	out, err := exec.Command(toolBinary, "restore", dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("restore: %v\n%s", err, out)
+	}
+	assertSysctls(t, before)
+	if tracefsMounted() != tracefsBefore {
+		t.Errorf("tracefs mounted %v after restore, %v before the run", tracefsMounted(), tracefsBefore)
+	}
+	if swapActive(dir) {
+		t.Error("the swapfile is still swapped on after restore")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "swapfile")); !os.IsNotExist(err) {
+		t.Error("the swapfile is still there after restore")
+	}
+	data, _ = os.ReadFile(filepath.Join(dir, "memcg.path"))
+	if _, err := os.Stat(filepath.Join(dir, "memcg.path")); !os.IsNotExist(err) {
+		t.Errorf("restore left the cgroup named in memcg.path: %s", data)
+	}
+}

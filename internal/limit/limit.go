@@ -1,0 +1,24 @@
+// Package limit names the limits a run can meet. The runner reports a kind,
+// the analysis finds its row in the limits table, the summary and the tests
+// read it back: one set of names, spelled once.
+package limit
+
+// Kind is what stopped a run from opening more connections. When no limit
+// stopped it, the runner names the commonest failure kind instead.
+type Kind string
+
+const (
+	Fds            Kind = "fds"             // EMFILE: RLIMIT_NOFILE of one process
+	FileMax        Kind = "file_max"        // ENFILE: fs.file-max
+	Ports          Kind = "ports"           // EADDRNOTAVAIL at connect: no free source port
+	SourceAddress  Kind = "source_address"  // bind() refused the source address
+	Memory         Kind = "memory"          // ENOBUFS or ENOMEM
+	MemoryReserve  Kind = "memory_reserve"  // spare memory fell below --reserve
+	MemoryPressure Kind = "memory_pressure" // PSI: tasks stalled on memory
+	Memcap         Kind = "memcap"          // the --mem-limit memory cgroup
+	WorkerDied     Kind = "worker_died"
+	Interrupted    Kind = "interrupted"
+	ConnectStalled Kind = "connect_stalled" // no connect completed for --timeout
+	AcceptQueue    Kind = "accept_queue"    // handshakes no server worker accepted
+	Unverified     Kind = "unverified"      // held, but not every exchange verified
+)

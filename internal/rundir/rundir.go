@@ -1,0 +1,30 @@
+// Package rundir names the files of a run directory. The runner, the probes
+// and the recorder each write some of them and `restore`, `explain` and
+// `export` read them back, so their names live here, once.
+package rundir
+
+// Written by the runner.
+const (
+	// Journal is the sysctl journal: every change, written before it is made.
+	Journal = "sysctl-journal.json"
+	// Workers lists pid, role and index of every worker process.
+	Workers = "workers.pids"
+	// Memcg names the run's memory cgroup while it exists.
+	Memcg = "memcg.path"
+	// Swap names the run's swapfile while it exists.
+	Swap = "swap.path"
+	// Swapfile is the swap area itself.
+	Swapfile = "swapfile"
+)
+
+// Written by the probes: present while the run has tracefs mounted.
+const Tracefs = "tracefs-mounted"
+
+// Written by the recorder at the end of a run; exports derive from them.
+const (
+	Summary    = "summary.json"
+	Samples    = "samples.json"
+	Timeseries = "timeseries.json"
+	Stacks     = "stacks.json"
+	CPUStacks  = "cpu-stacks.json"
+)

@@ -1,0 +1,159 @@
+package record
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/c10mprobe/c10mprobe/analysis"
+)
+
+// formatFiles maps each export format to the files it writes.
+var formatFiles = map[string][]string{
+	"csv":    {"timeseries.csv", "ledger.csv"},
+	"json":   {"explanation.json"},
+	"folded": {"kernel-alloc.folded", "cpu.folded"},
+	"pprof":  {"kernel-alloc.pb.gz", "cpu.pb.gz"},
+	"svg":    {"flamegraph.svg", "cpu-flamegraph.svg"},
+	"html":   {"report.html"},
+}
+
+// Formats are the export formats, in the order they are written.
+var Formats = []string{"csv", "json", "folded", "pprof", "svg", "html"}
+
+// IsFormat reports whether f is an export format.
+func IsFormat(f string) bool {
+	_, ok := formatFiles[f]
+	return ok
+}
+
+// stackExports are the files drawn from stacks: nothing to draw when a run
+// has none, so they are skipped, saying why, rather than written empty.
+var stackExports = map[string]bool{
+	"kernel-alloc.folded": true, "kernel-alloc.pb.gz": true, "flamegraph.svg": true,
+	"cpu.folded": true, "cpu.pb.gz": true, "cpu-flamegraph.svg": true,
+}
+
+// noStacksWhy says why a run has no stacks of a kind, or "" when it has some.
+func (r *Run) noStacksWhy(name string) string {
+	cpu := strings.HasPrefix(name, "cpu")
+	switch {
+	case cpu && len(r.CPU) > 0, !cpu && len(r.Stacks) > 0:
+		return ""
+	case r.Summary.Kernel == nil:
+		return "the run had no eBPF probes (--no-bpf)"
+	case cpu && r.CPUWhy != "":
+		return r.CPUWhy
+	}
+	return "the probes sampled none"
+}
+
+// Export renders the given formats into dir; it returns the files written,
+// and the ones skipped with the reason. A run without an explanation (it
+// ended before its peak) has nothing to render.
+func (r *Run) Export(dir string, formats []string) (written []string, skipped map[string]string, err error) {
+	if r.Explanation == nil {
+		return nil, nil, r.NoPeak
+	}
+	e := *r.Explanation
+	skipped = map[string]string{}
+	for _, f := range formats {
+		for _, name := range formatFiles[f] {
+			if why := r.noStacksWhy(name); stackExports[name] && why != "" {
+				skipped[name] = why
+				continue
+			}
+			var buf bytes.Buffer
+			var err error
+			switch name {
+			case "timeseries.csv":
+				err = analysis.WriteTimeseriesCSV(&buf, r.Series, uint64(os.Getpagesize()))
+			case "ledger.csv":
+				err = analysis.WriteLedgerCSV(&buf, e)
+			case "explanation.json":
+				err = WriteJSONTo(&buf, e)
+			case "kernel-alloc.folded":
+				err = analysis.WriteFolded(&buf, r.Stacks)
+			case "kernel-alloc.pb.gz":
+				err = analysis.WritePprof(&buf, r.Stacks, analysis.AllocSpace)
+			case "flamegraph.svg":
+				err = analysis.WriteFlameSVG(&buf, r.Stacks, "kernel memory allocated by the run, by stack", "bytes")
+			case "cpu.folded":
+				err = analysis.WriteFolded(&buf, r.CPU)
+			case "cpu.pb.gz":
+				err = analysis.WritePprof(&buf, r.CPU, analysis.CPUSamples)
+			case "cpu-flamegraph.svg":
+				err = analysis.WriteFlameSVG(&buf, r.CPU, "where the run's CPU time went (connect and exchange)", "samples")
+			case "report.html":
+				err = analysis.WriteReport(&buf, r.report())
+			}
+			if err != nil {
+				return written, skipped, fmt.Errorf("rendering %s: %w", name, err)
+			}
+			path := filepath.Join(dir, name)
+			if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+				return written, skipped, err
+			}
+			written = append(written, path)
+		}
+	}
+	return written, skipped, nil
+}
+
+func (r *Run) report() analysis.Report {
+	res := r.Summary.Result
+	rep := analysis.Report{Explanation: *r.Explanation, Series: r.Series, Stacks: r.Stacks, CPUStacks: r.CPU,
+		Title: fmt.Sprintf("c10mprobe: %d of %d connections verified on %s", res.Verified, res.Requested, r.Input.Server)}
+	rep.Facts = []analysis.Fact{
+		{Name: "verified", Value: fmt.Sprintf("%d of %d", res.Verified, res.Requested)},
+		{Name: "workers", Value: fmt.Sprintf("%d client + %d server", res.Workers.Client, res.Workers.Server)},
+		{Name: "connect", Value: fmt.Sprintf("%.2f s, %.0f/s", res.Phases.ConnectSeconds, res.ConnectRate)},
+		{Name: "exchange", Value: fmt.Sprintf("%.2f s", res.Phases.ExchangeSeconds)},
+		{Name: "runner memory", Value: fmt.Sprintf("%.0f B per connection (PSS)", float64(res.RunnerPss)/float64(max(1, res.Established)))},
+		{Name: "stopped by", Value: res.StoppedBy},
+	}
+	if k := r.Summary.Kernel; k != nil {
+		rep.Facts = append(rep.Facts, analysis.Fact{Name: "probes", Value: string(k.Backend)})
+		rep.SocketMemory = k.SocketMemory.SockDiag
+	}
+	rep.CPUProfileNote = "No CPU samples: " + r.CPUWhy
+	if r.CPUWhy == "" {
+		rep.CPUProfileNote = "No CPU samples were recorded (a run without probes, or recorded before c10mprobe sampled CPU)."
+	}
+	return rep
+}
+
+// Compared is what the run contributes to a comparison.
+func (r *Run) Compared(name string) analysis.Compared {
+	res := r.Summary.Result
+	e := *r.Explanation
+	n := float64(max(1, res.Established))
+	m := map[string]float64{
+		"connections": float64(res.Established), "verified": float64(res.Verified),
+		"connect_rate": res.ConnectRate, "verified_rate": res.VerifiedRate,
+		"kernel_per_conn": e.KernelPerConnection, "user_per_conn": e.UserPerConnection,
+		"runner_pss_per_conn": float64(res.RunnerPss) / n,
+		"queued_per_conn":     float64(r.Summary.SocketBuffers) / n,
+		"tcp_mem_per_conn":    float64(max(0, r.Input.Peak.TCPMemPages-r.Input.Idle.TCPMemPages)*int64(os.Getpagesize())) / n,
+	}
+	if k := r.Summary.Kernel; k != nil {
+		m["socket_p50"], m["socket_p99"], m["socket_max"] = float64(k.SocketMemory.P50), float64(k.SocketMemory.P99), float64(k.SocketMemory.Max)
+	}
+	if len(e.Limits) > 0 && e.Limits[0].BindsAt != nil {
+		m["binds_at"] = float64(*e.Limits[0].BindsAt)
+	}
+	var settings []string
+	for _, c := range res.SysctlChanges {
+		settings = append(settings, fmt.Sprintf("%s=%s", c.Key, c.New))
+	}
+	if p := res.Payload; p.Bytes > 0 {
+		s := fmt.Sprintf("payload %d B", p.Bytes)
+		if p.Unread {
+			s += " unread"
+		}
+		settings = append(settings, s)
+	}
+	return analysis.Compared{Name: name, Explanation: e, Metrics: m, Settings: settings}
+}

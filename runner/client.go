@@ -1,0 +1,173 @@
+package runner
+
+// The client worker: opening connections at the planned rate from the
+// plan's source addresses, then echoing the server's numbered message.
+
+import (
+	"encoding/binary"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func (w *worker) open() {
+	if w.cfg.Rate > 0 {
+		now := time.Now()
+		burst := max(1, w.cfg.Rate/100) // at most 10 ms worth at once
+		w.tokens = min(w.tokens+now.Sub(w.lastTick).Seconds()*w.cfg.Rate, burst)
+		w.lastTick = now
+	}
+	for w.opening && int(w.stats.Opened) < w.cfg.Quota && w.pending < w.cfg.Inflight {
+		if w.cfg.Rate > 0 {
+			if w.tokens < 1 {
+				return
+			}
+			w.tokens--
+		}
+		w.openOne()
+	}
+	if int(w.stats.Opened) >= w.cfg.Quota {
+		w.opening = false
+	}
+}
+
+func (w *worker) openOne() {
+	src := w.pickSource()
+	if src < 0 {
+		w.opening = false
+		return
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		errno, _ := err.(unix.Errno)
+		switch errno {
+		case unix.EMFILE:
+			w.fail(failEMFILE, errno, nil)
+		case unix.ENFILE:
+			w.fail(failENFILE, errno, nil)
+		default:
+			w.fail(failNoMem, errno, nil)
+		}
+		w.opening = false
+		return
+	}
+	if fd >= len(w.conns) {
+		// Cannot happen while RLIMIT_NOFILE equals len(conns); guard the index anyway.
+		unix.Close(fd)
+		w.fail(failEMFILE, unix.EMFILE, nil)
+		w.opening = false
+		return
+	}
+	// IP_BIND_ADDRESS_NO_PORT (Linux 4.2): bind the address now, pick the
+	// port at connect time, so a port is unique per 4-tuple, not per address.
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
+	sa := w.sources[src]
+	if err := unix.Bind(fd, sa); err != nil {
+		unix.Close(fd)
+		errno, _ := err.(unix.Errno)
+		w.fail(failAddr, errno, sa)
+		w.exhaust(src)
+		return
+	}
+	err = unix.Connect(fd, w.server)
+	switch err {
+	case nil, unix.EINPROGRESS:
+	case unix.EADDRNOTAVAIL:
+		// Every port of ip_local_port_range is taken for this source address.
+		unix.Close(fd)
+		w.fail(failPorts, unix.EADDRNOTAVAIL, sa)
+		w.exhaust(src)
+		return
+	default:
+		unix.Close(fd)
+		errno, _ := err.(unix.Errno)
+		w.fail(classifyConnErr(errno), errno, nil)
+		w.stats.Opened++
+		return
+	}
+	w.conns[fd] = conn{state: stConnecting}
+	if err := w.add(fd, unix.EPOLLIN|unix.EPOLLOUT|unix.EPOLLRDHUP|unix.EPOLLET); err != nil {
+		unix.Close(fd)
+		w.conns[fd] = conn{}
+		w.fail(failNoMem, unix.ENOMEM, nil)
+		w.opening = false
+		return
+	}
+	w.stats.Opened++
+	w.pending++
+	w.dirty = true
+}
+
+func (w *worker) pickSource() int {
+	for range w.sources {
+		i := w.nextSrc
+		w.nextSrc = (w.nextSrc + 1) % len(w.sources)
+		if !w.exhausted[i] {
+			return i
+		}
+	}
+	return -1
+}
+
+func (w *worker) exhaust(i int) {
+	if !w.exhausted[i] {
+		w.exhausted[i] = true
+		w.left--
+	}
+	if w.left == 0 {
+		w.opening = false
+	}
+}
+
+func classifyConnErr(errno unix.Errno) failKind {
+	switch errno {
+	case unix.ETIMEDOUT:
+		return failTimedOut
+	case unix.ECONNREFUSED:
+		return failRefused
+	case unix.ECONNRESET, unix.EPIPE:
+		return failReset
+	case unix.ENOBUFS, unix.ENOMEM:
+		return failNoMem
+	case unix.EADDRNOTAVAIL:
+		return failPorts
+	}
+	return failOther
+}
+
+func (w *worker) clientEvent(fd int, events uint32) {
+	c := &w.conns[fd]
+	if c.state == stConnecting {
+		w.pending--
+		if events&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+			soerr, _ := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+			w.dropConn(fd, classifyConnErr(unix.Errno(soerr)), unix.Errno(soerr))
+			return
+		}
+		c.state = stOpen
+		w.waiting++
+		w.stats.Established++
+		w.dirty = true
+	}
+	if c.state == stOpen && events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		w.receive(fd, c, &c.num)
+		if c.got == 4 {
+			w.stats.Verified++ // received
+			binary.BigEndian.PutUint32(w.buf[:], c.num)
+			n, err := unix.Write(fd, w.buf[:])
+			if n != 4 {
+				errno, _ := err.(unix.Errno)
+				w.dropConn(fd, failReset, errno)
+				return
+			}
+			c.state = stDone
+			w.waiting--
+			w.stats.Sent++
+			w.dirty = true
+			w.sendPayload(fd)
+		}
+	}
+	if c.state == stDone {
+		w.discard(fd)
+	}
+}

@@ -1,0 +1,16 @@
+// Package runner opens N connections to one server port with worker
+// processes, exchanges a numbered message on each and verifies it, and puts
+// the host back as it found it.
+//
+// run.go holds the phases (idle, connect, exchange, hold, close); prepare.go
+// the checks made before anything changes; procs.go the worker processes and
+// their reports; worker.go, client.go and server.go the worker itself
+// (epoll, raw syscalls, one 12-byte record per fd); limit.go which limit
+// bound; memcap.go and memcg.go the --mem-limit cgroup and its prediction;
+// swap.go the --swap file; restore.go what undoes a run, on every exit and
+// after a SIGKILL; host.go and preflight.go the limits read before a run.
+//
+// It imports golang.org/x/sys/unix, the standard library and internal/; never
+// cilium/ebpf (package bpf), analysis or record. Callers observe a run through
+// Config's callbacks.
+package runner

@@ -1,0 +1,143 @@
+package runner
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/c10mprobe/c10mprobe/internal/procfs"
+	"github.com/c10mprobe/c10mprobe/internal/slabmodel"
+	"github.com/c10mprobe/c10mprobe/internal/sysctl"
+	"golang.org/x/sys/unix"
+)
+
+// Host is every limit a run can meet, read once before it starts.
+type Host struct {
+	NoFileSoft     uint64            `json:"nofile_soft"`
+	NoFileHard     uint64            `json:"nofile_hard"`
+	CanRaiseNoFile bool              `json:"can_raise_nofile"` // CAP_SYS_RESOURCE
+	CapSysAdmin    bool              `json:"cap_sys_admin"`    // exempt from fs.file-max
+	NrOpen         int64             `json:"nr_open"`
+	FileMax        int64             `json:"file_max"`
+	FilesOpen      int64             `json:"files_open"`
+	PortLo         int               `json:"port_lo"`
+	PortHi         int               `json:"port_hi"`
+	Somaxconn      int64             `json:"somaxconn"`
+	SynBacklog     int64             `json:"tcp_max_syn_backlog"`
+	ConntrackMax   int64             `json:"conntrack_max"`   // 0 when nf_conntrack is not loaded
+	ConntrackCount int64             `json:"conntrack_count"` // entries now
+	TCPMemPages    [3]int64          `json:"tcp_mem_pages"`   // net.ipv4.tcp_mem
+	TCPRmem        [3]int64          `json:"tcp_rmem"`        // min, default, max bytes
+	TCPWmem        [3]int64          `json:"tcp_wmem"`
+	Mem            procfs.Meminfo    `json:"meminfo"`
+	SlabObjSize    map[string]uint64 `json:"slab_object_size"` // nil when /proc/slabinfo is unreadable
+	Root           bool              `json:"root"`
+}
+
+// ReadHost reads the limits from /proc and getrlimit.
+func ReadHost() (Host, error) {
+	var h Host
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return h, os.NewSyscallError("getrlimit", err)
+	}
+	h.NoFileSoft, h.NoFileHard = lim.Cur, lim.Max
+	h.Root = os.Geteuid() == 0
+	h.CanRaiseNoFile = hasCap(unix.CAP_SYS_RESOURCE)
+	h.CapSysAdmin = hasCap(unix.CAP_SYS_ADMIN)
+	var err error
+	if h.NrOpen, err = readSysctlInt("fs.nr_open"); err != nil {
+		return h, err
+	}
+	if h.FileMax, err = readSysctlInt("fs.file-max"); err != nil {
+		return h, err
+	}
+	if nr, err := sysctl.Read("fs.file-nr"); err == nil {
+		h.FilesOpen, _ = strconv.ParseInt(strings.Fields(nr)[0], 10, 64)
+	}
+	if h.PortLo, h.PortHi, err = ReadPortRange(); err != nil {
+		return h, err
+	}
+	if h.Somaxconn, err = readSysctlInt("net.core.somaxconn"); err != nil {
+		return h, err
+	}
+	if h.SynBacklog, err = readSysctlInt("net.ipv4.tcp_max_syn_backlog"); err != nil {
+		return h, err
+	}
+	for key, dst := range map[string]*[3]int64{"net.ipv4.tcp_mem": &h.TCPMemPages, "net.ipv4.tcp_rmem": &h.TCPRmem, "net.ipv4.tcp_wmem": &h.TCPWmem} {
+		if v, err := sysctl.Read(key); err == nil {
+			for i, f := range strings.Fields(v) {
+				if i < 3 {
+					dst[i], _ = strconv.ParseInt(f, 10, 64)
+				}
+			}
+		}
+	}
+	// nf_conntrack is optional; its sysctls exist only while it is loaded.
+	h.ConntrackMax, _ = readSysctlInt("net.netfilter.nf_conntrack_max")
+	h.ConntrackCount, _ = readSysctlInt("net.netfilter.nf_conntrack_count")
+	if h.Mem, err = procfs.ReadMeminfo(); err != nil {
+		return h, fmt.Errorf("reading meminfo: %w", err)
+	}
+	if slabs, err := procfs.ReadSlabinfo(); err == nil {
+		h.SlabObjSize = make(map[string]uint64, len(slabs))
+		for name, c := range slabs {
+			h.SlabObjSize[name] = c.ObjSize
+		}
+		// A cache SLUB merged into another is missing from /proc/slabinfo;
+		// its sysfs alias still says its size.
+		for _, name := range slabmodel.Charged {
+			if _, ok := h.SlabObjSize[name]; !ok {
+				if v, err := procfs.ReadInt("/sys/kernel/slab/" + name + "/slab_size"); err == nil {
+					h.SlabObjSize[name] = uint64(v)
+				}
+			}
+		}
+	}
+	return h, nil
+}
+
+// ReadPortRange reads net.ipv4.ip_local_port_range.
+func ReadPortRange() (lo, hi int, err error) {
+	v, err := sysctl.Read("net.ipv4.ip_local_port_range")
+	if err != nil {
+		return 0, 0, err
+	}
+	if _, err := fmt.Sscanf(v, "%d %d", &lo, &hi); err != nil {
+		return 0, 0, fmt.Errorf("parsing ip_local_port_range %q: %w", v, err)
+	}
+	return lo, hi, nil
+}
+
+func readSysctlInt(key string) (int64, error) {
+	v, err := sysctl.Read(key)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(v, 10, 64)
+}
+
+// hasCap reads the effective capability set from /proc/self/status.
+func hasCap(c int) bool {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			caps, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err == nil && caps&(1<<c) != 0
+		}
+	}
+	return false
+}
+
+// KernelBytesPerConn estimates the unswappable kernel memory of one loopback
+// connection (two sockets) from slab object sizes, and says where they came from.
+func (h *Host) KernelBytesPerConn() (uint64, string) {
+	if h.SlabObjSize == nil {
+		return 0, "unknown: /proc/slabinfo needs root"
+	}
+	return slabmodel.KernelBytes(h.SlabObjSize)
+}

@@ -1,0 +1,79 @@
+package runner
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/c10mprobe/c10mprobe/internal/limit"
+	"github.com/c10mprobe/c10mprobe/internal/units"
+	"golang.org/x/sys/unix"
+)
+
+// Limit is the first limit that bound, and at how many connections.
+type Limit struct {
+	Kind   limit.Kind `json:"kind"`
+	At     uint64     `json:"at"`
+	Detail string     `json:"detail"`
+}
+
+// setLimit records the first limit; later ones are the same limit's echoes.
+// r.mu must be held.
+func (r *Runner) setLimit(kind limit.Kind, detail string) {
+	if r.limit == nil {
+		r.limit = &Limit{Kind: kind, Detail: detail}
+		r.limit.At = r.totalsLocked().clientEstablished
+	}
+}
+
+// stop ends the connect phase early for the named reason.
+func (r *Runner) stop(kind limit.Kind, detail string) {
+	r.mu.Lock()
+	r.setLimit(kind, detail)
+	already := r.stopping
+	r.stopping = true
+	r.mu.Unlock()
+	if !already {
+		r.send(Client, cmdStop)
+	}
+}
+
+// limitFor names the limit behind a worker's first failure.
+func (r *Runner) limitFor(p *proc, s *Stats) (limit.Kind, string) {
+	k := failKind(s.FirstFail - 1)
+	errno := unix.Errno(s.FirstFailErrno)
+	who := fmt.Sprintf("%s worker %d", p.role, p.index)
+	switch k {
+	case failEMFILE:
+		return limit.Fds, fmt.Sprintf("%s: %v after %d sockets (RLIMIT_NOFILE %d per process); raise the hard limit (needs CAP_SYS_RESOURCE) or allow more workers (--max-workers)",
+			who, errno, s.Established, r.plan.NoFile)
+	case failENFILE:
+		return limit.FileMax, fmt.Sprintf("%s: %v: fs.file-max (%d) open files system-wide; raise fs.file-max", who, errno, r.host.FileMax)
+	case failPorts:
+		src := netip.AddrFrom4(s.FirstFailSrc)
+		return limit.Ports, fmt.Sprintf("connect: no free source ports on %s (%s per address with ip_local_port_range %d–%d); use more --src addresses or widen the range",
+			src, units.Count(int64(r.plan.PortsPerSource)), r.tuning.PortLo, r.tuning.PortHi)
+	case failAddr:
+		return limit.SourceAddress, fmt.Sprintf("bind: %v for source %s: it is not an address of this host", errno, netip.AddrFrom4(s.FirstFailSrc))
+	default:
+		return limit.Memory, fmt.Sprintf("%s: %v: the kernel could not allocate socket memory", who, errno)
+	}
+}
+
+// failureLimit names the commonest failure when no limit stopped the opening.
+func (r *Runner) failureLimit(t totals) *Limit {
+	var worst failKind
+	for k := range t.failed {
+		if t.failed[k] > t.failed[worst] {
+			worst = failKind(k)
+		}
+	}
+	if t.failed[worst] == 0 && t.accepted >= t.clientEstablished {
+		return &Limit{Kind: limit.Unverified, At: t.clientEstablished, Detail: "connections were held but not all verified"}
+	}
+	if t.accepted < t.clientEstablished {
+		return &Limit{Kind: limit.AcceptQueue, At: t.accepted,
+			Detail: fmt.Sprintf("%d handshakes completed that no server worker accepted within %s", t.clientEstablished-t.accepted, r.cfg.Timeout)}
+	}
+	return &Limit{Kind: limit.Kind(worst.String()), At: t.clientEstablished,
+		Detail: fmt.Sprintf("%d connections failed with %s", t.failed[worst], worst)}
+}

@@ -1,0 +1,131 @@
+package runner
+
+import (
+	"math/bits"
+	"os"
+
+	"github.com/c10mprobe/c10mprobe/internal/limit"
+	"github.com/c10mprobe/c10mprobe/internal/procfs"
+	"github.com/c10mprobe/c10mprobe/internal/sockdiag"
+)
+
+// maxPerWorker is the most sockets one worker held.
+func (r *Runner) maxPerWorker() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var m uint64
+	for _, p := range r.procs {
+		m = max(m, p.stats.Established)
+	}
+	return m
+}
+
+// pss sums the proportional set size of the parent and every worker, so the
+// program text they share counts once; also by role, the parent apart.
+func (r *Runner) pss() (total, client, server, parent uint64) {
+	parent, _ = procfs.Pss(os.Getpid())
+	for _, p := range r.procs {
+		v, err := procfs.Pss(p.pid)
+		if err != nil {
+			continue
+		}
+		if p.role == Client {
+			client += v
+		} else {
+			server += v
+		}
+	}
+	return parent + client + server, client, server, parent
+}
+
+// countEndpoints asks the kernel, not the workers, which established sockets
+// sit on the server port and how many distinct client endpoints they face;
+// the same dump records what every socket of the run holds in buffers.
+func (r *Runner) countEndpoints(res *Result) error {
+	seen := make(map[[4]byte]*[65536 / 64]uint64)
+	var onPort uint64
+	server := r.connectTo
+	err := sockdiag.DumpIPv4(1<<sockdiag.StateEstablished, func(s *sockdiag.Socket) {
+		switch {
+		case s.Local == server: // the server's end
+			res.SocketBuffersBySide.Server += s.Queued()
+		case s.Remote == server:
+			res.SocketBuffersBySide.Client += s.Queued()
+			res.PeakSocketBuffered = append(res.PeakSocketBuffered, s.Buffered())
+			return
+		default:
+			return
+		}
+		res.PeakSocketBuffered = append(res.PeakSocketBuffered, s.Buffered())
+		onPort++
+		a := s.Remote.Addr().As4()
+		m := seen[a]
+		if m == nil {
+			m = new([65536 / 64]uint64)
+			seen[a] = m
+		}
+		p := s.Remote.Port()
+		m[p/64] |= 1 << (p % 64)
+	})
+	if err != nil {
+		return err
+	}
+	var distinct uint64
+	for _, m := range seen {
+		for _, w := range m {
+			distinct += uint64(bits.OnesCount64(w))
+		}
+	}
+	res.ServerSockets = onPort
+	res.DistinctClientEndpoints = distinct
+	res.SocketBuffers = res.SocketBuffersBySide.Client + res.SocketBuffersBySide.Server
+	return nil
+}
+
+func (r *Runner) finishResult(res *Result) {
+	t := r.totals()
+	res.Established = t.clientEstablished
+	res.Accepted = t.accepted
+	res.ReserveBytes = r.cfg.Reserve
+	if vm, err := procfs.ReadVmstat(); err == nil && res.Swap != nil {
+		res.Swap.SwapOut, res.Swap.SwapIn = vm["pswpout"]-r.vmStart["pswpout"], vm["pswpin"]-r.vmStart["pswpin"]
+	}
+	res.Payload = PayloadResult{Bytes: r.cfg.Payload, Unread: r.cfg.Unread, Sent: t.payloadSent, Read: t.payloadRead}
+	res.Verified = t.verified
+	res.Echoed = t.echoed
+	for k, v := range t.failed {
+		if v > 0 {
+			res.Failed[failKind(k).String()] += v
+		}
+	}
+	if res.Phases.ConnectSeconds > 0 {
+		res.ConnectRate = float64(t.clientEstablished) / res.Phases.ConnectSeconds
+	}
+	if s := res.Phases.ConnectSeconds + res.Phases.ExchangeSeconds; s > 0 {
+		res.VerifiedRate = float64(t.verified) / s
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if int(t.verified) < r.cfg.Conns {
+		if r.limit == nil {
+			r.limit = r.failureLimit(t)
+		}
+		if r.limit != nil && r.limit.Kind == limit.WorkerDied && r.limit.Detail == "" {
+			for _, p := range r.procs {
+				if p.state != nil && !p.expectExit {
+					r.limit.Detail = r.deathDetail(p)
+					break
+				}
+			}
+		}
+		res.Limit = r.limit
+	}
+	res.StoppedBy = "complete"
+	res.WorkerExecutable = r.workerExe
+	if res.Limit != nil {
+		res.StoppedBy = string(res.Limit.Kind)
+	}
+	if res.Memcap != nil {
+		r.memcap.finish(res.Memcap, t.clientEstablished, res.StoppedBy)
+	}
+}

@@ -1,0 +1,49 @@
+package runner
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+func TestPreflight(t *testing.T) {
+	h := Host{NoFileSoft: 20000, NoFileHard: 20000, NrOpen: 1048576, FileMax: 2466183, FilesOpen: 1000,
+		PortLo: 32768, PortHi: 60999, Somaxconn: 4096, SynBacklog: 2048,
+		SlabObjSize: map[string]uint64{"TCP": 2368, "sock_inode_cache": 832, "dentry": 192, "filp": 192, "eventpoll_epi": 128}}
+	h.Mem.MemAvailable = 23 << 30
+	p, _ := MakePlan(PlanInput{Conns: 1000000, NoFile: 20000, PortLo: 32768, PortHi: 60999})
+	checks := Preflight(h, p, Tuning{Backlog: 65535, PortLo: 32768, PortHi: 60999}, 1<<30, false)
+	byName := map[string]Check{}
+	for _, c := range checks {
+		byName[c.Limit] = c
+	}
+	if c := byName["fds per process"]; !c.OK || !strings.Contains(c.Action, "51 client + 51 server") {
+		t.Errorf("fds: %+v", c)
+	}
+	if c := byName["accept backlog"]; c.OK || !strings.Contains(c.Action, "65535") {
+		t.Errorf("backlog: %+v", c)
+	}
+	if c := byName["memory"]; !c.OK || !strings.Contains(c.Needs, "7.2 KiB per connection") || !strings.Contains(c.Note, "TCP 2368") {
+		t.Errorf("memory: %+v", c)
+	}
+	if _, ok := byName["conntrack"]; ok {
+		t.Error("conntrack listed though nf_conntrack is not loaded")
+	}
+
+	// 4 GiB available holds about 4 GiB / 7,424 B ≈ 578,524 connections.
+	h.Mem.MemAvailable = 5 << 30
+	checks = Preflight(h, p, Tuning{Backlog: 65535, PortLo: 32768, PortHi: 60999}, 1<<30, false)
+	for _, c := range checks {
+		if c.Limit == "memory" && (c.OK || !strings.Contains(c.Action, "578,524")) {
+			t.Errorf("memory with 5 GiB: %+v", c)
+		}
+	}
+
+	one := []netip.Addr{netip.MustParseAddr("127.0.0.2")}
+	p, _ = MakePlan(PlanInput{Conns: 3000, NoFile: 20000, Sources: one, PortLo: 40000, PortHi: 40999})
+	for _, c := range Preflight(h, p, Tuning{Backlog: 65535, PortLo: 40000, PortHi: 40999}, 1<<30, false) {
+		if c.Limit == "source ports" && (c.OK || !strings.Contains(c.Action, "binds at 1,000")) {
+			t.Errorf("ports: %+v", c)
+		}
+	}
+}

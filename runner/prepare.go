@@ -1,0 +1,179 @@
+package runner
+
+import (
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/c10mprobe/c10mprobe/internal/sysctl"
+	"golang.org/x/sys/unix"
+)
+
+// creatable says whether dir exists or could be made: its nearest existing
+// ancestor must be a directory this process may write. Checked without
+// creating anything, so that bad input leaves nothing behind.
+func creatable(dir string) error {
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		st, err := os.Stat(d)
+		if err == nil {
+			if !st.IsDir() {
+				return fmt.Errorf("%s is not a directory", d)
+			}
+			if err := unix.Access(d, unix.W_OK); err != nil {
+				return fmt.Errorf("%s is not writable: %w", d, err)
+			}
+			return nil
+		}
+		if !os.IsNotExist(err) {
+			return err
+		}
+		if d == filepath.Dir(d) {
+			return err
+		}
+	}
+}
+
+// bindable says whether a socket can take a as its source address: every
+// connection from a source that is not local fails at bind().
+func bindable(a netip.Addr) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	// The address alone, no port taken (IP_BIND_ADDRESS_NO_PORT, Linux 4.2).
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
+	return unix.Bind(fd, &unix.SockaddrInet4{Addr: a.As4()})
+}
+
+// Prepare reads the host and plans the run. It changes nothing on the host,
+// so every bad input is reported before anything is touched.
+func Prepare(cfg Config) (*Runner, error) {
+	if cfg.Conns <= 0 {
+		return nil, badInput("--conns must be a positive number of connections, got %d", cfg.Conns)
+	}
+	if !cfg.Listen.Addr().Is4() {
+		return nil, badInput("--listen must be an IPv4 address:port, got %s", cfg.Listen)
+	}
+	if cfg.Listen.Port() == 0 {
+		return nil, badInput("--listen needs a port other than 0, got %s", cfg.Listen)
+	}
+	for _, s := range cfg.Sources {
+		if !s.Is4() {
+			return nil, badInput("--src takes IPv4 addresses, got %s", s)
+		}
+		if err := bindable(s); err != nil {
+			return nil, badInput("--src %s is not an address of this host (bind: %v); add it (ip addr add %s dev lo) or leave it out", s, err, s)
+		}
+	}
+	if cfg.Inflight <= 0 {
+		return nil, badInput("--inflight must be positive, got %d", cfg.Inflight)
+	}
+	if cfg.Rate < 0 {
+		return nil, badInput("--rate must not be negative, got %g", cfg.Rate)
+	}
+	if cfg.Payload < 0 || cfg.Payload > 64<<20 {
+		return nil, badInput("--payload must be between 0 and 64MiB, got %d bytes", cfg.Payload)
+	}
+	if cfg.MemLimit > 0 && cfg.MemLimit < 32<<20 {
+		return nil, badInput("--mem-limit must be at least 32MiB (the workers alone need that), got %d bytes", cfg.MemLimit)
+	}
+	if cfg.Unread && cfg.Payload == 0 {
+		return nil, badInput("--unread needs a --payload to leave unread")
+	}
+	if cfg.Timeout <= 0 {
+		return nil, badInput("--timeout must be positive, got %s", cfg.Timeout)
+	}
+	if cfg.Log == nil {
+		cfg.Log = io.Discard
+	}
+	host, err := ReadHost()
+	if err != nil {
+		return nil, err
+	}
+	r := &Runner{cfg: cfg, host: host, notify: make(chan struct{}, 1), connectTo: cfg.Listen}
+	if cfg.Listen.Addr().IsUnspecified() {
+		r.connectTo = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), cfg.Listen.Port())
+	}
+
+	r.tuning = Tuning{Backlog: max(host.Somaxconn, host.SynBacklog), PortLo: host.PortLo, PortHi: host.PortHi}
+	if cfg.PortRange != [2]int{} {
+		lo, hi := cfg.PortRange[0], cfg.PortRange[1]
+		if lo < 1 || hi > 65535 || lo > hi {
+			return nil, badInput("--port-range must be LO-HI within 1-65535, got %d-%d", lo, hi)
+		}
+		r.tuning.PortLo, r.tuning.PortHi = lo, hi
+	}
+	// The accept queue absorbs connects in flight plus whatever the server
+	// workers have not yet accepted; 65,535 is the historical u16 cap of
+	// sk_max_ack_backlog and plenty with pacing.
+	if want := int64(min(65535, max(cfg.Conns, 4*cfg.Inflight))); want > r.tuning.Backlog {
+		r.tuning.Backlog = want
+	}
+	for _, kv := range cfg.Sysctls {
+		if err := sysctl.Check(kv.Key); err != nil {
+			return nil, badInput("--sysctl: %v", err)
+		}
+		if strings.TrimSpace(kv.Value) == "" {
+			return nil, badInput("--sysctl %s needs a value", kv.Key)
+		}
+	}
+
+	needsRoot := len(cfg.Sysctls) > 0 || cfg.PortRange != [2]int{} || cfg.MemLimit > 0 || cfg.Swap > 0
+	if cfg.Swap > 0 {
+		if _, err := exec.LookPath("mkswap"); err != nil {
+			return nil, badInput("--swap needs mkswap (util-linux): %v", err)
+		}
+		if cfg.Swap < 1<<20 {
+			return nil, badInput("--swap must be at least 1MiB, got %d bytes", cfg.Swap)
+		}
+	}
+	if cfg.MemLimit > 0 {
+		if _, _, err := findMemcgParent(); err != nil {
+			return nil, badInput("--mem-limit: %v", err)
+		}
+		if r.memcap, err = newMemcap(host, cfg.Inflight); err != nil {
+			return nil, err
+		}
+	}
+	if !cfg.NoTune && (host.Somaxconn < r.tuning.Backlog || host.SynBacklog < r.tuning.Backlog) {
+		needsRoot = true
+	}
+	if needsRoot && !host.Root {
+		return nil, badInput("this run changes sysctls (accept backlog to %d, --port-range or --sysctl), which needs root: rerun with sudo, or pass --no-tune", r.tuning.Backlog)
+	}
+
+	nofile := host.NoFileHard
+	if cfg.WorkerFDs > 0 {
+		nofile = cfg.WorkerFDs
+		if nofile > host.NoFileHard && !host.CanRaiseNoFile {
+			return nil, badInput("--worker-fds %d is above the hard RLIMIT_NOFILE of %d, and raising it needs CAP_SYS_RESOURCE", nofile, host.NoFileHard)
+		}
+		if nofile <= fdReserve {
+			return nil, badInput("--worker-fds must be above %d (a worker keeps that many for itself), got %d", fdReserve, nofile)
+		}
+	} else if host.CanRaiseNoFile && uint64(host.NrOpen) > nofile {
+		// Fewer, larger workers where the hard limit can be raised.
+		nofile = uint64(host.NrOpen)
+	}
+	r.plan, err = MakePlan(PlanInput{
+		Conns: cfg.Conns, NoFile: nofile, MaxWorkers: cfg.MaxWorkers,
+		Sources: cfg.Sources, PortLo: r.tuning.PortLo, PortHi: r.tuning.PortHi,
+	})
+	if err != nil {
+		return nil, badInput("%v", err)
+	}
+	// A run directory holds one run: files a second run does not write
+	// (its probes' stacks, a swap marker) would pass for its own.
+	if entries, err := os.ReadDir(cfg.OutDir); err == nil && len(entries) > 0 {
+		return nil, badInput("--out %s already holds files (another run's?); give a new directory", cfg.OutDir)
+	}
+	if err := creatable(cfg.OutDir); err != nil {
+		return nil, badInput("--out %s cannot be created: %v", cfg.OutDir, err)
+	}
+	return r, nil
+}

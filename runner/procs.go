@@ -1,0 +1,330 @@
+package runner
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/c10mprobe/c10mprobe/internal/limit"
+	"github.com/c10mprobe/c10mprobe/internal/procfs"
+	"github.com/c10mprobe/c10mprobe/internal/rundir"
+	"golang.org/x/sys/unix"
+)
+
+// proc is one worker process as the parent sees it.
+type proc struct {
+	role   Role
+	index  int
+	quota  int
+	cmd    *exec.Cmd
+	ctl    *os.File
+	pid    int
+	exited chan struct{}
+
+	// guarded by Runner.mu
+	stats      Stats
+	reports    uint64
+	state      *os.ProcessState
+	expectExit bool
+}
+
+// WorkerBinary is the lean worker executable, looked for beside this one.
+const WorkerBinary = "c10mprobe-worker"
+
+// workerExe is the worker executable: c10mprobe-worker beside this binary
+// when there is one (make build puts it there), else this binary itself.
+// The lean one saves each worker the package init of everything it never
+// runs (google/pprof/profile alone allocates 154 KB compiling regexps).
+func workerExe() (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("finding own executable: %w", err)
+	}
+	lean := filepath.Join(filepath.Dir(exe), WorkerBinary)
+	if st, err := os.Stat(lean); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+		return lean, nil
+	}
+	return exe, nil
+}
+
+func (r *Runner) spawn() error {
+	exe, err := workerExe()
+	if err != nil {
+		return err
+	}
+	r.workerExe = exe
+	sources := make([]string, len(r.plan.Sources))
+	for i, s := range r.plan.Sources {
+		sources[i] = s.String()
+	}
+	if r.cfg.OnSpawn != nil {
+		if err := r.cfg.OnSpawn(os.Getpid()); err != nil {
+			return err
+		}
+	}
+	for i := range r.plan.ServerWorkers {
+		wc := workerConfig{Proto: protoVersion, Role: Server, Index: i, Quota: Quota(r.cfg.Conns, r.plan.ServerWorkers, i),
+			Base: uint32(i * r.plan.ConnsPerWorker), NoFile: r.plan.NoFile, Payload: r.cfg.Payload, Unread: r.cfg.Unread}
+		wc.Quota = max(wc.Quota, min(r.plan.ConnsPerWorker, r.cfg.Conns))
+		if err := r.start(exe, wc, r.listener); err != nil {
+			return err
+		}
+	}
+	perWorkerRate := r.cfg.Rate / float64(r.plan.ClientWorkers)
+	for i := range r.plan.ClientWorkers {
+		wc := workerConfig{Proto: protoVersion, Role: Client, Index: i, Quota: Quota(r.cfg.Conns, r.plan.ClientWorkers, i),
+			NoFile: r.plan.NoFile, Sources: sources, Server: r.connectTo.String(),
+			Inflight: max(1, r.cfg.Inflight/r.plan.ClientWorkers), Rate: perWorkerRate, Payload: r.cfg.Payload, Unread: r.cfg.Unread}
+		if err := r.start(exe, wc, nil); err != nil {
+			return err
+		}
+	}
+	var pids bytes.Buffer
+	for _, p := range r.procs {
+		fmt.Fprintf(&pids, "%d %s %d\n", p.pid, p.role, p.index)
+	}
+	return os.WriteFile(filepath.Join(r.cfg.OutDir, rundir.Workers), pids.Bytes(), 0o644)
+}
+
+func (r *Runner) start(exe string, wc workerConfig, listener *os.File) error {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return os.NewSyscallError("socketpair", err)
+	}
+	// Non-blocking on our side so that the Go runtime's poller reads it.
+	if err := unix.SetNonblock(fds[0], true); err != nil {
+		return os.NewSyscallError("fcntl", err)
+	}
+	ctl := os.NewFile(uintptr(fds[0]), "ctl")
+	child := os.NewFile(uintptr(fds[1]), "ctl-child")
+	defer child.Close()
+	cfgJSON, err := json.Marshal(wc)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(exe, WorkerArg)
+	cmd.Stdin = bytes.NewReader(cfgJSON)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.ExtraFiles = []*os.File{child}
+	if listener != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, listener)
+	}
+	// One thread does the work; a small GOMAXPROCS keeps the runtime's
+	// per-P caches, and so each worker's baseline memory, small.
+	cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Pdeathsig: syscall.SIGKILL, // the worker dies with the parent, even a SIGKILLed one
+		Setpgid:   true,            // and a terminal's SIGINT goes to the parent alone
+	}
+	// An abort (a second signal) kills what is in r.procs: a worker it
+	// could not see would live on until Run's cleanup.
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.aborted {
+		ctl.Close()
+		return fmt.Errorf("starting %s worker %d: the run was aborted", wc.Role, wc.Index)
+	}
+	if err := cmd.Start(); err != nil {
+		ctl.Close()
+		return fmt.Errorf("starting %s worker %d: %w", wc.Role, wc.Index, err)
+	}
+	p := &proc{role: wc.Role, index: wc.Index, quota: wc.Quota, cmd: cmd, ctl: ctl, pid: cmd.Process.Pid, exited: make(chan struct{})}
+	r.procs = append(r.procs, p)
+	// Workers open nothing before cmdConnect, so this is in time.
+	if r.memcap != nil {
+		if err := r.memcap.cg.add(p.pid); err != nil {
+			return err
+		}
+	}
+	if r.cfg.OnSpawn != nil {
+		if err := r.cfg.OnSpawn(p.pid); err != nil {
+			return err
+		}
+	}
+	go r.readStats(p)
+	go func() {
+		_ = cmd.Wait()
+		r.mu.Lock()
+		p.state = cmd.ProcessState
+		if !p.expectExit {
+			r.setLimit(limit.WorkerDied, r.deathDetail(p))
+		}
+		r.mu.Unlock()
+		close(p.exited)
+		r.poke()
+	}()
+	return nil
+}
+
+func (r *Runner) deathDetail(p *proc) string {
+	st := p.state
+	how := st.String()
+	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		how = "killed by " + unix.SignalName(ws.Signal())
+		if ws.Signal() == syscall.SIGKILL {
+			if vm, err := procfs.ReadVmstat(); err == nil && vm["oom_kill"] > r.oomKillsAtStart {
+				how += fmt.Sprintf(" (the OOM killer: %d kills since the run started, see dmesg)", vm["oom_kill"]-r.oomKillsAtStart)
+			}
+		}
+	}
+	return fmt.Sprintf("%s worker %d (pid %d) %s; the run ended there", p.role, p.index, p.pid, how)
+}
+
+func (r *Runner) readStats(p *proc) {
+	buf := make([]byte, statsSize+64)
+	for {
+		n, err := p.ctl.Read(buf)
+		if err != nil || n == 0 {
+			return
+		}
+		var s Stats
+		if s.unmarshal(buf[:n]) != nil {
+			continue
+		}
+		r.mu.Lock()
+		p.stats = s
+		p.reports++
+		if s.FirstFail != 0 && r.limit == nil {
+			r.setLimit(r.limitFor(p, &s))
+		}
+		r.mu.Unlock()
+		r.poke()
+	}
+}
+
+func (r *Runner) poke() {
+	select {
+	case r.notify <- struct{}{}:
+	default:
+	}
+}
+
+// send writes c to every worker of role, or to all when role is "".
+func (r *Runner) send(role Role, c command) {
+	for _, p := range r.workers() {
+		if role == "" || p.role == role {
+			_, _ = p.ctl.Write([]byte{byte(c)})
+		}
+	}
+}
+
+// workers is a copy of the worker list, safe to range over while start may
+// append to it.
+func (r *Runner) workers() []*proc {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]*proc(nil), r.procs...)
+}
+
+// sync sends c to every live worker and waits for each to report back.
+func (r *Runner) sync(c command) {
+	r.mu.Lock()
+	seen := make(map[*proc]uint64, len(r.procs))
+	for _, p := range r.procs {
+		seen[p] = p.reports
+	}
+	r.mu.Unlock()
+	r.send("", c)
+	deadline := time.After(r.cfg.Timeout)
+	for {
+		r.mu.Lock()
+		all := true
+		for _, p := range r.procs {
+			if p.state == nil && p.reports == seen[p] {
+				all = false
+			}
+		}
+		r.mu.Unlock()
+		if all {
+			return
+		}
+		select {
+		case <-r.notify:
+		case <-deadline:
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// totals sums what every worker last reported.
+type totals struct {
+	payloadSent, payloadRead                          uint64
+	clientOpened, clientEstablished, received, echoed uint64
+	accepted, sent, verified, closed                  uint64
+	failed                                            [numFailKinds]uint64
+	connectDone, exchangeDone, closeDone              bool
+	closeNanos                                        int64
+}
+
+func (r *Runner) totals() totals {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.totalsLocked()
+}
+
+func (r *Runner) totalsLocked() totals {
+	t := totals{connectDone: true, exchangeDone: true, closeDone: true}
+	for _, p := range r.procs {
+		s := &p.stats
+		dead := p.state != nil
+		for k, v := range s.Failed {
+			t.failed[k] += v
+		}
+		t.closed += s.Closed
+		t.payloadSent += s.PayloadSent
+		t.payloadRead += s.PayloadRead
+		t.closeNanos = max(t.closeNanos, s.CloseNanos)
+		t.closeDone = t.closeDone && (s.CloseDone != 0 || dead)
+		if p.role == Client {
+			t.clientOpened += s.Opened
+			t.clientEstablished += s.Established
+			t.received += s.Verified
+			t.echoed += s.Sent
+			t.connectDone = t.connectDone && (s.ConnectDone != 0 || dead)
+		} else {
+			t.accepted += s.Established
+			t.sent += s.Sent
+			t.verified += s.Verified
+			t.exchangeDone = t.exchangeDone && (s.ExchangeDone != 0 || dead)
+		}
+	}
+	return t
+}
+
+func (r *Runner) anyDied() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range r.procs {
+		if p.state != nil && !p.expectExit {
+			return true
+		}
+	}
+	return false
+}
+
+// stopWorkers tells every worker to exit and reaps it; one that has not
+// exited after 5 s is killed.
+func (r *Runner) stopWorkers() {
+	r.mu.Lock()
+	for _, p := range r.procs {
+		p.expectExit = true
+	}
+	r.mu.Unlock()
+	r.send("", cmdExit)
+	deadline := time.After(5 * time.Second)
+	for _, p := range r.workers() {
+		select {
+		case <-p.exited:
+		case <-deadline:
+			_ = unix.Kill(p.pid, unix.SIGKILL)
+			<-p.exited
+		}
+		p.ctl.Close()
+	}
+}

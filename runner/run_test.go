@@ -1,0 +1,103 @@
+package runner
+
+import (
+	"context"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/c10mprobe/c10mprobe/internal/hostlock"
+	"github.com/c10mprobe/c10mprobe/internal/limit"
+	"github.com/c10mprobe/c10mprobe/internal/sysctl"
+)
+
+// TestMain makes this test binary a worker when a run in it starts one (it
+// is os.Executable), and takes the host's test turn for the root tests.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == WorkerArg {
+		os.Exit(WorkerMain())
+	}
+	if os.Geteuid() == 0 {
+		// One measuring test binary at a time (see cmd/c10mprobe).
+		hostlock.Wait("c10mprobe-tests")
+	}
+	os.Exit(m.Run())
+}
+
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: changes sysctls")
+	}
+}
+
+// runIn prepares and runs cfg in this process, with a fresh run directory.
+func runIn(t *testing.T, cfg Config) (*Result, error) {
+	t.Helper()
+	cfg.OutDir = filepath.Join(t.TempDir(), "run")
+	if cfg.Inflight == 0 {
+		cfg.Inflight = 64
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	r, err := Prepare(cfg)
+	if err != nil {
+		t.Fatalf("Prepare: %v", err)
+	}
+	return r.Run(context.Background())
+}
+
+func TestRunInProcessVerifiesAndRestores(t *testing.T) {
+	needRoot(t)
+	backlog, _ := sysctl.Read("net.core.somaxconn")
+	var phases []Phase
+	res, err := runIn(t, Config{Conns: 3000, Listen: netip.MustParseAddrPort("127.0.0.1:19921"), Reserve: 1 << 20,
+		OnPhase: func(p Phase) error { phases = append(phases, p); return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Verified != 3000 || res.ServerSockets != 3000 || res.DistinctClientEndpoints != 3000 || res.Limit != nil || res.StoppedBy != "complete" {
+		t.Errorf("verified %d, %d sockets on the port, %d endpoints, limit %+v, stopped by %s",
+			res.Verified, res.ServerSockets, res.DistinctClientEndpoints, res.Limit, res.StoppedBy)
+	}
+	if want := []Phase{PhaseIdle, PhaseConnect, PhaseExchange, PhaseClose}; len(phases) != len(want) {
+		t.Errorf("phases %v, want %v", phases, want)
+	}
+	if v, _ := sysctl.Read("net.core.somaxconn"); v != backlog {
+		t.Errorf("somaxconn %s after the run, %s before", v, backlog)
+	}
+}
+
+// A --sysctl the kernel refuses fails the run; those set before it are
+// restored all the same.
+func TestSysctlIsRestoredWhenALaterOneFails(t *testing.T) {
+	needRoot(t)
+	rmem, _ := sysctl.Read("net.ipv4.tcp_rmem")
+	_, err := runIn(t, Config{Conns: 100, Listen: netip.MustParseAddrPort("127.0.0.1:19922"), Reserve: 1 << 20,
+		Sysctls: []KeyValue{{"net.ipv4.tcp_rmem", "4096 65536 1048576"}, {"net.core.somaxconn", "lots"}}})
+	if err == nil {
+		t.Fatal("a sysctl the kernel refuses did not fail the run")
+	}
+	if v, _ := sysctl.Read("net.ipv4.tcp_rmem"); v != rmem {
+		t.Errorf("tcp_rmem %q after the run, %q before", v, rmem)
+	}
+}
+
+// --max-workers with a tiny fd budget: each worker hits EMFILE, and the
+// run names the fd limit at what is held.
+func TestRunNamesTheFdLimit(t *testing.T) {
+	needRoot(t)
+	res, err := runIn(t, Config{Conns: 1000, Listen: netip.MustParseAddrPort("127.0.0.1:19923"), Reserve: 1 << 20,
+		WorkerFDs: 100, MaxWorkers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The server workers hold the listener too, so they may accept a
+	// connection or two fewer than their clients opened.
+	if res.Limit == nil || res.Limit.Kind != limit.Fds || res.Limit.At != res.Established || res.Verified != res.Accepted || res.Verified < 2*80 {
+		t.Fatalf("limit %+v, established %d, accepted %d, verified %d", res.Limit, res.Established, res.Accepted, res.Verified)
+	}
+}

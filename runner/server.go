@@ -1,0 +1,127 @@
+package runner
+
+// The server worker: accepting from the shared listener up to its quota,
+// then sending each connection its number and verifying the echo.
+
+import (
+	"encoding/binary"
+
+	"golang.org/x/sys/unix"
+)
+
+func (w *worker) accept() {
+	for w.listening && int(w.stats.Established) < w.cfg.Quota {
+		// accept4 through Syscall6 with a nil address: x/sys/unix.Accept4
+		// allocates a Sockaddr per call, which this loop does a million times.
+		r, _, e := unix.Syscall6(unix.SYS_ACCEPT4, uintptr(w.listener), 0, 0, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
+		switch e {
+		case 0:
+		case unix.EAGAIN:
+			return
+		case unix.EINTR, unix.ECONNABORTED:
+			continue
+		case unix.EMFILE:
+			w.fail(failEMFILE, e, nil)
+			w.stopListening()
+			return
+		case unix.ENFILE:
+			w.fail(failENFILE, e, nil)
+			w.stopListening()
+			return
+		default:
+			w.fail(failNoMem, e, nil)
+			w.stopListening()
+			return
+		}
+		fd := int(r)
+		if fd >= len(w.conns) {
+			unix.Close(fd)
+			w.fail(failEMFILE, unix.EMFILE, nil)
+			w.stopListening()
+			return
+		}
+		w.conns[fd] = conn{num: w.cfg.Base + uint32(w.stats.Established), state: stOpen}
+		if err := w.add(fd, unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLET); err != nil {
+			unix.Close(fd)
+			w.conns[fd] = conn{}
+			w.fail(failNoMem, unix.ENOMEM, nil)
+			continue
+		}
+		w.stats.Opened++
+		w.stats.Established++
+		w.waiting++
+		w.dirty = true
+	}
+	if int(w.stats.Established) >= w.cfg.Quota {
+		w.stopListening()
+	}
+}
+
+// stopListening takes the shared listener out of this worker's epoll set, so
+// that a full worker leaves the accept queue to the others.
+func (w *worker) stopListening() {
+	if w.listening {
+		w.listening = false
+		_ = unix.EpollCtl(w.epfd, unix.EPOLL_CTL_DEL, w.listener, nil)
+	}
+}
+
+func (w *worker) exchange() {
+	w.exchanging = true
+	for fd := range w.conns {
+		c := &w.conns[fd]
+		if c.state != stOpen {
+			continue
+		}
+		binary.BigEndian.PutUint32(w.buf[:], c.num)
+		n, err := unix.Write(fd, w.buf[:])
+		if n != 4 {
+			errno, _ := err.(unix.Errno)
+			w.dropConn(fd, classifyConnErr(errno), errno)
+			continue
+		}
+		c.state = stSent
+		w.stats.Sent++
+		w.sendPayload(fd)
+	}
+	w.markExchangeDone()
+}
+
+func (w *worker) serverEvent(fd int, events uint32) {
+	c := &w.conns[fd]
+	switch c.state {
+	case stOpen:
+		// Nothing is due before our message: this is the peer closing early.
+		if events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+			w.receive(fd, c, &c.rx)
+			if c.got > 0 && w.conns[fd].state == stOpen {
+				w.dropConn(fd, failMismatch, 0)
+			}
+		}
+	case stSent:
+		w.receive(fd, c, &c.rx)
+		if w.conns[fd].state != stSent || c.got < 4 {
+			break
+		}
+		if c.rx == c.num {
+			w.stats.Verified++
+		} else {
+			w.stats.Failed[failMismatch]++
+		}
+		c.state = stDone
+		w.waiting--
+		w.dirty = true
+		w.discard(fd)
+	case stDone:
+		w.discard(fd)
+	}
+	w.markExchangeDone()
+}
+
+func (w *worker) markExchangeDone() {
+	if w.exchanging && w.waiting == 0 && w.stats.ExchangeDone == 0 {
+		w.stats.ExchangeDone = 1
+		w.dirty = true
+		w.report(true)
+	}
+}

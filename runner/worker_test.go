@@ -1,0 +1,216 @@
+package runner
+
+import (
+	"encoding/binary"
+	"fmt"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The worker's state machine, in this process, over real loopback sockets:
+// no root, no child processes. The test holds the parent's end of each
+// worker's control socket.
+
+type testWorker struct {
+	*worker
+	parent int // the parent's end of the control socket
+}
+
+func newTestWorker(t *testing.T, cfg workerConfig, listener int) *testWorker {
+	t.Helper()
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Proto, cfg.NoFile = protoVersion, lim.Cur
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.SetNonblock(fds[0], true); err != nil {
+		t.Fatal(err)
+	}
+	w, err := newWorker(cfg, fds[1], listener)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		w.closeAll()
+		unix.Close(w.epfd)
+		unix.Close(fds[0])
+		unix.Close(fds[1])
+	})
+	return &testWorker{worker: w, parent: fds[0]}
+}
+
+// command sends c as the parent does.
+func (tw *testWorker) command(t *testing.T, c command) {
+	t.Helper()
+	if _, err := unix.Write(tw.parent, []byte{byte(c)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// lastReport drains the reports the worker sent and returns the newest.
+func (tw *testWorker) lastReport(t *testing.T) (s Stats, ok bool) {
+	t.Helper()
+	buf := make([]byte, statsSize+64)
+	for {
+		n, err := unix.Read(tw.parent, buf)
+		if err == unix.EAGAIN {
+			return s, ok
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.unmarshal(buf[:n]); err != nil {
+			t.Fatal(err)
+		}
+		ok = true
+	}
+}
+
+// until turns every worker's loop until done holds, or fails after 10 s.
+func until(t *testing.T, what string, done func() bool, ws ...*testWorker) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !done(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s after 10 s", what)
+		}
+		for _, w := range ws {
+			if exit, err := w.step(1); err != nil || exit {
+				t.Fatalf("worker %s stopped: %v", w.cfg.Role, err)
+			}
+			w.lastReport(t)
+		}
+	}
+}
+
+func listenLoopback(t *testing.T) (fd int, addr string) {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(fd, 1024); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fd, fmt.Sprintf("127.0.0.1:%d", sa.(*unix.SockaddrInet4).Port)
+}
+
+func TestWorkersConnectExchangeVerifyAndClose(t *testing.T) {
+	const n = 300
+	ln, addr := listenLoopback(t)
+	server := newTestWorker(t, workerConfig{Role: Server, Quota: n, Base: 1000}, ln)
+	client := newTestWorker(t, workerConfig{Role: Client, Quota: n, Sources: []string{"127.0.0.1"}, Server: addr, Inflight: 64}, -1)
+
+	client.command(t, cmdConnect)
+	until(t, "connections", func() bool { return client.stats.ConnectDone == 1 && server.stats.Established == n }, client, server)
+	if client.stats.Established != n || client.stats.Opened != n {
+		t.Errorf("client opened %d, established %d; want %d", client.stats.Opened, client.stats.Established, n)
+	}
+	// A full server stops watching the shared listener.
+	if server.listening {
+		t.Error("the server worker still listens after its quota")
+	}
+
+	server.command(t, cmdExchange)
+	until(t, "exchange", func() bool { return server.stats.ExchangeDone == 1 }, client, server)
+	until(t, "echoes", func() bool { return client.stats.Sent == n }, client, server)
+	if server.stats.Sent != n || server.stats.Verified != n || client.stats.Verified != n {
+		t.Errorf("server sent %d, verified %d; client received %d; want %d", server.stats.Sent, server.stats.Verified, client.stats.Verified, n)
+	}
+	for k, v := range server.stats.Failed {
+		if v != 0 {
+			t.Errorf("server counted %d %s", v, failKind(k))
+		}
+	}
+	// Each connection carried its own number: Base + the accept order.
+	seen := map[uint32]bool{}
+	for fd := range server.conns {
+		if c := server.conns[fd]; c.state == stDone {
+			if c.num < 1000 || c.num >= 1000+n || seen[c.num] {
+				t.Fatalf("connection number %d out of place", c.num)
+			}
+			seen[c.num] = true
+		}
+	}
+
+	client.command(t, cmdClose)
+	server.command(t, cmdClose)
+	until(t, "close", func() bool { return client.stats.CloseDone == 1 && server.stats.CloseDone == 1 }, client, server)
+	if client.stats.Closed != n || server.stats.Closed != n {
+		t.Errorf("closed %d client and %d server sockets, want %d each", client.stats.Closed, server.stats.Closed, n)
+	}
+	if s, ok := client.lastReport(t); ok && s.Closed != n {
+		t.Errorf("the client's last report says %d closed", s.Closed)
+	}
+}
+
+// A peer that echoes the wrong number is a mismatch, not a verified
+// connection; one that closes before the exchange is an EOF.
+func TestServerCountsWrongEchoesAndEarlyCloses(t *testing.T) {
+	ln, addr := listenLoopback(t)
+	server := newTestWorker(t, workerConfig{Role: Server, Quota: 2, Base: 7}, ln)
+	var sa unix.SockaddrInet4
+	fmt.Sscanf(addr, "127.0.0.1:%d", &sa.Port)
+	sa.Addr = [4]byte{127, 0, 0, 1}
+	dial := func() int {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Connect(fd, &sa); err != nil {
+			t.Fatal(err)
+		}
+		return fd
+	}
+	liar, quitter := dial(), dial()
+	defer unix.Close(liar)
+	var got [4]byte
+	until(t, "accepts", func() bool { return server.stats.Established == 2 }, server)
+	server.command(t, cmdExchange)
+	until(t, "numbered messages", func() bool { return server.stats.Sent == 2 }, server)
+	if _, err := unix.Read(liar, got[:]); err != nil {
+		t.Fatal(err)
+	}
+	if num := binary.BigEndian.Uint32(got[:]); num != 7 && num != 8 {
+		t.Errorf("server sent number %d, want 7 or 8", num)
+	}
+	binary.BigEndian.PutUint32(got[:], 99)
+	unix.Write(liar, got[:])
+	// Read first: closing with unread data would send an RST (a reset),
+	// not a FIN.
+	unix.Read(quitter, got[:])
+	unix.Close(quitter)
+	until(t, "the exchange's end", func() bool { return server.stats.ExchangeDone == 1 }, server)
+	if f := server.stats.Failed; f[failMismatch] != 1 || f[failEOF] != 1 || server.stats.Verified != 0 {
+		t.Errorf("mismatch %d, eof %d, verified %d; want 1, 1, 0", f[failMismatch], f[failEOF], server.stats.Verified)
+	}
+}
+
+// A source address this host does not have fails at bind: the client
+// names it, stops opening and reports the connect phase done.
+func TestClientStopsOnASourceAddressNotHere(t *testing.T) {
+	_, addr := listenLoopback(t)
+	// 198.51.100.0/24 is TEST-NET-2: no host has it.
+	client := newTestWorker(t, workerConfig{Role: Client, Quota: 10, Sources: []string{"198.51.100.77"}, Server: addr, Inflight: 4}, -1)
+	client.command(t, cmdConnect)
+	until(t, "the end of opening", func() bool { return client.stats.ConnectDone == 1 }, client)
+	if failKind(client.stats.FirstFail-1) != failAddr || client.stats.Established != 0 {
+		t.Errorf("first failure %s, established %d: want source_address_not_local, 0", failKind(client.stats.FirstFail-1), client.stats.Established)
+	}
+	if a := client.stats.FirstFailSrc; a != [4]byte{198, 51, 100, 77} {
+		t.Errorf("first failure on %v, want 198.51.100.77", a)
+	}
+}
