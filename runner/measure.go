@@ -1,12 +1,14 @@
 package runner
 
 import (
+	"fmt"
 	"math/bits"
 	"os"
 
 	"github.com/c10mprobe/c10mprobe/internal/limit"
 	"github.com/c10mprobe/c10mprobe/internal/procfs"
 	"github.com/c10mprobe/c10mprobe/internal/sockdiag"
+	"github.com/c10mprobe/c10mprobe/internal/units"
 )
 
 // maxPerWorker is the most sockets one worker held.
@@ -82,9 +84,48 @@ func (r *Runner) countEndpoints(res *Result) error {
 	return nil
 }
 
+// heldAtBothEnds asks sock_diag how many connections to the server port are
+// established at both ends: a dead worker's sockets are closed by the
+// kernel, and their peers leave ESTABLISHED with them.
+func (r *Runner) heldAtBothEnds() (uint64, error) {
+	var server, client uint64
+	err := sockdiag.DumpIPv4(1<<sockdiag.StateEstablished, func(s *sockdiag.Socket) {
+		switch {
+		case s.Local == r.connectTo:
+			server++
+		case s.Remote == r.connectTo:
+			client++
+		}
+	})
+	return min(server, client), err
+}
+
+// recountAfterDeath replaces the workers' counts, which a dead worker's
+// last report still holds, with what the kernel holds at both ends. At the
+// peak, that is also what the run's per-connection costs divide by.
+func (r *Runner) recountAfterDeath(atPeak bool) {
+	if !r.anyDied() {
+		return
+	}
+	held, err := r.heldAtBothEnds()
+	if err != nil {
+		fmt.Fprintf(r.cfg.Log, "warning: counting what is held after a worker died: %v\n", err)
+		return
+	}
+	r.mu.Lock()
+	r.held = &held
+	if atPeak {
+		r.heldAtPeak = &held
+	}
+	r.mu.Unlock()
+}
+
 func (r *Runner) finishResult(res *Result) {
 	t := r.totals()
 	res.Established = t.clientEstablished
+	if r.heldAtPeak != nil {
+		res.Established = min(res.Established, *r.heldAtPeak)
+	}
 	res.Accepted = t.accepted
 	res.ReserveBytes = r.cfg.Reserve
 	if vm, err := procfs.ReadVmstat(); err == nil && res.Swap != nil {
@@ -106,17 +147,26 @@ func (r *Runner) finishResult(res *Result) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if int(t.verified) < r.cfg.Conns {
+	if r.limit != nil && r.limit.Kind == limit.WorkerDied && r.limit.Detail == "" {
+		for _, p := range r.procs {
+			if p.state != nil && !p.expectExit {
+				r.limit.Detail = r.deathDetail(p)
+				break
+			}
+		}
+	}
+	if r.held != nil {
+		// A worker died: what its last report counted is gone with it.
+		res.Verified = min(t.verified, *r.held)
+		if r.limit != nil && r.limit.Kind == limit.WorkerDied {
+			r.limit.At = res.Verified
+			r.limit.Detail += fmt.Sprintf("; %s verified connections lost with it (sock_diag: %s held at both ends)",
+				units.Count(t.verified-res.Verified), units.Count(*r.held))
+		}
+	}
+	if int(res.Verified) < r.cfg.Conns {
 		if r.limit == nil {
 			r.limit = r.failureLimit(t)
-		}
-		if r.limit != nil && r.limit.Kind == limit.WorkerDied && r.limit.Detail == "" {
-			for _, p := range r.procs {
-				if p.state != nil && !p.expectExit {
-					r.limit.Detail = r.deathDetail(p)
-					break
-				}
-			}
 		}
 		res.Limit = r.limit
 	}

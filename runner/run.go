@@ -43,11 +43,13 @@ type Runner struct {
 
 	oomKillsAtStart uint64
 
-	mu       sync.Mutex
-	procs    []*proc
-	limit    *Limit // the first limit that bound
-	stopping bool
-	aborted  bool
+	mu         sync.Mutex
+	procs      []*proc
+	limit      *Limit  // the first limit that bound
+	held       *uint64 // held at both ends after a worker died (sock_diag)
+	heldAtPeak *uint64 // the same, when the worker died before the peak
+	stopping   bool
+	aborted    bool
 }
 
 // Host returns what Prepare read.
@@ -154,8 +156,10 @@ func (r *Runner) Run(ctx context.Context) (res *Result, err error) {
 	if err := r.countEndpoints(res); err != nil {
 		fmt.Fprintf(r.cfg.Log, "warning: counting client endpoints with sock_diag: %v\n", err)
 	}
+	r.recountAfterDeath(true)
 	if r.cfg.Hold > 0 && ctx.Err() == nil && !r.anyDied() {
 		r.hold(ctx, res)
+		r.recountAfterDeath(false)
 		if err := r.phaseDone(PhaseHold); err != nil {
 			return res, err
 		}
@@ -304,7 +308,11 @@ func (r *Runner) connect(ctx context.Context, res *Result) {
 		// The watch writes the cap's peak, which the result reads.
 		defer func() { close(done); <-exited }()
 	}
-	allIn := func(t totals) bool { return t.connectDone && t.accepted+t.failed[failEMFILE] >= t.clientEstablished }
+	// Every handshake accepted, or a worker dead: what it held is gone, and
+	// the rest of the accept queue may have no server worker left to take it.
+	allIn := func(t totals) bool {
+		return t.connectDone && (t.accepted+t.failed[failEMFILE] >= t.clientEstablished || r.anyDied())
+	}
 	if r.waitFor(allIn, tick) {
 		t := r.totals()
 		if !t.connectDone {
@@ -347,14 +355,23 @@ func (r *Runner) exchange(ctx context.Context, res *Result) {
 	r.progress(PhaseExchange, start, 0)
 }
 
-// hold keeps every connection open for --hold, or until a signal.
+// hold keeps every connection open for --hold, until a signal, or until a
+// worker dies: the OOM killer taking one is a limit the run must name.
 func (r *Runner) hold(ctx context.Context, res *Result) {
 	r.progress(PhaseHold, time.Now(), 0)
 	start := time.Now()
-	select {
-	case <-ctx.Done():
-		res.Phases.HoldCutShort = true
-	case <-time.After(r.cfg.Hold):
+	timer := time.NewTimer(r.cfg.Hold)
+	defer timer.Stop()
+wait:
+	for !r.anyDied() {
+		select {
+		case <-ctx.Done():
+			res.Phases.HoldCutShort = true
+			break wait
+		case <-timer.C:
+			break wait
+		case <-r.notify: // a report, or a worker's exit
+		}
 	}
 	res.Phases.HoldSeconds = time.Since(start).Seconds()
 }
