@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/c10mprobe/c10mprobe/internal/limit"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files from the current output")
@@ -165,4 +167,31 @@ func TestTCPMemPastItsMax(t *testing.T) {
 		return
 	}
 	t.Error("no tcp_mem line")
+}
+
+// A run capped by --mem-limit is explained by its cap, not by the machine's
+// memory: the cap's row binds where the run stopped, and the verdict says
+// what the cgroup was charged per connection.
+func TestMemcapBindsBeforeTheMachine(t *testing.T) {
+	r := loadInput(t, "memory")
+	r.Memcap = &Memcap{LimitBytes: 256 << 20, StopShare: 0.97, BaselineBytes: 40 << 20,
+		PeakBytes: 40<<20 + uint64(r.Connections)*5400, Predicted: 44000}
+	e := Explain(r)
+	if e.BindingLimit != "memory cap" || !strings.Contains(e.Verdict, "memory cap binds first") || !strings.Contains(e.Verdict, "5.3 KiB per connection") {
+		t.Fatalf("binding %q: %s", e.BindingLimit, e.Verdict)
+	}
+	// (0.97 × 256 MiB − 40 MiB) ÷ 5,400 B
+	room := 0.97*float64(256<<20) - float64(40<<20)
+	if want := uint64(room / 5400); *e.Limits[0].BindsAt != want {
+		t.Errorf("cap binds at %d, want %d", *e.Limits[0].BindsAt, want)
+	}
+	r.RunLimit = &Bound{Kind: limit.Memcap, At: 41234, Detail: "the memory cgroup reached its cap"}
+	if e := Explain(r); *e.Limits[0].BindsAt != 41234 || e.Limits[0].Name != "memory cap" {
+		t.Errorf("a run stopped by its cap: first row %s at %d", e.Limits[0].Name, *e.Limits[0].BindsAt)
+	}
+	// PSI pressure stops a run on the machine's memory.
+	r.Memcap, r.RunLimit = nil, &Bound{Kind: limit.MemoryPressure, At: 12345}
+	if e := Explain(r); e.BindingLimit != "memory" || *e.Limits[0].BindsAt != 12345 {
+		t.Errorf("memory_pressure: binding %q at %d", e.BindingLimit, *e.Limits[0].BindsAt)
+	}
 }

@@ -38,6 +38,17 @@ type Run struct {
 
 	Limits   Limits `json:"limits"`
 	RunLimit *Bound `json:"run_limit,omitempty"` // the limit the run itself met
+	// Memcap is the --mem-limit memory cgroup the workers ran in, if any.
+	Memcap *Memcap `json:"memcap,omitempty"`
+}
+
+// Memcap is what a run's memory cgroup was charged.
+type Memcap struct {
+	LimitBytes    uint64  `json:"limit_bytes"`
+	StopShare     float64 `json:"stop_share"`     // the run stops opening at this share of the cap
+	BaselineBytes uint64  `json:"baseline_bytes"` // the workers, up and idle
+	PeakBytes     uint64  `json:"peak_bytes"`
+	Predicted     uint64  `json:"predicted_connections"` // before the first connection, from the model
 }
 
 // Memory is /proc/meminfo (bytes) and /proc/slabinfo at one moment.

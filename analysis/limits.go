@@ -96,6 +96,10 @@ func limits(r Run, e Explanation) []LimitLine {
 	}
 	out = append(out, mem)
 
+	if m := r.Memcap; m != nil {
+		out = append(out, memcapLine(r, *m))
+	}
+
 	if rl := r.RunLimit; rl != nil {
 		// The run met this limit: it binds where the run stopped.
 		for i := range out {
@@ -120,10 +124,27 @@ func limits(r Run, e Explanation) []LimitLine {
 
 // rowKind is the row of the limits table that a run's limit kind bound on.
 func rowKind(k limit.Kind) limit.Kind {
-	if k == limit.MemoryReserve {
+	switch k {
+	case limit.MemoryReserve, limit.MemoryPressure:
 		return limit.Memory
 	}
 	return k
+}
+
+// memcapLine is the --mem-limit cgroup's row: what it was charged per
+// connection between idle and peak, and how many connections that puts
+// under the share of the cap where the run stops opening.
+func memcapLine(r Run, m Memcap) LimitLine {
+	charged := float64(m.PeakBytes) - float64(m.BaselineBytes)
+	l := LimitLine{kind: limit.Memcap, Name: "memory cap",
+		Value: fmt.Sprintf("memory cgroup capped at %s (--mem-limit); the workers hold %s of it idle", units.Bytes(m.LimitBytes), units.Bytes(m.BaselineBytes)),
+		Used:  fmt.Sprintf("%s charged at the peak (%.0f B per connection)", units.Bytes(m.PeakBytes), charged/float64(max(1, r.Connections)))}
+	room := m.StopShare*float64(m.LimitBytes) - float64(m.BaselineBytes)
+	if charged > 0 && r.Connections > 0 && room > 0 {
+		l.BindsAt = ptr(uint64(room / (charged / float64(r.Connections))))
+	}
+	l.Detail = fmt.Sprintf("the cgroup is charged each client's sock and both ends' inodes, files, dentries and epoll items; the server's TCP sock is allocated in softirq and charged to no cgroup; predicted ≈ %s before the run", units.Count(m.Predicted))
+	return l
 }
 
 // minCostConnections is the smallest run whose per-connection costs the
@@ -155,6 +176,11 @@ func verdict(r Run, e Explanation) (string, string) {
 			v += fmt.Sprintf(" — but from only %s connections, fixed costs swamp the per-connection ones: measure with --conns %s or more", units.Count(r.Connections), units.Count(minCostConnections))
 		}
 		return first.Name, v
+	case "memory cap":
+		m := r.Memcap
+		perConn := (float64(m.PeakBytes) - float64(m.BaselineBytes)) / float64(max(1, r.Connections))
+		return first.Name, fmt.Sprintf("the memory cap binds first at %s connections: the cgroup is charged %.1f KiB per connection (the server's TCP sock, allocated in softirq, is charged to no cgroup); %s capped, less the %s the idle workers hold, stops the run at %.0f %% of the cap (predicted before the run: %s); the machine itself spends %.1f KiB per connection",
+			units.Count(at), perConn/1024, units.Bytes(m.LimitBytes), units.Bytes(m.BaselineBytes), 100*m.StopShare, units.Count(m.Predicted), (e.KernelPerConnection+e.UserPerConnection)/1024)
 	case "source ports":
 		return first.Name, fmt.Sprintf("source ports bind first at %s connections: %s × %s ports of ip_local_port_range %d–%d to one server port; add source addresses (--src) or widen the range",
 			units.Count(at), plural(r.SourceAddresses, "source address", "source addresses"), units.Count(uint64(r.Limits.PortHi-r.Limits.PortLo+1)), r.Limits.PortLo, r.Limits.PortHi)

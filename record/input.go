@@ -44,6 +44,10 @@ func Input(sum Summary, samples []PhaseSample) (analysis.Run, error) {
 			fmt.Sscanf(c.New, "%d %d", &in.Limits.PortLo, &in.Limits.PortHi)
 		}
 	}
+	if m := res.Memcap; m != nil {
+		in.Memcap = &analysis.Memcap{LimitBytes: m.LimitBytes, StopShare: m.StopShare, BaselineBytes: m.BaselineBytes,
+			PeakBytes: m.PeakUsageBytes, Predicted: m.PredictedConnections}
+	}
 	if res.Limit != nil {
 		in.RunLimit = &analysis.Bound{Kind: res.Limit.Kind, At: res.Limit.At, Detail: res.Limit.Detail}
 	}

@@ -38,6 +38,7 @@ type memcap struct {
 	why      string  // how perConn was reckoned
 	inflight int     // connects that may land after a stop
 
+	baseline  uint64 // charged with the workers up and idle
 	predicted uint64
 	peak      uint64
 	lastEst   uint64
@@ -83,6 +84,7 @@ func (m *memcap) create(dir string, limitBytes uint64, log io.Writer) (*MemcapRe
 // cap already, and how many connections fit in the rest at the model's cost.
 func (m *memcap) predict(log io.Writer) {
 	base := m.cg.usage()
+	m.baseline = base
 	room := memcapStop*float64(m.cg.limit) - float64(base)
 	if room > 0 {
 		m.predicted = uint64(room / m.perConn)
@@ -148,6 +150,7 @@ func (m *memcap) check(established uint64, now time.Time) string {
 
 // finish fills the cap's part of the result.
 func (m *memcap) finish(res *MemcapResult, established uint64, stoppedBy string) {
+	res.StopShare, res.BaselineBytes, res.ChargePerConnection = memcapStop, m.baseline, m.perConn
 	res.PredictedConnections = m.predicted
 	res.ActualConnections = established
 	res.PeakUsageBytes = m.peak

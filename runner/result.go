@@ -40,6 +40,7 @@ type Result struct {
 	SysctlChanges       []sysctl.Change `json:"sysctl_changes"`
 	Payload             PayloadResult   `json:"payload"`
 	Memcap              *MemcapResult   `json:"memcap,omitempty"`
+	Settings            Settings        `json:"settings"`
 	Swap                *SwapResult     `json:"swap,omitempty"`
 }
 
@@ -54,15 +55,18 @@ type SwapResult struct {
 
 // MemcapResult is what the run's memory cgroup saw.
 type MemcapResult struct {
-	LimitBytes           uint64 `json:"limit_bytes"`
-	PredictedConnections uint64 `json:"predicted_connections"` // printed before the run
-	ActualConnections    uint64 `json:"actual_connections"`
-	StoppedBy            string `json:"stopped_by"` // the limit kind, or "complete"
-	PeakUsageBytes       uint64 `json:"peak_usage_bytes"`
-	LimitHits            uint64 `json:"limit_hits"` // v1 failcnt, v2 memory.events max
-	OOMKills             uint64 `json:"oom_kills"`
-	Cgroup               string `json:"cgroup"`
-	Version              int    `json:"cgroup_version"`
+	LimitBytes           uint64  `json:"limit_bytes"`
+	StopShare            float64 `json:"stop_share"`                 // opening stops at this share of the cap
+	BaselineBytes        uint64  `json:"baseline_bytes"`             // charged with the workers up and idle
+	ChargePerConnection  float64 `json:"model_bytes_per_connection"` // the model's charge, for the prediction
+	PredictedConnections uint64  `json:"predicted_connections"`      // printed before the run
+	ActualConnections    uint64  `json:"actual_connections"`
+	StoppedBy            string  `json:"stopped_by"` // the limit kind, or "complete"
+	PeakUsageBytes       uint64  `json:"peak_usage_bytes"`
+	LimitHits            uint64  `json:"limit_hits"` // v1 failcnt, v2 memory.events max
+	OOMKills             uint64  `json:"oom_kills"`
+	Cgroup               string  `json:"cgroup"`
+	Version              int     `json:"cgroup_version"`
 }
 
 // PayloadResult is what --payload did: bytes asked per side, bytes the
@@ -108,4 +112,22 @@ type PssByRole struct {
 type SideBytes struct {
 	Client uint64 `json:"client"`
 	Server uint64 `json:"server"`
+}
+
+// Settings are what the run was asked to do that changes its result.
+type Settings struct {
+	Rate         float64    `json:"rate"` // connections per second; 0 for no limit
+	Inflight     int        `json:"inflight"`
+	NoTune       bool       `json:"no_tune"`
+	MemLimit     uint64     `json:"mem_limit"`
+	Swap         uint64     `json:"swap"`
+	WorkerFDs    uint64     `json:"worker_fds"` // 0: the hard limit
+	MaxWorkers   int        `json:"max_workers"`
+	Sources      []string   `json:"sources,omitempty"` // given with --src; automatic otherwise
+	PortRange    [2]int     `json:"port_range"`
+	Sysctls      []KeyValue `json:"sysctls,omitempty"`
+	Payload      int        `json:"payload"`
+	Unread       bool       `json:"unread"`
+	HoldSeconds  float64    `json:"hold_seconds"`
+	ReserveBytes uint64     `json:"reserve_bytes"`
 }

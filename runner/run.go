@@ -83,7 +83,7 @@ func (r *Runner) Run(ctx context.Context) (res *Result, err error) {
 	res = &Result{
 		Requested: r.cfg.Conns, Server: Endpoint{Addr: r.cfg.Listen.Addr().String(), Port: int(r.cfg.Listen.Port())},
 		SourceAddresses: len(r.plan.Sources), Plan: r.plan, Failed: map[string]uint64{},
-		Workers: WorkerCounts{Client: r.plan.ClientWorkers, Server: r.plan.ServerWorkers},
+		Workers: WorkerCounts{Client: r.plan.ClientWorkers, Server: r.plan.ServerWorkers}, Settings: r.settings(),
 	}
 	if err := os.MkdirAll(r.cfg.OutDir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating run directory: %w", err)
@@ -181,6 +181,18 @@ func (r *Runner) Run(ctx context.Context) (res *Result, err error) {
 	}
 	r.finishResult(res)
 	return res, nil
+}
+
+// settings records what the run was asked to do that changes its result.
+func (r *Runner) settings() Settings {
+	c := r.cfg
+	s := Settings{Rate: c.Rate, Inflight: c.Inflight, NoTune: c.NoTune, MemLimit: c.MemLimit, Swap: c.Swap,
+		WorkerFDs: c.WorkerFDs, MaxWorkers: c.MaxWorkers, PortRange: c.PortRange, Sysctls: c.Sysctls,
+		Payload: c.Payload, Unread: c.Unread, HoldSeconds: c.Hold.Seconds(), ReserveBytes: c.Reserve}
+	for _, a := range c.Sources {
+		s.Sources = append(s.Sources, a.String())
+	}
+	return s
 }
 
 // memoryPressureStop is the PSI "full avg10" at which a run stops opening: a

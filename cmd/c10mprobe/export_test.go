@@ -196,7 +196,7 @@ func TestTuneRerunCompare(t *testing.T) {
 	needRoot(t)
 	before := sysctls(t)
 	const n = 10000
-	a := run(t, "--conns", strconv.Itoa(n), "--listen", "127.0.0.1:19911", "--payload", "16KiB", "--unread")
+	a := run(t, "--conns", strconv.Itoa(n), "--listen", "127.0.0.1:19911", "--payload", "16KiB", "--unread", "--max-workers", "1")
 	b := run(t, "--conns", strconv.Itoa(n), "--listen", "127.0.0.1:19911", "--payload", "16KiB", "--unread",
 		"--sysctl", "net.ipv4.tcp_rmem=4096 4096 4096")
 	if a.code != 0 || b.code != 0 {
@@ -230,7 +230,8 @@ func TestTuneRerunCompare(t *testing.T) {
 	if len(q.Values) != 2 || q.Values[0] != float64(sa.SocketBuffers)/n || q.Values[1] != float64(sb.SocketBuffers)/n || q.Diff[1] == 0 {
 		t.Errorf("queued per connection %+v, sock_diag %d and %d", q, sa.SocketBuffers, sb.SocketBuffers)
 	}
-	if len(c.Settings) != 2 || !strings.Contains(strings.Join(c.Settings[1], " "), "tcp_rmem=4096 4096 4096") {
+	if len(c.Settings) != 2 || !strings.Contains(strings.Join(c.Settings[1], " "), "tcp_rmem=4096 4096 4096") ||
+		!strings.Contains(strings.Join(c.Settings[0], " "), "--max-workers 1") {
 		t.Errorf("settings %v", c.Settings)
 	}
 	html := filepath.Join(t.TempDir(), "compare.html")

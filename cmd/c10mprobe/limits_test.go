@@ -107,6 +107,16 @@ func TestMemoryCapIsReachedNamedAndRemoved(t *testing.T) {
 	if off := float64(m.ActualConnections)/float64(m.PredictedConnections) - 1; off > 0.10 || off < -0.10 {
 		t.Errorf("held %d, predicted %d", m.ActualConnections, m.PredictedConnections)
 	}
+	// The explanation is the cap's, not the machine's memory (≈ 2.4M here).
+	e := s.Explanation
+	if e == nil || e.BindingLimit != "memory cap" || !strings.Contains(e.Verdict, "memory cap binds first") ||
+		e.Limits[0].BindsAt == nil || *e.Limits[0].BindsAt != m.ActualConnections {
+		t.Errorf("explanation: %+v", e)
+	}
+	// What the cgroup was charged per connection, measured, against the model it predicted with.
+	if charged := float64(m.PeakUsageBytes-m.BaselineBytes) / float64(m.ActualConnections); charged < 0.8*m.ChargePerConnection || charged > 1.25*m.ChargePerConnection {
+		t.Errorf("charged %.0f B per connection, the model %.0f", charged, m.ChargePerConnection)
+	}
 	if s.Verified != m.ActualConnections || m.OOMKills != 0 || m.PeakUsageBytes < m.LimitBytes*9/10 {
 		t.Errorf("verified %d of %d held, %d OOM kills, peak %d of %d", s.Verified, m.ActualConnections, m.OOMKills, m.PeakUsageBytes, m.LimitBytes)
 	}
