@@ -98,6 +98,38 @@ func ReadHost() (Host, error) {
 	return h, nil
 }
 
+// apply sets the field a sysctl of the run stands for, so that the
+// preflight, the plan and the analysis see the values in force during the
+// run. value has passed sysctl.CheckValue.
+func (h *Host) apply(key, value string) {
+	n := make([]int64, 0, 3)
+	for _, f := range strings.Fields(value) {
+		v, _ := strconv.ParseInt(f, 10, 64)
+		n = append(n, v)
+	}
+	three := func(dst *[3]int64) { copy(dst[:], n) }
+	switch key {
+	case "net.ipv4.ip_local_port_range":
+		h.PortLo, h.PortHi = int(n[0]), int(n[1])
+	case "net.core.somaxconn":
+		h.Somaxconn = n[0]
+	case "net.ipv4.tcp_max_syn_backlog":
+		h.SynBacklog = n[0]
+	case "net.ipv4.tcp_mem":
+		three(&h.TCPMemPages)
+	case "net.ipv4.tcp_rmem":
+		three(&h.TCPRmem)
+	case "net.ipv4.tcp_wmem":
+		three(&h.TCPWmem)
+	case "fs.file-max":
+		h.FileMax = n[0]
+	case "fs.nr_open":
+		h.NrOpen = n[0]
+	case "net.netfilter.nf_conntrack_max":
+		h.ConntrackMax = n[0]
+	}
+}
+
 // ReadPortRange reads net.ipv4.ip_local_port_range.
 func ReadPortRange() (lo, hi int, err error) {
 	v, err := sysctl.Read("net.ipv4.ip_local_port_range")

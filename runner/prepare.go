@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 
 	"github.com/c10mprobe/c10mprobe/internal/sysctl"
 	"golang.org/x/sys/unix"
@@ -100,30 +99,36 @@ func Prepare(cfg Config) (*Runner, error) {
 		r.connectTo = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), cfg.Listen.Port())
 	}
 
-	r.tuning = Tuning{Backlog: max(host.Somaxconn, host.SynBacklog), PortLo: host.PortLo, PortHi: host.PortHi}
+	// --port-range is a sysctl like any other; the plan, the preflight and
+	// the analysis all see the values in force during the run.
+	r.sysctls = cfg.Sysctls
 	if cfg.PortRange != [2]int{} {
-		lo, hi := cfg.PortRange[0], cfg.PortRange[1]
-		if lo < 1 || hi > 65535 || lo > hi {
-			return nil, badInput("--port-range must be LO-HI within 1-65535, got %d-%d", lo, hi)
-		}
-		r.tuning.PortLo, r.tuning.PortHi = lo, hi
+		r.sysctls = append([]KeyValue{{"net.ipv4.ip_local_port_range", fmt.Sprintf("%d %d", cfg.PortRange[0], cfg.PortRange[1])}}, r.sysctls...)
 	}
+	for _, kv := range r.sysctls {
+		if err := sysctl.Check(kv.Key); err != nil {
+			return nil, badInput("--sysctl: %v", err)
+		}
+		if err := sysctl.CheckValue(kv.Key, kv.Value); err != nil {
+			return nil, badInput("--sysctl: %v", err)
+		}
+		if kv.Key == "net.ipv4.ip_local_port_range" {
+			if err := checkPortRange(kv.Value); err != nil {
+				return nil, err
+			}
+		}
+		r.host.apply(kv.Key, kv.Value)
+	}
+	host = r.host
+	r.tuning = Tuning{Backlog: max(host.Somaxconn, host.SynBacklog), PortLo: host.PortLo, PortHi: host.PortHi}
 	// The accept queue absorbs connects in flight plus whatever the server
 	// workers have not yet accepted; 65,535 is the historical u16 cap of
 	// sk_max_ack_backlog and plenty with pacing.
 	if want := int64(min(65535, max(cfg.Conns, 4*cfg.Inflight))); want > r.tuning.Backlog {
 		r.tuning.Backlog = want
 	}
-	for _, kv := range cfg.Sysctls {
-		if err := sysctl.Check(kv.Key); err != nil {
-			return nil, badInput("--sysctl: %v", err)
-		}
-		if strings.TrimSpace(kv.Value) == "" {
-			return nil, badInput("--sysctl %s needs a value", kv.Key)
-		}
-	}
 
-	needsRoot := len(cfg.Sysctls) > 0 || cfg.PortRange != [2]int{} || cfg.MemLimit > 0 || cfg.Swap > 0
+	needsRoot := len(r.sysctls) > 0 || cfg.MemLimit > 0 || cfg.Swap > 0
 	if cfg.Swap > 0 {
 		if _, err := exec.LookPath("mkswap"); err != nil {
 			return nil, badInput("--swap needs mkswap (util-linux): %v", err)
@@ -176,4 +181,19 @@ func Prepare(cfg Config) (*Runner, error) {
 		return nil, badInput("--out %s cannot be created: %v", cfg.OutDir, err)
 	}
 	return r, nil
+}
+
+// checkPortRange refuses an ip_local_port_range the kernel would: LO above
+// HI, or LO below net.ipv4.ip_unprivileged_port_start
+// (ipv4_local_port_range() in net/ipv4/sysctl_net_ipv4.c).
+func checkPortRange(value string) error {
+	var lo, hi int
+	if _, err := fmt.Sscanf(value, "%d %d", &lo, &hi); err != nil || lo < 1 || hi > 65535 || lo > hi {
+		return badInput("the port range %q must be LO HI within 1-65535, LO ≤ HI", value)
+	}
+	start, err := readSysctlInt("net.ipv4.ip_unprivileged_port_start")
+	if err == nil && int64(lo) < start {
+		return badInput("the port range %d-%d starts below net.ipv4.ip_unprivileged_port_start (%d), which the kernel refuses; start at %d or above", lo, hi, start, start)
+	}
+	return nil
 }

@@ -24,6 +24,7 @@ type Runner struct {
 	host    Host
 	plan    Plan
 	tuning  Tuning
+	sysctls []KeyValue // set for the run: --port-range, then --sysctl
 	journal *sysctl.Journal
 	// connectTo is where clients connect: --listen, or 127.0.0.1 on its
 	// port when --listen is the wildcard. A connect to 0.0.0.0 would reach
@@ -210,25 +211,25 @@ func (r *Runner) tune() error {
 		}
 		return nil
 	}
+	// The backlog is raised unless the run sets it itself.
+	mine := map[string]bool{}
+	for _, kv := range r.sysctls {
+		mine[kv.Key] = true
+	}
 	if !r.cfg.NoTune {
 		want := fmt.Sprint(r.tuning.Backlog)
-		if r.host.Somaxconn < r.tuning.Backlog {
+		if r.host.Somaxconn < r.tuning.Backlog && !mine["net.core.somaxconn"] {
 			if err := set("net.core.somaxconn", want); err != nil {
 				return err
 			}
 		}
-		if r.host.SynBacklog < r.tuning.Backlog {
+		if r.host.SynBacklog < r.tuning.Backlog && !mine["net.ipv4.tcp_max_syn_backlog"] {
 			if err := set("net.ipv4.tcp_max_syn_backlog", want); err != nil {
 				return err
 			}
 		}
 	}
-	if r.cfg.PortRange != [2]int{} {
-		if err := set("net.ipv4.ip_local_port_range", fmt.Sprintf("%d %d", r.tuning.PortLo, r.tuning.PortHi)); err != nil {
-			return err
-		}
-	}
-	for _, kv := range r.cfg.Sysctls {
+	for _, kv := range r.sysctls {
 		if err := set(kv.Key, kv.Value); err != nil {
 			return err
 		}

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,13 +72,13 @@ func TestRunInProcessVerifiesAndRestores(t *testing.T) {
 	}
 }
 
-// A --sysctl the kernel refuses fails the run; those set before it are
-// restored all the same.
+// A --sysctl the kernel refuses (somaxconn has a minimum of 0) fails the
+// run; those set before it are restored all the same.
 func TestSysctlIsRestoredWhenALaterOneFails(t *testing.T) {
 	needRoot(t)
 	rmem, _ := sysctl.Read("net.ipv4.tcp_rmem")
 	_, err := runIn(t, Config{Conns: 100, Listen: netip.MustParseAddrPort("127.0.0.1:19922"), Reserve: 1 << 20,
-		Sysctls: []KeyValue{{"net.ipv4.tcp_rmem", "4096 65536 1048576"}, {"net.core.somaxconn", "lots"}}})
+		Sysctls: []KeyValue{{"net.ipv4.tcp_rmem", "4096 65536 1048576"}, {"net.core.somaxconn", "-5"}}})
 	if err == nil {
 		t.Fatal("a sysctl the kernel refuses did not fail the run")
 	}
@@ -99,5 +100,44 @@ func TestRunNamesTheFdLimit(t *testing.T) {
 	// connection or two fewer than their clients opened.
 	if res.Limit == nil || res.Limit.Kind != limit.Fds || res.Limit.At != res.Established || res.Verified != res.Accepted || res.Verified < 2*80 {
 		t.Fatalf("limit %+v, established %d, accepted %d, verified %d", res.Limit, res.Established, res.Accepted, res.Verified)
+	}
+}
+
+// Values the kernel would refuse, found before anything changes.
+func TestPrepareRefusesSysctlsTheKernelWould(t *testing.T) {
+	for _, kv := range []KeyValue{
+		{"net.core.somaxconn", "garbage"},
+		{"net.ipv4.tcp_rmem", "4096 4096"},
+		{"net.ipv4.ip_local_port_range", "80 90"},
+		{"net.ipv4.ip_local_port_range", "50000 40000"},
+	} {
+		_, err := Prepare(Config{Conns: 10, Listen: netip.MustParseAddrPort("127.0.0.1:19924"), Inflight: 1, Timeout: time.Second,
+			Sysctls: []KeyValue{kv}, OutDir: filepath.Join(t.TempDir(), "run")})
+		if !IsBadInput(err) || !strings.Contains(err.Error(), kv.Value) && !strings.Contains(err.Error(), strings.Replace(kv.Value, " ", "-", 1)) {
+			t.Errorf("%s=%q: %v, want bad input naming the value", kv.Key, kv.Value, err)
+		}
+	}
+}
+
+// The plan and the preflight use the values a run sets, not the host's.
+func TestPrepareSeesTheSysctlsInForce(t *testing.T) {
+	needRoot(t)
+	r, err := Prepare(Config{Conns: 3000, Listen: netip.MustParseAddrPort("127.0.0.1:19925"), Inflight: 1, Timeout: time.Second,
+		Sources: []netip.Addr{netip.MustParseAddr("127.0.0.2")},
+		Sysctls: []KeyValue{{"net.ipv4.ip_local_port_range", "40000 40499"}, {"net.ipv4.tcp_mem", "2000 4000 8000"}},
+		OutDir:  filepath.Join(t.TempDir(), "run")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := r.Plan(); p.PortsPerSource != 500 || p.PortLo != 40000 {
+		t.Errorf("plan: %d ports from %d, want 500 from 40000", p.PortsPerSource, p.PortLo)
+	}
+	if h := r.Host(); h.TCPMemPages != [3]int64{2000, 4000, 8000} {
+		t.Errorf("host tcp_mem %v", h.TCPMemPages)
+	}
+	for _, c := range r.Preflight() {
+		if c.Limit == "source ports" && (c.OK || !strings.Contains(c.Value, "500 per address")) {
+			t.Errorf("preflight: %+v", c)
+		}
 	}
 }

@@ -228,3 +228,42 @@ func TestWorkerKilledDuringHoldEndsItAndIsNamed(t *testing.T) {
 		t.Errorf("%d TIME_WAIT sockets left on the port", tw)
 	}
 }
+
+// --sysctl values are the ones in force during the run: the preflight, the
+// limit, the limits table and the myths use them, not the host's.
+func TestSysctlValuesAreThoseTheRunExplains(t *testing.T) {
+	needRoot(t)
+	before := sysctls(t)
+	r := run(t, "--conns", "3000", "--listen", "127.0.0.1:19915", "--src", "127.0.0.2", "--no-bpf",
+		"--sysctl", "net.ipv4.ip_local_port_range=40000 40499", "--sysctl", "net.ipv4.tcp_mem=2000 4000 8000",
+		"--sysctl", "net.ipv4.tcp_rmem=4096 4096 4096")
+	if r.code != 1 {
+		t.Fatalf("exit %d, want 1\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	s := readSummary(t, r)
+	if s.Limit == nil || s.Limit.Kind != limit.Ports || !strings.Contains(s.Limit.Detail, "500 per address") || !strings.Contains(s.Limit.Detail, "40000–40499") {
+		t.Fatalf("limit %+v, want ports with 500 per address", s.Limit)
+	}
+	if !strings.Contains(r.stderr, "(500 per address)") {
+		t.Errorf("the preflight does not use the run's port range:\n%s", r.stderr)
+	}
+	e := s.Explanation
+	if e == nil || e.BindingLimit != "source ports" || !strings.Contains(e.Verdict, "500 ports of ip_local_port_range 40000–40499") {
+		t.Fatalf("explanation %+v", e)
+	}
+	for _, l := range e.Limits {
+		if l.Name == "tcp_mem" && !strings.Contains(l.Value, "8,000 pages") {
+			t.Errorf("tcp_mem row %+v, want the run's 8,000 pages", l)
+		}
+	}
+	var myth string
+	for _, m := range e.Myths {
+		if strings.Contains(m.Claim, "tcp_rmem") {
+			myth = m.Measured
+		}
+	}
+	if !strings.Contains(myth, "(4.0 KiB + ") {
+		t.Errorf("the tcp_rmem myth does not use the run's 4096: %q", myth)
+	}
+	assertSysctls(t, before)
+}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -57,6 +58,34 @@ func Check(key string) error {
 	}
 	if st.Mode().Perm()&0o200 == 0 {
 		return fmt.Errorf("sysctl %s is read-only", key)
+	}
+	return nil
+}
+
+// CheckValue says in one sentence why value cannot be key's, or nil. Where
+// the current value is whole numbers, the new one must be as many whole
+// numbers: the kernel would refuse anything else, but only once the run had
+// changed the host.
+func CheckValue(key, value string) error {
+	cur, err := Read(key)
+	if err != nil {
+		return err
+	}
+	want := strings.Fields(cur)
+	for _, f := range want {
+		if _, err := strconv.ParseInt(f, 10, 64); err != nil {
+			return nil // not numeric: the kernel alone can say
+		}
+	}
+	got := strings.Fields(value)
+	ok := len(got) == len(want)
+	for _, f := range got {
+		if _, err := strconv.ParseInt(f, 10, 64); err != nil {
+			ok = false
+		}
+	}
+	if !ok {
+		return fmt.Errorf("%s=%q is not %d whole number(s) like its current value %q", key, value, len(want), cur)
 	}
 	return nil
 }
