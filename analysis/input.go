@@ -92,21 +92,22 @@ type Cache struct {
 
 // Limits are the host's limits as the run found them.
 type Limits struct {
-	NoFileHard     uint64   `json:"nofile_hard"`
-	MaxWorkers     int      `json:"max_workers"` // per side; 0: as many as needed
-	FileMax        int64    `json:"file_max"`
-	Privileged     bool     `json:"privileged"` // CAP_SYS_ADMIN: exempt from fs.file-max
-	FilesOpen      int64    `json:"files_open"` // before the run
-	PortLo         int      `json:"port_lo"`
-	PortHi         int      `json:"port_hi"`
-	Somaxconn      int64    `json:"somaxconn"`
-	ConntrackMax   int64    `json:"conntrack_max"`
-	ConntrackCount int64    `json:"conntrack_count"`
-	TCPMemPages    [3]int64 `json:"tcp_mem_pages"`
-	PageSize       uint64   `json:"page_size"`
-	Reserve        uint64   `json:"reserve"`
-	RmemDefault    uint64   `json:"rmem_default"` // tcp_rmem[1]
-	WmemDefault    uint64   `json:"wmem_default"` // tcp_wmem[1]
+	NoFileHard      uint64   `json:"nofile_hard"`
+	MaxWorkers      int      `json:"max_workers"` // per side; 0: as many as needed
+	FileMax         int64    `json:"file_max"`
+	Privileged      bool     `json:"privileged"` // CAP_SYS_ADMIN: exempt from fs.file-max
+	FilesOpen       int64    `json:"files_open"` // before the run
+	PortLo          int      `json:"port_lo"`
+	PortHi          int      `json:"port_hi"`
+	Somaxconn       int64    `json:"somaxconn"`
+	EpollMaxWatches int64    `json:"epoll_max_user_watches"` // 0 when not recorded
+	ConntrackMax    int64    `json:"conntrack_max"`
+	ConntrackCount  int64    `json:"conntrack_count"`
+	TCPMemPages     [3]int64 `json:"tcp_mem_pages"`
+	PageSize        uint64   `json:"page_size"`
+	Reserve         uint64   `json:"reserve"`
+	RmemDefault     uint64   `json:"rmem_default"` // tcp_rmem[1]
+	WmemDefault     uint64   `json:"wmem_default"` // tcp_wmem[1]
 }
 
 // Bound is a limit that bound: its kind, the count it bound at, and why.

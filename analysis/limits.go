@@ -43,6 +43,14 @@ func limits(r Run, e Explanation) []LimitLine {
 		out = append(out, fm)
 	}
 
+	if l.EpollMaxWatches > 0 {
+		out = append(out, LimitLine{kind: limit.EpollWatches, Name: "epoll watches",
+			Value:   fmt.Sprintf("fs.epoll.max_user_watches %s (one user's processes together)", units.Count(uint64(l.EpollMaxWatches))),
+			Used:    fmt.Sprintf("%s, one per socket, both ends", units.Count(2*n)),
+			BindsAt: ptr(uint64(l.EpollMaxWatches) / 2),
+			Detail:  "every socket is watched by its worker's epoll, and both ends run as one user: epoll_ctl fails with ENOSPC past it (ep_insert); raise fs.epoll.max_user_watches"})
+	}
+
 	ports := uint64(l.PortHi - l.PortLo + 1)
 	pairs := ports * uint64(r.SourceAddresses)
 	sp := LimitLine{kind: limit.Ports, Name: "source ports", Value: fmt.Sprintf("ip_local_port_range %d–%d × %d source addresses × 1 destination", l.PortLo, l.PortHi, r.SourceAddresses),

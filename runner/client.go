@@ -40,14 +40,7 @@ func (w *worker) openOne() {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		errno, _ := err.(unix.Errno)
-		switch errno {
-		case unix.EMFILE:
-			w.fail(failEMFILE, errno, nil)
-		case unix.ENFILE:
-			w.fail(failENFILE, errno, nil)
-		default:
-			w.fail(failNoMem, errno, nil)
-		}
+		w.fail(resourceFail(errno), errno, nil)
 		w.opening = false
 		return
 	}
@@ -86,10 +79,11 @@ func (w *worker) openOne() {
 		return
 	}
 	w.conns[fd] = conn{state: stConnecting}
-	if err := w.add(fd, unix.EPOLLIN|unix.EPOLLOUT|unix.EPOLLRDHUP|unix.EPOLLET); err != nil {
+	if err := w.watch(fd, unix.EPOLLIN|unix.EPOLLOUT|unix.EPOLLRDHUP|unix.EPOLLET); err != 0 {
+		// A connect in flight: closing it sends an RST if it completed.
 		unix.Close(fd)
 		w.conns[fd] = conn{}
-		w.fail(failNoMem, unix.ENOMEM, nil)
+		w.fail(resourceFail(err), err, nil)
 		w.opening = false
 		return
 	}

@@ -14,25 +14,30 @@ import (
 
 // Host is every limit a run can meet, read once before it starts.
 type Host struct {
-	NoFileSoft     uint64            `json:"nofile_soft"`
-	NoFileHard     uint64            `json:"nofile_hard"`
-	CanRaiseNoFile bool              `json:"can_raise_nofile"` // CAP_SYS_RESOURCE
-	CapSysAdmin    bool              `json:"cap_sys_admin"`    // exempt from fs.file-max
-	NrOpen         int64             `json:"nr_open"`
-	FileMax        int64             `json:"file_max"`
-	FilesOpen      int64             `json:"files_open"`
-	PortLo         int               `json:"port_lo"`
-	PortHi         int               `json:"port_hi"`
-	Somaxconn      int64             `json:"somaxconn"`
-	SynBacklog     int64             `json:"tcp_max_syn_backlog"`
-	ConntrackMax   int64             `json:"conntrack_max"`   // 0 when nf_conntrack is not loaded
-	ConntrackCount int64             `json:"conntrack_count"` // entries now
-	TCPMemPages    [3]int64          `json:"tcp_mem_pages"`   // net.ipv4.tcp_mem
-	TCPRmem        [3]int64          `json:"tcp_rmem"`        // min, default, max bytes
-	TCPWmem        [3]int64          `json:"tcp_wmem"`
-	Mem            procfs.Meminfo    `json:"meminfo"`
-	SlabObjSize    map[string]uint64 `json:"slab_object_size"` // nil when /proc/slabinfo is unreadable
-	Root           bool              `json:"root"`
+	NoFileSoft      uint64            `json:"nofile_soft"`
+	NoFileHard      uint64            `json:"nofile_hard"`
+	CanRaiseNoFile  bool              `json:"can_raise_nofile"` // CAP_SYS_RESOURCE
+	CapSysAdmin     bool              `json:"cap_sys_admin"`    // exempt from fs.file-max
+	NrOpen          int64             `json:"nr_open"`
+	FileMax         int64             `json:"file_max"`
+	FilesOpen       int64             `json:"files_open"`
+	PortLo          int               `json:"port_lo"`
+	PortHi          int               `json:"port_hi"`
+	Somaxconn       int64             `json:"somaxconn"`
+	SynBacklog      int64             `json:"tcp_max_syn_backlog"`
+	EpollMaxWatches int64             `json:"epoll_max_user_watches"` // per user, one per socket watched
+	PidMax          int64             `json:"pid_max"`
+	ThreadsMax      int64             `json:"threads_max"`
+	NprocSoft       uint64            `json:"nproc_soft"`      // RLIMIT_NPROC
+	Tasks           int64             `json:"tasks"`           // threads on the host now (/proc/loadavg)
+	ConntrackMax    int64             `json:"conntrack_max"`   // 0 when nf_conntrack is not loaded
+	ConntrackCount  int64             `json:"conntrack_count"` // entries now
+	TCPMemPages     [3]int64          `json:"tcp_mem_pages"`   // net.ipv4.tcp_mem
+	TCPRmem         [3]int64          `json:"tcp_rmem"`        // min, default, max bytes
+	TCPWmem         [3]int64          `json:"tcp_wmem"`
+	Mem             procfs.Meminfo    `json:"meminfo"`
+	SlabObjSize     map[string]uint64 `json:"slab_object_size"` // nil when /proc/slabinfo is unreadable
+	Root            bool              `json:"root"`
 }
 
 // ReadHost reads the limits from /proc and getrlimit.
@@ -71,6 +76,27 @@ func ReadHost() (Host, error) {
 				if i < 3 {
 					dst[i], _ = strconv.ParseInt(f, 10, 64)
 				}
+			}
+		}
+	}
+	if h.EpollMaxWatches, err = readSysctlInt("fs.epoll.max_user_watches"); err != nil {
+		return h, err
+	}
+	if h.PidMax, err = readSysctlInt("kernel.pid_max"); err != nil {
+		return h, err
+	}
+	if h.ThreadsMax, err = readSysctlInt("kernel.threads-max"); err != nil {
+		return h, err
+	}
+	if err := unix.Getrlimit(unix.RLIMIT_NPROC, &lim); err != nil {
+		return h, os.NewSyscallError("getrlimit", err)
+	}
+	h.NprocSoft = lim.Cur
+	if data, err := os.ReadFile("/proc/loadavg"); err == nil {
+		// "0.00 0.01 0.05 1/113 4321": runnable/total scheduling entities.
+		if f := strings.Fields(string(data)); len(f) > 3 {
+			if _, total, ok := strings.Cut(f[3], "/"); ok {
+				h.Tasks, _ = strconv.ParseInt(total, 10, 64)
 			}
 		}
 	}
@@ -127,6 +153,12 @@ func (h *Host) apply(key, value string) {
 		h.NrOpen = n[0]
 	case "net.netfilter.nf_conntrack_max":
 		h.ConntrackMax = n[0]
+	case "fs.epoll.max_user_watches":
+		h.EpollMaxWatches = n[0]
+	case "kernel.pid_max":
+		h.PidMax = n[0]
+	case "kernel.threads-max":
+		h.ThreadsMax = n[0]
 	}
 }
 

@@ -54,8 +54,13 @@ func (r *Runner) limitFor(p *proc, s *Stats) (limit.Kind, string) {
 			src, units.Count(int64(r.plan.PortsPerSource)), r.tuning.PortLo, r.tuning.PortHi)
 	case failAddr:
 		return limit.SourceAddress, fmt.Sprintf("bind: %v for source %s: it is not an address of this host", errno, netip.AddrFrom4(s.FirstFailSrc))
-	default:
+	case failEpollWatches:
+		return limit.EpollWatches, fmt.Sprintf("%s: epoll_ctl: %v after %d sockets: fs.epoll.max_user_watches (%s) epoll watches for all of one user's processes, one per socket; raise fs.epoll.max_user_watches",
+			who, errno, s.Established, units.Count(r.host.EpollMaxWatches))
+	case failNoMem:
 		return limit.Memory, fmt.Sprintf("%s: %v: the kernel could not allocate socket memory", who, errno)
+	default:
+		return limit.Other, fmt.Sprintf("%s: %v (errno %d) after %d sockets: no limit c10mprobe knows explains it", who, errno, int(errno), s.Established)
 	}
 }
 

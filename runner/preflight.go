@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/c10mprobe/c10mprobe/internal/units"
+	"golang.org/x/sys/unix"
 )
 
 // Check is one row of the preflight table.
@@ -49,6 +50,17 @@ func Preflight(h Host, p Plan, want Tuning, reserve uint64, noTune bool) []Check
 		c.Action = fmt.Sprintf("binds near %s connections (ENFILE)", units.Count((h.FileMax-h.FilesOpen)/2))
 	}
 	out = append(out, c)
+
+	watches := 2 * n
+	c = Check{Limit: "epoll watches", Value: fmt.Sprintf("fs.epoll.max_user_watches %s (one user's processes together)", units.Count(h.EpollMaxWatches)),
+		Needs: units.Count(watches) + " (one per socket)", OK: watches <= h.EpollMaxWatches}
+	c.Action = "ok"
+	if !c.OK {
+		c.Action = fmt.Sprintf("binds near %s connections (epoll_ctl: ENOSPC); raise fs.epoll.max_user_watches", units.Count(h.EpollMaxWatches/2))
+	}
+	out = append(out, c)
+
+	out = append(out, processesCheck(h, p))
 
 	ports := int64(len(p.Sources)) * int64(p.PortsPerSource)
 	c = Check{
@@ -112,4 +124,30 @@ func Preflight(h Host, p Plan, want Tuning, reserve uint64, noTune bool) []Check
 	}
 	out = append(out, c)
 	return out
+}
+
+// threadsPerWorker is what a worker process runs: its one working thread
+// and the Go runtime's (sysmon, and a few parked); 3 or 4 measured.
+const threadsPerWorker = 5
+
+// processesCheck holds the planned workers, each a process of a few
+// threads and each thread a pid, against kernel.pid_max, kernel.threads-max
+// and RLIMIT_NPROC (root is exempt from the last: copy_process() lets
+// CAP_SYS_RESOURCE and CAP_SYS_ADMIN past it).
+func processesCheck(h Host, p Plan) Check {
+	workers := int64(p.ClientWorkers + p.ServerWorkers)
+	need := h.Tasks + workers*threadsPerWorker
+	room := min(h.PidMax, h.ThreadsMax)
+	c := Check{Limit: "processes",
+		Value: fmt.Sprintf("kernel.pid_max %s, kernel.threads-max %s, %s threads now", units.Count(h.PidMax), units.Count(h.ThreadsMax), units.Count(h.Tasks)),
+		Needs: fmt.Sprintf("%d + %d workers of ≈ %d threads", p.ClientWorkers, p.ServerWorkers, threadsPerWorker),
+		OK:    need <= room}
+	if !h.Root && h.NprocSoft != unix.RLIM_INFINITY && uint64(need) > h.NprocSoft {
+		c.OK = false
+	}
+	c.Action = "ok"
+	if !c.OK {
+		c.Action = fmt.Sprintf("too many: %s threads would exceed the %s the kernel allows", units.Count(need), units.Count(room))
+	}
+	return c
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/c10mprobe/c10mprobe/internal/sysctl"
+	"github.com/c10mprobe/c10mprobe/internal/units"
 	"golang.org/x/sys/unix"
 )
 
@@ -171,6 +172,11 @@ func Prepare(cfg Config) (*Runner, error) {
 	})
 	if err != nil {
 		return nil, badInput("%v", err)
+	}
+	// Workers the kernel could not start are refused now, not half-way.
+	if c := processesCheck(r.host, r.plan); !c.OK {
+		return nil, badInput("--conns %d plans %d + %d workers of ≈ %d threads each, and %s already run: more than kernel.pid_max (%s) and kernel.threads-max (%s) allow",
+			cfg.Conns, r.plan.ClientWorkers, r.plan.ServerWorkers, threadsPerWorker, units.Count(r.host.Tasks), units.Count(r.host.PidMax), units.Count(r.host.ThreadsMax))
 	}
 	// A run directory holds one run: files a second run does not write
 	// (its probes' stacks, a swap marker) would pass for its own.

@@ -259,6 +259,7 @@ type totals struct {
 	accepted, sent, verified, closed                  uint64
 	failed                                            [numFailKinds]uint64
 	connectDone, exchangeDone, closeDone              bool
+	acceptDone                                        bool // every server worker stopped accepting
 	closeNanos                                        int64
 }
 
@@ -269,7 +270,7 @@ func (r *Runner) totals() totals {
 }
 
 func (r *Runner) totalsLocked() totals {
-	t := totals{connectDone: true, exchangeDone: true, closeDone: true}
+	t := totals{connectDone: true, exchangeDone: true, closeDone: true, acceptDone: true}
 	for _, p := range r.procs {
 		s := &p.stats
 		dead := p.state != nil
@@ -292,6 +293,7 @@ func (r *Runner) totalsLocked() totals {
 			t.sent += s.Sent
 			t.verified += s.Verified
 			t.exchangeDone = t.exchangeDone && (s.ExchangeDone != 0 || dead)
+			t.acceptDone = t.acceptDone && (s.ConnectDone != 0 || dead)
 		}
 	}
 	return t

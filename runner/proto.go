@@ -31,9 +31,10 @@ type failKind uint8
 const (
 	failEMFILE failKind = iota
 	failENFILE
-	failPorts // EADDRNOTAVAIL at connect: no free source port
-	failAddr  // EADDRNOTAVAIL at bind: the source address is not local
-	failNoMem // ENOBUFS or ENOMEM
+	failPorts        // EADDRNOTAVAIL at connect: no free source port
+	failAddr         // EADDRNOTAVAIL at bind: the source address is not local
+	failNoMem        // ENOBUFS or ENOMEM
+	failEpollWatches // ENOSPC at epoll_ctl: fs.epoll.max_user_watches
 	failTimedOut
 	failRefused
 	failReset
@@ -48,21 +49,22 @@ const (
 )
 
 var failNames = [numFailKinds]string{
-	failEMFILE:      "emfile",
-	failENFILE:      "enfile",
-	failPorts:       "no_source_port",
-	failAddr:        "source_address_not_local",
-	failNoMem:       "no_memory",
-	failTimedOut:    "connect_timed_out",
-	failRefused:     "connection_refused",
-	failReset:       "reset",
-	failEOF:         "eof",
-	failShortRead:   "short_read",
-	failMismatch:    "mismatch",
-	failTimeout:     "exchange_timeout",
-	failNotAccepted: "not_accepted",
-	failWorkerDied:  "worker_died",
-	failOther:       "other",
+	failEMFILE:       "emfile",
+	failENFILE:       "enfile",
+	failPorts:        "no_source_port",
+	failAddr:         "source_address_not_local",
+	failNoMem:        "no_memory",
+	failEpollWatches: "epoll_watches",
+	failTimedOut:     "connect_timed_out",
+	failRefused:      "connection_refused",
+	failReset:        "reset",
+	failEOF:          "eof",
+	failShortRead:    "short_read",
+	failMismatch:     "mismatch",
+	failTimeout:      "exchange_timeout",
+	failNotAccepted:  "not_accepted",
+	failWorkerDied:   "worker_died",
+	failOther:        "other",
 }
 
 func (k failKind) String() string { return failNames[k] }
@@ -79,7 +81,7 @@ type Stats struct {
 	FirstFail      uint8 // failKind+1; 0 when none
 	FirstFailErrno uint32
 	FirstFailSrc   [4]byte // client: the source address that ran out of ports
-	ConnectDone    uint8   // client: opening finished (quota, limit or stop)
+	ConnectDone    uint8   // client: opening finished (quota, limit or stop); server: no longer accepting
 	ExchangeDone   uint8   // client: every connection echoed or failed
 	CloseDone      uint8
 	CloseNanos     int64
@@ -108,7 +110,7 @@ func (s *Stats) unmarshal(buf []byte) error {
 // protoVersion is checked by every worker against its parent's: a
 // c10mprobe-worker left from another build must not misread the commands
 // or the Stats records. Bump it with any change to them or to workerConfig.
-const protoVersion = 2
+const protoVersion = 3
 
 // Role is a worker's end of the connections.
 type Role string

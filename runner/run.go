@@ -321,10 +321,11 @@ func (r *Runner) connect(ctx context.Context, res *Result) {
 		// The watch writes the cap's peak, which the result reads.
 		defer func() { close(done); <-exited }()
 	}
-	// Every handshake accepted, or a worker dead: what it held is gone, and
+	// Every handshake accepted; or no server worker accepting any more (each
+	// full, or stopped by a limit); or a worker dead: what it held is gone, and
 	// the rest of the accept queue may have no server worker left to take it.
 	allIn := func(t totals) bool {
-		return t.connectDone && (t.accepted+t.failed[failEMFILE] >= t.clientEstablished || r.anyDied())
+		return t.connectDone && (t.accepted >= t.clientEstablished || t.acceptDone || r.anyDied())
 	}
 	if r.waitFor(allIn, tick) {
 		t := r.totals()

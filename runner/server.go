@@ -20,16 +20,8 @@ func (w *worker) accept() {
 			return
 		case unix.EINTR, unix.ECONNABORTED:
 			continue
-		case unix.EMFILE:
-			w.fail(failEMFILE, e, nil)
-			w.stopListening()
-			return
-		case unix.ENFILE:
-			w.fail(failENFILE, e, nil)
-			w.stopListening()
-			return
 		default:
-			w.fail(failNoMem, e, nil)
+			w.fail(resourceFail(e), e, nil)
 			w.stopListening()
 			return
 		}
@@ -41,11 +33,12 @@ func (w *worker) accept() {
 			return
 		}
 		w.conns[fd] = conn{num: w.cfg.Base + uint32(w.stats.Established), state: stOpen}
-		if err := w.add(fd, unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLET); err != nil {
+		if err := w.watch(fd, unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLET); err != 0 {
 			unix.Close(fd)
 			w.conns[fd] = conn{}
-			w.fail(failNoMem, unix.ENOMEM, nil)
-			continue
+			w.fail(resourceFail(err), err, nil)
+			w.stopListening()
+			return
 		}
 		w.stats.Opened++
 		w.stats.Established++
@@ -63,6 +56,8 @@ func (w *worker) stopListening() {
 	if w.listening {
 		w.listening = false
 		_ = unix.EpollCtl(w.epfd, unix.EPOLL_CTL_DEL, w.listener, nil)
+		w.stats.ConnectDone = 1
+		w.dirty = true
 	}
 }
 

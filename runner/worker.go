@@ -175,6 +175,16 @@ func setNoFile(n uint64) error {
 	return nil
 }
 
+// watch adds fd to the epoll set, returning the errno on failure.
+func (w *worker) watch(fd int, events uint32) unix.Errno {
+	w.ev = unix.EpollEvent{Events: events, Fd: int32(fd)}
+	if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, fd, &w.ev); err != nil {
+		errno, _ := err.(unix.Errno)
+		return errno
+	}
+	return 0
+}
+
 func (w *worker) add(fd int, events uint32) error {
 	w.ev = unix.EpollEvent{Events: events, Fd: int32(fd)}
 	return os.NewSyscallError("epoll_ctl", unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, fd, &w.ev))
@@ -228,7 +238,7 @@ func (w *worker) step(timeout int) (exit bool, err error) {
 // socket(), bind() (a source that is not local) or the port search.
 func (w *worker) failedOpens() uint64 {
 	f := w.stats.Failed
-	return f[failEMFILE] + f[failENFILE] + f[failNoMem] + f[failAddr] + f[failPorts]
+	return f[failEMFILE] + f[failENFILE] + f[failNoMem] + f[failEpollWatches] + f[failAddr] + f[failPorts] + f[failOther]
 }
 
 func (w *worker) timeout() int {
@@ -299,13 +309,31 @@ func (w *worker) fail(k failKind, errno unix.Errno, src *unix.SockaddrInet4) {
 		return
 	}
 	switch k {
-	case failEMFILE, failENFILE, failPorts, failAddr, failNoMem:
+	case failEMFILE, failENFILE, failPorts, failAddr, failNoMem, failEpollWatches, failOther:
 		w.stats.FirstFail = uint8(k) + 1
 		w.stats.FirstFailErrno = uint32(errno)
 		if src != nil {
 			w.stats.FirstFailSrc = src.Addr
 		}
 	}
+}
+
+// resourceFail classifies the errno of a call that takes a resource for a
+// new connection: socket(), accept4(), epoll_ctl(ADD).
+func resourceFail(errno unix.Errno) failKind {
+	switch errno {
+	case unix.EMFILE:
+		return failEMFILE
+	case unix.ENFILE:
+		return failENFILE
+	case unix.ENOSPC:
+		// epoll_ctl: the user's epoll watches reached fs.epoll.max_user_watches
+		// (ep_insert, fs/eventpoll.c).
+		return failEpollWatches
+	case unix.ENOMEM, unix.ENOBUFS:
+		return failNoMem
+	}
+	return failOther
 }
 
 func (w *worker) dropConn(fd int, k failKind, errno unix.Errno) {

@@ -267,3 +267,31 @@ func TestSysctlValuesAreThoseTheRunExplains(t *testing.T) {
 	}
 	assertSysctls(t, before)
 }
+
+// fs.epoll.max_user_watches binds at half its value (one watch per socket,
+// both ends one user's): epoll_ctl's ENOSPC is named for what it is, not
+// taken for memory.
+func TestEpollWatchesBindAndAreNamed(t *testing.T) {
+	needRoot(t)
+	before := sysctls(t)
+	r := run(t, "--conns", "30000", "--listen", "127.0.0.1:19916", "--no-bpf", "--sysctl", "fs.epoll.max_user_watches=20000")
+	if r.code != 1 {
+		t.Fatalf("exit %d, want 1\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	s := readSummary(t, r)
+	if s.Limit == nil || s.Limit.Kind != limit.EpollWatches || !strings.Contains(s.Limit.Detail, "max_user_watches (20,000)") {
+		t.Fatalf("limit %+v, want epoll_watches", s.Limit)
+	}
+	// Other processes of root hold watches too, so a little under 10,000.
+	if s.Verified < 9000 || s.Verified > 10000 || s.Failed["epoll_watches"] == 0 {
+		t.Errorf("verified %d, failures %v", s.Verified, s.Failed)
+	}
+	if e := s.Explanation; e == nil || e.BindingLimit != "epoll watches" || !strings.Contains(e.Verdict, "epoll watches binds first") {
+		t.Errorf("explanation %+v", e)
+	}
+	if !strings.Contains(r.stderr, "epoll watches") || !strings.Contains(r.stderr, "binds near 10,000") {
+		t.Errorf("the preflight does not warn of the epoll watches:\n%s", r.stderr)
+	}
+	assertNoWorkers(t, r.dir)
+	assertSysctls(t, before)
+}

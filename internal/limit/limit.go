@@ -13,6 +13,7 @@ const (
 	Ports          Kind = "ports"           // EADDRNOTAVAIL at connect: no free source port
 	SourceAddress  Kind = "source_address"  // bind() refused the source address
 	Memory         Kind = "memory"          // ENOBUFS or ENOMEM
+	EpollWatches   Kind = "epoll_watches"   // ENOSPC at epoll_ctl: fs.epoll.max_user_watches
 	MemoryReserve  Kind = "memory_reserve"  // spare memory fell below --reserve
 	MemoryPressure Kind = "memory_pressure" // PSI: tasks stalled on memory
 	Memcap         Kind = "memcap"          // the --mem-limit memory cgroup
@@ -21,4 +22,5 @@ const (
 	ConnectStalled Kind = "connect_stalled" // no connect completed for --timeout
 	AcceptQueue    Kind = "accept_queue"    // handshakes no server worker accepted
 	Unverified     Kind = "unverified"      // held, but not every exchange verified
+	Other          Kind = "other"           // an errno no limit above explains, named in the detail
 )
