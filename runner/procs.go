@@ -310,8 +310,11 @@ func (r *Runner) anyDied() bool {
 	return false
 }
 
-// stopWorkers tells every worker to exit and reaps it; one that has not
-// exited after 5 s is killed.
+// exitGrace is how long workers get to exit when told to.
+const exitGrace = 5 * time.Second
+
+// stopWorkers tells every worker to exit and reaps it; every worker that
+// has not exited by one deadline is killed then, however many hang.
 func (r *Runner) stopWorkers() {
 	r.mu.Lock()
 	for _, p := range r.procs {
@@ -319,14 +322,23 @@ func (r *Runner) stopWorkers() {
 	}
 	r.mu.Unlock()
 	r.send("", cmdExit)
-	deadline := time.After(5 * time.Second)
-	for _, p := range r.workers() {
+	deadline := time.NewTimer(exitGrace)
+	defer deadline.Stop()
+	procs := r.workers()
+	for _, p := range procs {
 		select {
 		case <-p.exited:
-		case <-deadline:
-			_ = unix.Kill(p.pid, unix.SIGKILL)
-			<-p.exited
+			continue
+		case <-deadline.C:
 		}
+		for _, q := range procs {
+			// Through os.Process (a pidfd): never a reaped pid reused since.
+			_ = q.cmd.Process.Kill()
+		}
+		break
+	}
+	for _, p := range procs {
+		<-p.exited
 		p.ctl.Close()
 	}
 }

@@ -74,7 +74,7 @@ func (r *Runner) Abort() {
 	r.aborted = true
 	r.setLimit(limit.Interrupted, "aborted by a second signal")
 	for _, p := range r.procs {
-		_ = unix.Kill(p.pid, unix.SIGKILL)
+		_ = p.cmd.Process.Kill()
 	}
 }
 

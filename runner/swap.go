@@ -33,8 +33,16 @@ func newSwap(dir string, size uint64) (*swapfile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating swapfile: %w", err)
 	}
+	// Its identity, so that restore touches this file and no other.
+	var st unix.Stat_t
+	err = unix.Fstat(int(f.Fd()), &st)
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, rundir.Swap), []byte(fmt.Sprintf("%s\n%d %d\n", path, st.Dev, st.Ino)), 0o644)
+	}
 	// Swap files must have no holes: fallocate, not truncate.
-	err = unix.Fallocate(int(f.Fd()), 0, 0, int64(size))
+	if err == nil {
+		err = unix.Fallocate(int(f.Fd()), 0, 0, int64(size))
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -86,9 +94,31 @@ func removeSwap(dir string) error {
 	if err != nil {
 		return err
 	}
-	path := strings.TrimSpace(string(data))
-	if filepath.Base(path) != rundir.Swapfile {
-		return fmt.Errorf("%s names %q, not a c10mprobe swapfile", rundir.Swap, path)
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	path := strings.TrimSpace(lines[0])
+	// Only the run's own swapfile, in its own directory, and the very file
+	// the run created: an edited swap.path must not swap off and delete
+	// another.
+	own, err := filepath.Abs(filepath.Join(dir, rundir.Swapfile))
+	if err != nil {
+		return err
+	}
+	if path != own {
+		return fmt.Errorf("%s names %q, not this run directory's %s: left alone", rundir.Swap, path, own)
+	}
+	var st unix.Stat_t
+	switch err := unix.Stat(path, &st); {
+	case err == unix.ENOENT:
+		return os.Remove(filepath.Join(dir, rundir.Swap)) // never created, or already gone
+	case err != nil:
+		return fmt.Errorf("checking %s: %w", path, err)
+	}
+	var dev, ino uint64
+	if len(lines) < 2 {
+		return fmt.Errorf("%s records no device and inode for %s (the run was killed as it created it): remove it by hand if it is not in /proc/swaps", rundir.Swap, path)
+	}
+	if _, err := fmt.Sscanf(lines[1], "%d %d", &dev, &ino); err != nil || dev != st.Dev || ino != st.Ino {
+		return fmt.Errorf("%s is not the file the run created (device and inode differ from %s): left alone", path, rundir.Swap)
 	}
 	if err := (&swapfile{path: path}).remove(); err != nil {
 		return err

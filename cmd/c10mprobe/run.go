@@ -162,8 +162,10 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	// SIGHUP (a closed terminal, a dropped ssh) and SIGQUIT end a run as
+	// SIGINT does: their default would leave the host's sysctls changed.
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	defer signal.Stop(sigs)
 	go func() {
 		s := <-sigs

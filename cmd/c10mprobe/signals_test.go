@@ -6,13 +6,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/c10mprobe/c10mprobe/internal/limit"
+	"github.com/c10mprobe/c10mprobe/internal/rundir"
 	"github.com/c10mprobe/c10mprobe/internal/sysctl"
+	"golang.org/x/sys/unix"
 )
 
 func TestSIGINTMidConnectRestoresAndLeavesNothing(t *testing.T) {
@@ -44,23 +47,69 @@ func TestSIGINTMidConnectRestoresAndLeavesNothing(t *testing.T) {
 }
 
 // A signal during --hold ends the hold, says so, and restores; what was
-// verified before it stands.
-func TestSIGTERMDuringHoldCutsItShort(t *testing.T) {
+// verified before it stands. SIGHUP (a dropped ssh) and SIGQUIT too: left to
+// their defaults they ended the run with the backlog sysctls still raised.
+func TestSignalDuringHoldCutsItShortAndRestores(t *testing.T) {
 	needRoot(t)
 	before := sysctls(t)
-	const n, port = 20000, 19912
-	cmd, o, e, dir := startHolding(t, n, port, "60s")
-	time.Sleep(500 * time.Millisecond) // into the hold
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
+	const n = 10000
+	for i, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT} {
+		t.Run(unix.SignalName(sig), func(t *testing.T) {
+			cmd, o, e, dir := startHolding(t, n, 19912+i*100, "60s")
+			time.Sleep(500 * time.Millisecond) // into the hold
+			if err := cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			r := finish(t, cmd, o, e, dir)
+			s := readSummary(t, r)
+			if r.code != 0 || s.Verified != n || !s.Phases.HoldCutShort || s.Phases.HoldSeconds >= 60 || !strings.Contains(r.stdout, "hold: cut short by a signal") {
+				t.Errorf("exit %d, verified %d, phases %+v\n%s", r.code, s.Verified, s.Phases, r.stdout)
+			}
+			assertSysctls(t, before)
+			assertNoWorkers(t, dir)
+		})
 	}
-	r := finish(t, cmd, o, e, dir)
-	s := readSummary(t, r)
-	if r.code != 0 || s.Verified != n || !s.Phases.HoldCutShort || s.Phases.HoldSeconds >= 60 || !strings.Contains(r.stdout, "hold: cut short by a signal") {
-		t.Errorf("exit %d, verified %d, phases %+v\n%s", r.code, s.Verified, s.Phases, r.stdout)
+}
+
+// Workers that do not answer (stopped here with SIGSTOP) are killed by one
+// deadline: with one timer for all, the second hung worker blocked the
+// restore for good.
+func TestHungWorkersAreKilledByOneDeadline(t *testing.T) {
+	needRoot(t)
+	before := sysctls(t)
+	cmd, o, e, dir := start(t, "--conns", "5000", "--listen", "127.0.0.1:19917", "--no-bpf", "--hold", "60s", "--timeout", "2s")
+	for deadline := time.Now().Add(20 * time.Second); countOnPort(t, 19917) < 5000; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("the run never held 5000 connections")
+		}
 	}
-	assertSysctls(t, before)
+	stopped := 0
+	data, _ := os.ReadFile(filepath.Join(dir, rundir.Workers))
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		pid, _ := strconv.Atoi(strings.Fields(line)[0])
+		if syscall.Kill(pid, syscall.SIGSTOP) == nil {
+			stopped++
+		}
+	}
+	if stopped < 2 {
+		t.Fatalf("stopped %d workers, want 2 or more", stopped)
+	}
+	start := time.Now()
+	cmd.Process.Signal(syscall.SIGINT)
+	done := make(chan result, 1)
+	go func() { done <- finish(t, cmd, o, e, dir) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("the run did not end 30 s after SIGINT with its workers stopped")
+	}
+	if took := time.Since(start); took > 20*time.Second {
+		t.Errorf("the run took %s to end", took)
+	}
 	assertNoWorkers(t, dir)
+	assertSysctls(t, before)
 }
 
 func TestSecondSIGINTAbortsAndStillRestores(t *testing.T) {
