@@ -23,6 +23,7 @@ type Config struct {
 	PortRange  [2]int        // ip_local_port_range for the run; zero leaves it
 	Sysctls    []KeyValue    // more sysctls to set for the run
 	NoTune     bool
+	Force      bool // run even when the preflight says memory cannot hold half of Conns
 	OutDir     string
 	MemLimit   uint64 // cap the workers' memory cgroup at this; 0 for none
 	Swap       uint64 // a swapfile of this size for the run; 0 for none

@@ -3,6 +3,7 @@ package runner
 import (
 	"fmt"
 	"io"
+	"math"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -26,7 +27,7 @@ func creatable(dir string) error {
 			if err := unix.Access(d, unix.W_OK); err != nil {
 				return fmt.Errorf("%s is not writable: %w", d, err)
 			}
-			return nil
+			return storable(d)
 		}
 		if !os.IsNotExist(err) {
 			return err
@@ -35,6 +36,24 @@ func creatable(dir string) error {
 			return err
 		}
 	}
+}
+
+// storable refuses the kernel's own filesystems (root may "write" to /proc
+// and /sys, but cannot make files there) and read-only mounts.
+func storable(dir string) error {
+	var fs unix.Statfs_t
+	if err := unix.Statfs(dir, &fs); err != nil {
+		return err
+	}
+	switch fs.Type {
+	case unix.PROC_SUPER_MAGIC, unix.SYSFS_MAGIC, unix.CGROUP_SUPER_MAGIC, unix.CGROUP2_SUPER_MAGIC,
+		unix.TRACEFS_MAGIC, unix.DEBUGFS_MAGIC, unix.BPF_FS_MAGIC, unix.SECURITYFS_MAGIC:
+		return fmt.Errorf("%s is on a kernel pseudo-filesystem", dir)
+	}
+	if fs.Flags&unix.ST_RDONLY != 0 {
+		return fmt.Errorf("%s is on a read-only filesystem", dir)
+	}
+	return nil
 }
 
 // bindable says whether a socket can take a as its source address: every
@@ -50,43 +69,84 @@ func bindable(a netip.Addr) error {
 	return unix.Bind(fd, &unix.SockaddrInet4{Addr: a.As4()})
 }
 
+// validate checks what can be checked of a configuration on its own; each
+// failure is one sentence naming the flag, the value and what is accepted.
+func validate(cfg Config) error {
+	if cfg.Conns <= 0 {
+		return badInput("--conns must be a positive number of connections, got %d", cfg.Conns)
+	}
+	if !cfg.Listen.Addr().Is4() {
+		return badInput("--listen must be an IPv4 address:port, got %s", cfg.Listen)
+	}
+	if cfg.Listen.Port() == 0 {
+		return badInput("--listen needs a port other than 0, got %s", cfg.Listen)
+	}
+	if err := listenable(cfg.Listen); err != nil {
+		return err
+	}
+	seen := map[netip.Addr]bool{}
+	for _, s := range cfg.Sources {
+		switch {
+		case !s.Is4():
+			return badInput("--src takes IPv4 addresses, got %s", s)
+		case s.IsUnspecified() || s.IsMulticast() || s == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+			return badInput("--src %s cannot be a connection's source address; give addresses of this host such as 127.0.1.1", s)
+		case seen[s]:
+			return badInput("--src %s is given twice (its ports would be counted twice)", s)
+		}
+		seen[s] = true
+		if err := bindable(s); err != nil {
+			return badInput("--src %s is not an address of this host (bind: %v); add it (ip addr add %s dev lo) or leave it out", s, err, s)
+		}
+	}
+	switch {
+	case cfg.Inflight <= 0:
+		return badInput("--inflight must be positive, got %d", cfg.Inflight)
+	case cfg.Rate < 0 || math.IsNaN(cfg.Rate) || math.IsInf(cfg.Rate, 0):
+		return badInput("--rate must be a number of connections per second, 0 for no limit, got %g", cfg.Rate)
+	case cfg.Payload < 0 || cfg.Payload > 64<<20:
+		return badInput("--payload must be between 0 and 64MiB, got %d bytes", cfg.Payload)
+	case cfg.MemLimit > 0 && cfg.MemLimit < 32<<20:
+		return badInput("--mem-limit must be at least 32MiB (the workers alone need that), got %d bytes", cfg.MemLimit)
+	case cfg.Unread && cfg.Payload == 0:
+		return badInput("--unread needs a --payload to leave unread")
+	case cfg.Timeout <= 0:
+		return badInput("--timeout must be positive, got %s", cfg.Timeout)
+	case cfg.Hold < 0:
+		return badInput("--hold must not be negative, got %s", cfg.Hold)
+	case cfg.MaxWorkers < 0:
+		return badInput("--max-workers must be positive, or 0 for as many as needed, got %d", cfg.MaxWorkers)
+	}
+	return nil
+}
+
+// listenable says whether the run's listener can bind its address: one of
+// this host's, and not a port another listener holds.
+func listenable(ap netip.AddrPort) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return os.NewSyscallError("socket", err)
+	}
+	defer unix.Close(fd)
+	// As the run's listener binds: TIME_WAIT leftovers do not stop it.
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+	switch err := unix.Bind(fd, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}); err {
+	case nil:
+		return nil
+	case unix.EADDRINUSE:
+		return badInput("--listen %s: the port is in use by another listener (ss -ltnp 'sport = :%d'); choose another port", ap, ap.Port())
+	case unix.EADDRNOTAVAIL:
+		return badInput("--listen %s is not an address of this host; give one of its own, 127.0.0.1 or 0.0.0.0", ap)
+	default:
+		return badInput("--listen %s cannot be bound: %v", ap, err)
+	}
+}
+
 // Prepare reads the host and plans the run. It changes nothing on the host,
 // so every bad input is reported before anything is touched.
 func Prepare(cfg Config) (*Runner, error) {
-	if cfg.Conns <= 0 {
-		return nil, badInput("--conns must be a positive number of connections, got %d", cfg.Conns)
-	}
-	if !cfg.Listen.Addr().Is4() {
-		return nil, badInput("--listen must be an IPv4 address:port, got %s", cfg.Listen)
-	}
-	if cfg.Listen.Port() == 0 {
-		return nil, badInput("--listen needs a port other than 0, got %s", cfg.Listen)
-	}
-	for _, s := range cfg.Sources {
-		if !s.Is4() {
-			return nil, badInput("--src takes IPv4 addresses, got %s", s)
-		}
-		if err := bindable(s); err != nil {
-			return nil, badInput("--src %s is not an address of this host (bind: %v); add it (ip addr add %s dev lo) or leave it out", s, err, s)
-		}
-	}
-	if cfg.Inflight <= 0 {
-		return nil, badInput("--inflight must be positive, got %d", cfg.Inflight)
-	}
-	if cfg.Rate < 0 {
-		return nil, badInput("--rate must not be negative, got %g", cfg.Rate)
-	}
-	if cfg.Payload < 0 || cfg.Payload > 64<<20 {
-		return nil, badInput("--payload must be between 0 and 64MiB, got %d bytes", cfg.Payload)
-	}
-	if cfg.MemLimit > 0 && cfg.MemLimit < 32<<20 {
-		return nil, badInput("--mem-limit must be at least 32MiB (the workers alone need that), got %d bytes", cfg.MemLimit)
-	}
-	if cfg.Unread && cfg.Payload == 0 {
-		return nil, badInput("--unread needs a --payload to leave unread")
-	}
-	if cfg.Timeout <= 0 {
-		return nil, badInput("--timeout must be positive, got %s", cfg.Timeout)
+	if err := validate(cfg); err != nil {
+		return nil, err
 	}
 	if cfg.Log == nil {
 		cfg.Log = io.Discard
@@ -162,6 +222,9 @@ func Prepare(cfg Config) (*Runner, error) {
 		if nofile <= fdReserve {
 			return nil, badInput("--worker-fds must be above %d (a worker keeps that many for itself), got %d", fdReserve, nofile)
 		}
+		if nofile > uint64(host.NrOpen) {
+			return nil, badInput("--worker-fds %d is above fs.nr_open (%d), the most RLIMIT_NOFILE can be", nofile, host.NrOpen)
+		}
 	} else if host.CanRaiseNoFile && uint64(host.NrOpen) > nofile {
 		// Fewer, larger workers where the hard limit can be raised.
 		nofile = uint64(host.NrOpen)
@@ -186,7 +249,39 @@ func Prepare(cfg Config) (*Runner, error) {
 	if err := creatable(cfg.OutDir); err != nil {
 		return nil, badInput("--out %s cannot be created: %v", cfg.OutDir, err)
 	}
+	if cfg.Reserve >= host.Mem.MemTotal {
+		return nil, badInput("--reserve %s is not below this host's memory (%s)", units.Bytes(cfg.Reserve), units.Bytes(host.Mem.MemTotal))
+	}
+	if cfg.Swap > 0 {
+		if free, err := freeBytes(cfg.OutDir); err == nil && cfg.Swap > free {
+			return nil, badInput("--swap %s does not fit in the %s free where --out %s is", units.Bytes(cfg.Swap), units.Bytes(free), cfg.OutDir)
+		}
+	}
+	// A run far past what memory holds would only meet the reserve: say so
+	// now, with the estimate, unless asked to go anyway.
+	if per, _ := host.KernelBytesPerConn(); per > 0 && !cfg.Force {
+		room := int64(host.Mem.MemAvailable) - int64(cfg.Reserve)
+		if need := uint64(cfg.Conns) * per; room <= 0 || need > 2*uint64(room) {
+			return nil, badInput("--conns %d needs ≈ %s of kernel memory at %s a connection, more than twice the %s this host has spare above the reserve (it would hold ≈ %s); lower --conns, or pass --force to run into the reserve",
+				cfg.Conns, units.Bytes(need), units.Bytes(per), units.Bytes(uint64(max(0, room))), units.Approx(uint64(max(0, room))/per))
+		}
+	}
 	return r, nil
+}
+
+// freeBytes is the space free to root on the filesystem that would hold
+// dir: its nearest existing ancestor's.
+func freeBytes(dir string) (uint64, error) {
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		var st unix.Statfs_t
+		err := unix.Statfs(d, &st)
+		if err == nil {
+			return st.Bfree * uint64(st.Bsize), nil
+		}
+		if err != unix.ENOENT || d == filepath.Dir(d) {
+			return 0, err
+		}
+	}
 }
 
 // checkPortRange refuses an ip_local_port_range the kernel would: LO above

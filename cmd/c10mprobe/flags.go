@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net/netip"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -51,6 +52,13 @@ func parseSize(v string) (uint64, error) {
 	if mult == 0 {
 		return 0, fmt.Errorf("%q has an unknown unit %q (use B, KiB, MiB, GiB, TiB or KB, MB, GB, TB)", v, unit)
 	}
+	// A conversion past 2^63 saturates: 9000000TiB would read as 8 EiB.
+	if f*mult >= 1<<62 {
+		return 0, fmt.Errorf("%q is more than any machine has", v)
+	}
+	if f > 0 && f*mult < 1 {
+		return 0, fmt.Errorf("%q is less than a byte", v)
+	}
 	return uint64(f * mult), nil
 }
 
@@ -60,8 +68,18 @@ type countValue int
 func (c *countValue) String() string { return strconv.Itoa(int(*c)) }
 func (c *countValue) Type() string   { return "count" }
 
+// grouped is digits in groups of three, separated by commas or underscores
+// alone: 1,000,000 and 1_000_000, not 1,0,0.
+var grouped = regexp.MustCompile(`^\d{1,3}([,_]\d{3})+$`)
+
 func (c *countValue) Set(v string) error {
-	t := strings.NewReplacer("_", "", ",", "").Replace(strings.TrimSpace(v))
+	t := strings.TrimSpace(v)
+	if strings.ContainsAny(t, ",_") {
+		if !grouped.MatchString(t) {
+			return fmt.Errorf("%q is not a whole number (group digits by three: 1,000,000 or 1_000_000)", v)
+		}
+		t = strings.NewReplacer("_", "", ",", "").Replace(t)
+	}
 	n, err := strconv.ParseInt(t, 10, 64)
 	if err != nil {
 		f, ferr := strconv.ParseFloat(t, 64)

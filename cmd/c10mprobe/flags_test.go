@@ -13,6 +13,7 @@ func TestCountValue(t *testing.T) {
 	}{
 		{"100000", 100000, true}, {"1_000_000", 1000000, true}, {"1,000,000", 1000000, true}, {"1e6", 1000000, true},
 		{"0", 0, false}, {"-5", 0, false}, {"abc", 0, false}, {"1.5", 0, false}, {"", 0, false}, {"99999999999", 0, false},
+		{"1,0,0", 0, false}, {"10,00", 0, false}, {"1__000", 0, false}, {"12_345", 12345, true},
 	} {
 		var c countValue
 		err := c.Set(tc.in)
@@ -31,6 +32,7 @@ func TestSizeValue(t *testing.T) {
 		{"8GiB", 8 << 30, true}, {"512MiB", 512 << 20, true}, {"1.5G", 3 << 29, true}, {"4096", 4096, true},
 		{"1GB", 1e9, true}, {"16KiB", 16 << 10, true}, {"8 GiB", 8 << 30, true},
 		{"8XB", 0, false}, {"GiB", 0, false}, {"-1G", 0, false},
+		{"9000000TiB", 0, false}, {"1e30", 0, false}, {"0.5", 0, false}, {"0", 0, true},
 	} {
 		var s sizeValue
 		err := s.Set(tc.in)

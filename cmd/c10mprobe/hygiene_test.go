@@ -5,6 +5,8 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,11 +15,44 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/c10mprobe/c10mprobe/internal/sysctl"
 )
 
+// hostState is everything a run may change on the host, as text.
+func hostState(t *testing.T) string {
+	t.Helper()
+	var b strings.Builder
+	for _, k := range append(watched, "vm.nr_hugepages") {
+		v, _ := sysctl.Read(k)
+		fmt.Fprintf(&b, "%s=%s\n", k, v)
+	}
+	swaps, _ := os.ReadFile("/proc/swaps")
+	b.Write(swaps)
+	fmt.Fprintf(&b, "tracefs %v\n", tracefsMounted())
+	for _, root := range []string{"/sys/fs/cgroup/memory", "/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
+		filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+			if err == nil && d.IsDir() && strings.Contains(d.Name(), "c10mprobe-") {
+				fmt.Fprintln(&b, path)
+			}
+			if err == nil && d.IsDir() && strings.Count(strings.TrimPrefix(path, root), "/") > 3 {
+				return filepath.SkipDir
+			}
+			return nil
+		})
+	}
+	return b.String()
+}
+
 func TestBadInputExits2AndChangesNothing(t *testing.T) {
-	before := sysctls(t)
+	before := hostState(t)
 	full := t.TempDir()
+	// A port another listener holds.
+	taken, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
 	if err := os.WriteFile(filepath.Join(full, "summary.json"), []byte("{}"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -35,6 +70,28 @@ func TestBadInputExits2AndChangesNothing(t *testing.T) {
 		{"run", "--conns", "10", "--inflight", "0"},
 		{"run", "--conns", "10", "extra"},
 		{"run", "--conns", "10", "--probe-cost", "--no-bpf"},
+		{"run", "--conns", "10", "--listen", "198.51.100.7:9999"},
+		{"run", "--conns", "10", "--listen", taken.Addr().String()},
+		{"run", "--conns", "10", "--port-range", "80-90"},
+		{"run", "--conns", "10", "--sysctl", "net.core.somaxconn=garbage"},
+		{"run", "--conns", "10", "--sysctl", "net.ipv4.tcp_rmem=4096 4096"},
+		{"run", "--conns", "10", "--rate", "NaN"},
+		{"run", "--conns", "10", "--rate", "Inf"},
+		{"run", "--conns", "10", "--worker-fds", "2000000"},
+		{"run", "--conns", "10", "--worker-fds", "18446744073709551615"},
+		{"run", "--conns", "10", "--swap", "9000000TiB"},
+		{"run", "--conns", "10", "--swap", "100TiB"},
+		{"run", "--conns", "10", "--reserve", "100TiB"},
+		{"run", "--conns", "10", "--hold", "-1s"},
+		{"run", "--conns", "10", "--max-workers", "-5"},
+		{"run", "--conns", "10", "--mem-limit", "0.5"},
+		{"run", "--conns", "10", "--mem-limit", "0"},
+		{"run", "--conns", "1,0,0"},
+		{"run", "--conns", "10", "--src", "127.0.0.2,127.0.0.2"},
+		{"run", "--conns", "10", "--src", "0.0.0.0"},
+		{"run", "--conns", "1e9"},
+		{"run", "--conns", "10000000"}, // ≈ 72 GB of slab on a 24 GB host, without --force
+		{"run", "--conns", "10", "--out", "/proc/c10mprobe-run"},
 		{"run", "--conns", "10", "--out", full},
 		{"run", "--conns", "10", "--out", filepath.Join(full, "summary.json", "run")},
 		{"frobnicate"},
@@ -61,7 +118,9 @@ func TestBadInputExits2AndChangesNothing(t *testing.T) {
 	if e, _ := os.ReadDir(full); len(e) != 1 {
 		t.Errorf("a refused run wrote into the existing --out: %v", e)
 	}
-	assertSysctls(t, before)
+	if after := hostState(t); after != before {
+		t.Errorf("the host changed:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
 }
 
 func TestNonRootRunThatNeedsRootExits2(t *testing.T) {

@@ -73,7 +73,7 @@ func TestMemoryReserveStopsTheRunAndVerifiesWhatIsHeld(t *testing.T) {
 	// A reserve 96 MiB below what is spare now: the run's own sockets
 	// (≈ 7 KiB of slab per connection) cross it after roughly 13,000.
 	reserve := m.Spare() - 96<<20
-	r := run(t, "--conns", "200000", "--listen", "127.0.0.1:19907", "--reserve", strconv.FormatUint(reserve, 10))
+	r := run(t, "--conns", "200000", "--listen", "127.0.0.1:19907", "--reserve", strconv.FormatUint(reserve, 10), "--force")
 	if r.code != 1 {
 		t.Fatalf("exit %d, want 1\n%s\n%s", r.code, r.stdout, r.stderr)
 	}

@@ -56,6 +56,7 @@ func parseRunFlags(args []string, stdout io.Writer) (*runFlags, error) {
 		workerFDs  = fs.Uint64("worker-fds", 0, "RLIMIT_NOFILE of each worker (0: the hard limit)")
 		maxWorkers = fs.Int("max-workers", 0, "most worker processes per side (0: as many as the fd budget needs)")
 		noTune     = fs.Bool("no-tune", false, "change no sysctl (expect SYN drops at high counts)")
+		force      = fs.Bool("force", false, "run even when --conns is more than twice what the preflight says memory holds")
 		out        = fs.String("out", "", "run directory, new or empty (default runs/<UTC timestamp>)")
 		noBPF      = fs.Bool("no-bpf", false, "do not attach the eBPF probes")
 		probeCost  = fs.Bool("probe-cost", false, "have the kernel time the probes' programs (BPF_ENABLE_STATS) and report their CPU per connection")
@@ -87,6 +88,11 @@ func parseRunFlags(args []string, stdout io.Writer) (*runFlags, error) {
 	if *probeCost && *noBPF {
 		return nil, badInput("--probe-cost times the probes, and --no-bpf attaches none: pass one of them")
 	}
+	for _, name := range []string{"mem-limit", "swap", "reserve"} {
+		if f := fs.Lookup(name); f.Changed && f.Value.String() == "0" {
+			return nil, badInput("--%s must be more than 0 bytes, got %q", name, f.Value.String())
+		}
+	}
 	if *out == "" {
 		*out = filepath.Join("runs", time.Now().UTC().Format("20060102T150405Z"))
 	}
@@ -94,7 +100,7 @@ func parseRunFlags(args []string, stdout io.Writer) (*runFlags, error) {
 		cfg: runner.Config{
 			Conns: int(conns), Listen: netip.AddrPort(listen), Sources: srcs, Inflight: *inflight, Rate: *rate,
 			Hold: *hold, Timeout: *timeout, Reserve: uint64(reserve), WorkerFDs: *workerFDs, MaxWorkers: *maxWorkers,
-			PortRange: portRange, Sysctls: sysctls, NoTune: *noTune, OutDir: *out, Payload: int(payload), Unread: *unread,
+			PortRange: portRange, Sysctls: sysctls, NoTune: *noTune, Force: *force, OutDir: *out, Payload: int(payload), Unread: *unread,
 			MemLimit: uint64(memLimit), Swap: uint64(swap),
 		},
 		noBPF: *noBPF, probeCost: *probeCost, backend: backend,
