@@ -99,6 +99,7 @@ type Limits struct {
 	FilesOpen       int64    `json:"files_open"` // before the run
 	PortLo          int      `json:"port_lo"`
 	PortHi          int      `json:"port_hi"`
+	PortsHeld       int      `json:"ports_held_by_others,omitempty"` // of the range, when the run began
 	Somaxconn       int64    `json:"somaxconn"`
 	EpollMaxWatches int64    `json:"epoll_max_user_watches"` // 0 when not recorded
 	ConntrackMax    int64    `json:"conntrack_max"`

@@ -52,9 +52,13 @@ func limits(r Run, e Explanation) []LimitLine {
 	}
 
 	ports := uint64(l.PortHi - l.PortLo + 1)
-	pairs := ports * uint64(r.SourceAddresses)
+	free := ports - min(ports, uint64(l.PortsHeld))
+	pairs := free * uint64(r.SourceAddresses)
 	sp := LimitLine{kind: limit.Ports, Name: "source ports", Value: fmt.Sprintf("ip_local_port_range %d–%d × %d source addresses × 1 destination", l.PortLo, l.PortHi, r.SourceAddresses),
 		Used: fmt.Sprintf("%s of %s (address, port) pairs", units.Count(n), units.Count(pairs))}
+	if l.PortsHeld > 0 {
+		sp.Value += fmt.Sprintf(", less %s ports other programs held", units.Count(uint64(l.PortsHeld)))
+	}
 	if r.AutoSources {
 		sp.Detail = "the runner takes as many source addresses from 127.0.0.0/8 as it needs, so ports never bind the total"
 	} else {
@@ -190,8 +194,15 @@ func verdict(r Run, e Explanation) (string, string) {
 		return first.Name, fmt.Sprintf("the memory cap binds first at %s connections: the cgroup is charged %.1f KiB per connection (the server's TCP sock, allocated in softirq, is charged to no cgroup); %s capped, less the %s the idle workers hold, stops the run at %.0f %% of the cap (predicted before the run: %s); the machine itself spends %.1f KiB per connection",
 			units.Count(at), perConn/1024, units.Bytes(m.LimitBytes), units.Bytes(m.BaselineBytes), 100*m.StopShare, units.Count(m.Predicted), (e.KernelPerConnection+e.UserPerConnection)/1024)
 	case "source ports":
-		return first.Name, fmt.Sprintf("source ports bind first at %s connections: %s × %s ports of ip_local_port_range %d–%d to one server port; add source addresses (--src) or widen the range",
-			units.Count(at), plural(r.SourceAddresses, "source address", "source addresses"), units.Count(uint64(r.Limits.PortHi-r.Limits.PortLo+1)), r.Limits.PortLo, r.Limits.PortHi)
+		l := r.Limits
+		ports := uint64(l.PortHi - l.PortLo + 1)
+		held := ""
+		if l.PortsHeld > 0 {
+			held = fmt.Sprintf(", less the %s ports other programs' sockets held (connect() skips a port bound by bind(), TIME_WAIT included, on every address: %s were free on each)",
+				units.Count(uint64(l.PortsHeld)), units.Count(ports-min(ports, uint64(l.PortsHeld))))
+		}
+		return first.Name, fmt.Sprintf("source ports bind first at %s connections: %s × %s ports of ip_local_port_range %d–%d to one server port%s; add source addresses (--src) or widen the range",
+			units.Count(at), plural(r.SourceAddresses, "source address", "source addresses"), units.Count(ports), l.PortLo, l.PortHi, held)
 	case "fds per process":
 		return first.Name, fmt.Sprintf("file descriptors bind first at %s connections: %s", units.Count(at), first.Detail)
 	}
@@ -211,6 +222,14 @@ func myths(r Run, e Explanation) []Myth {
 		Measured: fmt.Sprintf("one fd per socket: the fullest worker held %s sockets with RLIMIT_NOFILE %s; a loopback connection is two sockets, one in a client worker and one in a server worker",
 			units.Count(r.MaxHeldPerFDs), units.Count(r.FDsPerWorker)),
 	})
+	if l := r.Limits; l.PortsHeld > 0 {
+		ports := l.PortHi - l.PortLo + 1
+		out = append(out, Myth{
+			Claim: fmt.Sprintf("one source address gives %s ports", units.Count(uint64(ports))),
+			Measured: fmt.Sprintf("not while other programs bind: their sockets held %s ports of ip_local_port_range %d–%d when the run began, and connect() skips a port bound by bind() on every address, leaving %s on each",
+				units.Count(uint64(l.PortsHeld)), l.PortLo, l.PortHi, units.Count(uint64(ports-min(ports, l.PortsHeld)))),
+		})
+	}
 	if r.Limits.RmemDefault > 0 {
 		naive := 2 * n * (r.Limits.RmemDefault + r.Limits.WmemDefault)
 		out = append(out, Myth{

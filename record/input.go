@@ -32,7 +32,7 @@ func Input(sum Summary, samples []PhaseSample) (analysis.Run, error) {
 		ClientPss: res.RunnerPssByRole.Client, ServerPss: res.RunnerPssByRole.Server,
 		Limits: analysis.Limits{
 			NoFileHard: h.NoFileHard, MaxWorkers: res.Plan.MaxWorkers, FileMax: h.FileMax, Privileged: h.CapSysAdmin, FilesOpen: h.FilesOpen,
-			PortLo: h.PortLo, PortHi: h.PortHi, Somaxconn: h.Somaxconn,
+			PortLo: h.PortLo, PortHi: h.PortHi, PortsHeld: res.Plan.PortsHeld, Somaxconn: h.Somaxconn,
 			EpollMaxWatches: h.EpollMaxWatches, ConntrackMax: h.ConntrackMax, ConntrackCount: h.ConntrackCount, TCPMemPages: h.TCPMemPages,
 			PageSize: uint64(os.Getpagesize()), Reserve: res.ReserveBytes,
 			RmemDefault: uint64(h.TCPRmem[1]), WmemDefault: uint64(h.TCPWmem[1]),

@@ -66,10 +66,17 @@ func (w *worker) openOne() {
 	switch err {
 	case nil, unix.EINPROGRESS:
 	case unix.EADDRNOTAVAIL:
-		// Every port of ip_local_port_range is taken for this source address.
+		// Every port of ip_local_port_range is taken for this source
+		// address: the worker goes on with its others, and only the last
+		// of them running out is the ports limit.
 		unix.Close(fd)
-		w.fail(failPorts, unix.EADDRNOTAVAIL, sa)
 		w.exhaust(src)
+		if w.left > 0 {
+			w.stats.Failed[failPorts]++
+			w.dirty = true
+			return
+		}
+		w.fail(failPorts, unix.EADDRNOTAVAIL, sa)
 		return
 	default:
 		unix.Close(fd)

@@ -50,8 +50,12 @@ func (r *Runner) limitFor(p *proc, s *Stats) (limit.Kind, string) {
 		return limit.FileMax, fmt.Sprintf("%s: %v: fs.file-max (%d) open files system-wide; raise fs.file-max", who, errno, r.host.FileMax)
 	case failPorts:
 		src := netip.AddrFrom4(s.FirstFailSrc)
-		return limit.Ports, fmt.Sprintf("connect: no free source ports on %s (%s per address with ip_local_port_range %d–%d); use more --src addresses or widen the range",
-			src, units.Count(int64(r.plan.PortsPerSource)), r.tuning.PortLo, r.tuning.PortHi)
+		held := ""
+		if r.plan.PortsHeld > 0 {
+			held = fmt.Sprintf(", less the %s other programs' sockets held when the run began: a port bound by bind() is skipped on every address", units.Count(int64(r.plan.PortsHeld)))
+		}
+		return limit.Ports, fmt.Sprintf("connect: no free source ports on %s, the last of %d source addresses (%s per address with ip_local_port_range %d–%d%s); use more --src addresses or widen the range",
+			src, len(r.plan.Sources), units.Count(int64(r.plan.PortsPerSource)), r.tuning.PortLo, r.tuning.PortHi, held)
 	case failAddr:
 		return limit.SourceAddress, fmt.Sprintf("bind: %v for source %s: it is not an address of this host", errno, netip.AddrFrom4(s.FirstFailSrc))
 	case failEpollWatches:

@@ -25,6 +25,8 @@ type Plan struct {
 	Sources        []netip.Addr `json:"-"`
 	PortLo         int          `json:"port_lo"` // ip_local_port_range's first port
 	PortsPerSource int          `json:"ports_per_source"`
+	PortsHeld      int          `json:"ports_held_by_others"` // of the range, by other programs' sockets
+	PortsFree      int          `json:"ports_free_per_source"`
 	AutoSources    bool         `json:"auto_sources"`
 	MaxWorkers     int          `json:"max_workers"` // the cap asked for; 0 for none
 }
@@ -37,6 +39,7 @@ type PlanInput struct {
 	Sources    []netip.Addr // explicit; nil for automatic
 	PortLo     int
 	PortHi     int
+	PortsHeld  int // ports of the range other programs hold (heldPorts)
 }
 
 // MakePlan shards the connections over worker processes, each within its fd
@@ -49,6 +52,8 @@ func MakePlan(in PlanInput) (Plan, error) {
 	if p.PortsPerSource < 1 {
 		return Plan{}, fmt.Errorf("empty port range %d-%d", in.PortLo, in.PortHi)
 	}
+	p.PortsHeld = min(in.PortsHeld, p.PortsPerSource)
+	p.PortsFree = p.PortsPerSource - p.PortsHeld
 	p.ConnsPerWorker = int(in.NoFile - fdReserve)
 	workers := ceilDiv(in.Conns, p.ConnsPerWorker)
 	if in.MaxWorkers > 0 {
@@ -60,7 +65,9 @@ func MakePlan(in PlanInput) (Plan, error) {
 	p.Sources = in.Sources
 	if len(p.Sources) == 0 {
 		p.AutoSources = true
-		n := ceilDiv(in.Conns, max(1, int(float64(p.PortsPerSource)*autoFill)))
+		// Filled to autoFill of the ports really free: those others hold are
+		// skipped on every address.
+		n := ceilDiv(in.Conns, max(1, int(float64(p.PortsFree)*autoFill)))
 		var err error
 		if p.Sources, err = autoSources(n); err != nil {
 			return Plan{}, err

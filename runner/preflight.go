@@ -62,12 +62,16 @@ func Preflight(h Host, p Plan, want Tuning, reserve uint64, noTune bool) []Check
 
 	out = append(out, processesCheck(h, p))
 
-	ports := int64(len(p.Sources)) * int64(p.PortsPerSource)
+	ports := int64(len(p.Sources)) * int64(p.PortsFree)
 	c = Check{
 		Limit: "source ports",
 		Value: fmt.Sprintf("ip_local_port_range %d–%d (%s per address)", want.PortLo, want.PortHi, units.Count(int64(p.PortsPerSource))),
 		Needs: units.Count(n) + " (address, port) pairs to one server port",
 		OK:    ports >= n,
+	}
+	if p.PortsHeld > 0 {
+		c.Value += fmt.Sprintf(", %s held by other programs' sockets: %s free on every address", units.Count(int64(p.PortsHeld)), units.Count(int64(p.PortsFree)))
+		c.Note = "a port another program bound with bind() (TIME_WAIT included, for 60 s) is skipped by connect() on every address"
 	}
 	how := "given"
 	if p.AutoSources {
@@ -76,7 +80,7 @@ func Preflight(h Host, p Plan, want Tuning, reserve uint64, noTune bool) []Check
 	if c.OK {
 		c.Action = fmt.Sprintf("%d source addresses (%s): %s pairs", len(p.Sources), how, units.Count(ports))
 	} else {
-		c.Action = fmt.Sprintf("binds at %s: %d source addresses × %s ports", units.Count(ports), len(p.Sources), units.Count(int64(p.PortsPerSource)))
+		c.Action = fmt.Sprintf("binds at %s: %d source addresses × %s ports", units.Count(ports), len(p.Sources), units.Count(int64(p.PortsFree)))
 	}
 	out = append(out, c)
 

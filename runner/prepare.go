@@ -229,9 +229,13 @@ func Prepare(cfg Config) (*Runner, error) {
 		// Fewer, larger workers where the hard limit can be raised.
 		nofile = uint64(host.NrOpen)
 	}
+	held, err := heldPorts(r.tuning.PortLo, r.tuning.PortHi)
+	if err != nil {
+		return nil, fmt.Errorf("counting the ports other programs hold: %w", err)
+	}
 	r.plan, err = MakePlan(PlanInput{
 		Conns: cfg.Conns, NoFile: nofile, MaxWorkers: cfg.MaxWorkers,
-		Sources: cfg.Sources, PortLo: r.tuning.PortLo, PortHi: r.tuning.PortHi,
+		Sources: cfg.Sources, PortLo: r.tuning.PortLo, PortHi: r.tuning.PortHi, PortsHeld: held,
 	})
 	if err != nil {
 		return nil, badInput("%v", err)

@@ -25,6 +25,7 @@ type Result struct {
 	SocketBuffersBySide SideBytes       `json:"socket_buffers_by_side"`
 	PeakSocketBuffered  []uint64        `json:"-"`
 	SourceAddresses     int             `json:"source_addresses"`
+	SourcePorts         SourcePorts     `json:"source_ports"`
 	Workers             WorkerCounts    `json:"workers"`
 	Plan                Plan            `json:"plan"`
 	Phases              Phases          `json:"phases"`
@@ -130,4 +131,12 @@ type Settings struct {
 	Unread       bool       `json:"unread"`
 	HoldSeconds  float64    `json:"hold_seconds"`
 	ReserveBytes uint64     `json:"reserve_bytes"`
+}
+
+// SourcePorts is what the client ends had of ip_local_port_range.
+type SourcePorts struct {
+	Range          string `json:"range"` // "LO-HI"
+	HeldByOthers   int    `json:"held_by_others"`
+	FreePerAddress int    `json:"free_per_address"`
+	Addresses      int    `json:"addresses"`
 }

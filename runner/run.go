@@ -84,6 +84,8 @@ func (r *Runner) Run(ctx context.Context) (res *Result, err error) {
 	res = &Result{
 		Requested: r.cfg.Conns, Server: Endpoint{Addr: r.cfg.Listen.Addr().String(), Port: int(r.cfg.Listen.Port())},
 		SourceAddresses: len(r.plan.Sources), Plan: r.plan, Failed: map[string]uint64{},
+		SourcePorts: SourcePorts{Range: fmt.Sprintf("%d-%d", r.tuning.PortLo, r.tuning.PortHi), HeldByOthers: r.plan.PortsHeld,
+			FreePerAddress: r.plan.PortsFree, Addresses: len(r.plan.Sources)},
 		Workers: WorkerCounts{Client: r.plan.ClientWorkers, Server: r.plan.ServerWorkers}, Settings: r.settings(),
 	}
 	if err := os.MkdirAll(r.cfg.OutDir, 0o755); err != nil {

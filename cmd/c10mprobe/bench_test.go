@@ -195,3 +195,31 @@ func median(v []float64) float64 {
 	sort.Float64s(s)
 	return s[len(s)/2]
 }
+
+// BenchmarkForeignTimeWait measures the connect rate of a run with 20,000
+// explicitly bound client sockets of another program in TIME_WAIT against
+// the same run without them, interleaved (goal ≥ 0.8).
+func BenchmarkForeignTimeWait(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	const n, pairs = 100000, 3
+	rate := map[bool][]float64{}
+	for range pairs {
+		for _, foreign := range []bool{false, true} {
+			if foreign {
+				foreignTimeWait(b, 20000)
+			}
+			dir := b.TempDir() + "/run"
+			args := []string{"run", "--conns", strconv.Itoa(n), "--listen", "127.0.0.1:19953", "--no-bpf", "--out", dir}
+			if out, err := exec.Command(toolBinary, args...).CombinedOutput(); err != nil {
+				b.Fatalf("%v: %v\n%s", args, err, out)
+			}
+			rate[foreign] = append(rate[foreign], readSummary(b, result{dir: dir}).ConnectRate)
+			exec.Command("ss", "-K", "state", "time-wait", "src", "127.0.3.1").Run()
+		}
+	}
+	with, without := median(rate[true]), median(rate[false])
+	b.Logf("connects/s at %d connections, median of %d interleaved pairs: with 20,000 foreign TIME_WAIT %.0f, without %.0f", n, pairs, with, without)
+	b.ReportMetric(with/without, "rate-foreign/none")
+}

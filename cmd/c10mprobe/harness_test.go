@@ -8,6 +8,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -198,4 +200,60 @@ func swapActive(dir string) bool {
 func tracefsMounted() bool {
 	data, _ := os.ReadFile("/proc/mounts")
 	return strings.Contains(string(data), " /sys/kernel/tracing tracefs ")
+}
+
+// foreignTimeWait leaves n client sockets of another program in TIME_WAIT
+// on 127.0.3.1, each bound explicitly (a Go dialer given a local address
+// calls bind(), as a JVM's java.net.Socket given one does): connect()
+// skips their ports on every address for 60 s. They are killed with
+// sock_diag (ss -K) when the test ends. It returns how many ss shows in
+// TIME_WAIT (a few percent fewer than n: loopback's tcp_tw_reuse recycles
+// some).
+func foreignTimeWait(tb testing.TB, n int) int {
+	tb.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:19960")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	killTimeWait := func() {
+		if out, err := exec.Command("ss", "-K", "state", "time-wait", "src", "127.0.3.1").CombinedOutput(); err != nil {
+			tb.Errorf("ss -K: %v\n%s", err, out)
+		}
+	}
+	tb.Cleanup(killTimeWait)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			// The client closes first; the server end follows on EOF.
+			go func() { io.Copy(io.Discard, c); c.Close() }()
+		}
+	}()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 3, 1)}}
+	const batch = 4000 // both ends in this process, within its fds
+	for done := 0; done < n; done += batch {
+		var conns []net.Conn
+		for range min(batch, n-done) {
+			c, err := d.Dial("tcp4", "127.0.0.1:19960")
+			if err != nil {
+				tb.Fatalf("dialing the foreign sockets: %v", err)
+			}
+			conns = append(conns, c)
+		}
+		for _, c := range conns {
+			c.Close()
+		}
+	}
+	// Wait until the kernel shows them in TIME_WAIT.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		out, _ := exec.Command("ss", "-Htan", "state", "time-wait", "src", "127.0.3.1").Output()
+		if got := bytes.Count(out, []byte("\n")); got >= n*9/10 {
+			return got
+		} else if time.Now().After(deadline) {
+			tb.Fatalf("%d of %d foreign sockets in TIME_WAIT", got, n)
+		}
+	}
 }

@@ -295,3 +295,31 @@ func TestEpollWatchesBindAndAreNamed(t *testing.T) {
 	assertNoWorkers(t, r.dir)
 	assertSysctls(t, before)
 }
+
+// Ports other programs hold by bind() are skipped by connect() on every
+// address: the run plans source addresses for the ports really free, and
+// does not call a source's exhaustion the ports limit while others remain.
+func TestForeignTimeWaitDoesNotStopTheRunOnPorts(t *testing.T) {
+	needRoot(t)
+	tw := foreignTimeWait(t, 20000)
+	const n = 100000
+	r := run(t, "--conns", strconv.Itoa(n), "--listen", "127.0.0.1:19918", "--no-bpf")
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	s := readSummary(t, r)
+	sp := s.SourcePorts
+	// Held: the foreign sockets' ports (ss), and a few of the machine's own.
+	if s.Verified != n || sp.HeldByOthers < tw || sp.HeldByOthers > tw+2000 || sp.FreePerAddress != 28232-sp.HeldByOthers || sp.Addresses*sp.FreePerAddress < 2*n*9/10 {
+		t.Errorf("verified %d, source ports %+v, %d foreign sockets in TIME_WAIT (ss)", s.Verified, sp, tw)
+	}
+	var myth string
+	for _, m := range s.Explanation.Myths {
+		if strings.HasPrefix(m.Claim, "one source address gives") {
+			myth = m.Measured
+		}
+	}
+	if !strings.Contains(myth, "not while other programs bind") || !strings.Contains(r.stderr, "held by other programs' sockets") {
+		t.Errorf("neither the myths nor the preflight say what other programs held: %q\n%s", myth, r.stderr)
+	}
+}

@@ -63,7 +63,13 @@ func (s *Socket) Buffered() uint64 {
 
 // DumpIPv4 calls fn for every IPv4 TCP socket whose state bit is set in
 // states; the *Socket is reused between calls.
-func DumpIPv4(states uint32, fn func(*Socket)) error {
+func DumpIPv4(states uint32, fn func(*Socket)) error { return dump(unix.AF_INET, states, fn) }
+
+// DumpIPv6 is DumpIPv4 for AF_INET6 sockets (a JVM's, on a dual-stack host,
+// IPv4-mapped): their addresses come unmapped where they are IPv4.
+func DumpIPv6(states uint32, fn func(*Socket)) error { return dump(unix.AF_INET6, states, fn) }
+
+func dump(family uint8, states uint32, fn func(*Socket)) error {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
 	if err != nil {
 		return os.NewSyscallError("socket(NETLINK_SOCK_DIAG)", err)
@@ -77,7 +83,7 @@ func DumpIPv4(states uint32, fn func(*Socket)) error {
 	ne.PutUint16(req[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
 	ne.PutUint32(req[8:], 1) // sequence
 	r := req[unix.SizeofNlMsghdr:]
-	r[0] = unix.AF_INET
+	r[0] = family
 	r[1] = unix.IPPROTO_TCP
 	r[2] = 1 << (attrSkMeminfo - 1) // idiag_ext
 	ne.PutUint32(r[4:], states)
@@ -108,7 +114,7 @@ func DumpIPv4(states uint32, fn func(*Socket)) error {
 				errno := int32(ne.Uint32(b[unix.SizeofNlMsghdr:]))
 				return fmt.Errorf("sock_diag dump: %w", unix.Errno(-errno))
 			case unix.SOCK_DIAG_BY_FAMILY:
-				if err := parse(b[unix.SizeofNlMsghdr:l], &s); err != nil {
+				if err := parse(family, b[unix.SizeofNlMsghdr:l], &s); err != nil {
 					return err
 				}
 				fn(&s)
@@ -118,7 +124,7 @@ func DumpIPv4(states uint32, fn func(*Socket)) error {
 	}
 }
 
-func parse(b []byte, s *Socket) error {
+func parse(family uint8, b []byte, s *Socket) error {
 	if len(b) < sizeofDiagMsg {
 		return fmt.Errorf("sock_diag: short inet_diag_msg (%d bytes)", len(b))
 	}
@@ -127,8 +133,13 @@ func parse(b []byte, s *Socket) error {
 	// inet_diag_sockid: sport, dport (big endian), src[4], dst[4] words.
 	sport := binary.BigEndian.Uint16(b[4:])
 	dport := binary.BigEndian.Uint16(b[6:])
-	s.Local = netip.AddrPortFrom(netip.AddrFrom4([4]byte(b[8:12])), sport)
-	s.Remote = netip.AddrPortFrom(netip.AddrFrom4([4]byte(b[24:28])), dport)
+	if family == unix.AF_INET6 {
+		s.Local = netip.AddrPortFrom(netip.AddrFrom16([16]byte(b[8:24])).Unmap(), sport)
+		s.Remote = netip.AddrPortFrom(netip.AddrFrom16([16]byte(b[24:40])).Unmap(), dport)
+	} else {
+		s.Local = netip.AddrPortFrom(netip.AddrFrom4([4]byte(b[8:12])), sport)
+		s.Remote = netip.AddrPortFrom(netip.AddrFrom4([4]byte(b[24:28])), dport)
+	}
 	s.RQueue = ne.Uint32(b[56:])
 	s.WQueue = ne.Uint32(b[60:])
 	s.Inode = ne.Uint32(b[68:])

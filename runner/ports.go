@@ -1,0 +1,32 @@
+package runner
+
+import (
+	"github.com/c10mprobe/c10mprobe/internal/sockdiag"
+)
+
+// heldPorts counts the ports of [lo, hi] that other programs' TCP sockets
+// hold now, on any address, in any state (TIME_WAIT included), IPv4 and IPv6.
+//
+// connect() skips every port whose bind bucket was made by bind() — on any
+// address, since the bucket is the port's (__inet_hash_connect,
+// net/ipv4/inet_hashtables.c) — so an explicitly bound client's ports,
+// TIME_WAIT ones for their 60 s, shrink every source address's range.
+// sock_diag cannot tell a bind() bucket from a connect() one, which does not
+// block: the count is an upper bound, and the plan errs towards more source
+// addresses.
+func heldPorts(lo, hi int) (int, error) {
+	held := make([]bool, hi-lo+1)
+	n := 0
+	see := func(s *sockdiag.Socket) {
+		if p := int(s.Local.Port()); p >= lo && p <= hi && !held[p-lo] {
+			held[p-lo] = true
+			n++
+		}
+	}
+	if err := sockdiag.DumpIPv4(sockdiag.AllStates, see); err != nil {
+		return 0, err
+	}
+	// A host without IPv6 has no IPv6 sockets to hold ports.
+	_ = sockdiag.DumpIPv6(sockdiag.AllStates, see)
+	return n, nil
+}
