@@ -24,7 +24,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 /* Set by Go before load. */
 const volatile __u32 sample_every = 64; /* one allocation stack in this many */
 const volatile __u16 run_port = 0;     /* the run's server port, host order */
-const volatile __u32 socket_slots = 1;  /* entries of the sockets map */
+const volatile __u32 socket_mask = 0;   /* entries of the sockets map, a power of two, less one */
 
 /* Watched slab caches: name → index, filled by Go before attaching. */
 struct cache_name {
@@ -99,17 +99,26 @@ struct {
 	__type(value, struct counters);
 } totals SEC(".maps");
 
-/* Per-socket memory of the run's sockets. A connection is known by its
- * client end, (source address, port): the source's index in the run's plan
- * times the ports of ip_local_port_range, plus the port's offset, makes a
- * dense connection slot; each slot holds the client's and the server's
- * socket side by side. An array slot costs one memory access where a hash
- * keyed by the sock pointer misses in its bucket and its element on every
- * state change and send (README, Probes). Sized by Go for the run. */
+/* Per-socket memory of the run's sockets: an open-addressed table in an
+ * array, keyed by the sock pointer. A connection is known by its client end,
+ * (source address, port): the source's index in the run's plan times the
+ * ports of ip_local_port_range, plus the port's offset, makes a dense slot
+ * pair, the client's and the server's socket side by side, so that a
+ * source's connections, whose ports the kernel hands out in order, are
+ * walked like the array they are. An array slot costs one memory access
+ * where a BPF hash map misses in its bucket and its element on every state
+ * change and send. A source outside the plan starts from its address, mixed.
+ * Where the plan is larger than the table (many --src addresses), slots wrap,
+ * and a slot another socket holds is probed past, in steps that grow by one
+ * (triangular numbers, which visit every slot of a power-of-two table). A
+ * closed socket leaves a tombstone, so that a lookup walks past it to sockets
+ * inserted after. */
 const volatile __u32 port_lo = 0;          /* ip_local_port_range's first port */
 const volatile __u32 ports_per_source = 1; /* ports in that range */
+#define MAX_PROBES 32
+#define TOMBSTONE 1ULL
 struct sock_mem {
-	__u64 sk; /* the live socket holding the entry; 0 when free */
+	__u64 sk; /* the live socket holding the entry; 0 when never used, TOMBSTONE when freed */
 	__u64 bytes_sent;
 	__u32 sends;
 	__u32 wmem_queued;
@@ -123,16 +132,6 @@ struct {
 	__type(value, struct sock_mem);
 } sockets SEC(".maps");
 
-/* Client sockets in SYN_SENT → when they got there. tcp_v4_connect() sets
- * SYN_SENT before inet_hash_connect() picks the source port, so a
- * connecting socket has no slot yet; only connects in flight are here. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1 << 16);
-	__type(key, __u64);
-	__type(value, __u64);
-} connecting SEC(".maps");
-
 /* The run's source addresses (network order) → their index in the plan. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -140,6 +139,16 @@ struct {
 	__type(key, __u32);
 	__type(value, __u32);
 } run_sources SEC(".maps");
+
+/* Client sockets in SYN_SENT → when they got there. tcp_v4_connect() sets
+ * SYN_SENT before inet_hash_connect() picks the source port, so a
+ * connecting socket's slot is not known yet; only connects in flight are here. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << 16);
+	__type(key, __u64);
+	__type(value, __u64);
+} connecting SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
@@ -277,24 +286,60 @@ static __always_inline enum side run_side(const struct sock *sk, struct sk_ends 
 	return NOT_RUN;
 }
 
-/* The entry for a run socket's end of its connection, or NULL when the
- * client end is not one of the plan's (address, port) pairs. */
-static __always_inline struct sock_mem *socket_entry(const struct sk_ends *e, enum side side)
+/* socket_hash is where a run socket's probe starts (before the mask). */
+static __always_inline __u32 socket_hash(const struct sk_ends *e, enum side side)
 {
 	__u32 addr = side == SERVER ? e->daddr : e->saddr;
 	__u32 port = side == SERVER ? bpf_ntohs(e->dport) : e->num;
 	__u32 *src = bpf_map_lookup_elem(&run_sources, &addr);
-	__u32 off = port - port_lo;
-	if (!src || off >= ports_per_source)
-		return NULL;
-	/* Go sizes the array for every slot of the plan, up to a cap: with far
-	 * more --src addresses than the run needs, slots wrap around, and a
-	 * slot held by another live socket is counted as lost. The division
-	 * only where they wrap: this runs on every state change and send. */
-	__u32 slot = (*src * ports_per_source + off) * 2 + side;
-	if (slot >= socket_slots)
-		slot %= socket_slots;
-	return bpf_map_lookup_elem(&sockets, &slot);
+	__u32 base;
+	if (src) {
+		base = *src * ports_per_source;
+	} else {
+		/* murmur3's finalizer: an unplanned source lands anywhere. */
+		base = addr;
+		base ^= base >> 16;
+		base *= 0x85EBCA6Bu;
+		base ^= base >> 13;
+		base *= 0xC2B2AE35u;
+		base ^= base >> 16;
+	}
+	return (base + port - port_lo) * 2 + side;
+}
+
+/* socket_find returns the entry sk holds, or NULL. */
+static __always_inline struct sock_mem *socket_find(const struct sk_ends *e, enum side side, __u64 sk)
+{
+	__u32 slot = socket_hash(e, side);
+#pragma unroll
+	for (int i = 0; i < MAX_PROBES; i++) {
+		slot = (slot + i) & socket_mask;
+		struct sock_mem *m = bpf_map_lookup_elem(&sockets, &slot);
+		if (!m || !m->sk)
+			return NULL; /* never used: sk was never inserted past it */
+		if (m->sk == sk)
+			return m;
+	}
+	return NULL;
+}
+
+/* socket_insert claims a free slot for sk, or returns NULL when MAX_PROBES
+ * slots from its hash are all held. */
+static __always_inline struct sock_mem *socket_insert(const struct sk_ends *e, enum side side, __u64 sk)
+{
+	__u32 slot = socket_hash(e, side);
+#pragma unroll
+	for (int i = 0; i < MAX_PROBES; i++) {
+		slot = (slot + i) & socket_mask;
+		struct sock_mem *m = bpf_map_lookup_elem(&sockets, &slot);
+		if (!m)
+			return NULL;
+		__u64 cur = m->sk;
+		/* Two CPUs may claim the same slot: one compare-and-swap wins. */
+		if ((cur == 0 || cur == TOMBSTONE) && __sync_val_compare_and_swap(&m->sk, cur, sk) == cur)
+			return m;
+	}
+	return NULL;
 }
 
 /* One allocation stack in sample_every, weighted back up; bytes is read
@@ -611,24 +656,26 @@ static __always_inline void handle_set_state(const struct sock *sk, int newstate
 	}
 	/* A socket enters the table at ESTABLISHED (a server socket is cloned
 	 * from the listener there) and leaves it at CLOSE. */
-	struct sock_mem *m = socket_entry(&e, side);
 	if (newstate == TCP_CLOSE) {
-		if (m && m->sk == key)
-			m->sk = 0;
+		struct sock_mem *m = socket_find(&e, side, key);
+		if (m)
+			m->sk = TOMBSTONE;
 		else if (side == CLIENT)
 			bpf_map_delete_elem(&connecting, &key); /* a connect that failed */
 		return;
 	}
 	if (side == CLIENT)
 		connect_latency(c, key);
-	if (!m || (m->sk && m->sk != key)) {
-		/* Not a slot of the plan, or another live socket holds it (see
-		 * socket_entry). */
-		c->lost_sockets++;
+	struct sock_mem *m = socket_insert(&e, side, key);
+	if (!m) {
+		c->lost_sockets++; /* MAX_PROBES slots held: the table is too full */
 		return;
 	}
-	struct sock_mem fresh = { .sk = key };
-	*m = fresh;
+	m->bytes_sent = 0;
+	m->sends = 0;
+	m->wmem_queued = 0;
+	m->fwd_alloc = 0;
+	m->rmem_alloc = 0;
 }
 
 SEC("raw_tracepoint/inet_sock_set_state")
@@ -669,8 +716,8 @@ static __always_inline void handle_sendmsg(const struct sock *sk, __u64 bytes)
 		return;
 	c->run_sendmsg_calls++;
 	c->run_sendmsg_bytes += bytes;
-	struct sock_mem *m = socket_entry(&e, side);
-	if (!m || m->sk != (__u64)sk)
+	struct sock_mem *m = socket_find(&e, side, (__u64)sk);
+	if (!m)
 		return;
 	m->sends++;
 	m->bytes_sent += bytes;

@@ -97,7 +97,7 @@ type Config struct {
 	Inflight int     // connects pending at once: sizes the map of connects in flight
 	RunPort  uint16  // the run's server port; its sockets are the run's
 	// The plan's client ends: each connection's (source, port) is a slot
-	// of the per-socket map.
+	// pair of the per-socket table.
 	Sources        []netip.Addr
 	PortLo         int // ip_local_port_range
 	PortsPerSource int
@@ -126,13 +126,24 @@ func sampleEvery(conns int) uint32 {
 	return every
 }
 
-// socketSlots sizes the per-socket map: a client and a server end for every
-// (source, port) of the plan, which auto-chosen sources keep near twice the
-// connections; capped at eight entries a connection for long --src lists.
+// socketSlots sizes the per-socket table, a power of two: every slot of the
+// plan, two a (source, port), where that is at most twice the four slots a
+// connection (two sockets) that keep a hashed table half empty; else those,
+// and the plan's slots wrap around it.
 func socketSlots(cfg Config) uint32 {
+	pow2 := func(n uint64) uint32 {
+		p := uint64(1 << 16)
+		for p < 1<<31 && p < n {
+			p *= 2
+		}
+		return uint32(p)
+	}
+	least := pow2(4 * uint64(max(1, cfg.Conns)))
 	plan := uint64(len(cfg.Sources)) * uint64(max(1, cfg.PortsPerSource)) * 2
-	limit := uint64(max(1<<16, cfg.Conns*8))
-	return uint32(max(2, min(plan, limit, 1<<31)))
+	if plan <= 2*uint64(least) {
+		return max(least, pow2(plan))
+	}
+	return least
 }
 
 // SampleEvery is the stack sampling period: one allocation in this many.
@@ -189,7 +200,7 @@ func Open(cfg Config) (*Probes, error) {
 	// Room for every connect in flight twice over: a failed one leaves at
 	// its CLOSE, and its sock may be reused before then.
 	spec.Maps["connecting"].MaxEntries = uint32(max(1<<16, 2*cfg.Inflight))
-	for name, v := range map[string]uint32{"socket_slots": slots, "port_lo": uint32(cfg.PortLo), "ports_per_source": uint32(max(1, cfg.PortsPerSource))} {
+	for name, v := range map[string]uint32{"socket_mask": slots - 1, "port_lo": uint32(cfg.PortLo), "ports_per_source": uint32(max(1, cfg.PortsPerSource))} {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return nil, fmt.Errorf("setting %s: %w", name, err)
 		}
@@ -207,8 +218,7 @@ func Open(cfg Config) (*Probes, error) {
 		}
 		// The kernel's __be32, read back as a little- or big-endian
 		// uint32 alike: the key is the address's four bytes.
-		b := a.As4()
-		if err := p.maps.RunSources.Put(b, uint32(i)); err != nil {
+		if err := p.maps.RunSources.Put(a.As4(), uint32(i)); err != nil {
 			p.Close()
 			return nil, fmt.Errorf("filling the source map: %w", err)
 		}

@@ -103,7 +103,12 @@ func openConns(t *testing.T, port string, n int) func() {
 		conns = append(conns, c, s)
 	}
 	return func() {
-		for _, c := range conns {
+		// RST instead of FIN (conns alternate client, server): no TIME_WAIT
+		// socket is left for the next test to meet.
+		for i, c := range conns {
+			if i%2 == 0 {
+				c.(*net.TCPConn).SetLinger(0)
+			}
 			c.Close()
 		}
 		ln.Close()

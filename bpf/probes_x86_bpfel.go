@@ -145,7 +145,7 @@ const (
 	probesVarPortsPerSource           = "ports_per_source"
 	probesVarRunPort                  = "run_port"
 	probesVarSampleEvery              = "sample_every"
-	probesVarSocketSlots              = "socket_slots"
+	probesVarSocketMask               = "socket_mask"
 )
 
 // loadProbes returns the embedded CollectionSpec for probes.
@@ -248,7 +248,7 @@ type probesVariableSpecs struct {
 	PortsPerSource *ebpf.VariableSpec `ebpf:"ports_per_source"`
 	RunPort        *ebpf.VariableSpec `ebpf:"run_port"`
 	SampleEvery    *ebpf.VariableSpec `ebpf:"sample_every"`
-	SocketSlots    *ebpf.VariableSpec `ebpf:"socket_slots"`
+	SocketMask     *ebpf.VariableSpec `ebpf:"socket_mask"`
 }
 
 // probesObjects contains all objects after they have been loaded into the kernel.
@@ -320,7 +320,7 @@ type probesVariables struct {
 	PortsPerSource *ebpf.Variable `ebpf:"ports_per_source"`
 	RunPort        *ebpf.Variable `ebpf:"run_port"`
 	SampleEvery    *ebpf.Variable `ebpf:"sample_every"`
-	SocketSlots    *ebpf.Variable `ebpf:"socket_slots"`
+	SocketMask     *ebpf.Variable `ebpf:"socket_mask"`
 }
 
 // probesPrograms contains all programs after they have been loaded into the kernel.

@@ -171,6 +171,9 @@ func (s SocketMem) Buffered() uint64 {
 	return uint64(s.WmemQueued) + uint64(max(0, s.FwdAlloc)) + uint64(s.RmemAlloc)
 }
 
+// tombstone marks a slot a closed socket left (TOMBSTONE in c10m.bpf.c).
+const tombstone = 1
+
 // Sockets returns every live socket of the run that the map holds.
 func (p *Probes) Sockets() ([]SocketMem, error) {
 	var out []SocketMem
@@ -180,7 +183,7 @@ func (p *Probes) Sockets() ([]SocketMem, error) {
 	for {
 		n, err := p.maps.Sockets.BatchLookup(&cursor, keys, vals, nil)
 		for _, v := range vals[:n] {
-			if v.Sk != 0 {
+			if v.Sk > tombstone {
 				out = append(out, SocketMem{BytesSent: v.BytesSent, Sends: v.Sends, WmemQueued: v.WmemQueued, FwdAlloc: v.FwdAlloc, RmemAlloc: v.RmemAlloc})
 			}
 		}

@@ -15,6 +15,10 @@ const fdReserve = 16
 // hashed offset, so a nearly full range makes every connect slower.
 const autoFill = 0.5
 
+// minFreeShare: the plan takes at least 1/minFreeShare of the range as free
+// on every address, whatever other programs seem to hold.
+const minFreeShare = 8
+
 // Plan is how a run spreads N connections over processes and addresses.
 type Plan struct {
 	Conns          int          `json:"conns"`
@@ -52,7 +56,9 @@ func MakePlan(in PlanInput) (Plan, error) {
 	if p.PortsPerSource < 1 {
 		return Plan{}, fmt.Errorf("empty port range %d-%d", in.PortLo, in.PortHi)
 	}
-	p.PortsHeld = min(in.PortsHeld, p.PortsPerSource)
+	// The held count is an upper bound (heldPorts): a host busy with plain
+	// connect()s would plan far too many addresses without a floor.
+	p.PortsHeld = min(in.PortsHeld, p.PortsPerSource-p.PortsPerSource/minFreeShare)
 	p.PortsFree = p.PortsPerSource - p.PortsHeld
 	p.ConnsPerWorker = int(in.NoFile - fdReserve)
 	workers := ceilDiv(in.Conns, p.ConnsPerWorker)

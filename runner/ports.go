@@ -2,6 +2,7 @@ package runner
 
 import (
 	"github.com/c10mprobe/c10mprobe/internal/sockdiag"
+	"net/netip"
 )
 
 // heldPorts counts the ports of [lo, hi] that other programs' TCP sockets
@@ -13,11 +14,16 @@ import (
 // TIME_WAIT ones for their 60 s, shrink every source address's range.
 // sock_diag cannot tell a bind() bucket from a connect() one, which does not
 // block: the count is an upper bound, and the plan errs towards more source
-// addresses.
+// addresses. c10mprobe's own sockets on its automatic sources (an earlier
+// run's TIME_WAIT, say) are left out: they connect with
+// IP_BIND_ADDRESS_NO_PORT, whose buckets do not block.
 func heldPorts(lo, hi int) (int, error) {
 	held := make([]bool, hi-lo+1)
 	n := 0
 	see := func(s *sockdiag.Socket) {
+		if ownAutoSource(s.Local.Addr()) {
+			return
+		}
 		if p := int(s.Local.Port()); p >= lo && p <= hi && !held[p-lo] {
 			held[p-lo] = true
 			n++
@@ -29,4 +35,10 @@ func heldPorts(lo, hi int) (int, error) {
 	// A host without IPv6 has no IPv6 sockets to hold ports.
 	_ = sockdiag.DumpIPv6(sockdiag.AllStates, see)
 	return n, nil
+}
+
+// ownAutoSource reports an address of the block automatic sources come from.
+func ownAutoSource(a netip.Addr) bool {
+	b := a.As16()
+	return a.Is4() && b[12] == 127 && b[13] == 1
 }

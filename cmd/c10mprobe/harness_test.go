@@ -211,7 +211,7 @@ func tracefsMounted() bool {
 // some).
 func foreignTimeWait(tb testing.TB, n int) int {
 	tb.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:19960")
+	ln, err := net.Listen("tcp4", "127.0.0.1:19961")
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -237,7 +237,7 @@ func foreignTimeWait(tb testing.TB, n int) int {
 	for done := 0; done < n; done += batch {
 		var conns []net.Conn
 		for range min(batch, n-done) {
-			c, err := d.Dial("tcp4", "127.0.0.1:19960")
+			c, err := d.Dial("tcp4", "127.0.0.1:19961")
 			if err != nil {
 				tb.Fatalf("dialing the foreign sockets: %v", err)
 			}

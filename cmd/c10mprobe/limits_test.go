@@ -311,7 +311,8 @@ func TestForeignTimeWaitDoesNotStopTheRunOnPorts(t *testing.T) {
 	sp := s.SourcePorts
 	// Held: the foreign sockets' ports (ss), and a few of the machine's own.
 	if s.Verified != n || sp.HeldByOthers < tw || sp.HeldByOthers > tw+2000 || sp.FreePerAddress != 28232-sp.HeldByOthers || sp.Addresses*sp.FreePerAddress < 2*n*9/10 {
-		t.Errorf("verified %d, source ports %+v, %d foreign sockets in TIME_WAIT (ss)", s.Verified, sp, tw)
+		out, _ := exec.Command("sh", "-c", `ss -Htan | awk '{split($4,a,":"); print $1, a[1]}' | sort | uniq -c | sort -rn | head`).Output()
+		t.Errorf("verified %d, source ports %+v, %d foreign sockets in TIME_WAIT (ss); now:\n%s", s.Verified, sp, tw, out)
 	}
 	var myth string
 	for _, m := range s.Explanation.Myths {
