@@ -56,15 +56,19 @@ func (p *Probes) forgetTracefs() {
 // MountedTracefs reports whether Open mounted tracefs (Close unmounts it).
 func (p *Probes) MountedTracefs() bool { return p.mountedFS }
 
-// RestoreTracefs unmounts the tracefs a killed run in dir mounted, if any.
-func RestoreTracefs(dir string) error {
+// RestoreTracefs unmounts the tracefs a killed run in dir mounted, if any,
+// and says what it did.
+func RestoreTracefs(dir string) (string, error) {
 	marker := filepath.Join(dir, rundir.Tracefs)
 	if _, err := os.Stat(marker); err != nil {
-		return nil
+		return "", nil
 	}
+	what := "tracefs at " + TracefsPath + " (unmounted)"
 	// EINVAL: no longer mounted there.
-	if err := unix.Unmount(TracefsPath, 0); err != nil && err != unix.EINVAL {
-		return fmt.Errorf("unmounting %s: %w", TracefsPath, err)
+	if err := unix.Unmount(TracefsPath, 0); err == unix.EINVAL {
+		what = ""
+	} else if err != nil {
+		return "", fmt.Errorf("unmounting %s: %w", TracefsPath, err)
 	}
-	return os.Remove(marker)
+	return what, os.Remove(marker)
 }

@@ -12,9 +12,17 @@ import (
 // ErrNoPeak says a run ended before its exchange: there is nothing to explain.
 var ErrNoPeak = errors.New("the run recorded no idle and peak samples (it ended before its exchange)")
 
+// ErrAborted says a second signal killed the workers: the samples after it
+// hold no peak to divide by, and a verdict from them would be confident
+// nonsense.
+var ErrAborted = errors.New("the run was aborted by a second signal, which killed its workers before their peak was measured: no explanation")
+
 // Input adapts a run's summary and samples into analysis' own types.
 func Input(sum Summary, samples []PhaseSample) (analysis.Run, error) {
 	res, h := sum.Result, sum.Host
+	if res.Aborted {
+		return analysis.Run{}, ErrAborted
+	}
 	idle, peak := sample(samples, runner.PhaseIdle), sample(samples, runner.PhaseExchange)
 	if idle == nil || peak == nil {
 		return analysis.Run{}, ErrNoPeak

@@ -171,6 +171,7 @@ func (r *Runner) finishResult(res *Result) {
 		res.Limit = r.limit
 	}
 	res.StoppedBy = "complete"
+	res.Aborted = r.aborted
 	res.WorkerExecutable = r.workerExe
 	if res.Limit != nil {
 		res.StoppedBy = string(res.Limit.Kind)

@@ -1,8 +1,9 @@
 package runner
 
 import (
-	"github.com/c10mprobe/c10mprobe/internal/sockdiag"
 	"net/netip"
+
+	"github.com/c10mprobe/c10mprobe/internal/sockdiag"
 )
 
 // heldPorts counts the ports of [lo, hi] that other programs' TCP sockets

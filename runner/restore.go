@@ -11,23 +11,32 @@ import (
 	"github.com/c10mprobe/c10mprobe/internal/sysctl"
 )
 
+// Restored is what Restore did: the sysctls, and what else it removed.
+type Restored struct {
+	Changes []sysctl.Change
+	Removed []string // the cgroup, the swapfile: each as "what path"
+}
+
 // Restore undoes what a run directory records that its run left behind:
 // for a run that was killed before it could undo it. Its memory cgroup and
 // its swapfile go first, then the sysctls come back.
-func Restore(dir string) ([]sysctl.Change, error) {
+func Restore(dir string) (Restored, error) {
+	var r Restored
 	var errs []error
-	if err := removeCgroup(dir); err != nil {
-		errs = append(errs, err)
-	}
-	if err := removeSwap(dir); err != nil {
+	for _, undo := range []func(string) (string, error){removeCgroup, removeSwap} {
+		what, err := undo(dir)
+		if what != "" {
+			r.Removed = append(r.Removed, what)
+		}
 		errs = append(errs, err)
 	}
 	j, err := sysctl.LoadJournal(filepath.Join(dir, rundir.Journal))
 	if err != nil {
-		return nil, errors.Join(append(errs, err)...)
+		return r, errors.Join(append(errs, err)...)
 	}
 	err = j.Restore()
-	return j.Changes(), errors.Join(append(errs, err)...)
+	r.Changes = j.Changes()
+	return r, errors.Join(append(errs, err)...)
 }
 
 // cleanup ends every worker and closes the listener; it runs on every exit.
@@ -52,21 +61,46 @@ func (r *Runner) cleanup() {
 	}
 }
 
-// removeCgroup removes the cgroup a killed run left, if any.
-func removeCgroup(dir string) error {
+// removeCgroup removes the cgroup a killed run left, if any, and says what
+// it removed.
+func removeCgroup(dir string) (string, error) {
 	data, err := os.ReadFile(filepath.Join(dir, rundir.Memcg))
 	if os.IsNotExist(err) {
-		return nil
+		return "", nil
 	}
 	if err != nil {
-		return err
+		return "", err
 	}
 	path := strings.TrimSpace(string(data))
 	if !strings.Contains(filepath.Base(path), "c10mprobe-") {
-		return fmt.Errorf("%s names %q, not a c10mprobe cgroup", rundir.Memcg, path)
+		return "", fmt.Errorf("%s names %q, not a c10mprobe cgroup", rundir.Memcg, path)
+	}
+	what := ""
+	if _, err := os.Stat(path); err == nil {
+		what = "memory cgroup " + path
 	}
 	if err := (&memcg{dir: path}).remove(); err != nil {
-		return err
+		return "", err
 	}
-	return os.Remove(filepath.Join(dir, rundir.Memcg))
+	return what, os.Remove(filepath.Join(dir, rundir.Memcg))
+}
+
+// Leftovers lists what the run directory dir records as still changed on
+// the host: the sysctls its journal has not restored, and the cgroup,
+// swapfile or tracefs mount it names. A finished or restored run has none.
+func Leftovers(dir string) []string {
+	var out []string
+	if j, err := sysctl.LoadJournal(filepath.Join(dir, rundir.Journal)); err == nil {
+		for _, c := range j.Changes() {
+			if !c.Restored {
+				out = append(out, fmt.Sprintf("%s = %s", c.Key, c.New))
+			}
+		}
+	}
+	for _, f := range []string{rundir.Memcg, rundir.Swap, rundir.Tracefs} {
+		if data, err := os.ReadFile(filepath.Join(dir, f)); err == nil {
+			out = append(out, strings.TrimSpace(strings.Split(string(data), "\n")[0]))
+		}
+	}
+	return out
 }

@@ -12,6 +12,9 @@ type Result struct {
 	Failed      map[string]uint64 `json:"failed"`
 	Limit       *Limit            `json:"limit"`
 	StoppedBy   string            `json:"stopped_by"`
+	// Aborted says a second signal killed the workers: what was sampled
+	// after that is not the run's peak.
+	Aborted bool `json:"aborted,omitempty"`
 	// WorkerExecutable ran the workers: c10mprobe-worker when it lies
 	// beside c10mprobe, else c10mprobe itself.
 	WorkerExecutable        string   `json:"worker_executable"`

@@ -86,13 +86,13 @@ func (s *swapfile) remove() error {
 }
 
 // removeSwap removes the swapfile a killed run left, if any.
-func removeSwap(dir string) error {
+func removeSwap(dir string) (string, error) {
 	data, err := os.ReadFile(filepath.Join(dir, rundir.Swap))
 	if os.IsNotExist(err) {
-		return nil
+		return "", nil
 	}
 	if err != nil {
-		return err
+		return "", err
 	}
 	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
 	path := strings.TrimSpace(lines[0])
@@ -101,27 +101,27 @@ func removeSwap(dir string) error {
 	// another.
 	own, err := filepath.Abs(filepath.Join(dir, rundir.Swapfile))
 	if err != nil {
-		return err
+		return "", err
 	}
 	if path != own {
-		return fmt.Errorf("%s names %q, not this run directory's %s: left alone", rundir.Swap, path, own)
+		return "", fmt.Errorf("%s names %q, not this run directory's %s: left alone", rundir.Swap, path, own)
 	}
 	var st unix.Stat_t
 	switch err := unix.Stat(path, &st); {
 	case err == unix.ENOENT:
-		return os.Remove(filepath.Join(dir, rundir.Swap)) // never created, or already gone
+		return "", os.Remove(filepath.Join(dir, rundir.Swap)) // never created, or already gone
 	case err != nil:
-		return fmt.Errorf("checking %s: %w", path, err)
+		return "", fmt.Errorf("checking %s: %w", path, err)
 	}
 	var dev, ino uint64
 	if len(lines) < 2 {
-		return fmt.Errorf("%s records no device and inode for %s (the run was killed as it created it): remove it by hand if it is not in /proc/swaps", rundir.Swap, path)
+		return "", fmt.Errorf("%s records no device and inode for %s (the run was killed as it created it): remove it by hand if it is not in /proc/swaps", rundir.Swap, path)
 	}
 	if _, err := fmt.Sscanf(lines[1], "%d %d", &dev, &ino); err != nil || dev != st.Dev || ino != st.Ino {
-		return fmt.Errorf("%s is not the file the run created (device and inode differ from %s): left alone", path, rundir.Swap)
+		return "", fmt.Errorf("%s is not the file the run created (device and inode differ from %s): left alone", path, rundir.Swap)
 	}
 	if err := (&swapfile{path: path}).remove(); err != nil {
-		return err
+		return "", err
 	}
-	return os.Remove(filepath.Join(dir, rundir.Swap))
+	return "swapfile " + path + " (swapped off)", os.Remove(filepath.Join(dir, rundir.Swap))
 }

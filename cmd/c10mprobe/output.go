@@ -8,6 +8,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/c10mprobe/c10mprobe/internal/sysctl"
 	"github.com/c10mprobe/c10mprobe/internal/units"
 	"github.com/c10mprobe/c10mprobe/record"
 	"github.com/c10mprobe/c10mprobe/runner"
@@ -56,11 +57,11 @@ func printSummary(w io.Writer, res *runner.Result, dir string) {
 		fmt.Fprintf(w, "limit: %s at %d connections: %s\n", res.Limit.Kind, res.Limit.At, res.Limit.Detail)
 	}
 	for _, c := range res.SysctlChanges {
-		state := "restored"
+		line := changeLine(c)
 		if !c.Restored {
-			state = "NOT RESTORED: run c10mprobe restore " + dir
+			line += ": run c10mprobe restore " + dir
 		}
-		fmt.Fprintf(w, "sysctl %s %s → %s, %s\n", c.Key, c.Old, c.New, state)
+		fmt.Fprintln(w, line)
 	}
 	fmt.Fprintf(w, "run directory: %s\n", dir)
 }
@@ -104,4 +105,15 @@ func printKernel(w io.Writer, k *record.Kernel, res *runner.Result) {
 		fmt.Fprintf(w, "lost events %d: maps full %d (sockets %d, kmalloc sites %d, cache pointers %d), allocation stack samples %d, CPU samples %d, skipped by the kernel while the same program ran on the CPU %d (%s)\n",
 			l.Total(), l.MapsFull(), l.Sockets, l.Kmalloc, l.Caches, l.Stacks, l.CPUSamples, l.Recursion, strings.Join(parts, ", "))
 	}
+}
+
+// changeLine says what became of one sysctl the run set.
+func changeLine(c sysctl.Change) string {
+	switch {
+	case c.LeftAlone != "":
+		return fmt.Sprintf("sysctl %s %s → %s, left at %s: changed by hand since the run set it", c.Key, c.Old, c.New, c.LeftAlone)
+	case c.Restored:
+		return fmt.Sprintf("sysctl %s %s → %s, restored", c.Key, c.Old, c.New)
+	}
+	return fmt.Sprintf("sysctl %s %s → %s, NOT RESTORED", c.Key, c.Old, c.New)
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -120,6 +121,7 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	if !f.noBPF && os.Geteuid() != 0 {
 		return badInput("the eBPF probes need root: rerun with sudo, or pass --no-bpf")
 	}
+	warnLeftovers(stderr, filepath.Dir(f.cfg.OutDir))
 	cfg := f.cfg
 	if cfg.Reserve == 0 {
 		m, err := procfs.ReadMeminfo()
@@ -215,13 +217,22 @@ func restoreCmd(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%v; restore after it ends", err)
 	}
 	defer unlock()
-	terr := bpf.RestoreTracefs(dir)
+	tracefs, terr := bpf.RestoreTracefs(dir)
 	if terr != nil {
 		fmt.Fprintf(stderr, "c10mprobe restore: %v\n", terr)
 	}
-	changes, err := runner.Restore(dir)
-	for _, c := range changes {
-		fmt.Fprintf(stdout, "%s: %s (was set to %s) restored=%v\n", c.Key, c.Old, c.New, c.Restored)
+	r, err := runner.Restore(dir)
+	if tracefs != "" {
+		r.Removed = append(r.Removed, tracefs)
+	}
+	for _, what := range r.Removed {
+		fmt.Fprintf(stdout, "removed %s\n", what)
+	}
+	for _, c := range r.Changes {
+		fmt.Fprintln(stdout, changeLine(c))
+	}
+	if len(r.Removed)+len(r.Changes) == 0 && err == nil {
+		fmt.Fprintf(stdout, "%s records nothing left to undo\n", dir)
 	}
 	return err
 }
@@ -239,5 +250,19 @@ func printRun(w io.Writer, run *record.Run, dir string) {
 	if run.Explanation != nil {
 		fmt.Fprintln(w)
 		analysis.WriteText(w, *run.Explanation)
+	}
+}
+
+// warnLeftovers names the runs beside this one that were killed and left the
+// host changed: this run would measure, and later restore, a host that is
+// not as its owner left it. With the host lock held, none of them is running.
+func warnLeftovers(w io.Writer, parent string) {
+	entries, _ := os.ReadDir(parent)
+	for _, e := range entries {
+		dir := filepath.Join(parent, e.Name())
+		if left := runner.Leftovers(dir); e.IsDir() && len(left) > 0 {
+			fmt.Fprintf(w, "note: the run in %s was killed and left the host changed (%s): sudo c10mprobe restore %s\n",
+				dir, strings.Join(left, "; "), dir)
+		}
 	}
 }

@@ -132,6 +132,10 @@ func TestSecondSIGINTAbortsAndStillRestores(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, "second signal") {
 		t.Errorf("exit %d, stderr:\n%s", r.code, r.stderr)
 	}
+	// The peak was sampled after the workers were gone: no verdict.
+	if s := readSummary(t, r); !s.Aborted || s.Explanation != nil || strings.Contains(r.stdout, "Verdict:") || !strings.Contains(r.stderr, "aborted by a second signal") {
+		t.Errorf("aborted %v, explanation %v\nstdout:\n%s", s.Aborted, s.Explanation, r.stdout)
+	}
 	// A file closed twice (once through a stray finalizer) shows up as EBADF on a later open.
 	if strings.Contains(r.stderr, "bad file descriptor") {
 		t.Errorf("EBADF during the abort:\n%s", r.stderr)
@@ -176,9 +180,20 @@ func TestSIGKILLedRunIsUndoneByRestore(t *testing.T) {
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(ex), "did not finish") || !strings.Contains(string(ex), "c10mprobe restore "+dir) {
 		t.Errorf("explain of a killed run: %v\n%s", err, ex)
 	}
-	out, err := exec.Command(toolBinary, "restore", dir).CombinedOutput()
+	// A run started beside it says what the killed run left.
+	next := filepath.Join(filepath.Dir(dir), "next")
+	out, err := exec.Command(toolBinary, "run", "--conns", "10", "--listen", "127.0.0.1:19919", "--no-bpf", "--no-tune", "--out", next).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "was killed and left the host changed") || !strings.Contains(string(out), "net.ipv4.ip_local_port_range = 41000 59999") {
+		t.Errorf("a run beside the killed one: %v\n%s", err, out)
+	}
+	out, err = exec.Command(toolBinary, "restore", dir).CombinedOutput()
 	if err != nil {
 		t.Fatalf("restore: %v\n%s", err, out)
+	}
+	for _, want := range []string{"removed memory cgroup", "removed swapfile", "removed tracefs", "ip_local_port_range 32768 60999 → 41000 59999, restored"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("restore does not say %q:\n%s", want, out)
+		}
 	}
 	assertSysctls(t, before)
 	if tracefsMounted() != tracefsBefore {

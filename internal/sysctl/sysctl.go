@@ -96,6 +96,9 @@ type Change struct {
 	Old      string `json:"old"`
 	New      string `json:"new"`
 	Restored bool   `json:"restored"`
+	// LeftAlone is the value found at restore when someone changed it since
+	// the run set it: theirs stands, and Old is not written back.
+	LeftAlone string `json:"left_alone,omitempty"`
 }
 
 // Journal records changes in a file as they are made.
@@ -164,6 +167,10 @@ func (j *Journal) Restore() error {
 	for i := len(j.changes) - 1; i >= 0; i-- {
 		c := &j.changes[i]
 		if c.Restored {
+			continue
+		}
+		if now, err := Read(c.Key); err == nil && now != c.New && now != c.Old {
+			c.LeftAlone, c.Restored = now, true
 			continue
 		}
 		if err := write(c.Key, c.Old); err != nil {

@@ -76,3 +76,29 @@ func TestCheck(t *testing.T) {
 		t.Error("read-only key accepted")
 	}
 }
+
+// A value changed by hand since the run set it is someone's: restore leaves
+// it, and says so, instead of writing the run's old value over it.
+func TestRestoreLeavesAValueChangedSince(t *testing.T) {
+	fakeDir(t, map[string]string{"net.core.somaxconn": "4096\n", "net.ipv4.tcp_rmem": "4096 131072 6291456\n"})
+	j := NewJournal(filepath.Join(t.TempDir(), "journal.json"))
+	j.Set("net.core.somaxconn", "65535")
+	j.Set("net.ipv4.tcp_rmem", "4096 4096 4096")
+	if err := write("net.core.somaxconn", "8192"); err != nil { // by hand, during the run
+		t.Fatal(err)
+	}
+	if err := j.Restore(); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := Read("net.core.somaxconn"); v != "8192" {
+		t.Errorf("somaxconn %q, want the hand-set 8192 left", v)
+	}
+	if v, _ := Read("net.ipv4.tcp_rmem"); v != "4096 131072 6291456" {
+		t.Errorf("tcp_rmem %q, want it restored", v)
+	}
+	for _, c := range j.Changes() {
+		if want := map[string]string{"net.core.somaxconn": "8192"}[c.Key]; c.LeftAlone != want || !c.Restored {
+			t.Errorf("%s: left alone %q, restored %v", c.Key, c.LeftAlone, c.Restored)
+		}
+	}
+}
