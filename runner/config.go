@@ -63,7 +63,7 @@ type Progress struct {
 	Failed       uint64
 	Rate         float64 // connections per second over the last interval
 	Elapsed      time.Duration
-	ETA          time.Duration // 0 when unknown
+	ETA          time.Duration // 0 when unknown; in the hold, what is left of it
 	MemAvailable uint64
 }
 

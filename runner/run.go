@@ -265,8 +265,8 @@ func (r *Runner) listen() error {
 }
 
 // waitFor waits until done() holds, calling tick about every 100 ms. It gives
-// up when the counters returned by progress stop moving for cfg.Timeout.
-func (r *Runner) waitFor(done func(totals) bool, tick func(totals)) (stalled bool) {
+// up when the workers' counts stop moving for stallAfter(), asked each time.
+func (r *Runner) waitFor(done func(totals) bool, tick func(totals), stallAfter func() time.Duration) (stalled bool) {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	lastMove, last := time.Now(), totals{}
@@ -277,7 +277,7 @@ func (r *Runner) waitFor(done func(totals) bool, tick func(totals)) (stalled boo
 		}
 		if cur != last {
 			lastMove, last = time.Now(), cur
-		} else if time.Since(lastMove) > r.cfg.Timeout {
+		} else if time.Since(lastMove) > stallAfter() {
 			return true
 		}
 		select {
@@ -329,11 +329,16 @@ func (r *Runner) connect(ctx context.Context, res *Result) {
 	allIn := func(t totals) bool {
 		return t.connectDone && (t.accepted >= t.clientEstablished || t.acceptDone || r.anyDied())
 	}
-	if r.waitFor(allIn, tick) {
+	// --rate spaces connections out: a gap the pacing makes is no stall.
+	stallAfter := r.cfg.Timeout
+	if r.cfg.Rate > 0 {
+		stallAfter += time.Duration(float64(r.plan.ClientWorkers) / r.cfg.Rate * float64(time.Second))
+	}
+	if r.waitFor(allIn, tick, func() time.Duration { return stallAfter }) {
 		t := r.totals()
 		if !t.connectDone {
-			r.stop(limit.ConnectStalled, fmt.Sprintf("no connection completed for %s (--timeout): SYNs dropped? see listen_overflows", r.cfg.Timeout))
-			r.waitFor(allIn, tick)
+			r.stop(limit.ConnectStalled, fmt.Sprintf("no connection completed for %s (--timeout, and --rate's spacing): SYNs dropped? see listen_overflows", stallAfter.Round(time.Millisecond)))
+			r.waitFor(allIn, tick, func() time.Duration { return stallAfter })
 		}
 	}
 	t := r.totals()
@@ -362,7 +367,7 @@ func (r *Runner) exchange(ctx context.Context, res *Result) {
 			r.cfg.Timeout = 2 * time.Second
 		}
 	}
-	r.waitFor(func(t totals) bool { return t.exchangeDone }, tick)
+	r.waitFor(func(t totals) bool { return t.exchangeDone }, tick, r.timeout)
 	// Count what is still missing, and get every worker's final counts.
 	r.sync(cmdFinish)
 	res.Phases.ExchangeSeconds = time.Since(start).Seconds()
@@ -374,10 +379,13 @@ func (r *Runner) exchange(ctx context.Context, res *Result) {
 // hold keeps every connection open for --hold, until a signal, or until a
 // worker dies: the OOM killer taking one is a limit the run must name.
 func (r *Runner) hold(ctx context.Context, res *Result) {
-	r.progress(PhaseHold, time.Now(), 0)
 	start := time.Now()
+	r.progress(PhaseHold, start, 0)
 	timer := time.NewTimer(r.cfg.Hold)
 	defer timer.Stop()
+	// A countdown for the progress line, every second.
+	second := time.NewTicker(time.Second)
+	defer second.Stop()
 wait:
 	for !r.anyDied() {
 		select {
@@ -386,6 +394,8 @@ wait:
 			break wait
 		case <-timer.C:
 			break wait
+		case <-second.C:
+			r.progress(PhaseHold, start, 0)
 		case <-r.notify: // a report, or a worker's exit
 		}
 	}
@@ -407,10 +417,13 @@ func (r *Runner) close(res *Result) {
 				}
 			}
 			return true
-		}, nil)
+		}, nil, r.timeout)
 	}
 	res.Phases.CloseSeconds = time.Since(start).Seconds()
 }
+
+// timeout is --timeout, which a signal during the exchange shortens.
+func (r *Runner) timeout() time.Duration { return r.cfg.Timeout }
 
 func (r *Runner) phaseDone(p Phase) error {
 	if r.cfg.OnPhase == nil {
@@ -430,7 +443,10 @@ func (r *Runner) progress(phase Phase, start time.Time, rate float64) {
 	}
 	p := Progress{Phase: phase, Requested: r.cfg.Conns, Established: t.clientEstablished, Accepted: t.accepted,
 		Verified: t.verified, Failed: failed, Rate: rate, Elapsed: time.Since(start)}
-	if rate > 0 && int(t.clientEstablished) < r.cfg.Conns {
+	switch {
+	case phase == PhaseHold:
+		p.ETA = max(0, r.cfg.Hold-p.Elapsed)
+	case rate > 0 && int(t.clientEstablished) < r.cfg.Conns:
 		p.ETA = time.Duration(float64(uint64(r.cfg.Conns)-t.clientEstablished) / rate * float64(time.Second))
 	}
 	if m, err := procfs.ReadMeminfo(); err == nil {

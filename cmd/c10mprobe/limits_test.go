@@ -324,3 +324,12 @@ func TestForeignTimeWaitDoesNotStopTheRunOnPorts(t *testing.T) {
 		t.Errorf("neither the myths nor the preflight say what other programs held: %q\n%s", myth, r.stderr)
 	}
 }
+
+// --rate slower than one connection a --timeout is pacing, not a stall.
+func TestSlowRateIsNotAStall(t *testing.T) {
+	needRoot(t)
+	r := run(t, "--conns", "3", "--listen", "127.0.0.1:19920", "--no-bpf", "--rate", "0.5", "--timeout", "1s")
+	if s := readSummary(t, r); r.code != 0 || s.Verified != 3 || s.Limit != nil {
+		t.Errorf("exit %d, verified %d, limit %+v\n%s", r.code, s.Verified, s.Limit, r.stderr)
+	}
+}

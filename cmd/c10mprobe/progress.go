@@ -22,6 +22,7 @@ type progress struct {
 	lastLine string
 	printed  bool // lastLine has been written
 	drawn    bool
+	phase    runner.Phase // of the last update
 }
 
 func newProgress(w io.Writer) *progress {
@@ -38,7 +39,10 @@ func (p *progress) update(s runner.Progress) {
 	defer p.mu.Unlock()
 	line := fmt.Sprintf("%-8s %d/%d established, %d verified, %d failed, %.0f conn/s, %s elapsed",
 		s.Phase, s.Established, s.Requested, s.Verified, s.Failed, s.Rate, s.Elapsed.Round(100*time.Millisecond))
-	if s.ETA > 0 {
+	switch {
+	case s.Phase == runner.PhaseHold:
+		line = fmt.Sprintf("%-8s %d connections held, %d verified, %s left of the hold", s.Phase, s.Established, s.Verified, s.ETA.Round(time.Second))
+	case s.ETA > 0:
 		line += fmt.Sprintf(", ETA %s", s.ETA.Round(time.Second))
 	}
 	line += ", MemAvailable " + units.Bytes(s.MemAvailable)
@@ -48,10 +52,12 @@ func (p *progress) update(s runner.Progress) {
 		p.drawn = true
 		return
 	}
-	if time.Since(p.last) >= 5*time.Second {
+	// In a log: a line every 5 s, and one as each phase begins.
+	if time.Since(p.last) >= 5*time.Second || s.Phase != p.phase {
 		fmt.Fprintln(p.w, line)
 		p.last, p.printed = time.Now(), true
 	}
+	p.phase = s.Phase
 }
 
 func (p *progress) note(msg string) {

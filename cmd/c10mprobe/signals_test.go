@@ -3,6 +3,7 @@ package main
 // Signals at every phase: the host is restored and nothing is left.
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -64,6 +65,10 @@ func TestSignalDuringHoldCutsItShortAndRestores(t *testing.T) {
 			s := readSummary(t, r)
 			if r.code != 0 || s.Verified != n || !s.Phases.HoldCutShort || s.Phases.HoldSeconds >= 60 || !strings.Contains(r.stdout, "hold: cut short by a signal") {
 				t.Errorf("exit %d, verified %d, phases %+v\n%s", r.code, s.Verified, s.Phases, r.stdout)
+			}
+			// In a log, the hold's progress says so as it begins, with its countdown.
+			if !strings.Contains(r.stderr, fmt.Sprintf("hold     %d connections held, %d verified, 1m0s left of the hold", n, n)) {
+				t.Errorf("no progress line for the hold:\n%s", r.stderr)
 			}
 			assertSysctls(t, before)
 			assertNoWorkers(t, dir)
