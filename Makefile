@@ -7,7 +7,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 BIN      := c10mprobe
 PREFIX   ?= /usr/local
 
-.PHONY: help build install test bench lint generate check-generated clean
+.PHONY: help build install test race bench lint generate check-generated clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -20,8 +20,11 @@ install: build ## put c10mprobe and c10mprobe-worker side by side in $(PREFIX)/b
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 $(BIN) $(BIN)-worker $(DESTDIR)$(PREFIX)/bin/
 
-test: lint ## vet, gofmt, then every test (root tier as root); -p 1: the root tests share sysctls and slab counts
+test: lint race ## vet, gofmt, the race detector, then every test (root tier as root); -p 1: the root tests share sysctls and slab counts
 	$(GO) test -count=1 -p 1 -timeout 20m ./...
+
+race: ## the packages with goroutines and no eBPF under the race detector (the runner's in-process runs included)
+	$(GO) test -race -count=1 -p 1 -timeout 10m ./runner ./record ./analysis ./internal/...
 
 bench: ## benchmarks: rates and bytes per connection as ratios against baselines (root)
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./bpf/ ./cmd/c10mprobe/

@@ -35,6 +35,9 @@ type LedgerLine struct {
 	// each end holds one sock, inode, dentry, file and epoll item.
 	BytesPerClientSocket float64 `json:"bytes_per_client_socket"`
 	BytesPerServerSocket float64 `json:"bytes_per_server_socket"`
+	// SplitMeasured says the per-socket figures were measured by end; when
+	// false they are half the connection's each, an assumption.
+	SplitMeasured bool `json:"split_measured"`
 	Source               string  `json:"source"`         // where the number comes from
 	Note                 string  `json:"note,omitempty"` // the probes' attribution, merges
 }
@@ -78,6 +81,7 @@ func Explain(r Run) Explanation {
 			share := client / (client + server)
 			l.BytesPerClientSocket = float64(l.BytesTotal) * share / n
 			l.BytesPerServerSocket = float64(l.BytesTotal) * (1 - share) / n
+			l.SplitMeasured = true
 		}
 	}
 

@@ -180,8 +180,12 @@ func verdict(r Run, e Explanation) (string, string) {
 				top = append(top, fmt.Sprintf("%s %.2f KiB", l.Name, l.BytesPerConnection/1024))
 			}
 		}
-		v := fmt.Sprintf("memory binds first: each connection costs %.1f KiB of unswappable kernel memory (two sockets; %s, …) and %.0f B of user space; %s available less the %s reserve holds ≈ %s connections",
-			e.KernelPerConnection/1024, strings.Join(top, ", "), e.UserPerConnection, units.Bytes(r.Idle.MemAvailable), units.Bytes(r.Limits.Reserve), units.Approx(at))
+		parts := "two sockets"
+		if len(top) > 0 {
+			parts += "; " + strings.Join(top, ", ") + ", …"
+		}
+		v := fmt.Sprintf("memory binds first: each connection costs %.1f KiB of unswappable kernel memory (%s) and %.0f B of user space; %s available less the %s reserve holds ≈ %s connections",
+			e.KernelPerConnection/1024, parts, e.UserPerConnection, units.Bytes(r.Idle.MemAvailable), units.Bytes(r.Limits.Reserve), units.Approx(at))
 		if r.Connections < minCostConnections {
 			// Fixed costs (worker runtimes, partly filled slab pages,
 			// per-CPU caches) are divided by too few connections.

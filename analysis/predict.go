@@ -18,6 +18,8 @@ type Machine struct {
 type Costs struct {
 	Kernel float64 `json:"kernel"` // unswappable: slab, page tables
 	User   float64 `json:"user"`   // swappable
+	// UserUnknown says there was no run to measure user space from.
+	UserUnknown bool `json:"user_unknown,omitempty"`
 	Source string  `json:"source"` // where they come from
 	// MeasuredOver is how many connections the source run held; 0 when
 	// the costs were not measured.
@@ -58,8 +60,12 @@ func Predict(m Machine, c Costs) Explanation {
 		e.Verdict = fmt.Sprintf("%s connections fit in RAM; past them user pages go to swap (the mouse lag), while the %.1f KiB per connection of kernel slab cannot; RAM is full of slab at ≈ %s connections",
 			units.Approx(ram), c.Kernel/1024, units.Approx(n))
 	} else {
-		e.Verdict = fmt.Sprintf("memory binds at ≈ %s connections: %.1f KiB of unswappable kernel memory and %.0f B of user space each, in %s of memory less %s in use and a %s reserve",
-			units.Approx(n), c.Kernel/1024, c.User, units.Bytes(m.Mem), units.Bytes(m.Baseline), units.Bytes(m.Reserve))
+		user := fmt.Sprintf("%.0f B of user space", c.User)
+		if c.UserUnknown {
+			user = "user space unknown (no run measured it: pass --from RUNDIR)"
+		}
+		e.Verdict = fmt.Sprintf("memory binds at ≈ %s connections: %.1f KiB of unswappable kernel memory and %s each, in %s of memory less %s in use and a %s reserve",
+			units.Approx(n), c.Kernel/1024, user, units.Bytes(m.Mem), units.Bytes(m.Baseline), units.Bytes(m.Reserve))
 	}
 	if c.MeasuredOver > 0 && c.MeasuredOver < minCostConnections {
 		e.Verdict += fmt.Sprintf(" — but the costs come from only %s connections, where fixed costs swamp the per-connection ones: measure with --conns %s or more",

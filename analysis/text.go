@@ -15,14 +15,22 @@ func WriteText(w io.Writer, e Explanation) {
 		units.Count(e.Connections), units.Bytes(uint64(max(0, e.GrowthBytes))), 100*e.UnexplainedFraction)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "  B/conn\tclient B/sock\tserver B/sock\ttotal\t \tkind\tname\t")
+	assumed := false
 	for _, l := range e.Ledger {
 		if l.BytesTotal == 0 {
 			continue
 		}
-		fmt.Fprintf(tw, "  %.0f\t%.0f\t%.0f\t%s\t \t%s\t%s\t\n", l.BytesPerConnection, l.BytesPerClientSocket, l.BytesPerServerSocket,
+		mark := ""
+		if !l.SplitMeasured {
+			mark, assumed = "*", true
+		}
+		fmt.Fprintf(tw, "  %.0f\t%.0f%s\t%.0f%s\t%s\t \t%s\t%s\t\n", l.BytesPerConnection, l.BytesPerClientSocket, mark, l.BytesPerServerSocket, mark,
 			signedBytes(l.BytesTotal), l.Kind, l.Name)
 	}
 	tw.Flush()
+	if assumed {
+		fmt.Fprintln(w, "    * split evenly between the ends by assumption (each holds one sock, inode, dentry, file and epoll item); user space (PSS by role) and buffers (sock_diag) are measured by end")
+	}
 	for _, l := range e.Ledger {
 		if l.Note != "" && l.BytesTotal != 0 {
 			fmt.Fprintf(w, "    %s: %s\n", l.Name, l.Note)

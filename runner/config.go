@@ -88,3 +88,7 @@ type Tuning struct {
 	PortLo  int
 	PortHi  int
 }
+
+// DefaultReserve is the memory a run keeps spare when --reserve is not
+// given: 1 GiB, or 5 % of a larger machine's.
+func DefaultReserve(memTotal uint64) uint64 { return max(1<<30, memTotal/20) }

@@ -170,6 +170,10 @@ func (r *Runner) finishResult(res *Result) {
 		}
 		res.Limit = r.limit
 	}
+	if r.guarded {
+		// Every connection verified, but the host went below its guard.
+		res.Limit = r.limit
+	}
 	res.StoppedBy = "complete"
 	res.Aborted = r.aborted
 	res.WorkerExecutable = r.workerExe

@@ -51,6 +51,7 @@ type Runner struct {
 	heldAtPeak *uint64 // the same, when the worker died before the peak
 	stopping   bool
 	aborted    bool
+	guarded    bool // a guard tripped after the connect phase
 }
 
 // Host returns what Prepare read.
@@ -160,7 +161,7 @@ func (r *Runner) Run(ctx context.Context) (res *Result, err error) {
 		fmt.Fprintf(r.cfg.Log, "warning: counting client endpoints with sock_diag: %v\n", err)
 	}
 	r.recountAfterDeath(true)
-	if r.cfg.Hold > 0 && ctx.Err() == nil && !r.anyDied() {
+	if r.cfg.Hold > 0 && ctx.Err() == nil && !r.anyDied() && !r.guarded {
 		r.hold(ctx, res)
 		r.recountAfterDeath(false)
 		if err := r.phaseDone(PhaseHold); err != nil {
@@ -201,6 +202,19 @@ func (r *Runner) settings() Settings {
 // memoryPressureStop is the PSI "full avg10" at which a run stops opening: a
 // tenth of the time with every task stalled on memory is a host in trouble.
 const memoryPressureStop = 10.0
+
+// guard says which of the host's guards has tripped, if any: spare memory
+// below --reserve, or PSI saying every task is stalled on memory.
+func (r *Runner) guard() (limit.Kind, string) {
+	if m, err := procfs.ReadMeminfo(); err == nil && m.Spare() < r.cfg.Reserve {
+		return limit.MemoryReserve, fmt.Sprintf("spare memory (free + page cache; MemAvailable %s also counts the sockets' pinned dentries and inodes) fell to %s, below the reserve of %s (--reserve): the host is guarded before it runs out",
+			units.Bytes(m.MemAvailable), units.Bytes(m.Spare()), units.Bytes(r.cfg.Reserve))
+	}
+	if full, ok := procfs.MemoryPressure(); ok && full >= memoryPressureStop {
+		return limit.MemoryPressure, fmt.Sprintf("every task waited for memory %.0f %% of the last 10 s (PSI full avg10): the kernel is reclaiming; stopped before it stalls the host", full)
+	}
+	return "", ""
+}
 
 func (r *Runner) tune() error {
 	set := func(key, value string) error {
@@ -301,12 +315,8 @@ func (r *Runner) connect(ctx context.Context, res *Result) {
 		if r.anyDied() {
 			r.stop(limit.WorkerDied, "")
 		}
-		if m, err := procfs.ReadMeminfo(); err == nil && m.Spare() < r.cfg.Reserve {
-			r.stop(limit.MemoryReserve, fmt.Sprintf("spare memory (free + page cache; MemAvailable %s also counts the sockets' pinned dentries and inodes) fell to %s, below the reserve of %s (--reserve): the host is guarded before it runs out",
-				units.Bytes(m.MemAvailable), units.Bytes(m.Spare()), units.Bytes(r.cfg.Reserve)))
-		}
-		if full, ok := procfs.MemoryPressure(); ok && full >= memoryPressureStop {
-			r.stop(limit.MemoryPressure, fmt.Sprintf("every task waited for memory %.0f %% of the last 10 s (PSI full avg10): the kernel is reclaiming; stopped before it stalls the host", full))
+		if kind, detail := r.guard(); kind != "" {
+			r.stop(kind, detail)
 		}
 		if now := time.Now(); now.Sub(lastShow) >= 250*time.Millisecond {
 			rate := float64(t.clientEstablished-lastEst) / now.Sub(lastShow).Seconds()
@@ -360,11 +370,22 @@ func (r *Runner) connect(ctx context.Context, res *Result) {
 func (r *Runner) exchange(ctx context.Context, res *Result) {
 	start := time.Now()
 	r.send(Server, cmdExchange)
+	guarded := false
 	tick := func(totals) {
 		r.progress(PhaseExchange, start, 0)
 		if ctx.Err() != nil && r.cfg.Timeout > 2*time.Second {
 			// Verify what is held even when interrupted, but do not wait long.
 			r.cfg.Timeout = 2 * time.Second
+		}
+		// --payload can queue 64 MiB a side per connection: the host is
+		// guarded here too, and an exchange it stops counts what is missing.
+		if kind, detail := r.guard(); kind != "" && !guarded {
+			guarded = true
+			r.mu.Lock()
+			r.setLimit(kind, detail+" (during the exchange; the hold is skipped)")
+			r.guarded = true
+			r.mu.Unlock()
+			r.cfg.Timeout = min(r.cfg.Timeout, time.Second)
 		}
 	}
 	r.waitFor(func(t totals) bool { return t.exchangeDone }, tick, r.timeout)

@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/c10mprobe/c10mprobe/bpf"
+	"github.com/c10mprobe/c10mprobe/internal/procfs"
 	"github.com/c10mprobe/c10mprobe/record"
 	"github.com/c10mprobe/c10mprobe/runner"
 	"github.com/spf13/pflag"
@@ -26,8 +27,13 @@ func doctorCmd(args []string, stdout, stderr io.Writer) error {
 		return badInput("loading eBPF programs and reading /proc/slabinfo need root: rerun with sudo")
 	}
 	rep := bpf.Diagnose()
+	m, err := procfs.ReadMeminfo()
+	if err != nil {
+		return err
+	}
+	// The limits as run would meet them, whatever memory they would take.
 	r, err := runner.Prepare(runner.Config{Conns: int(conns), Listen: netip.MustParseAddrPort("127.0.0.1:9999"),
-		Inflight: 512, Timeout: 1, Reserve: 1 << 30})
+		Inflight: 512, Timeout: 1, Reserve: runner.DefaultReserve(m.MemTotal), Force: true})
 	if err != nil {
 		return err
 	}

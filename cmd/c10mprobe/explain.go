@@ -95,7 +95,7 @@ func predictCmd(args []string, stdout, stderr io.Writer) error {
 		if per == 0 {
 			return badInput("no costs to scale (%s): rerun with sudo or pass --from RUNDIR", src)
 		}
-		costs = analysis.Costs{Kernel: float64(per), Source: src + " (user space unknown without a run)",
+		costs = analysis.Costs{Kernel: float64(per), UserUnknown: true, Source: src + " (user space unknown without a run)",
 			Lines: []analysis.LedgerLine{{Kind: "slab", Name: "socket objects (estimate)", BytesPerConnection: float64(per), Source: src}}}
 		if base == 0 {
 			baseline = h.Mem.MemTotal - h.Mem.MemAvailable

@@ -21,6 +21,9 @@ func exportCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if len(*formats) == 0 {
+		return badInput("--format names no format (want some of %s)", strings.Join(record.Formats, ", "))
+	}
 	for _, f := range *formats {
 		if !record.IsFormat(f) {
 			return badInput("unknown format %q (want %s)", f, strings.Join(record.Formats, ", "))

@@ -333,3 +333,23 @@ func TestSlowRateIsNotAStall(t *testing.T) {
 		t.Errorf("exit %d, verified %d, limit %+v\n%s", r.code, s.Verified, s.Limit, r.stderr)
 	}
 }
+
+// The host is guarded during the exchange too, where --payload queues data
+// on every socket: below the reserve the hold is skipped and the summary
+// says why, even when every connection verified.
+func TestReserveGuardsTheExchange(t *testing.T) {
+	needRoot(t)
+	m, err := procfs.ReadMeminfo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 300 connections take a few MiB to open; 4 MiB queued each way on each
+	// takes far more than 400 MiB.
+	reserve := m.Spare() - 400<<20
+	r := run(t, "--conns", "300", "--listen", "127.0.0.1:19921", "--no-bpf", "--payload", "4MiB", "--unread",
+		"--reserve", strconv.FormatUint(reserve, 10), "--force", "--hold", "60s")
+	s := readSummary(t, r)
+	if s.Limit == nil || s.Limit.Kind != limit.MemoryReserve || !strings.Contains(s.Limit.Detail, "during the exchange") || s.Phases.HoldSeconds != 0 {
+		t.Errorf("exit %d, limit %+v, hold %.1fs", r.code, s.Limit, s.Phases.HoldSeconds)
+	}
+}

@@ -34,9 +34,13 @@ func printPreflight(w io.Writer, checks []runner.Check) {
 }
 
 func printSummary(w io.Writer, res *runner.Result, dir string) {
-	fmt.Fprintf(w, "verified %d of %d connections on %s:%d (%d distinct client endpoints, %d source addresses, %d+%d workers)\n",
+	sources := "1 source address"
+	if res.SourceAddresses != 1 {
+		sources = fmt.Sprintf("%d source addresses", res.SourceAddresses)
+	}
+	fmt.Fprintf(w, "verified %d of %d connections on %s:%d (%d distinct client endpoints, %s, %d+%d workers)\n",
 		res.Verified, res.Requested, res.Server.Addr, res.Server.Port, res.DistinctClientEndpoints,
-		res.SourceAddresses, res.Workers.Client, res.Workers.Server)
+		sources, res.Workers.Client, res.Workers.Server)
 	fmt.Fprintf(w, "connect %.2fs (%.0f/s), exchange %.2fs, close %.2fs; %.0f verified/s\n",
 		res.Phases.ConnectSeconds, res.ConnectRate, res.Phases.ExchangeSeconds, res.Phases.CloseSeconds, res.VerifiedRate)
 	if res.Phases.HoldCutShort {

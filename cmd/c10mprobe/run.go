@@ -50,7 +50,7 @@ func parseRunFlags(args []string, stdout io.Writer) (*runFlags, error) {
 		payload    sizeValue
 		memLimit   sizeValue
 		swap       sizeValue
-		inflight   = fs.Int("inflight", 512, "most connects pending at once, over all workers")
+		inflight   = fs.Int("inflight", 512, "most connects pending at once, over all workers (each client worker gets an equal share, at least one)")
 		rate       = fs.Float64("rate", 0, "most new connections per second; 0 for no limit")
 		hold       = fs.Duration("hold", 0, "keep every connection open this long after the exchange")
 		timeout    = fs.Duration("timeout", 15*time.Second, "end a phase that makes no progress for this long")
@@ -128,7 +128,7 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("reading meminfo: %w", err)
 		}
-		cfg.Reserve = max(1<<30, m.MemTotal/20)
+		cfg.Reserve = runner.DefaultReserve(m.MemTotal)
 	}
 
 	prog := newProgress(stderr)
