@@ -37,9 +37,9 @@ type LedgerLine struct {
 	BytesPerServerSocket float64 `json:"bytes_per_server_socket"`
 	// SplitMeasured says the per-socket figures were measured by end; when
 	// false they are half the connection's each, an assumption.
-	SplitMeasured bool `json:"split_measured"`
-	Source               string  `json:"source"`         // where the number comes from
-	Note                 string  `json:"note,omitempty"` // the probes' attribution, merges
+	SplitMeasured bool   `json:"split_measured"`
+	Source        string `json:"source"`         // where the number comes from
+	Note          string `json:"note,omitempty"` // the probes' attribution, merges
 }
 
 // LimitLine is one limit, how much of it the run used and when it binds.

@@ -19,8 +19,8 @@ type Costs struct {
 	Kernel float64 `json:"kernel"` // unswappable: slab, page tables
 	User   float64 `json:"user"`   // swappable
 	// UserUnknown says there was no run to measure user space from.
-	UserUnknown bool `json:"user_unknown,omitempty"`
-	Source string  `json:"source"` // where they come from
+	UserUnknown bool   `json:"user_unknown,omitempty"`
+	Source      string `json:"source"` // where they come from
 	// MeasuredOver is how many connections the source run held; 0 when
 	// the costs were not measured.
 	MeasuredOver uint64 `json:"measured_over"`
