@@ -209,6 +209,8 @@ func verdict(r Run, e Explanation) (string, string) {
 			units.Count(at), plural(r.SourceAddresses, "source address", "source addresses"), units.Count(ports), l.PortLo, l.PortHi, held)
 	case "fds per process":
 		return first.Name, fmt.Sprintf("file descriptors bind first at %s connections: %s", units.Count(at), first.Detail)
+	case "epoll watches":
+		return first.Name, fmt.Sprintf("epoll watches bind first at %s connections: %s", units.Count(at), first.Detail)
 	}
 	return first.Name, fmt.Sprintf("%s binds first at %s connections: %s", first.Name, units.Count(at), first.Detail)
 }

@@ -161,14 +161,23 @@ func (w *worker) clientEvent(fd int, events uint32) {
 				w.dropConn(fd, failReset, errno)
 				return
 			}
-			c.state = stDone
-			w.waiting--
 			w.stats.Sent++
 			w.dirty = true
-			w.sendPayload(fd)
+			c.state = stPayload
+			if w.readLeft != nil {
+				w.readLeft[fd] = uint32(len(w.payload))
+			}
+			w.startPayload(fd)
 		}
 	}
-	if c.state == stDone {
+	switch c.state {
+	case stPayload:
+		if w.payloadEvent(fd, events) {
+			c.state = stDone
+			w.waiting--
+			w.markExchangeDone()
+		}
+	case stDone:
 		w.discard(fd)
 	}
 }

@@ -260,6 +260,7 @@ type totals struct {
 	failed                                            [numFailKinds]uint64
 	connectDone, exchangeDone, closeDone              bool
 	acceptDone                                        bool // every server worker stopped accepting
+	clientExchangeDone                                bool // every client through its connections' exchange
 	closeNanos                                        int64
 }
 
@@ -270,7 +271,7 @@ func (r *Runner) totals() totals {
 }
 
 func (r *Runner) totalsLocked() totals {
-	t := totals{connectDone: true, exchangeDone: true, closeDone: true, acceptDone: true}
+	t := totals{connectDone: true, exchangeDone: true, closeDone: true, acceptDone: true, clientExchangeDone: true}
 	for _, p := range r.procs {
 		s := &p.stats
 		dead := p.state != nil
@@ -288,6 +289,7 @@ func (r *Runner) totalsLocked() totals {
 			t.received += s.Verified
 			t.echoed += s.Sent
 			t.connectDone = t.connectDone && (s.ConnectDone != 0 || dead)
+			t.clientExchangeDone = t.clientExchangeDone && (s.ExchangeDone != 0 || dead)
 		} else {
 			t.accepted += s.Established
 			t.sent += s.Sent

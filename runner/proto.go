@@ -41,7 +41,8 @@ const (
 	failEOF
 	failShortRead
 	failMismatch
-	failTimeout // no answer before the exchange ended
+	failTimeout      // no answer before the exchange ended
+	failPayloadShort // --payload not all sent or read before the exchange ended
 	failNotAccepted
 	failWorkerDied
 	failOther
@@ -82,7 +83,7 @@ type Stats struct {
 	FirstFailErrno uint32
 	FirstFailSrc   [4]byte // client: the source address that ran out of ports
 	ConnectDone    uint8   // client: opening finished (quota, limit or stop); server: no longer accepting
-	ExchangeDone   uint8   // client: every connection echoed or failed
+	ExchangeDone   uint8   // every connection through its exchange (and payload) or failed
 	CloseDone      uint8
 	CloseNanos     int64
 	PayloadSent    uint64 // bytes of --payload the kernel accepted
@@ -110,7 +111,7 @@ func (s *Stats) unmarshal(buf []byte) error {
 // protoVersion is checked by every worker against its parent's: a
 // c10mprobe-worker left from another build must not misread the commands
 // or the Stats records. Bump it with any change to them or to workerConfig.
-const protoVersion = 3
+const protoVersion = 4
 
 // Role is a worker's end of the connections.
 type Role string

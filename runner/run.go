@@ -369,7 +369,7 @@ func (r *Runner) connect(ctx context.Context, res *Result) {
 
 func (r *Runner) exchange(ctx context.Context, res *Result) {
 	start := time.Now()
-	r.send(Server, cmdExchange)
+	r.send("", cmdExchange)
 	guarded := false
 	tick := func(totals) {
 		r.progress(PhaseExchange, start, 0)
@@ -388,7 +388,9 @@ func (r *Runner) exchange(ctx context.Context, res *Result) {
 			r.cfg.Timeout = min(r.cfg.Timeout, time.Second)
 		}
 	}
-	r.waitFor(func(t totals) bool { return t.exchangeDone }, tick, r.timeout)
+	// With a payload, a connection is through when its client has read
+	// the server's too: the peak is sampled when the payload has settled.
+	r.waitFor(func(t totals) bool { return t.exchangeDone && (r.cfg.Payload == 0 || t.clientExchangeDone) }, tick, r.timeout)
 	// Count what is still missing, and get every worker's final counts.
 	r.sync(cmdFinish)
 	res.Phases.ExchangeSeconds = time.Since(start).Seconds()

@@ -33,7 +33,11 @@ func (w *worker) accept() {
 			return
 		}
 		w.conns[fd] = conn{num: w.cfg.Base + uint32(w.stats.Established), state: stOpen}
-		if err := w.watch(fd, unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLET); err != 0 {
+		events := uint32(unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET)
+		if w.sendLeft != nil {
+			events |= unix.EPOLLOUT // a payload larger than the socket takes at once
+		}
+		if err := w.watch(fd, events); err != 0 {
 			unix.Close(fd)
 			w.conns[fd] = conn{}
 			w.fail(resourceFail(err), err, nil)
@@ -63,6 +67,12 @@ func (w *worker) stopListening() {
 
 func (w *worker) exchange() {
 	w.exchanging = true
+	if w.cfg.Role == Client {
+		// A client's exchange is driven by the server's messages; from now
+		// on it reports when every connection is through.
+		w.markExchangeDone()
+		return
+	}
 	for fd := range w.conns {
 		c := &w.conns[fd]
 		if c.state != stOpen {
@@ -77,7 +87,7 @@ func (w *worker) exchange() {
 		}
 		c.state = stSent
 		w.stats.Sent++
-		w.sendPayload(fd)
+		w.startPayload(fd)
 	}
 	w.markExchangeDone()
 }
@@ -94,19 +104,33 @@ func (w *worker) serverEvent(fd int, events uint32) {
 			}
 		}
 	case stSent:
+		if events&unix.EPOLLOUT != 0 {
+			w.pumpPayload(fd)
+		}
 		w.receive(fd, c, &c.rx)
 		if w.conns[fd].state != stSent || c.got < 4 {
 			break
 		}
-		if c.rx == c.num {
-			w.stats.Verified++
-		} else {
+		if c.rx != c.num {
 			w.stats.Failed[failMismatch]++
+			c.state = stDone
+			w.waiting--
+			w.dirty = true
+			break
 		}
-		c.state = stDone
-		w.waiting--
-		w.dirty = true
-		w.discard(fd)
+		c.state = stPayload
+		if w.readLeft != nil {
+			w.readLeft[fd] = uint32(len(w.payload))
+		}
+		fallthrough
+	case stPayload:
+		// Verified once the echo matched and the payload went both ways.
+		if w.payloadEvent(fd, events) {
+			c.state = stDone
+			w.stats.Verified++
+			w.waiting--
+			w.dirty = true
+		}
 	case stDone:
 		w.discard(fd)
 	}

@@ -20,9 +20,10 @@ const WorkerArg = "__c10mprobe_worker"
 const (
 	stFree uint8 = iota
 	stConnecting
-	stOpen // client: connected; server: accepted
-	stSent // server: numbered message written
-	stDone // client: echoed; server: echo verified
+	stOpen    // client: connected; server: accepted
+	stSent    // server: numbered message written
+	stPayload // the message is through; --payload still being sent or read
+	stDone    // client: echoed; server: echo verified (and the payload through)
 )
 
 type conn struct {
@@ -41,7 +42,12 @@ type worker struct {
 	events   []unix.EpollEvent
 	ev       unix.EpollEvent // reused by epoll_ctl so that it does not escape per call
 	buf      [4]byte
-	payload  []byte // --payload bytes, sent once after the message; also the discard buffer
+	payload  []byte // --payload bytes, sent after the message; also the discard buffer
+	// With --payload (and not --unread): what each fd still has to send and
+	// to read. Allocated only then, so the 12-byte record stays all a plain
+	// run keeps per fd.
+	sendLeft []uint32
+	readLeft []uint32
 	stats    Stats
 	wire     []byte
 
@@ -127,6 +133,10 @@ func newWorker(cfg workerConfig, ctl, listener int) (*worker, error) {
 	}
 	if cfg.Payload > 0 {
 		w.payload = make([]byte, cfg.Payload)
+		if !cfg.Unread {
+			w.sendLeft = make([]uint32, cfg.NoFile)
+			w.readLeft = make([]uint32, cfg.NoFile)
+		}
 	}
 	if err := w.add(w.ctl, unix.EPOLLIN); err != nil {
 		return nil, err
@@ -338,27 +348,50 @@ func resourceFail(errno unix.Errno) failKind {
 
 func (w *worker) dropConn(fd int, k failKind, errno unix.Errno) {
 	c := &w.conns[fd]
-	if c.state == stOpen || c.state == stSent {
+	if c.state == stOpen || c.state == stSent || c.state == stPayload {
 		w.waiting--
 	}
 	*c = conn{}
+	if w.sendLeft != nil {
+		w.sendLeft[fd], w.readLeft[fd] = 0, 0
+	}
 	unix.Close(fd)
 	w.fail(k, errno, nil)
 }
 
-// sendPayload writes --payload bytes once: what the socket buffer and the
-// peer's window take now. With a tiny tcp_rmem the rest is never sent, and
-// that is what the run measures.
-func (w *worker) sendPayload(fd int) {
+// startPayload begins fd's --payload once its message is through: with
+// --unread, one write of what the socket buffer and the peer's window take
+// now (the rest is never sent, and that is what such a run measures);
+// otherwise all of it is sent and all of the peer's read, and the connection
+// counts as through only then.
+func (w *worker) startPayload(fd int) {
 	if len(w.payload) == 0 {
 		return
 	}
-	if n, _ := unix.Write(fd, w.payload); n > 0 {
+	if w.sendLeft == nil {
+		if n, _ := unix.Write(fd, w.payload); n > 0 {
+			w.stats.PayloadSent += uint64(n)
+		}
+		return
+	}
+	w.sendLeft[fd] = uint32(len(w.payload))
+	w.pumpPayload(fd)
+}
+
+// pumpPayload writes what is left of fd's payload until the socket takes no more.
+func (w *worker) pumpPayload(fd int) {
+	for w.sendLeft != nil && w.sendLeft[fd] > 0 {
+		n, err := unix.Write(fd, w.payload[:w.sendLeft[fd]])
+		if n <= 0 || err != nil {
+			return // EAGAIN: EPOLLOUT (edge-triggered) says when to go on
+		}
+		w.sendLeft[fd] -= uint32(n)
 		w.stats.PayloadSent += uint64(n)
 	}
 }
 
-// discard reads and drops the peer's payload, unless --unread keeps it queued.
+// discard reads and drops the peer's payload, unless --unread keeps it
+// queued, counting it against what fd has still to read.
 func (w *worker) discard(fd int) {
 	if len(w.payload) == 0 || w.cfg.Unread {
 		return
@@ -369,7 +402,23 @@ func (w *worker) discard(fd int) {
 			return
 		}
 		w.stats.PayloadRead += uint64(n)
+		w.readLeft[fd] -= min(w.readLeft[fd], uint32(n))
 	}
+}
+
+// payloadDone says fd has sent and read all of its payload (at once when
+// there is none to wait for).
+func (w *worker) payloadDone(fd int) bool {
+	return w.sendLeft == nil || w.sendLeft[fd] == 0 && w.readLeft[fd] == 0
+}
+
+// payloadEvent moves fd's payload on, and says when it is through.
+func (w *worker) payloadEvent(fd int, events uint32) (through bool) {
+	if events&unix.EPOLLOUT != 0 {
+		w.pumpPayload(fd)
+	}
+	w.discard(fd)
+	return w.payloadDone(fd)
 }
 
 // receive reads up to the rest of a 4-byte big-endian number into *into,
@@ -401,16 +450,20 @@ func (w *worker) receive(fd int, c *conn, into *uint32) {
 	}
 }
 
-// finish counts every connection still short of the exchange as timed out.
-// Only servers count: a client's unanswered connection is the same one the
-// server side already counts (or never accepted), and would be counted twice.
+// finish counts every connection still short of the exchange as timed out,
+// or short of its payload. Only servers count: a client's unanswered
+// connection is the same one the server side already counts (or never
+// accepted), and would be counted twice.
 func (w *worker) finish() {
 	for fd := range w.conns {
 		if w.cfg.Role != Server {
 			break
 		}
-		if s := w.conns[fd].state; s == stOpen || s == stSent || s == stConnecting {
+		switch w.conns[fd].state {
+		case stOpen, stSent, stConnecting:
 			w.stats.Failed[failTimeout]++
+		case stPayload:
+			w.stats.Failed[failPayloadShort]++
 		}
 	}
 	w.stats.ExchangeDone = 1

@@ -214,3 +214,47 @@ func TestClientStopsOnASourceAddressNotHere(t *testing.T) {
 		t.Errorf("first failure on %v, want 198.51.100.77", a)
 	}
 }
+
+// A payload larger than the socket buffers is sent in full and read in full
+// both ways before a connection counts as verified; the client says when
+// it has read the server's.
+func TestPayloadLargerThanTheBuffersGoesBothWaysInFull(t *testing.T) {
+	const n, payload = 20, 1 << 20
+	ln, addr := listenLoopback(t)
+	server := newTestWorker(t, workerConfig{Role: Server, Quota: n, Payload: payload}, ln)
+	client := newTestWorker(t, workerConfig{Role: Client, Quota: n, Sources: []string{"127.0.0.1"}, Server: addr, Inflight: n, Payload: payload}, -1)
+	client.command(t, cmdConnect)
+	until(t, "connections", func() bool { return client.stats.ConnectDone == 1 && server.stats.Established == n }, client, server)
+	server.command(t, cmdExchange)
+	client.command(t, cmdExchange)
+	until(t, "the exchange", func() bool { return server.stats.ExchangeDone == 1 && client.stats.ExchangeDone == 1 }, client, server)
+	want := uint64(n * payload)
+	if server.stats.Verified != n || server.stats.PayloadSent != want || server.stats.PayloadRead != want ||
+		client.stats.PayloadSent != want || client.stats.PayloadRead != want {
+		t.Errorf("verified %d; server sent %d read %d, client sent %d read %d; want %d each way",
+			server.stats.Verified, server.stats.PayloadSent, server.stats.PayloadRead, client.stats.PayloadSent, client.stats.PayloadRead, want)
+	}
+	// Cut short, the payload is a failure of its own kind.
+	server2 := newTestWorker(t, workerConfig{Role: Server, Quota: 1, Payload: payload}, ln)
+	fd, _ := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	defer unix.Close(fd)
+	var sa unix.SockaddrInet4
+	fmt.Sscanf(addr, "127.0.0.1:%d", &sa.Port)
+	sa.Addr = [4]byte{127, 0, 0, 1}
+	if err := unix.Connect(fd, &sa); err != nil {
+		t.Fatal(err)
+	}
+	until(t, "an accept", func() bool { return server2.stats.Established == 1 }, server2)
+	server2.command(t, cmdExchange)
+	until(t, "the message", func() bool { return server2.stats.Sent == 1 }, server2)
+	var num [4]byte
+	unix.Read(fd, num[:])
+	unix.Write(fd, num[:]) // the echo, and no payload back
+	for i := 0; i < 20; i++ {
+		server2.step(5)
+	}
+	server2.finish()
+	if server2.stats.Verified != 0 || server2.stats.Failed[failPayloadShort] != 1 {
+		t.Errorf("verified %d, payload_short %d; want 0, 1", server2.stats.Verified, server2.stats.Failed[failPayloadShort])
+	}
+}

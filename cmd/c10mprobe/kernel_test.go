@@ -224,7 +224,9 @@ func TestExplanationOfA100kRunAndExplainWithoutRoot(t *testing.T) {
 	if d := float64(tcpLedger - probe); tcpLedger == 0 || d > 0.05*float64(tcpLedger) || -d > 0.05*float64(tcpLedger) {
 		t.Errorf("TCP: ledger (slabinfo) %d bytes, probes %d", tcpLedger, probe)
 	}
-	if e.BindingLimit != "memory" || !strings.Contains(e.Verdict, "memory binds first") {
+	// Memory, or epoll watches (2 a connection: ≈ 2.74M here) when a
+	// connection measures under ≈ 8 KiB; the verdict names the row.
+	if b := e.BindingLimit; (b != "memory" && b != "epoll watches") || !strings.HasPrefix(e.Verdict, b+" bind") {
 		t.Errorf("binding %q: %s", e.BindingLimit, e.Verdict)
 	}
 	if !strings.Contains(r.stdout, "Verdict: ") || !strings.Contains(r.stdout, "Limits, first to bind first") {

@@ -286,7 +286,7 @@ func TestEpollWatchesBindAndAreNamed(t *testing.T) {
 	if s.Verified < 9000 || s.Verified > 10000 || s.Failed["epoll_watches"] == 0 {
 		t.Errorf("verified %d, failures %v", s.Verified, s.Failed)
 	}
-	if e := s.Explanation; e == nil || e.BindingLimit != "epoll watches" || !strings.Contains(e.Verdict, "epoll watches binds first") {
+	if e := s.Explanation; e == nil || e.BindingLimit != "epoll watches" || !strings.Contains(e.Verdict, "epoll watches bind first") {
 		t.Errorf("explanation %+v", e)
 	}
 	if !strings.Contains(r.stderr, "epoll watches") || !strings.Contains(r.stderr, "binds near 10,000") {
