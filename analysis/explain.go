@@ -18,10 +18,16 @@ type Explanation struct {
 	UnexplainedFraction float64      `json:"unexplained_fraction"`
 	KernelPerConnection float64      `json:"kernel_bytes_per_connection"` // unswappable
 	UserPerConnection   float64      `json:"user_bytes_per_connection"`
-	Limits              []LimitLine  `json:"limits"`
-	BindingLimit        string       `json:"binding_limit"`
-	Verdict             string       `json:"verdict"`
-	Myths               []Myth       `json:"myths,omitempty"`
+	// BuffersPerConnection is queued socket data outside slab: unswappable
+	// kernel memory too, and what tcp_mem limits.
+	BuffersPerConnection float64 `json:"buffer_bytes_per_connection"`
+	// TCPMemPerConnection is what each connection was charged against
+	// tcp_mem (/proc/net/sockstat's pages).
+	TCPMemPerConnection float64     `json:"tcp_mem_bytes_per_connection"`
+	Limits              []LimitLine `json:"limits"`
+	BindingLimit        string      `json:"binding_limit"`
+	Verdict             string      `json:"verdict"`
+	Myths               []Myth      `json:"myths,omitempty"`
 }
 
 // LedgerLine is one kind of memory the connections use.
@@ -162,8 +168,11 @@ func Explain(r Run) Explanation {
 			e.KernelPerConnection += l.BytesPerConnection
 		case "user":
 			e.UserPerConnection += l.BytesPerConnection
+		case "buffers":
+			e.BuffersPerConnection += l.BytesPerConnection
 		}
 	}
+	e.TCPMemPerConnection = float64(max(0, r.Peak.TCPMemPages-r.Idle.TCPMemPages)*int64(max(1, r.Limits.PageSize))) / n
 	e.Limits = limits(r, e)
 	e.BindingLimit, e.Verdict = verdict(r, e)
 	e.Myths = myths(r, e)

@@ -11,16 +11,22 @@ type Machine struct {
 	Mem      uint64 `json:"mem"`
 	Swap     uint64 `json:"swap"`
 	Baseline uint64 `json:"baseline"` // memory the system and other programs use at idle
-	Reserve  uint64 `json:"reserve"`  // what the run would keep free
+	// BaselineSwappable is the part of Baseline that can go to swap: other
+	// programs' anonymous pages (the article's desktop and JVM heap).
+	BaselineSwappable uint64 `json:"baseline_swappable"`
+	Reserve           uint64 `json:"reserve"` // what the run would keep free
 }
 
 // Costs are per-connection costs, both ends.
 type Costs struct {
-	Kernel float64 `json:"kernel"` // unswappable: slab, page tables
-	User   float64 `json:"user"`   // swappable
+	Kernel  float64 `json:"kernel"`  // unswappable: slab, page tables
+	Buffers float64 `json:"buffers"` // queued socket data: unswappable too
+	User    float64 `json:"user"`    // swappable
 	// UserUnknown says there was no run to measure user space from.
-	UserUnknown bool   `json:"user_unknown,omitempty"`
-	Source      string `json:"source"` // where they come from
+	UserUnknown bool `json:"user_unknown,omitempty"`
+	// TCPMem is what a connection is charged against tcp_mem.
+	TCPMem float64 `json:"tcp_mem"`
+	Source string  `json:"source"` // where they come from
 	// MeasuredOver is how many connections the source run held; 0 when
 	// the costs were not measured.
 	MeasuredOver uint64 `json:"measured_over"`
@@ -29,7 +35,8 @@ type Costs struct {
 
 // CostsOf takes per-connection costs from an explanation.
 func CostsOf(e Explanation, source string) Costs {
-	c := Costs{Kernel: e.KernelPerConnection, User: e.UserPerConnection, Source: source, MeasuredOver: e.Connections}
+	c := Costs{Kernel: e.KernelPerConnection, Buffers: e.BuffersPerConnection, User: e.UserPerConnection,
+		TCPMem: e.TCPMemPerConnection, Source: source, MeasuredOver: e.Connections}
 	for _, l := range e.Ledger {
 		if l.Kind != "unexplained" && l.BytesPerConnection != 0 {
 			c.Lines = append(c.Lines, l)
@@ -38,41 +45,56 @@ func CostsOf(e Explanation, source string) Costs {
 	return c
 }
 
+// tcpMemMax is net.ipv4.tcp_mem[2] as the kernel sizes it for a machine
+// of mem bytes: tcp_init_mem() takes limit = nr_free_buffer_pages() / 16,
+// tcp_mem[0] = limit / 4 × 3 and tcp_mem[2] = tcp_mem[0] × 2, so 3/32 of
+// memory (24 GiB here: 2.2 GiB, as /proc/sys/net/ipv4/tcp_mem says).
+func tcpMemMax(mem uint64) uint64 { return mem / 32 * 3 }
+
 // Predict says how many connections a machine holds and what gives first.
-// Kernel memory cannot be swapped; user pages can, so with swap the machine
-// first swaps the programs out (the article's mouse lag) and then runs out
-// of RAM for slab.
+// Kernel memory and queued buffers cannot be swapped; user pages can, so
+// with swap the machine first swaps user pages out (its programs' and the
+// connections': the article's mouse lag) and then runs out of RAM for the
+// unswappable part.
 func Predict(m Machine, c Costs) Explanation {
 	var e Explanation
 	avail := float64(m.Mem) - float64(m.Baseline) - float64(m.Reserve)
-	per := c.Kernel + c.User
+	pinned := c.Kernel + c.Buffers
+	per := pinned + c.User
 	if avail <= 0 || per <= 0 {
 		e.Verdict = fmt.Sprintf("nothing fits: %s of memory less %s in use and a %s reserve leaves none", units.Bytes(m.Mem), units.Bytes(m.Baseline), units.Bytes(m.Reserve))
 		return e
 	}
-	ram := uint64(avail / per) // everything resident
+	ram := uint64(avail / per) // everything resident: swapping begins past it
 	n := ram
 	e.BindingLimit = "memory"
-	if m.Swap > 0 && c.User > 0 {
-		slabOnly := uint64(avail / c.Kernel)                // user pages all swapped out
-		withSwap := uint64((avail + float64(m.Swap)) / per) // swap full too
-		n = min(slabOnly, withSwap)
-		e.Verdict = fmt.Sprintf("%s connections fit in RAM; past them user pages go to swap (the mouse lag), while the %.1f KiB per connection of kernel slab cannot; RAM is full of slab at ≈ %s connections",
-			units.Approx(ram), c.Kernel/1024, units.Approx(n))
-	} else {
-		user := fmt.Sprintf("%.0f B of user space", c.User)
-		if c.UserUnknown {
-			user = "user space unknown (no run measured it: pass --from RUNDIR)"
+	swappable := float64(m.BaselineSwappable) + c.User
+	user := fmt.Sprintf("%.0f B of user space", c.User)
+	if c.UserUnknown {
+		user = "user space unknown (no run measured it: pass --from RUNDIR)"
+	}
+	if m.Swap > 0 && swappable > 0 {
+		// RAM holds what cannot be swapped, and what swap has no room for.
+		unswappableBase := float64(m.Baseline - min(m.Baseline, m.BaselineSwappable))
+		allOut := uint64((float64(m.Mem) - float64(m.Reserve) - unswappableBase) / pinned) // every swappable page in swap
+		swapFull := uint64((avail + float64(m.Swap)) / per)                                // swap full, the rest resident
+		n = min(allOut, swapFull)
+		why := "RAM is full of unswappable memory"
+		if swapFull < allOut {
+			why = "swap is full and RAM with it"
 		}
-		e.Verdict = fmt.Sprintf("memory binds at ≈ %s connections: %.1f KiB of unswappable kernel memory and %s each, in %s of memory less %s in use and a %s reserve",
-			units.Approx(n), c.Kernel/1024, user, units.Bytes(m.Mem), units.Bytes(m.Baseline), units.Bytes(m.Reserve))
+		e.Verdict = fmt.Sprintf("≈ %s connections fit in RAM; past them the kernel pushes user pages to swap (%s of other programs', and %s a connection: the mouse lag), while the %.1f KiB a connection of kernel memory and buffers cannot go; %s at ≈ %s connections",
+			units.Approx(ram), units.Bytes(m.BaselineSwappable), user, pinned/1024, why, units.Approx(n))
+	} else {
+		e.Verdict = fmt.Sprintf("memory binds at ≈ %s connections: %.1f KiB of unswappable kernel memory and buffers and %s each, in %s of memory less %s in use and a %s reserve",
+			units.Approx(n), pinned/1024, user, units.Bytes(m.Mem), units.Bytes(m.Baseline), units.Bytes(m.Reserve))
 	}
 	if c.MeasuredOver > 0 && c.MeasuredOver < minCostConnections {
 		e.Verdict += fmt.Sprintf(" — but the costs come from only %s connections, where fixed costs swamp the per-connection ones: measure with --conns %s or more",
 			units.Count(c.MeasuredOver), units.Count(minCostConnections))
 	}
 	e.Connections = n
-	e.KernelPerConnection, e.UserPerConnection = c.Kernel, c.User
+	e.KernelPerConnection, e.UserPerConnection, e.BuffersPerConnection, e.TCPMemPerConnection = c.Kernel, c.User, c.Buffers, c.TCPMem
 	for _, l := range c.Lines {
 		l.BytesTotal = int64(l.BytesPerConnection * float64(n))
 		e.Ledger = append(e.Ledger, l)
@@ -81,8 +103,20 @@ func Predict(m Machine, c Costs) Explanation {
 	e.Limits = []LimitLine{{
 		Name: "memory", BindsAt: ptr(n),
 		Value:  fmt.Sprintf("%s RAM + %s swap", units.Bytes(m.Mem), units.Bytes(m.Swap)),
-		Used:   fmt.Sprintf("%s in use at idle, %s reserve", units.Bytes(m.Baseline), units.Bytes(m.Reserve)),
+		Used:   fmt.Sprintf("%s in use at idle (%s of it swappable), %s reserve", units.Bytes(m.Baseline), units.Bytes(m.BaselineSwappable), units.Bytes(m.Reserve)),
 		Detail: "per-connection costs from " + c.Source,
 	}}
+	if c.TCPMem >= 1 {
+		tm := tcpMemMax(m.Mem)
+		at := uint64(float64(tm) / c.TCPMem)
+		e.Limits = append(e.Limits, LimitLine{Name: "tcp_mem", BindsAt: ptr(at),
+			Value:  fmt.Sprintf("%s (tcp_mem[2] as the kernel sizes it: 3/32 of memory)", units.Bytes(tm)),
+			Used:   fmt.Sprintf("%.0f B per connection charged to it, as measured", c.TCPMem),
+			Detail: "past it TCP refuses socket buffer memory except one in-order skb into an empty receive queue: connections still open, but their data crawls"})
+		if at < n {
+			e.Limits[0], e.Limits[1] = e.Limits[1], e.Limits[0]
+			e.Verdict += fmt.Sprintf("; before that, at ≈ %s connections, the buffers they queue reach tcp_mem (%s here), which slows their data rather than stopping them", units.Approx(at), units.Bytes(tm))
+		}
+	}
 	return e
 }

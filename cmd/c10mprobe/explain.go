@@ -62,7 +62,7 @@ func predictCmd(args []string, stdout, stderr io.Writer) error {
 	var mem, swap, base, reserve sizeValue
 	fs.Var(&mem, "mem", "the machine's memory (required), e.g. 8GiB")
 	fs.Var(&swap, "swap", "its swap")
-	fs.Var(&base, "base", "memory in use at idle (default: what the run found here)")
+	fs.Var(&base, "base", "memory other programs use, swappable (a desktop, a JVM heap); default: what the run found here at idle, its anonymous pages swappable")
 	fs.Var(&reserve, "reserve", "memory to keep free (default: none: the machine's limit)")
 	from := fs.String("from", "", "a run directory to take per-connection costs from")
 	asJSON := fs.Bool("json", false, "print JSON, the shape of summary.json's explanation")
@@ -76,15 +76,19 @@ func predictCmd(args []string, stdout, stderr io.Writer) error {
 		return badInput("unexpected argument %q", fs.Arg(0))
 	}
 	var costs analysis.Costs
-	baseline := uint64(base)
+	// An explicit --base, 0 included, is other programs' memory: their
+	// anonymous pages, which swap can take.
+	given := fs.Lookup("base").Changed
+	machine := analysis.Machine{Mem: uint64(mem), Swap: uint64(swap), Baseline: uint64(base), BaselineSwappable: uint64(base), Reserve: uint64(reserve)}
 	if *from != "" {
 		run, err := loadRun(*from)
 		if err != nil {
 			return err
 		}
 		costs = analysis.CostsOf(*run.Explanation, "the run in "+*from)
-		if base == 0 {
-			baseline = run.Input.Idle.MemTotal - run.Input.Idle.MemAvailable
+		if !given {
+			idle := run.Input.Idle
+			machine.Baseline, machine.BaselineSwappable = idle.MemTotal-idle.MemAvailable, idle.AnonPages
 		}
 	} else {
 		h, err := runner.ReadHost()
@@ -97,11 +101,11 @@ func predictCmd(args []string, stdout, stderr io.Writer) error {
 		}
 		costs = analysis.Costs{Kernel: float64(per), UserUnknown: true, Source: src + " (user space unknown without a run)",
 			Lines: []analysis.LedgerLine{{Kind: "slab", Name: "socket objects (estimate)", BytesPerConnection: float64(per), Source: src}}}
-		if base == 0 {
-			baseline = h.Mem.MemTotal - h.Mem.MemAvailable
+		if !given {
+			machine.Baseline, machine.BaselineSwappable = h.Mem.MemTotal-h.Mem.MemAvailable, h.Mem.AnonPages
 		}
 	}
-	e := analysis.Predict(analysis.Machine{Mem: uint64(mem), Swap: uint64(swap), Baseline: baseline, Reserve: uint64(reserve)}, costs)
+	e := analysis.Predict(machine, costs)
 	if *asJSON {
 		return record.WriteJSONTo(stdout, e)
 	}
