@@ -3,6 +3,7 @@ package analysis
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 
@@ -119,7 +120,7 @@ func Explain(r Run) Explanation {
 	}
 	sort.Slice(caches, func(i, j int) bool { return caches[i].bytes > caches[j].bytes })
 	for _, c := range caches {
-		add("slab", c.name, "/proc/slabinfo active objects × objsize", probeNote(probed[c.name], c.bytes, r), c.bytes)
+		add("slab", slabLabel(c.name, probed[c.name]), "/proc/slabinfo active objects × objsize", probeNote(probed[c.name], c.bytes, r), c.bytes)
 		slabLines += c.bytes
 	}
 	if smallCount > 0 {
@@ -202,6 +203,16 @@ func probeNote(c Cache, slabBytes int64, r Run) string {
 		parts = append(parts, "shared with "+strings.Join(o, ", "))
 	}
 	return strings.Join(parts, "; ")
+}
+
+// slabLabel names a slab line by what the run allocated from it: SLUB merges
+// caches of one size, and /proc/slabinfo shows the group under one of its
+// names (skbuff_fclone_cache's objects appear as pool_workqueue here).
+func slabLabel(name string, c Cache) string {
+	if len(c.Covers) == 0 || slices.Contains(c.Covers, name) {
+		return name
+	}
+	return strings.Join(c.Covers, ", ") + " (as " + name + ")"
 }
 
 // isSkbCache reports a slab cache that holds skb structs or heads, under its

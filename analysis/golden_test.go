@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -237,3 +238,26 @@ func TestPredictSwapAndBuffers(t *testing.T) {
 		t.Errorf("tcp_mem: %+v, %s", b.Limits, b.Verdict)
 	}
 }
+
+// A merged cache is named by what the run allocated from it, with the name
+// /proc/slabinfo gives the group beside.
+func TestMergedCacheIsLabelledByWhatTheRunAllocated(t *testing.T) {
+	r := loadInput(t, "memory")
+	r.Peak.Slabinfo = maps.Clone(r.Peak.Slabinfo)
+	pw := r.Peak.Slabinfo["pool_workqueue"]
+	pw.Active += 20000
+	pw.ObjSize = 256
+	r.Peak.Slabinfo["pool_workqueue"] = pw
+	r.Idle.Slabinfo["pool_workqueue"] = withObjSize(r.Idle.Slabinfo["pool_workqueue"], 256)
+	r.Caches = append(r.Caches, Cache{Name: "pool_workqueue", ObjectSize: 256, Live: 20000, Covers: []string{"skbuff_fclone_cache"},
+		Merged: []string{"pool_workqueue", "skbuff_fclone_cache"}})
+	var found bool
+	for _, l := range Explain(r).Ledger {
+		found = found || l.Name == "skbuff_fclone_cache (as pool_workqueue)"
+	}
+	if !found {
+		t.Error("no ledger line for skbuff_fclone_cache (as pool_workqueue)")
+	}
+}
+
+func withObjSize(s Slab, size uint64) Slab { s.ObjSize = size; return s }

@@ -88,6 +88,9 @@ type Cache struct {
 	RunAllocs   uint64   `json:"run_allocs"`
 	OtherAllocs uint64   `json:"other_allocs"`
 	Merged      []string `json:"merged,omitempty"`
+	// Covers are the caches the run allocates from that this kmem_cache
+	// serves: under SLUB's merging, /proc/slabinfo may name it otherwise.
+	Covers []string `json:"covers,omitempty"`
 }
 
 // Limits are the host's limits as the run found them.

@@ -22,6 +22,7 @@ type Report struct {
 	CPUStacks      []Stack
 	SocketMemory   Distribution
 	CPUProfileNote string
+	PageSize       uint64 // of /proc/net/sockstat's tcp_mem pages
 }
 
 // Fact is one line of the report's header.
@@ -43,7 +44,7 @@ func WriteReport(w io.Writer, r Report) error {
 	}
 	data := map[string]any{
 		"R":         r,
-		"Memory":    template.HTML(memoryChart(r.Series)),
+		"Memory":    template.HTML(memoryChart(r.Series, max(1, r.PageSize))),
 		"Conns":     template.HTML(connectionsChart(r.Series)),
 		"Sockets":   template.HTML(socketChart(r.SocketMemory)),
 		"Flame":     template.HTML(flame.String()),
@@ -80,7 +81,7 @@ h1{font-size:20px}h2{font-size:16px;margin-top:28px;border-bottom:1px solid #ddd
 .verdict{background:#fff6e0;border-left:4px solid #e0a000;padding:10px 14px;font-size:15px}
 table{border-collapse:collapse}td,th{padding:3px 10px;border-bottom:1px solid #eee;text-align:left}
 td.n{text-align:right;font-variant-numeric:tabular-nums}.facts td:first-child{color:#666}
-svg text{font-family:system-ui,sans-serif}.note{color:#666}
+svg text{font-family:system-ui,sans-serif}.note{color:#666}svg{max-width:100%;height:auto}
 </style></head><body>
 <h1>{{.R.Title}}</h1>
 <table class="facts">{{range .R.Facts}}<tr><td>{{.Name}}</td><td>{{.Value}}</td></tr>{{end}}</table>
@@ -104,34 +105,98 @@ svg text{font-family:system-ui,sans-serif}.note{color:#666}
 `))
 })
 
-const chartW, chartH, padL, padB = 900.0, 300.0, 70.0, 30.0
+const chartW, chartH, padL, padB, legendW = 860.0, 300.0, 96.0, 30.0, 230.0
 
 var palette = []string{"#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#9c755f", "#bab0ac"}
 
-func axes(b *strings.Builder, xLabel, yLabel string, xMax, yMax float64, yFmt func(float64) string) {
-	axesTicks(b, xLabel, yLabel, xMax, yMax, yFmt, true)
-}
-
-func axesTicks(b *strings.Builder, xLabel, yLabel string, xMax, yMax float64, yFmt func(float64) string, xTicks bool) {
-	fmt.Fprintf(b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" font-size="11">`, chartW+padL+200, chartH+padB+20)
-	fmt.Fprintf(b, `<line x1="%.0f" y1="10" x2="%.0f" y2="%.0f" stroke="#888"/><line x1="%.0f" y1="%.0f" x2="%.0f" y2="%.0f" stroke="#888"/>`,
-		padL, padL, chartH+10, padL, chartH+10, padL+chartW, chartH+10)
-	for i := 0; i <= 4; i++ {
-		y := chartH + 10 - chartH*float64(i)/4
-		fmt.Fprintf(b, `<text x="%.0f" y="%.0f" text-anchor="end">%s</text>`, padL-4, y+4, yFmt(yMax*float64(i)/4))
-		if xTicks {
-			fmt.Fprintf(b, `<text x="%.0f" y="%.0f" text-anchor="middle">%s</text>`, padL+chartW*float64(i)/4, chartH+26, units.Count(uint64(xMax*float64(i)/4)))
+// niceTicks are round values (1, 2 or 5 × 10^k) from 0 up to at least top,
+// about five of them: the axis's top becomes the last.
+func niceTicks(top float64) []float64 {
+	if top <= 0 {
+		top = 1
+	}
+	raw := top / 5
+	mag := 1.0
+	for mag*10 <= raw {
+		mag *= 10
+	}
+	for mag > raw {
+		mag /= 10
+	}
+	step := mag
+	for _, m := range []float64{1, 2, 5, 10} {
+		if mag*m >= raw {
+			step = mag * m
+			break
 		}
 	}
-	fmt.Fprintf(b, `<text x="%.0f" y="%.0f" text-anchor="middle">%s</text>`, padL+chartW/2, chartH+44, xLabel)
-	fmt.Fprintf(b, `<text x="12" y="%.0f" transform="rotate(-90 12 %.0f)" text-anchor="middle">%s</text>`, chartH/2, chartH/2, yLabel)
+	var out []float64
+	for v := 0.0; ; v += step {
+		out = append(out, v)
+		if v >= top {
+			return out
+		}
+	}
+}
+
+// niceBytes are tick values for a byte axis: round in MiB or GiB units.
+func niceBytes(top float64) []float64 {
+	unit := 1.0
+	for _, u := range []float64{1 << 10, 1 << 20, 1 << 30} {
+		if top >= 4*u {
+			unit = u
+		}
+	}
+	ticks := niceTicks(top / unit)
+	for i := range ticks {
+		ticks[i] *= unit
+	}
+	return ticks
+}
+
+// chart opens an SVG with axes: x ticks (nil for none), y ticks, labels
+// set clear of the tick labels. It returns the scale functions.
+func chart(b *strings.Builder, xLabel, yLabel string, xTicks, yTicks []float64, xFmt, yFmt func(float64) string) (x, y func(float64) float64) {
+	w, h := chartW+padL+legendW, chartH+padB+40
+	fmt.Fprintf(b, `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %.0f %.0f" width="%.0f" height="%.0f" font-size="11">`, w, h, w, h)
+	fmt.Fprintf(b, `<line x1="%.0f" y1="10" x2="%.0f" y2="%.0f" stroke="#888"/><line x1="%.0f" y1="%.0f" x2="%.0f" y2="%.0f" stroke="#888"/>`,
+		padL, padL, chartH+10, padL, chartH+10, padL+chartW, chartH+10)
+	xMax, yMax := 1.0, yTicks[len(yTicks)-1]
+	if len(xTicks) > 0 {
+		xMax = xTicks[len(xTicks)-1]
+	}
+	x = func(v float64) float64 { return padL + chartW*v/xMax }
+	y = func(v float64) float64 { return chartH + 10 - chartH*v/yMax }
+	for _, t := range yTicks {
+		fmt.Fprintf(b, `<text x="%.0f" y="%.0f" text-anchor="end">%s</text><line x1="%.0f" x2="%.0f" y1="%.1f" y2="%.1f" stroke="#eee"/>`,
+			padL-6, y(t)+4, yFmt(t), padL, padL+chartW, y(t), y(t))
+	}
+	for _, t := range xTicks {
+		fmt.Fprintf(b, `<text x="%.1f" y="%.0f" text-anchor="middle">%s</text>`, x(t), chartH+26, xFmt(t))
+	}
+	fmt.Fprintf(b, `<text x="%.0f" y="%.0f" text-anchor="middle">%s</text>`, padL+chartW/2, chartH+56, xLabel)
+	fmt.Fprintf(b, `<text x="14" y="%.0f" transform="rotate(-90 14 %.0f)" text-anchor="middle">%s</text>`, chartH/2+10, chartH/2+10, yLabel)
+	return x, y
+}
+
+// legend writes one row of a chart's legend.
+func legend(b *strings.Builder, row int, color, name string) {
+	fmt.Fprintf(b, `<rect x="%.0f" y="%d" width="12" height="12" fill="%s"/><text x="%.0f" y="%d">%s</text>`, padL+chartW+14, 14+18*row, color, padL+chartW+30, 24+18*row, name)
+}
+
+func count(v float64) string {
+	if v != float64(uint64(v)) {
+		return fmt.Sprintf("%.1f", v) // ticks of a short run's seconds
+	}
+	return units.Count(uint64(max(0, v)))
 }
 
 func bytesAxis(v float64) string { return units.Bytes(uint64(max(0, v))) }
 
-// memoryChart stacks the probed caches' bytes, the rest of slab, and the
-// runner's RSS against the connections held.
-func memoryChart(series []Sample) string {
+// memoryChart stacks the probed caches' bytes, the rest of slab, socket
+// buffers (what tcp_mem counts) and the runner's RSS against the
+// connections held.
+func memoryChart(series []Sample, pageSize uint64) string {
 	if len(series) < 2 {
 		return `<p class="note">Too few samples for a chart.</p>`
 	}
@@ -152,7 +217,7 @@ func memoryChart(series []Sample) string {
 	if len(caches) > 6 {
 		caches = caches[:6]
 	}
-	layers := append(append([]string(nil), caches...), "other slab", "runner RSS")
+	layers := append(append([]string(nil), caches...), "other slab", "socket buffers", "runner RSS")
 	// Growth since the idle sample: the workers' runtime baselines are not
 	// the connections' cost.
 	value := func(s Sample, layer string) float64 {
@@ -163,6 +228,8 @@ func memoryChart(series []Sample) string {
 				v -= float64(s.CacheBytes[c])
 			}
 			return max(0, v)
+		case "socket buffers":
+			return max(0, float64((s.TCPMemPages-base.TCPMemPages)*int64(pageSize)))
 		case "runner RSS":
 			return max(0, float64(int64(s.RunnerRSS)-int64(base.RunnerRSS)))
 		}
@@ -193,9 +260,7 @@ func memoryChart(series []Sample) string {
 		yMax = max(yMax, sum)
 	}
 	var b strings.Builder
-	axes(&b, "connections held", "bytes", xMax, yMax, bytesAxis)
-	x := func(v float64) float64 { return padL + chartW*v/xMax }
-	y := func(v float64) float64 { return chartH + 10 - chartH*v/yMax }
+	x, y := chart(&b, "connections held", "bytes", niceTicks(xMax), niceBytes(yMax), count, bytesAxis)
 	lower := make([]float64, len(pts))
 	for li, l := range layers {
 		upper := make([]float64, len(pts))
@@ -209,34 +274,49 @@ func memoryChart(series []Sample) string {
 		}
 		color := palette[li%len(palette)]
 		fmt.Fprintf(&b, `<polygon class="layer" points="%s" fill="%s" fill-opacity="0.85"><title>%s</title></polygon>`, strings.Join(poly, " "), color, l)
-		fmt.Fprintf(&b, `<rect x="%.0f" y="%d" width="12" height="12" fill="%s"/><text x="%.0f" y="%d">%s</text>`, padL+chartW+14, 14+18*li, color, padL+chartW+30, 24+18*li, l)
+		legend(&b, li, color, l)
 		lower = upper
 	}
 	b.WriteString("</svg>")
 	return b.String()
 }
 
+// connectionsChart draws connections established and verified over time
+// on the left axis, and the connect rate, from the counts between samples,
+// on a right axis of its own.
 func connectionsChart(series []Sample) string {
 	if len(series) < 2 {
 		return `<p class="note">Too few samples for a chart.</p>`
 	}
+	rates := make([]float64, len(series))
 	tMax, nMax, rMax := 1.0, 1.0, 1.0
-	for _, s := range series {
-		tMax, nMax, rMax = max(tMax, s.Seconds), max(nMax, float64(s.Established)), max(rMax, s.Rate)
+	for i, s := range series {
+		if i > 0 {
+			if dt := s.Seconds - series[i-1].Seconds; dt > 0 {
+				rates[i] = max(0, float64(s.Established)-float64(series[i-1].Established)) / dt
+			}
+		}
+		tMax, nMax, rMax = max(tMax, s.Seconds), max(nMax, float64(s.Established)), max(rMax, rates[i])
 	}
 	var b strings.Builder
-	axes(&b, "seconds", "connections", tMax, nMax, func(v float64) string { return units.Count(uint64(v)) })
-	line := func(get func(Sample) float64, top float64, color, name string, row int) {
+	nTicks, rTicks := niceTicks(nMax), niceTicks(rMax)
+	x, y := chart(&b, "seconds", "connections", niceTicks(tMax), nTicks, count, count)
+	rTop := rTicks[len(rTicks)-1]
+	yRate := func(v float64) float64 { return chartH + 10 - chartH*v/rTop }
+	for _, t := range rTicks {
+		fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" fill="%s">%s/s</text>`, padL+chartW+4, yRate(t)+4, palette[1], count(t))
+	}
+	line := func(get func(int) float64, scale func(float64) float64, color, name string, row int) {
 		var pts []string
-		for _, s := range series {
-			pts = append(pts, fmt.Sprintf("%.1f,%.1f", padL+chartW*s.Seconds/tMax, chartH+10-chartH*get(s)/top))
+		for i, s := range series {
+			pts = append(pts, fmt.Sprintf("%.1f,%.1f", x(s.Seconds), scale(get(i))))
 		}
 		fmt.Fprintf(&b, `<polyline class="line" points="%s" fill="none" stroke="%s" stroke-width="2"><title>%s</title></polyline>`, strings.Join(pts, " "), color, name)
-		fmt.Fprintf(&b, `<rect x="%.0f" y="%d" width="12" height="12" fill="%s"/><text x="%.0f" y="%d">%s</text>`, padL+chartW+14, 14+18*row, color, padL+chartW+30, 24+18*row, name)
+		fmt.Fprintf(&b, `<rect x="%.0f" y="%d" width="12" height="12" fill="%s"/><text x="%.0f" y="%d">%s</text>`, padL+chartW+64, 14+18*row, color, padL+chartW+80, 24+18*row, name)
 	}
-	line(func(s Sample) float64 { return float64(s.Established) }, nMax, palette[0], "established", 0)
-	line(func(s Sample) float64 { return float64(s.Verified) }, nMax, palette[4], "verified", 1)
-	line(func(s Sample) float64 { return s.Rate }, rMax, palette[1], fmt.Sprintf("connect rate (max %s/s)", units.Count(uint64(rMax))), 2)
+	line(func(i int) float64 { return float64(series[i].Established) }, y, palette[0], "established", 0)
+	line(func(i int) float64 { return float64(series[i].Verified) }, y, palette[4], "verified", 1)
+	line(func(i int) float64 { return rates[i] }, yRate, palette[1], "connect rate (right axis)", 2)
 	b.WriteString("</svg>")
 	return b.String()
 }
@@ -250,20 +330,39 @@ func socketChart(d Distribution) string {
 	for _, v := range d.Log2 {
 		top = max(top, v)
 	}
-	axesTicks(&b, "bytes of buffer memory per socket", "sockets", float64(len(d.Log2)), float64(top), func(v float64) string { return units.Count(uint64(v)) }, false)
+	chart(&b, "bytes of buffer memory per socket (each bar: up to the size under it)", "sockets", nil, niceTicks(float64(top)), count, count)
+	yTop := niceTicks(float64(top))
+	yMax := yTop[len(yTop)-1]
 	bw := chartW / float64(max(1, len(d.Log2)))
 	for i, v := range d.Log2 {
-		h := chartH * float64(v) / float64(top)
-		label := "0 B"
+		h := chartH * float64(v) / yMax
+		label, short := "0 B", "0"
 		if i > 0 {
 			label = fmt.Sprintf("%s–%s", units.Bytes(1<<(i-1)), units.Bytes(1<<i))
+			short = shortBytes(1 << i)
 		}
 		fmt.Fprintf(&b, `<rect class="bar" x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>%s: %s sockets</title></rect>`,
 			padL+float64(i)*bw+1, chartH+10-h, bw-2, h, palette[0], label, units.Count(v))
-		fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" text-anchor="middle">%s</text>`, padL+(float64(i)+0.5)*bw, chartH+26, label)
+		// Short labels, turned, so that twenty of them do not overlap.
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" text-anchor="end" transform="rotate(-35 %.1f %.0f)">%s</text>`,
+			padL+(float64(i)+0.5)*bw, chartH+24, padL+(float64(i)+0.5)*bw, chartH+24, short)
 	}
-	fmt.Fprintf(&b, `<text x="%.0f" y="24">p50 %s, p99 %s, max %s</text><text x="%.0f" y="42">over %s sockets</text>`, padL+chartW+14,
-		units.Bytes(d.P50), units.Bytes(d.P99), units.Bytes(d.Max), padL+chartW+14, units.Count(d.Count))
+	for i, line := range []string{"p50 " + units.Bytes(d.P50), "p99 " + units.Bytes(d.P99), "max " + units.Bytes(d.Max), "over " + units.Count(d.Count) + " sockets"} {
+		fmt.Fprintf(&b, `<text x="%.0f" y="%d">%s</text>`, padL+chartW+14, 24+18*i, line)
+	}
 	b.WriteString("</svg>")
 	return b.String()
+}
+
+// shortBytes is a power of two in few characters: 512, 4K, 16M.
+func shortBytes(v uint64) string {
+	for _, u := range []struct {
+		n uint64
+		s string
+	}{{1 << 30, "G"}, {1 << 20, "M"}, {1 << 10, "K"}} {
+		if v >= u.n {
+			return fmt.Sprintf("%d%s", v/u.n, u.s)
+		}
+	}
+	return fmt.Sprint(v)
 }

@@ -257,6 +257,7 @@ type totals struct {
 	payloadSent, payloadRead                          uint64
 	clientOpened, clientEstablished, received, echoed uint64
 	accepted, sent, verified, closed                  uint64
+	clientClosed                                      uint64
 	failed                                            [numFailKinds]uint64
 	connectDone, exchangeDone, closeDone              bool
 	acceptDone                                        bool // every server worker stopped accepting
@@ -286,6 +287,7 @@ func (r *Runner) totalsLocked() totals {
 		if p.role == Client {
 			t.clientOpened += s.Opened
 			t.clientEstablished += s.Established
+			t.clientClosed += s.Closed
 			t.received += s.Verified
 			t.echoed += s.Sent
 			t.connectDone = t.connectDone && (s.ConnectDone != 0 || dead)

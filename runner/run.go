@@ -427,6 +427,7 @@ wait:
 
 func (r *Runner) close(res *Result) {
 	start := time.Now()
+	r.progress(PhaseClose, start, 0)
 	// Clients first: their RSTs free the server side's sockets, which then
 	// close without a FIN exchange.
 	for _, role := range []Role{Client, Server} {
@@ -443,6 +444,7 @@ func (r *Runner) close(res *Result) {
 		}, nil, r.timeout)
 	}
 	res.Phases.CloseSeconds = time.Since(start).Seconds()
+	r.progress(PhaseClose, start, 0)
 }
 
 // timeout is --timeout, which a signal during the exchange shortens.
@@ -466,6 +468,10 @@ func (r *Runner) progress(phase Phase, start time.Time, rate float64) {
 	}
 	p := Progress{Phase: phase, Requested: r.cfg.Conns, Established: t.clientEstablished, Accepted: t.accepted,
 		Verified: t.verified, Failed: failed, Rate: rate, Elapsed: time.Since(start)}
+	if phase == PhaseClose {
+		// What is still open: the time series follows the close down.
+		p.Established -= min(p.Established, t.clientClosed)
+	}
 	switch {
 	case phase == PhaseHold:
 		p.ETA = max(0, r.cfg.Hold-p.Elapsed)

@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/csv"
 	"encoding/json"
 	"encoding/xml"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -43,9 +45,16 @@ func TestExportsOfARun(t *testing.T) {
 	if !strings.HasPrefix(rows[0][len(rows[0])-1], "cache_") {
 		t.Errorf("no per-cache columns: %v", rows[0])
 	}
-	last := rows[len(rows)-1]
-	if n, _ := strconv.Atoi(last[2]); n != 20000 {
-		t.Errorf("last sample has %s established", last[2])
+	// The series holds every connection until the close, then follows the
+	// close down to none open.
+	held, last := rows[0], rows[len(rows)-1]
+	for _, row := range rows[1:] {
+		if row[1] != "close" {
+			held = row
+		}
+	}
+	if n, _ := strconv.Atoi(held[2]); n != 20000 || last[1] != "close" || last[2] != "0" {
+		t.Errorf("the last sample before the close has %s established; the last, %s in %s", held[2], last[2], last[1])
 	}
 
 	s := readSummary(t, r)
@@ -186,13 +195,33 @@ func assertReportRenders(t *testing.T, path, binding string) {
 	if err != nil {
 		t.Fatalf("chromium: %v\n%s", err, stderr.String())
 	}
-	for _, want := range []string{`id="verdict"`, `class="layer"`, `class="line"`, `class="bar"`, `id="flamegraph"`, `id="cpu-flamegraph"`, binding + " bind"} {
+	for _, want := range []string{`id="verdict"`, `class="layer"`, `class="line"`, `class="bar"`, `id="flamegraph"`, `id="cpu-flamegraph"`, binding + " bind",
+		">socket buffers<", "connect rate (right axis)"} {
 		if !bytes.Contains(dom, []byte(want)) {
 			t.Errorf("the rendered report lacks %s", want)
 		}
 	}
 	if bytes.Contains(dom, []byte("http://")) && bytes.Contains(dom, []byte("<script src")) {
 		t.Error("the report fetches a script")
+	}
+	// Screenshots at a desktop's width and a laptop's half-screen: the
+	// charts scale down (viewBox) instead of running off the page.
+	for _, width := range []int{1400, 800} {
+		png := filepath.Join(t.TempDir(), fmt.Sprintf("report-%d.png", width))
+		cmd := exec.Command(chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+			"--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
+			"--user-data-dir="+t.TempDir(), fmt.Sprintf("--window-size=%d,3000", width), "--screenshot="+png, "file://"+path)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("chromium --screenshot: %v\n%s", err, out)
+		}
+		data, err := os.ReadFile(png)
+		// A PNG's width is the big-endian word at byte 16 of its IHDR.
+		if err != nil || len(data) < 50<<10 || binary.BigEndian.Uint32(data[16:20]) != uint32(width) {
+			t.Errorf("screenshot at %d px: %d bytes, %v", width, len(data), err)
+		}
+	}
+	if !bytes.Contains(dom, []byte(`viewBox=`)) {
+		t.Error("the charts have no viewBox: they cannot scale to a narrow window")
 	}
 }
 
