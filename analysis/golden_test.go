@@ -261,3 +261,12 @@ func TestMergedCacheIsLabelledByWhatTheRunAllocated(t *testing.T) {
 }
 
 func withObjSize(s Slab, size uint64) Slab { s.ObjSize = size; return s }
+
+// A run whose slab lines are all small still reads: no empty list.
+func TestVerdictWithoutLargeSlabLines(t *testing.T) {
+	r := loadInput(t, "memory")
+	r.Connections = 100_000_000 // every line under 100 B a connection
+	if v := Explain(r).Verdict; !strings.Contains(v, "(two sockets)") {
+		t.Errorf("verdict %q", v)
+	}
+}

@@ -52,6 +52,9 @@ func Input(sum Summary, samples []PhaseSample) (analysis.Run, error) {
 			fmt.Sscanf(c.New, "%d %d", &in.Limits.PortLo, &in.Limits.PortHi)
 		}
 	}
+	if own := res.WorkerOwnFDs; own > 0 && own < res.Plan.NoFile {
+		in.SocketsPerWorker = res.Plan.NoFile - own // measured, not the plan's reserve
+	}
 	if m := res.Memcap; m != nil {
 		in.Memcap = &analysis.Memcap{LimitBytes: m.LimitBytes, StopShare: m.StopShare, BaselineBytes: m.BaselineBytes,
 			PeakBytes: m.PeakUsageBytes, Predicted: m.PredictedConnections}

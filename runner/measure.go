@@ -11,15 +11,15 @@ import (
 	"github.com/c10mprobe/c10mprobe/internal/units"
 )
 
-// maxPerWorker is the most sockets one worker held.
-func (r *Runner) maxPerWorker() uint64 {
+// maxPerWorker is the most sockets one worker held, and the most fds one
+// held for itself.
+func (r *Runner) maxPerWorker() (sockets, own uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var m uint64
 	for _, p := range r.procs {
-		m = max(m, p.stats.Established)
+		sockets, own = max(sockets, p.stats.Established), max(own, uint64(p.stats.OwnFDs))
 	}
-	return m
+	return sockets, own
 }
 
 // pss sums the proportional set size of the parent and every worker, so the

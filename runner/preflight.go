@@ -34,7 +34,7 @@ func Preflight(h Host, p Plan, want Tuning, reserve uint64, noTune bool) []Check
 	if c.OK {
 		c.Action = fmt.Sprintf("shard over %d client + %d server workers of %s sockets each", p.ClientWorkers, p.ServerWorkers, units.Count(perProc))
 	} else {
-		c.Action = fmt.Sprintf("binds at %s: %d workers per side × %s sockets", units.Count(capacity), p.ClientWorkers, units.Count(perProc))
+		c.Action = fmt.Sprintf("binds at about %s: %d workers per side × %s sockets (each keeping up to %d fds for itself)", units.Count(capacity), p.ClientWorkers, units.Count(perProc), fdReserve)
 	}
 	out = append(out, c)
 

@@ -88,6 +88,7 @@ type Stats struct {
 	CloseNanos     int64
 	PayloadSent    uint64 // bytes of --payload the kernel accepted
 	PayloadRead    uint64 // bytes of the peer's payload read (none with --unread)
+	OwnFDs         uint32 // fds the worker holds itself: stdio, control, listener, epoll, the Go runtime's
 }
 
 var statsSize = binary.Size(Stats{})
@@ -111,7 +112,7 @@ func (s *Stats) unmarshal(buf []byte) error {
 // protoVersion is checked by every worker against its parent's: a
 // c10mprobe-worker left from another build must not misread the commands
 // or the Stats records. Bump it with any change to them or to workerConfig.
-const protoVersion = 4
+const protoVersion = 5
 
 // Role is a worker's end of the connections.
 type Role string

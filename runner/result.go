@@ -24,28 +24,31 @@ type Result struct {
 	// At the peak, from the same sock_diag dump: the truesize of the skbs
 	// queued on the run's sockets (rmem_alloc + wmem_queued), by end, and
 	// what each socket holds against tcp_mem.
-	SocketBuffers       uint64          `json:"socket_buffers_bytes"`
-	SocketBuffersBySide SideBytes       `json:"socket_buffers_by_side"`
-	PeakSocketBuffered  []uint64        `json:"-"`
-	SourceAddresses     int             `json:"source_addresses"`
-	SourcePorts         SourcePorts     `json:"source_ports"`
-	Workers             WorkerCounts    `json:"workers"`
-	Plan                Plan            `json:"plan"`
-	Phases              Phases          `json:"phases"`
-	WallSeconds         float64         `json:"wall_seconds"`
-	ConnectRate         float64         `json:"connect_rate_per_second"`
-	VerifiedRate        float64         `json:"verified_per_second"`
-	RunnerPss           uint64          `json:"runner_pss_bytes"`
-	RunnerPssByRole     PssByRole       `json:"runner_pss_by_role"`
-	MaxSocketsPerWorker uint64          `json:"max_sockets_per_worker"`
-	ReserveBytes        uint64          `json:"reserve_bytes"`
-	ListenOverflows     int64           `json:"listen_overflows"`
-	ListenDrops         int64           `json:"listen_drops"`
-	SysctlChanges       []sysctl.Change `json:"sysctl_changes"`
-	Payload             PayloadResult   `json:"payload"`
-	Memcap              *MemcapResult   `json:"memcap,omitempty"`
-	Settings            Settings        `json:"settings"`
-	Swap                *SwapResult     `json:"swap,omitempty"`
+	SocketBuffers       uint64       `json:"socket_buffers_bytes"`
+	SocketBuffersBySide SideBytes    `json:"socket_buffers_by_side"`
+	PeakSocketBuffered  []uint64     `json:"-"`
+	SourceAddresses     int          `json:"source_addresses"`
+	SourcePorts         SourcePorts  `json:"source_ports"`
+	Workers             WorkerCounts `json:"workers"`
+	Plan                Plan         `json:"plan"`
+	Phases              Phases       `json:"phases"`
+	WallSeconds         float64      `json:"wall_seconds"`
+	ConnectRate         float64      `json:"connect_rate_per_second"`
+	VerifiedRate        float64      `json:"verified_per_second"`
+	RunnerPss           uint64       `json:"runner_pss_bytes"`
+	RunnerPssByRole     PssByRole    `json:"runner_pss_by_role"`
+	MaxSocketsPerWorker uint64       `json:"max_sockets_per_worker"`
+	// WorkerOwnFDs is the most fds a worker held for itself (measured), so
+	// RLIMIT_NOFILE less it is what a worker can hold in sockets.
+	WorkerOwnFDs    uint64          `json:"worker_own_fds"`
+	ReserveBytes    uint64          `json:"reserve_bytes"`
+	ListenOverflows int64           `json:"listen_overflows"`
+	ListenDrops     int64           `json:"listen_drops"`
+	SysctlChanges   []sysctl.Change `json:"sysctl_changes"`
+	Payload         PayloadResult   `json:"payload"`
+	Memcap          *MemcapResult   `json:"memcap,omitempty"`
+	Settings        Settings        `json:"settings"`
+	Swap            *SwapResult     `json:"swap,omitempty"`
 }
 
 // SwapResult is what the run's swapfile took in.

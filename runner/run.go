@@ -153,7 +153,7 @@ func (r *Runner) Run(ctx context.Context) (res *Result, err error) {
 			res.Swap.PeakUsed = m.SwapTotal - m.SwapFree
 		}
 	}
-	res.MaxSocketsPerWorker = r.maxPerWorker()
+	res.MaxSocketsPerWorker, res.WorkerOwnFDs = r.maxPerWorker()
 	if err := r.phaseDone(PhaseExchange); err != nil {
 		return res, err
 	}
@@ -355,9 +355,10 @@ func (r *Runner) connect(ctx context.Context, res *Result) {
 	res.Phases.ConnectSeconds = time.Since(start).Seconds()
 	r.mu.Lock()
 	if r.limit != nil {
-		// A limit binds at what is held once opening has stopped, not at the
-		// count when one worker first met it.
-		r.limit.At = t.clientEstablished
+		// A limit binds at what is held, at both ends, once opening has
+		// stopped, not at the count when one worker first met it: server
+		// workers, which hold the listener too, may take a few fewer.
+		r.limit.At = min(t.clientEstablished, t.accepted)
 	}
 	r.mu.Unlock()
 	if t.accepted < t.clientEstablished {

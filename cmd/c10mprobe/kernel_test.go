@@ -318,3 +318,18 @@ func TestDoctorReportsWhatAttaches(t *testing.T) {
 		t.Errorf("doctor text: %v\n%s", err, text)
 	}
 }
+
+// A plan of far more sources than connections (--src 127.0.0.0/16: 65,536
+// addresses for 1,000 connections) wraps the per-socket table: every socket
+// is still in it, as many as sock_diag counts.
+func TestManySourcesLoseNoSocket(t *testing.T) {
+	needRoot(t)
+	r := run(t, "--conns", "1000", "--listen", "127.0.0.1:19922", "--src", "127.0.0.0/16")
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	k := readSummary(t, r).Kernel
+	if k.Lost.Sockets != 0 || k.SocketMemory.Probe.Count != 2000 || k.SocketMemory.SockDiag.Count != 2000 {
+		t.Errorf("lost %d sockets; the table held %d, sock_diag counted %d; want 0, 2000, 2000", k.Lost.Sockets, k.SocketMemory.Probe.Count, k.SocketMemory.SockDiag.Count)
+	}
+}
