@@ -744,7 +744,14 @@ int BPF_KPROBE(kprobe_tcp_sendmsg, struct sock *sk, struct msghdr *msg, size_t s
 /* tcp:tcp_sendmsg_locked (Linux 6.11) fires each time tcp_sendmsg_locked
  * starts a new skb, with what is left of the message in msg_iter; one call
  * of a large send fires several times. A later event on the same sock and
- * msghdr with less left continues the call: count it once, whole. */
+ * msghdr that has already copied some of its message (iov_offset > 0: the
+ * iterator advanced) continues the call: count it once, whole. A new call
+ * starts at offset 0 — the msghdr of the next write() on the same socket is
+ * often at the same kernel stack address, and a smaller one after a larger
+ * one was taken for a continuation and lost (--payload 1 after the 4-byte
+ * echo). A writev() that starts a new skb exactly on an iovec boundary
+ * (offset 0 again) is counted twice; write() and send(), which the runner
+ * makes, are exact. */
 struct send_seen {
 	__u64 sk;
 	__u64 msg;
@@ -762,10 +769,11 @@ int rawtp_tcp_sendmsg_locked(struct bpf_raw_tracepoint_args *ctx)
 {
 	const struct msghdr *msg = (const struct msghdr *)ctx->args[1];
 	__u64 left = BPF_CORE_READ(msg, msg_iter.count);
+	__u64 offset = BPF_CORE_READ(msg, msg_iter.iov_offset);
 	__u32 zero = 0;
 	struct send_seen *seen = bpf_map_lookup_elem(&last_send, &zero);
 	if (seen) {
-		bool more = seen->sk == ctx->args[0] && seen->msg == ctx->args[1] && left < seen->left;
+		bool more = seen->sk == ctx->args[0] && seen->msg == ctx->args[1] && left < seen->left && offset > 0;
 		seen->sk = ctx->args[0];
 		seen->msg = ctx->args[1];
 		seen->left = left;

@@ -333,3 +333,29 @@ func TestManySourcesLoseNoSocket(t *testing.T) {
 		t.Errorf("lost %d sockets; the table held %d, sock_diag counted %d; want 0, 2000, 2000", k.Lost.Sockets, k.SocketMemory.Probe.Count, k.SocketMemory.SockDiag.Count)
 	}
 }
+
+// tcp_sendmsg is counted call by call: the exchange is 2 calls and 8 bytes
+// a connection, and a payload small enough for one write() adds one call a
+// side. A 1- or 3-byte payload after the 4-byte message was taken for the
+// message's continuation and lost.
+func TestSendmsgCountsEveryCall(t *testing.T) {
+	needRoot(t)
+	const n = 2000
+	for _, payload := range []int{0, 1, 3} {
+		args := []string{"--conns", strconv.Itoa(n), "--listen", "127.0.0.1:19923"}
+		calls := uint64(2 * n)
+		if payload > 0 {
+			args = append(args, "--payload", strconv.Itoa(payload))
+			calls += 2 * n
+		}
+		r := run(t, args...)
+		if r.code != 0 {
+			t.Fatalf("--payload %d: exit %d\n%s", payload, r.code, r.stderr)
+		}
+		s := readSummary(t, r)
+		if got := s.Kernel.TCPSendmsg; got.RunCalls != calls || got.RunBytes != uint64(8*n+2*payload*n) || s.Payload.Sent != uint64(2*payload*n) {
+			t.Errorf("--payload %d: %d calls and %d bytes on the run's port, payload sent %d; want %d, %d, %d",
+				payload, got.RunCalls, got.RunBytes, s.Payload.Sent, calls, 8*n+2*payload*n, 2*payload*n)
+		}
+	}
+}
