@@ -118,6 +118,11 @@ func (r *Recorder) Phase(ph runner.Phase) error {
 	case runner.PhaseClose:
 		r.stopSeries()
 	}
+	if ph != runner.PhaseIdle && ph != runner.PhaseClose && r.stop != nil {
+		// Every phase's end is a row, however short the phase: the peak
+		// must be in the series even when the exchange took under 0.5 s.
+		r.sampleNow()
+	}
 	r.mu.Lock()
 	r.samples = append(r.samples, s)
 	r.mu.Unlock()
