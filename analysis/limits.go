@@ -228,7 +228,8 @@ func myths(r Run, e Explanation) []Myth {
 		Measured: fmt.Sprintf("one fd per socket: the fullest worker held %s sockets with RLIMIT_NOFILE %s; a loopback connection is two sockets, one in a client worker and one in a server worker",
 			units.Count(r.MaxHeldPerFDs), units.Count(r.FDsPerWorker)),
 	})
-	if l := r.Limits; l.PortsHeld > 0 {
+	// A myth worth telling when others held a noticeable share (1 %) of it.
+	if l := r.Limits; l.PortsHeld > 0 && l.PortsHeld*100 >= l.PortHi-l.PortLo+1 {
 		ports := l.PortHi - l.PortLo + 1
 		out = append(out, Myth{
 			Claim: fmt.Sprintf("one source address gives %s ports", units.Count(uint64(ports))),
