@@ -17,6 +17,7 @@ import (
 	"github.com/c10mprobe/c10mprobe/internal/limit"
 	"github.com/c10mprobe/c10mprobe/internal/procfs"
 	"github.com/c10mprobe/c10mprobe/internal/rundir"
+	"github.com/c10mprobe/c10mprobe/internal/units"
 )
 
 func TestPortsBindFirstWithOneSourceAndANarrowRange(t *testing.T) {
@@ -83,6 +84,10 @@ func TestMemoryReserveStopsTheRunAndVerifiesWhatIsHeld(t *testing.T) {
 	}
 	if s.Established == 0 || s.Established >= 100000 || s.Verified != s.Established || s.Limit.At != s.Established {
 		t.Errorf("established %d, verified %d, limit at %d", s.Established, s.Verified, s.Limit.At)
+	}
+	// The verdict is the guard's: not "available less the reserve holds ≈ N".
+	if e := s.Explanation; e == nil || !strings.HasPrefix(e.Verdict, fmt.Sprintf("the memory reserve stopped the run at %s connections", units.Count(s.Limit.At))) {
+		t.Errorf("verdict %+v", e)
 	}
 	assertNoWorkers(t, r.dir)
 	assertSysctls(t, before)

@@ -19,7 +19,7 @@ func TestMemcgCharge(t *testing.T) {
 
 func TestKernelBytes(t *testing.T) {
 	got, why := KernelBytes(sizes)
-	if want := uint64(2 * (2368 + 832 + 192 + 192 + 128)); got != want || why == "" {
+	if want := uint64(2 * (2368 + 832 + 192 + 192 + 128 + 64 + 32 + 24)); got != want || why == "" {
 		t.Errorf("KernelBytes = %d, want %d (%s)", got, want, why)
 	}
 	if got, _ := KernelBytes(nil); got != 0 {
