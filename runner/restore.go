@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/c10mprobe/c10mprobe/internal/rundir"
+	"github.com/c10mprobe/c10mprobe/internal/sockdiag"
 	"github.com/c10mprobe/c10mprobe/internal/sysctl"
 )
 
@@ -42,6 +43,7 @@ func Restore(dir string) (Restored, error) {
 // cleanup ends every worker and closes the listener; it runs on every exit.
 func (r *Runner) cleanup() {
 	r.stopWorkers()
+	r.removeTimeWait()
 	if r.listener != nil {
 		r.listener.Close()
 		r.listener = nil
@@ -103,4 +105,27 @@ func Leftovers(dir string) []string {
 		}
 	}
 	return out
+}
+
+// removeTimeWait frees the run's TIME_WAIT sockets, as ss -K would. The
+// runner closes its clients with an RST, which leaves none; a client worker
+// that died had its sockets closed by the kernel with a FIN, and each would
+// hold its port for 60 s after the run.
+func (r *Runner) removeTimeWait() {
+	var tw []sockdiag.Socket
+	err := sockdiag.DumpIPv4(1<<sockdiag.StateTimeWait, func(s *sockdiag.Socket) {
+		if s.Remote == r.connectTo || s.Local == r.connectTo {
+			tw = append(tw, *s)
+		}
+	})
+	if err != nil || len(tw) == 0 {
+		return
+	}
+	freed := 0
+	for i := range tw {
+		if sockdiag.Destroy(&tw[i]) == nil {
+			freed++
+		}
+	}
+	fmt.Fprintf(r.cfg.Log, "freed %d of the run's sockets in TIME_WAIT (a worker's, closed by the kernel when it died)\n", freed)
 }

@@ -167,6 +167,11 @@ func TestKilledWorkerIsNamedAndNothingIsLeft(t *testing.T) {
 	if left := countOnPort(t, 19904); left != 0 {
 		t.Errorf("%d sockets left on the port", left)
 	}
+	// The dead worker's sockets, closed by the kernel with a FIN, are freed
+	// rather than left in TIME_WAIT for 60 s.
+	if tw := timeWaitOn(t, 19904); tw != 0 || !strings.Contains(r.stderr, "in TIME_WAIT") {
+		t.Errorf("%d TIME_WAIT sockets left on the port\n%s", tw, r.stderr)
+	}
 }
 
 // workerPid waits for workers.pids to name a worker of role and returns its pid.

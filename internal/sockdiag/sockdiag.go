@@ -45,6 +45,10 @@ type Socket struct {
 	// fwd_alloc, wmem_queued, optmem, backlog, drops; HasMem says it came.
 	Mem    [unix.SK_MEMINFO_VARS]uint32
 	HasMem bool
+	// family, ifindex and cookie name the socket to the kernel (Destroy).
+	family  uint8
+	ifindex uint32
+	cookie  [2]uint32
 }
 
 // Queued is the truesize of the skbs queued on the socket: received and not
@@ -129,7 +133,7 @@ func parse(family uint8, b []byte, s *Socket) error {
 		return fmt.Errorf("sock_diag: short inet_diag_msg (%d bytes)", len(b))
 	}
 	ne := binary.NativeEndian
-	*s = Socket{State: b[1]}
+	*s = Socket{State: b[1], family: family}
 	// inet_diag_sockid: sport, dport (big endian), src[4], dst[4] words.
 	sport := binary.BigEndian.Uint16(b[4:])
 	dport := binary.BigEndian.Uint16(b[6:])
@@ -140,6 +144,8 @@ func parse(family uint8, b []byte, s *Socket) error {
 		s.Local = netip.AddrPortFrom(netip.AddrFrom4([4]byte(b[8:12])), sport)
 		s.Remote = netip.AddrPortFrom(netip.AddrFrom4([4]byte(b[24:28])), dport)
 	}
+	s.ifindex = ne.Uint32(b[40:])
+	s.cookie = [2]uint32{ne.Uint32(b[44:]), ne.Uint32(b[48:])}
 	s.RQueue = ne.Uint32(b[56:])
 	s.WQueue = ne.Uint32(b[60:])
 	s.Inode = ne.Uint32(b[68:])
@@ -163,3 +169,55 @@ func parse(family uint8, b []byte, s *Socket) error {
 }
 
 func nlmsgAlign(l int) int { return (l + 3) &^ 3 }
+
+// Destroy closes a dumped socket, as `ss -K` does (SOCK_DESTROY,
+// CONFIG_INET_DIAG_DESTROY): a TIME_WAIT socket is freed at once. The
+// kernel matches the socket by its addresses, ports, interface and cookie.
+func Destroy(s *Socket) error {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+	if err != nil {
+		return os.NewSyscallError("socket(NETLINK_SOCK_DIAG)", err)
+	}
+	defer unix.Close(fd)
+	req := make([]byte, unix.SizeofNlMsghdr+sizeofReqV2)
+	ne := binary.NativeEndian
+	ne.PutUint32(req[0:], uint32(len(req)))
+	ne.PutUint16(req[4:], unix.SOCK_DESTROY)
+	ne.PutUint16(req[6:], unix.NLM_F_REQUEST|unix.NLM_F_ACK)
+	ne.PutUint32(req[8:], 1)
+	r := req[unix.SizeofNlMsghdr:]
+	r[0], r[1] = s.family, unix.IPPROTO_TCP
+	ne.PutUint32(r[4:], 1<<s.State)
+	// inet_diag_sockid: ports big endian, then src[4], dst[4] words.
+	id := r[8:]
+	binary.BigEndian.PutUint16(id[0:], s.Local.Port())
+	binary.BigEndian.PutUint16(id[2:], s.Remote.Port())
+	putAddr := func(dst []byte, a netip.Addr) {
+		if s.family == unix.AF_INET6 {
+			b := a.As16()
+			copy(dst, b[:])
+		} else {
+			b := a.As4()
+			copy(dst, b[:])
+		}
+	}
+	putAddr(id[4:20], s.Local.Addr())
+	putAddr(id[20:36], s.Remote.Addr())
+	ne.PutUint32(id[36:], s.ifindex)
+	ne.PutUint32(id[40:], s.cookie[0])
+	ne.PutUint32(id[44:], s.cookie[1])
+	if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return os.NewSyscallError("sendto(SOCK_DESTROY)", err)
+	}
+	buf := make([]byte, 4096)
+	n, _, err := unix.Recvfrom(fd, buf, 0)
+	if err != nil {
+		return os.NewSyscallError("recvfrom(SOCK_DESTROY)", err)
+	}
+	if n >= unix.SizeofNlMsghdr+4 && ne.Uint16(buf[4:]) == unix.NLMSG_ERROR {
+		if errno := int32(ne.Uint32(buf[unix.SizeofNlMsghdr:])); errno != 0 {
+			return fmt.Errorf("sock_diag destroy: %w", unix.Errno(-errno))
+		}
+	}
+	return nil
+}

@@ -55,3 +55,51 @@ func TestDumpSeesUnreadBytes(t *testing.T) {
 		t.Errorf("ends do not face each other: client %v→%v, server %v→%v", client.Local, client.Remote, server.Local, server.Remote)
 	}
 }
+
+// A TIME_WAIT socket is destroyed as ss -K does it.
+func TestDestroyFreesATimeWaitSocket(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: SOCK_DESTROY needs CAP_NET_ADMIN")
+	}
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := c.LocalAddr().(*net.TCPAddr).AddrPort()
+	c.Close() // the client closes first: its end goes to TIME_WAIT
+	buf := make([]byte, 1)
+	s.Read(buf)
+	s.Close()
+	find := func() (found *Socket) {
+		DumpIPv4(1<<StateTimeWait, func(k *Socket) {
+			if k.Local == local {
+				cp := *k
+				found = &cp
+			}
+		})
+		return found
+	}
+	var tw *Socket
+	for i := 0; i < 100 && tw == nil; i++ {
+		time.Sleep(10 * time.Millisecond)
+		tw = find()
+	}
+	if tw == nil {
+		t.Fatal("no TIME_WAIT socket to destroy")
+	}
+	if err := Destroy(tw); err != nil {
+		t.Fatal(err)
+	}
+	if find() != nil {
+		t.Error("the TIME_WAIT socket is still there")
+	}
+}
