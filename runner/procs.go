@@ -88,6 +88,9 @@ func (r *Runner) spawn() error {
 	for _, p := range r.procs {
 		fmt.Fprintf(&pids, "%d %s %d\n", p.pid, p.role, p.index)
 	}
+	if err := os.WriteFile(filepath.Join(r.cfg.OutDir, rundir.Server), []byte(r.connectTo.String()+"\n"), 0o644); err != nil {
+		return err
+	}
 	return os.WriteFile(filepath.Join(r.cfg.OutDir, rundir.Workers), pids.Bytes(), 0o644)
 }
 

@@ -3,6 +3,7 @@ package runner
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,7 +25,7 @@ type Restored struct {
 func Restore(dir string) (Restored, error) {
 	var r Restored
 	var errs []error
-	for _, undo := range []func(string) (string, error){removeCgroup, removeSwap} {
+	for _, undo := range []func(string) (string, error){removeCgroup, removeSwap, freeKilledRunTimeWait} {
 		what, err := undo(dir)
 		if what != "" {
 			r.Removed = append(r.Removed, what)
@@ -112,14 +113,22 @@ func Leftovers(dir string) []string {
 // that died had its sockets closed by the kernel with a FIN, and each would
 // hold its port for 60 s after the run.
 func (r *Runner) removeTimeWait() {
+	if freed := freeTimeWait(r.connectTo); freed > 0 {
+		fmt.Fprintf(r.cfg.Log, "freed %d of the run's sockets in TIME_WAIT (a worker's, closed by the kernel when it died)\n", freed)
+	}
+}
+
+// freeTimeWait destroys the TIME_WAIT sockets at either end of server and
+// says how many.
+func freeTimeWait(server netip.AddrPort) int {
 	var tw []sockdiag.Socket
 	err := sockdiag.DumpIPv4(1<<sockdiag.StateTimeWait, func(s *sockdiag.Socket) {
-		if s.Remote == r.connectTo || s.Local == r.connectTo {
+		if s.Remote == server || s.Local == server {
 			tw = append(tw, *s)
 		}
 	})
-	if err != nil || len(tw) == 0 {
-		return
+	if err != nil {
+		return 0
 	}
 	freed := 0
 	for i := range tw {
@@ -127,5 +136,25 @@ func (r *Runner) removeTimeWait() {
 			freed++
 		}
 	}
-	fmt.Fprintf(r.cfg.Log, "freed %d of the run's sockets in TIME_WAIT (a worker's, closed by the kernel when it died)\n", freed)
+	return freed
+}
+
+// freeKilledRunTimeWait frees what a killed run's workers left in TIME_WAIT
+// on its server port, and says what it did.
+func freeKilledRunTimeWait(dir string) (string, error) {
+	data, err := os.ReadFile(filepath.Join(dir, rundir.Server))
+	if os.IsNotExist(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	server, err := netip.ParseAddrPort(strings.TrimSpace(string(data)))
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", rundir.Server, err)
+	}
+	if n := freeTimeWait(server); n > 0 {
+		return fmt.Sprintf("%d sockets in TIME_WAIT on %s (its workers', closed by the kernel when it was killed)", n, server), nil
+	}
+	return "", nil
 }

@@ -195,6 +195,9 @@ func TestSIGKILLedRunIsUndoneByRestore(t *testing.T) {
 	if err != nil {
 		t.Fatalf("restore: %v\n%s", err, out)
 	}
+	if tw := timeWaitOn(t, 19906); tw != 0 {
+		t.Errorf("%d sockets of the killed run left in TIME_WAIT after restore", tw)
+	}
 	for _, want := range []string{"removed memory cgroup", "removed swapfile", "removed tracefs", "ip_local_port_range 32768 60999 → 41000 59999, restored"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("restore does not say %q:\n%s", want, out)

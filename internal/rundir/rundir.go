@@ -9,6 +9,9 @@ const (
 	Journal = "sysctl-journal.json"
 	// Workers lists pid, role and index of every worker process.
 	Workers = "workers.pids"
+	// Server is the address:port clients connect to, so that restore can
+	// free the TIME_WAIT sockets a killed run's workers left on it.
+	Server = "server.addr"
 	// Memcg names the run's memory cgroup while it exists.
 	Memcg = "memcg.path"
 	// Swap names the run's swapfile while it exists.
