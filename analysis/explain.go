@@ -122,7 +122,7 @@ func Explain(r Run) Explanation {
 	// The share of the slab lines that queued skbs' truesize counts too.
 	var skbSlab float64
 	for _, c := range caches {
-		add("slab", slabLabel(c.name, probed[c.name]), "/proc/slabinfo active objects × objsize", probeNote(probed[c.name], c.bytes, r), c.bytes)
+		add("slab", SlabLabel(c.name, probed[c.name].Covers), "/proc/slabinfo active objects × objsize", probeNote(probed[c.name], c.bytes, r), c.bytes)
 		slabLines += c.bytes
 		skbSlab += skbShare(c.name, probed[c.name]) * float64(c.bytes)
 	}
@@ -202,14 +202,15 @@ func probeNote(c Cache, slabBytes int64, r Run) string {
 	return strings.Join(parts, "; ")
 }
 
-// slabLabel names a slab line by what the run allocated from it: SLUB merges
-// caches of one size, and /proc/slabinfo shows the group under one of its
-// names (skbuff_fclone_cache's objects appear as pool_workqueue here).
-func slabLabel(name string, c Cache) string {
-	if len(c.Covers) == 0 || slices.Contains(c.Covers, name) {
+// SlabLabel names a slab cache by what the run allocated from it, covers:
+// SLUB merges caches of one size, and /proc/slabinfo shows the group under
+// one of its names (skbuff_fclone_cache's objects appear as pool_workqueue
+// here).
+func SlabLabel(name string, covers []string) string {
+	if len(covers) == 0 || slices.Contains(covers, name) {
 		return name
 	}
-	return strings.Join(c.Covers, ", ") + " (as " + name + ")"
+	return strings.Join(covers, ", ") + " (as " + name + ")"
 }
 
 // skbShare is how much of a slab cache's bytes queued skbs' truesize counts

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/c10mprobe/c10mprobe/analysis"
 	"github.com/c10mprobe/c10mprobe/internal/sysctl"
 	"github.com/c10mprobe/c10mprobe/internal/units"
 	"github.com/c10mprobe/c10mprobe/record"
@@ -83,7 +84,7 @@ func printKernel(w io.Writer, k *record.Kernel, res *runner.Result) {
 			continue
 		}
 		total += c.BytesPerConnection
-		parts = append(parts, fmt.Sprintf("%s %.0f", name, c.BytesPerConnection))
+		parts = append(parts, fmt.Sprintf("%s %.0f", analysis.SlabLabel(name, c.Covers), c.BytesPerConnection))
 	}
 	fmt.Fprintf(w, "kernel slab per connection (%s probes): %.0f B = %s\n", k.Backend, total, strings.Join(parts, " + "))
 	fmt.Fprintf(w, "tcp_sendmsg on the run's port: %.2f calls, %.1f B per connection; socket buffers at peak p50 %d B, p99 %d B, max %d B (sock_diag)\n",
