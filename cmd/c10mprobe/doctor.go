@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"sort"
@@ -31,8 +32,15 @@ func doctorCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	// The limits as run would meet them, whatever memory they would take.
-	r, err := runner.Prepare(runner.Config{Conns: int(conns), Listen: netip.MustParseAddrPort("127.0.0.1:9999"),
+	// The limits as run would meet them, whatever memory they would take,
+	// on a port of its own: another program on run's default is no matter here.
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	listen := ln.Addr().(*net.TCPAddr).AddrPort()
+	ln.Close()
+	r, err := runner.Prepare(runner.Config{Conns: int(conns), Listen: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), listen.Port()),
 		Inflight: 512, Timeout: 1, Reserve: runner.DefaultReserve(m.MemTotal), Force: true})
 	if err != nil {
 		return err
