@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/c10mprobe/c10mprobe/internal/rundir"
 	"github.com/c10mprobe/c10mprobe/internal/sockdiag"
@@ -43,8 +44,12 @@ func Restore(dir string) (Restored, error) {
 
 // cleanup ends every worker and closes the listener; it runs on every exit.
 func (r *Runner) cleanup() {
+	r.mu.Lock()
+	aborted := r.aborted
+	r.mu.Unlock()
+	died := r.anyDied() || aborted
 	r.stopWorkers()
-	r.removeTimeWait()
+	r.removeTimeWait(died)
 	if r.listener != nil {
 		r.listener.Close()
 		r.listener = nil
@@ -112,8 +117,19 @@ func Leftovers(dir string) []string {
 // runner closes its clients with an RST, which leaves none; a client worker
 // that died had its sockets closed by the kernel with a FIN, and each would
 // hold its port for 60 s after the run.
-func (r *Runner) removeTimeWait() {
-	if freed := freeTimeWait(r.connectTo); freed > 0 {
+func (r *Runner) removeTimeWait(died bool) {
+	freed := freeTimeWait(r.connectTo)
+	// After a death, the last FINs of the dead worker's connections cross
+	// as the others exit: sockets still reach TIME_WAIT for a while after.
+	for i := 0; died && i < 20; i++ {
+		time.Sleep(50 * time.Millisecond)
+		n := freeTimeWait(r.connectTo)
+		freed += n
+		if n == 0 && i >= 3 {
+			break
+		}
+	}
+	if freed > 0 {
 		fmt.Fprintf(r.cfg.Log, "freed %d of the run's sockets in TIME_WAIT (a worker's, closed by the kernel when it died)\n", freed)
 	}
 }
