@@ -362,7 +362,7 @@ static __always_inline void sample_stack(void *ctx, __u32 cache, const struct km
 		/* -EEXIST: the stack map is a hash table without chaining; a
 		 * second stack whose hash lands on a taken bucket is refused
 		 * (BPF_F_REUSE_STACKID would overwrite the first and mislabel
-		 * its samples): the birthday odds of 16384 buckets. */
+		 * its samples): the birthday odds of the buckets Go sizes. */
 		c->stack_collisions++;
 		return;
 	}
