@@ -67,6 +67,9 @@ func TestFdsBindFirstWithATinyPerWorkerBudget(t *testing.T) {
 func TestMemoryReserveStopsTheRunAndVerifiesWhatIsHeld(t *testing.T) {
 	needRoot(t)
 	before := sysctls(t)
+	// Frees an earlier test's sockets still queue behind lazy RCU would
+	// come back during the run and hold the spare memory up.
+	procfs.SettleRCU()
 	m, err := procfs.ReadMeminfo()
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +85,7 @@ func TestMemoryReserveStopsTheRunAndVerifiesWhatIsHeld(t *testing.T) {
 	if s.Limit == nil || s.Limit.Kind != limit.MemoryReserve || !strings.Contains(s.Limit.Detail, "below the reserve") {
 		t.Fatalf("limit %+v, want memory_reserve", s.Limit)
 	}
-	if s.Established == 0 || s.Established >= 100000 || s.Verified != s.Established || s.Limit.At != s.Established {
+	if s.Established == 0 || s.Established >= 200000 || s.Verified != s.Established || s.Limit.At != s.Established {
 		t.Errorf("established %d, verified %d, limit at %d", s.Established, s.Verified, s.Limit.At)
 	}
 	// The verdict is the guard's: not "available less the reserve holds ≈ N".
@@ -351,6 +354,7 @@ func TestSlowRateIsNotAStall(t *testing.T) {
 // says why, even when every connection verified.
 func TestReserveGuardsTheExchange(t *testing.T) {
 	needRoot(t)
+	procfs.SettleRCU() // see TestMemoryReserveStopsTheRunAndVerifiesWhatIsHeld
 	m, err := procfs.ReadMeminfo()
 	if err != nil {
 		t.Fatal(err)
