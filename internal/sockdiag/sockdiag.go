@@ -73,27 +73,42 @@ func DumpIPv4(states uint32, fn func(*Socket)) error { return dump(unix.AF_INET,
 // IPv4-mapped): their addresses come unmapped where they are IPv4.
 func DumpIPv6(states uint32, fn func(*Socket)) error { return dump(unix.AF_INET6, states, fn) }
 
-func dump(family uint8, states uint32, fn func(*Socket)) error {
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+// request opens a NETLINK_SOCK_DIAG socket and sends it one message of
+// type typ: an inet_diag_req_v2 for TCP sockets of family in states, which
+// fill may complete. The caller reads the answer and closes fd.
+func request(typ, flags uint16, family uint8, states uint32, fill func(r []byte)) (fd int, err error) {
+	fd, err = unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
 	if err != nil {
-		return os.NewSyscallError("socket(NETLINK_SOCK_DIAG)", err)
+		return -1, os.NewSyscallError("socket(NETLINK_SOCK_DIAG)", err)
 	}
-	defer unix.Close(fd)
-
 	req := make([]byte, unix.SizeofNlMsghdr+sizeofReqV2)
 	ne := binary.NativeEndian
 	ne.PutUint32(req[0:], uint32(len(req)))
-	ne.PutUint16(req[4:], unix.SOCK_DIAG_BY_FAMILY)
-	ne.PutUint16(req[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
+	ne.PutUint16(req[4:], typ)
+	ne.PutUint16(req[6:], unix.NLM_F_REQUEST|flags)
 	ne.PutUint32(req[8:], 1) // sequence
 	r := req[unix.SizeofNlMsghdr:]
-	r[0] = family
-	r[1] = unix.IPPROTO_TCP
-	r[2] = 1 << (attrSkMeminfo - 1) // idiag_ext
+	r[0], r[1] = family, unix.IPPROTO_TCP
 	ne.PutUint32(r[4:], states)
-	if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return os.NewSyscallError("sendto(NETLINK_SOCK_DIAG)", err)
+	if fill != nil {
+		fill(r)
 	}
+	if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		unix.Close(fd)
+		return -1, os.NewSyscallError("sendto(NETLINK_SOCK_DIAG)", err)
+	}
+	return fd, nil
+}
+
+func dump(family uint8, states uint32, fn func(*Socket)) error {
+	fd, err := request(unix.SOCK_DIAG_BY_FAMILY, unix.NLM_F_DUMP, family, states, func(r []byte) {
+		r[2] = 1 << (attrSkMeminfo - 1) // idiag_ext
+	})
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ne := binary.NativeEndian
 
 	buf := make([]byte, 1<<20)
 	var s Socket
@@ -174,46 +189,37 @@ func nlmsgAlign(l int) int { return (l + 3) &^ 3 }
 // CONFIG_INET_DIAG_DESTROY): a TIME_WAIT socket is freed at once. The
 // kernel matches the socket by its addresses, ports, interface and cookie.
 func Destroy(s *Socket) error {
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+	fd, err := request(unix.SOCK_DESTROY, unix.NLM_F_ACK, s.family, 1<<s.State, func(r []byte) {
+		// inet_diag_sockid: ports big endian, then src[4], dst[4] words,
+		// the interface and the cookie.
+		id := r[8:]
+		binary.BigEndian.PutUint16(id[0:], s.Local.Port())
+		binary.BigEndian.PutUint16(id[2:], s.Remote.Port())
+		for i, a := range []netip.Addr{s.Local.Addr(), s.Remote.Addr()} {
+			dst := id[4+16*i : 20+16*i]
+			if s.family == unix.AF_INET6 {
+				b := a.As16()
+				copy(dst, b[:])
+			} else {
+				b := a.As4()
+				copy(dst, b[:])
+			}
+		}
+		ne := binary.NativeEndian
+		ne.PutUint32(id[36:], s.ifindex)
+		ne.PutUint32(id[40:], s.cookie[0])
+		ne.PutUint32(id[44:], s.cookie[1])
+	})
 	if err != nil {
-		return os.NewSyscallError("socket(NETLINK_SOCK_DIAG)", err)
+		return err
 	}
 	defer unix.Close(fd)
-	req := make([]byte, unix.SizeofNlMsghdr+sizeofReqV2)
-	ne := binary.NativeEndian
-	ne.PutUint32(req[0:], uint32(len(req)))
-	ne.PutUint16(req[4:], unix.SOCK_DESTROY)
-	ne.PutUint16(req[6:], unix.NLM_F_REQUEST|unix.NLM_F_ACK)
-	ne.PutUint32(req[8:], 1)
-	r := req[unix.SizeofNlMsghdr:]
-	r[0], r[1] = s.family, unix.IPPROTO_TCP
-	ne.PutUint32(r[4:], 1<<s.State)
-	// inet_diag_sockid: ports big endian, then src[4], dst[4] words.
-	id := r[8:]
-	binary.BigEndian.PutUint16(id[0:], s.Local.Port())
-	binary.BigEndian.PutUint16(id[2:], s.Remote.Port())
-	putAddr := func(dst []byte, a netip.Addr) {
-		if s.family == unix.AF_INET6 {
-			b := a.As16()
-			copy(dst, b[:])
-		} else {
-			b := a.As4()
-			copy(dst, b[:])
-		}
-	}
-	putAddr(id[4:20], s.Local.Addr())
-	putAddr(id[20:36], s.Remote.Addr())
-	ne.PutUint32(id[36:], s.ifindex)
-	ne.PutUint32(id[40:], s.cookie[0])
-	ne.PutUint32(id[44:], s.cookie[1])
-	if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return os.NewSyscallError("sendto(SOCK_DESTROY)", err)
-	}
 	buf := make([]byte, 4096)
 	n, _, err := unix.Recvfrom(fd, buf, 0)
 	if err != nil {
 		return os.NewSyscallError("recvfrom(SOCK_DESTROY)", err)
 	}
+	ne := binary.NativeEndian
 	if n >= unix.SizeofNlMsghdr+4 && ne.Uint16(buf[4:]) == unix.NLMSG_ERROR {
 		if errno := int32(ne.Uint32(buf[unix.SizeofNlMsghdr:])); errno != 0 {
 			return fmt.Errorf("sock_diag destroy: %w", unix.Errno(-errno))
