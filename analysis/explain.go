@@ -29,6 +29,7 @@ type Explanation struct {
 	BindingLimit        string      `json:"binding_limit"`
 	Verdict             string      `json:"verdict"`
 	Myths               []Myth      `json:"myths,omitempty"`
+	Rate                *Rate       `json:"rate,omitempty"` // how fast it connected as it filled
 }
 
 // LedgerLine is one kind of memory the connections use.
@@ -174,6 +175,7 @@ func Explain(r Run) Explanation {
 	e.Limits = limits(r, e)
 	e.BindingLimit, e.Verdict = verdict(r, e)
 	e.Myths = myths(r, e)
+	e.Rate = rateOf(r)
 	return e
 }
 

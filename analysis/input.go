@@ -40,6 +40,10 @@ type Run struct {
 	RunLimit *Bound `json:"run_limit,omitempty"` // the limit the run itself met
 	// Memcap is the --mem-limit memory cgroup the workers ran in, if any.
 	Memcap *Memcap `json:"memcap,omitempty"`
+	// Series is the run's time series, for its rates; EhashEntries the
+	// buckets of the kernel's established-connection hash.
+	Series       []Sample `json:"series,omitempty"`
+	EhashEntries uint64   `json:"ehash_entries,omitempty"`
 }
 
 // Memcap is what a run's memory cgroup was charged.

@@ -47,6 +47,9 @@ func WriteText(w io.Writer, e Explanation) {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", l.Name, at, l.Value, l.Used)
 	}
 	tw.Flush()
+	if e.Rate != nil && len(e.Rate.ConnectByDecile) > 0 {
+		fmt.Fprintf(w, "\nRate: %s.\n", rateText(e.Rate))
+	}
 	if len(e.Myths) > 0 {
 		fmt.Fprintln(w, "\nMyths, against this run:")
 		for _, m := range e.Myths {

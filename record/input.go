@@ -52,6 +52,7 @@ func Input(sum Summary, samples []PhaseSample) (analysis.Run, error) {
 			fmt.Sscanf(c.New, "%d %d", &in.Limits.PortLo, &in.Limits.PortHi)
 		}
 	}
+	in.EhashEntries = uint64(max(0, h.EhashEntries))
 	if own := res.WorkerOwnFDs; own > 0 && own < res.Plan.NoFile {
 		in.SocketsPerWorker = res.Plan.NoFile - own // measured, not the plan's reserve
 	}

@@ -82,6 +82,7 @@ func (r *Run) explain() error {
 		r.NoPeak = err
 		return err
 	}
+	in.Series = r.Series
 	e := analysis.Explain(in)
 	r.Input, r.Explanation, r.Summary.Explanation = in, &e, &e
 	return nil

@@ -28,12 +28,13 @@ type Host struct {
 	EpollMaxWatches int64             `json:"epoll_max_user_watches"` // per user, one per socket watched
 	PidMax          int64             `json:"pid_max"`
 	ThreadsMax      int64             `json:"threads_max"`
-	NprocSoft       uint64            `json:"nproc_soft"`      // RLIMIT_NPROC
-	Tasks           int64             `json:"tasks"`           // threads on the host now (/proc/loadavg)
-	ConntrackMax    int64             `json:"conntrack_max"`   // 0 when nf_conntrack is not loaded
-	ConntrackCount  int64             `json:"conntrack_count"` // entries now
-	TCPMemPages     [3]int64          `json:"tcp_mem_pages"`   // net.ipv4.tcp_mem
-	TCPRmem         [3]int64          `json:"tcp_rmem"`        // min, default, max bytes
+	NprocSoft       uint64            `json:"nproc_soft"`        // RLIMIT_NPROC
+	Tasks           int64             `json:"tasks"`             // threads on the host now (/proc/loadavg)
+	EhashEntries    int64             `json:"tcp_ehash_entries"` // buckets of the established hash; 0 where the sysctl is missing (< 6.1)
+	ConntrackMax    int64             `json:"conntrack_max"`     // 0 when nf_conntrack is not loaded
+	ConntrackCount  int64             `json:"conntrack_count"`   // entries now
+	TCPMemPages     [3]int64          `json:"tcp_mem_pages"`     // net.ipv4.tcp_mem
+	TCPRmem         [3]int64          `json:"tcp_rmem"`          // min, default, max bytes
 	TCPWmem         [3]int64          `json:"tcp_wmem"`
 	Mem             procfs.Meminfo    `json:"meminfo"`
 	SlabObjSize     map[string]uint64 `json:"slab_object_size"` // nil when /proc/slabinfo is unreadable
@@ -79,6 +80,8 @@ func ReadHost() (Host, error) {
 			}
 		}
 	}
+	// net.ipv4.tcp_ehash_entries (Linux 6.1) reads the table's size.
+	h.EhashEntries, _ = readSysctlInt("net.ipv4.tcp_ehash_entries")
 	if h.EpollMaxWatches, err = readSysctlInt("fs.epoll.max_user_watches"); err != nil {
 		return h, err
 	}
