@@ -53,9 +53,6 @@ func (p *Probes) forgetTracefs() {
 	}
 }
 
-// MountedTracefs reports whether Open mounted tracefs (Close unmounts it).
-func (p *Probes) MountedTracefs() bool { return p.mountedFS }
-
 // RestoreTracefs unmounts the tracefs a killed run in dir mounted, if any,
 // and says what it did.
 func RestoreTracefs(dir string) (string, error) {

@@ -120,6 +120,8 @@ func (w *worker) exhaust(i int) {
 	}
 }
 
+// classifyConnErr classifies a connection's own failure; what is left is a
+// resource the kernel could not give (resourceFail).
 func classifyConnErr(errno unix.Errno) failKind {
 	switch errno {
 	case unix.ETIMEDOUT:
@@ -128,12 +130,10 @@ func classifyConnErr(errno unix.Errno) failKind {
 		return failRefused
 	case unix.ECONNRESET, unix.EPIPE:
 		return failReset
-	case unix.ENOBUFS, unix.ENOMEM:
-		return failNoMem
 	case unix.EADDRNOTAVAIL:
 		return failPorts
 	}
-	return failOther
+	return resourceFail(errno)
 }
 
 func (w *worker) clientEvent(fd int, events uint32) {

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 )
@@ -91,12 +92,16 @@ func Quota(total, n, i int) int {
 	return q
 }
 
+// autoSourceBlock is where automatic sources start, from its first host
+// address; c10mprobe's own sockets there are no other program's (heldPorts).
+var autoSourceBlock = netip.MustParsePrefix("127.1.0.0/16")
+
 // autoSources returns n addresses from 127.1.0.1 upward. All of 127.0.0.0/8
 // routes to lo on Linux, so no address needs to be configured.
 func autoSources(n int) ([]netip.Addr, error) {
-	const first = 127<<24 | 1<<16 | 1
+	block := autoSourceBlock.Addr().As4()
 	out := make([]netip.Addr, 0, n)
-	for a := uint32(first); len(out) < n; a++ {
+	for a := binary.BigEndian.Uint32(block[:]) + 1; len(out) < n; a++ {
 		if a>>24 != 127 {
 			return nil, fmt.Errorf("%d source addresses do not fit in 127.0.0.0/8", n)
 		}

@@ -1,8 +1,6 @@
 package runner
 
 import (
-	"net/netip"
-
 	"github.com/c10mprobe/c10mprobe/internal/sockdiag"
 )
 
@@ -22,7 +20,7 @@ func heldPorts(lo, hi int) (int, error) {
 	held := make([]bool, hi-lo+1)
 	n := 0
 	see := func(s *sockdiag.Socket) {
-		if ownAutoSource(s.Local.Addr()) {
+		if autoSourceBlock.Contains(s.Local.Addr()) {
 			return
 		}
 		if p := int(s.Local.Port()); p >= lo && p <= hi && !held[p-lo] {
@@ -36,10 +34,4 @@ func heldPorts(lo, hi int) (int, error) {
 	// A host without IPv6 has no IPv6 sockets to hold ports.
 	_ = sockdiag.DumpIPv6(sockdiag.AllStates, see)
 	return n, nil
-}
-
-// ownAutoSource reports an address of the block automatic sources come from.
-func ownAutoSource(a netip.Addr) bool {
-	b := a.As16()
-	return a.Is4() && b[12] == 127 && b[13] == 1
 }
