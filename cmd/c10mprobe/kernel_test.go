@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/c10mprobe/c10mprobe/internal/sysctl"
 	"github.com/c10mprobe/c10mprobe/record"
 	"github.com/c10mprobe/c10mprobe/runner"
 )
@@ -228,6 +229,21 @@ func TestExplanationOfA100kRunAndExplainWithoutRoot(t *testing.T) {
 	// connection measures under ≈ 8 KiB; the verdict names the row.
 	if b := e.BindingLimit; (b != "memory" && b != "epoll watches") || !strings.HasPrefix(e.Verdict, b+" bind") {
 		t.Errorf("binding %q: %s", e.BindingLimit, e.Verdict)
+	}
+	// The rate section against independent sources: the hash's buckets as
+	// the sysctl says, and the deciles' overall rate (from the recorder's
+	// time series) near the runner's own connect rate.
+	ehash, _ := sysctl.Read("net.ipv4.tcp_ehash_entries")
+	if rt := e.Rate; rt == nil || strconv.FormatUint(rt.EhashEntries, 10) != ehash || rt.EhashChainMean != float64(2*n)/float64(rt.EhashEntries) || len(rt.ConnectByDecile) != 10 {
+		t.Errorf("rate %+v, tcp_ehash_entries %s", e.Rate, ehash)
+	} else {
+		var secs float64
+		for _, v := range rt.ConnectByDecile {
+			secs += n / 10 / v
+		}
+		if overall := n / secs; overall < 0.5*s.ConnectRate || overall > 3*s.ConnectRate {
+			t.Errorf("the deciles add up to %.0f connects/s, the runner measured %.0f", overall, s.ConnectRate)
+		}
 	}
 	if !strings.Contains(r.stdout, "Verdict: ") || !strings.Contains(r.stdout, "Limits, first to bind first") {
 		t.Errorf("run did not print the explanation:\n%s", r.stdout)
