@@ -142,10 +142,19 @@ func Explain(r Run) Explanation {
 	add("pages", "page tables", "/proc/meminfo PageTables", "", int64(r.Peak.PageTables)-int64(r.Idle.PageTables))
 	add("pages", "kernel stacks", "/proc/meminfo KernelStack", "", int64(r.Peak.KernelStack)-int64(r.Idle.KernelStack))
 	add("pages", "per-CPU allocations", "/proc/meminfo Percpu", "", int64(r.Peak.Percpu)-int64(r.Idle.Percpu))
-	add("user", "anonymous memory, all processes", "/proc/meminfo AnonPages",
-		fmt.Sprintf("the runner's PSS at the peak, runtime baselines included: %s", units.Bytes(r.RunnerPss)),
-		int64(r.Peak.AnonPages)-int64(r.Idle.AnonPages))
-	bySide(float64(r.ClientPss), float64(r.ServerPss))
+	if server, rest, ok := broughtUser(r); ok {
+		add("user", "the server's processes", "its smaps_rollup Pss_Anon (heap, thread stacks)",
+			fmt.Sprintf("%.2f threads a connection", r.Brought.perHeld(r.Brought.ThreadsIdle, r.Brought.ThreadsPeak)), server)
+		bySide(0, 1)
+		add("user", "anonymous memory, all other processes", "/proc/meminfo AnonPages − the server's",
+			fmt.Sprintf("the runner's PSS at the peak, runtime baselines included: %s", units.Bytes(r.RunnerPss)), rest)
+		bySide(1, 0)
+	} else {
+		add("user", "anonymous memory, all processes", "/proc/meminfo AnonPages",
+			fmt.Sprintf("the runner's PSS at the peak, runtime baselines included: %s", units.Bytes(r.RunnerPss)),
+			int64(r.Peak.AnonPages)-int64(r.Idle.AnonPages))
+		bySide(float64(r.ClientPss), float64(r.ServerPss))
+	}
 	// Queued skbs' truesize counts their heads too, which are slab objects
 	// listed above; what remains is data in page fragments.
 	add("buffers", "queued socket data outside slab", "sock_diag rmem_alloc + wmem_queued − the skbuff caches above",

@@ -44,6 +44,31 @@ type Run struct {
 	// buckets of the kernel's established-connection hash.
 	Series       []Sample `json:"series,omitempty"`
 	EhashEntries uint64   `json:"ehash_entries,omitempty"`
+	// Brought is the server the user brought (--target); nil for the
+	// built-in one.
+	Brought *BroughtServer `json:"brought,omitempty"`
+}
+
+// BroughtServer is what a server the user brought held, idle and at the
+// peak, and its own limits.
+type BroughtServer struct {
+	Cmd             string `json:"cmd,omitempty"`
+	Held            uint64 `json:"held"` // connections its processes held at the peak
+	NoFile          uint64 `json:"rlimit_nofile"` // of its process with the most fds; 0 unlimited
+	NProc           uint64 `json:"rlimit_nproc"`
+	FDsIdle         uint64 `json:"fds_idle"`
+	FDsPeak         uint64 `json:"fds_peak"`
+	ThreadsIdle     uint64 `json:"threads_idle"`
+	ThreadsPeak     uint64 `json:"threads_peak"`
+	AnonIdle        uint64 `json:"pss_anon_idle"`
+	AnonPeak        uint64 `json:"pss_anon_peak"`
+	Backlog         uint32 `json:"backlog"`
+	AcceptQueuePeak uint32 `json:"accept_queue_peak"`
+}
+
+// perHeld is a growth from idle to peak per connection the server held.
+func (b *BroughtServer) perHeld(idle, peak uint64) float64 {
+	return (float64(peak) - float64(idle)) / float64(max(1, b.Held))
 }
 
 // Memcap is what a run's memory cgroup was charged.
@@ -109,6 +134,9 @@ type Limits struct {
 	PortsHeld       int      `json:"ports_held_by_others,omitempty"` // of the range, when the run began
 	Somaxconn       int64    `json:"somaxconn"`
 	EpollMaxWatches int64    `json:"epoll_max_user_watches"` // 0 when not recorded
+	ThreadsMax      int64    `json:"threads_max,omitempty"`   // kernel.threads-max
+	PidMax          int64    `json:"pid_max,omitempty"`       // kernel.pid_max
+	Tasks           int64    `json:"tasks,omitempty"`         // threads on the host before the run
 	ConntrackMax    int64    `json:"conntrack_max"`
 	ConntrackCount  int64    `json:"conntrack_count"`
 	TCPMemPages     [3]int64 `json:"tcp_mem_pages"`

@@ -21,6 +21,9 @@ func limits(r Run, e Explanation) []LimitLine {
 	budget := r.FDsPerWorker
 	fd := LimitLine{kind: limit.Fds, Name: "fds per process", Value: fmt.Sprintf("RLIMIT_NOFILE %s per worker (hard %s)", units.Count(budget), units.Count(l.NoFileHard)),
 		Used: fmt.Sprintf("%s sockets in the fullest worker, one fd each", units.Count(r.MaxHeldPerFDs))}
+	if r.Brought != nil {
+		fd.Name, fd.Value = "client fds per process", fmt.Sprintf("RLIMIT_NOFILE %s per client worker (hard %s)", units.Count(budget), units.Count(l.NoFileHard))
+	}
 	if l.MaxWorkers > 0 {
 		fd.BindsAt = ptr(uint64(l.MaxWorkers) * r.SocketsPerWorker)
 		fd.Detail = fmt.Sprintf("%d workers a side × %s sockets each (--max-workers)", l.MaxWorkers, units.Count(r.SocketsPerWorker))
@@ -111,6 +114,7 @@ func limits(r Run, e Explanation) []LimitLine {
 	if m := r.Memcap; m != nil {
 		out = append(out, memcapLine(r, *m))
 	}
+	out = append(out, broughtLimits(r)...)
 
 	if rl := r.RunLimit; rl != nil {
 		// The run met this limit: it binds where the run stopped.
@@ -212,7 +216,12 @@ func verdict(r Run, e Explanation) (string, string) {
 		}
 		return first.Name, fmt.Sprintf("source ports bind first at %s connections: %s × %s ports of ip_local_port_range %d–%d to one server port%s; add source addresses (--src) or widen the range",
 			units.Count(at), plural(r.SourceAddresses, "source address", "source addresses"), units.Count(ports), l.PortLo, l.PortHi, held)
-	case "fds per process":
+	case "server fds", "server threads", "server backlog":
+		if detail, ok := strings.CutPrefix(first.Detail, "the run stopped here: "); ok {
+			return first.Name, "the server you brought binds first: " + detail
+		}
+		return first.Name, fmt.Sprintf("the server you brought binds first, by its %s, at %s connections: %s", strings.TrimPrefix(first.Name, "server "), units.Count(at), first.Detail)
+	case "fds per process", "client fds per process":
 		return first.Name, fmt.Sprintf("file descriptors bind first at %s connections: %s", units.Count(at), first.Detail)
 	case "epoll watches":
 		return first.Name, fmt.Sprintf("epoll watches bind first at %s connections: %s", units.Count(at), first.Detail)
@@ -228,11 +237,19 @@ func myths(r Run, e Explanation) []Myth {
 		Measured: fmt.Sprintf("%s connections on the one port %s, facing %s distinct client (address, port) endpoints over %d source addresses (sock_diag)",
 			units.Count(r.SocketsOnPort), r.Server, units.Count(r.DistinctEndpoints), r.SourceAddresses),
 	})
-	out = append(out, Myth{
-		Claim: "a connection costs two file descriptors per process",
-		Measured: fmt.Sprintf("one fd per socket: the fullest worker held %s sockets with RLIMIT_NOFILE %s; a loopback connection is two sockets, one in a client worker and one in a server worker",
-			units.Count(r.MaxHeldPerFDs), units.Count(r.FDsPerWorker)),
-	})
+	if b := r.Brought; b != nil {
+		out = append(out, Myth{
+			Claim: "a connection costs two file descriptors per process",
+			Measured: fmt.Sprintf("one fd per socket at each end: the fullest client worker held %s sockets with RLIMIT_NOFILE %s, and your server's fds grew by %.2f a connection",
+				units.Count(r.MaxHeldPerFDs), units.Count(r.FDsPerWorker), b.perHeld(b.FDsIdle, b.FDsPeak)),
+		})
+	} else {
+		out = append(out, Myth{
+			Claim: "a connection costs two file descriptors per process",
+			Measured: fmt.Sprintf("one fd per socket: the fullest worker held %s sockets with RLIMIT_NOFILE %s; a loopback connection is two sockets, one in a client worker and one in a server worker",
+				units.Count(r.MaxHeldPerFDs), units.Count(r.FDsPerWorker)),
+		})
+	}
 	// A myth worth telling when others held a noticeable share (1 %) of it.
 	if l := r.Limits; l.PortsHeld > 0 && l.PortsHeld*100 >= l.PortHi-l.PortLo+1 {
 		ports := l.PortHi - l.PortLo + 1

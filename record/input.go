@@ -41,7 +41,7 @@ func Input(sum Summary, samples []PhaseSample) (analysis.Run, error) {
 		Limits: analysis.Limits{
 			NoFileHard: h.NoFileHard, MaxWorkers: res.Plan.MaxWorkers, FileMax: h.FileMax, Privileged: h.CapSysAdmin, FilesOpen: h.FilesOpen,
 			PortLo: h.PortLo, PortHi: h.PortHi, PortsHeld: res.Plan.PortsHeld, Somaxconn: h.Somaxconn,
-			EpollMaxWatches: h.EpollMaxWatches, ConntrackMax: h.ConntrackMax, ConntrackCount: h.ConntrackCount, TCPMemPages: h.TCPMemPages,
+			EpollMaxWatches: h.EpollMaxWatches, ThreadsMax: h.ThreadsMax, PidMax: h.PidMax, Tasks: h.Tasks, ConntrackMax: h.ConntrackMax, ConntrackCount: h.ConntrackCount, TCPMemPages: h.TCPMemPages,
 			PageSize: uint64(os.Getpagesize()), Reserve: res.ReserveBytes,
 			RmemDefault: uint64(h.TCPRmem[1]), WmemDefault: uint64(h.TCPWmem[1]),
 		},
@@ -55,6 +55,13 @@ func Input(sum Summary, samples []PhaseSample) (analysis.Run, error) {
 	in.EhashEntries = uint64(max(0, h.EhashEntries))
 	if own := res.WorkerOwnFDs; own > 0 && own < res.Plan.NoFile {
 		in.SocketsPerWorker = res.Plan.NoFile - own // measured, not the plan's reserve
+	}
+	if s := res.Server; s.External && s.Idle != nil && s.Peak != nil {
+		in.Brought = &analysis.BroughtServer{Cmd: s.Cmd, Held: res.ServerSockets - min(res.ServerSockets, uint64(s.AcceptQueuePeak)),
+			NoFile: s.RlimitNoFile, NProc: s.RlimitNProc, FDsIdle: s.Idle.FDs, FDsPeak: s.Peak.FDs,
+			ThreadsIdle: s.Idle.Threads, ThreadsPeak: s.Peak.Threads, AnonIdle: s.Idle.PssAnon, AnonPeak: s.Peak.PssAnon,
+			Backlog: s.Backlog, AcceptQueuePeak: s.AcceptQueuePeak}
+		in.ServerPss = s.Peak.Pss
 	}
 	if m := res.Memcap; m != nil {
 		in.Memcap = &analysis.Memcap{LimitBytes: m.LimitBytes, StopShare: m.StopShare, BaselineBytes: m.BaselineBytes,

@@ -1,7 +1,9 @@
 package runner
 
 // The client worker: opening connections at the planned rate from the
-// plan's source addresses, then echoing the server's numbered message.
+// plan's source addresses, then echoing the built-in server's numbered
+// message, or (--exchange echo, a server the user brings) sending its own
+// number and checking the echo as the built-in server does.
 
 import (
 	"encoding/binary"
@@ -145,10 +147,27 @@ func (w *worker) clientEvent(fd int, events uint32) {
 			w.dropConn(fd, classifyConnErr(unix.Errno(soerr)), unix.Errno(soerr))
 			return
 		}
-		c.state = stOpen
-		w.waiting++
 		w.stats.Established++
 		w.dirty = true
+		switch w.cfg.Exchange {
+		case ExchangeNone:
+			// Held as it is: the parent verifies it with sock_diag.
+			c.state = stDone
+			return
+		case ExchangeEcho:
+			// This end speaks first, as the built-in server does, and
+			// checks what comes back.
+			*c = conn{num: w.cfg.Base + uint32(w.stats.Established-1), state: stOpen}
+			w.waiting++
+			w.serverEvent(fd, events)
+			return
+		}
+		c.state = stOpen
+		w.waiting++
+	}
+	if w.cfg.Exchange == ExchangeEcho {
+		w.serverEvent(fd, events)
+		return
 	}
 	if c.state == stOpen && events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		w.receive(fd, c, &c.num)

@@ -30,11 +30,37 @@ type Config struct {
 	Payload    int    // bytes each side sends after the numbered message
 	Unread     bool   // leave the peer's payload queued in the receive buffer
 
+	// Target is a server the user brings, on an address of this host: no
+	// built-in server, only client workers dialing it. Zero for the built-in
+	// server on Listen.
+	Target     netip.AddrPort
+	ServerPIDs []int    // the target's processes (--server-pid), measured but not stopped
+	ServerCmd  string   // a shell command that starts the target (--server-cmd), stopped after
+	Exchange   Exchange // what each connection does once open; "" is the mode's default
+
 	Log        io.Writer               // preflight table and notes (stderr)
 	OnProgress func(Progress)          // about every 250 ms
 	OnPhase    func(phase Phase) error // when a phase ends, while its sockets are held
 	OnSpawn    func(pid int) error     // for each process of the run, before it opens anything
 }
+
+// Exchange is what a connection does once open, to count as verified.
+type Exchange string
+
+const (
+	// ExchangeNumbered: the built-in server sends each connection its
+	// number, the client echoes it, the server checks it.
+	ExchangeNumbered Exchange = "numbered"
+	// ExchangeEcho: the client sends its number (and --payload), and any
+	// echo server sends the same bytes back.
+	ExchangeEcho Exchange = "echo"
+	// ExchangeNone: connect and hold; sock_diag verifies at the end of the
+	// hold that both ends are ESTABLISHED and the server accepted.
+	ExchangeNone Exchange = "none"
+)
+
+// External says the run dials a server the user brings.
+func (c Config) External() bool { return c.Target.IsValid() }
 
 // KeyValue is one sysctl assignment.
 type KeyValue struct {

@@ -95,14 +95,7 @@ func ReadHost() (Host, error) {
 		return h, os.NewSyscallError("getrlimit", err)
 	}
 	h.NprocSoft = lim.Cur
-	if data, err := os.ReadFile("/proc/loadavg"); err == nil {
-		// "0.00 0.01 0.05 1/113 4321": runnable/total scheduling entities.
-		if f := strings.Fields(string(data)); len(f) > 3 {
-			if _, total, ok := strings.Cut(f[3], "/"); ok {
-				h.Tasks, _ = strconv.ParseInt(total, 10, 64)
-			}
-		}
-	}
+	h.Tasks, _ = procfs.Tasks()
 	// nf_conntrack is optional; its sysctls exist only while it is loaded.
 	h.ConntrackMax, _ = readSysctlInt("net.netfilter.nf_conntrack_max")
 	h.ConntrackCount, _ = readSysctlInt("net.netfilter.nf_conntrack_count")

@@ -134,6 +134,7 @@ func (r *Runner) finishResult(res *Result) {
 	res.Payload = PayloadResult{Bytes: r.cfg.Payload, Unread: r.cfg.Unread, Sent: t.payloadSent, Read: t.payloadRead}
 	res.Verified = t.verified
 	res.Echoed = t.echoed
+	r.serverResult(res)
 	for k, v := range t.failed {
 		if v > 0 {
 			res.Failed[failKind(k).String()] += v
@@ -164,7 +165,15 @@ func (r *Runner) finishResult(res *Result) {
 				units.Count(t.verified-res.Verified), units.Count(*r.held))
 		}
 	}
+	if r.heldVerified != nil {
+		res.Verified = min(res.Verified, *r.heldVerified)
+	}
 	if int(res.Verified) < r.cfg.Conns {
+		// A brought server's own limit explains a stall, or connections
+		// it never answered, better than their symptoms do.
+		if l, ok := r.serverLimit(res.Verified); ok && (r.limit == nil || symptom(r.limit.Kind)) {
+			r.limit = l
+		}
 		if r.limit == nil {
 			r.limit = r.failureLimit(t)
 		}
@@ -183,4 +192,13 @@ func (r *Runner) finishResult(res *Result) {
 	if res.Memcap != nil {
 		r.memcap.finish(res.Memcap, t.clientEstablished, res.StoppedBy)
 	}
+}
+
+// symptom says a limit kind only describes how the run stalled, not why.
+func symptom(k limit.Kind) bool {
+	switch k {
+	case limit.ConnectStalled, limit.AcceptQueue, limit.Unverified:
+		return true
+	}
+	return false
 }

@@ -75,14 +75,19 @@ func validate(cfg Config) error {
 	if cfg.Conns <= 0 {
 		return badInput("--conns must be a positive number of connections, got %d", cfg.Conns)
 	}
-	if !cfg.Listen.Addr().Is4() {
-		return badInput("--listen must be an IPv4 address:port, got %s", cfg.Listen)
-	}
-	if cfg.Listen.Port() == 0 {
-		return badInput("--listen needs a port other than 0, got %s", cfg.Listen)
-	}
-	if err := listenable(cfg.Listen); err != nil {
+	if err := validateTarget(cfg); err != nil {
 		return err
+	}
+	if !cfg.External() {
+		if !cfg.Listen.Addr().Is4() {
+			return badInput("--listen must be an IPv4 address:port, got %s", cfg.Listen)
+		}
+		if cfg.Listen.Port() == 0 {
+			return badInput("--listen needs a port other than 0, got %s", cfg.Listen)
+		}
+		if err := listenable(cfg.Listen); err != nil {
+			return err
+		}
 	}
 	seen := map[netip.Addr]bool{}
 	for _, s := range cfg.Sources {
@@ -155,8 +160,18 @@ func Prepare(cfg Config) (*Runner, error) {
 	if err != nil {
 		return nil, err
 	}
+	switch {
+	case cfg.Exchange != "":
+	case cfg.External():
+		// Any server can be connected to and held; echo needs an echo server.
+		cfg.Exchange = ExchangeNone
+	default:
+		cfg.Exchange = ExchangeNumbered
+	}
 	r := &Runner{cfg: cfg, host: host, notify: make(chan struct{}, 1), connectTo: cfg.Listen}
-	if cfg.Listen.Addr().IsUnspecified() {
+	if cfg.External() {
+		r.connectTo = cfg.Target
+	} else if cfg.Listen.Addr().IsUnspecified() {
 		r.connectTo = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), cfg.Listen.Port())
 	}
 
@@ -239,6 +254,9 @@ func Prepare(cfg Config) (*Runner, error) {
 	})
 	if err != nil {
 		return nil, badInput("%v", err)
+	}
+	if cfg.External() {
+		r.plan.ServerWorkers = 0 // the server is the user's
 	}
 	// Workers the kernel could not start are refused now, not half-way.
 	if c := processesCheck(r.host, r.plan); !c.OK {

@@ -76,10 +76,12 @@ func (r *Runner) spawn() error {
 		}
 	}
 	perWorkerRate := r.cfg.Rate / float64(r.plan.ClientWorkers)
+	base := 0
 	for i := range r.plan.ClientWorkers {
 		wc := workerConfig{Proto: protoVersion, Role: Client, Index: i, Quota: Quota(r.cfg.Conns, r.plan.ClientWorkers, i),
-			NoFile: r.plan.NoFile, Sources: sources, Server: r.connectTo.String(),
+			NoFile: r.plan.NoFile, Sources: sources, Server: r.connectTo.String(), Base: uint32(base), Exchange: r.cfg.Exchange,
 			Inflight: max(1, r.cfg.Inflight/r.plan.ClientWorkers), Rate: perWorkerRate, Payload: r.cfg.Payload, Unread: r.cfg.Unread}
+		base += wc.Quota
 		if err := r.start(exe, wc, nil); err != nil {
 			return err
 		}
@@ -88,8 +90,12 @@ func (r *Runner) spawn() error {
 	for _, p := range r.procs {
 		fmt.Fprintf(&pids, "%d %s %d\n", p.pid, p.role, p.index)
 	}
-	if err := os.WriteFile(filepath.Join(r.cfg.OutDir, rundir.Server), []byte(r.connectTo.String()+"\n"), 0o644); err != nil {
-		return err
+	// A brought server's TIME_WAIT sockets are its own business (and its
+	// other clients'): restore frees only the built-in server's.
+	if !r.cfg.External() {
+		if err := os.WriteFile(filepath.Join(r.cfg.OutDir, rundir.Server), []byte(r.connectTo.String()+"\n"), 0o644); err != nil {
+			return err
+		}
 	}
 	return os.WriteFile(filepath.Join(r.cfg.OutDir, rundir.Workers), pids.Bytes(), 0o644)
 }
@@ -287,6 +293,13 @@ func (r *Runner) totalsLocked() totals {
 		t.payloadRead += s.PayloadRead
 		t.closeNanos = max(t.closeNanos, s.CloseNanos)
 		t.closeDone = t.closeDone && (s.CloseDone != 0 || dead)
+		if p.role == Client && r.cfg.External() {
+			// The client end is the only one the run has: what the
+			// server accepted is not reported (sock_diag counts it).
+			t.accepted += s.Established
+			t.verified += s.Verified
+			t.exchangeDone = t.exchangeDone && (s.ExchangeDone != 0 || dead)
+		}
 		if p.role == Client {
 			t.clientOpened += s.Opened
 			t.clientEstablished += s.Established

@@ -112,7 +112,7 @@ func (s *Stats) unmarshal(buf []byte) error {
 // protoVersion is checked by every worker against its parent's: a
 // c10mprobe-worker left from another build must not misread the commands
 // or the Stats records. Bump it with any change to them or to workerConfig.
-const protoVersion = 5
+const protoVersion = 6
 
 // Role is a worker's end of the connections.
 type Role string
@@ -128,7 +128,7 @@ type workerConfig struct {
 	Role     Role     `json:"role"`
 	Index    int      `json:"index"`
 	Quota    int      `json:"quota"`    // client: connections to open; server: most to accept
-	Base     uint32   `json:"base"`     // server: first connection number
+	Base     uint32   `json:"base"`     // server, or an echo client: first connection number
 	NoFile   uint64   `json:"nofile"`   // RLIMIT_NOFILE to set (soft, and hard when allowed)
 	Sources  []string `json:"sources"`  // client: source addresses, used round-robin
 	Server   string   `json:"server"`   // client: address:port to connect to
@@ -136,4 +136,5 @@ type workerConfig struct {
 	Rate     float64  `json:"rate"`     // client: most new connections per second; 0 is no limit
 	Payload  int      `json:"payload"`  // both: bytes to send after the numbered message
 	Unread   bool     `json:"unread"`   // both: leave the peer's payload queued
+	Exchange Exchange `json:"exchange"` // client: numbered (the built-in server's), echo or none
 }

@@ -22,11 +22,12 @@ type Restored struct {
 
 // Restore undoes what a run directory records that its run left behind:
 // for a run that was killed before it could undo it. Its memory cgroup and
-// its swapfile go first, then the sysctls come back.
+// its swapfile go first (after the server it started, which may be in that
+// cgroup), then the sysctls come back.
 func Restore(dir string) (Restored, error) {
 	var r Restored
 	var errs []error
-	for _, undo := range []func(string) (string, error){removeCgroup, removeSwap, freeKilledRunTimeWait} {
+	for _, undo := range []func(string) (string, error){stopKilledRunServer, removeCgroup, removeSwap, freeKilledRunTimeWait} {
 		what, err := undo(dir)
 		if what != "" {
 			r.Removed = append(r.Removed, what)
@@ -49,6 +50,7 @@ func (r *Runner) cleanup() {
 	r.mu.Unlock()
 	died := r.anyDied() || aborted
 	r.stopWorkers()
+	r.stopServer()
 	r.removeTimeWait(died)
 	if r.listener != nil {
 		r.listener.Close()
@@ -108,6 +110,13 @@ func Leftovers(dir string) []string {
 	for _, f := range []string{rundir.Memcg, rundir.Swap, rundir.Tracefs} {
 		if data, err := os.ReadFile(filepath.Join(dir, f)); err == nil {
 			out = append(out, strings.TrimSpace(strings.Split(string(data), "\n")[0]))
+		}
+	}
+	if data, err := os.ReadFile(filepath.Join(dir, rundir.ServerGroup)); err == nil {
+		var pgid int
+		var start uint64
+		if _, err := fmt.Sscanf(string(data), "%d %d", &pgid, &start); err == nil && groupStartedSince(pgid, start) {
+			out = append(out, fmt.Sprintf("the server's process group %d (--server-cmd)", pgid))
 		}
 	}
 	return out

@@ -18,7 +18,7 @@ type Result struct {
 	// WorkerExecutable ran the workers: c10mprobe-worker when it lies
 	// beside c10mprobe, else c10mprobe itself.
 	WorkerExecutable        string   `json:"worker_executable"`
-	Server                  Endpoint `json:"server"`
+	Server                  ServerResult `json:"server"`
 	ServerSockets           uint64   `json:"server_sockets_on_port"`
 	DistinctClientEndpoints uint64   `json:"distinct_client_endpoints"`
 	// At the peak, from the same sock_diag dump: the truesize of the skbs
@@ -85,10 +85,37 @@ type PayloadResult struct {
 	Read   uint64 `json:"read"`
 }
 
-// Endpoint is an address and port.
-type Endpoint struct {
-	Addr string `json:"addr"`
-	Port int    `json:"port"`
+// ServerResult is the server every connection landed on: the built-in one,
+// or one the user brought (--target) and what it spent.
+type ServerResult struct {
+	Addr     string `json:"addr"`
+	Port     int    `json:"port"`
+	External bool   `json:"external"`
+	Exchange string `json:"exchange"`
+	// The rest is for a server the user brought.
+	Pids         []int  `json:"pids,omitempty"`
+	Cmd          string `json:"cmd,omitempty"`
+	RlimitNoFile uint64 `json:"rlimit_nofile,omitempty"` // soft, of its process with the most fds; 0 unlimited
+	RlimitNProc  uint64 `json:"rlimit_nproc,omitempty"`
+	// Per connection held at the peak, from its processes' smaps_rollup and
+	// status at the peak less at idle.
+	PssPerConnection     float64 `json:"pss_bytes_per_connection"`
+	AnonPerConnection    float64 `json:"anon_bytes_per_connection"` // Pss_Anon: heap and thread stacks
+	ThreadsPerConnection float64 `json:"threads_per_connection"`
+	Idle                 *ServerSample `json:"idle,omitempty"`
+	Peak                 *ServerSample `json:"peak,omitempty"`
+	// Backlog is its accept queue's length (min of listen()'s backlog and
+	// somaxconn when it listened), AcceptQueuePeak what waited in it at the peak.
+	Backlog         uint32 `json:"backlog,omitempty"`
+	AcceptQueuePeak uint32 `json:"accept_queue_at_peak"`
+}
+
+// ServerSample is what a brought server's processes held at one moment.
+type ServerSample struct {
+	Pss     uint64 `json:"pss_bytes"`
+	PssAnon uint64 `json:"pss_anon_bytes"`
+	Threads uint64 `json:"threads"`
+	FDs     uint64 `json:"fds"` // of its process holding the most
 }
 
 // WorkerCounts is how many worker processes each side used.
@@ -137,6 +164,8 @@ type Settings struct {
 	Unread       bool       `json:"unread"`
 	HoldSeconds  float64    `json:"hold_seconds"`
 	ReserveBytes uint64     `json:"reserve_bytes"`
+	Target       string     `json:"target,omitempty"`
+	Exchange     string     `json:"exchange,omitempty"`
 }
 
 // SourcePorts is what the client ends had of ip_local_port_range.

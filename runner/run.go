@@ -37,7 +37,12 @@ type Runner struct {
 	// listener is the server socket, owned by this one os.File: a second
 	// wrapper's finalizer would close the fd number again after it was reused.
 	listener *os.File
-	memcap   *memcap // --mem-limit; nil without
+	target   *target // --target; nil for the built-in server
+	// What the target's processes held with the workers idle, and at the peak.
+	serverIdle, serverPeak *serverState
+	// heldVerified is what --exchange none verified with sock_diag.
+	heldVerified *uint64
+	memcap       *memcap // --mem-limit; nil without
 	swap     *swapfile
 	vmStart  map[string]uint64
 	notify   chan struct{}
@@ -83,7 +88,8 @@ func (r *Runner) Abort() {
 func (r *Runner) Run(ctx context.Context) (res *Result, err error) {
 	start := time.Now()
 	res = &Result{
-		Requested: r.cfg.Conns, Server: Endpoint{Addr: r.cfg.Listen.Addr().String(), Port: int(r.cfg.Listen.Port())},
+		Requested: r.cfg.Conns, Server: ServerResult{Addr: r.connectTo.Addr().String(), Port: int(r.connectTo.Port()),
+			External: r.cfg.External(), Exchange: string(r.cfg.Exchange), Cmd: r.cfg.ServerCmd},
 		SourceAddresses: len(r.plan.Sources), Plan: r.plan, Failed: map[string]uint64{},
 		SourcePorts: SourcePorts{Range: fmt.Sprintf("%d-%d", r.tuning.PortLo, r.tuning.PortHi), HeldByOthers: r.plan.PortsHeld,
 			FreePerAddress: r.plan.PortsFree, Addresses: len(r.plan.Sources)},
@@ -127,11 +133,20 @@ func (r *Runner) Run(ctx context.Context) (res *Result, err error) {
 	if err != nil {
 		return res, fmt.Errorf("reading listen counters: %w", err)
 	}
-	if err := r.listen(); err != nil {
+	if r.cfg.External() {
+		if err := r.startServer(); err != nil {
+			return res, err
+		}
+	} else if err := r.listen(); err != nil {
 		return res, err
 	}
 	if err := r.spawn(); err != nil {
 		return res, err
+	}
+	if r.cfg.External() {
+		if err := r.sampleServer(&r.serverIdle); err != nil {
+			return res, err
+		}
 	}
 	if r.memcap != nil {
 		r.memcap.predict(r.cfg.Log)
@@ -148,6 +163,11 @@ func (r *Runner) Run(ctx context.Context) (res *Result, err error) {
 	// The peak: everything the run will hold is held now. The runner's own
 	// memory is read before any observer (probes, sock_diag) grows the parent.
 	res.RunnerPss, res.RunnerPssByRole.Client, res.RunnerPssByRole.Server, res.RunnerPssByRole.Parent = r.pss()
+	if r.cfg.External() {
+		if err := r.sampleServer(&r.serverPeak); err != nil {
+			fmt.Fprintf(r.cfg.Log, "warning: %v\n", err)
+		}
+	}
 	if res.Swap != nil {
 		if m, err := procfs.ReadMeminfo(); err == nil {
 			res.Swap.PeakUsed = m.SwapTotal - m.SwapFree
@@ -167,6 +187,9 @@ func (r *Runner) Run(ctx context.Context) (res *Result, err error) {
 		if err := r.phaseDone(PhaseHold); err != nil {
 			return res, err
 		}
+	}
+	if r.cfg.Exchange == ExchangeNone {
+		r.verifyHeld()
 	}
 	if ctx.Err() != nil {
 		r.mu.Lock()
@@ -192,7 +215,11 @@ func (r *Runner) settings() Settings {
 	c := r.cfg
 	s := Settings{Rate: c.Rate, Inflight: c.Inflight, NoTune: c.NoTune, MemLimit: c.MemLimit, Swap: c.Swap,
 		WorkerFDs: c.WorkerFDs, MaxWorkers: c.MaxWorkers, PortRange: c.PortRange, Sysctls: c.Sysctls,
-		Payload: c.Payload, Unread: c.Unread, HoldSeconds: c.Hold.Seconds(), ReserveBytes: c.Reserve}
+		Payload: c.Payload, Unread: c.Unread, HoldSeconds: c.Hold.Seconds(), ReserveBytes: c.Reserve,
+		Exchange: string(c.Exchange)}
+	if c.External() {
+		s.Target = c.Target.String()
+	}
 	for _, a := range c.Sources {
 		s.Sources = append(s.Sources, a.String())
 	}

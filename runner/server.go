@@ -67,9 +67,9 @@ func (w *worker) stopListening() {
 
 func (w *worker) exchange() {
 	w.exchanging = true
-	if w.cfg.Role == Client {
-		// A client's exchange is driven by the server's messages; from now
-		// on it reports when every connection is through.
+	if w.cfg.Role == Client && w.cfg.Exchange != ExchangeEcho {
+		// A client's exchange is driven by the server's messages (or there
+		// is none); from now on it reports when every connection is through.
 		w.markExchangeDone()
 		return
 	}

@@ -457,12 +457,12 @@ func (w *worker) receive(fd int, c *conn, into *uint32) {
 }
 
 // finish counts every connection still short of the exchange as timed out,
-// or short of its payload. Only servers count: a client's unanswered
-// connection is the same one the server side already counts (or never
-// accepted), and would be counted twice.
+// or short of its payload. Only the end that checks the echo counts (the
+// built-in server, or an echo client): a client's unanswered connection is
+// the same one the server side already counts, and would be counted twice.
 func (w *worker) finish() {
 	for fd := range w.conns {
-		if w.cfg.Role != Server {
+		if w.cfg.Role != Server && w.cfg.Exchange != ExchangeEcho {
 			break
 		}
 		switch w.conns[fd].state {

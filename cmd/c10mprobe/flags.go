@@ -101,7 +101,12 @@ func (c *countValue) Set(v string) error {
 // addrPortValue is an IPv4 address:port.
 type addrPortValue netip.AddrPort
 
-func (a *addrPortValue) String() string { return netip.AddrPort(*a).String() }
+func (a *addrPortValue) String() string {
+	if !netip.AddrPort(*a).IsValid() {
+		return ""
+	}
+	return netip.AddrPort(*a).String()
+}
 func (a *addrPortValue) Type() string   { return "addr:port" }
 
 func (a *addrPortValue) Set(v string) error {

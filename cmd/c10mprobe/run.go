@@ -28,6 +28,8 @@ const runExamples = `  sudo c10mprobe run --conns 100000
   sudo c10mprobe run --conns 50000 --payload 16KiB --unread --out runs/a       # buffers held...
   sudo c10mprobe run --conns 50000 --payload 16KiB --unread --out runs/b --sysctl net.ipv4.tcp_rmem="4096 4096 4096"
   c10mprobe compare runs/a runs/b                                               # ...and what tcp_rmem changed
+  sudo c10mprobe run --conns 20000 --target 127.0.0.1:8080 --server-cmd 'ulimit -n 4096; exec ./myserver' --exchange echo
+  sudo c10mprobe run --conns 50000 --target 127.0.0.1:80 --server-pid $(pgrep -o nginx) --hold 10s   # your server, held
 `
 
 // runFlags are run's flags, parsed into the runner's and the probes' terms.
@@ -63,7 +65,12 @@ func parseRunFlags(args []string, stdout io.Writer) (*runFlags, error) {
 		probeCost  = fs.Bool("probe-cost", false, "have the kernel time the probes' programs (BPF_ENABLE_STATS) and report their CPU per connection")
 		unread     = fs.Bool("unread", false, "leave the peer's payload queued (with --payload)")
 		backendArg = fs.String("backend", "auto", "probe backend: auto, fentry, kprobe, raw_tracepoint or tracepoint")
+		target     addrPortValue
+		serverPIDs = fs.IntSlice("server-pid", nil, "the --target server's process (repeatable): measured, not stopped")
+		serverCmd  = fs.String("server-cmd", "", "start the --target server with this shell command, in its own process group; stopped after the run")
+		exchange   = fs.String("exchange", "", "what each connection does: numbered (the built-in server's, its default), echo (send a number, expect it back: any echo server) or none (connect and hold; --target's default)")
 	)
+	fs.Var(&target, "target", "dial a server you bring at this address:port of this host instead of starting the built-in one")
 	fs.Var(&conns, "conns", "connections to open and verify (required)")
 	fs.Var(&listen, "listen", "the one server address:port every connection lands on")
 	fs.Var(&srcs, "src", "client source addresses or CIDRs (default: as many of 127.0.0.0/8 as needed)")
@@ -94,6 +101,14 @@ func parseRunFlags(args []string, stdout io.Writer) (*runFlags, error) {
 			return nil, badInput("--%s must be more than 0 bytes, got %q", name, f.Value.String())
 		}
 	}
+	switch runner.Exchange(*exchange) {
+	case "", runner.ExchangeNumbered, runner.ExchangeEcho, runner.ExchangeNone:
+	default:
+		return nil, badInput("--exchange takes numbered, echo or none, got %q", *exchange)
+	}
+	if fs.Changed("listen") && fs.Changed("target") {
+		return nil, badInput("--listen places the built-in server and --target names yours: give one of them")
+	}
 	if *out == "" {
 		*out = filepath.Join("runs", time.Now().UTC().Format("20060102T150405Z"))
 	}
@@ -103,6 +118,7 @@ func parseRunFlags(args []string, stdout io.Writer) (*runFlags, error) {
 			Hold: *hold, Timeout: *timeout, Reserve: uint64(reserve), WorkerFDs: *workerFDs, MaxWorkers: *maxWorkers,
 			PortRange: portRange, Sysctls: sysctls, NoTune: *noTune, Force: *force, OutDir: *out, Payload: int(payload), Unread: *unread,
 			MemLimit: uint64(memLimit), Swap: uint64(swap),
+			Target: netip.AddrPort(target), ServerPIDs: *serverPIDs, ServerCmd: *serverCmd, Exchange: runner.Exchange(*exchange),
 		},
 		noBPF: *noBPF, probeCost: *probeCost, backend: backend,
 	}, nil

@@ -23,4 +23,9 @@ const (
 	AcceptQueue    Kind = "accept_queue"    // handshakes no server worker accepted
 	Unverified     Kind = "unverified"      // held, but not every exchange verified
 	Other          Kind = "other"           // an errno no limit above explains, named in the detail
+
+	// A server the user brings (--target) meets its own limits first.
+	ServerFds     Kind = "server_fds"     // its RLIMIT_NOFILE
+	ServerThreads Kind = "server_threads" // kernel.threads-max, kernel.pid_max or its RLIMIT_NPROC
+	ServerBacklog Kind = "server_backlog" // its accept queue: the backlog it asked listen() for, capped by somaxconn
 )

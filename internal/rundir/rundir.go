@@ -12,6 +12,11 @@ const (
 	// Server is the address:port clients connect to, so that restore can
 	// free the TIME_WAIT sockets a killed run's workers left on it.
 	Server = "server.addr"
+	// ServerGroup is "PGID STARTTIME" of a --server-cmd's process group
+	// while it runs, so that restore stops it after a SIGKILL of c10mprobe.
+	ServerGroup = "server.pgid"
+	// ServerLog is a --server-cmd's stdout and stderr.
+	ServerLog = "server.log"
 	// Memcg names the run's memory cgroup while it exists.
 	Memcg = "memcg.path"
 	// Swap names the run's swapfile while it exists.
