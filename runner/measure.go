@@ -47,7 +47,7 @@ func (r *Runner) countEndpoints(res *Result) error {
 	seen := make(map[[4]byte]*[65536 / 64]uint64)
 	var onPort uint64
 	server := r.connectTo
-	err := sockdiag.DumpIPv4(1<<sockdiag.StateEstablished, func(s *sockdiag.Socket) {
+	err := dumpTCP(1<<sockdiag.StateEstablished, func(s *sockdiag.Socket) {
 		switch {
 		case s.Local == server: // the server's end
 			res.SocketBuffersBySide.Server += s.Queued()
@@ -89,7 +89,7 @@ func (r *Runner) countEndpoints(res *Result) error {
 // kernel, and their peers leave ESTABLISHED with them.
 func (r *Runner) heldAtBothEnds() (uint64, error) {
 	var server, client uint64
-	err := sockdiag.DumpIPv4(1<<sockdiag.StateEstablished, func(s *sockdiag.Socket) {
+	err := dumpTCP(1<<sockdiag.StateEstablished, func(s *sockdiag.Socket) {
 		switch {
 		case s.Local == r.connectTo:
 			server++
@@ -166,7 +166,11 @@ func (r *Runner) finishResult(res *Result) {
 		}
 	}
 	if r.heldVerified != nil {
-		res.Verified = min(res.Verified, *r.heldVerified)
+		// --exchange none: sock_diag is the only verification.
+		res.Verified = *r.heldVerified
+		if r.held != nil {
+			res.Verified = min(res.Verified, *r.held)
+		}
 	}
 	if int(res.Verified) < r.cfg.Conns {
 		// A brought server's own limit explains a stall, or connections

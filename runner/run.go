@@ -160,6 +160,9 @@ func (r *Runner) Run(ctx context.Context) (res *Result, err error) {
 		return res, err
 	}
 	r.exchange(ctx, res)
+	if r.cfg.Exchange == ExchangeNone {
+		r.settleAccepts()
+	}
 	// The peak: everything the run will hold is held now. The runner's own
 	// memory is read before any observer (probes, sock_diag) grows the parent.
 	res.RunnerPss, res.RunnerPssByRole.Client, res.RunnerPssByRole.Server, res.RunnerPssByRole.Parent = r.pss()

@@ -230,20 +230,11 @@ func groupAlive(pgid int) bool {
 		if err != nil {
 			continue
 		}
-		if st, err := procfs.ReadStat(pid); err == nil && st.PGrp == pgid && !zombie(pid) {
+		if st, err := procfs.ReadStat(pid); err == nil && st.PGrp == pgid && st.State != 'Z' {
 			return true
 		}
 	}
 	return false
-}
-
-func zombie(pid int) bool {
-	data, err := os.ReadFile(fmt.Sprintf("%s/%d/stat", procfs.Root, pid))
-	if err != nil {
-		return true
-	}
-	i := bytes.LastIndexByte(data, ')')
-	return i < 0 || i+2 >= len(data) || data[i+2] == 'Z'
 }
 
 // lastLines returns the last n lines of a file, for an error message.
@@ -303,7 +294,7 @@ func groupStartedSince(pgid int, start uint64) bool {
 		if err != nil {
 			continue
 		}
-		if st, err := procfs.ReadStat(pid); err == nil && st.PGrp == pgid && st.StartTime >= start && !zombie(pid) {
+		if st, err := procfs.ReadStat(pid); err == nil && st.PGrp == pgid && st.StartTime >= start && st.State != 'Z' {
 			return true
 		}
 	}
@@ -484,5 +475,23 @@ func (r *Runner) serverResult(res *Result) {
 		s.PssPerConnection = (float64(peak.Pss) - float64(idle.Pss)) / n
 		s.AnonPerConnection = (float64(peak.PssAnon) - float64(idle.PssAnon)) / n
 		s.ThreadsPerConnection = (float64(peak.Threads) - float64(idle.Threads)) / n
+	}
+}
+
+// settleAccepts waits, for --exchange none, until the server has taken
+// what it will from its accept queue: empty, or unchanged for half a
+// second (a server at its fd limit leaves the rest there), or --timeout.
+func (r *Runner) settleAccepts() {
+	last, since := uint32(0), time.Now()
+	for deadline := time.Now().Add(r.cfg.Timeout); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		l, ok := listener(r.connectTo)
+		if !ok || l.RQueue == 0 {
+			return
+		}
+		if l.RQueue != last {
+			last, since = l.RQueue, time.Now()
+		} else if time.Since(since) > 500*time.Millisecond {
+			return
+		}
 	}
 }

@@ -84,6 +84,7 @@ func ReadLimits(pid int) (Limits, error) {
 
 // Stat is what the tool reads of /proc/PID/stat.
 type Stat struct {
+	State     byte // R, S, D, Z (a zombie: exited, not yet reaped), …
 	PPid      int
 	PGrp      int
 	StartTime uint64 // clock ticks after boot: with the pid, names one process for good
@@ -108,27 +109,29 @@ func ReadStat(pid int) (Stat, error) {
 		return Stat{}, fmt.Errorf("stat of pid %d: %d fields", pid, len(f))
 	}
 	var s Stat
+	s.State = f[0][0]
 	s.PPid, _ = strconv.Atoi(f[1])
 	s.PGrp, _ = strconv.Atoi(f[2])
 	s.StartTime, err = strconv.ParseUint(f[19], 10, 64)
 	return s, err
 }
 
-// Tree returns roots and every process descended from them: a server's
-// master and the workers it forked.
+// Tree returns roots and every live process descended from them: a
+// server's master and the workers it forked. Zombies are left out.
 func Tree(roots []int) ([]int, error) {
 	entries, err := os.ReadDir(Root)
 	if err != nil {
 		return nil, err
 	}
-	children := map[int][]int{}
+	children, live := map[int][]int{}, map[int]bool{}
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		if st, err := ReadStat(pid); err == nil {
+		if st, err := ReadStat(pid); err == nil && st.State != 'Z' {
 			children[st.PPid] = append(children[st.PPid], pid)
+			live[pid] = true
 		}
 	}
 	var out []int
@@ -141,7 +144,7 @@ func Tree(roots []int) ([]int, error) {
 			continue
 		}
 		seen[pid] = true
-		if _, err := os.Stat(fmt.Sprintf("%s/%d", Root, pid)); err != nil {
+		if !live[pid] {
 			continue // exited
 		}
 		out = append(out, pid)

@@ -1,0 +1,248 @@
+package main
+
+// Servers people run, brought to c10mprobe with --target: each started by
+// c10mprobe itself (--server-cmd) under an RLIMIT_NOFILE below the run's
+// connection count, so that the server's own limit binds, and the verdict
+// must name it rather than the symptoms it causes (connections that wait
+// in the accept queue unanswered).
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/c10mprobe/c10mprobe/internal/limit"
+	"github.com/c10mprobe/c10mprobe/internal/procfs"
+	"github.com/c10mprobe/c10mprobe/internal/rundir"
+	"github.com/c10mprobe/c10mprobe/record"
+	"github.com/c10mprobe/c10mprobe/runner"
+)
+
+const (
+	serverNoFile = 1024 // the server's RLIMIT_NOFILE: binds first
+	serverConns  = 1500
+)
+
+// probeServer runs c10mprobe against serverCmd (which must listen on
+// 127.0.0.1:port) under RLIMIT_NOFILE serverNoFile, and checks what every
+// brought server must show: the server's fd limit named as the binding
+// limit at what it held, its costs measured, and the server gone after.
+func probeServer(t *testing.T, port int, exchange, serverCmd string) record.Summary {
+	t.Helper()
+	before := sysctls(t)
+	target := fmt.Sprintf("127.0.0.1:%d", port)
+	r := run(t, "--conns", fmt.Sprint(serverConns), "--target", target, "--exchange", exchange, "--timeout", "3s",
+		"--server-cmd", fmt.Sprintf("ulimit -n %d; exec %s", serverNoFile, serverCmd))
+	if r.code != exitNotAll {
+		t.Fatalf("exit %d, want %d (the server's fds cannot hold %d)\nstderr:\n%s", r.code, exitNotAll, serverConns, r.stderr)
+	}
+	s := readSummary(t, r)
+	sv := s.Result.Server
+	if !sv.External || sv.Exchange != exchange || len(sv.Pids) == 0 || sv.Peak == nil || sv.Idle == nil {
+		t.Fatalf("summary server = %+v, want an external server with its pids and samples", sv)
+	}
+	// The kernel's account of the server's limit, set by the test.
+	if sv.RlimitNoFile != serverNoFile {
+		t.Errorf("server rlimit_nofile %d, want %d (ulimit -n)", sv.RlimitNoFile, serverNoFile)
+	}
+	l := s.Result.Limit
+	if l == nil || l.Kind != limit.ServerFds {
+		t.Fatalf("limit %+v, want %s\nstderr:\n%s", l, limit.ServerFds, r.stderr)
+	}
+	// What it held is its limit less its own fds (listener, epoll, stdio,
+	// a JVM's jars): a few dozen at most.
+	if l.At > serverNoFile || l.At < serverNoFile-100 || s.Result.Verified != l.At {
+		t.Errorf("bound at %d with %d verified, want both equal and within 100 below %d", l.At, s.Result.Verified, serverNoFile)
+	}
+	if sv.Peak.FDs+2 < serverNoFile {
+		t.Errorf("the server's fullest process held %d fds at the peak, below its limit %d", sv.Peak.FDs, serverNoFile)
+	}
+	// sock_diag saw every connection the clients opened on the server's port.
+	if s.Result.ServerSockets != s.Result.Established || s.Result.Established != serverConns {
+		t.Errorf("%d established, %d sockets on the server's port (sock_diag), want %d of each", s.Result.Established, s.Result.ServerSockets, serverConns)
+	}
+	e := s.Explanation
+	if e == nil || e.BindingLimit != "server fds" || !strings.Contains(e.Verdict, "RLIMIT_NOFILE of 1,024") {
+		t.Errorf("explanation binds %q: %q; want the server's RLIMIT_NOFILE of 1,024", e.BindingLimit, e.Verdict)
+	}
+	if sv.PssPerConnection <= 0 {
+		t.Errorf("server PSS per connection %.0f B, want > 0", sv.PssPerConnection)
+	}
+	// Both ends' sockets are kernel memory: two socks and their files.
+	if e.KernelPerConnection < 4096 {
+		t.Errorf("kernel memory %.0f B per connection, want ≥ 4 KiB", e.KernelPerConnection)
+	}
+	assertServerGone(t, r.dir, sv.Pids, port)
+	assertSysctls(t, before)
+	return s
+}
+
+// assertServerGone checks that no process of the server lives, that its
+// port is free and that the run directory records nothing left behind.
+func assertServerGone(t *testing.T, dir string, pids []int, port int) {
+	t.Helper()
+	for _, pid := range pids {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+			t.Errorf("server process %d still alive after the run", pid)
+		}
+	}
+	if out, _ := exec.Command("ss", "-Htln", fmt.Sprintf("sport = :%d", port)).Output(); len(strings.TrimSpace(string(out))) > 0 {
+		t.Errorf("something still listens on %d after the run: %s", port, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, rundir.ServerGroup)); err == nil {
+		t.Errorf("%s left in the run directory", rundir.ServerGroup)
+	}
+	if left := runner.Leftovers(dir); len(left) > 0 {
+		t.Errorf("leftovers after the run: %v", left)
+	}
+}
+
+func need(t *testing.T, tool, why string) string {
+	t.Helper()
+	p, err := exec.LookPath(tool)
+	if err != nil {
+		t.Skipf("%s is not installed (%s); .ci/run installs it", tool, why)
+	}
+	return p
+}
+
+func TestProbeGoServer(t *testing.T) {
+	needRoot(t)
+	bin := filepath.Join(t.TempDir(), "goecho")
+	if out, err := exec.Command("go", "build", "-o", bin, "./testdata/servers/goecho").CombinedOutput(); err != nil {
+		t.Fatalf("building the Go server: %v\n%s", err, out)
+	}
+	s := probeServer(t, 19971, "echo", bin+" 127.0.0.1:19971")
+	// A goroutine a connection, not a thread.
+	if tpc := s.Result.Server.ThreadsPerConnection; tpc > 0.05 {
+		t.Errorf("Go server: %.2f threads a connection, want ≈ 0 (goroutines)", tpc)
+	}
+}
+
+func TestProbeJavaServer(t *testing.T) {
+	needRoot(t)
+	need(t, "javac", "the JDK: default-jdk-headless")
+	java := need(t, "java", "the JDK: default-jdk-headless")
+	classes := t.TempDir()
+	if out, err := exec.Command("javac", "-d", classes, "testdata/servers/EchoServer.java").CombinedOutput(); err != nil {
+		t.Fatalf("compiling the Java server: %v\n%s", err, out)
+	}
+	s := probeServer(t, 19972, "echo", fmt.Sprintf("%s -Xmx256m -cp %s EchoServer 19972", java, classes))
+	// A thread a connection: the JVM's own threads are there idle.
+	if tpc := s.Result.Server.ThreadsPerConnection; tpc < 0.9 || tpc > 1.1 {
+		t.Errorf("Java server: %.2f threads a connection, want ≈ 1", tpc)
+	}
+}
+
+func TestProbeAsyncioServer(t *testing.T) {
+	needRoot(t)
+	py := need(t, "python3", "python3")
+	s := probeServer(t, 19973, "echo", fmt.Sprintf("%s testdata/servers/asyncio_echo.py 127.0.0.1 19973 4096", py))
+	if tpc := s.Result.Server.ThreadsPerConnection; tpc > 0.05 {
+		t.Errorf("asyncio server: %.2f threads a connection, want ≈ 0 (one event loop)", tpc)
+	}
+}
+
+func TestProbeNginx(t *testing.T) {
+	needRoot(t)
+	nginx := need(t, "nginx", "nginx-light")
+	prefix := t.TempDir()
+	conf, err := os.ReadFile("testdata/servers/nginx.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf = []byte(strings.NewReplacer("PREFIX", prefix, "PORT", "19974").Replace(string(conf)))
+	path := filepath.Join(prefix, "nginx.conf")
+	if err := os.WriteFile(path, conf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// -e: nginx opens its default error log before reading the config.
+	s := probeServer(t, 19974, "none", fmt.Sprintf("%s -e %s/error.log -c %s", nginx, prefix, path))
+	// The connections it could not take waited in its accept queue, where
+	// the verification does not count them.
+	if q := s.Result.Server.AcceptQueuePeak; int(q)+int(s.Result.Verified) != serverConns {
+		t.Errorf("nginx: %d verified + %d in its accept queue, want %d", s.Result.Verified, q, serverConns)
+	}
+}
+
+// TestTargetKilledRunServerRestored: a run killed with SIGKILL leaves its
+// --server-cmd running (only the shell's direct child gets PDEATHSIG);
+// restore stops the whole group.
+func TestTargetKilledRunServerRestored(t *testing.T) {
+	needRoot(t)
+	py := need(t, "python3", "python3")
+	// A server that forks: its child is what PDEATHSIG does not reach.
+	cmd, o, e, dir := start(t, "--conns", "2000", "--target", "127.0.0.1:19975", "--no-bpf", "--hold", "60s", "--exchange", "echo",
+		"--server-cmd", fmt.Sprintf("%s testdata/servers/asyncio_echo.py 127.0.0.1 19975 & wait", py))
+	deadline := time.Now().Add(30 * time.Second)
+	for ssCount(t, 19975) < 2000 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, rundir.ServerGroup))
+	if err != nil {
+		cmd.Process.Kill()
+		t.Fatalf("no %s while the run holds: %v", rundir.ServerGroup, err)
+	}
+	var pgid int
+	fmt.Sscanf(string(data), "%d", &pgid)
+	cmd.Process.Kill()
+	finish(t, cmd, o, e, dir)
+	if len(runner.Leftovers(dir)) == 0 {
+		t.Fatalf("a killed run's server should be a leftover (pgid %d)", pgid)
+	}
+	out, err := exec.Command(toolBinary, "restore", dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("restore: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), fmt.Sprintf("process group %d", pgid)) {
+		t.Errorf("restore did not say it stopped the server's group %d:\n%s", pgid, out)
+	}
+	if pids, _ := procfs.Tree([]int{pgid}); len(pids) > 0 {
+		t.Errorf("server processes %v alive after restore", pids)
+	}
+	assertServerGone(t, dir, nil, 19975)
+}
+
+// TestTargetBadInput: what cannot run is refused with exit 2 before
+// anything on the host changes.
+func TestTargetBadInput(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--target", "192.0.2.1:80"}, "not an address of this host"},
+		{[]string{"--target", "127.0.0.1:19976"}, "nothing listens there"},
+		{[]string{"--target", "127.0.0.1:19976", "--exchange", "numbered", "--server-cmd", "true"}, "built-in server's protocol"},
+		{[]string{"--exchange", "echo"}, "a server you bring"},
+		{[]string{"--exchange", "bogus"}, "numbered, echo or none"},
+		{[]string{"--server-cmd", "true"}, "give --target"},
+		{[]string{"--target", "127.0.0.1:19976", "--server-cmd", "true", "--server-pid", "1"}, "give one of them"},
+		{[]string{"--target", "127.0.0.1:19976", "--exchange", "none", "--payload", "1KiB", "--server-cmd", "true"}, "--payload needs an exchange"},
+		{[]string{"--target", "127.0.0.1:19976", "--listen", "127.0.0.1:19977"}, "give one of them"},
+	} {
+		r := run(t, append([]string{"--conns", "10", "--no-bpf"}, tc.args...)...)
+		if r.code != 2 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", tc.args, r.code, r.stderr, tc.want)
+		}
+		if _, err := os.Stat(r.dir); err == nil {
+			t.Errorf("%v: the run directory was made for a refused run", tc.args)
+		}
+	}
+}
+
+// TestTargetServerNeverListens: a --server-cmd that exits without
+// listening is an error that shows its output, and leaves nothing.
+func TestTargetServerNeverListens(t *testing.T) {
+	needRoot(t)
+	before := sysctls(t)
+	r := run(t, "--conns", "10", "--no-bpf", "--target", "127.0.0.1:19978", "--server-cmd", "echo cannot bind >&2; exit 3")
+	if r.code != exitNotAll || !strings.Contains(r.stderr, "exited") || !strings.Contains(r.stderr, "cannot bind") {
+		t.Errorf("exit %d, stderr %q; want %d, the exit and the server's last output", r.code, r.stderr, exitNotAll)
+	}
+	assertServerGone(t, r.dir, nil, 19978)
+	assertSysctls(t, before)
+}

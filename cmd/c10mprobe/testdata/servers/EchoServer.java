@@ -1,0 +1,44 @@
+// A thread-per-connection echo server on java.net.ServerSocket, as classic
+// Java services are written. The root tests probe it with c10mprobe run
+// --target. Usage: java EchoServer PORT
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.net.InetAddress;
+import java.net.ServerSocket;
+import java.net.Socket;
+
+public class EchoServer {
+    public static void main(String[] args) throws Exception {
+        ServerSocket ss = new ServerSocket(Integer.parseInt(args[0]), 4096, InetAddress.getLoopbackAddress());
+        while (true) {
+            Socket s;
+            try {
+                s = ss.accept();
+            } catch (java.io.IOException e) {
+                // "Too many open files": back off and retry, as servers do.
+                Thread.sleep(10);
+                continue;
+            }
+            Thread t = new Thread(() -> echo(s), "conn");
+            t.setDaemon(true);
+            try {
+                t.start();
+            } catch (OutOfMemoryError e) {
+                // "unable to create native thread": the connection is dropped.
+                try { s.close(); } catch (java.io.IOException ignored) {}
+                Thread.sleep(10);
+            }
+        }
+    }
+
+    static void echo(Socket s) {
+        byte[] buf = new byte[4096];
+        try (s; InputStream in = s.getInputStream(); OutputStream out = s.getOutputStream()) {
+            for (int n; (n = in.read(buf)) > 0; ) {
+                out.write(buf, 0, n);
+            }
+        } catch (java.io.IOException e) {
+            // the client reset it: the run is closing
+        }
+    }
+}
