@@ -42,6 +42,7 @@ type Config struct {
 	OnProgress func(Progress)          // about every 250 ms
 	OnPhase    func(phase Phase) error // when a phase ends, while its sockets are held
 	OnSpawn    func(pid int) error     // for each process of the run, before it opens anything
+	OnServerUp func([]Check)           // --server-cmd: its limits, once it listens
 }
 
 // Exchange is what a connection does once open, to count as verified.

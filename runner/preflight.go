@@ -29,6 +29,9 @@ func Preflight(h Host, p Plan, want Tuning, reserve uint64, noTune bool) []Check
 		Value: fmt.Sprintf("RLIMIT_NOFILE %d soft / %d hard; each worker %d", h.NoFileSoft, h.NoFileHard, p.NoFile),
 		Needs: fmt.Sprintf("%s sockets (one fd each, client and server)", units.Count(2*n)),
 	}
+	if p.ServerWorkers == 0 {
+		c.Limit, c.Needs = "client fds", fmt.Sprintf("%s sockets (one fd each; the server's are its own)", units.Count(n))
+	}
 	capacity := int64(p.ClientWorkers) * perProc
 	c.OK = capacity >= n
 	if c.OK {

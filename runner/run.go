@@ -67,7 +67,7 @@ func (r *Runner) Plan() Plan { return r.plan }
 
 // Preflight returns the limits table.
 func (r *Runner) Preflight() []Check {
-	return Preflight(r.host, r.plan, r.tuning, r.cfg.Reserve, r.cfg.NoTune)
+	return append(Preflight(r.host, r.plan, r.tuning, r.cfg.Reserve, r.cfg.NoTune), r.ServerChecks()...)
 }
 
 // Abort kills every worker now; Run then restores and returns. For a second SIGINT.
@@ -146,6 +146,9 @@ func (r *Runner) Run(ctx context.Context) (res *Result, err error) {
 	if r.cfg.External() {
 		if err := r.sampleServer(&r.serverIdle); err != nil {
 			return res, err
+		}
+		if r.cfg.ServerCmd != "" && r.cfg.OnServerUp != nil {
+			r.cfg.OnServerUp(r.ServerChecks())
 		}
 	}
 	if r.memcap != nil {

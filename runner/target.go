@@ -495,3 +495,66 @@ func (r *Runner) settleAccepts() {
 		}
 	}
 }
+
+// ServerChecks are the preflight rows of the brought server's own limits,
+// read from its processes and listener; nil while it is not running yet
+// (--server-cmd: they come when it listens, through Config.OnServerUp).
+func (r *Runner) ServerChecks() []Check {
+	if !r.cfg.External() {
+		return nil
+	}
+	st := r.serverIdle
+	if st == nil {
+		if r.target == nil && r.cfg.ServerCmd != "" {
+			return nil
+		}
+		t := r.target
+		if t == nil {
+			t = &target{addr: r.connectTo, roots: r.cfg.ServerPIDs}
+		}
+		s, err := (&Runner{target: t, connectTo: r.connectTo}).readServer()
+		if err != nil {
+			return nil
+		}
+		st = &s
+	}
+	n := uint64(r.cfg.Conns)
+	var out []Check
+	c := Check{Limit: "server fds", Value: fmt.Sprintf("RLIMIT_NOFILE %s of its process holding the most fds, %s open", nofileText(st.Limits.NoFile), units.Count(st.FDs)),
+		Needs: fmt.Sprintf("%s sockets (one fd each)", units.Count(n))}
+	c.OK = st.Limits.NoFile == 0 || st.Limits.NoFile-min(st.Limits.NoFile, st.FDs) >= n
+	c.Action = "ok"
+	if !c.OK {
+		c.Action = fmt.Sprintf("binds at about %s connections: raise it (LimitNOFILE=, ulimit -n) and restart the server", units.Count(st.Limits.NoFile-min(st.Limits.NoFile, st.FDs)))
+	}
+	out = append(out, c)
+
+	ceiling := r.host.ThreadsMax
+	if pm := r.host.PidMax; pm > 0 && (ceiling == 0 || pm < ceiling) {
+		ceiling = pm
+	}
+	room := max(0, ceiling-st.HostTasks)
+	c = Check{Limit: "server threads", Value: fmt.Sprintf("kernel.threads-max %s, kernel.pid_max %s; it runs %s threads, the host %s",
+		units.Count(r.host.ThreadsMax), units.Count(r.host.PidMax), units.Count(st.Threads), units.Count(st.HostTasks)),
+		Needs: fmt.Sprintf("%s more if it starts a thread per connection", units.Count(n)), OK: uint64(room) >= n}
+	c.Action = "ok"
+	if !c.OK {
+		c.Action = fmt.Sprintf("a thread-per-connection server binds near %s connections (measured in the run)", units.Count(uint64(room)))
+	}
+	out = append(out, c)
+
+	c = Check{Limit: "server backlog", Value: fmt.Sprintf("accept queue of %s (its listen() backlog, capped by somaxconn when it listened)", units.Count(uint64(st.Backlog))),
+		Needs: fmt.Sprintf("≥ %d (connects in flight, --inflight)", r.cfg.Inflight), OK: int(st.Backlog) >= r.cfg.Inflight}
+	c.Action = "ok"
+	if !c.OK {
+		c.Action = "SYNs are dropped whenever it accepts more slowly than connects arrive: raise its backlog, or lower --inflight"
+	}
+	return append(out, c)
+}
+
+func nofileText(v uint64) string {
+	if v == 0 || v == unix.RLIM_INFINITY {
+		return "unlimited"
+	}
+	return units.Count(v)
+}

@@ -465,12 +465,17 @@ func (w *worker) finish() {
 		if w.cfg.Role != Server && w.cfg.Exchange != ExchangeEcho {
 			break
 		}
-		switch w.conns[fd].state {
+		c := &w.conns[fd]
+		switch c.state {
 		case stOpen, stSent, stConnecting:
 			w.stats.Failed[failTimeout]++
 		case stPayload:
 			w.stats.Failed[failPayloadShort]++
+		default:
+			continue
 		}
+		// Counted once: a peer that closes it later is no second failure.
+		c.state = stDone
 	}
 	w.stats.ExchangeDone = 1
 }

@@ -16,7 +16,11 @@ import (
 )
 
 func printPreflight(w io.Writer, checks []runner.Check) {
-	fmt.Fprintln(w, "Preflight: the limits this run will meet")
+	printChecks(w, "Preflight: the limits this run will meet", checks)
+}
+
+func printChecks(w io.Writer, title string, checks []runner.Check) {
+	fmt.Fprintln(w, title)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "  LIMIT\tVALUE\tNEEDS\t\tACTION")
 	for _, c := range checks {

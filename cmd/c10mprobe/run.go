@@ -155,6 +155,7 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	cfg.Log = stderr
 	cfg.OnPhase = func(ph runner.Phase) error { return rec.Phase(ph) }
 	cfg.OnSpawn = func(pid int) error { return rec.AddPID(pid) }
+	cfg.OnServerUp = func(checks []runner.Check) { printChecks(stderr, "Server: the limits it will meet", checks) }
 	cfg.OnProgress = func(p runner.Progress) { rec.Progress(p); prog.update(p) }
 	r, err := runner.Prepare(cfg)
 	if err != nil {
@@ -162,8 +163,12 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	if !f.noBPF {
 		plan := r.Plan()
+		port := cfg.Listen.Port()
+		if cfg.External() {
+			port = cfg.Target.Port()
+		}
 		probes, err = bpf.Open(bpf.Config{
-			Backend: f.backend, Conns: cfg.Conns, Inflight: cfg.Inflight, RunPort: cfg.Listen.Port(),
+			Backend: f.backend, Conns: cfg.Conns, Inflight: cfg.Inflight, RunPort: port,
 			Sources: plan.Sources, PortLo: plan.PortLo, PortsPerSource: plan.PortsPerSource, RunDir: cfg.OutDir,
 		})
 		if err != nil {

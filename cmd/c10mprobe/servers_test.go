@@ -246,3 +246,76 @@ func TestTargetServerNeverListens(t *testing.T) {
 	assertServerGone(t, r.dir, nil, 19978)
 	assertSysctls(t, before)
 }
+
+// TestProbeServerBacklog: a server that never accepts fills its accept
+// queue; the run stalls, and the verdict names the server's backlog, not
+// the stall.
+func TestProbeServerBacklog(t *testing.T) {
+	needRoot(t)
+	py := need(t, "python3", "python3")
+	before := sysctls(t)
+	r := run(t, "--conns", "500", "--target", "127.0.0.1:19979", "--exchange", "none", "--timeout", "2s", "--no-bpf",
+		"--server-cmd", py+" testdata/servers/never_accepts.py 127.0.0.1 19979 64")
+	s := readSummary(t, r)
+	if r.code != exitNotAll || s.Result.Limit == nil || s.Result.Limit.Kind != limit.ServerBacklog {
+		t.Fatalf("exit %d, limit %+v; want %d and %s\nstderr:\n%s", r.code, s.Result.Limit, exitNotAll, limit.ServerBacklog, r.stderr)
+	}
+	// listen(64) holds 65 in the queue (sk_acceptq_is_full is ">"), all
+	// waiting, none accepted: nothing is verified.
+	if sv := s.Result.Server; sv.Backlog != 64 || sv.AcceptQueuePeak < 64 || s.Result.Verified != 0 {
+		t.Errorf("backlog %d, %d waiting at the peak, %d verified; want 64, ≥ 64, 0", sv.Backlog, sv.AcceptQueuePeak, s.Result.Verified)
+	}
+	if e := s.Explanation; e == nil || e.BindingLimit != "server backlog" {
+		t.Errorf("explanation binds %+v, want server backlog", e)
+	}
+	assertServerGone(t, r.dir, s.Result.Server.Pids, 19979)
+	assertSysctls(t, before)
+}
+
+// TestProbeServerThreads: a thread-per-connection JVM run as an
+// unprivileged user under RLIMIT_NPROC 600 (which counts every thread of
+// its user) cannot start a thread for every connection; the verdict names
+// the server's threads. Root would be exempt from RLIMIT_NPROC.
+func TestProbeServerThreads(t *testing.T) {
+	needRoot(t)
+	need(t, "javac", "the JDK: default-jdk-headless")
+	java := need(t, "java", "the JDK: default-jdk-headless")
+	setpriv := need(t, "setpriv", "util-linux")
+	prlimit := need(t, "prlimit", "util-linux")
+	classes, err := os.MkdirTemp("", "c10mprobe-java")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(classes) })
+	if out, err := exec.Command("javac", "-d", classes, "testdata/servers/EchoServer.java").CombinedOutput(); err != nil {
+		t.Fatalf("compiling the Java server: %v\n%s", err, out)
+	}
+	os.Chmod(classes, 0o755)
+	before := sysctls(t)
+	r := run(t, "--conns", "1500", "--target", "127.0.0.1:19980", "--exchange", "echo", "--timeout", "3s", "--no-bpf",
+		"--server-cmd", fmt.Sprintf("exec %s --nproc=600 %s --reuid nobody --regid nogroup --clear-groups %s -Xmx128m -Xss256k -cp %s EchoServer 19980", prlimit, setpriv, java, classes))
+	s := readSummary(t, r)
+	if r.code != exitNotAll || s.Result.Limit == nil || s.Result.Limit.Kind != limit.ServerThreads {
+		t.Fatalf("exit %d, limit %+v; want %d and %s\nstderr:\n%s\nserver:\n%s", r.code, s.Result.Limit, exitNotAll, limit.ServerThreads, r.stderr, serverLog(r.dir))
+	}
+	sv := s.Result.Server
+	if sv.RlimitNProc != 600 || sv.Peak.Threads > 600 || sv.Peak.Threads < 550 {
+		t.Errorf("RLIMIT_NPROC %d, %d threads at the peak; want 600 and just under it", sv.RlimitNProc, sv.Peak.Threads)
+	}
+	if v := s.Result.Verified; v+sv.Idle.Threads > 600 || v < 500 {
+		t.Errorf("%d verified with %d threads idle; want what 600 threads allow", v, sv.Idle.Threads)
+	}
+	if e := s.Explanation; e == nil || e.BindingLimit != "server threads" || !strings.Contains(e.Verdict, "RLIMIT_NPROC of 600") {
+		t.Errorf("explanation %q: %q; want server threads and its RLIMIT_NPROC of 600", e.BindingLimit, e.Verdict)
+	}
+	assertServerGone(t, r.dir, sv.Pids, 19980)
+	assertSysctls(t, before)
+}
+
+func serverLog(dir string) string {
+	data, _ := os.ReadFile(filepath.Join(dir, rundir.ServerLog))
+	if len(data) > 2000 {
+		data = data[len(data)-2000:]
+	}
+	return string(data)
+}

@@ -10,6 +10,16 @@ import java.net.Socket;
 public class EchoServer {
     public static void main(String[] args) throws Exception {
         ServerSocket ss = new ServerSocket(Integer.parseInt(args[0]), 4096, InetAddress.getLoopbackAddress());
+        // Warm up, as a service's health check would: the JDK initializes
+        // its socket dispatcher (sun.nio.ch.FileDispatcherImpl) at the first
+        // write, and that needs an fd. Left to a connection's first write
+        // with every fd taken, the class fails to initialize and every
+        // connection's write fails after it (seen at 20,000 connections).
+        try (Socket c = new Socket(InetAddress.getLoopbackAddress(), ss.getLocalPort());
+             Socket s = ss.accept()) {
+            c.getOutputStream().write(0);
+            s.getInputStream().read();
+        }
         while (true) {
             Socket s;
             try {
