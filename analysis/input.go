@@ -53,7 +53,7 @@ type Run struct {
 // peak, and its own limits.
 type BroughtServer struct {
 	Cmd             string `json:"cmd,omitempty"`
-	Held            uint64 `json:"held"` // connections its processes held at the peak
+	Held            uint64 `json:"held"`          // connections its processes held at the peak
 	NoFile          uint64 `json:"rlimit_nofile"` // of its process with the most fds; 0 unlimited
 	NProc           uint64 `json:"rlimit_nproc"`
 	FDsIdle         uint64 `json:"fds_idle"`
@@ -134,9 +134,9 @@ type Limits struct {
 	PortsHeld       int      `json:"ports_held_by_others,omitempty"` // of the range, when the run began
 	Somaxconn       int64    `json:"somaxconn"`
 	EpollMaxWatches int64    `json:"epoll_max_user_watches"` // 0 when not recorded
-	ThreadsMax      int64    `json:"threads_max,omitempty"`   // kernel.threads-max
-	PidMax          int64    `json:"pid_max,omitempty"`       // kernel.pid_max
-	Tasks           int64    `json:"tasks,omitempty"`         // threads on the host before the run
+	ThreadsMax      int64    `json:"threads_max,omitempty"`  // kernel.threads-max
+	PidMax          int64    `json:"pid_max,omitempty"`      // kernel.pid_max
+	Tasks           int64    `json:"tasks,omitempty"`        // threads on the host before the run
 	ConntrackMax    int64    `json:"conntrack_max"`
 	ConntrackCount  int64    `json:"conntrack_count"`
 	TCPMemPages     [3]int64 `json:"tcp_mem_pages"`

@@ -17,10 +17,10 @@ type Result struct {
 	Aborted bool `json:"aborted,omitempty"`
 	// WorkerExecutable ran the workers: c10mprobe-worker when it lies
 	// beside c10mprobe, else c10mprobe itself.
-	WorkerExecutable        string   `json:"worker_executable"`
+	WorkerExecutable        string       `json:"worker_executable"`
 	Server                  ServerResult `json:"server"`
-	ServerSockets           uint64   `json:"server_sockets_on_port"`
-	DistinctClientEndpoints uint64   `json:"distinct_client_endpoints"`
+	ServerSockets           uint64       `json:"server_sockets_on_port"`
+	DistinctClientEndpoints uint64       `json:"distinct_client_endpoints"`
 	// At the peak, from the same sock_diag dump: the truesize of the skbs
 	// queued on the run's sockets (rmem_alloc + wmem_queued), by end, and
 	// what each socket holds against tcp_mem.
@@ -99,9 +99,9 @@ type ServerResult struct {
 	RlimitNProc  uint64 `json:"rlimit_nproc,omitempty"`
 	// Per connection held at the peak, from its processes' smaps_rollup and
 	// status at the peak less at idle.
-	PssPerConnection     float64 `json:"pss_bytes_per_connection"`
-	AnonPerConnection    float64 `json:"anon_bytes_per_connection"` // Pss_Anon: heap and thread stacks
-	ThreadsPerConnection float64 `json:"threads_per_connection"`
+	PssPerConnection     float64       `json:"pss_bytes_per_connection"`
+	AnonPerConnection    float64       `json:"anon_bytes_per_connection"` // Pss_Anon: heap and thread stacks
+	ThreadsPerConnection float64       `json:"threads_per_connection"`
 	Idle                 *ServerSample `json:"idle,omitempty"`
 	Peak                 *ServerSample `json:"peak,omitempty"`
 	// Backlog is its accept queue's length (min of listen()'s backlog and

@@ -43,9 +43,9 @@ type Runner struct {
 	// heldVerified is what --exchange none verified with sock_diag.
 	heldVerified *uint64
 	memcap       *memcap // --mem-limit; nil without
-	swap     *swapfile
-	vmStart  map[string]uint64
-	notify   chan struct{}
+	swap         *swapfile
+	vmStart      map[string]uint64
+	notify       chan struct{}
 
 	oomKillsAtStart uint64
 

@@ -107,7 +107,7 @@ func (a *addrPortValue) String() string {
 	}
 	return netip.AddrPort(*a).String()
 }
-func (a *addrPortValue) Type() string   { return "addr:port" }
+func (a *addrPortValue) Type() string { return "addr:port" }
 
 func (a *addrPortValue) Set(v string) error {
 	ap, err := netip.ParseAddrPort(v)
