@@ -301,7 +301,9 @@ func groupStartedSince(pgid int, start uint64) bool {
 	return false
 }
 
-// serverState is what the target's processes held at one moment.
+// serverState is what the target's processes held at one moment. Its
+// processes are --server-pid's, the --server-cmd's shell and their
+// descendants, or else the holders of the listening socket.
 type serverState struct {
 	Pids    []int
 	Pss     uint64
@@ -318,8 +320,7 @@ type serverState struct {
 }
 
 // readServer reads the target's processes and listener now.
-func (r *Runner) readServer() (serverState, error) {
-	var s serverState
+func (r *Runner) readServer() (s serverState, err error) {
 	t := r.target
 	if t == nil {
 		return s, errors.New("no target")
@@ -328,6 +329,13 @@ func (r *Runner) readServer() (serverState, error) {
 		// For a listener, rqueue is the accept queue's length and wqueue
 		// its limit (inet_diag_msg_common_fill, tcp_diag_get_info).
 		s.AcceptQueue, s.Backlog, s.Listening = l.RQueue, l.WQueue, true
+		if len(t.roots) == 0 {
+			// Neither --server-pid nor --server-cmd: the server is whoever
+			// holds the listener, found once.
+			if t.roots, err = procfs.SocketOwners(l.Inode); err != nil {
+				return s, err
+			}
+		}
 	}
 	s.HostTasks, _ = procfs.Tasks()
 	pids, err := procfs.Tree(t.roots)

@@ -168,3 +168,32 @@ func Tasks() (int64, error) {
 	}
 	return 0, fmt.Errorf("loadavg: %q", data)
 }
+
+// SocketOwners returns the processes holding the socket with this inode
+// open (an fd linking to "socket:[INODE]"), as ss -p finds them.
+func SocketOwners(inode uint32) ([]int, error) {
+	entries, err := os.ReadDir(Root)
+	if err != nil {
+		return nil, err
+	}
+	want := fmt.Sprintf("socket:[%d]", inode)
+	var out []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		dir := fmt.Sprintf("%s/%d/fd", Root, pid)
+		fds, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, fd := range fds {
+			if link, err := os.Readlink(dir + "/" + fd.Name()); err == nil && link == want {
+				out = append(out, pid)
+				break
+			}
+		}
+	}
+	return out, nil
+}
