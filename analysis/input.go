@@ -44,6 +44,12 @@ type Run struct {
 	// buckets of the kernel's established-connection hash.
 	Series       []Sample `json:"series,omitempty"`
 	EhashEntries uint64   `json:"ehash_entries,omitempty"`
+	// Mode is run, serve or dial; EndsHere the sockets of a connection on
+	// this host (1 for serve and dial, whose other ends are elsewhere).
+	Mode     string `json:"mode,omitempty"`
+	EndsHere int    `json:"ends_here,omitempty"`
+	// ConntrackPeak is nf_conntrack_count at the peak.
+	ConntrackPeak int64 `json:"conntrack_peak,omitempty"`
 	// Brought is the server the user brought (--target); nil for the
 	// built-in one.
 	Brought *BroughtServer `json:"brought,omitempty"`

@@ -34,14 +34,14 @@ func limits(r Run, e Explanation) []LimitLine {
 
 	if l.FileMax > 0 {
 		fm := LimitLine{kind: limit.FileMax, Name: "fs.file-max", Value: units.Count(uint64(l.FileMax)),
-			Used: fmt.Sprintf("%s files open before, +2 per connection", units.Count(uint64(l.FilesOpen)))}
+			Used: fmt.Sprintf("%s files open before, +%d per connection", units.Count(uint64(l.FilesOpen)), r.ends())}
 		if l.Privileged {
 			// alloc_empty_file() (fs/file_table.c) skips the max_files
 			// check for CAP_SYS_ADMIN.
 			fm.Detail = "the run is root, and CAP_SYS_ADMIN may open files past fs.file-max"
 		} else {
-			fm.BindsAt = ptr(uint64(max(0, l.FileMax-l.FilesOpen)) / 2)
-			fm.Detail = "every socket of both ends is an open file (ENFILE)"
+			fm.BindsAt = ptr(uint64(max(0, l.FileMax-l.FilesOpen)) / r.ends())
+			fm.Detail = "every socket on this host is an open file (ENFILE)"
 		}
 		out = append(out, fm)
 	}
@@ -49,55 +49,43 @@ func limits(r Run, e Explanation) []LimitLine {
 	if l.EpollMaxWatches > 0 {
 		out = append(out, LimitLine{kind: limit.EpollWatches, Name: "epoll watches",
 			Value:   fmt.Sprintf("fs.epoll.max_user_watches %s (one user's processes together)", units.Count(uint64(l.EpollMaxWatches))),
-			Used:    fmt.Sprintf("%s, one per socket, both ends", units.Count(2*n)),
-			BindsAt: ptr(uint64(l.EpollMaxWatches) / 2),
-			Detail:  "every socket is watched by its worker's epoll, and both ends run as one user: epoll_ctl fails with ENOSPC past it (ep_insert); raise fs.epoll.max_user_watches"})
+			Used:    fmt.Sprintf("%s, one per socket on this host", units.Count(r.ends()*n)),
+			BindsAt: ptr(uint64(l.EpollMaxWatches) / r.ends()),
+			Detail:  "every socket is watched by its worker's epoll, and the workers run as one user: epoll_ctl fails with ENOSPC past it (ep_insert); raise fs.epoll.max_user_watches"})
+	}
+	if r.Mode != "serve" { // serve's source ports are its dialers'
+		out = append(out, portsLine(r))
+	}
+	if l.ConntrackMax > 0 {
+		out = append(out, conntrackLine(r))
 	}
 
-	ports := uint64(l.PortHi - l.PortLo + 1)
-	free := ports - min(ports, uint64(l.PortsHeld))
-	pairs := free * uint64(r.SourceAddresses)
-	sp := LimitLine{kind: limit.Ports, Name: "source ports", Value: fmt.Sprintf("ip_local_port_range %d–%d × %d source addresses × 1 destination", l.PortLo, l.PortHi, r.SourceAddresses),
-		Used: fmt.Sprintf("%s of %s (address, port) pairs", units.Count(n), units.Count(pairs))}
-	if l.PortsHeld > 0 {
-		sp.Value += fmt.Sprintf(", less %s ports other programs held", units.Count(uint64(l.PortsHeld)))
-	}
-	if r.AutoSources {
-		sp.Detail = "the runner takes as many source addresses from 127.0.0.0/8 as it needs, so ports never bind the total"
-	} else {
-		sp.BindsAt = ptr(pairs)
-		sp.Detail = "a connection to one server port needs a distinct (source address, port); more addresses lift it (EADDRNOTAVAIL)"
-	}
-	out = append(out, sp)
-
-	if l.ConntrackCount > 0 && l.ConntrackMax > 0 {
-		out = append(out, LimitLine{Name: "conntrack", Value: units.Count(uint64(l.ConntrackMax)),
-			Used: units.Count(uint64(l.ConntrackCount)), BindsAt: ptr(uint64(max(0, l.ConntrackMax-l.ConntrackCount))),
-			Detail: "one entry per tracked connection"})
-	}
-
-	tcpMem := uint64(l.TCPMemPages[2]) * max(1, l.PageSize)
-	// What tcp_mem counts is /proc/net/sockstat's page count.
-	charged := uint64(max(0, r.Peak.TCPMemPages-r.Idle.TCPMemPages)) * max(1, l.PageSize)
-	perConnBuf := float64(charged) / float64(max(1, n))
-	tm := LimitLine{Name: "tcp_mem", Value: fmt.Sprintf("%s (net.ipv4.tcp_mem max, %s pages)", units.Bytes(tcpMem), units.Count(uint64(l.TCPMemPages[2]))),
-		Used: fmt.Sprintf("%s charged to it (%.0f B per connection, /proc/net/sockstat)", units.Bytes(charged), perConnBuf)}
-	if perConnBuf >= 1 {
-		tm.BindsAt = ptr(uint64(float64(tcpMem) / perConnBuf))
-		// Past tcp_mem[2], __sk_mem_raise_allocated refuses buffer memory,
-		// but tcp_data_queue() still takes an in-order skb into an empty
-		// receive queue (sk_forced_mem_schedule), so every connection makes
-		// progress: a limit on throughput, not on connections. Measured: 16
-		// KiB unread per side took 100k connections to 3.7 GiB charged, 1.7×
-		// tcp_mem[2], all verified, the exchange 5× slower.
-		tm.Detail = "past it TCP refuses socket buffer memory except one in-order skb into an empty receive queue: connections still open, but their data crawls"
-		if charged > tcpMem {
-			tm.Detail += fmt.Sprintf("; this run went past it, to %s charged", units.Bytes(charged))
+	// A network namespace other than the host's has no net.ipv4.tcp_mem
+	// (it is init_net's alone): the row is left out rather than shown as 0.
+	if l.TCPMemPages[2] > 0 {
+		tcpMem := uint64(l.TCPMemPages[2]) * max(1, l.PageSize)
+		// What tcp_mem counts is /proc/net/sockstat's page count.
+		charged := uint64(max(0, r.Peak.TCPMemPages-r.Idle.TCPMemPages)) * max(1, l.PageSize)
+		perConnBuf := float64(charged) / float64(max(1, n))
+		tm := LimitLine{Name: "tcp_mem", Value: fmt.Sprintf("%s (net.ipv4.tcp_mem max, %s pages)", units.Bytes(tcpMem), units.Count(uint64(l.TCPMemPages[2]))),
+			Used: fmt.Sprintf("%s charged to it (%.0f B per connection, /proc/net/sockstat)", units.Bytes(charged), perConnBuf)}
+		if perConnBuf >= 1 {
+			tm.BindsAt = ptr(uint64(float64(tcpMem) / perConnBuf))
+			// Past tcp_mem[2], __sk_mem_raise_allocated refuses buffer memory,
+			// but tcp_data_queue() still takes an in-order skb into an empty
+			// receive queue (sk_forced_mem_schedule), so every connection makes
+			// progress: a limit on throughput, not on connections. Measured: 16
+			// KiB unread per side took 100k connections to 3.7 GiB charged, 1.7×
+			// tcp_mem[2], all verified, the exchange 5× slower.
+			tm.Detail = "past it TCP refuses socket buffer memory except one in-order skb into an empty receive queue: connections still open, but their data crawls"
+			if charged > tcpMem {
+				tm.Detail += fmt.Sprintf("; this run went past it, to %s charged", units.Bytes(charged))
+			}
+		} else {
+			tm.Detail = "idle connections hold no buffer memory, so tcp_mem cannot bind"
 		}
-	} else {
-		tm.Detail = "idle connections hold no buffer memory, so tcp_mem cannot bind"
+		out = append(out, tm)
 	}
-	out = append(out, tm)
 
 	perConn := float64(e.GrowthBytes) / float64(max(1, n))
 	avail := int64(r.Idle.MemAvailable) - int64(l.Reserve)
@@ -190,6 +178,9 @@ func verdict(r Run, e Explanation) (string, string) {
 			}
 		}
 		parts := "two sockets"
+		if r.ends() == 1 {
+			parts = "its socket on this host"
+		}
 		if len(top) > 0 {
 			parts += "; " + strings.Join(top, ", ") + ", …"
 		}
@@ -237,13 +228,20 @@ func myths(r Run, e Explanation) []Myth {
 		Measured: fmt.Sprintf("%s connections on the one port %s, facing %s distinct client (address, port) endpoints over %d source addresses (sock_diag)",
 			units.Count(r.SocketsOnPort), r.Server, units.Count(r.DistinctEndpoints), r.SourceAddresses),
 	})
-	if b := r.Brought; b != nil {
+	switch b := r.Brought; {
+	case r.ends() == 1:
+		out = append(out, Myth{
+			Claim: "a connection costs two file descriptors per process",
+			Measured: fmt.Sprintf("one fd per socket: the fullest worker held %s sockets with RLIMIT_NOFILE %s; the other end of each connection is on another host",
+				units.Count(r.MaxHeldPerFDs), units.Count(r.FDsPerWorker)),
+		})
+	case b != nil:
 		out = append(out, Myth{
 			Claim: "a connection costs two file descriptors per process",
 			Measured: fmt.Sprintf("one fd per socket at each end: the fullest client worker held %s sockets with RLIMIT_NOFILE %s, and your server's fds grew by %.2f a connection",
 				units.Count(r.MaxHeldPerFDs), units.Count(r.FDsPerWorker), b.perHeld(b.FDsIdle, b.FDsPeak)),
 		})
-	} else {
+	default:
 		out = append(out, Myth{
 			Claim: "a connection costs two file descriptors per process",
 			Measured: fmt.Sprintf("one fd per socket: the fullest worker held %s sockets with RLIMIT_NOFILE %s; a loopback connection is two sockets, one in a client worker and one in a server worker",
@@ -260,11 +258,11 @@ func myths(r Run, e Explanation) []Myth {
 		})
 	}
 	if r.Limits.RmemDefault > 0 {
-		naive := 2 * n * (r.Limits.RmemDefault + r.Limits.WmemDefault)
+		naive := r.ends() * n * (r.Limits.RmemDefault + r.Limits.WmemDefault)
 		out = append(out, Myth{
 			Claim: "each socket allocates its default tcp_rmem + tcp_wmem",
 			Measured: fmt.Sprintf("those are caps: %s sockets × (%s + %s) would be %s; the sockets held %s of buffers (sock_diag)",
-				units.Count(2*n), units.Bytes(r.Limits.RmemDefault), units.Bytes(r.Limits.WmemDefault), units.Bytes(naive), units.Bytes(r.SocketBuffers)),
+				units.Count(r.ends()*n), units.Bytes(r.Limits.RmemDefault), units.Bytes(r.Limits.WmemDefault), units.Bytes(naive), units.Bytes(r.SocketBuffers)),
 		})
 	}
 	slab := int64(r.Peak.Slab) - int64(r.Idle.Slab)
@@ -282,4 +280,49 @@ func plural(n int, one, many string) string {
 		return "1 " + one
 	}
 	return fmt.Sprintf("%d %s", n, many)
+}
+
+// ends is the sockets of a connection on this host: 2, or 1 for serve and
+// dial (a run recorded before they existed has both).
+func (r Run) ends() uint64 {
+	if r.EndsHere == 1 {
+		return 1
+	}
+	return 2
+}
+
+// portsLine is the source ports' row: (address, port) pairs to one port.
+func portsLine(r Run) LimitLine {
+	l, n := r.Limits, r.Connections
+	ports := uint64(l.PortHi - l.PortLo + 1)
+	free := ports - min(ports, uint64(l.PortsHeld))
+	pairs := free * uint64(r.SourceAddresses)
+	sp := LimitLine{kind: limit.Ports, Name: "source ports", Value: fmt.Sprintf("ip_local_port_range %d–%d × %d source addresses × 1 destination", l.PortLo, l.PortHi, r.SourceAddresses),
+		Used: fmt.Sprintf("%s of %s (address, port) pairs", units.Count(n), units.Count(pairs))}
+	if l.PortsHeld > 0 {
+		sp.Value += fmt.Sprintf(", less %s ports other programs held", units.Count(uint64(l.PortsHeld)))
+	}
+	if r.AutoSources {
+		sp.Detail = "the runner takes as many source addresses from 127.0.0.0/8 as it needs, so ports never bind the total"
+	} else {
+		sp.BindsAt = ptr(pairs)
+		sp.Detail = "a connection to one server port needs a distinct (source address, port); more addresses lift it (EADDRNOTAVAIL)"
+	}
+	return sp
+}
+
+// conntrackLine is nf_conntrack_max's row: one entry a tracked connection,
+// scaled from what the table grew by between the start and the peak.
+func conntrackLine(r Run) LimitLine {
+	l := r.Limits
+	c := LimitLine{kind: limit.Conntrack, Name: "conntrack", Value: fmt.Sprintf("net.netfilter.nf_conntrack_max %s", units.Count(uint64(l.ConntrackMax))),
+		Used: fmt.Sprintf("%s entries at the peak, %s before", units.Count(uint64(max(0, r.ConntrackPeak))), units.Count(uint64(max(0, l.ConntrackCount))))}
+	grown := r.ConntrackPeak - l.ConntrackCount
+	if perConn := float64(grown) / float64(max(1, r.Connections)); perConn >= 0.5 {
+		c.BindsAt = ptr(uint64(float64(max(0, l.ConntrackMax-l.ConntrackCount)) / perConn))
+		c.Detail = fmt.Sprintf("%.2f entries a connection: the path is tracked (a rule uses conntrack); past the table's end new connections' SYNs are dropped (dmesg: nf_conntrack: table full); raise nf_conntrack_max or exempt the port (notrack)", perConn)
+	} else {
+		c.Detail = "the run's connections were not tracked (no rule on their path uses conntrack)"
+	}
+	return c
 }

@@ -198,5 +198,13 @@ func (w *worker) clientEvent(fd int, events uint32) {
 		}
 	case stDone:
 		w.discard(fd)
+		if events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+			// The server closed it after the exchange (serve's close):
+			// for a dialer, the end of its hold.
+			unix.Close(fd)
+			*c = conn{}
+			w.stats.PeerClosed++
+			w.dirty = true
+		}
 	}
 }

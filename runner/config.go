@@ -38,6 +38,16 @@ type Config struct {
 	ServerCmd  string   // a shell command that starts the target (--server-cmd), stopped after
 	Exchange   Exchange // what each connection does once open; "" is the mode's default
 
+	// Mode is which ends of the connections this host holds: both (run),
+	// the server alone (serve: dialers elsewhere), or the clients alone
+	// (dial: the server at Target, elsewhere).
+	Mode Mode
+	// Index and Of: a dialer's share of Conns, the Index-th of Of.
+	Index, Of int
+	// FirstWait is how long serve waits for its first connection; --timeout
+	// then ends it once connections stop coming.
+	FirstWait time.Duration
+
 	Log        io.Writer               // preflight table and notes (stderr)
 	OnProgress func(Progress)          // about every 250 ms
 	OnPhase    func(phase Phase) error // when a phase ends, while its sockets are held
@@ -60,8 +70,20 @@ const (
 	ExchangeNone Exchange = "none"
 )
 
-// External says the run dials a server the user brings.
-func (c Config) External() bool { return c.Target.IsValid() }
+// Mode is which ends of the connections a run holds on this host.
+type Mode string
+
+const (
+	ModeRun   Mode = ""      // both ends: c10mprobe run
+	ModeServe Mode = "serve" // the built-in server alone: c10mprobe serve
+	ModeDial  Mode = "dial"  // client workers alone, to a server elsewhere: c10mprobe dial
+)
+
+// External says the run dials a server the user brings to this host.
+func (c Config) External() bool { return c.Target.IsValid() && c.Mode != ModeDial }
+
+// clientOnly says this host runs client workers and no server workers.
+func (c Config) clientOnly() bool { return c.Target.IsValid() }
 
 // KeyValue is one sysctl assignment.
 type KeyValue struct {

@@ -3,6 +3,7 @@ package runner
 import (
 	"fmt"
 	"math/bits"
+	"net/netip"
 	"os"
 
 	"github.com/c10mprobe/c10mprobe/internal/limit"
@@ -45,29 +46,28 @@ func (r *Runner) pss() (total, client, server, parent uint64) {
 // the same dump records what every socket of the run holds in buffers.
 func (r *Runner) countEndpoints(res *Result) error {
 	seen := make(map[[4]byte]*[65536 / 64]uint64)
+	byDialer := map[netip.Addr]uint64{}
 	var onPort uint64
 	server := r.connectTo
 	err := dumpTCP(1<<sockdiag.StateEstablished, func(s *sockdiag.Socket) {
 		switch {
-		case s.Local == server: // the server's end
+		case r.isServerEnd(s.Local):
 			res.SocketBuffersBySide.Server += s.Queued()
+			byDialer[s.Remote.Addr()]++
 		case s.Remote == server:
 			res.SocketBuffersBySide.Client += s.Queued()
 			res.PeakSocketBuffered = append(res.PeakSocketBuffered, s.Buffered())
+			if r.cfg.Mode == ModeDial {
+				// The server is elsewhere: count this host's ends.
+				mark(seen, s.Local)
+			}
 			return
 		default:
 			return
 		}
 		res.PeakSocketBuffered = append(res.PeakSocketBuffered, s.Buffered())
 		onPort++
-		a := s.Remote.Addr().As4()
-		m := seen[a]
-		if m == nil {
-			m = new([65536 / 64]uint64)
-			seen[a] = m
-		}
-		p := s.Remote.Port()
-		m[p/64] |= 1 << (p % 64)
+		mark(seen, s.Remote)
 	})
 	if err != nil {
 		return err
@@ -80,6 +80,9 @@ func (r *Runner) countEndpoints(res *Result) error {
 	}
 	res.ServerSockets = onPort
 	res.DistinctClientEndpoints = distinct
+	if r.cfg.Mode == ModeServe {
+		res.Dialers = dialers(byDialer)
+	}
 	res.SocketBuffers = res.SocketBuffersBySide.Client + res.SocketBuffersBySide.Server
 	return nil
 }
@@ -91,12 +94,18 @@ func (r *Runner) heldAtBothEnds() (uint64, error) {
 	var server, client uint64
 	err := dumpTCP(1<<sockdiag.StateEstablished, func(s *sockdiag.Socket) {
 		switch {
-		case s.Local == r.connectTo:
+		case r.isServerEnd(s.Local):
 			server++
 		case s.Remote == r.connectTo:
 			client++
 		}
 	})
+	switch r.cfg.Mode {
+	case ModeServe:
+		return server, err // the clients are on other hosts
+	case ModeDial:
+		return client, err
+	}
 	return min(server, client), err
 }
 
@@ -123,6 +132,11 @@ func (r *Runner) recountAfterDeath(atPeak bool) {
 func (r *Runner) finishResult(res *Result) {
 	t := r.totals()
 	res.Established = t.clientEstablished
+	if r.cfg.Mode == ModeServe {
+		// Its clients are elsewhere: what it accepted is what it held.
+		res.Established = t.accepted
+		res.SourceAddresses = len(res.Dialers)
+	}
 	if r.heldAtPeak != nil {
 		res.Established = min(res.Established, *r.heldAtPeak)
 	}
@@ -130,6 +144,13 @@ func (r *Runner) finishResult(res *Result) {
 	res.ReserveBytes = r.cfg.Reserve
 	if vm, err := procfs.ReadVmstat(); err == nil && res.Swap != nil {
 		res.Swap.SwapOut, res.Swap.SwapIn = vm["pswpout"]-r.vmStart["pswpout"], vm["pswpin"]-r.vmStart["pswpin"]
+	}
+	res.Mode, res.PeerClosed = string(r.cfg.Mode), t.peerClosed
+	if res.Mode == "" {
+		res.Mode = "run"
+	}
+	if r.cfg.Mode == ModeDial {
+		res.Share = &Share{Index: r.cfg.Index, Of: r.cfg.Of, Total: r.total}
 	}
 	res.Payload = PayloadResult{Bytes: r.cfg.Payload, Unread: r.cfg.Unread, Sent: t.payloadSent, Read: t.payloadRead}
 	res.Verified = t.verified
@@ -141,7 +162,7 @@ func (r *Runner) finishResult(res *Result) {
 		}
 	}
 	if res.Phases.ConnectSeconds > 0 {
-		res.ConnectRate = float64(t.clientEstablished) / res.Phases.ConnectSeconds
+		res.ConnectRate = float64(res.Established) / res.Phases.ConnectSeconds
 	}
 	if s := res.Phases.ConnectSeconds + res.Phases.ExchangeSeconds; s > 0 {
 		res.VerifiedRate = float64(t.verified) / s
@@ -178,6 +199,9 @@ func (r *Runner) finishResult(res *Result) {
 		if l, ok := r.serverLimit(res.Verified); ok && (r.limit == nil || symptom(r.limit.Kind)) {
 			r.limit = l
 		}
+		if kind, detail := r.stallCause(); kind != "" && (r.limit == nil || symptom(r.limit.Kind)) {
+			r.limit = &Limit{Kind: kind, At: res.Verified, Detail: detail}
+		}
 		if r.limit == nil {
 			r.limit = r.failureLimit(t)
 		}
@@ -205,4 +229,16 @@ func symptom(k limit.Kind) bool {
 		return true
 	}
 	return false
+}
+
+// mark sets an endpoint's bit in a per-address port bitmap.
+func mark(seen map[[4]byte]*[65536 / 64]uint64, ap netip.AddrPort) {
+	a := ap.Addr().As4()
+	m := seen[a]
+	if m == nil {
+		m = new([65536 / 64]uint64)
+		seen[a] = m
+	}
+	p := ap.Port()
+	m[p/64] |= 1 << (p % 64)
 }

@@ -34,6 +34,9 @@ type Plan struct {
 	PortsFree      int          `json:"ports_free_per_source"`
 	AutoSources    bool         `json:"auto_sources"`
 	MaxWorkers     int          `json:"max_workers"` // the cap asked for; 0 for none
+	// EndsHere is the sockets of each connection on this host: 2, or 1
+	// for serve and dial, whose other ends are on other hosts.
+	EndsHere int `json:"ends_here"`
 }
 
 // PlanInput is what a plan depends on.
@@ -68,6 +71,7 @@ func MakePlan(in PlanInput) (Plan, error) {
 		p.MaxWorkers = in.MaxWorkers
 	}
 	p.ClientWorkers, p.ServerWorkers = workers, workers
+	p.EndsHere = 2
 
 	p.Sources = in.Sources
 	if len(p.Sources) == 0 {

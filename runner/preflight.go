@@ -31,8 +31,10 @@ func Preflight(h Host, p Plan, want Tuning, reserve uint64, noTune bool) []Check
 	}
 	if p.ServerWorkers == 0 {
 		c.Limit, c.Needs = "client fds", fmt.Sprintf("%s sockets (one fd each; the server's are its own)", units.Count(n))
+	} else if p.ClientWorkers == 0 {
+		c.Limit, c.Needs = "server fds", fmt.Sprintf("%s sockets (one fd each; the dialers' are on their hosts)", units.Count(n))
 	}
-	capacity := int64(p.ClientWorkers) * perProc
+	capacity := int64(max(p.ClientWorkers, p.ServerWorkers)) * perProc
 	c.OK = capacity >= n
 	if c.OK {
 		c.Action = fmt.Sprintf("shard over %d client + %d server workers of %s sockets each", p.ClientWorkers, p.ServerWorkers, units.Count(perProc))
@@ -41,7 +43,8 @@ func Preflight(h Host, p Plan, want Tuning, reserve uint64, noTune bool) []Check
 	}
 	out = append(out, c)
 
-	need := 2*n + h.FilesOpen + 64*int64(p.ClientWorkers+p.ServerWorkers)
+	ends := int64(p.EndsHere)
+	need := ends*n + h.FilesOpen + 64*int64(p.ClientWorkers+p.ServerWorkers)
 	c = Check{Limit: "fs.file-max", Value: units.Count(h.FileMax), Needs: units.Count(need) + " open files", OK: need <= h.FileMax || h.CapSysAdmin}
 	switch {
 	case need <= h.FileMax:
@@ -50,20 +53,24 @@ func Preflight(h Host, p Plan, want Tuning, reserve uint64, noTune bool) []Check
 		// alloc_empty_file() (fs/file_table.c) skips max_files for CAP_SYS_ADMIN.
 		c.Action = "ok: root may open files past fs.file-max"
 	default:
-		c.Action = fmt.Sprintf("binds near %s connections (ENFILE)", units.Count((h.FileMax-h.FilesOpen)/2))
+		c.Action = fmt.Sprintf("binds near %s connections (ENFILE)", units.Count((h.FileMax-h.FilesOpen)/ends))
 	}
 	out = append(out, c)
 
-	watches := 2 * n
+	watches := ends * n
 	c = Check{Limit: "epoll watches", Value: fmt.Sprintf("fs.epoll.max_user_watches %s (one user's processes together)", units.Count(h.EpollMaxWatches)),
 		Needs: units.Count(watches) + " (one per socket)", OK: watches <= h.EpollMaxWatches}
 	c.Action = "ok"
 	if !c.OK {
-		c.Action = fmt.Sprintf("binds near %s connections (epoll_ctl: ENOSPC); raise fs.epoll.max_user_watches", units.Count(h.EpollMaxWatches/2))
+		c.Action = fmt.Sprintf("binds near %s connections (epoll_ctl: ENOSPC); raise fs.epoll.max_user_watches", units.Count(h.EpollMaxWatches/ends))
 	}
 	out = append(out, c)
 
 	out = append(out, processesCheck(h, p))
+	if p.ClientWorkers == 0 {
+		// serve: the source ports are the dialers'.
+		return append(out, backlogAndMemory(h, p, want, reserve, noTune)...)
+	}
 
 	ports := int64(len(p.Sources)) * int64(p.PortsFree)
 	c = Check{
@@ -86,36 +93,32 @@ func Preflight(h Host, p Plan, want Tuning, reserve uint64, noTune bool) []Check
 		c.Action = fmt.Sprintf("binds at %s: %d source addresses × %s ports", units.Count(ports), len(p.Sources), units.Count(int64(p.PortsFree)))
 	}
 	out = append(out, c)
+	return append(out, backlogAndMemory(h, p, want, reserve, noTune)...)
+}
 
-	c = Check{
-		Limit: "accept backlog",
-		Value: fmt.Sprintf("somaxconn %d, tcp_max_syn_backlog %d", h.Somaxconn, h.SynBacklog),
-		Needs: fmt.Sprintf("≥ %d (connects in flight)", want.Backlog),
-		OK:    h.Somaxconn >= want.Backlog && h.SynBacklog >= want.Backlog,
+// backlogAndMemory are the preflight's last rows: the accept backlog,
+// conntrack and memory.
+func backlogAndMemory(h Host, p Plan, want Tuning, reserve uint64, noTune bool) []Check {
+	n := int64(p.Conns)
+	var out []Check
+	if p.ServerWorkers > 0 || p.EndsHere == 2 { // dial listens on nothing
+		out = append(out, backlogCheck(h, want, noTune))
 	}
-	switch {
-	case c.OK:
-		c.Action = "ok"
-	case noTune:
-		c.Action = "left as is (--no-tune): expect SYN drops and 1 s retransmits"
-	default:
-		c.Action = fmt.Sprintf("raise both to %d for the run", want.Backlog)
-	}
-	out = append(out, c)
-
-	if h.ConntrackMax > 0 && h.ConntrackCount > 0 {
-		c = Check{Limit: "conntrack", Value: fmt.Sprintf("nf_conntrack_max %s, %s in use", units.Count(h.ConntrackMax), units.Count(h.ConntrackCount)),
-			Needs: units.Count(n) + " entries if loopback is tracked", OK: h.ConntrackMax-h.ConntrackCount >= n}
+	if h.ConntrackMax > 0 {
+		// nf_conntrack is loaded; it tracks a flow only where a rule asks.
+		c := Check{Limit: "conntrack", Value: fmt.Sprintf("net.netfilter.nf_conntrack_max %s, %s in use", units.Count(h.ConntrackMax), units.Count(h.ConntrackCount)),
+			Needs: units.Count(n) + " entries if the path is tracked", OK: h.ConntrackMax-h.ConntrackCount >= n}
 		c.Action = "ok"
 		if !c.OK {
-			c.Action = fmt.Sprintf("binds near %s if loopback is tracked", units.Count(h.ConntrackMax-h.ConntrackCount))
+			c.Action = fmt.Sprintf("binds near %s if the path is tracked (SYNs dropped past it)", units.Count(h.ConntrackMax-h.ConntrackCount))
 		}
 		out = append(out, c)
 	}
 
 	per, src := h.KernelBytesPerConn()
+	per = per * uint64(p.EndsHere) / 2
 	avail := int64(h.Mem.MemAvailable) - int64(reserve)
-	c = Check{Limit: "memory", Value: fmt.Sprintf("MemAvailable %s, reserve %s", units.Bytes(h.Mem.MemAvailable), units.Bytes(reserve))}
+	c := Check{Limit: "memory", Value: fmt.Sprintf("MemAvailable %s, reserve %s", units.Bytes(h.Mem.MemAvailable), units.Bytes(reserve))}
 	if per == 0 {
 		c.Needs, c.OK, c.Action = "unknown", true, "the reserve still guards the run"
 		c.Note = "kernel bytes per connection: " + src
@@ -155,6 +158,25 @@ func processesCheck(h Host, p Plan) Check {
 	c.Action = "ok"
 	if !c.OK {
 		c.Action = fmt.Sprintf("too many: %s threads would exceed the %s the kernel allows", units.Count(need), units.Count(room))
+	}
+	return c
+}
+
+// backlogCheck is the accept backlog's row: the queue for connects in flight.
+func backlogCheck(h Host, want Tuning, noTune bool) Check {
+	c := Check{
+		Limit: "accept backlog",
+		Value: fmt.Sprintf("somaxconn %d, tcp_max_syn_backlog %d", h.Somaxconn, h.SynBacklog),
+		Needs: fmt.Sprintf("≥ %d (connects in flight)", want.Backlog),
+		OK:    h.Somaxconn >= want.Backlog && h.SynBacklog >= want.Backlog,
+	}
+	switch {
+	case c.OK:
+		c.Action = "ok"
+	case noTune:
+		c.Action = "left as is (--no-tune): expect SYN drops and 1 s retransmits"
+	default:
+		c.Action = fmt.Sprintf("raise both to %d for the run", want.Backlog)
 	}
 	return c
 }

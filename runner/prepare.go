@@ -78,7 +78,7 @@ func validate(cfg Config) error {
 	if err := validateTarget(cfg); err != nil {
 		return err
 	}
-	if !cfg.External() {
+	if !cfg.clientOnly() {
 		if !cfg.Listen.Addr().Is4() {
 			return badInput("--listen must be an IPv4 address:port, got %s", cfg.Listen)
 		}
@@ -165,11 +165,28 @@ func Prepare(cfg Config) (*Runner, error) {
 	case cfg.External():
 		// Any server can be connected to and held; echo needs an echo server.
 		cfg.Exchange = ExchangeNone
+	case cfg.Mode == ModeDial && cfg.Of == 0:
+		cfg.Index, cfg.Of = 0, 1
+		fallthrough
 	default:
 		cfg.Exchange = ExchangeNumbered
 	}
-	r := &Runner{cfg: cfg, host: host, notify: make(chan struct{}, 1), connectTo: cfg.Listen}
-	if cfg.External() {
+	total := cfg.Conns
+	if cfg.Mode == ModeDial {
+		// This dialer's share; the numbers come from the server.
+		cfg.Conns = Quota(total, cfg.Of, cfg.Index)
+		if len(cfg.Sources) == 0 && !cfg.Target.Addr().IsLoopback() {
+			// Off loopback, 127.x sources cannot reach the server: the
+			// route's own address, whose port range is then the limit.
+			src, err := routeSource(cfg.Target)
+			if err != nil {
+				return nil, badInput("--target %s: %v", cfg.Target, err)
+			}
+			cfg.Sources = []netip.Addr{src}
+		}
+	}
+	r := &Runner{cfg: cfg, host: host, notify: make(chan struct{}, 1), connectTo: cfg.Listen, total: total}
+	if cfg.clientOnly() {
 		r.connectTo = cfg.Target
 	} else if cfg.Listen.Addr().IsUnspecified() {
 		r.connectTo = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), cfg.Listen.Port())
@@ -221,7 +238,7 @@ func Prepare(cfg Config) (*Runner, error) {
 			return nil, err
 		}
 	}
-	if !cfg.NoTune && (host.Somaxconn < r.tuning.Backlog || host.SynBacklog < r.tuning.Backlog) {
+	if !cfg.NoTune && cfg.Mode != ModeDial && (host.Somaxconn < r.tuning.Backlog || host.SynBacklog < r.tuning.Backlog) {
 		needsRoot = true
 	}
 	if needsRoot && !host.Root {
@@ -255,8 +272,18 @@ func Prepare(cfg Config) (*Runner, error) {
 	if err != nil {
 		return nil, badInput("%v", err)
 	}
-	if cfg.External() {
-		r.plan.ServerWorkers = 0 // the server is the user's
+	switch {
+	case cfg.clientOnly():
+		r.plan.ServerWorkers = 0 // the server is the user's, or on another host
+	case cfg.Mode == ModeServe:
+		// The clients are on other hosts, with their own ports.
+		r.plan.ClientWorkers, r.plan.Sources, r.plan.AutoSources = 0, nil, false
+	}
+	if cfg.Mode != ModeRun {
+		r.plan.EndsHere = 1
+	}
+	if cfg.FirstWait == 0 {
+		r.cfg.FirstWait = cfg.Timeout
 	}
 	// Workers the kernel could not start are refused now, not half-way.
 	if c := processesCheck(r.host, r.plan); !c.OK {
@@ -282,6 +309,7 @@ func Prepare(cfg Config) (*Runner, error) {
 	// A run far past what memory holds would only meet the reserve: say so
 	// now, with the estimate, unless asked to go anyway.
 	if per, _ := host.KernelBytesPerConn(); per > 0 && !cfg.Force {
+		per = per * uint64(r.plan.EndsHere) / 2
 		room := int64(host.Mem.MemAvailable) - int64(cfg.Reserve)
 		if need := uint64(cfg.Conns) * per; room <= 0 || need > 2*uint64(room) {
 			return nil, badInput("--conns %d needs ≈ %s of kernel memory at %s a connection, more than twice the %s this host has spare above the reserve (it would hold ≈ %s); lower --conns, or pass --force to run into the reserve",

@@ -69,7 +69,8 @@ func (r *Runner) spawn() error {
 	}
 	for i := range r.plan.ServerWorkers {
 		wc := workerConfig{Proto: protoVersion, Role: Server, Index: i, Quota: Quota(r.cfg.Conns, r.plan.ServerWorkers, i),
-			Base: uint32(i * r.plan.ConnsPerWorker), NoFile: r.plan.NoFile, Payload: r.cfg.Payload, Unread: r.cfg.Unread}
+			Base: uint32(i * r.plan.ConnsPerWorker), NoFile: r.plan.NoFile, Payload: r.cfg.Payload, Unread: r.cfg.Unread,
+			Stream: r.cfg.Mode == ModeServe}
 		wc.Quota = max(wc.Quota, min(r.plan.ConnsPerWorker, r.cfg.Conns))
 		if err := r.start(exe, wc, r.listener); err != nil {
 			return err
@@ -92,7 +93,7 @@ func (r *Runner) spawn() error {
 	}
 	// A brought server's TIME_WAIT sockets are its own business (and its
 	// other clients'): restore frees only the built-in server's.
-	if !r.cfg.External() {
+	if !r.cfg.clientOnly() && r.cfg.Mode == ModeRun {
 		if err := os.WriteFile(filepath.Join(r.cfg.OutDir, rundir.Server), []byte(r.connectTo.String()+"\n"), 0o644); err != nil {
 			return err
 		}
@@ -266,7 +267,7 @@ type totals struct {
 	payloadSent, payloadRead                          uint64
 	clientOpened, clientEstablished, received, echoed uint64
 	accepted, sent, verified, closed                  uint64
-	clientClosed                                      uint64
+	clientClosed, peerClosed                          uint64
 	failed                                            [numFailKinds]uint64
 	connectDone, exchangeDone, closeDone              bool
 	acceptDone                                        bool // every server worker stopped accepting
@@ -293,7 +294,7 @@ func (r *Runner) totalsLocked() totals {
 		t.payloadRead += s.PayloadRead
 		t.closeNanos = max(t.closeNanos, s.CloseNanos)
 		t.closeDone = t.closeDone && (s.CloseDone != 0 || dead)
-		if p.role == Client && r.cfg.External() {
+		if p.role == Client && r.cfg.clientOnly() {
 			// The client end is the only one the run has: what the
 			// server accepted is not reported (sock_diag counts it).
 			t.accepted += s.Established
@@ -304,6 +305,7 @@ func (r *Runner) totalsLocked() totals {
 			t.clientOpened += s.Opened
 			t.clientEstablished += s.Established
 			t.clientClosed += s.Closed
+			t.peerClosed += s.PeerClosed
 			t.received += s.Verified
 			t.echoed += s.Sent
 			t.connectDone = t.connectDone && (s.ConnectDone != 0 || dead)

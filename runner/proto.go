@@ -89,6 +89,7 @@ type Stats struct {
 	PayloadSent    uint64 // bytes of --payload the kernel accepted
 	PayloadRead    uint64 // bytes of the peer's payload read (none with --unread)
 	OwnFDs         uint32 // fds the worker holds itself: stdio, control, listener, epoll, the Go runtime's
+	PeerClosed     uint64 // client: connections the server closed after the exchange (dial's hold ends on them)
 }
 
 var statsSize = binary.Size(Stats{})
@@ -112,7 +113,7 @@ func (s *Stats) unmarshal(buf []byte) error {
 // protoVersion is checked by every worker against its parent's: a
 // c10mprobe-worker left from another build must not misread the commands
 // or the Stats records. Bump it with any change to them or to workerConfig.
-const protoVersion = 6
+const protoVersion = 7
 
 // Role is a worker's end of the connections.
 type Role string
@@ -137,4 +138,5 @@ type workerConfig struct {
 	Payload  int      `json:"payload"`  // both: bytes to send after the numbered message
 	Unread   bool     `json:"unread"`   // both: leave the peer's payload queued
 	Exchange Exchange `json:"exchange"` // client: numbered (the built-in server's), echo or none
+	Stream   bool     `json:"stream"`   // server (serve): send each connection its number once accepted
 }

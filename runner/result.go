@@ -48,6 +48,13 @@ type Result struct {
 	Payload         PayloadResult   `json:"payload"`
 	Memcap          *MemcapResult   `json:"memcap,omitempty"`
 	Settings        Settings        `json:"settings"`
+	// Mode is run, serve or dial; Dialers what serve saw, Share a dialer's part.
+	Mode       string   `json:"mode"`
+	Dialers    []Dialer `json:"dialers,omitempty"`
+	Share      *Share   `json:"share,omitempty"`
+	PeerClosed uint64   `json:"peer_closed,omitempty"` // dial: connections the server closed
+	// ConntrackPeak is nf_conntrack_count at the peak (0: not loaded).
+	ConntrackPeak int64 `json:"conntrack_peak,omitempty"`
 	Swap            *SwapResult     `json:"swap,omitempty"`
 }
 

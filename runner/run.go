@@ -42,6 +42,7 @@ type Runner struct {
 	serverIdle, serverPeak *serverState
 	// heldVerified is what --exchange none verified with sock_diag.
 	heldVerified *uint64
+	total        int // dial: connections over all dialers; Conns is this one's share
 	memcap       *memcap // --mem-limit; nil without
 	swap         *swapfile
 	vmStart      map[string]uint64
@@ -88,7 +89,7 @@ func (r *Runner) Abort() {
 func (r *Runner) Run(ctx context.Context) (res *Result, err error) {
 	start := time.Now()
 	res = &Result{
-		Requested: r.cfg.Conns, Server: ServerResult{Addr: r.connectTo.Addr().String(), Port: int(r.connectTo.Port()),
+		Requested: r.cfg.Conns, Server: ServerResult{Addr: r.serverAddr().Addr().String(), Port: int(r.serverAddr().Port()),
 			External: r.cfg.External(), Exchange: string(r.cfg.Exchange), Cmd: r.cfg.ServerCmd},
 		SourceAddresses: len(r.plan.Sources), Plan: r.plan, Failed: map[string]uint64{},
 		SourcePorts: SourcePorts{Range: fmt.Sprintf("%d-%d", r.tuning.PortLo, r.tuning.PortHi), HeldByOthers: r.plan.PortsHeld,
@@ -137,8 +138,10 @@ func (r *Runner) Run(ctx context.Context) (res *Result, err error) {
 		if err := r.startServer(); err != nil {
 			return res, err
 		}
-	} else if err := r.listen(); err != nil {
-		return res, err
+	} else if !r.cfg.clientOnly() {
+		if err := r.listen(); err != nil {
+			return res, err
+		}
 	}
 	if err := r.spawn(); err != nil {
 		return res, err
@@ -158,7 +161,11 @@ func (r *Runner) Run(ctx context.Context) (res *Result, err error) {
 		return res, err
 	}
 
-	r.connect(ctx, res)
+	if r.cfg.Mode == ModeServe {
+		r.serve(ctx, res)
+	} else {
+		r.connect(ctx, res)
+	}
 	if err := r.phaseDone(PhaseConnect); err != nil {
 		return res, err
 	}
@@ -180,6 +187,7 @@ func (r *Runner) Run(ctx context.Context) (res *Result, err error) {
 		}
 	}
 	res.MaxSocketsPerWorker, res.WorkerOwnFDs = r.maxPerWorker()
+	res.ConntrackPeak, _ = procfs.ReadInt("/proc/sys/net/netfilter/nf_conntrack_count")
 	if err := r.phaseDone(PhaseExchange); err != nil {
 		return res, err
 	}
@@ -187,7 +195,8 @@ func (r *Runner) Run(ctx context.Context) (res *Result, err error) {
 		fmt.Fprintf(r.cfg.Log, "warning: counting client endpoints with sock_diag: %v\n", err)
 	}
 	r.recountAfterDeath(true)
-	if r.cfg.Hold > 0 && ctx.Err() == nil && !r.anyDied() && !r.guarded {
+	// A dialer holds until its server closes, --hold at most.
+	if (r.cfg.Hold > 0 || r.cfg.Mode == ModeDial) && ctx.Err() == nil && !r.anyDied() && !r.guarded {
 		r.hold(ctx, res)
 		r.recountAfterDeath(false)
 		if err := r.phaseDone(PhaseHold); err != nil {
@@ -223,7 +232,7 @@ func (r *Runner) settings() Settings {
 		WorkerFDs: c.WorkerFDs, MaxWorkers: c.MaxWorkers, PortRange: c.PortRange, Sysctls: c.Sysctls,
 		Payload: c.Payload, Unread: c.Unread, HoldSeconds: c.Hold.Seconds(), ReserveBytes: c.Reserve,
 		Exchange: string(c.Exchange)}
-	if c.External() {
+	if c.clientOnly() {
 		s.Target = c.Target.String()
 	}
 	for _, a := range c.Sources {
@@ -265,7 +274,8 @@ func (r *Runner) tune() error {
 	for _, kv := range r.sysctls {
 		mine[kv.Key] = true
 	}
-	if !r.cfg.NoTune {
+	// A dialer listens on nothing.
+	if !r.cfg.NoTune && r.cfg.Mode != ModeDial {
 		want := fmt.Sprint(r.tuning.Backlog)
 		if r.host.Somaxconn < r.tuning.Backlog && !mine["net.core.somaxconn"] {
 			if err := set("net.core.somaxconn", want); err != nil {
@@ -438,8 +448,12 @@ func (r *Runner) exchange(ctx context.Context, res *Result) {
 func (r *Runner) hold(ctx context.Context, res *Result) {
 	start := time.Now()
 	r.progress(PhaseHold, start, 0)
-	timer := time.NewTimer(r.cfg.Hold)
-	defer timer.Stop()
+	var expired <-chan time.Time
+	if r.cfg.Hold > 0 {
+		timer := time.NewTimer(r.cfg.Hold)
+		defer timer.Stop()
+		expired = timer.C
+	}
 	// A countdown for the progress line, every second.
 	second := time.NewTicker(time.Second)
 	defer second.Stop()
@@ -449,11 +463,14 @@ wait:
 		case <-ctx.Done():
 			res.Phases.HoldCutShort = true
 			break wait
-		case <-timer.C:
+		case <-expired:
 			break wait
 		case <-second.C:
 			r.progress(PhaseHold, start, 0)
 		case <-r.notify: // a report, or a worker's exit
+		}
+		if t := r.totals(); r.cfg.Mode == ModeDial && t.verified > 0 && t.peerClosed >= t.verified {
+			break // the server closed every connection
 		}
 	}
 	res.Phases.HoldSeconds = time.Since(start).Seconds()
@@ -507,7 +524,7 @@ func (r *Runner) progress(phase Phase, start time.Time, rate float64) {
 		p.Established -= min(p.Established, t.clientClosed)
 	}
 	switch {
-	case phase == PhaseHold:
+	case phase == PhaseHold && r.cfg.Hold > 0:
 		p.ETA = max(0, r.cfg.Hold-p.Elapsed)
 	case rate > 0 && int(t.clientEstablished) < r.cfg.Conns:
 		p.ETA = time.Duration(float64(uint64(r.cfg.Conns)-t.clientEstablished) / rate * float64(time.Second))

@@ -48,6 +48,12 @@ func (w *worker) accept() {
 		w.stats.Established++
 		w.waiting++
 		w.dirty = true
+		if w.cfg.Stream {
+			// serve: dialers arrive over time; each gets its number now.
+			w.exchanging = true
+			w.stats.ExchangeDone = 0
+			w.sendNumber(fd)
+		}
 	}
 	if int(w.stats.Established) >= w.cfg.Quota {
 		w.stopListening()
@@ -74,22 +80,26 @@ func (w *worker) exchange() {
 		return
 	}
 	for fd := range w.conns {
-		c := &w.conns[fd]
-		if c.state != stOpen {
-			continue
+		if w.conns[fd].state == stOpen {
+			w.sendNumber(fd)
 		}
-		binary.BigEndian.PutUint32(w.buf[:], c.num)
-		n, err := unix.Write(fd, w.buf[:])
-		if n != 4 {
-			errno, _ := err.(unix.Errno)
-			w.dropConn(fd, classifyConnErr(errno), errno)
-			continue
-		}
-		c.state = stSent
-		w.stats.Sent++
-		w.startPayload(fd)
 	}
 	w.markExchangeDone()
+}
+
+// sendNumber writes fd's numbered message and starts its payload.
+func (w *worker) sendNumber(fd int) {
+	c := &w.conns[fd]
+	binary.BigEndian.PutUint32(w.buf[:], c.num)
+	n, err := unix.Write(fd, w.buf[:])
+	if n != 4 {
+		errno, _ := err.(unix.Errno)
+		w.dropConn(fd, classifyConnErr(errno), errno)
+		return
+	}
+	c.state = stSent
+	w.stats.Sent++
+	w.startPayload(fd)
 }
 
 func (w *worker) serverEvent(fd int, events uint32) {

@@ -35,6 +35,20 @@ const serverStopGrace = 5 * time.Second
 
 // validateTarget checks --target and what goes with it.
 func validateTarget(cfg Config) error {
+	switch cfg.Mode {
+	case ModeDial:
+		return validateDial(cfg)
+	case ModeServe:
+		if cfg.Target.IsValid() || cfg.ServerCmd != "" || len(cfg.ServerPIDs) > 0 {
+			return badInput("serve is the server: --target, --server-cmd and --server-pid are for run and dial")
+		}
+		if cfg.Exchange != "" && cfg.Exchange != ExchangeNumbered {
+			return badInput("serve speaks numbered: each connection gets its number, the dialer echoes it")
+		}
+	}
+	if cfg.Of != 0 || cfg.Index != 0 {
+		return badInput("--index and --of split the connections between dialers: they are for dial")
+	}
 	if !cfg.External() {
 		switch {
 		case cfg.ServerCmd != "" || len(cfg.ServerPIDs) > 0:
@@ -565,4 +579,25 @@ func nofileText(v uint64) string {
 		return "unlimited"
 	}
 	return units.Count(v)
+}
+
+// validateDial checks a dialer's target and share: any IPv4 address (the
+// server is on another host), a numbered exchange (serve's protocol).
+func validateDial(cfg Config) error {
+	t := cfg.Target
+	switch {
+	case !t.IsValid():
+		return badInput("dial needs --target ADDR:PORT, the address of c10mprobe serve")
+	case !t.Addr().Is4() || t.Port() == 0 || t.Addr().IsUnspecified():
+		return badInput("--target must be an IPv4 address:port of the server, got %s", t)
+	case cfg.ServerCmd != "" || len(cfg.ServerPIDs) > 0:
+		return badInput("dial's server is on another host: --server-cmd and --server-pid are for run")
+	case cfg.Exchange != "" && cfg.Exchange != ExchangeNumbered:
+		return badInput("dial answers serve's numbered exchange; --exchange %s is for run --target", cfg.Exchange)
+	case cfg.Of < 0 || cfg.Index < 0 || (cfg.Of > 0 && cfg.Index >= cfg.Of) || (cfg.Of == 0 && cfg.Index > 0):
+		return badInput("--index must be from 0 to --of − 1 (got --index %d --of %d)", cfg.Index, cfg.Of)
+	case cfg.Of > cfg.Conns:
+		return badInput("--of %d dialers for --conns %d leaves some with nothing to open", cfg.Of, cfg.Conns)
+	}
+	return nil
 }

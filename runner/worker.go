@@ -288,6 +288,9 @@ func (w *worker) command() (exit bool, err error) {
 		if w.opening {
 			w.opening = false
 		}
+		if w.cfg.Role == Server {
+			w.stopListening() // serve: accept no more
+		}
 		if w.cfg.Role == Client && w.pending == 0 {
 			w.stats.ConnectDone = 1
 		}
@@ -490,7 +493,9 @@ func (w *worker) closeAll() {
 		if w.conns[fd].state == stFree {
 			continue
 		}
-		if w.cfg.Role == Client {
+		// serve's server closes first, its dialers being elsewhere: an RST
+		// too, so that no TIME_WAIT is left on either host.
+		if w.cfg.Role == Client || w.cfg.Stream {
 			_ = unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, linger)
 		}
 		if err := unix.Close(fd); err == nil || !errors.Is(err, unix.EBADF) {

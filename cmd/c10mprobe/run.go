@@ -40,11 +40,39 @@ type runFlags struct {
 	backend   bpf.Backend
 }
 
+const serveExamples = `  sudo c10mprobe serve --listen 0.0.0.0:9999 --conns 100000                    # then dial from other hosts
+  sudo c10mprobe serve --listen 198.18.0.1:9999 --conns 50000 --wait 10m --hold 30s
+`
+
+const dialExamples = `  sudo c10mprobe dial --target 198.18.0.1:9999 --conns 100000 --index 0 --of 4   # one dialer of four
+  sudo c10mprobe dial --target 198.18.0.1:9999 --conns 100000 --of 4              # index from JOB_COMPLETION_INDEX
+`
+
+// modeFlags are the flags of run that serve or dial do not take.
+var modeFlags = map[runner.Mode][]string{
+	runner.ModeRun:   {"index", "of", "wait"},
+	runner.ModeServe: {"target", "server-cmd", "server-pid", "exchange", "src", "rate", "inflight", "index", "of"},
+	runner.ModeDial:  {"listen", "server-cmd", "server-pid", "exchange", "wait"},
+}
+
 func parseRunFlags(args []string, stdout io.Writer) (*runFlags, error) {
-	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
+	return parseModeFlags(runner.ModeRun, args, stdout)
+}
+
+// parseModeFlags parses the flags of run, serve or dial: one set, less
+// what the mode does not take.
+func parseModeFlags(mode runner.Mode, args []string, stdout io.Writer) (*runFlags, error) {
+	name, examples, defListen := "run", runExamples, "127.0.0.1:9999"
+	switch mode {
+	case runner.ModeServe:
+		name, examples, defListen = "serve", serveExamples, "0.0.0.0:9999"
+	case runner.ModeDial:
+		name, examples = "dial", dialExamples
+	}
+	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
 	var (
 		conns      countValue
-		listen     = addrPortValue(netip.MustParseAddrPort("127.0.0.1:9999"))
+		listen     = addrPortValue(netip.MustParseAddrPort(defListen))
 		srcs       sourcesValue
 		portRange  portRangeValue
 		sysctls    sysctlsValue
@@ -71,6 +99,9 @@ func parseRunFlags(args []string, stdout io.Writer) (*runFlags, error) {
 		exchange   = fs.String("exchange", "", "what each connection does: numbered (the built-in server's, its default), echo (send a number, expect it back: any echo server) or none (connect and hold; --target's default)")
 	)
 	fs.Var(&target, "target", "dial a server you bring at this address:port of this host instead of starting the built-in one")
+	index := fs.Int("index", 0, "dial: this dialer's index, 0 to --of − 1 (default: $JOB_COMPLETION_INDEX, else 0)")
+	of := fs.Int("of", 1, "dial: how many dialers share --conns")
+	wait := fs.Duration("wait", 5*time.Minute, "serve: how long to wait for the first dialer (then --timeout ends it once connections stop)")
 	fs.Var(&conns, "conns", "connections to open and verify (required)")
 	fs.Var(&listen, "listen", "the one server address:port every connection lands on")
 	fs.Var(&srcs, "src", "client source addresses or CIDRs (default: as many of 127.0.0.0/8 as needed)")
@@ -80,8 +111,33 @@ func parseRunFlags(args []string, stdout io.Writer) (*runFlags, error) {
 	fs.Var(&swap, "swap", "a swapfile of this size for the run, removed after, e.g. 2GiB")
 	fs.Var(&payload, "payload", "bytes each side sends after the numbered message, e.g. 16KiB")
 	fs.Var(&reserve, "reserve", "stop opening when spare memory (free + page cache) falls below this (default max(1GiB, 5% of RAM))")
-	if err := parseFlags(fs, args, stdout, runExamples); err != nil {
+	if mode == runner.ModeDial {
+		fs.Lookup("target").Usage = "the address:port of c10mprobe serve (required)"
+		fs.Lookup("conns").Usage = "connections over all dialers; this one opens its share (required)"
+		fs.Lookup("hold").Usage = "hold at most this long after the exchange (default: until the server closes)"
+	}
+	for _, f := range modeFlags[mode] {
+		_ = fs.MarkHidden(f)
+	}
+	if err := parseFlags(fs, args, stdout, examples); err != nil {
 		return nil, err
+	}
+	for _, f := range modeFlags[mode] {
+		if fs.Changed(f) {
+			return nil, badInput("%s takes no --%s", name, f)
+		}
+	}
+	if mode == runner.ModeDial {
+		if !fs.Changed("target") {
+			return nil, badInput("dial needs --target ADDR:PORT, where c10mprobe serve listens")
+		}
+		if !fs.Changed("index") {
+			if v := os.Getenv("JOB_COMPLETION_INDEX"); v != "" {
+				if _, err := fmt.Sscanf(v, "%d", index); err != nil {
+					return nil, badInput("JOB_COMPLETION_INDEX=%q is not a dialer index", v)
+				}
+			}
+		}
 	}
 	if fs.NArg() > 0 {
 		return nil, badInput("unexpected argument %q", fs.Arg(0))
@@ -112,20 +168,36 @@ func parseRunFlags(args []string, stdout io.Writer) (*runFlags, error) {
 	if *out == "" {
 		*out = filepath.Join("runs", time.Now().UTC().Format("20060102T150405Z"))
 	}
-	return &runFlags{
+	rf := &runFlags{
 		cfg: runner.Config{
 			Conns: int(conns), Listen: netip.AddrPort(listen), Sources: srcs, Inflight: *inflight, Rate: *rate,
 			Hold: *hold, Timeout: *timeout, Reserve: uint64(reserve), WorkerFDs: *workerFDs, MaxWorkers: *maxWorkers,
 			PortRange: portRange, Sysctls: sysctls, NoTune: *noTune, Force: *force, OutDir: *out, Payload: int(payload), Unread: *unread,
 			MemLimit: uint64(memLimit), Swap: uint64(swap),
 			Target: netip.AddrPort(target), ServerPIDs: *serverPIDs, ServerCmd: *serverCmd, Exchange: runner.Exchange(*exchange),
+			Mode: mode, FirstWait: *wait,
 		},
 		noBPF: *noBPF, probeCost: *probeCost, backend: backend,
-	}, nil
+	}
+	if mode == runner.ModeDial {
+		rf.cfg.Index, rf.cfg.Of = *index, *of
+	}
+	return rf, nil
 }
 
 func runCmd(args []string, stdout, stderr io.Writer) error {
-	f, err := parseRunFlags(args, stdout)
+	return modeCmd(runner.ModeRun, args, stdout, stderr)
+}
+func serveCmd(args []string, stdout, stderr io.Writer) error {
+	return modeCmd(runner.ModeServe, args, stdout, stderr)
+}
+func dialCmd(args []string, stdout, stderr io.Writer) error {
+	return modeCmd(runner.ModeDial, args, stdout, stderr)
+}
+
+// modeCmd is run, serve and dial: one run of the runner, recorded and explained.
+func modeCmd(mode runner.Mode, args []string, stdout, stderr io.Writer) error {
+	f, err := parseModeFlags(mode, args, stdout)
 	if err != nil {
 		return err
 	}
@@ -164,7 +236,7 @@ func runCmd(args []string, stdout, stderr io.Writer) error {
 	if !f.noBPF {
 		plan := r.Plan()
 		port := cfg.Listen.Port()
-		if cfg.External() {
+		if cfg.Target.IsValid() {
 			port = cfg.Target.Port()
 		}
 		probes, err = bpf.Open(bpf.Config{

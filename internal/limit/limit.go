@@ -21,6 +21,7 @@ const (
 	Interrupted    Kind = "interrupted"
 	ConnectStalled Kind = "connect_stalled" // no connect completed for --timeout
 	AcceptQueue    Kind = "accept_queue"    // handshakes no server worker accepted
+	Conntrack      Kind = "conntrack"       // net.netfilter.nf_conntrack_max: the table full, SYNs dropped
 	Unverified     Kind = "unverified"      // held, but not every exchange verified
 	Other          Kind = "other"           // an errno no limit above explains, named in the detail
 
