@@ -9,4 +9,6 @@ require (
 	golang.org/x/sys v0.50.0
 )
 
+require gopkg.in/yaml.v3 v3.0.1
+
 tool github.com/cilium/ebpf/cmd/bpf2go

@@ -107,6 +107,7 @@ func subcommands() []subcommand {
 		{"run", "open N connections to one server port, verify each, explain the cost", runCmd},
 		{"serve", "the built-in server alone, for dialers on other hosts: verify N, explain the cost here", serveCmd},
 		{"dial", "open a share of N connections to a serve on another host, answer its exchange, hold", dialCmd},
+		{"k8s", "print Kubernetes manifests: serve as a Pod and Service, dialers as an Indexed Job", k8sCmd},
 		{"restore", "undo the sysctl changes of a run that was killed (restore RUNDIR)", restoreCmd},
 		{"explain", "explain a recorded run again: the ledger, the limits, the verdict (explain RUNDIR)", explainCmd},
 		{"export", "render a run's files again: csv, json, folded, pprof, svg, html (export RUNDIR)", exportCmd},

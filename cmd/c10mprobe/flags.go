@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"regexp"
 	"strconv"
@@ -111,8 +112,14 @@ func (a *addrPortValue) Type() string { return "addr:port" }
 
 func (a *addrPortValue) Set(v string) error {
 	ap, err := netip.ParseAddrPort(v)
+	if err != nil {
+		// A name, such as a Kubernetes Service's: its IPv4 address now.
+		if ta, rerr := net.ResolveTCPAddr("tcp4", v); rerr == nil && ta.IP.To4() != nil {
+			ap, err = netip.AddrPortFrom(netip.AddrFrom4([4]byte(ta.IP.To4())), uint16(ta.Port)), nil
+		}
+	}
 	if err != nil || !ap.Addr().Is4() || ap.Port() == 0 {
-		return fmt.Errorf("%q is not an IPv4 address:port such as 127.0.0.1:9999", v)
+		return fmt.Errorf("%q is not an IPv4 address:port (or HOST:PORT that resolves to one) such as 127.0.0.1:9999", v)
 	}
 	*a = addrPortValue(ap)
 	return nil
