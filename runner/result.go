@@ -54,8 +54,8 @@ type Result struct {
 	Share      *Share   `json:"share,omitempty"`
 	PeerClosed uint64   `json:"peer_closed,omitempty"` // dial: connections the server closed
 	// ConntrackPeak is nf_conntrack_count at the peak (0: not loaded).
-	ConntrackPeak int64 `json:"conntrack_peak,omitempty"`
-	Swap            *SwapResult     `json:"swap,omitempty"`
+	ConntrackPeak int64       `json:"conntrack_peak,omitempty"`
+	Swap          *SwapResult `json:"swap,omitempty"`
 }
 
 // SwapResult is what the run's swapfile took in.

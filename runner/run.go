@@ -42,7 +42,7 @@ type Runner struct {
 	serverIdle, serverPeak *serverState
 	// heldVerified is what --exchange none verified with sock_diag.
 	heldVerified *uint64
-	total        int // dial: connections over all dialers; Conns is this one's share
+	total        int     // dial: connections over all dialers; Conns is this one's share
 	memcap       *memcap // --mem-limit; nil without
 	swap         *swapfile
 	vmStart      map[string]uint64
