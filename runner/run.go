@@ -519,6 +519,9 @@ func (r *Runner) progress(phase Phase, start time.Time, rate float64) {
 	}
 	p := Progress{Phase: phase, Requested: r.cfg.Conns, Established: t.clientEstablished, Accepted: t.accepted,
 		Verified: t.verified, Failed: failed, Rate: rate, Elapsed: time.Since(start)}
+	if r.cfg.Mode == ModeServe {
+		p.Established = t.accepted // its clients are elsewhere
+	}
 	if phase == PhaseClose {
 		// What is still open: the time series follows the close down.
 		p.Established -= min(p.Established, t.clientClosed)

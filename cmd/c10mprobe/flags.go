@@ -112,17 +112,26 @@ func (a *addrPortValue) Type() string { return "addr:port" }
 
 func (a *addrPortValue) Set(v string) error {
 	ap, err := netip.ParseAddrPort(v)
-	if err != nil {
-		// A name, such as a Kubernetes Service's: its IPv4 address now.
-		if ta, rerr := net.ResolveTCPAddr("tcp4", v); rerr == nil && ta.IP.To4() != nil {
-			ap, err = netip.AddrPortFrom(netip.AddrFrom4([4]byte(ta.IP.To4())), uint16(ta.Port)), nil
-		}
-	}
 	if err != nil || !ap.Addr().Is4() || ap.Port() == 0 {
-		return fmt.Errorf("%q is not an IPv4 address:port (or HOST:PORT that resolves to one) such as 127.0.0.1:9999", v)
+		return fmt.Errorf("%q is not an IPv4 address:port such as 127.0.0.1:9999", v)
 	}
 	*a = addrPortValue(ap)
 	return nil
+}
+
+// targetValue is an IPv4 address:port, or HOST:PORT resolved to one when
+// given, such as a Kubernetes Service's name a dialer dials.
+type targetValue struct{ addrPortValue }
+
+func (t *targetValue) Set(v string) error {
+	if _, err := netip.ParseAddrPort(v); err != nil {
+		if ta, rerr := net.ResolveTCPAddr("tcp4", v); rerr == nil && ta.IP.To4() != nil {
+			v = netip.AddrPortFrom(netip.AddrFrom4([4]byte(ta.IP.To4())), uint16(ta.Port)).String()
+		} else if strings.Contains(v, ":") && rerr != nil {
+			return fmt.Errorf("%q: %v", v, rerr)
+		}
+	}
+	return t.addrPortValue.Set(v)
 }
 
 // sourcesValue collects IPv4 addresses and CIDR ranges, repeatable and comma-separated.

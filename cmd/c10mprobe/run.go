@@ -93,7 +93,7 @@ func parseModeFlags(mode runner.Mode, args []string, stdout io.Writer) (*runFlag
 		probeCost  = fs.Bool("probe-cost", false, "have the kernel time the probes' programs (BPF_ENABLE_STATS) and report their CPU per connection")
 		unread     = fs.Bool("unread", false, "leave the peer's payload queued (with --payload)")
 		backendArg = fs.String("backend", "auto", "probe backend: auto, fentry, kprobe, raw_tracepoint or tracepoint")
-		target     addrPortValue
+		target     targetValue
 		serverPIDs = fs.IntSlice("server-pid", nil, "the --target server's process (repeatable): measured, not stopped")
 		serverCmd  = fs.String("server-cmd", "", "start the --target server with this shell command, in its own process group; stopped after the run")
 		exchange   = fs.String("exchange", "", "what each connection does: numbered (the built-in server's, its default), echo (send a number, expect it back: any echo server) or none (connect and hold; --target's default)")
@@ -174,7 +174,7 @@ func parseModeFlags(mode runner.Mode, args []string, stdout io.Writer) (*runFlag
 			Hold: *hold, Timeout: *timeout, Reserve: uint64(reserve), WorkerFDs: *workerFDs, MaxWorkers: *maxWorkers,
 			PortRange: portRange, Sysctls: sysctls, NoTune: *noTune, Force: *force, OutDir: *out, Payload: int(payload), Unread: *unread,
 			MemLimit: uint64(memLimit), Swap: uint64(swap),
-			Target: netip.AddrPort(target), ServerPIDs: *serverPIDs, ServerCmd: *serverCmd, Exchange: runner.Exchange(*exchange),
+			Target: netip.AddrPort(target.addrPortValue), ServerPIDs: *serverPIDs, ServerCmd: *serverCmd, Exchange: runner.Exchange(*exchange),
 			Mode: mode, FirstWait: *wait,
 		},
 		noBPF: *noBPF, probeCost: *probeCost, backend: backend,
