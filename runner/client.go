@@ -39,7 +39,7 @@ func (w *worker) openOne() {
 		w.opening = false
 		return
 	}
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	fd, err := unix.Socket(w.domain, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		errno, _ := err.(unix.Errno)
 		w.fail(resourceFail(errno), errno, nil)
@@ -60,7 +60,7 @@ func (w *worker) openOne() {
 	if err := unix.Bind(fd, sa); err != nil {
 		unix.Close(fd)
 		errno, _ := err.(unix.Errno)
-		w.fail(failAddr, errno, sa)
+		w.fail(failAddr, errno, &w.srcAddrs[src])
 		w.exhaust(src)
 		return
 	}
@@ -78,7 +78,7 @@ func (w *worker) openOne() {
 			w.dirty = true
 			return
 		}
-		w.fail(failPorts, unix.EADDRNOTAVAIL, sa)
+		w.fail(failPorts, unix.EADDRNOTAVAIL, &w.srcAddrs[src])
 		return
 	default:
 		unix.Close(fd)

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/netip"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Config is everything `c10mprobe run` was asked to do.
@@ -38,6 +40,10 @@ type Config struct {
 	ServerCmd  string   // a shell command that starts the target (--server-cmd), stopped after
 	Exchange   Exchange // what each connection does once open; "" is the mode's default
 
+	// Family is the sockets' address family: inet, or inet6 with
+	// IPv4-mapped addresses (::ffff:127.x.y.z), as a JVM on a dual-stack
+	// host makes them: the kernel then allocates TCPv6 socks.
+	Family Family
 	// Mode is which ends of the connections this host holds: both (run),
 	// the server alone (serve: dialers elsewhere), or the clients alone
 	// (dial: the server at Target, elsewhere).
@@ -141,3 +147,28 @@ type Tuning struct {
 // DefaultReserve is the memory a run keeps spare when --reserve is not
 // given: 1 GiB, or 5 % of a larger machine's.
 func DefaultReserve(memTotal uint64) uint64 { return max(1<<30, memTotal/20) }
+
+// Family is the address family of the run's sockets.
+type Family string
+
+const (
+	FamilyInet  Family = "inet"
+	FamilyInet6 Family = "inet6"
+)
+
+func (f Family) domain() int {
+	if f == FamilyInet6 {
+		return unix.AF_INET6
+	}
+	return unix.AF_INET
+}
+
+// sockaddr is a's socket address in the family: for inet6 the IPv4-mapped
+// IPv6 address, which tcp_v6_connect() hands to tcp_v4_connect() while the
+// sock stays a TCPv6 one.
+func (f Family) sockaddr(a netip.Addr, port uint16) unix.Sockaddr {
+	if f == FamilyInet6 {
+		return &unix.SockaddrInet6{Port: int(port), Addr: a.As16()}
+	}
+	return &unix.SockaddrInet4{Port: int(port), Addr: a.As4()}
+}

@@ -109,7 +109,7 @@ func ReadHost() (Host, error) {
 		}
 		// A cache SLUB merged into another is missing from /proc/slabinfo;
 		// its sysfs alias still says its size.
-		for _, name := range slabmodel.Charged {
+		for _, name := range append(slabmodel.Charged, "TCPv6") {
 			if _, ok := h.SlabObjSize[name]; !ok {
 				if v, err := procfs.ReadInt("/sys/kernel/slab/" + name + "/slab_size"); err == nil {
 					h.SlabObjSize[name] = uint64(v)
@@ -194,10 +194,15 @@ func hasCap(c int) bool {
 }
 
 // KernelBytesPerConn estimates the unswappable kernel memory of one loopback
-// connection (two sockets) from slab object sizes, and says where they came from.
-func (h *Host) KernelBytesPerConn() (uint64, string) {
+// connection (two sockets) of the family from slab object sizes, and says
+// where they came from.
+func (h *Host) KernelBytesPerConn(f Family) (uint64, string) {
 	if h.SlabObjSize == nil {
 		return 0, "unknown: /proc/slabinfo needs root"
 	}
-	return slabmodel.KernelBytes(h.SlabObjSize)
+	sock := "TCP"
+	if f == FamilyInet6 {
+		sock = "TCPv6"
+	}
+	return slabmodel.KernelBytes(h.SlabObjSize, sock)
 }

@@ -37,6 +37,8 @@ type Plan struct {
 	// EndsHere is the sockets of each connection on this host: 2, or 1
 	// for serve and dial, whose other ends are on other hosts.
 	EndsHere int `json:"ends_here"`
+	// Family is the sockets' address family, whose sock cache differs.
+	Family Family `json:"family"`
 }
 
 // PlanInput is what a plan depends on.

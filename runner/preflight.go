@@ -115,7 +115,7 @@ func backlogAndMemory(h Host, p Plan, want Tuning, reserve uint64, noTune bool) 
 		out = append(out, c)
 	}
 
-	per, src := h.KernelBytesPerConn()
+	per, src := h.KernelBytesPerConn(p.Family)
 	per = per * uint64(p.EndsHere) / 2
 	avail := int64(h.Mem.MemAvailable) - int64(reserve)
 	c := Check{Limit: "memory", Value: fmt.Sprintf("MemAvailable %s, reserve %s", units.Bytes(h.Mem.MemAvailable), units.Bytes(reserve))}

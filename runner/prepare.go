@@ -121,6 +121,10 @@ func validate(cfg Config) error {
 		return badInput("--hold must not be negative, got %s", cfg.Hold)
 	case cfg.MaxWorkers < 0:
 		return badInput("--max-workers must be positive, or 0 for as many as needed, got %d", cfg.MaxWorkers)
+	case cfg.Family != "" && cfg.Family != FamilyInet && cfg.Family != FamilyInet6:
+		return badInput("--family takes inet or inet6, got %q", cfg.Family)
+	case cfg.Family == FamilyInet6 && cfg.Mode != ModeRun:
+		return badInput("--family inet6 is for run (both ends on this host)")
 	}
 	return nil
 }
@@ -159,6 +163,9 @@ func Prepare(cfg Config) (*Runner, error) {
 	host, err := ReadHost()
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Family == "" {
+		cfg.Family = FamilyInet
 	}
 	switch {
 	case cfg.Exchange != "":
@@ -282,6 +289,7 @@ func Prepare(cfg Config) (*Runner, error) {
 	if cfg.Mode != ModeRun {
 		r.plan.EndsHere = 1
 	}
+	r.plan.Family = cfg.Family
 	if cfg.FirstWait == 0 {
 		r.cfg.FirstWait = cfg.Timeout
 	}
@@ -308,7 +316,7 @@ func Prepare(cfg Config) (*Runner, error) {
 	}
 	// A run far past what memory holds would only meet the reserve: say so
 	// now, with the estimate, unless asked to go anyway.
-	if per, _ := host.KernelBytesPerConn(); per > 0 && !cfg.Force {
+	if per, _ := host.KernelBytesPerConn(cfg.Family); per > 0 && !cfg.Force {
 		per = per * uint64(r.plan.EndsHere) / 2
 		room := int64(host.Mem.MemAvailable) - int64(cfg.Reserve)
 		if need := uint64(cfg.Conns) * per; room <= 0 || need > 2*uint64(room) {

@@ -113,7 +113,7 @@ func (s *Stats) unmarshal(buf []byte) error {
 // protoVersion is checked by every worker against its parent's: a
 // c10mprobe-worker left from another build must not misread the commands
 // or the Stats records. Bump it with any change to them or to workerConfig.
-const protoVersion = 7
+const protoVersion = 8
 
 // Role is a worker's end of the connections.
 type Role string
@@ -139,4 +139,5 @@ type workerConfig struct {
 	Unread   bool     `json:"unread"`   // both: leave the peer's payload queued
 	Exchange Exchange `json:"exchange"` // client: numbered (the built-in server's), echo or none
 	Stream   bool     `json:"stream"`   // server (serve): send each connection its number once accepted
+	Family   Family   `json:"family"`   // client: inet, or inet6 (IPv4-mapped addresses)
 }

@@ -172,6 +172,7 @@ type Settings struct {
 	HoldSeconds  float64    `json:"hold_seconds"`
 	ReserveBytes uint64     `json:"reserve_bytes"`
 	Target       string     `json:"target,omitempty"`
+	Family       string     `json:"family"`
 	Exchange     string     `json:"exchange,omitempty"`
 }
 

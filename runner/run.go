@@ -231,7 +231,7 @@ func (r *Runner) settings() Settings {
 	s := Settings{Rate: c.Rate, Inflight: c.Inflight, NoTune: c.NoTune, MemLimit: c.MemLimit, Swap: c.Swap,
 		WorkerFDs: c.WorkerFDs, MaxWorkers: c.MaxWorkers, PortRange: c.PortRange, Sysctls: c.Sysctls,
 		Payload: c.Payload, Unread: c.Unread, HoldSeconds: c.Hold.Seconds(), ReserveBytes: c.Reserve,
-		Exchange: string(c.Exchange)}
+		Exchange: string(c.Exchange), Family: string(c.Family)}
 	if c.clientOnly() {
 		s.Target = c.Target.String()
 	}
@@ -303,15 +303,22 @@ func (r *Runner) tune() error {
 func (r *Runner) listen() error {
 	// Non-blocking for the workers (the flag is on the shared file
 	// description); close-on-exec for any other child, as ExtraFiles dup it.
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	fd, err := unix.Socket(r.cfg.Family.domain(), unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return os.NewSyscallError("socket", err)
 	}
 	r.listener = os.NewFile(uintptr(fd), "listener")
+	if r.cfg.Family == FamilyInet6 {
+		// IPv4-mapped addresses need a dual-stack socket (the default, unless
+		// net.ipv6.bindv6only says otherwise).
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0); err != nil {
+			return os.NewSyscallError("setsockopt(IPV6_V6ONLY)", err)
+		}
+	}
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
 		return os.NewSyscallError("setsockopt(SO_REUSEADDR)", err)
 	}
-	sa := &unix.SockaddrInet4{Port: int(r.cfg.Listen.Port()), Addr: r.cfg.Listen.Addr().As4()}
+	sa := r.cfg.Family.sockaddr(r.cfg.Listen.Addr(), r.cfg.Listen.Port())
 	if err := unix.Bind(fd, sa); err != nil {
 		return fmt.Errorf("listening on %s: %w", r.cfg.Listen, err)
 	}

@@ -55,8 +55,10 @@ type worker struct {
 	dirty      bool
 
 	// client
-	server    *unix.SockaddrInet4
-	sources   []*unix.SockaddrInet4
+	server    unix.Sockaddr
+	sources   []unix.Sockaddr // *SockaddrInet4, or *SockaddrInet6 with IPv4-mapped addresses (--family inet6)
+	srcAddrs  [][4]byte       // the IPv4 address of each source, for failures
+	domain    int             // AF_INET or AF_INET6
 	exhausted []bool
 	left      int // sources not yet out of ports
 	nextSrc   int
@@ -153,13 +155,15 @@ func newWorker(cfg workerConfig, ctl, listener int) (*worker, error) {
 		if err != nil {
 			return nil, fmt.Errorf("parsing server address: %w", err)
 		}
-		w.server = &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
+		w.domain = cfg.Family.domain()
+		w.server = cfg.Family.sockaddr(ap.Addr(), ap.Port())
 		for _, s := range cfg.Sources {
 			a, err := netip.ParseAddr(s)
 			if err != nil {
 				return nil, fmt.Errorf("parsing source address: %w", err)
 			}
-			w.sources = append(w.sources, &unix.SockaddrInet4{Addr: a.As4()})
+			w.sources = append(w.sources, cfg.Family.sockaddr(a, 0))
+			w.srcAddrs = append(w.srcAddrs, a.As4())
 		}
 		w.exhausted = make([]bool, len(w.sources))
 		w.left = len(w.sources)
@@ -321,7 +325,7 @@ func (w *worker) report(force bool) {
 }
 
 // fail counts a failure; limit failures also become the worker's first failure.
-func (w *worker) fail(k failKind, errno unix.Errno, src *unix.SockaddrInet4) {
+func (w *worker) fail(k failKind, errno unix.Errno, src *[4]byte) {
 	w.stats.Failed[k]++
 	w.dirty = true
 	if w.stats.FirstFail != 0 {
@@ -332,7 +336,7 @@ func (w *worker) fail(k failKind, errno unix.Errno, src *unix.SockaddrInet4) {
 		w.stats.FirstFail = uint8(k) + 1
 		w.stats.FirstFailErrno = uint32(errno)
 		if src != nil {
-			w.stats.FirstFailSrc = src.Addr
+			w.stats.FirstFailSrc = *src
 		}
 	}
 }

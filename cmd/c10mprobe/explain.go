@@ -66,6 +66,7 @@ func predictCmd(args []string, stdout, stderr io.Writer) error {
 	fs.Var(&reserve, "reserve", "memory to keep free (default: none: the machine's limit)")
 	from := fs.String("from", "", "a run directory to take per-connection costs from")
 	asJSON := fs.Bool("json", false, "print JSON, the shape of summary.json's explanation")
+	family := fs.String("family", "inet", "without --from: the sockets' family, inet or inet6 (a JVM's TCPv6 socks are larger)")
 	if err := parseFlags(fs, args, stdout, predictExamples); err != nil {
 		return err
 	}
@@ -95,7 +96,7 @@ func predictCmd(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		per, src := h.KernelBytesPerConn()
+		per, src := h.KernelBytesPerConn(runner.Family(*family))
 		if per == 0 {
 			return badInput("no costs to scale (%s): rerun with sudo or pass --from RUNDIR", src)
 		}

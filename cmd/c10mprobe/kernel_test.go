@@ -375,3 +375,36 @@ func TestSendmsgCountsEveryCall(t *testing.T) {
 		}
 	}
 }
+
+// TestFamilyInet6: sockets as a JVM on a dual-stack host makes them
+// (AF_INET6, IPv4-mapped addresses): the kernel allocates TCPv6 socks, two
+// a connection, and no TCP ones; sock_diag finds them in its IPv6 dump.
+func TestFamilyInet6(t *testing.T) {
+	needRoot(t)
+	before := sysctls(t)
+	const n, port = 20000, 19962
+	r := run(t, "--conns", fmt.Sprint(n), "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--family", "inet6")
+	s := readSummary(t, r)
+	if r.code != 0 || s.Verified != n || s.Settings.Family != "inet6" || s.Plan.Family != "inet6" {
+		t.Fatalf("exit %d, %d verified, family %q; want 0, %d, inet6\nstderr:\n%s", r.code, s.Verified, s.Settings.Family, n, r.stderr)
+	}
+	// Both ends, counted in the IPv6 dump and unmapped to the IPv4 port.
+	if s.ServerSockets != n || s.DistinctClientEndpoints != n {
+		t.Errorf("sock_diag: %d sockets on the port, %d endpoints; want %d", s.ServerSockets, s.DistinctClientEndpoints, n)
+	}
+	v6, ok := s.Kernel.Caches["TCPv6"]
+	if !ok {
+		t.Fatalf("no TCPv6 cache in %v", s.Kernel.Caches)
+	}
+	if want := 2 * float64(v6.ObjectSize); v6.BytesPerConnection < 0.95*want || v6.BytesPerConnection > 1.05*want {
+		t.Errorf("TCPv6 %.0f B per connection, want 2 × %d", v6.BytesPerConnection, v6.ObjectSize)
+	}
+	if tcp := s.Kernel.Caches["TCP"]; tcp.BytesPerConnection > 100 {
+		t.Errorf("TCP %.0f B per connection in an inet6 run, want ≈ 0", tcp.BytesPerConnection)
+	}
+	// The per-socket table keys sockets by their IPv4-mapped ends as well.
+	if k := s.Kernel.SocketMemory; k.SockDiag.Count != 2*n || k.Probe.Count != 2*n {
+		t.Errorf("per-socket table %d, sock_diag %d; want %d each", k.Probe.Count, k.SockDiag.Count, 2*n)
+	}
+	assertSysctls(t, before)
+}

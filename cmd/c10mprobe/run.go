@@ -101,6 +101,7 @@ func parseModeFlags(mode runner.Mode, args []string, stdout io.Writer) (*runFlag
 	fs.Var(&target, "target", "dial a server you bring at this address:port of this host instead of starting the built-in one")
 	index := fs.Int("index", 0, "dial: this dialer's index, 0 to --of − 1 (default: $JOB_COMPLETION_INDEX, else 0)")
 	of := fs.Int("of", 1, "dial: how many dialers share --conns")
+	family := fs.String("family", "inet", "socket family: inet, or inet6 with IPv4-mapped addresses (::ffff:127.x.y.z), as a JVM makes them: TCPv6 socks")
 	wait := fs.Duration("wait", 5*time.Minute, "serve: how long to wait for the first dialer (then --timeout ends it once connections stop)")
 	fs.Var(&conns, "conns", "connections to open and verify (required)")
 	fs.Var(&listen, "listen", "the one server address:port every connection lands on")
@@ -175,7 +176,7 @@ func parseModeFlags(mode runner.Mode, args []string, stdout io.Writer) (*runFlag
 			PortRange: portRange, Sysctls: sysctls, NoTune: *noTune, Force: *force, OutDir: *out, Payload: int(payload), Unread: *unread,
 			MemLimit: uint64(memLimit), Swap: uint64(swap),
 			Target: netip.AddrPort(target.addrPortValue), ServerPIDs: *serverPIDs, ServerCmd: *serverCmd, Exchange: runner.Exchange(*exchange),
-			Mode: mode, FirstWait: *wait,
+			Mode: mode, FirstWait: *wait, Family: runner.Family(*family),
 		},
 		noBPF: *noBPF, probeCost: *probeCost, backend: backend,
 	}

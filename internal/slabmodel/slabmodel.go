@@ -43,10 +43,16 @@ const ObjcgPointer = 8
 // runs come out higher (8.6–10 KiB against ≈ 7.4 here): slab pages are not
 // filled to the last byte, and an agent walking /proc/PID/fd adds its /proc
 // inodes; the run's ledger says which.
-func KernelBytes(objsize map[string]uint64) (uint64, string) {
+//
+// sock is the sock's cache: TCP, or TCPv6 for AF_INET6 sockets (IPv4-mapped
+// ones included), whose objects are larger.
+func KernelBytes(objsize map[string]uint64, sock string) (uint64, string) {
 	var per uint64
 	var parts []string
 	for _, c := range Charged {
+		if c == "TCP" {
+			c = sock
+		}
 		if sz := objsize[c]; sz > 0 {
 			per += sz
 			parts = append(parts, fmt.Sprintf("%s %d", c, sz))

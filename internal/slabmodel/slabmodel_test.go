@@ -2,6 +2,7 @@ package slabmodel
 
 import (
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -18,11 +19,19 @@ func TestMemcgCharge(t *testing.T) {
 }
 
 func TestKernelBytes(t *testing.T) {
-	got, why := KernelBytes(sizes)
+	got, why := KernelBytes(sizes, "TCP")
 	if want := uint64(2 * (2368 + 832 + 192 + 192 + 128 + 64 + 32 + 24)); got != want || why == "" {
 		t.Errorf("KernelBytes = %d, want %d (%s)", got, want, why)
 	}
-	if got, _ := KernelBytes(nil); got != 0 {
+	// AF_INET6 socks (IPv4-mapped too) come from TCPv6.
+	v6 := map[string]uint64{"TCPv6": 2496}
+	for k, v := range sizes {
+		v6[k] = v
+	}
+	if got, why := KernelBytes(v6, "TCPv6"); got != uint64(2*(2496+832+192+192+128+64+32+24)) || !strings.Contains(why, "TCPv6 2496") {
+		t.Errorf("KernelBytes(TCPv6) = %d (%s)", got, why)
+	}
+	if got, _ := KernelBytes(nil, "TCP"); got != 0 {
 		t.Errorf("KernelBytes without sizes = %d", got)
 	}
 }
