@@ -30,6 +30,7 @@ type Explanation struct {
 	Verdict             string      `json:"verdict"`
 	Myths               []Myth      `json:"myths,omitempty"`
 	Rate                *Rate       `json:"rate,omitempty"` // how fast it connected as it filled
+	Swap                *SwapLeg    `json:"swap,omitempty"` // a smaller machine going into swap
 }
 
 // LedgerLine is one kind of memory the connections use.
@@ -149,6 +150,14 @@ func Explain(r Run) Explanation {
 		add("user", "anonymous memory, all other processes", "/proc/meminfo AnonPages − the server's",
 			fmt.Sprintf("the runner's PSS at the peak, runtime baselines included: %s", units.Bytes(r.RunnerPss)), rest)
 		bySide(1, 0)
+	} else if swapped := swapGrowth(r); swapped > 0 {
+		// Pages swapped out leave AnonPages but are still the programs':
+		// the anonymous line counts them, and a line of their own takes
+		// them out of RAM again.
+		add("user", "anonymous memory, all processes, in RAM or swap", "/proc/meminfo AnonPages + swap used",
+			fmt.Sprintf("the runner's PSS at the peak, runtime baselines included: %s", units.Bytes(r.RunnerPss)),
+			int64(r.Peak.AnonPages)-int64(r.Idle.AnonPages)+swapped)
+		add("swap", "moved out to swap", "/proc/meminfo SwapTotal − SwapFree growth", "RAM freed for socket slab", -swapped)
 	} else {
 		add("user", "anonymous memory, all processes", "/proc/meminfo AnonPages",
 			fmt.Sprintf("the runner's PSS at the peak, runtime baselines included: %s", units.Bytes(r.RunnerPss)),
@@ -185,6 +194,12 @@ func Explain(r Run) Explanation {
 	e.BindingLimit, e.Verdict = verdict(r, e)
 	e.Myths = myths(r, e)
 	e.Rate = rateOf(r)
+	if e.Swap = swapLeg(r); e.Swap != nil {
+		// On a smaller machine the question is the article's: where does
+		// swapping start, and where does it end.
+		e.Verdict = fmt.Sprintf("on a %s machine, %s; each connection costs %.1f KiB of unswappable kernel memory",
+			units.Bytes(r.Machine.MemBytes), e.Swap.Verdict, e.KernelPerConnection/1024)
+	}
 	return e
 }
 
@@ -255,4 +270,10 @@ func others(all []string, self string) []string {
 		}
 	}
 	return out
+}
+
+// swapGrowth is swap in use at the peak less at idle.
+func swapGrowth(r Run) int64 {
+	used := func(m Memory) int64 { return int64(m.SwapTotal) - int64(m.SwapFree) }
+	return used(r.Peak) - used(r.Idle)
 }

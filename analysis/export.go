@@ -28,6 +28,9 @@ type Sample struct {
 	PswpIn       uint64           `json:"pswpin"`
 	PswpOut      uint64           `json:"pswpout"`
 	OOMKills     uint64           `json:"oom_kill"`
+	// The --ballast's resident and swapped bytes (VmRSS, VmSwap).
+	BallastRSS  uint64 `json:"ballast_rss,omitempty"`
+	BallastSwap uint64 `json:"ballast_swap,omitempty"`
 	CacheBytes   map[string]int64 `json:"cache_bytes,omitempty"` // live bytes the probes counted since idle
 }
 

@@ -50,6 +50,8 @@ type Run struct {
 	EndsHere int    `json:"ends_here,omitempty"`
 	// ConntrackPeak is nf_conntrack_count at the peak.
 	ConntrackPeak int64 `json:"conntrack_peak,omitempty"`
+	// Machine is a --machine-mem run's smaller machine; nil otherwise.
+	Machine *MachineRun `json:"machine,omitempty"`
 	// Brought is the server the user brought (--target); nil for the
 	// built-in one.
 	Brought *BroughtServer `json:"brought,omitempty"`

@@ -129,7 +129,7 @@ func limits(r Run, e Explanation) []LimitLine {
 // rowKind is the row of the limits table that a run's limit kind bound on.
 func rowKind(k limit.Kind) limit.Kind {
 	switch k {
-	case limit.MemoryReserve, limit.MemoryPressure:
+	case limit.MemoryReserve, limit.MemoryPressure, limit.SwapFull, limit.MinWatermark:
 		return limit.Memory
 	}
 	return k

@@ -47,6 +47,7 @@ func WriteReport(w io.Writer, r Report) error {
 		"Memory":    template.HTML(memoryChart(r.Series, max(1, r.PageSize))),
 		"Conns":     template.HTML(connectionsChart(r.Series)),
 		"Sockets":   template.HTML(socketChart(r.SocketMemory)),
+		"Swap":      template.HTML(swapChart(r.Series)),
 		"Flame":     template.HTML(flame.String()),
 		"CPU":       template.HTML(cpu.String()),
 		"HasCPU":    len(r.CPUStacks) > 0,
@@ -96,6 +97,8 @@ svg text{font-family:system-ui,sans-serif}.note{color:#666}svg{max-width:100%;he
 <h2>Memory by kind against connections</h2>{{.Memory}}
 <h2>Connections and connect rate over time</h2>{{.Conns}}
 <h2>Buffer memory per socket at the peak (sock_diag)</h2>{{.Sockets}}
+<h2>Slab and the ballast against connections (a smaller machine going into swap)</h2>{{.Swap}}
+{{with .R.Explanation.Swap}}<p>{{.Verdict}}.</p>{{end}}
 <h2>Kernel allocations by stack</h2>
 {{if .HasStacks}}<div id="flamegraph">{{.Flame}}</div>{{else}}<p class="note">No stacks: the run had no probes.</p>{{end}}
 <h2>CPU time by stack</h2>

@@ -47,6 +47,9 @@ func WriteText(w io.Writer, e Explanation) {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", l.Name, at, l.Value, l.Used)
 	}
 	tw.Flush()
+	if e.Swap != nil {
+		fmt.Fprintf(w, "\nSwap: %s.\n", e.Swap.Verdict)
+	}
 	if e.Rate != nil && len(e.Rate.ConnectByDecile) > 0 {
 		fmt.Fprintf(w, "\nRate: %s.\n", rateText(e.Rate))
 	}

@@ -64,6 +64,16 @@ func Input(sum Summary, samples []PhaseSample) (analysis.Run, error) {
 			Backlog: s.Backlog, AcceptQueuePeak: s.AcceptQueuePeak}
 		in.ServerPss = s.Peak.Pss
 	}
+	if m := res.Machine; m != nil {
+		in.Machine = &analysis.MachineRun{MemBytes: m.MemBytes, PredictedSwapStart: m.PredictedSwapStartConnection, PredictedStop: m.PredictedConnections}
+		if s := res.Swap; s != nil {
+			in.Machine.SwapBytes = s.Bytes
+		}
+		if b := res.Ballast; b != nil {
+			in.Machine.BallastBytes, in.Machine.BallastSwappedPeak, in.Machine.MajorFaults = b.Bytes, b.SwappedBytesPeak, b.MajorFaults
+			in.Machine.TouchP50us, in.Machine.TouchP99us, in.Machine.TouchMaxus = b.TouchLatencyUs.P50, b.TouchLatencyUs.P99, b.TouchLatencyUs.Max
+		}
+	}
 	if m := res.Memcap; m != nil {
 		in.Memcap = &analysis.Memcap{LimitBytes: m.LimitBytes, StopShare: m.StopShare, BaselineBytes: m.BaselineBytes,
 			PeakBytes: m.PeakUsageBytes, Predicted: m.PredictedConnections}

@@ -45,6 +45,7 @@ type Recorder struct {
 	errs     []string
 
 	pids      []int
+	ballast   int // --ballast's pid; 0 without
 	start     time.Time
 	idleProbe *bpf.Snapshot
 	series    []analysis.Sample
@@ -57,6 +58,14 @@ func New(probes *bpf.Probes) *Recorder { return &Recorder{probes: probes} }
 
 // AddPID is the runner's OnSpawn: the probes count the process as the
 // run's, and the time series sums its RSS.
+// SetBallast names the --ballast's process, whose resident and swapped
+// bytes each sample reads.
+func (r *Recorder) SetBallast(pid int) {
+	r.mu.Lock()
+	r.ballast = pid
+	r.mu.Unlock()
+}
+
 func (r *Recorder) AddPID(pid int) error {
 	r.mu.Lock()
 	r.pids = append(r.pids, pid)
@@ -161,7 +170,7 @@ func (r *Recorder) stopSeries() {
 // sampleNow takes one row of the time series.
 func (r *Recorder) sampleNow() {
 	r.mu.Lock()
-	p, pids := r.last, append([]int(nil), r.pids...)
+	p, pids, ballast := r.last, append([]int(nil), r.pids...), r.ballast
 	r.mu.Unlock()
 	s := analysis.Sample{Seconds: time.Since(r.start).Seconds(), Phase: string(p.Phase),
 		Established: p.Established, Verified: p.Verified, Rate: p.Rate}
@@ -181,6 +190,9 @@ func (r *Recorder) sampleNow() {
 		if rss, err := procfs.RSS(pid); err == nil {
 			s.RunnerRSS += rss
 		}
+	}
+	if ballast > 0 {
+		s.BallastRSS, s.BallastSwap, _ = runner.ProcessMemory(ballast)
 	}
 	if r.probes != nil && r.idleProbe != nil {
 		if snap, err := r.probes.Snapshot(); err == nil {

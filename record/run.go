@@ -85,6 +85,9 @@ func (r *Run) explain() error {
 	in.Series = r.Series
 	e := analysis.Explain(in)
 	r.Input, r.Explanation, r.Summary.Explanation = in, &e, &e
+	if m := r.Summary.Result.Machine; m != nil && e.Swap != nil {
+		m.ActualSwapStartConnections = e.Swap.SwapStartConnections
+	}
 	return nil
 }
 

@@ -40,6 +40,12 @@ type Config struct {
 	ServerCmd  string   // a shell command that starts the target (--server-cmd), stopped after
 	Exchange   Exchange // what each connection does once open; "" is the mode's default
 
+	// MachineMem makes the host a machine of this much RAM for the run:
+	// the rest is reserved as huge pages (vm.nr_hugepages, journaled).
+	MachineMem uint64
+	// Ballast is a process of this many bytes of anonymous memory, touched
+	// at random: the desktop and JVM heap that go to swap.
+	Ballast uint64
 	// Family is the sockets' address family: inet, or inet6 with
 	// IPv4-mapped addresses (::ffff:127.x.y.z), as a JVM on a dual-stack
 	// host makes them: the kernel then allocates TCPv6 socks.
@@ -59,6 +65,7 @@ type Config struct {
 	OnPhase    func(phase Phase) error // when a phase ends, while its sockets are held
 	OnSpawn    func(pid int) error     // for each process of the run, before it opens anything
 	OnServerUp func([]Check)           // --server-cmd: its limits, once it listens
+	OnBallast  func(pid int)           // --ballast: its process, for the time series
 }
 
 // Exchange is what a connection does once open, to count as verified.

@@ -220,6 +220,7 @@ func (r *Runner) finishResult(res *Result) {
 	if res.Memcap != nil {
 		r.memcap.finish(res.Memcap, t.clientEstablished, res.StoppedBy)
 	}
+	r.machineResult(res)
 }
 
 // symptom says a limit kind only describes how the run stalled, not why.

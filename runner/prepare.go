@@ -228,7 +228,7 @@ func Prepare(cfg Config) (*Runner, error) {
 		r.tuning.Backlog = want
 	}
 
-	needsRoot := len(r.sysctls) > 0 || cfg.MemLimit > 0 || cfg.Swap > 0
+	needsRoot := len(r.sysctls) > 0 || cfg.MemLimit > 0 || cfg.Swap > 0 || cfg.MachineMem > 0
 	if cfg.Swap > 0 {
 		if _, err := exec.LookPath("mkswap"); err != nil {
 			return nil, badInput("--swap needs mkswap (util-linux): %v", err)
@@ -306,6 +306,9 @@ func Prepare(cfg Config) (*Runner, error) {
 	if err := creatable(cfg.OutDir); err != nil {
 		return nil, badInput("--out %s cannot be created: %v", cfg.OutDir, err)
 	}
+	if err := checkMachine(cfg, host); err != nil {
+		return nil, err
+	}
 	if cfg.Reserve >= host.Mem.MemTotal {
 		return nil, badInput("--reserve %s is not below this host's memory (%s)", units.Bytes(cfg.Reserve), units.Bytes(host.Mem.MemTotal))
 	}
@@ -316,7 +319,9 @@ func Prepare(cfg Config) (*Runner, error) {
 	}
 	// A run far past what memory holds would only meet the reserve: say so
 	// now, with the estimate, unless asked to go anyway.
-	if per, _ := host.KernelBytesPerConn(cfg.Family); per > 0 && !cfg.Force {
+	// On a smaller machine the run goes into swap on purpose; its guard
+	// stops it.
+	if per, _ := host.KernelBytesPerConn(cfg.Family); per > 0 && !cfg.Force && cfg.MachineMem == 0 {
 		per = per * uint64(r.plan.EndsHere) / 2
 		room := int64(host.Mem.MemAvailable) - int64(cfg.Reserve)
 		if need := uint64(cfg.Conns) * per; room <= 0 || need > 2*uint64(room) {

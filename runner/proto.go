@@ -113,7 +113,7 @@ func (s *Stats) unmarshal(buf []byte) error {
 // protoVersion is checked by every worker against its parent's: a
 // c10mprobe-worker left from another build must not misread the commands
 // or the Stats records. Bump it with any change to them or to workerConfig.
-const protoVersion = 8
+const protoVersion = 9
 
 // Role is a worker's end of the connections.
 type Role string
@@ -140,4 +140,7 @@ type workerConfig struct {
 	Exchange Exchange `json:"exchange"` // client: numbered (the built-in server's), echo or none
 	Stream   bool     `json:"stream"`   // server (serve): send each connection its number once accepted
 	Family   Family   `json:"family"`   // client: inet, or inet6 (IPv4-mapped addresses)
+	// The ballast (--ballast): bytes to map and touch, touches a second.
+	Bytes     uint64 `json:"bytes,omitempty"`
+	TouchRate int    `json:"touch_rate,omitempty"`
 }

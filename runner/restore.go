@@ -27,6 +27,10 @@ type Restored struct {
 func Restore(dir string) (Restored, error) {
 	var r Restored
 	var errs []error
+	// A smaller machine's huge pages first: swapoff may need the room.
+	if j, err := sysctl.LoadJournal(filepath.Join(dir, rundir.Journal)); err == nil {
+		errs = append(errs, j.RestoreKey(hugePagesKey))
+	}
 	for _, undo := range []func(string) (string, error){stopKilledRunServer, removeCgroup, removeSwap, freeKilledRunTimeWait} {
 		what, err := undo(dir)
 		if what != "" {
@@ -55,6 +59,16 @@ func (r *Runner) cleanup() {
 	if r.listener != nil {
 		r.listener.Close()
 		r.listener = nil
+	}
+	if r.ballast != nil {
+		r.ballast.stop()
+		r.ballast = nil
+	}
+	if r.machine != nil {
+		// The machine's RAM back before swapoff, which may need it.
+		if err := r.journal.RestoreKey(hugePagesKey); err != nil {
+			fmt.Fprintf(r.cfg.Log, "warning: giving back the huge pages: %v\n", err)
+		}
 	}
 	if r.swap != nil {
 		if err := r.swap.remove(); err == nil {

@@ -56,6 +56,9 @@ type Result struct {
 	// ConntrackPeak is nf_conntrack_count at the peak (0: not loaded).
 	ConntrackPeak int64       `json:"conntrack_peak,omitempty"`
 	Swap          *SwapResult `json:"swap,omitempty"`
+	// Machine is --machine-mem's smaller machine; Ballast the --ballast.
+	Machine *MachineResult `json:"machine,omitempty"`
+	Ballast *BallastResult `json:"ballast,omitempty"`
 }
 
 // SwapResult is what the run's swapfile took in.

@@ -45,6 +45,8 @@ type Runner struct {
 	total        int     // dial: connections over all dialers; Conns is this one's share
 	memcap       *memcap // --mem-limit; nil without
 	swap         *swapfile
+	ballast      *ballast // --ballast; nil without
+	machine      *machine // --machine-mem; nil without
 	vmStart      map[string]uint64
 	notify       chan struct{}
 
@@ -115,6 +117,11 @@ func (r *Runner) Run(ctx context.Context) (res *Result, err error) {
 	if err := r.tune(); err != nil {
 		return res, err
 	}
+	if r.cfg.MachineMem > 0 {
+		if err := r.shrink(); err != nil {
+			return res, err
+		}
+	}
 	if r.memcap != nil {
 		if res.Memcap, err = r.memcap.create(r.cfg.OutDir, r.cfg.MemLimit, r.cfg.Log); err != nil {
 			return res, err
@@ -128,6 +135,15 @@ func (r *Runner) Run(ctx context.Context) (res *Result, err error) {
 		r.swap = s
 		res.Swap = &SwapResult{Bytes: r.cfg.Swap, Path: s.path}
 		fmt.Fprintf(r.cfg.Log, "swap: %s of swapfile at %s for the run\n", units.Bytes(r.cfg.Swap), s.path)
+	}
+	if r.cfg.Ballast > 0 {
+		exe, err := workerExe()
+		if err != nil {
+			return res, err
+		}
+		if err := r.startBallast(exe); err != nil {
+			return res, err
+		}
 	}
 	r.vmStart, _ = procfs.ReadVmstat()
 	before, err := procfs.ReadListenCounters()
@@ -156,6 +172,9 @@ func (r *Runner) Run(ctx context.Context) (res *Result, err error) {
 	}
 	if r.memcap != nil {
 		r.memcap.predict(r.cfg.Log)
+	}
+	if r.machine != nil {
+		r.predictMachine()
 	}
 	if err := r.phaseDone(PhaseIdle); err != nil {
 		return res, err
@@ -188,6 +207,9 @@ func (r *Runner) Run(ctx context.Context) (res *Result, err error) {
 	}
 	res.MaxSocketsPerWorker, res.WorkerOwnFDs = r.maxPerWorker()
 	res.ConntrackPeak, _ = procfs.ReadInt("/proc/sys/net/netfilter/nf_conntrack_count")
+	if r.ballast != nil {
+		res.Ballast = r.ballast.result()
+	}
 	if err := r.phaseDone(PhaseExchange); err != nil {
 		return res, err
 	}
@@ -248,6 +270,9 @@ const memoryPressureStop = 10.0
 // guard says which of the host's guards has tripped, if any: spare memory
 // below --reserve, or PSI saying every task is stalled on memory.
 func (r *Runner) guard() (limit.Kind, string) {
+	if r.machine != nil {
+		return r.machineGuard()
+	}
 	if m, err := procfs.ReadMeminfo(); err == nil && m.Spare() < r.cfg.Reserve {
 		return limit.MemoryReserve, fmt.Sprintf("spare memory (free + page cache; MemAvailable %s also counts the sockets' pinned dentries and inodes) fell to %s, below the reserve of %s (--reserve): the host is guarded before it runs out",
 			units.Bytes(m.MemAvailable), units.Bytes(m.Spare()), units.Bytes(r.cfg.Reserve))

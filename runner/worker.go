@@ -88,6 +88,9 @@ func WorkerMain() int {
 		fmt.Fprintf(os.Stderr, "c10mprobe worker: protocol %d, parent speaks %d: this worker is from another build; rebuild both (make build)\n", protoVersion, cfg.Proto)
 		return 2
 	}
+	if cfg.Role == Ballast {
+		return ballastMain(cfg)
+	}
 	if err := setNoFile(cfg.NoFile); err != nil {
 		fmt.Fprintf(os.Stderr, "c10mprobe %s worker %d: %v\n", cfg.Role, cfg.Index, err)
 		return 1

@@ -51,8 +51,8 @@ const dialExamples = `  sudo c10mprobe dial --target 198.18.0.1:9999 --conns 100
 // modeFlags are the flags of run that serve or dial do not take.
 var modeFlags = map[runner.Mode][]string{
 	runner.ModeRun:   {"index", "of", "wait"},
-	runner.ModeServe: {"target", "server-cmd", "server-pid", "exchange", "src", "rate", "inflight", "index", "of"},
-	runner.ModeDial:  {"listen", "server-cmd", "server-pid", "exchange", "wait"},
+	runner.ModeServe: {"target", "server-cmd", "server-pid", "exchange", "src", "rate", "inflight", "index", "of", "family", "machine-mem", "ballast"},
+	runner.ModeDial:  {"listen", "server-cmd", "server-pid", "exchange", "wait", "family", "machine-mem", "ballast"},
 }
 
 func parseRunFlags(args []string, stdout io.Writer) (*runFlags, error) {
@@ -80,6 +80,8 @@ func parseModeFlags(mode runner.Mode, args []string, stdout io.Writer) (*runFlag
 		payload    sizeValue
 		memLimit   sizeValue
 		swap       sizeValue
+		machineMem sizeValue
+		ballastSz  sizeValue
 		inflight   = fs.Int("inflight", 512, "most connects pending at once, over all workers (each client worker gets an equal share, at least one)")
 		rate       = fs.Float64("rate", 0, "most new connections per second; 0 for no limit")
 		hold       = fs.Duration("hold", 0, "keep every connection open this long after the exchange")
@@ -110,6 +112,8 @@ func parseModeFlags(mode runner.Mode, args []string, stdout io.Writer) (*runFlag
 	fs.Var(&sysctls, "sysctl", "set KEY=VALUE for the run, restored after (repeatable)")
 	fs.Var(&memLimit, "mem-limit", "run the workers in a memory cgroup capped at this, e.g. 1GiB: a smaller machine")
 	fs.Var(&swap, "swap", "a swapfile of this size for the run, removed after, e.g. 2GiB")
+	fs.Var(&machineMem, "machine-mem", "run as on a machine with this much RAM, e.g. 8GiB: the rest is reserved as huge pages, given back after")
+	fs.Var(&ballastSz, "ballast", "a process that holds this much anonymous memory and touches it at random, timing each touch: the desktop and heap that go to swap")
 	fs.Var(&payload, "payload", "bytes each side sends after the numbered message, e.g. 16KiB")
 	fs.Var(&reserve, "reserve", "stop opening when spare memory (free + page cache) falls below this (default max(1GiB, 5% of RAM))")
 	if mode == runner.ModeDial {
@@ -153,7 +157,7 @@ func parseModeFlags(mode runner.Mode, args []string, stdout io.Writer) (*runFlag
 	if *probeCost && *noBPF {
 		return nil, badInput("--probe-cost times the probes, and --no-bpf attaches none: pass one of them")
 	}
-	for _, name := range []string{"mem-limit", "swap", "reserve"} {
+	for _, name := range []string{"mem-limit", "swap", "reserve", "machine-mem", "ballast"} {
 		if f := fs.Lookup(name); f.Changed && f.Value.String() == "0" {
 			return nil, badInput("--%s must be more than 0 bytes, got %q", name, f.Value.String())
 		}
@@ -174,7 +178,7 @@ func parseModeFlags(mode runner.Mode, args []string, stdout io.Writer) (*runFlag
 			Conns: int(conns), Listen: netip.AddrPort(listen), Sources: srcs, Inflight: *inflight, Rate: *rate,
 			Hold: *hold, Timeout: *timeout, Reserve: uint64(reserve), WorkerFDs: *workerFDs, MaxWorkers: *maxWorkers,
 			PortRange: portRange, Sysctls: sysctls, NoTune: *noTune, Force: *force, OutDir: *out, Payload: int(payload), Unread: *unread,
-			MemLimit: uint64(memLimit), Swap: uint64(swap),
+			MemLimit: uint64(memLimit), Swap: uint64(swap), MachineMem: uint64(machineMem), Ballast: uint64(ballastSz),
 			Target: netip.AddrPort(target.addrPortValue), ServerPIDs: *serverPIDs, ServerCmd: *serverCmd, Exchange: runner.Exchange(*exchange),
 			Mode: mode, FirstWait: *wait, Family: runner.Family(*family),
 		},
@@ -218,6 +222,9 @@ func modeCmd(mode runner.Mode, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("reading meminfo: %w", err)
 		}
 		cfg.Reserve = runner.DefaultReserve(m.MemTotal)
+		if cfg.MachineMem > 0 {
+			cfg.Reserve = runner.DefaultReserve(cfg.MachineMem) // of the smaller machine
+		}
 	}
 
 	prog := newProgress(stderr)
@@ -229,6 +236,7 @@ func modeCmd(mode runner.Mode, args []string, stdout, stderr io.Writer) error {
 	cfg.OnPhase = func(ph runner.Phase) error { return rec.Phase(ph) }
 	cfg.OnSpawn = func(pid int) error { return rec.AddPID(pid) }
 	cfg.OnServerUp = func(checks []runner.Check) { printChecks(stderr, "Server: the limits it will meet", checks) }
+	cfg.OnBallast = func(pid int) { rec.SetBallast(pid) }
 	cfg.OnProgress = func(p runner.Progress) { rec.Progress(p); prog.update(p) }
 	r, err := runner.Prepare(cfg)
 	if err != nil {
@@ -338,6 +346,15 @@ func printRun(w io.Writer, run *record.Run, dir string) {
 		off := 100 * (float64(m.ActualConnections) - float64(m.PredictedConnections)) / float64(max(1, m.PredictedConnections))
 		fmt.Fprintf(w, "memory cap %s: predicted %d connections, held %d (%+.1f %%), stopped by %s\n",
 			units.Bytes(m.LimitBytes), m.PredictedConnections, m.ActualConnections, off, m.StoppedBy)
+	}
+	if m := res.Machine; m != nil {
+		fmt.Fprintf(w, "machine %s: swapping began near %s connections (predicted %s), the run stopped at %s (predicted %s), stopped by %s\n",
+			units.Bytes(m.MemBytes), units.Count(m.ActualSwapStartConnections), units.Count(m.PredictedSwapStartConnection),
+			units.Count(m.ActualConnections), units.Count(m.PredictedConnections), m.StoppedBy)
+	}
+	if b := res.Ballast; b != nil {
+		fmt.Fprintf(w, "ballast %s: %s swapped out at most, %d major faults, touches p50 %.1f µs, p99 %.1f µs, max %.1f ms\n",
+			units.Bytes(b.Bytes), units.Bytes(b.SwappedBytesPeak), b.MajorFaults, b.TouchLatencyUs.P50, b.TouchLatencyUs.P99, b.TouchLatencyUs.Max/1000)
 	}
 	printSummary(w, res, dir)
 	printKernel(w, run.Summary.Kernel, res)

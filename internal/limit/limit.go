@@ -16,6 +16,8 @@ const (
 	EpollWatches   Kind = "epoll_watches"   // ENOSPC at epoll_ctl: fs.epoll.max_user_watches
 	MemoryReserve  Kind = "memory_reserve"  // spare memory fell below --reserve
 	MemoryPressure Kind = "memory_pressure" // PSI: tasks stalled on memory
+	SwapFull       Kind = "swap_full"       // --machine-mem: swap ≥ 95 % used
+	MinWatermark   Kind = "min_watermark"   // --machine-mem: free pages at the zones' min watermark
 	Memcap         Kind = "memcap"          // the --mem-limit memory cgroup
 	WorkerDied     Kind = "worker_died"
 	Interrupted    Kind = "interrupted"

@@ -35,6 +35,11 @@ type Meminfo struct {
 	SwapFree     uint64 `json:"swap_free"`
 	Percpu       uint64 `json:"percpu"`
 	PCPFree      uint64 `json:"pcp_free"` // free pages on per-CPU lists (zoneinfo), not in MemFree
+	// Huge pages: the pool's size in pages, a page's size, and the bytes
+	// all pools hold (Hugetlb): memory no one else can use.
+	HugePagesTotal uint64 `json:"hugepages_total"`
+	HugePageSize   uint64 `json:"hugepagesize"`
+	Hugetlb        uint64 `json:"hugetlb"`
 }
 
 // Spare is memory a run can still take without the kernel reclaiming what it
@@ -76,7 +81,7 @@ func ReadMeminfo() (Meminfo, error) {
 		"Active(file)": &m.ActiveFile, "Inactive(file)": &m.InactiveFile,
 		"Slab": &m.Slab, "SReclaimable": &m.SReclaimable, "SUnreclaim": &m.SUnreclaim,
 		"PageTables": &m.PageTables, "SwapTotal": &m.SwapTotal, "SwapFree": &m.SwapFree,
-		"Percpu": &m.Percpu,
+		"Percpu": &m.Percpu, "HugePages_Total": &m.HugePagesTotal, "Hugepagesize": &m.HugePageSize, "Hugetlb": &m.Hugetlb,
 	}
 	err := scanLines(Root+"/meminfo", func(line string) error {
 		name, rest, ok := strings.Cut(line, ":")
@@ -341,4 +346,28 @@ func RSS(pid int) (uint64, error) {
 	}
 	pages, err := strconv.ParseUint(f[1], 10, 64)
 	return pages * uint64(os.Getpagesize()), err
+}
+
+// Watermarks sums the zones' min and low free-page watermarks
+// (/proc/zoneinfo), in bytes: below low kswapd reclaims; at min an
+// allocation reclaims itself or, outside atomic reserves, fails.
+func Watermarks() (min, low uint64, err error) {
+	err = scanLines(Root+"/zoneinfo", func(line string) error {
+		f := strings.Fields(line)
+		if len(f) != 2 || (f[0] != "min" && f[0] != "low") {
+			return nil
+		}
+		v, err := strconv.ParseUint(f[1], 10, 64)
+		if err != nil {
+			return fmt.Errorf("zoneinfo %s: %w", f[0], err)
+		}
+		if f[0] == "min" {
+			min += v
+		} else {
+			low += v
+		}
+		return nil
+	})
+	page := uint64(os.Getpagesize())
+	return min * page, low * page, err
 }

@@ -160,13 +160,19 @@ func (j *Journal) Set(key, value string) (Change, error) {
 
 // Restore writes back every change not yet restored, newest first, and
 // returns the errors of those it could not restore.
-func (j *Journal) Restore() error {
+func (j *Journal) Restore() error { return j.restore("") }
+
+// RestoreKey restores key's changes alone, ahead of the rest: huge pages
+// given back before a swapfile is turned off, which may need the room.
+func (j *Journal) RestoreKey(key string) error { return j.restore(key) }
+
+func (j *Journal) restore(only string) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	var errs []error
 	for i := len(j.changes) - 1; i >= 0; i-- {
 		c := &j.changes[i]
-		if c.Restored {
+		if c.Restored || (only != "" && c.Key != only) {
 			continue
 		}
 		if now, err := Read(c.Key); err == nil && now != c.New && now != c.Old {

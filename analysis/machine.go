@@ -1,0 +1,146 @@
+package analysis
+
+// The swap leg of a run on a smaller machine (--machine-mem) with a
+// ballast: where swapping began, how much of the ballast went out, what
+// slab held at the stop, and why the run stopped.
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/c10mprobe/c10mprobe/internal/limit"
+	"github.com/c10mprobe/c10mprobe/internal/units"
+)
+
+// MachineRun is what a --machine-mem run recorded of its machine.
+type MachineRun struct {
+	MemBytes           uint64  `json:"mem_bytes"`
+	SwapBytes          uint64  `json:"swap_bytes"`
+	PredictedSwapStart uint64  `json:"predicted_swap_start"`
+	PredictedStop      uint64  `json:"predicted_stop"`
+	BallastBytes       uint64  `json:"ballast_bytes"`
+	BallastSwappedPeak uint64  `json:"ballast_swapped_peak"`
+	TouchP50us         float64 `json:"touch_p50_us"`
+	TouchP99us         float64 `json:"touch_p99_us"`
+	TouchMaxus         float64 `json:"touch_max_us"`
+	MajorFaults        uint64  `json:"major_faults"`
+}
+
+// SwapLeg is the explanation's account of the machine going into swap.
+type SwapLeg struct {
+	// SwapStartConnections is the count held when the kernel first wrote
+	// to swap (pswpout), 0 when it never did.
+	SwapStartConnections uint64 `json:"swap_start_connections"`
+	SwappedBytesPeak     uint64 `json:"swapped_bytes_peak"` // swap in use at most, over the run
+	BallastSwappedPeak   uint64 `json:"ballast_swapped_bytes_peak"`
+	SlabAtStop           uint64 `json:"slab_bytes_at_stop"`
+	Verdict              string `json:"verdict"`
+}
+
+// swapLeg reads the time series of a --machine-mem run.
+func swapLeg(r Run) *SwapLeg {
+	m := r.Machine
+	if m == nil || len(r.Series) == 0 {
+		return nil
+	}
+	leg := &SwapLeg{BallastSwappedPeak: m.BallastSwappedPeak, SlabAtStop: r.Peak.Slab}
+	base := r.Series[0]
+	var prev Sample
+	for _, s := range r.Series {
+		if s.Phase != "connect" && s.Phase != "exchange" {
+			prev = s
+			continue
+		}
+		leg.SwappedBytesPeak = max(leg.SwappedBytesPeak, s.SwapUsed)
+		if leg.SwapStartConnections == 0 && s.PswpOut > base.PswpOut {
+			// Between the last sample without and this one: the midpoint.
+			leg.SwapStartConnections = (prev.Established + s.Established + 1) / 2
+		}
+		prev = s
+	}
+	var v strings.Builder
+	if leg.SwapStartConnections > 0 {
+		fmt.Fprintf(&v, "from %s connections the kernel pushed anonymous memory to swap to make room for socket slab, which cannot be swapped (%s in swap at most",
+			units.Approx(leg.SwapStartConnections), units.Bytes(leg.SwappedBytesPeak))
+		if m.BallastBytes > 0 {
+			fmt.Fprintf(&v, ", %s of it the ballast's %s; its touches waited up to %s, p99 %s", units.Bytes(m.BallastSwappedPeak), units.Bytes(m.BallastBytes),
+				duration(m.TouchMaxus), duration(m.TouchP99us))
+		}
+		v.WriteString("); ")
+	} else {
+		v.WriteString("the kernel never wrote to swap; ")
+	}
+	fmt.Fprintf(&v, "at %s connections %s, with slab holding %s of the %s machine",
+		units.Approx(r.Connections), stopReason(r.RunLimit), units.Bytes(leg.SlabAtStop), units.Bytes(m.MemBytes))
+	leg.Verdict = v.String()
+	return leg
+}
+
+func stopReason(b *Bound) string {
+	if b == nil {
+		return "every connection was held"
+	}
+	switch b.Kind {
+	case limit.SwapFull:
+		return "swap was full"
+	case limit.MemoryPressure:
+		return "every task waited on memory (PSI) and the run stopped before the machine froze"
+	case limit.MinWatermark:
+		return "free memory reached the min watermark"
+	case limit.WorkerDied:
+		return "the OOM killer took a worker"
+	}
+	return "the run stopped (" + string(b.Kind) + ")"
+}
+
+func duration(us float64) string {
+	switch {
+	case us >= 1e6:
+		return fmt.Sprintf("%.1f s", us/1e6)
+	case us >= 1e3:
+		return fmt.Sprintf("%.1f ms", us/1e3)
+	}
+	return fmt.Sprintf("%.1f µs", us)
+}
+
+// swapChart draws slab and the ballast's resident and swapped bytes against
+// the connections held: slab climbing as the ballast goes out.
+func swapChart(series []Sample) string {
+	var pts []Sample
+	for _, s := range series {
+		if (s.Phase == "connect" || s.Phase == "idle") && s.BallastRSS+s.BallastSwap > 0 {
+			pts = append(pts, s)
+		}
+	}
+	if len(pts) < 2 {
+		return `<p class="note">No ballast in this run (--ballast).</p>`
+	}
+	lines := []struct {
+		name string
+		v    func(Sample) float64
+	}{
+		{"slab", func(s Sample) float64 { return float64(s.Slab) }},
+		{"ballast resident", func(s Sample) float64 { return float64(s.BallastRSS) }},
+		{"ballast swapped", func(s Sample) float64 { return float64(s.BallastSwap) }},
+	}
+	xMax, yMax := 1.0, 1.0
+	for _, s := range pts {
+		xMax = max(xMax, float64(s.Established))
+		for _, l := range lines {
+			yMax = max(yMax, l.v(s))
+		}
+	}
+	var b strings.Builder
+	x, y := chart(&b, "connections held", "bytes", niceTicks(xMax), niceBytes(yMax), count, bytesAxis)
+	for i, l := range lines {
+		var poly []string
+		for _, s := range pts {
+			poly = append(poly, fmt.Sprintf("%.1f,%.1f", x(float64(s.Established)), y(l.v(s))))
+		}
+		color := palette[i%len(palette)]
+		fmt.Fprintf(&b, `<polyline points="%s" fill="none" stroke="%s" stroke-width="2"><title>%s</title></polyline>`, strings.Join(poly, " "), color, l.name)
+		legend(&b, i, color, l.name)
+	}
+	b.WriteString("</svg>")
+	return b.String()
+}

@@ -1,0 +1,181 @@
+package runner
+
+// --machine-mem SIZE: the run behaves as on a machine with SIZE of RAM,
+// where everything counts (both sockets of every connection, the kernel's
+// own allocations, page cache), as on the article's 8 GB desktop. The rest
+// of RAM is reserved as huge pages: the hugetlb pool takes it from the page
+// allocator, and nothing but a hugetlbfs mapping can use it. A memory
+// cgroup would not do: the server's sock is allocated in softirq and
+// charged to none. Memory hot-unplug would shrink MemTotal itself, but a
+// block of ZONE_NORMAL stayed "going-offline" here until interrupted
+// (unmovable kernel pages in it); huge pages are taken in half a second.
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/c10mprobe/c10mprobe/internal/limit"
+	"github.com/c10mprobe/c10mprobe/internal/procfs"
+	"github.com/c10mprobe/c10mprobe/internal/units"
+)
+
+// hugePagesKey is the sysctl that sizes the default huge page pool.
+const hugePagesKey = "vm.nr_hugepages"
+
+// machineSlack is how far above --machine-mem what huge pages leave may be:
+// the pool takes whole huge pages.
+const machineSlack = 1.01
+
+// swapFullShare is the share of swap in use at which a run into swap stops.
+const swapFullShare = 0.95
+
+// machine is a --machine-mem run's smaller machine.
+type machine struct {
+	size  uint64 // --machine-mem
+	left  uint64 // MemTotal − Hugetlb once reserved: the machine's RAM
+	pages uint64 // huge pages the run reserved
+	// The prediction printed before the first connection.
+	perConn          uint64 // kernel and user bytes a connection, the model's
+	predictSwapStart uint64
+	predictStop      uint64
+	minWater         uint64 // Σ zones' min watermark
+}
+
+// MachineResult is summary.json's machine.
+type MachineResult struct {
+	MemBytes                     uint64 `json:"mem_bytes"`
+	Mechanism                    string `json:"mechanism"`
+	HugePages                    uint64 `json:"huge_pages"`
+	LeftBytes                    uint64 `json:"left_bytes"` // MemTotal − Hugetlb: the machine as the run had it
+	ModelBytesPerConnection      uint64 `json:"model_bytes_per_connection"`
+	PredictedSwapStartConnection uint64 `json:"predicted_swap_start_connections"`
+	PredictedConnections         uint64 `json:"predicted_connections"`
+	ActualSwapStartConnections   uint64 `json:"actual_swap_start_connections"` // from the time series (analysis)
+	ActualConnections            uint64 `json:"actual_connections"`
+	StoppedBy                    string `json:"stopped_by"`
+}
+
+// checkMachine refuses a --machine-mem the host cannot be made into, before
+// anything changes: larger than the host, or smaller than what is in use
+// (with the ballast) plus the reserve.
+func checkMachine(cfg Config, h Host) error {
+	if cfg.MachineMem == 0 {
+		if cfg.Ballast > 0 && cfg.Ballast >= h.Mem.MemAvailable {
+			return badInput("--ballast %s is not below the %s available", units.Bytes(cfg.Ballast), units.Bytes(h.Mem.MemAvailable))
+		}
+		return nil
+	}
+	m := h.Mem
+	if m.HugePageSize == 0 {
+		return badInput("--machine-mem reserves the rest of RAM as huge pages, and this kernel has none (no Hugepagesize in /proc/meminfo)")
+	}
+	if cfg.MachineMem >= m.MemTotal-m.Hugetlb {
+		return badInput("--machine-mem %s is not below this host's %s of RAM", units.Bytes(cfg.MachineMem), units.Bytes(m.MemTotal-m.Hugetlb))
+	}
+	used := m.MemTotal - m.Hugetlb - m.MemAvailable
+	if need := used + cfg.Ballast + cfg.Reserve; cfg.MachineMem < need {
+		return badInput("--machine-mem %s is smaller than what is in use (%s) plus the ballast (%s) and the reserve (%s): at least %s",
+			units.Bytes(cfg.MachineMem), units.Bytes(used), units.Bytes(cfg.Ballast), units.Bytes(cfg.Reserve), units.Bytes(need))
+	}
+	if !h.Root {
+		return badInput("--machine-mem sets vm.nr_hugepages, which needs root")
+	}
+	return nil
+}
+
+// shrink reserves huge pages until RAM left is --machine-mem, and checks it.
+func (r *Runner) shrink() error {
+	m, err := procfs.ReadMeminfo()
+	if err != nil {
+		return err
+	}
+	ma := &machine{size: r.cfg.MachineMem}
+	ma.pages = (m.MemTotal - m.Hugetlb - ma.size) / m.HugePageSize
+	// Free pages in 2 MiB runs: compaction first (an action, not a setting).
+	_ = os.WriteFile("/proc/sys/vm/compact_memory", []byte("1"), 0)
+	want := m.HugePagesTotal + ma.pages
+	if _, err := r.journal.Set(hugePagesKey, fmt.Sprint(want)); err != nil {
+		return err
+	}
+	r.machine = ma
+	if m, err = procfs.ReadMeminfo(); err != nil {
+		return err
+	}
+	ma.left = m.MemTotal - m.Hugetlb
+	if float64(ma.left) > machineSlack*float64(ma.size) {
+		return fmt.Errorf("--machine-mem %s: only %d of %d huge pages could be reserved (memory too fragmented?), which leaves %s: not that machine",
+			units.Bytes(ma.size), m.HugePagesTotal, want, units.Bytes(ma.left))
+	}
+	ma.minWater, _, _ = procfs.Watermarks()
+	fmt.Fprintf(r.cfg.Log, "machine: %s of RAM for the run (%s reserved as %d huge pages of %s; vm.nr_hugepages restored at exit)\n",
+		units.Bytes(ma.left), units.Bytes(ma.pages*m.HugePageSize), ma.pages, units.Bytes(m.HugePageSize))
+	return nil
+}
+
+// predict prints, before the first connection, where swapping should begin
+// and where the run should stop, from the host's slab model and what is
+// available now (the ballast touched): the unswappable kernel memory of a
+// connection fills what is free and reclaimable; from the low watermark the
+// kernel swaps anonymous pages (the ballast's first) to make room, until
+// swap is nearly full.
+func (r *Runner) predictMachine() {
+	ma := r.machine
+	m, err := procfs.ReadMeminfo()
+	if err != nil {
+		return
+	}
+	per, _ := r.host.KernelBytesPerConn(r.cfg.Family)
+	per += userBytesPerConn
+	ma.perConn = per
+	_, low, _ := procfs.Watermarks()
+	free := int64(m.MemAvailable) - int64(low)
+	ma.predictSwapStart = uint64(max(0, free)) / per
+	swappable := min(m.AnonPages, uint64(swapFullShare*float64(m.SwapTotal)))
+	stopAt := free + int64(swappable) - int64(ma.minWater)
+	ma.predictStop = min(uint64(r.cfg.Conns), uint64(max(0, stopAt))/per)
+	fmt.Fprintf(r.cfg.Log, "machine: predicted from %s a connection: swapping begins near %s connections, and the run stops near %s (%s of anonymous memory can go to %s of swap)\n",
+		units.Bytes(per), units.Count(ma.predictSwapStart), units.Count(ma.predictStop), units.Bytes(m.AnonPages), units.Bytes(m.SwapTotal))
+}
+
+// userBytesPerConn is the runner's user space a connection (both ends'
+// workers), measured at 200,000: the model adds it to the slab's.
+const userBytesPerConn = 180
+
+// machineGuard replaces the reserve's guard on a smaller machine, where
+// going into swap is the experiment: it stops when swap is nearly full,
+// when every task waits on memory (PSI), or when free pages reach the min
+// watermark, below which allocations fail.
+func (r *Runner) machineGuard() (limit.Kind, string) {
+	m, err := procfs.ReadMeminfo()
+	if err != nil {
+		return "", ""
+	}
+	if m.SwapTotal > 0 && float64(m.SwapTotal-m.SwapFree) >= swapFullShare*float64(m.SwapTotal) {
+		return limit.SwapFull, fmt.Sprintf("swap is %.0f %% used (%s of %s): the kernel has nothing left to push out to make room for socket slab, which cannot be swapped",
+			100*float64(m.SwapTotal-m.SwapFree)/float64(m.SwapTotal), units.Bytes(m.SwapTotal-m.SwapFree), units.Bytes(m.SwapTotal))
+	}
+	if full, ok := procfs.MemoryPressure(); ok && full >= memoryPressureStop {
+		return limit.MemoryPressure, fmt.Sprintf("every task waited for memory %.0f %% of the last 10 s (PSI full avg10): the machine is thrashing; stopped before it stalls", full)
+	}
+	// The free pages a 100 ms poll can use up at loopback's connect rate.
+	if free := m.MemFree + m.PCPFree; free <= r.machine.minWater+minWaterMargin {
+		return limit.MinWatermark, fmt.Sprintf("free memory fell to %s, at the min watermark (%s): allocations now reclaim on their own or fail", units.Bytes(free), units.Bytes(r.machine.minWater))
+	}
+	return "", ""
+}
+
+// minWaterMargin: ≈ 100 ms of connects at loopback's rate, 9 KiB each.
+const minWaterMargin = 64 << 20
+
+// machineResult fills summary.json's machine.
+func (r *Runner) machineResult(res *Result) {
+	ma := r.machine
+	if ma == nil {
+		return
+	}
+	m, _ := procfs.ReadMeminfo()
+	res.Machine = &MachineResult{MemBytes: ma.size, Mechanism: "hugetlb: vm.nr_hugepages reserves the rest of RAM", HugePages: ma.pages,
+		LeftBytes: ma.left, ModelBytesPerConnection: ma.perConn, PredictedSwapStartConnection: ma.predictSwapStart,
+		PredictedConnections: ma.predictStop, ActualConnections: res.Established, StoppedBy: res.StoppedBy}
+	_ = m
+}
