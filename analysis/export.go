@@ -13,25 +13,25 @@ import (
 
 // Sample is one row of a run's time series.
 type Sample struct {
-	Seconds      float64          `json:"t"`
-	Phase        string           `json:"phase"`
-	Established  uint64           `json:"established"`
-	Verified     uint64           `json:"verified"`
-	Rate         float64          `json:"connect_rate"`
-	MemAvailable uint64           `json:"mem_available"`
-	Slab         uint64           `json:"slab"`
-	SUnreclaim   uint64           `json:"sunreclaim"`
-	TCPMemPages  int64            `json:"tcp_mem_pages"` // socket buffer pages, as tcp_mem counts them
-	SwapUsed     uint64           `json:"swap_used"`
-	RunnerRSS    uint64           `json:"runner_rss"`
-	PgscanDirect uint64           `json:"pgscan_direct"`
-	PswpIn       uint64           `json:"pswpin"`
-	PswpOut      uint64           `json:"pswpout"`
-	OOMKills     uint64           `json:"oom_kill"`
+	Seconds      float64 `json:"t"`
+	Phase        string  `json:"phase"`
+	Established  uint64  `json:"established"`
+	Verified     uint64  `json:"verified"`
+	Rate         float64 `json:"connect_rate"`
+	MemAvailable uint64  `json:"mem_available"`
+	Slab         uint64  `json:"slab"`
+	SUnreclaim   uint64  `json:"sunreclaim"`
+	TCPMemPages  int64   `json:"tcp_mem_pages"` // socket buffer pages, as tcp_mem counts them
+	SwapUsed     uint64  `json:"swap_used"`
+	RunnerRSS    uint64  `json:"runner_rss"`
+	PgscanDirect uint64  `json:"pgscan_direct"`
+	PswpIn       uint64  `json:"pswpin"`
+	PswpOut      uint64  `json:"pswpout"`
+	OOMKills     uint64  `json:"oom_kill"`
 	// The --ballast's resident and swapped bytes (VmRSS, VmSwap).
-	BallastRSS  uint64 `json:"ballast_rss,omitempty"`
-	BallastSwap uint64 `json:"ballast_swap,omitempty"`
-	CacheBytes   map[string]int64 `json:"cache_bytes,omitempty"` // live bytes the probes counted since idle
+	BallastRSS  uint64           `json:"ballast_rss,omitempty"`
+	BallastSwap uint64           `json:"ballast_swap,omitempty"`
+	CacheBytes  map[string]int64 `json:"cache_bytes,omitempty"` // live bytes the probes counted since idle
 }
 
 // Stack is one sampled stack: a kernel allocation stack weighted in bytes,
