@@ -37,6 +37,7 @@ const ballastTouchRate = 1000
 
 // BallastResult is summary.json's ballast.
 type BallastResult struct {
+	Pid              int          `json:"pid"`
 	Bytes            uint64       `json:"bytes"`
 	SwappedBytesPeak uint64       `json:"swapped_bytes_peak"` // VmSwap, polled
 	ResidentAtPeak   uint64       `json:"resident_bytes_at_peak"`
@@ -241,7 +242,7 @@ func (b *ballast) poll() {
 func (b *ballast) result() *BallastResult {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	res := &BallastResult{Bytes: b.bytes, SwappedBytesPeak: b.swapPeak, ResidentAtPeak: b.rss,
+	res := &BallastResult{Pid: b.pid, Bytes: b.bytes, SwappedBytesPeak: b.swapPeak, ResidentAtPeak: b.rss,
 		Touches: b.last.Touches, TouchLatencyUs: b.last.Latency}
 	if maj, err := majorFaults(b.pid); err == nil {
 		res.MajorFaults = maj - min(maj, b.majAtFill)

@@ -154,18 +154,17 @@ func (r *Runner) machineGuard() (limit.Kind, string) {
 		return limit.SwapFull, fmt.Sprintf("swap is %.0f %% used (%s of %s): the kernel has nothing left to push out to make room for socket slab, which cannot be swapped",
 			100*float64(m.SwapTotal-m.SwapFree)/float64(m.SwapTotal), units.Bytes(m.SwapTotal-m.SwapFree), units.Bytes(m.SwapTotal))
 	}
-	if full, ok := procfs.MemoryPressure(); ok && full >= memoryPressureStop {
-		return limit.MemoryPressure, fmt.Sprintf("every task waited for memory %.0f %% of the last 10 s (PSI full avg10): the machine is thrashing; stopped before it stalls", full)
+	if full, ok := r.pressure.share(); ok && full >= memoryPressureStop {
+		return limit.MemoryPressure, fmt.Sprintf("every task waited for memory %.0f %% of the last %s (PSI full): the machine is thrashing; stopped before it stalls", full, pressureWindow)
 	}
-	// The free pages a 100 ms poll can use up at loopback's connect rate.
-	if free := m.MemFree + m.PCPFree; free <= r.machine.minWater+minWaterMargin {
+	// Between low and min kswapd reclaims in the background; at min every
+	// allocation reclaims for itself, and atomic ones (softirq's socks) dip
+	// into the last reserves.
+	if free := m.MemFree + m.PCPFree; free <= r.machine.minWater {
 		return limit.MinWatermark, fmt.Sprintf("free memory fell to %s, at the min watermark (%s): allocations now reclaim on their own or fail", units.Bytes(free), units.Bytes(r.machine.minWater))
 	}
 	return "", ""
 }
-
-// minWaterMargin: ≈ 100 ms of connects at loopback's rate, 9 KiB each.
-const minWaterMargin = 64 << 20
 
 // machineResult fills summary.json's machine.
 func (r *Runner) machineResult(res *Result) {

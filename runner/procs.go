@@ -91,6 +91,9 @@ func (r *Runner) spawn() error {
 	for _, p := range r.procs {
 		fmt.Fprintf(&pids, "%d %s %d\n", p.pid, p.role, p.index)
 	}
+	if r.ballast != nil {
+		fmt.Fprintf(&pids, "%d %s 0\n", r.ballast.pid, Ballast)
+	}
 	// A brought server's TIME_WAIT sockets are its own business (and its
 	// other clients'): restore frees only the built-in server's.
 	if !r.cfg.clientOnly() && r.cfg.Mode == ModeRun {

@@ -51,6 +51,7 @@ type Runner struct {
 	notify       chan struct{}
 
 	oomKillsAtStart uint64
+	pressure        pressure // PSI over the run's own last seconds
 
 	mu         sync.Mutex
 	procs      []*proc
@@ -263,7 +264,7 @@ func (r *Runner) settings() Settings {
 	return s
 }
 
-// memoryPressureStop is the PSI "full avg10" at which a run stops opening: a
+// memoryPressureStop is the PSI "full" share at which a run stops opening: a
 // tenth of the time with every task stalled on memory is a host in trouble.
 const memoryPressureStop = 10.0
 
@@ -277,8 +278,8 @@ func (r *Runner) guard() (limit.Kind, string) {
 		return limit.MemoryReserve, fmt.Sprintf("spare memory (free + page cache; MemAvailable %s also counts the sockets' pinned dentries and inodes) fell to %s, below the reserve of %s (--reserve): the host is guarded before it runs out",
 			units.Bytes(m.MemAvailable), units.Bytes(m.Spare()), units.Bytes(r.cfg.Reserve))
 	}
-	if full, ok := procfs.MemoryPressure(); ok && full >= memoryPressureStop {
-		return limit.MemoryPressure, fmt.Sprintf("every task waited for memory %.0f %% of the last 10 s (PSI full avg10): the kernel is reclaiming; stopped before it stalls the host", full)
+	if full, ok := r.pressure.share(); ok && full >= memoryPressureStop {
+		return limit.MemoryPressure, fmt.Sprintf("every task waited for memory %.0f %% of the last %s (PSI full): the kernel is reclaiming; stopped before it stalls the host", full, pressureWindow)
 	}
 	return "", ""
 }
@@ -568,4 +569,42 @@ func (r *Runner) progress(phase Phase, start time.Time, rate float64) {
 		p.MemAvailable = m.MemAvailable
 	}
 	r.cfg.OnProgress(p)
+}
+
+// pressure is the share of the last seconds in which every task waited for
+// memory, from PSI's cumulative stall time read by the run itself: avg10
+// would carry the stalls of whatever ran before the run for a minute.
+type pressure struct {
+	mu      sync.Mutex
+	samples []stallSample
+}
+
+type stallSample struct {
+	at    time.Time
+	stall time.Duration
+}
+
+// pressureWindow is what the share is taken over: PSI's own avg10 span.
+const pressureWindow = 10 * time.Second
+
+// share reads PSI now and returns the stalled share of the window (0–100);
+// ok is false until a window has passed, or where PSI is off.
+func (p *pressure) share() (pct float64, ok bool) {
+	stall, ok := procfs.MemoryStall()
+	if !ok {
+		return 0, false
+	}
+	now := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.samples = append(p.samples, stallSample{now, stall})
+	// Keep the newest sample at least a window old, and those after it.
+	for len(p.samples) > 2 && now.Sub(p.samples[1].at) >= pressureWindow {
+		p.samples = p.samples[1:]
+	}
+	first := p.samples[0]
+	if now.Sub(first.at) < pressureWindow {
+		return 0, false
+	}
+	return 100 * float64(stall-first.stall) / float64(now.Sub(first.at)), true
 }

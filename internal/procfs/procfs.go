@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Root is where proc is mounted; tests point it at recorded files.
@@ -51,19 +52,19 @@ func (m Meminfo) Spare() uint64 {
 	return min(m.MemAvailable, m.MemFree+m.PCPFree+m.ActiveFile+m.InactiveFile)
 }
 
-// MemoryPressure reads the share of the last 10 s in which every task waited
-// for memory ("full avg10" of /proc/pressure/memory, PSI, Linux 4.20);
-// ok is false where PSI is off.
-func MemoryPressure() (full float64, ok bool) {
+// MemoryStall reads the time every task waited for memory since boot
+// ("full total=" of /proc/pressure/memory, PSI, Linux 4.20); ok is false
+// where PSI is off.
+func MemoryStall() (full time.Duration, ok bool) {
 	err := scanLines(Root+"/pressure/memory", func(line string) error {
 		rest, found := strings.CutPrefix(line, "full ")
 		if !found {
 			return nil
 		}
 		for _, f := range strings.Fields(rest) {
-			if v, is := strings.CutPrefix(f, "avg10="); is {
-				full, _ = strconv.ParseFloat(v, 64)
-				ok = true
+			if v, is := strings.CutPrefix(f, "total="); is {
+				us, err := strconv.ParseUint(v, 10, 64)
+				full, ok = time.Duration(us)*time.Microsecond, err == nil
 			}
 		}
 		return nil

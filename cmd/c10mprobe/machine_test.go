@@ -1,0 +1,186 @@
+package main
+
+// The article's machine, smaller: --machine-mem reserves the rest of RAM as
+// huge pages, a ballast stands for the desktop and heap, a swapfile takes
+// what the kernel pushes out. A 3 GiB machine proves what 8 GiB does, in a
+// fraction of the time.
+
+import (
+	"fmt"
+	"os"
+	osexec "os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/c10mprobe/c10mprobe/internal/limit"
+	"github.com/c10mprobe/c10mprobe/internal/procfs"
+	"github.com/c10mprobe/c10mprobe/internal/sysctl"
+	"github.com/c10mprobe/c10mprobe/runner"
+)
+
+// machineArgs make a machine with 1.25 GiB free for connections beside
+// what is in use, a 768 MiB ballast and 512 MiB of swap (about 3 GiB here):
+// socket slab fills it near 200,000 connections.
+func machineArgs(t *testing.T) []string {
+	t.Helper()
+	// A run before this one frees its sockets through RCU callbacks, which
+	// lazy RCU holds up to 10 s: let them run before reading what is in use.
+	procfs.SettleRCU()
+	time.Sleep(time.Second)
+	m, err := procfs.ReadMeminfo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ballast, reserve, room = 768 << 20, 512 << 20, 5 << 28
+	size := m.MemTotal - m.MemAvailable + ballast + reserve + room
+	size = (size + 1<<28 - 1) &^ (1<<28 - 1) // whole 256 MiB
+	return []string{"--conns", "600000", "--machine-mem", fmt.Sprint(size), "--ballast", fmt.Sprint(ballast), "--reserve", fmt.Sprint(reserve),
+		"--swap", "512MiB", "--no-bpf", "--listen", "127.0.0.1:19963"}
+}
+
+func hugePages(t *testing.T) string {
+	t.Helper()
+	v, err := sysctl.Read("vm.nr_hugepages")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// assertMachineRestored: huge pages given back, the swapfile off, nothing
+// of the run alive.
+func assertMachineRestored(t *testing.T, dir, pages string) {
+	t.Helper()
+	if now := hugePages(t); now != pages {
+		t.Errorf("vm.nr_hugepages %s after the run, was %s", now, pages)
+	}
+	if swapActive(dir) {
+		t.Error("the run's swapfile is still swapped on")
+	}
+	assertNoWorkers(t, dir) // the ballast is listed with the workers
+	if left := runner.Leftovers(dir); len(left) > 0 {
+		t.Errorf("leftovers: %v", left)
+	}
+}
+
+func TestMachineIntoSwap(t *testing.T) {
+	needRoot(t)
+	before, pages := sysctls(t), hugePages(t)
+	args := machineArgs(t)
+	r := run(t, args...)
+	s := readSummary(t, r)
+	m, b := s.Result.Machine, s.Result.Ballast
+	if m == nil || b == nil || s.Result.Swap == nil {
+		t.Fatalf("summary machine %+v, ballast %+v, swap %+v\nstderr:\n%s", m, b, s.Result.Swap, r.stderr)
+	}
+	// The guard stopped it, and the parent lived to say so (this summary).
+	switch l := s.Result.Limit; {
+	case r.code != exitNotAll || l == nil:
+		t.Fatalf("exit %d, limit %+v: the machine should have stopped the run\nstderr:\n%s", r.code, l, r.stderr)
+	case l.Kind != limit.SwapFull && l.Kind != limit.MemoryPressure && l.Kind != limit.MinWatermark:
+		t.Errorf("stopped by %s, want one of the swap guard's reasons", l.Kind)
+	}
+	// The machine the run had, against --machine-mem.
+	if want := m.MemBytes; m.LeftBytes < want || m.LeftBytes > want+want/100 || fmt.Sprint(want) != args[3] {
+		t.Errorf("the machine had %d bytes, want %s (+1 %%)", m.LeftBytes, args[3])
+	}
+	// Into swap: the kernel wrote pages out, the ballast's among them.
+	// (Its touches may find their pages in the swap cache: minor faults.)
+	if s.Result.Swap.SwapOut == 0 || b.SwappedBytesPeak == 0 || b.Touches == 0 {
+		t.Errorf("pswpout %d, ballast swapped %d B, %d touches; want all > 0\nstderr:\n%s", s.Result.Swap.SwapOut, b.SwappedBytesPeak, b.Touches, r.stderr)
+	}
+	if s.Result.Verified != s.Result.Established || s.Result.Established < 100000 {
+		t.Errorf("%d established, %d verified: every connection opened must be verified", s.Result.Established, s.Result.Verified)
+	}
+	e := s.Explanation
+	if e == nil || e.Swap == nil || e.Swap.SwapStartConnections == 0 || e.Swap.SwapStartConnections >= s.Result.Established {
+		t.Fatalf("explanation's swap leg %+v, want swapping begun before the stop", e)
+	}
+	if m.ActualSwapStartConnections != e.Swap.SwapStartConnections || m.PredictedSwapStartConnection == 0 || m.PredictedConnections == 0 {
+		t.Errorf("machine %+v: predictions and the actual swap start must be recorded", m)
+	}
+	if !strings.Contains(e.Verdict, " machine, from ") || !strings.Contains(r.stdout, "Swap: from") {
+		t.Errorf("verdict %q; stdout lacks the swap leg", e.Verdict)
+	}
+	assertMachineRestored(t, r.dir, pages)
+	assertSysctls(t, before)
+}
+
+// waitSwapping waits until the run's swapfile holds pages; a run that
+// ended first fails the test with its output.
+func waitSwapping(t *testing.T, cmd *osexec.Cmd, stderr fmt.Stringer, dir string) {
+	t.Helper()
+	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		// Exited (a zombie until finish reaps it) before swapping.
+		if st, err := procfs.ReadStat(cmd.Process.Pid); err != nil || st.State == 'Z' {
+			t.Fatalf("the run ended before it went into swap\nstderr:\n%s", stderr)
+		}
+		if m, err := procfs.ReadMeminfo(); err == nil && swapActive(dir) && m.SwapTotal > m.SwapFree {
+			return
+		}
+	}
+	cmd.Process.Kill()
+	t.Fatal("the run never went into swap")
+}
+
+// SIGINT while swapping: the run stops, verifies what it holds, restores.
+func TestMachineSIGINTWhileSwapping(t *testing.T) {
+	needRoot(t)
+	before, pages := sysctls(t), hugePages(t)
+	cmd, o, e, dir := start(t, machineArgs(t)...)
+	waitSwapping(t, cmd, e, dir)
+	cmd.Process.Signal(syscall.SIGINT)
+	r := finish(t, cmd, o, e, dir)
+	if r.code != exitNotAll {
+		t.Errorf("exit %d after SIGINT, want %d\nstderr:\n%s", r.code, exitNotAll, r.stderr)
+	}
+	assertMachineRestored(t, dir, pages)
+	assertSysctls(t, before)
+}
+
+// SIGKILL while swapping leaves the huge pages and the swapfile; restore
+// gives them back (huge pages first), and the ballast died with the run.
+func TestMachineRestoreAfterSIGKILL(t *testing.T) {
+	needRoot(t)
+	before, pages := sysctls(t), hugePages(t)
+	cmd, o, e, dir := start(t, machineArgs(t)...)
+	waitSwapping(t, cmd, e, dir)
+	cmd.Process.Kill()
+	finish(t, cmd, o, e, dir)
+	left := strings.Join(runner.Leftovers(dir), "; ")
+	if !strings.Contains(left, "vm.nr_hugepages") || !strings.Contains(left, "swapfile") {
+		t.Errorf("leftovers %q, want the huge pages and the swapfile", left)
+	}
+	out, err := osexec.Command(toolBinary, "restore", dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("restore: %v\n%s", err, out)
+	}
+	assertMachineRestored(t, dir, pages)
+	assertSysctls(t, before)
+}
+
+func TestMachineBadInput(t *testing.T) {
+	m, err := procfs.ReadMeminfo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--machine-mem", fmt.Sprint(m.MemTotal + 1<<30)}, "not below this host's"},
+		{[]string{"--machine-mem", "512MiB"}, "smaller than what is in use"},
+		{[]string{"--machine-mem", "0"}, "more than 0 bytes"},
+		{[]string{"--family", "inet7"}, "inet or inet6"},
+	} {
+		r := run(t, append([]string{"--conns", "10", "--no-bpf"}, tc.args...)...)
+		if r.code != 2 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("%v: exit %d, %q; want 2 and %q", tc.args, r.code, r.stderr, tc.want)
+		}
+		if _, err := os.Stat(r.dir); err == nil {
+			t.Errorf("%v: a refused run made its directory", tc.args)
+		}
+	}
+}
