@@ -26,6 +26,13 @@ const hugePagesKey = "vm.nr_hugepages"
 // the pool takes whole huge pages.
 const machineSlack = 1.01
 
+// machinePressureStop is the PSI full share that stops a run into swap.
+// Reclaim stalls are the experiment there: at the host's 10 % an 8 GiB run
+// stopped at 487k connections with 12.6 MiB swapped, the kernel still
+// scanning page cache and pinned dentries; at 40 % it is a machine near
+// freezing, the article's.
+const machinePressureStop = 40.0
+
 // swapFullShare is the share of swap in use at which a run into swap stops.
 const swapFullShare = 0.95
 
@@ -34,20 +41,29 @@ type machine struct {
 	size  uint64 // --machine-mem
 	left  uint64 // MemTotal − Hugetlb once reserved: the machine's RAM
 	pages uint64 // huge pages the run reserved
-	// The prediction printed before the first connection.
-	perConn          uint64 // kernel and user bytes a connection, the model's
-	predictSwapStart uint64
-	predictStop      uint64
-	minWater         uint64 // Σ zones' min watermark
+	// The prediction printed before the first connection, from the slab
+	// model, and again once the first connections have been measured.
+	idle                          procfs.Meminfo
+	modelPerConn, perConn         uint64 // kernel and user bytes a connection
+	modelSwapStart, modelStop     uint64
+	predictSwapStart, predictStop uint64
+	calibrated                    bool
+	calibratedOver                uint64
+	minWater                      uint64 // Σ zones' min watermark
 }
 
 // MachineResult is summary.json's machine.
 type MachineResult struct {
-	MemBytes                     uint64 `json:"mem_bytes"`
-	Mechanism                    string `json:"mechanism"`
-	HugePages                    uint64 `json:"huge_pages"`
-	LeftBytes                    uint64 `json:"left_bytes"` // MemTotal − Hugetlb: the machine as the run had it
-	ModelBytesPerConnection      uint64 `json:"model_bytes_per_connection"`
+	MemBytes                  uint64 `json:"mem_bytes"`
+	Mechanism                 string `json:"mechanism"`
+	HugePages                 uint64 `json:"huge_pages"`
+	LeftBytes                 uint64 `json:"left_bytes"` // MemTotal − Hugetlb: the machine as the run had it
+	ModelBytesPerConnection   uint64 `json:"model_bytes_per_connection"`
+	ModelSwapStartConnections uint64 `json:"model_swap_start_connections"` // printed before the first connection
+	ModelConnections          uint64 `json:"model_connections"`
+	// The prediction made again from the first connections' measured cost.
+	MeasuredBytesPerConnection   uint64 `json:"measured_bytes_per_connection"`
+	MeasuredOver                 uint64 `json:"measured_over_connections"`
 	PredictedSwapStartConnection uint64 `json:"predicted_swap_start_connections"`
 	PredictedConnections         uint64 `json:"predicted_connections"`
 	ActualSwapStartConnections   uint64 `json:"actual_swap_start_connections"` // from the time series (analysis)
@@ -112,12 +128,11 @@ func (r *Runner) shrink() error {
 	return nil
 }
 
-// predict prints, before the first connection, where swapping should begin
-// and where the run should stop, from the host's slab model and what is
-// available now (the ballast touched): the unswappable kernel memory of a
-// connection fills what is free and reclaimable; from the low watermark the
-// kernel swaps anonymous pages (the ballast's first) to make room, until
-// swap is nearly full.
+// predictMachine prints, before the first connection, where swapping
+// should begin and where the run should stop, from the slab model: the
+// unswappable kernel memory of a connection fills what is free; from the
+// low watermark the kernel swaps anonymous pages (the ballast's first) to
+// make room, until swap is nearly full.
 func (r *Runner) predictMachine() {
 	ma := r.machine
 	m, err := procfs.ReadMeminfo()
@@ -125,16 +140,54 @@ func (r *Runner) predictMachine() {
 		return
 	}
 	per, _ := r.host.KernelBytesPerConn(r.cfg.Family)
-	per += userBytesPerConn
-	ma.perConn = per
+	ma.idle = m
+	ma.perConn, ma.modelPerConn = per+userBytesPerConn, per+userBytesPerConn
+	ma.predictSwapStart, ma.predictStop = ma.project(m, ma.perConn, r.cfg.Conns)
+	ma.modelSwapStart, ma.modelStop = ma.predictSwapStart, ma.predictStop
+	fmt.Fprintf(r.cfg.Log, "machine: predicted from the slab model's %s a connection: swapping begins near %s connections, and the run stops near %s (%s of anonymous memory can go to %s of swap)\n",
+		units.Bytes(ma.perConn), units.Count(ma.predictSwapStart), units.Count(ma.predictStop), units.Bytes(m.AnonPages), units.Bytes(m.SwapTotal))
+}
+
+// project is where swapping begins and where the run stops at per bytes a
+// connection, from memory at idle.
+func (ma *machine) project(idle procfs.Meminfo, per uint64, conns int) (swapStart, stop uint64) {
 	_, low, _ := procfs.Watermarks()
-	free := int64(m.MemAvailable) - int64(low)
-	ma.predictSwapStart = uint64(max(0, free)) / per
-	swappable := min(m.AnonPages, uint64(swapFullShare*float64(m.SwapTotal)))
+	free := int64(idle.MemFree+idle.PCPFree) - int64(low)
+	swapStart = uint64(max(0, free)) / per
+	swappable := min(idle.AnonPages, uint64(swapFullShare*float64(idle.SwapTotal)))
 	stopAt := free + int64(swappable) - int64(ma.minWater)
-	ma.predictStop = min(uint64(r.cfg.Conns), uint64(max(0, stopAt))/per)
-	fmt.Fprintf(r.cfg.Log, "machine: predicted from %s a connection: swapping begins near %s connections, and the run stops near %s (%s of anonymous memory can go to %s of swap)\n",
-		units.Bytes(per), units.Count(ma.predictSwapStart), units.Count(ma.predictStop), units.Bytes(m.AnonPages), units.Bytes(m.SwapTotal))
+	return swapStart, min(uint64(conns), uint64(max(0, stopAt))/per)
+}
+
+// calibrateAt is how many connections the prediction is measured over
+// before it is made again from what they cost: what an agent walking
+// /proc/PID/fd adds, partly filled slab pages, page tables.
+func calibrateAt(swapStart uint64) uint64 { return max(20000, swapStart/20) }
+
+// calibrate remakes the prediction from what the first connections cost
+// this host (used memory's growth since idle, a connection), once.
+func (r *Runner) calibrate(established uint64) {
+	ma := r.machine
+	if ma == nil || ma.calibrated || established < calibrateAt(ma.modelSwapStart) {
+		return
+	}
+	ma.calibrated = true
+	m, err := procfs.ReadMeminfo()
+	if err != nil {
+		return
+	}
+	used := func(m procfs.Meminfo) int64 {
+		return int64(m.MemTotal) - int64(m.MemFree+m.PCPFree) - int64(m.Buffers) - int64(m.Cached)
+	}
+	grown := used(m) - used(ma.idle)
+	if grown <= 0 {
+		return
+	}
+	ma.perConn = uint64(grown) / established
+	ma.predictSwapStart, ma.predictStop = ma.project(ma.idle, ma.perConn, r.cfg.Conns)
+	ma.calibratedOver = established
+	fmt.Fprintf(r.cfg.Log, "machine: measured %s a connection over the first %s: swapping begins near %s connections, and the run stops near %s\n",
+		units.Bytes(ma.perConn), units.Count(established), units.Count(ma.predictSwapStart), units.Count(ma.predictStop))
 }
 
 // userBytesPerConn is the runner's user space a connection (both ends'
@@ -154,7 +207,7 @@ func (r *Runner) machineGuard() (limit.Kind, string) {
 		return limit.SwapFull, fmt.Sprintf("swap is %.0f %% used (%s of %s): the kernel has nothing left to push out to make room for socket slab, which cannot be swapped",
 			100*float64(m.SwapTotal-m.SwapFree)/float64(m.SwapTotal), units.Bytes(m.SwapTotal-m.SwapFree), units.Bytes(m.SwapTotal))
 	}
-	if full, ok := r.pressure.share(); ok && full >= memoryPressureStop {
+	if full, ok := r.pressure.share(); ok && full >= machinePressureStop {
 		return limit.MemoryPressure, fmt.Sprintf("every task waited for memory %.0f %% of the last %s (PSI full): the machine is thrashing; stopped before it stalls", full, pressureWindow)
 	}
 	// Between low and min kswapd reclaims in the background; at min every
@@ -172,9 +225,8 @@ func (r *Runner) machineResult(res *Result) {
 	if ma == nil {
 		return
 	}
-	m, _ := procfs.ReadMeminfo()
 	res.Machine = &MachineResult{MemBytes: ma.size, Mechanism: "hugetlb: vm.nr_hugepages reserves the rest of RAM", HugePages: ma.pages,
-		LeftBytes: ma.left, ModelBytesPerConnection: ma.perConn, PredictedSwapStartConnection: ma.predictSwapStart,
-		PredictedConnections: ma.predictStop, ActualConnections: res.Established, StoppedBy: res.StoppedBy}
-	_ = m
+		LeftBytes: ma.left, ModelBytesPerConnection: ma.modelPerConn, ModelSwapStartConnections: ma.modelSwapStart, ModelConnections: ma.modelStop,
+		MeasuredBytesPerConnection: ma.perConn, MeasuredOver: ma.calibratedOver,
+		PredictedSwapStartConnection: ma.predictSwapStart, PredictedConnections: ma.predictStop, ActualConnections: res.Established, StoppedBy: res.StoppedBy}
 }

@@ -394,6 +394,7 @@ func (r *Runner) connect(ctx context.Context, res *Result) {
 		if kind, detail := r.guard(); kind != "" {
 			r.stop(kind, detail)
 		}
+		r.calibrate(t.clientEstablished)
 		if now := time.Now(); now.Sub(lastShow) >= 250*time.Millisecond {
 			rate := float64(t.clientEstablished-lastEst) / now.Sub(lastShow).Seconds()
 			r.progress(PhaseConnect, start, rate)
