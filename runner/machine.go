@@ -43,11 +43,12 @@ type machine struct {
 	pages uint64 // huge pages the run reserved
 	// The prediction printed before the first connection, from the slab
 	// model, and again once the first connections have been measured.
-	idle                          procfs.Meminfo
 	modelPerConn, perConn         uint64 // kernel and user bytes a connection
 	modelSwapStart, modelStop     uint64
 	predictSwapStart, predictStop uint64
 	calibrated                    bool
+	firstAt                       uint64 // the count and used memory at the first calibration point
+	firstUsed                     int64
 	calibratedOver                uint64
 	minWater                      uint64 // Σ zones' min watermark
 }
@@ -140,7 +141,6 @@ func (r *Runner) predictMachine() {
 		return
 	}
 	per, _ := r.host.KernelBytesPerConn(r.cfg.Family)
-	ma.idle = m
 	ma.perConn, ma.modelPerConn = per+userBytesPerConn, per+userBytesPerConn
 	ma.predictSwapStart, ma.predictStop = ma.project(m, ma.perConn, r.cfg.Conns)
 	ma.modelSwapStart, ma.modelStop = ma.predictSwapStart, ma.predictStop
@@ -148,46 +148,58 @@ func (r *Runner) predictMachine() {
 		units.Bytes(ma.perConn), units.Count(ma.predictSwapStart), units.Count(ma.predictStop), units.Bytes(m.AnonPages), units.Bytes(m.SwapTotal))
 }
 
-// project is where swapping begins and where the run stops at per bytes a
-// connection, from memory at idle.
-func (ma *machine) project(idle procfs.Meminfo, per uint64, conns int) (swapStart, stop uint64) {
+// project is how many more connections start swapping and stop the run,
+// at per bytes a connection, from memory now.
+func (ma *machine) project(now procfs.Meminfo, per uint64, conns int) (swapStart, stop uint64) {
 	_, low, _ := procfs.Watermarks()
-	free := int64(idle.MemFree+idle.PCPFree) - int64(low)
+	free := int64(now.MemFree+now.PCPFree) - int64(low)
 	swapStart = uint64(max(0, free)) / per
-	swappable := min(idle.AnonPages, uint64(swapFullShare*float64(idle.SwapTotal)))
+	swappable := min(now.AnonPages, uint64(swapFullShare*float64(now.SwapTotal)))
 	stopAt := free + int64(swappable) - int64(ma.minWater)
 	return swapStart, min(uint64(conns), uint64(max(0, stopAt))/per)
 }
 
-// calibrateAt is how many connections the prediction is measured over
-// before it is made again from what they cost: what an agent walking
-// /proc/PID/fd adds, partly filled slab pages, page tables.
-func calibrateAt(swapStart uint64) uint64 { return max(20000, swapStart/20) }
+// The prediction is made again from what connections cost this host
+// between two counts before any swapping: the marginal cost, with what an
+// agent walking /proc/PID/fd adds and partly filled slab pages in it, and
+// the fixed costs of the first connections out of it.
+func calibrateFrom(swapStart uint64) uint64 { return max(10000, swapStart/50) }
+func calibrateTo(swapStart uint64) uint64   { return max(40000, swapStart/4) }
 
-// calibrate remakes the prediction from what the first connections cost
-// this host (used memory's growth since idle, a connection), once.
+// usedBytes is memory in use, page cache aside (as the ledger counts it).
+func usedBytes(m procfs.Meminfo) int64 {
+	return int64(m.MemTotal) - int64(m.MemFree+m.PCPFree) - int64(m.Buffers) - int64(m.Cached)
+}
+
+// calibrate remakes the prediction from the marginal cost of connections,
+// once, projecting from memory as it is at the second count.
 func (r *Runner) calibrate(established uint64) {
 	ma := r.machine
-	if ma == nil || ma.calibrated || established < calibrateAt(ma.modelSwapStart) {
+	if ma == nil || ma.calibrated || established < calibrateFrom(ma.modelSwapStart) {
 		return
 	}
-	ma.calibrated = true
 	m, err := procfs.ReadMeminfo()
 	if err != nil {
 		return
 	}
-	used := func(m procfs.Meminfo) int64 {
-		return int64(m.MemTotal) - int64(m.MemFree+m.PCPFree) - int64(m.Buffers) - int64(m.Cached)
+	if ma.firstAt == 0 {
+		ma.firstAt, ma.firstUsed = established, usedBytes(m)
+		return
 	}
-	grown := used(m) - used(ma.idle)
+	if established < calibrateTo(ma.modelSwapStart) {
+		return
+	}
+	ma.calibrated = true
+	grown := usedBytes(m) - ma.firstUsed
 	if grown <= 0 {
 		return
 	}
-	ma.perConn = uint64(grown) / established
-	ma.predictSwapStart, ma.predictStop = ma.project(ma.idle, ma.perConn, r.cfg.Conns)
+	ma.perConn = uint64(grown) / (established - ma.firstAt)
+	start, stop := ma.project(m, ma.perConn, r.cfg.Conns-int(min(uint64(r.cfg.Conns), established)))
+	ma.predictSwapStart, ma.predictStop = established+start, established+stop
 	ma.calibratedOver = established
-	fmt.Fprintf(r.cfg.Log, "machine: measured %s a connection over the first %s: swapping begins near %s connections, and the run stops near %s\n",
-		units.Bytes(ma.perConn), units.Count(established), units.Count(ma.predictSwapStart), units.Count(ma.predictStop))
+	fmt.Fprintf(r.cfg.Log, "machine: measured %s a connection from %s to %s: swapping begins near %s connections, and the run stops near %s\n",
+		units.Bytes(ma.perConn), units.Count(ma.firstAt), units.Count(established), units.Count(ma.predictSwapStart), units.Count(ma.predictStop))
 }
 
 // userBytesPerConn is the runner's user space a connection (both ends'
