@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -234,22 +233,7 @@ func (r *Runner) stopServer() {
 
 // groupAlive says whether any process of the group is left; the shell
 // itself, once exited and not yet reaped, does not count.
-func groupAlive(pgid int) bool {
-	entries, err := os.ReadDir(procfs.Root)
-	if err != nil {
-		return false
-	}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if st, err := procfs.ReadStat(pid); err == nil && st.PGrp == pgid && st.State != 'Z' {
-			return true
-		}
-	}
-	return false
-}
+func groupAlive(pgid int) bool { return groupStartedSince(pgid, 0) }
 
 // lastLines returns the last n lines of a file, for an error message.
 func lastLines(path string, n int) string {
@@ -299,15 +283,8 @@ func stopKilledRunServer(dir string) (string, error) {
 // groupStartedSince says whether a live process of group pgid started at
 // or after start (clock ticks after boot): not a reused group id.
 func groupStartedSince(pgid int, start uint64) bool {
-	entries, err := os.ReadDir(procfs.Root)
-	if err != nil {
-		return false
-	}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
+	pids, _ := procfs.Pids()
+	for _, pid := range pids {
 		if st, err := procfs.ReadStat(pid); err == nil && st.PGrp == pgid && st.StartTime >= start && st.State != 'Z' {
 			return true
 		}

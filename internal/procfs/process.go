@@ -116,19 +116,30 @@ func ReadStat(pid int) (Stat, error) {
 	return s, err
 }
 
-// Tree returns roots and every live process descended from them: a
-// server's master and the workers it forked. Zombies are left out.
-func Tree(roots []int) ([]int, error) {
+// Pids lists the processes now.
+func Pids() ([]int, error) {
 	entries, err := os.ReadDir(Root)
 	if err != nil {
 		return nil, err
 	}
-	children, live := map[int][]int{}, map[int]bool{}
+	var out []int
 	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
+		if pid, err := strconv.Atoi(e.Name()); err == nil {
+			out = append(out, pid)
 		}
+	}
+	return out, nil
+}
+
+// Tree returns roots and every live process descended from them: a
+// server's master and the workers it forked. Zombies are left out.
+func Tree(roots []int) ([]int, error) {
+	pids, err := Pids()
+	if err != nil {
+		return nil, err
+	}
+	children, live := map[int][]int{}, map[int]bool{}
+	for _, pid := range pids {
 		if st, err := ReadStat(pid); err == nil && st.State != 'Z' {
 			children[st.PPid] = append(children[st.PPid], pid)
 			live[pid] = true
@@ -172,17 +183,13 @@ func Tasks() (int64, error) {
 // SocketOwners returns the processes holding the socket with this inode
 // open (an fd linking to "socket:[INODE]"), as ss -p finds them.
 func SocketOwners(inode uint32) ([]int, error) {
-	entries, err := os.ReadDir(Root)
+	pids, err := Pids()
 	if err != nil {
 		return nil, err
 	}
 	want := fmt.Sprintf("socket:[%d]", inode)
 	var out []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
+	for _, pid := range pids {
 		dir := fmt.Sprintf("%s/%d/fd", Root, pid)
 		fds, err := os.ReadDir(dir)
 		if err != nil {
