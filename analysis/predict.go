@@ -38,7 +38,8 @@ func CostsOf(e Explanation, source string) Costs {
 	c := Costs{Kernel: e.KernelPerConnection, Buffers: e.BuffersPerConnection, User: e.UserPerConnection,
 		TCPMem: e.TCPMemPerConnection, Source: source, MeasuredOver: e.Connections}
 	for _, l := range e.Ledger {
-		if l.Kind != "unexplained" && l.BytesPerConnection != 0 {
+		// What went to swap is the run's machine's, not a cost.
+		if l.Kind != "unexplained" && l.Kind != "swap" && l.BytesPerConnection != 0 {
 			c.Lines = append(c.Lines, l)
 		}
 	}

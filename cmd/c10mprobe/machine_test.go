@@ -184,3 +184,17 @@ func TestMachineBadInput(t *testing.T) {
 		}
 	}
 }
+
+// predict says which of its figures were measured, given or modelled.
+func TestPredictSaysWhatWasMeasured(t *testing.T) {
+	needRoot(t) // the slab model reads /proc/slabinfo
+	var out, errOut strings.Builder
+	if code := cli([]string{"predict", "--mem", "8GiB", "--swap", "2GiB", "--family", "inet6"}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	for _, want := range []string{"Figures: modelled: kernel bytes per connection", "TCPv6", "given: --mem, --swap", "measured: the baseline"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("predict's output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
