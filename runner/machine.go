@@ -151,11 +151,17 @@ func (r *Runner) predictMachine() {
 // project is how many more connections start swapping and stop the run,
 // at per bytes a connection, from memory now.
 func (ma *machine) project(now procfs.Meminfo, per uint64, conns int) (swapStart, stop uint64) {
-	_, low, _ := procfs.Watermarks()
-	free := int64(now.MemFree+now.PCPFree) - int64(low)
+	// kswapd wakes, and swapping begins, when a kernel allocation finds no
+	// zone above its low watermark and lowmem reserve.
+	headroom, err := procfs.KernelHeadroom()
+	if err != nil {
+		_, low, _ := procfs.Watermarks()
+		headroom = now.MemFree - min(now.MemFree, low)
+	}
+	free := int64(headroom)
 	swapStart = uint64(max(0, free)) / per
 	swappable := min(now.AnonPages, uint64(swapFullShare*float64(now.SwapTotal)))
-	stopAt := free + int64(swappable) - int64(ma.minWater)
+	stopAt := free + int64(swappable)
 	return swapStart, min(uint64(conns), uint64(max(0, stopAt))/per)
 }
 

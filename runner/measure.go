@@ -180,10 +180,23 @@ func (r *Runner) finishResult(res *Result) {
 	if r.held != nil {
 		// A worker died: what its last report counted is gone with it.
 		res.Verified = min(t.verified, *r.held)
-		if r.limit != nil && r.limit.Kind == limit.WorkerDied {
+		switch {
+		case r.limit != nil && r.limit.Kind == limit.WorkerDied:
 			r.limit.At = res.Verified
 			r.limit.Detail += fmt.Sprintf("; %s verified connections lost with it (sock_diag: %s held at both ends)",
 				units.Count(t.verified-res.Verified), units.Count(*r.held))
+		case r.limit != nil:
+			// The limit came first; workers died as the run stopped (the OOM
+			// killer, on a machine run into swap): what is held is less.
+			r.limit.At = min(r.limit.At, res.Verified)
+			for _, p := range r.procs {
+				if p.state != nil && !p.expectExit {
+					r.limit.Detail += "; then " + r.deathDetail(p)
+					break
+				}
+			}
+			r.limit.Detail += fmt.Sprintf(", and %s connections were lost (sock_diag: %s held at both ends)",
+				units.Count(t.verified-min(t.verified, res.Verified)), units.Count(*r.held))
 		}
 	}
 	if r.heldVerified != nil {

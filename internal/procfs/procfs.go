@@ -372,3 +372,45 @@ func Watermarks() (min, low uint64, err error) {
 	page := uint64(os.Getpagesize())
 	return min * page, low * page, err
 }
+
+// normalZone is ZONE_NORMAL's index in a zone's protection array, the zone
+// a kernel allocation (GFP_KERNEL, a socket's slab) asks for first.
+const normalZone = 2
+
+// KernelHeadroom is what a kernel allocation can take before kswapd starts
+// reclaiming: each zone's free pages above its low watermark and the
+// lowmem_reserve that zone keeps against ZONE_NORMAL allocations falling
+// back to it (zone_watermark_ok(): free > mark + lowmem_reserve). Free pages
+// on per-CPU lists are left out: the watermarks do not see them.
+func KernelHeadroom() (uint64, error) {
+	var total, free, low uint64
+	var inZone bool
+	flush := func() {
+		if inZone {
+			total += free - min(free, low)
+		}
+		free, low = 0, 0
+	}
+	err := scanLines(Root+"/zoneinfo", func(line string) error {
+		f := strings.Fields(line)
+		switch {
+		case len(f) > 0 && f[0] == "Node":
+			flush()
+			inZone = true
+		case len(f) == 3 && f[0] == "pages" && f[1] == "free":
+			free, _ = strconv.ParseUint(f[2], 10, 64)
+		case len(f) == 2 && f[0] == "low":
+			v, _ := strconv.ParseUint(f[1], 10, 64)
+			low += v
+		case len(f) > 1 && f[0] == "protection:":
+			p := strings.Trim(strings.Join(f[1:], ""), "()")
+			if parts := strings.Split(p, ","); len(parts) > normalZone {
+				v, _ := strconv.ParseUint(parts[normalZone], 10, 64)
+				low += v
+			}
+		}
+		return nil
+	})
+	flush()
+	return total * uint64(os.Getpagesize()), err
+}
