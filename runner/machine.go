@@ -169,8 +169,8 @@ func (ma *machine) project(now procfs.Meminfo, per uint64, conns int) (swapStart
 // between two counts before any swapping: the marginal cost, with what an
 // agent walking /proc/PID/fd adds and partly filled slab pages in it, and
 // the fixed costs of the first connections out of it.
-func calibrateFrom(swapStart uint64) uint64 { return max(10000, swapStart/50) }
-func calibrateTo(swapStart uint64) uint64   { return max(40000, swapStart/4) }
+func calibrateFrom(swapStart uint64) uint64 { return max(10000, swapStart/8) }
+func calibrateTo(swapStart uint64) uint64   { return max(40000, swapStart/2) }
 
 // usedBytes is memory in use, page cache aside (as the ledger counts it).
 func usedBytes(m procfs.Meminfo) int64 {
