@@ -58,7 +58,7 @@ func Input(sum Summary, samples []PhaseSample) (analysis.Run, error) {
 		in.SocketsPerWorker = res.Plan.NoFile - own // measured, not the plan's reserve
 	}
 	if s := res.Server; s.External && s.Idle != nil && s.Peak != nil {
-		in.Brought = &analysis.BroughtServer{Cmd: s.Cmd, Held: res.ServerSockets - min(res.ServerSockets, uint64(s.AcceptQueuePeak)),
+		in.Brought = &analysis.BroughtServer{Cmd: s.Cmd, Held: s.Held,
 			NoFile: s.RlimitNoFile, NProc: s.RlimitNProc, FDsIdle: s.Idle.FDs, FDsPeak: s.Peak.FDs,
 			ThreadsIdle: s.Idle.Threads, ThreadsPeak: s.Peak.Threads, AnonIdle: s.Idle.PssAnon, AnonPeak: s.Peak.PssAnon,
 			Backlog: s.Backlog, AcceptQueuePeak: s.AcceptQueuePeak}

@@ -192,7 +192,7 @@ func (r *Recorder) sampleNow() {
 		}
 	}
 	if ballast > 0 {
-		s.BallastRSS, s.BallastSwap, _ = runner.ProcessMemory(ballast)
+		s.BallastRSS, s.BallastSwap, _ = procfs.VmMemory(ballast)
 	}
 	if r.probes != nil && r.idleProbe != nil {
 		if snap, err := r.probes.Snapshot(); err == nil {

@@ -18,8 +18,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -209,7 +207,9 @@ func (r *Runner) startBallast(exe string) error {
 	case <-time.After(2 * time.Minute):
 		return fmt.Errorf("the ballast did not fill its %d bytes within 2 minutes", b.bytes)
 	}
-	b.majAtFill, _ = majorFaults(b.pid)
+	if st, err := procfs.ReadStat(b.pid); err == nil {
+		b.majAtFill = st.MajFlt
+	}
 	go b.poll()
 	fmt.Fprintf(r.cfg.Log, "ballast: %d bytes touched (pid %d); touching %d random pages a second\n", b.bytes, b.pid, ballastTouchRate)
 	return nil
@@ -228,7 +228,7 @@ func (b *ballast) poll() {
 			return
 		case <-t.C:
 		}
-		rss, swap, err := ProcessMemory(b.pid)
+		rss, swap, err := procfs.VmMemory(b.pid)
 		if err != nil {
 			continue
 		}
@@ -244,8 +244,8 @@ func (b *ballast) result() *BallastResult {
 	defer b.mu.Unlock()
 	res := &BallastResult{Pid: b.pid, Bytes: b.bytes, SwappedBytesPeak: b.swapPeak, ResidentAtPeak: b.rss,
 		Touches: b.last.Touches, TouchLatencyUs: b.last.Latency}
-	if maj, err := majorFaults(b.pid); err == nil {
-		res.MajorFaults = maj - min(maj, b.majAtFill)
+	if st, err := procfs.ReadStat(b.pid); err == nil {
+		res.MajorFaults = st.MajFlt - min(st.MajFlt, b.majAtFill)
 	}
 	return res
 }
@@ -256,45 +256,4 @@ func (b *ballast) stop() {
 	<-b.pollExited
 	_ = b.cmd.Process.Kill()
 	<-b.exited
-}
-
-// ProcessMemory is a process's resident and swapped bytes (VmRSS, VmSwap).
-func ProcessMemory(pid int) (rss, swap uint64, err error) {
-	data, err := os.ReadFile(fmt.Sprintf("%s/%d/status", procfs.Root, pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok || (k != "VmRSS" && k != "VmSwap") {
-			continue
-		}
-		f := strings.Fields(v)
-		if len(f) == 0 {
-			continue
-		}
-		n, _ := strconv.ParseUint(f[0], 10, 64)
-		if k == "VmRSS" {
-			rss = n * 1024
-		} else {
-			swap = n * 1024
-		}
-	}
-	return rss, swap, nil
-}
-
-// majorFaults is /proc/PID/stat's majflt: faults that read a page back in.
-func majorFaults(pid int) (uint64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("%s/%d/stat", procfs.Root, pid))
-	if err != nil {
-		return 0, err
-	}
-	i := bytes.LastIndexByte(data, ')')
-	f := strings.Fields(string(data[i+1:]))
-	// After ") ": state ppid pgrp session tty_nr tpgid flags minflt
-	// cminflt majflt (proc_pid_stat(5)).
-	if len(f) < 10 {
-		return 0, fmt.Errorf("stat of pid %d: %d fields", pid, len(f))
-	}
-	return strconv.ParseUint(f[9], 10, 64)
 }

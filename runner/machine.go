@@ -172,11 +172,6 @@ func (ma *machine) project(now procfs.Meminfo, per uint64, conns int) (swapStart
 func calibrateFrom(swapStart uint64) uint64 { return max(10000, swapStart/8) }
 func calibrateTo(swapStart uint64) uint64   { return max(40000, swapStart/2) }
 
-// usedBytes is memory in use, page cache aside (as the ledger counts it).
-func usedBytes(m procfs.Meminfo) int64 {
-	return int64(m.MemTotal) - int64(m.MemFree+m.PCPFree) - int64(m.Buffers) - int64(m.Cached)
-}
-
 // calibrate remakes the prediction from the marginal cost of connections,
 // once, projecting from memory as it is at the second count.
 func (r *Runner) calibrate(established uint64) {
@@ -189,14 +184,14 @@ func (r *Runner) calibrate(established uint64) {
 		return
 	}
 	if ma.firstAt == 0 {
-		ma.firstAt, ma.firstUsed = established, usedBytes(m)
+		ma.firstAt, ma.firstUsed = established, m.Used()
 		return
 	}
 	if established < calibrateTo(ma.modelSwapStart) {
 		return
 	}
 	ma.calibrated = true
-	grown := usedBytes(m) - ma.firstUsed
+	grown := m.Used() - ma.firstUsed
 	if grown <= 0 {
 		return
 	}
@@ -245,6 +240,9 @@ func (r *Runner) machineResult(res *Result) {
 	}
 	res.Machine = &MachineResult{MemBytes: ma.size, Mechanism: "hugetlb: vm.nr_hugepages reserves the rest of RAM", HugePages: ma.pages,
 		LeftBytes: ma.left, ModelBytesPerConnection: ma.modelPerConn, ModelSwapStartConnections: ma.modelSwapStart, ModelConnections: ma.modelStop,
-		MeasuredBytesPerConnection: ma.perConn, MeasuredOver: ma.calibratedOver,
+		MeasuredOver:                 ma.calibratedOver,
 		PredictedSwapStartConnection: ma.predictSwapStart, PredictedConnections: ma.predictStop, ActualConnections: res.Established, StoppedBy: res.StoppedBy}
+	if ma.calibratedOver > 0 {
+		res.Machine.MeasuredBytesPerConnection = ma.perConn
+	}
 }

@@ -53,7 +53,9 @@ func (r *Runner) countEndpoints(res *Result) error {
 		switch {
 		case r.isServerEnd(s.Local):
 			res.SocketBuffersBySide.Server += s.Queued()
-			byDialer[s.Remote.Addr()]++
+			if r.cfg.Mode == ModeServe {
+				byDialer[s.Remote.Addr()]++
+			}
 		case s.Remote == server:
 			res.SocketBuffersBySide.Client += s.Queued()
 			res.PeakSocketBuffered = append(res.PeakSocketBuffered, s.Buffered())

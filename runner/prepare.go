@@ -195,6 +195,9 @@ func Prepare(cfg Config) (*Runner, error) {
 	r := &Runner{cfg: cfg, host: host, notify: make(chan struct{}, 1), connectTo: cfg.Listen, total: total}
 	if cfg.clientOnly() {
 		r.connectTo = cfg.Target
+		if cfg.External() {
+			r.target = &target{addr: cfg.Target, roots: cfg.ServerPIDs}
+		}
 	} else if cfg.Listen.Addr().IsUnspecified() {
 		r.connectTo = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), cfg.Listen.Port())
 	}

@@ -88,14 +88,11 @@ func (r *Runner) cleanup() {
 // removeCgroup removes the cgroup a killed run left, if any, and says what
 // it removed.
 func removeCgroup(dir string) (string, error) {
-	data, err := os.ReadFile(filepath.Join(dir, rundir.Memcg))
-	if os.IsNotExist(err) {
-		return "", nil
-	}
-	if err != nil {
+	data, ok, err := record(dir, rundir.Memcg)
+	if !ok || err != nil {
 		return "", err
 	}
-	path := strings.TrimSpace(string(data))
+	path := strings.TrimSpace(data)
 	if !strings.Contains(filepath.Base(path), "c10mprobe-") {
 		return "", fmt.Errorf("%s names %q, not a c10mprobe cgroup", rundir.Memcg, path)
 	}
@@ -126,12 +123,8 @@ func Leftovers(dir string) []string {
 			out = append(out, strings.TrimSpace(strings.Split(string(data), "\n")[0]))
 		}
 	}
-	if data, err := os.ReadFile(filepath.Join(dir, rundir.ServerGroup)); err == nil {
-		var pgid int
-		var start uint64
-		if _, err := fmt.Sscanf(string(data), "%d %d", &pgid, &start); err == nil && groupStartedSince(pgid, start) {
-			out = append(out, fmt.Sprintf("the server's process group %d (--server-cmd)", pgid))
-		}
+	if pgid, alive, _ := killedRunServer(dir); alive {
+		out = append(out, fmt.Sprintf("the server's process group %d (--server-cmd)", pgid))
 	}
 	return out
 }
@@ -181,14 +174,11 @@ func freeTimeWait(server netip.AddrPort) int {
 // freeKilledRunTimeWait frees what a killed run's workers left in TIME_WAIT
 // on its server port, and says what it did.
 func freeKilledRunTimeWait(dir string) (string, error) {
-	data, err := os.ReadFile(filepath.Join(dir, rundir.Server))
-	if os.IsNotExist(err) {
-		return "", nil
-	}
-	if err != nil {
+	data, ok, err := record(dir, rundir.Server)
+	if !ok || err != nil {
 		return "", err
 	}
-	server, err := netip.ParseAddrPort(strings.TrimSpace(string(data)))
+	server, err := netip.ParseAddrPort(strings.TrimSpace(data))
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", rundir.Server, err)
 	}
@@ -196,4 +186,14 @@ func freeKilledRunTimeWait(dir string) (string, error) {
 		return fmt.Sprintf("%d sockets in TIME_WAIT on %s (its workers', closed by the kernel when it was killed)", n, server), nil
 	}
 	return "", nil
+}
+
+// record reads a file a run keeps in its directory while what it names
+// exists; ok is false when there is none.
+func record(dir, name string) (data string, ok bool, err error) {
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if os.IsNotExist(err) {
+		return "", false, nil
+	}
+	return string(b), err == nil, err
 }

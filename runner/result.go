@@ -107,8 +107,11 @@ type ServerResult struct {
 	Cmd          string `json:"cmd,omitempty"`
 	RlimitNoFile uint64 `json:"rlimit_nofile,omitempty"` // soft, of its process with the most fds; 0 unlimited
 	RlimitNProc  uint64 `json:"rlimit_nproc,omitempty"`
-	// Per connection held at the peak, from its processes' smaps_rollup and
-	// status at the peak less at idle.
+	// Held is what its processes held at the peak: the sockets on its port
+	// less those still waiting in its accept queue.
+	Held uint64 `json:"held_connections,omitempty"`
+	// Per connection held, from its processes' smaps_rollup and status at
+	// the peak less at idle.
 	PssPerConnection     float64       `json:"pss_bytes_per_connection"`
 	AnonPerConnection    float64       `json:"anon_bytes_per_connection"` // Pss_Anon: heap and thread stacks
 	ThreadsPerConnection float64       `json:"threads_per_connection"`

@@ -87,14 +87,11 @@ func (s *swapfile) remove() error {
 
 // removeSwap removes the swapfile a killed run left, if any.
 func removeSwap(dir string) (string, error) {
-	data, err := os.ReadFile(filepath.Join(dir, rundir.Swap))
-	if os.IsNotExist(err) {
-		return "", nil
-	}
-	if err != nil {
+	data, ok, err := record(dir, rundir.Swap)
+	if !ok || err != nil {
 		return "", err
 	}
-	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	lines := strings.Split(strings.TrimSpace(data), "\n")
 	path := strings.TrimSpace(lines[0])
 	// Only the run's own swapfile, in its own directory, and the very file
 	// the run created: an edited swap.path must not swap off and delete

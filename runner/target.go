@@ -6,7 +6,6 @@ package runner
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -157,8 +156,7 @@ type target struct {
 // memory cgroup, if any), waits for it to listen, and records its group
 // so that restore stops it after a SIGKILL of c10mprobe.
 func (r *Runner) startServer() error {
-	t := &target{addr: r.connectTo, roots: r.cfg.ServerPIDs}
-	r.target = t
+	t := r.target
 	if r.cfg.ServerCmd == "" {
 		return nil
 	}
@@ -215,20 +213,17 @@ func (r *Runner) stopServer() {
 	}
 	pgid := t.cmd.Process.Pid
 	_ = unix.Kill(-pgid, unix.SIGTERM)
-	deadline := time.Now().Add(serverStopGrace)
-	for groupAlive(pgid) && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if groupAlive(pgid) {
+	if !groupGone(pgid, serverStopGrace) {
 		fmt.Fprintf(r.cfg.Log, "server: still running %s after SIGTERM; killed\n", serverStopGrace)
 		_ = unix.Kill(-pgid, unix.SIGKILL)
+		if !groupGone(pgid, serverStopGrace) {
+			fmt.Fprintf(r.cfg.Log, "warning: the server's process group %d survived SIGKILL; c10mprobe restore %s stops it\n", pgid, r.cfg.OutDir)
+			return
+		}
 	}
 	<-t.done
-	for groupAlive(pgid) {
-		time.Sleep(10 * time.Millisecond)
-	}
 	os.Remove(filepath.Join(r.cfg.OutDir, rundir.ServerGroup))
-	r.target.cmd = nil
+	t.cmd = nil
 }
 
 // groupAlive says whether any process of the group is left; the shell
@@ -251,33 +246,44 @@ func lastLines(path string, n int) string {
 // stopKilledRunServer stops the --server-cmd a killed run left running, if
 // the process recorded is still the one it started, and says what it did.
 func stopKilledRunServer(dir string) (string, error) {
-	path := filepath.Join(dir, rundir.ServerGroup)
-	data, err := os.ReadFile(path)
-	if os.IsNotExist(err) {
-		return "", nil
-	}
-	if err != nil {
+	pgid, alive, err := killedRunServer(dir)
+	if pgid == 0 || err != nil {
 		return "", err
 	}
-	var pgid int
-	var start uint64
-	if _, err := fmt.Sscanf(string(data), "%d %d", &pgid, &start); err != nil || pgid <= 1 {
-		return "", fmt.Errorf("%s: %q is not a process group and start time", rundir.ServerGroup, data)
-	}
 	what := ""
-	// The leader may have exited and left its group running: any member
-	// started no earlier than it is the run's.
-	if groupStartedSince(pgid, start) {
+	if alive {
 		_ = unix.Kill(-pgid, unix.SIGKILL)
-		for deadline := time.Now().Add(serverStopGrace); groupAlive(pgid) && time.Now().Before(deadline); {
-			time.Sleep(10 * time.Millisecond)
-		}
-		if groupAlive(pgid) {
+		if !groupGone(pgid, serverStopGrace) {
 			return "", fmt.Errorf("the server's process group %d survived SIGKILL", pgid)
 		}
 		what = fmt.Sprintf("the server's process group %d (--server-cmd)", pgid)
 	}
-	return what, os.Remove(path)
+	return what, os.Remove(filepath.Join(dir, rundir.ServerGroup))
+}
+
+// killedRunServer reads the server group a run recorded: 0 when none, and
+// whether a process of it still runs. The leader may have exited and left
+// its group running: any member started no earlier than it is the run's.
+func killedRunServer(dir string) (pgid int, alive bool, err error) {
+	data, ok, err := record(dir, rundir.ServerGroup)
+	if !ok || err != nil {
+		return 0, false, err
+	}
+	var start uint64
+	if _, err := fmt.Sscanf(data, "%d %d", &pgid, &start); err != nil || pgid <= 1 {
+		return 0, false, fmt.Errorf("%s: %q is not a process group and start time", rundir.ServerGroup, data)
+	}
+	return pgid, groupStartedSince(pgid, start), nil
+}
+
+// groupGone waits up to d for every process of the group to exit.
+func groupGone(pgid int, d time.Duration) bool {
+	for deadline := time.Now().Add(d); groupAlive(pgid); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+	return true
 }
 
 // groupStartedSince says whether a live process of group pgid started at
@@ -310,12 +316,8 @@ type serverState struct {
 	HostTasks   int64 // threads on the whole host, against kernel.threads-max
 }
 
-// readServer reads the target's processes and listener now.
-func (r *Runner) readServer() (s serverState, err error) {
-	t := r.target
-	if t == nil {
-		return s, errors.New("no target")
-	}
+// read reads the target's processes and listener now.
+func (t *target) read() (s serverState, err error) {
 	if l, ok := listener(t.addr); ok {
 		// For a listener, rqueue is the accept queue's length and wqueue
 		// its limit (inet_diag_msg_common_fill, tcp_diag_get_info).
@@ -333,8 +335,12 @@ func (r *Runner) readServer() (s serverState, err error) {
 	if err != nil {
 		return s, err
 	}
+	if len(pids) == 0 {
+		return s, fmt.Errorf("none of the server's processes is running")
+	}
 	s.Pids = pids
-	for i, pid := range pids {
+	fullest := pids[0]
+	for _, pid := range pids {
 		p, err := procfs.ReadProcess(pid)
 		if err != nil {
 			continue // exited between the walk and the read
@@ -343,24 +349,17 @@ func (r *Runner) readServer() (s serverState, err error) {
 		s.PssAnon += p.PssAnon
 		s.Threads += p.Threads
 		if p.FDs > s.FDs {
-			s.FDs = p.FDs
-			if l, err := procfs.ReadLimits(pid); err == nil {
-				s.Limits = l
-			}
-		}
-		if i == 0 && s.Limits == (procfs.Limits{}) {
-			s.Limits, _ = procfs.ReadLimits(pid)
+			s.FDs, fullest = p.FDs, pid
 		}
 	}
-	if len(pids) == 0 {
-		return s, fmt.Errorf("none of the server's processes is running")
-	}
+	// RLIMIT_NOFILE is per process: the fullest one's is the one that binds.
+	s.Limits, _ = procfs.ReadLimits(fullest)
 	return s, nil
 }
 
 // sampleServer reads the target now into *into.
 func (r *Runner) sampleServer(into **serverState) error {
-	s, err := r.readServer()
+	s, err := r.target.read()
 	if err != nil {
 		return fmt.Errorf("reading the server at %s: %w", r.connectTo, err)
 	}
@@ -466,9 +465,10 @@ func (r *Runner) serverResult(res *Result) {
 	s.Idle, s.Peak = sample(idle), sample(peak)
 	// What its processes hold: the sockets on its port less those still
 	// waiting in its accept queue, which no process of it has taken.
-	n := float64(res.Established)
-	if held := res.ServerSockets - min(res.ServerSockets, uint64(peak.AcceptQueue)); held > 0 {
-		n = float64(held)
+	s.Held = res.ServerSockets - min(res.ServerSockets, uint64(peak.AcceptQueue))
+	n := float64(s.Held)
+	if n == 0 {
+		n = float64(res.Established)
 	}
 	if n > 0 {
 		s.PssPerConnection = (float64(peak.Pss) - float64(idle.Pss)) / n
@@ -504,14 +504,7 @@ func (r *Runner) ServerChecks() []Check {
 	}
 	st := r.serverIdle
 	if st == nil {
-		if r.target == nil && r.cfg.ServerCmd != "" {
-			return nil
-		}
-		t := r.target
-		if t == nil {
-			t = &target{addr: r.connectTo, roots: r.cfg.ServerPIDs}
-		}
-		s, err := (&Runner{target: t, connectTo: r.connectTo}).readServer()
+		s, err := r.target.read() // a --server-cmd not yet started reads as none
 		if err != nil {
 			return nil
 		}

@@ -98,6 +98,11 @@ func TestMachineIntoSwap(t *testing.T) {
 	if e == nil || e.Swap == nil || e.Swap.SwapStartConnections == 0 || e.Swap.SwapStartConnections >= s.Result.Established {
 		t.Fatalf("explanation's swap leg %+v, want swapping begun before the stop", e)
 	}
+	// The ballast's VmSwap is part of all swap in use (meminfo), sampled
+	// less often: within a tenth and a few MiB of it.
+	if sw := e.Swap.SwappedBytesPeak; b.SwappedBytesPeak > sw+sw/10+16<<20 {
+		t.Errorf("the ballast had %d B in swap, more than the %d B all swap held", b.SwappedBytesPeak, sw)
+	}
 	if m.ActualSwapStartConnections != e.Swap.SwapStartConnections || m.PredictedSwapStartConnection == 0 || m.PredictedConnections == 0 {
 		t.Errorf("machine %+v: predictions and the actual swap start must be recorded", m)
 	}

@@ -69,8 +69,18 @@ func probeServer(t *testing.T, port int, exchange, serverCmd string) record.Summ
 	if e == nil || e.BindingLimit != "server fds" || !strings.Contains(e.Verdict, "RLIMIT_NOFILE of 1,024") {
 		t.Errorf("explanation binds %q: %q; want the server's RLIMIT_NOFILE of 1,024", e.BindingLimit, e.Verdict)
 	}
-	if sv.PssPerConnection <= 0 {
-		t.Errorf("server PSS per connection %.0f B, want > 0", sv.PssPerConnection)
+	if sv.PssPerConnection <= 0 || sv.Held != l.At {
+		t.Errorf("server PSS per connection %.0f B over %d held, want > 0 over %d", sv.PssPerConnection, sv.Held, l.At)
+	}
+	// The server's anonymous memory (its smaps_rollup) is part of the host's
+	// (/proc/meminfo AnonPages): the rest of that growth cannot be much
+	// below zero.
+	lines := map[string]int64{}
+	for _, ln := range e.Ledger {
+		lines[ln.Name] = ln.BytesTotal
+	}
+	if server, rest := lines["the server's processes"], lines["anonymous memory, all other processes"]; server <= 0 || rest < -server/20-8<<20 {
+		t.Errorf("ledger: the server's processes %d B, all other anonymous memory %d B: smaps_rollup and meminfo disagree", server, rest)
 	}
 	// Both ends' sockets are kernel memory: two socks and their files.
 	if e.KernelPerConnection < 4096 {

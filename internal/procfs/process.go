@@ -87,6 +87,7 @@ type Stat struct {
 	State     byte // R, S, D, Z (a zombie: exited, not yet reaped), …
 	PPid      int
 	PGrp      int
+	MajFlt    uint64 // faults that read a page in (from swap, for anonymous memory)
 	StartTime uint64 // clock ticks after boot: with the pid, names one process for good
 }
 
@@ -112,6 +113,7 @@ func ReadStat(pid int) (Stat, error) {
 	s.State = f[0][0]
 	s.PPid, _ = strconv.Atoi(f[1])
 	s.PGrp, _ = strconv.Atoi(f[2])
+	s.MajFlt, _ = strconv.ParseUint(f[9], 10, 64)
 	s.StartTime, err = strconv.ParseUint(f[19], 10, 64)
 	return s, err
 }
@@ -203,4 +205,26 @@ func SocketOwners(inode uint32) ([]int, error) {
 		}
 	}
 	return out, nil
+}
+
+// VmMemory is a process's resident and swapped bytes (status VmRSS, VmSwap).
+func VmMemory(pid int) (rss, swap uint64, err error) {
+	err = scanLines(fmt.Sprintf("%s/%d/status", Root, pid), func(line string) error {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || (k != "VmRSS" && k != "VmSwap") {
+			return nil
+		}
+		f := strings.Fields(v)
+		if len(f) == 0 {
+			return nil
+		}
+		n, err := strconv.ParseUint(f[0], 10, 64)
+		if k == "VmRSS" {
+			rss = n * 1024
+		} else {
+			swap = n * 1024
+		}
+		return err
+	})
+	return rss, swap, err
 }

@@ -43,6 +43,12 @@ type Meminfo struct {
 	Hugetlb        uint64 `json:"hugetlb"`
 }
 
+// Used is memory in use, page cache aside: MemTotal less free pages (per-CPU
+// lists included), Buffers and Cached, as the ledger counts growth.
+func (m Meminfo) Used() int64 {
+	return int64(m.MemTotal) - int64(m.MemFree+m.PCPFree) - int64(m.Buffers) - int64(m.Cached)
+}
+
 // Spare is memory a run can still take without the kernel reclaiming what it
 // cannot: free pages (per-CPU lists included) and the file page cache.
 // MemAvailable also counts SReclaimable, but the dentries and inodes of open

@@ -102,3 +102,31 @@ func TestRestoreLeavesAValueChangedSince(t *testing.T) {
 		}
 	}
 }
+
+// RestoreKey gives back one key ahead of the rest (huge pages before a
+// swapfile goes off); Restore then does the others, and the first once.
+func TestRestoreKeyFirst(t *testing.T) {
+	fakeDir(t, map[string]string{"vm.nr_hugepages": "0\n", "net.core.somaxconn": "4096\n"})
+	j := NewJournal(filepath.Join(t.TempDir(), "journal.json"))
+	j.Set("vm.nr_hugepages", "512")
+	j.Set("net.core.somaxconn", "65535")
+	if err := j.RestoreKey("vm.nr_hugepages"); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := Read("vm.nr_hugepages"); v != "0" {
+		t.Errorf("nr_hugepages %q after RestoreKey, want 0", v)
+	}
+	if v, _ := Read("net.core.somaxconn"); v != "65535" {
+		t.Errorf("somaxconn %q after RestoreKey of another key, want it left", v)
+	}
+	write("vm.nr_hugepages", "7") // someone's, after the run gave it back
+	if err := j.Restore(); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := Read("net.core.somaxconn"); v != "4096" {
+		t.Errorf("somaxconn %q after Restore, want 4096", v)
+	}
+	if v, _ := Read("vm.nr_hugepages"); v != "7" {
+		t.Errorf("nr_hugepages %q: Restore wrote a key already given back", v)
+	}
+}
