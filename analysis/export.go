@@ -37,9 +37,10 @@ type Sample struct {
 // Stack is one sampled stack: a kernel allocation stack weighted in bytes,
 // or a CPU stack (kernel frames, then user frames) weighted in samples.
 type Stack struct {
-	Frames []string `json:"frames"`         // innermost first
-	What   string   `json:"what,omitempty"` // the slab cache, or "pages order N"; empty for CPU
-	Weight uint64   `json:"weight"`         // bytes, or samples for CPU stacks
+	Frames []string `json:"frames"`          // innermost first
+	What   string   `json:"what,omitempty"`  // the slab cache, or "pages order N"; empty for CPU
+	Weight uint64   `json:"weight"`          // bytes, or samples for CPU stacks
+	Phase  string   `json:"phase,omitempty"` // CPU stacks: the run's phase when sampled
 }
 
 // TimeseriesHeader is the fixed part of timeseries.csv's header; one
@@ -105,7 +106,11 @@ func WriteLedgerCSV(w io.Writer, e Explanation) error {
 
 // folded is a stack root first, as flamegraph.pl, inferno and speedscope read it.
 func folded(s Stack) string {
-	parts := make([]string, 0, len(s.Frames)+1)
+	parts := make([]string, 0, len(s.Frames)+2)
+	if s.Phase != "" {
+		// A CPU flamegraph splits by phase at its root.
+		parts = append(parts, "["+s.Phase+"]")
+	}
 	for i := len(s.Frames) - 1; i >= 0; i-- {
 		parts = append(parts, strings.ReplaceAll(s.Frames[i], ";", ":"))
 	}
@@ -166,6 +171,10 @@ func Profile(stacks []Stack, kind profile.ValueType) *profile.Profile {
 		if s.What != "" {
 			sample.Label = map[string][]string{"cache": {s.What}}
 			sample.Location = append(sample.Location, loc("["+s.What+"]"))
+		}
+		if s.Phase != "" {
+			// go tool pprof -tagfocus phase=connect
+			sample.Label = map[string][]string{"phase": {s.Phase}}
 		}
 		for _, f := range s.Frames {
 			sample.Location = append(sample.Location, loc(f))

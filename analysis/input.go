@@ -44,6 +44,8 @@ type Run struct {
 	// buckets of the kernel's established-connection hash.
 	Series       []Sample `json:"series,omitempty"`
 	EhashEntries uint64   `json:"ehash_entries,omitempty"`
+	// CPU is the run's CPU samples by stack, each tagged with its phase.
+	CPU []Stack `json:"cpu,omitempty"`
 	// Mode is run, serve or dial; EndsHere the sockets of a connection on
 	// this host (1 for serve and dial, whose other ends are elsewhere).
 	Mode     string `json:"mode,omitempty"`

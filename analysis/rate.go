@@ -2,6 +2,7 @@ package analysis
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/c10mprobe/c10mprobe/internal/units"
@@ -18,7 +19,146 @@ type Rate struct {
 	// (both ends of every connection are in it).
 	EhashEntries   uint64  `json:"ehash_entries"`
 	EhashChainMean float64 `json:"ehash_chain_mean"`
+	// CPUShare is, for each kernel function watched (rateFuncs) and each
+	// phase's top self-time functions, the share of the phase's CPU samples
+	// with it on the stack: function → phase → share.
+	CPUShare map[string]map[string]float64 `json:"cpu_share,omitempty"`
+	// PhaseSamples are the run's CPU samples in each phase (99 Hz a CPU).
+	PhaseSamples map[string]uint64 `json:"phase_samples,omitempty"`
+	// TopSelf are each phase's functions by self time, most first.
+	TopSelf map[string][]FuncShare `json:"top_self,omitempty"`
+	// Causes are what slowed the connects, named with their numbers and
+	// what would change each.
+	Causes []RateCause `json:"causes,omitempty"`
 }
+
+// FuncShare is a function's share of a phase's CPU samples.
+type FuncShare struct {
+	Func  string  `json:"func"`
+	Share float64 `json:"share"`
+}
+
+// RateCause is a named reason for a phase's time.
+type RateCause struct {
+	Kind   string  `json:"kind"` // port_scan, slab_pages, ehash_chains
+	Phase  string  `json:"phase"`
+	Func   string  `json:"func"`
+	Share  float64 `json:"share"` // of the phase's CPU samples
+	Detail string  `json:"detail"`
+	Change string  `json:"change"` // what would change it
+}
+
+// rateFuncs are the kernel functions whose share the rate section reports in
+// every phase, and what each stands for.
+var rateFuncs = []struct{ fn, what string }{
+	{"__inet_hash_connect", "connect's source-port choice"},
+	{"__inet_check_established", "each candidate 4-tuple checked against the established hash"},
+	{"inet_csk_get_port", "bind() of a chosen port"},
+	{"allocate_slab", "new slab pages"},
+	{"__inet_lookup_established", "established-hash lookups, one a packet"},
+	{"tcp_sendmsg_locked", "sending"},
+	{"tcp_recvmsg", "receiving"},
+	{"do_epoll_wait", "epoll_wait"},
+	{"__fput", "closing files"},
+	{"tcp_v4_send_reset", "sending RSTs"},
+	{"rcu_core", "RCU callbacks (freeing inodes, dentries, files)"},
+}
+
+// causeShare is a share of a phase's CPU above which a cause is named.
+const causeShare = 0.10
+
+// cpuShares fills the CPU part of the rate section from the run's CPU stacks.
+func (rt *Rate) cpuShares(stacks []Stack) {
+	if len(stacks) == 0 {
+		return
+	}
+	total := map[string]uint64{}
+	with := map[string]map[string]uint64{} // function → phase → samples with it on the stack
+	self := map[string]map[string]uint64{} // phase → function → samples with it innermost
+	for _, s := range stacks {
+		ph := s.Phase
+		if ph == "" {
+			ph = "run"
+		}
+		total[ph] += s.Weight
+		seen := map[string]bool{}
+		for _, f := range s.Frames {
+			if seen[f] {
+				continue
+			}
+			seen[f] = true
+			if with[f] == nil {
+				with[f] = map[string]uint64{}
+			}
+			with[f][ph] += s.Weight
+		}
+		if len(s.Frames) > 0 {
+			if self[ph] == nil {
+				self[ph] = map[string]uint64{}
+			}
+			self[ph][s.Frames[0]] += s.Weight
+		}
+	}
+	rt.PhaseSamples = total
+	rt.CPUShare = map[string]map[string]float64{}
+	add := func(fn string) {
+		for ph, n := range with[fn] {
+			if rt.CPUShare[fn] == nil {
+				rt.CPUShare[fn] = map[string]float64{}
+			}
+			rt.CPUShare[fn][ph] = float64(n) / float64(total[ph])
+		}
+	}
+	for _, f := range rateFuncs {
+		add(f.fn)
+	}
+	rt.TopSelf = map[string][]FuncShare{}
+	for ph, fns := range self {
+		var top []FuncShare
+		for fn, n := range fns {
+			top = append(top, FuncShare{fn, float64(n) / float64(total[ph])})
+		}
+		sort.Slice(top, func(i, j int) bool {
+			if top[i].Share != top[j].Share {
+				return top[i].Share > top[j].Share
+			}
+			return top[i].Func < top[j].Func
+		})
+		rt.TopSelf[ph] = top[:min(5, len(top))]
+		for _, t := range rt.TopSelf[ph] {
+			add(t.Func)
+		}
+	}
+	rt.causes()
+}
+
+// share is fn's share of phase ph's CPU samples.
+func (rt *Rate) share(fn, ph string) float64 { return rt.CPUShare[fn][ph] }
+
+// causes names what took a tenth or more of the connect phase's CPU.
+func (rt *Rate) causes() {
+	const ph = "connect"
+	if s := rt.share("__inet_hash_connect", ph); s >= causeShare {
+		check := rt.share("__inet_check_established", ph)
+		rt.Causes = append(rt.Causes, RateCause{Kind: "port_scan", Phase: ph, Func: "__inet_hash_connect", Share: s,
+			Detail: fmt.Sprintf("the kernel's search for a free source port at connect took %s of the connect phase's CPU (%s in __inet_check_established, one call per port tried): with the port left to the kernel (IP_BIND_ADDRESS_NO_PORT) it tries ports from a hashed offset until one is free, and the fuller a source address, the more it tries",
+				pct(s), pct(check)),
+			Change: "more source addresses (a lower fill) or --port-choice runner (one 4-tuple checked a connect)"})
+	}
+	if s := rt.share("allocate_slab", ph); s >= causeShare {
+		rt.Causes = append(rt.Causes, RateCause{Kind: "slab_pages", Phase: ph, Func: "allocate_slab", Share: s,
+			Detail: fmt.Sprintf("new slab pages for the sockets' objects took %s of the connect phase's CPU (inode constructors included)", pct(s)),
+			Change: "nothing the run can choose: it is the memory itself; a second run reuses pages the first freed"})
+	}
+	if s := rt.share("__inet_lookup_established", ph); s >= causeShare || rt.EhashChainMean >= 4 {
+		rt.Causes = append(rt.Causes, RateCause{Kind: "ehash_chains", Phase: ph, Func: "__inet_lookup_established", Share: s,
+			Detail: fmt.Sprintf("every packet's established-hash lookup took %s of the connect phase's CPU; at the peak its chains held %.1f sockets on average (%s buckets)",
+				pct(s), rt.EhashChainMean, units.Count(rt.EhashEntries)),
+			Change: "thash_entries= at boot, or a network namespace sized by net.ipv4.tcp_child_ehash_entries"})
+	}
+}
+
+func pct(f float64) string { return fmt.Sprintf("%.0f %%", 100*f) }
 
 // rateOf is the rate section of a run, or nil without a time series.
 func rateOf(r Run) *Rate {
@@ -29,6 +169,7 @@ func rateOf(r Run) *Rate {
 	if r.EhashEntries > 0 {
 		rt.EhashChainMean = float64(2*r.Connections) / float64(r.EhashEntries)
 	}
+	defer rt.cpuShares(r.CPU)
 	// When the count crossed each tenth, linearly between samples.
 	crossed := func(target float64) (float64, bool) {
 		for i := 1; i < len(r.Series); i++ {
@@ -66,6 +207,27 @@ func rateText(rt *Rate) string {
 	if rt.EhashEntries > 0 {
 		s += fmt.Sprintf("; the established hash has %s buckets, so at the peak each packet's lookup walks chains of %.1f sockets on average (thash_entries= at boot sizes it)",
 			units.Count(rt.EhashEntries), rt.EhashChainMean)
+	}
+	for _, ph := range []string{"connect", "exchange", "hold", "close"} {
+		top := rt.TopSelf[ph]
+		if len(top) == 0 {
+			continue
+		}
+		var fs []string
+		for _, t := range top[:min(3, len(top))] {
+			fs = append(fs, fmt.Sprintf("%s %s", t.Func, pct(t.Share)))
+		}
+		s += fmt.Sprintf(".\n  %s (%s CPU samples): most time in %s", ph, units.Count(rt.PhaseSamples[ph]), strings.Join(fs, ", "))
+		if ph == "connect" {
+			var ws []string
+			for _, fn := range []string{"__inet_hash_connect", "allocate_slab", "__inet_lookup_established"} {
+				ws = append(ws, fmt.Sprintf("%s %s", fn, pct(rt.share(fn, ph))))
+			}
+			s += "; on the stack: " + strings.Join(ws, ", ")
+		}
+	}
+	for _, c := range rt.Causes {
+		s += fmt.Sprintf(".\n  Cause (%s): %s; would change it: %s", c.Kind, c.Detail, c.Change)
 	}
 	return s
 }

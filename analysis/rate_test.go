@@ -33,3 +33,51 @@ func TestRateByDecileAndHashChains(t *testing.T) {
 		t.Error("a run without a time series has a rate section")
 	}
 }
+
+// CPU shares are per phase and inclusive: a function counts once a stack
+// however often it recurs, and each phase's shares are of its own samples.
+func TestCPUSharesByPhase(t *testing.T) {
+	r := Run{Connections: 1000, Series: []Sample{{Seconds: 0}, {Seconds: 1, Established: 1000}}, CPU: []Stack{
+		{Phase: "connect", Weight: 60, Frames: []string{"__inet_check_established", "__inet_hash_connect", "__inet_hash_connect", "tcp_v4_connect"}},
+		{Phase: "connect", Weight: 40, Frames: []string{"allocate_slab", "kmem_cache_alloc"}},
+		{Phase: "exchange", Weight: 30, Frames: []string{"__inet_lookup_established", "tcp_v4_rcv"}},
+		{Phase: "exchange", Weight: 10, Frames: []string{"tcp_sendmsg_locked"}},
+	}}
+	rt := rateOf(r)
+	for _, c := range []struct {
+		fn, ph string
+		want   float64
+	}{{"__inet_hash_connect", "connect", 0.6}, {"allocate_slab", "connect", 0.4}, {"__inet_lookup_established", "exchange", 0.75}, {"tcp_sendmsg_locked", "exchange", 0.25}, {"__inet_hash_connect", "exchange", 0}} {
+		if got := rt.share(c.fn, c.ph); math.Abs(got-c.want) > 1e-9 {
+			t.Errorf("%s in %s: %.2f, want %.2f", c.fn, c.ph, got, c.want)
+		}
+	}
+	if rt.PhaseSamples["connect"] != 100 || rt.PhaseSamples["exchange"] != 40 {
+		t.Errorf("samples by phase %v", rt.PhaseSamples)
+	}
+	if top := rt.TopSelf["connect"]; len(top) != 2 || top[0].Func != "__inet_check_established" || top[0].Share != 0.6 {
+		t.Errorf("connect's top self functions %+v", top)
+	}
+	var kinds []string
+	for _, c := range rt.Causes {
+		kinds = append(kinds, c.Kind)
+	}
+	// The scan and the slab pages are over a tenth of the connect phase;
+	// the hash lookups are not (their exchange share does not count).
+	if len(kinds) != 2 || kinds[0] != "port_scan" || kinds[1] != "slab_pages" {
+		t.Errorf("causes %v, want port_scan and slab_pages", kinds)
+	}
+}
+
+// The recorded run that filled one source address to 96 %: its connects
+// fell from 15k/s to about 1.3k/s at half, and the explanation names the
+// port search, from the connect phase's CPU samples.
+func TestRecordedPortScanIsNamed(t *testing.T) {
+	rt := Explain(loadInput(t, "portscan")).Rate
+	if rt == nil || len(rt.ConnectByDecile) != 10 || rt.ConnectByDecile[0] < 5*rt.ConnectByDecile[9] {
+		t.Fatalf("rate %+v: want the last tenth 5 times slower than the first", rt)
+	}
+	if len(rt.Causes) == 0 || rt.Causes[0].Kind != "port_scan" || rt.Causes[0].Share < 0.5 {
+		t.Fatalf("causes %+v, want the port scan first, over half the connect phase", rt.Causes)
+	}
+}

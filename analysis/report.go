@@ -38,7 +38,7 @@ func WriteReport(w io.Writer, r Report) error {
 		}
 	}
 	if len(r.CPUStacks) > 0 {
-		if err := WriteFlameSVG(&cpu, r.CPUStacks, "where the run's CPU time went (connect and exchange)", "samples"); err != nil {
+		if err := WriteFlameSVG(&cpu, r.CPUStacks, "where the run's CPU time went, by phase", "samples"); err != nil {
 			return err
 		}
 	}
@@ -51,6 +51,7 @@ func WriteReport(w io.Writer, r Report) error {
 		"Flame":     template.HTML(flame.String()),
 		"CPU":       template.HTML(cpu.String()),
 		"HasCPU":    len(r.CPUStacks) > 0,
+		"Phases":    []string{"connect", "exchange", "hold", "close"},
 		"HasStacks": len(r.Stacks) > 0,
 	}
 	return reportTemplate().Execute(w, data)
@@ -96,6 +97,11 @@ svg text{font-family:system-ui,sans-serif}.note{color:#666}svg{max-width:100%;he
 {{range .R.Explanation.Ledger}}<tr><td>{{.Kind}}</td><td>{{.Name}}</td><td class="n">{{f0 .BytesPerConnection}}</td><td class="n">{{bytes .BytesTotal}}</td><td class="note">{{.Source}}</td><td class="note">{{.Note}}</td></tr>{{end}}</table>
 <h2>Memory by kind against connections</h2>{{.Memory}}
 <h2>Connections and connect rate over time</h2>{{.Conns}}
+{{with .R.Explanation.Rate}}<div id="rate"><p>Connects a second by tenth of the connections held: {{range $i, $v := .ConnectByDecile}}{{if $i}}, {{end}}{{f0 $v}}{{end}}.</p>
+{{range .Causes}}<p class="verdict">{{.Kind}}: {{.Detail}}; would change it: {{.Change}}.</p>{{end}}
+{{if .CPUShare}}<table id="cpu-share"><tr><th>kernel function on the stack</th>{{range $.Phases}}<th>{{.}}</th>{{end}}</tr>
+{{range $fn, $by := .CPUShare}}<tr><td>{{$fn}}</td>{{range $.Phases}}<td class="n">{{pct (index $by .)}}</td>{{end}}</tr>{{end}}</table>
+<p class="note">Share of each phase's CPU samples (99 Hz a CPU, the run's processes) with the function on the stack.</p>{{end}}</div>{{end}}
 <h2>Buffer memory per socket at the peak (sock_diag)</h2>{{.Sockets}}
 <h2>Slab and the ballast against connections (a smaller machine going into swap)</h2>{{.Swap}}
 {{with .R.Explanation.Swap}}<p>{{.Verdict}}.</p>{{end}}

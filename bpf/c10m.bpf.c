@@ -816,7 +816,17 @@ int tp_tcp_sendmsg_locked(struct trace_event_raw_tcp_sendmsg_locked *ctx)
 struct cpu_key {
 	__s32 kstack;
 	__s32 ustack;
+	__u32 phase; /* run_phase when sampled: connect, exchange, close... */
 };
+
+/* The run's phase, set by the recorder as each begins, so that the CPU
+ * samples say which phase spent them. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} run_phase SEC(".maps");
 struct {
 	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
 	__uint(max_entries, 16384);
@@ -836,6 +846,9 @@ int perf_cpu_sample(struct bpf_perf_event_data *ctx)
 	if (!in_run())
 		return 0;
 	struct cpu_key key;
+	__u32 zero32 = 0;
+	__u32 *phase = bpf_map_lookup_elem(&run_phase, &zero32);
+	key.phase = phase ? *phase : 0;
 	key.kstack = bpf_get_stackid(ctx, &cpu_stacks, 0);
 	key.ustack = bpf_get_stackid(ctx, &cpu_stacks, BPF_F_USER_STACK);
 	__u64 zero = 0;

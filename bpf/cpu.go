@@ -80,7 +80,16 @@ func (s *cpuSampler) stop() {
 type CPUStack struct {
 	Kernel  []uint64
 	User    []uint64
+	Phase   uint32 // what SetPhase said when it was sampled
 	Samples uint64
+}
+
+// SetPhase tags the CPU samples taken from now on with phase.
+func (p *Probes) SetPhase(phase uint32) error {
+	if err := p.maps.RunPhase.Put(uint32(0), phase); err != nil {
+		return fmt.Errorf("setting the run's phase: %w", err)
+	}
+	return nil
 }
 
 // CPUStacks returns the CPU samples, most frequent first.
@@ -90,7 +99,7 @@ func (p *Probes) CPUStacks() ([]CPUStack, error) {
 	var n uint64
 	it := p.maps.CpuSamples.Iterate()
 	for it.Next(&key, &n) {
-		s := CPUStack{Samples: n}
+		s := CPUStack{Samples: n, Phase: key.Phase}
 		s.Kernel = p.frames(p.maps.CpuStacks, key.Kstack)
 		s.User = p.frames(p.maps.CpuStacks, key.Ustack)
 		out = append(out, s)

@@ -57,6 +57,7 @@ type probesCpuKey struct {
 	_      structs.HostLayout
 	Kstack int32
 	Ustack int32
+	Phase  uint32
 }
 
 type probesRunSeen struct {
@@ -111,6 +112,7 @@ const (
 	probesMapPtrSlots                 = "ptr_slots"
 	probesMapRunCache                 = "run_cache"
 	probesMapRunGen                   = "run_gen"
+	probesMapRunPhase                 = "run_phase"
 	probesMapRunPids                  = "run_pids"
 	probesMapRunSources               = "run_sources"
 	probesMapSockets                  = "sockets"
@@ -233,6 +235,7 @@ type probesMapSpecs struct {
 	PtrSlots     *ebpf.MapSpec `ebpf:"ptr_slots"`
 	RunCache     *ebpf.MapSpec `ebpf:"run_cache"`
 	RunGen       *ebpf.MapSpec `ebpf:"run_gen"`
+	RunPhase     *ebpf.MapSpec `ebpf:"run_phase"`
 	RunPids      *ebpf.MapSpec `ebpf:"run_pids"`
 	RunSources   *ebpf.MapSpec `ebpf:"run_sources"`
 	Sockets      *ebpf.MapSpec `ebpf:"sockets"`
@@ -283,6 +286,7 @@ type probesMaps struct {
 	PtrSlots     *ebpf.Map `ebpf:"ptr_slots"`
 	RunCache     *ebpf.Map `ebpf:"run_cache"`
 	RunGen       *ebpf.Map `ebpf:"run_gen"`
+	RunPhase     *ebpf.Map `ebpf:"run_phase"`
 	RunPids      *ebpf.Map `ebpf:"run_pids"`
 	RunSources   *ebpf.Map `ebpf:"run_sources"`
 	Sockets      *ebpf.Map `ebpf:"sockets"`
@@ -304,6 +308,7 @@ func (m *probesMaps) Close() error {
 		m.PtrSlots,
 		m.RunCache,
 		m.RunGen,
+		m.RunPhase,
 		m.RunPids,
 		m.RunSources,
 		m.Sockets,

@@ -86,7 +86,7 @@ func (r *Run) Export(dir string, formats []string) (written []string, skipped ma
 			case "cpu.pb.gz":
 				err = analysis.WritePprof(&buf, r.CPU, analysis.CPUSamples)
 			case "cpu-flamegraph.svg":
-				err = analysis.WriteFlameSVG(&buf, r.CPU, "where the run's CPU time went (connect and exchange)", "samples")
+				err = analysis.WriteFlameSVG(&buf, r.CPU, "where the run's CPU time went, by phase", "samples")
 			case "report.html":
 				err = analysis.WriteReport(&buf, r.report())
 			}

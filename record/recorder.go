@@ -79,8 +79,37 @@ func (r *Recorder) AddPID(pid int) error {
 // Progress is the runner's OnProgress: the counts the next sample shows.
 func (r *Recorder) Progress(p runner.Progress) {
 	r.mu.Lock()
+	changed := p.Phase != r.last.Phase
 	r.last = p
 	r.mu.Unlock()
+	if changed && r.probes != nil {
+		if err := r.probes.SetPhase(phaseIndex(p.Phase)); err != nil {
+			r.mu.Lock()
+			r.errs = append(r.errs, err.Error())
+			r.mu.Unlock()
+		}
+	}
+}
+
+// cpuPhases are the phases CPU samples are tagged with, by index. Index 0
+// is between phases: the recorder's own reading of the peak, sock_diag's
+// count of endpoints, which no phase of connections should be charged with.
+var cpuPhases = []runner.Phase{"between", runner.PhaseConnect, runner.PhaseExchange, runner.PhaseHold, runner.PhaseClose}
+
+func phaseIndex(ph runner.Phase) uint32 {
+	for i, p := range cpuPhases {
+		if p == ph {
+			return uint32(i)
+		}
+	}
+	return 0
+}
+
+func phaseName(i uint32) string {
+	if int(i) < len(cpuPhases) {
+		return string(cpuPhases[i])
+	}
+	return fmt.Sprint(i)
 }
 
 // Phase is the runner's OnPhase: one sample of everything, and at the idle
@@ -89,6 +118,11 @@ func (r *Recorder) Phase(ph runner.Phase) error {
 	if ph == runner.PhaseIdle {
 		// The baseline must not include frees still queued behind lazy RCU.
 		procfs.SettleRCU()
+	}
+	if r.probes != nil {
+		if err := r.probes.SetPhase(0); err != nil {
+			return err
+		}
 	}
 	s := PhaseSample{Phase: ph, Time: time.Now()}
 	r.mu.Lock()
@@ -116,7 +150,7 @@ func (r *Recorder) Phase(ph runner.Phase) error {
 		r.idleProbe = s.Probe
 		r.startSeries()
 		if r.probes != nil {
-			// CPU samples through the connect and exchange phases, at 99 Hz:
+			// CPU samples from the connect phase through the close, at 99 Hz:
 			// off the 100 Hz of timers, so samples do not alias with them.
 			if err := r.probes.StartCPU(99); err != nil {
 				r.cpuWhy = err.Error()
@@ -126,6 +160,7 @@ func (r *Recorder) Phase(ph runner.Phase) error {
 		r.peak()
 	case runner.PhaseClose:
 		r.stopSeries()
+		r.readCPU()
 	}
 	if ph != runner.PhaseIdle && ph != runner.PhaseClose && r.stop != nil {
 		// Every phase's end is a row, however short the phase: the peak
@@ -213,10 +248,6 @@ func (r *Recorder) peak() {
 		return
 	}
 	var err error
-	r.probes.StopCPU()
-	if r.cpu, err = r.probes.CPUStacks(); err != nil {
-		r.errs = append(r.errs, err.Error())
-	}
 	if r.peakSock, err = r.probes.Sockets(); err != nil {
 		r.errs = append(r.errs, err.Error())
 	}
@@ -224,6 +255,21 @@ func (r *Recorder) peak() {
 		r.errs = append(r.errs, err.Error())
 	}
 	if r.sites, err = r.probes.KmallocSites(); err != nil {
+		r.errs = append(r.errs, err.Error())
+	}
+}
+
+// readCPU stops CPU sampling and reads what it took, each phase's apart.
+func (r *Recorder) readCPU() {
+	if r.probes == nil {
+		return
+	}
+	r.probes.StopCPU()
+	cpu, err := r.probes.CPUStacks()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cpu = cpu
+	if err != nil {
 		r.errs = append(r.errs, err.Error())
 	}
 }

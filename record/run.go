@@ -82,7 +82,7 @@ func (r *Run) explain() error {
 		r.NoPeak = err
 		return err
 	}
-	in.Series = r.Series
+	in.Series, in.CPU = r.Series, r.CPU
 	e := analysis.Explain(in)
 	r.Input, r.Explanation, r.Summary.Explanation = in, &e, &e
 	if m := r.Summary.Result.Machine; m != nil && e.Swap != nil {

@@ -24,7 +24,7 @@ func symbolizeCPU(t *ksym.Table, user *ksym.GoTable, stacks []bpf.CPUStack) []an
 			}
 			frames = append(frames, name)
 		}
-		out = append(out, analysis.Stack{Frames: frames, Weight: s.Samples})
+		out = append(out, analysis.Stack{Frames: frames, Weight: s.Samples, Phase: phaseName(s.Phase)})
 	}
 	return out
 }
