@@ -34,12 +34,41 @@ func (w *worker) open() {
 }
 
 func (w *worker) openOne() {
+	if w.cfg.Ports[0] > 0 {
+		w.openOnPort()
+		return
+	}
 	src := w.pickSource()
 	if src < 0 {
 		w.opening = false
 		return
 	}
-	fd, err := unix.Socket(w.domain, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	w.connectFrom(src, w.sources[src])
+}
+
+// openOnPort opens a connection from the next (source, port) of this
+// worker's share (--port-choice runner): bound to it, connect() checks that
+// one 4-tuple instead of searching the range for a free port.
+func (w *worker) openOnPort() {
+	if w.nextSrc == len(w.sources) {
+		w.nextSrc, w.port = 0, w.port+max(1, w.cfg.Stride)
+	}
+	if w.port > w.cfg.Ports[1] {
+		w.fail(failPorts, unix.EADDRNOTAVAIL, &w.srcAddrs[len(w.srcAddrs)-1])
+		w.opening = false
+		return
+	}
+	src := w.nextSrc
+	w.nextSrc++
+	w.sources[src].setPort(uint16(w.port))
+	w.connectFrom(src, w.sources[src])
+}
+
+// connectFrom opens one socket bound to sa (port 0: the kernel chooses at
+// connect) and connects it to the server.
+func (w *worker) connectFrom(src int, sa *rawSockaddr) {
+	byRunner := w.cfg.Ports[0] > 0
+	fd, err := rawSocket(w.domain, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
 	if err != nil {
 		errno, _ := err.(unix.Errno)
 		w.fail(resourceFail(errno), errno, nil)
@@ -48,30 +77,44 @@ func (w *worker) openOne() {
 	}
 	if fd >= len(w.conns) {
 		// Cannot happen while RLIMIT_NOFILE equals len(conns); guard the index anyway.
-		unix.Close(fd)
+		rawClose(fd)
 		w.fail(failEMFILE, unix.EMFILE, nil)
 		w.opening = false
 		return
 	}
-	// IP_BIND_ADDRESS_NO_PORT (Linux 4.2): bind the address now, pick the
-	// port at connect time, so a port is unique per 4-tuple, not per address.
-	_ = unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
-	sa := w.sources[src]
-	if err := unix.Bind(fd, sa); err != nil {
-		unix.Close(fd)
+	if !byRunner {
+		// IP_BIND_ADDRESS_NO_PORT (Linux 4.2): bind the address now, pick the
+		// port at connect time, so a port is unique per 4-tuple, not per address.
+		_ = rawSetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
+	}
+	if err := rawBind(fd, sa); err != nil {
+		rawClose(fd)
 		errno, _ := err.(unix.Errno)
+		if byRunner && errno == unix.EADDRINUSE {
+			// Another program holds this port on this address (or on all
+			// of them): the next pair.
+			w.stats.PortsSkipped++
+			return
+		}
 		w.fail(failAddr, errno, &w.srcAddrs[src])
 		w.exhaust(src)
 		return
 	}
-	err = unix.Connect(fd, w.server)
+	err = rawConnect(fd, w.server)
 	switch err {
 	case nil, unix.EINPROGRESS:
 	case unix.EADDRNOTAVAIL:
+		if byRunner {
+			// This 4-tuple is in use (a TIME_WAIT of an earlier run): the
+			// next pair.
+			rawClose(fd)
+			w.stats.PortsSkipped++
+			return
+		}
 		// Every port of ip_local_port_range is taken for this source
 		// address: the worker goes on with its others, and only the last
 		// of them running out is the ports limit.
-		unix.Close(fd)
+		rawClose(fd)
 		w.exhaust(src)
 		if w.left > 0 {
 			w.stats.Failed[failPorts]++
@@ -81,7 +124,7 @@ func (w *worker) openOne() {
 		w.fail(failPorts, unix.EADDRNOTAVAIL, &w.srcAddrs[src])
 		return
 	default:
-		unix.Close(fd)
+		rawClose(fd)
 		errno, _ := err.(unix.Errno)
 		w.fail(classifyConnErr(errno), errno, nil)
 		w.stats.Opened++
@@ -90,7 +133,7 @@ func (w *worker) openOne() {
 	w.conns[fd] = conn{state: stConnecting}
 	if err := w.watch(fd, unix.EPOLLIN|unix.EPOLLOUT|unix.EPOLLRDHUP|unix.EPOLLET); err != 0 {
 		// A connect in flight: closing it sends an RST if it completed.
-		unix.Close(fd)
+		rawClose(fd)
 		w.conns[fd] = conn{}
 		w.fail(resourceFail(err), err, nil)
 		w.opening = false
@@ -143,7 +186,7 @@ func (w *worker) clientEvent(fd int, events uint32) {
 	if c.state == stConnecting {
 		w.pending--
 		if events&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
-			soerr, _ := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+			soerr, _ := rawGetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
 			w.dropConn(fd, classifyConnErr(unix.Errno(soerr)), unix.Errno(soerr))
 			return
 		}
@@ -174,7 +217,7 @@ func (w *worker) clientEvent(fd int, events uint32) {
 		if c.got == 4 {
 			w.stats.Verified++ // received
 			binary.BigEndian.PutUint32(w.buf[:], c.num)
-			n, err := unix.Write(fd, w.buf[:])
+			n, err := rawWrite(fd, w.buf[:])
 			if n != 4 {
 				errno, _ := err.(unix.Errno)
 				w.dropConn(fd, failReset, errno)
@@ -201,7 +244,7 @@ func (w *worker) clientEvent(fd int, events uint32) {
 		if events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 			// The server closed it after the exchange (serve's close):
 			// for a dialer, the end of its hold.
-			unix.Close(fd)
+			rawClose(fd)
 			*c = conn{}
 			w.stats.PeerClosed++
 			w.dirty = true

@@ -50,6 +50,10 @@ type Config struct {
 	// IPv4-mapped addresses (::ffff:127.x.y.z), as a JVM on a dual-stack
 	// host makes them: the kernel then allocates TCPv6 socks.
 	Family Family
+	// PortChoice is who picks each client socket's port: the kernel at
+	// connect() (IP_BIND_ADDRESS_NO_PORT), or the runner, binding each
+	// socket to a planned (source, port) so connect() checks one 4-tuple.
+	PortChoice PortChoice
 	// Mode is which ends of the connections this host holds: both (run),
 	// the server alone (serve: dialers elsewhere), or the clients alone
 	// (dial: the server at Target, elsewhere).
@@ -154,6 +158,17 @@ type Tuning struct {
 // DefaultReserve is the memory a run keeps spare when --reserve is not
 // given: 1 GiB, or 5 % of a larger machine's.
 func DefaultReserve(memTotal uint64) uint64 { return max(1<<30, memTotal/20) }
+
+// PortChoice is who picks the client sockets' ports.
+type PortChoice string
+
+const (
+	PortsByKernel PortChoice = "kernel"
+	PortsByRunner PortChoice = "runner"
+)
+
+// DefaultPortChoice is chosen by measurement (README, "Rate").
+const DefaultPortChoice = PortsByRunner
 
 // Family is the address family of the run's sockets.
 type Family string

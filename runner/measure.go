@@ -148,6 +148,7 @@ func (r *Runner) finishResult(res *Result) {
 		res.Swap.SwapOut, res.Swap.SwapIn = vm["pswpout"]-r.vmStart["pswpout"], vm["pswpin"]-r.vmStart["pswpin"]
 	}
 	res.Mode, res.PeerClosed = string(r.cfg.Mode), t.peerClosed
+	res.SourcePorts.Skipped = t.portsSkipped
 	if res.Mode == "" {
 		res.Mode = "run"
 	}

@@ -125,6 +125,8 @@ func validate(cfg Config) error {
 		return badInput("--family takes inet or inet6, got %q", cfg.Family)
 	case cfg.Family == FamilyInet6 && cfg.Mode != ModeRun:
 		return badInput("--family inet6 is for run (both ends on this host)")
+	case cfg.PortChoice != "" && cfg.PortChoice != PortsByKernel && cfg.PortChoice != PortsByRunner:
+		return badInput("--port-choice takes kernel or runner, got %q", cfg.PortChoice)
 	}
 	return nil
 }
@@ -166,6 +168,9 @@ func Prepare(cfg Config) (*Runner, error) {
 	}
 	if cfg.Family == "" {
 		cfg.Family = FamilyInet
+	}
+	if cfg.PortChoice == "" {
+		cfg.PortChoice = DefaultPortChoice
 	}
 	switch {
 	case cfg.Exchange != "":

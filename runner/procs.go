@@ -83,6 +83,10 @@ func (r *Runner) spawn() error {
 			NoFile: r.plan.NoFile, Sources: sources, Server: r.connectTo.String(), Base: uint32(base), Exchange: r.cfg.Exchange, Family: r.cfg.Family,
 			Inflight: max(1, r.cfg.Inflight/r.plan.ClientWorkers), Rate: perWorkerRate, Payload: r.cfg.Payload, Unread: r.cfg.Unread}
 		base += wc.Quota
+		if r.cfg.PortChoice == PortsByRunner {
+			wc.Ports = [2]int{r.plan.PortLo, r.plan.PortLo + r.plan.PortsPerSource - 1}
+			wc.Stride = r.plan.ClientWorkers
+		}
 		if err := r.start(exe, wc, nil); err != nil {
 			return err
 		}
@@ -270,7 +274,7 @@ type totals struct {
 	payloadSent, payloadRead                          uint64
 	clientOpened, clientEstablished, received, echoed uint64
 	accepted, sent, verified, closed                  uint64
-	clientClosed, peerClosed                          uint64
+	clientClosed, peerClosed, portsSkipped            uint64
 	failed                                            [numFailKinds]uint64
 	connectDone, exchangeDone, closeDone              bool
 	acceptDone                                        bool // every server worker stopped accepting
@@ -309,6 +313,7 @@ func (r *Runner) totalsLocked() totals {
 			t.clientEstablished += s.Established
 			t.clientClosed += s.Closed
 			t.peerClosed += s.PeerClosed
+			t.portsSkipped += s.PortsSkipped
 			t.received += s.Verified
 			t.echoed += s.Sent
 			t.connectDone = t.connectDone && (s.ConnectDone != 0 || dead)

@@ -90,6 +90,7 @@ type Stats struct {
 	PayloadRead    uint64 // bytes of the peer's payload read (none with --unread)
 	OwnFDs         uint32 // fds the worker holds itself: stdio, control, listener, epoll, the Go runtime's
 	PeerClosed     uint64 // client: connections the server closed after the exchange (dial's hold ends on them)
+	PortsSkipped   uint64 // client, --port-choice runner: (source, port) pairs another socket held
 }
 
 var statsSize = binary.Size(Stats{})
@@ -113,7 +114,7 @@ func (s *Stats) unmarshal(buf []byte) error {
 // protoVersion is checked by every worker against its parent's: a
 // c10mprobe-worker left from another build must not misread the commands
 // or the Stats records. Bump it with any change to them or to workerConfig.
-const protoVersion = 9
+const protoVersion = 10
 
 // Role is a worker's end of the connections.
 type Role string
@@ -140,6 +141,11 @@ type workerConfig struct {
 	Exchange Exchange `json:"exchange"` // client: numbered (the built-in server's), echo or none
 	Stream   bool     `json:"stream"`   // server (serve): send each connection its number once accepted
 	Family   Family   `json:"family"`   // client: inet, or inet6 (IPv4-mapped addresses)
+	// Ports, for --port-choice runner: the client binds each socket to a
+	// port of Ports[0]..Ports[1] itself, taking every Stride-th from
+	// Ports[0]+Index so that no two client workers try the same one.
+	Ports  [2]int `json:"ports,omitempty"`
+	Stride int    `json:"stride,omitempty"`
 	// The ballast (--ballast): bytes to map and touch, touches a second.
 	Bytes     uint64 `json:"bytes,omitempty"`
 	TouchRate int    `json:"touch_rate,omitempty"`

@@ -180,6 +180,7 @@ type Settings struct {
 	Target       string     `json:"target,omitempty"`
 	Family       string     `json:"family"`
 	Exchange     string     `json:"exchange,omitempty"`
+	PortChoice   string     `json:"port_choice"`
 }
 
 // SourcePorts is what the client ends had of ip_local_port_range.
@@ -188,4 +189,8 @@ type SourcePorts struct {
 	HeldByOthers   int    `json:"held_by_others"`
 	FreePerAddress int    `json:"free_per_address"`
 	Addresses      int    `json:"addresses"`
+	// Chosen by the kernel or the runner (--port-choice); for the runner,
+	// the (address, port) pairs it skipped because another socket held them.
+	ChosenBy string `json:"chosen_by"`
+	Skipped  uint64 `json:"skipped,omitempty"`
 }

@@ -35,6 +35,7 @@ type Share struct {
 // coming for --timeout (--wait before the first), or a limit or a signal.
 func (r *Runner) serve(ctx context.Context, res *Result) {
 	start := time.Now()
+	r.progress(PhaseConnect, start, 0)
 	lastShow, lastAcc := time.Now(), uint64(0)
 	tick := func(t totals) {
 		if ctx.Err() != nil {

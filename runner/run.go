@@ -96,7 +96,7 @@ func (r *Runner) Run(ctx context.Context) (res *Result, err error) {
 			External: r.cfg.External(), Exchange: string(r.cfg.Exchange), Cmd: r.cfg.ServerCmd},
 		SourceAddresses: len(r.plan.Sources), Plan: r.plan, Failed: map[string]uint64{},
 		SourcePorts: SourcePorts{Range: fmt.Sprintf("%d-%d", r.tuning.PortLo, r.tuning.PortHi), HeldByOthers: r.plan.PortsHeld,
-			FreePerAddress: r.plan.PortsFree, Addresses: len(r.plan.Sources)},
+			FreePerAddress: r.plan.PortsFree, Addresses: len(r.plan.Sources), ChosenBy: string(r.cfg.PortChoice)},
 		Workers: WorkerCounts{Client: r.plan.ClientWorkers, Server: r.plan.ServerWorkers}, Settings: r.settings(),
 	}
 	if err := os.MkdirAll(r.cfg.OutDir, 0o755); err != nil {
@@ -254,7 +254,7 @@ func (r *Runner) settings() Settings {
 	s := Settings{Rate: c.Rate, Inflight: c.Inflight, NoTune: c.NoTune, MemLimit: c.MemLimit, Swap: c.Swap,
 		WorkerFDs: c.WorkerFDs, MaxWorkers: c.MaxWorkers, PortRange: c.PortRange, Sysctls: c.Sysctls,
 		Payload: c.Payload, Unread: c.Unread, HoldSeconds: c.Hold.Seconds(), ReserveBytes: c.Reserve,
-		Exchange: string(c.Exchange), Family: string(c.Family)}
+		Exchange: string(c.Exchange), Family: string(c.Family), PortChoice: string(c.PortChoice)}
 	if c.clientOnly() {
 		s.Target = c.Target.String()
 	}
@@ -382,6 +382,7 @@ func (r *Runner) waitFor(done func(totals) bool, tick func(totals), stallAfter f
 
 func (r *Runner) connect(ctx context.Context, res *Result) {
 	start := time.Now()
+	r.progress(PhaseConnect, start, 0) // the phase begins: the CPU samples' tag
 	r.send(Client, cmdConnect)
 	lastShow, lastEst := time.Now(), uint64(0)
 	tick := func(t totals) {
@@ -447,6 +448,7 @@ func (r *Runner) connect(ctx context.Context, res *Result) {
 
 func (r *Runner) exchange(ctx context.Context, res *Result) {
 	start := time.Now()
+	r.progress(PhaseExchange, start, 0)
 	r.send("", cmdExchange)
 	guarded := false
 	tick := func(totals) {

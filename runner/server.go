@@ -11,9 +11,9 @@ import (
 
 func (w *worker) accept() {
 	for w.listening && int(w.stats.Established) < w.cfg.Quota {
-		// accept4 through Syscall6 with a nil address: x/sys/unix.Accept4
+		// accept4 through RawSyscall6 (rawsys.go) with a nil address: x/sys/unix.Accept4
 		// allocates a Sockaddr per call, which this loop does a million times.
-		r, _, e := unix.Syscall6(unix.SYS_ACCEPT4, uintptr(w.listener), 0, 0, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
+		r, _, e := unix.RawSyscall6(unix.SYS_ACCEPT4, uintptr(w.listener), 0, 0, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
 		switch e {
 		case 0:
 		case unix.EAGAIN:
@@ -27,7 +27,7 @@ func (w *worker) accept() {
 		}
 		fd := int(r)
 		if fd >= len(w.conns) {
-			unix.Close(fd)
+			rawClose(fd)
 			w.fail(failEMFILE, unix.EMFILE, nil)
 			w.stopListening()
 			return
@@ -38,7 +38,7 @@ func (w *worker) accept() {
 			events |= unix.EPOLLOUT // a payload larger than the socket takes at once
 		}
 		if err := w.watch(fd, events); err != 0 {
-			unix.Close(fd)
+			rawClose(fd)
 			w.conns[fd] = conn{}
 			w.fail(resourceFail(err), err, nil)
 			w.stopListening()
@@ -91,7 +91,7 @@ func (w *worker) exchange() {
 func (w *worker) sendNumber(fd int) {
 	c := &w.conns[fd]
 	binary.BigEndian.PutUint32(w.buf[:], c.num)
-	n, err := unix.Write(fd, w.buf[:])
+	n, err := rawWrite(fd, w.buf[:])
 	if n != 4 {
 		errno, _ := err.(unix.Errno)
 		w.dropConn(fd, classifyConnErr(errno), errno)

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -55,13 +56,14 @@ type worker struct {
 	dirty      bool
 
 	// client
-	server    unix.Sockaddr
-	sources   []unix.Sockaddr // *SockaddrInet4, or *SockaddrInet6 with IPv4-mapped addresses (--family inet6)
-	srcAddrs  [][4]byte       // the IPv4 address of each source, for failures
-	domain    int             // AF_INET or AF_INET6
+	server    *rawSockaddr
+	sources   []*rawSockaddr // IPv4, or IPv4-mapped IPv6 addresses (--family inet6)
+	srcAddrs  [][4]byte      // the IPv4 address of each source, for failures
+	domain    int            // AF_INET or AF_INET6
 	exhausted []bool
 	left      int // sources not yet out of ports
 	nextSrc   int
+	port      int // --port-choice runner: the port being taken on each source in turn
 	opening   bool
 	pending   int
 	tokens    float64
@@ -159,18 +161,21 @@ func newWorker(cfg workerConfig, ctl, listener int) (*worker, error) {
 			return nil, fmt.Errorf("parsing server address: %w", err)
 		}
 		w.domain = cfg.Family.domain()
-		w.server = cfg.Family.sockaddr(ap.Addr(), ap.Port())
+		w.server = makeRawSockaddr(cfg.Family, ap.Addr(), ap.Port())
 		for _, s := range cfg.Sources {
 			a, err := netip.ParseAddr(s)
 			if err != nil {
 				return nil, fmt.Errorf("parsing source address: %w", err)
 			}
-			w.sources = append(w.sources, cfg.Family.sockaddr(a, 0))
+			w.sources = append(w.sources, makeRawSockaddr(cfg.Family, a, 0))
 			w.srcAddrs = append(w.srcAddrs, a.As4())
 		}
 		w.exhausted = make([]bool, len(w.sources))
 		w.left = len(w.sources)
 		w.nextSrc = cfg.Index % max(1, len(w.sources))
+		if cfg.Ports[0] > 0 {
+			w.port, w.nextSrc = cfg.Ports[0]+cfg.Index, 0
+		}
 	case Server:
 		// EPOLLEXCLUSIVE (Linux 4.5) wakes one of the server workers waiting
 		// on the shared listener instead of all of them.
@@ -201,7 +206,7 @@ func setNoFile(n uint64) error {
 // watch adds fd to the epoll set, returning the errno on failure.
 func (w *worker) watch(fd int, events uint32) unix.Errno {
 	w.ev = unix.EpollEvent{Events: events, Fd: int32(fd)}
-	if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, fd, &w.ev); err != nil {
+	if err := rawEpollCtl(w.epfd, unix.EPOLL_CTL_ADD, fd, &w.ev); err != nil {
 		errno, _ := err.(unix.Errno)
 		return errno
 	}
@@ -225,7 +230,12 @@ func (w *worker) loop() error {
 // step waits up to timeout ms for events and handles them: one turn of the
 // worker's loop.
 func (w *worker) step(timeout int) (exit bool, err error) {
-	n, err := unix.EpollWait(w.epfd, w.events, timeout)
+	// Whatever is ready now, without telling the scheduler (rawsys.go);
+	// only an idle worker blocks, and it tells.
+	n, err := rawEpollWait(w.epfd, w.events, 0)
+	if n == 0 && err == nil && timeout != 0 {
+		n, err = unix.EpollWait(w.epfd, w.events, timeout)
+	}
 	if err != nil && err != unix.EINTR {
 		return true, os.NewSyscallError("epoll_wait", err)
 	}
@@ -371,7 +381,7 @@ func (w *worker) dropConn(fd int, k failKind, errno unix.Errno) {
 	if w.sendLeft != nil {
 		w.sendLeft[fd], w.readLeft[fd] = 0, 0
 	}
-	unix.Close(fd)
+	rawClose(fd)
 	w.fail(k, errno, nil)
 }
 
@@ -385,7 +395,7 @@ func (w *worker) startPayload(fd int) {
 		return
 	}
 	if w.sendLeft == nil {
-		if n, _ := unix.Write(fd, w.payload); n > 0 {
+		if n, _ := rawWrite(fd, w.payload); n > 0 {
 			w.stats.PayloadSent += uint64(n)
 		}
 		return
@@ -397,7 +407,7 @@ func (w *worker) startPayload(fd int) {
 // pumpPayload writes what is left of fd's payload until the socket takes no more.
 func (w *worker) pumpPayload(fd int) {
 	for w.sendLeft != nil && w.sendLeft[fd] > 0 {
-		n, err := unix.Write(fd, w.payload[:w.sendLeft[fd]])
+		n, err := rawWrite(fd, w.payload[:w.sendLeft[fd]])
 		if n <= 0 || err != nil {
 			return // EAGAIN: EPOLLOUT (edge-triggered) says when to go on
 		}
@@ -413,7 +423,7 @@ func (w *worker) discard(fd int) {
 		return
 	}
 	for {
-		n, err := unix.Read(fd, w.payload)
+		n, err := rawRead(fd, w.payload)
 		if n <= 0 || err != nil {
 			return
 		}
@@ -441,7 +451,7 @@ func (w *worker) payloadEvent(fd int, events uint32) (through bool) {
 // dropping the connection on EOF or error.
 func (w *worker) receive(fd int, c *conn, into *uint32) {
 	for c.got < 4 {
-		n, err := unix.Read(fd, w.buf[:4-c.got])
+		n, err := rawRead(fd, w.buf[:4-c.got])
 		switch {
 		case err == unix.EAGAIN:
 			return
@@ -503,9 +513,9 @@ func (w *worker) closeAll() {
 		// serve's server closes first, its dialers being elsewhere: an RST
 		// too, so that no TIME_WAIT is left on either host.
 		if w.cfg.Role == Client || w.cfg.Stream {
-			_ = unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, linger)
+			_ = rawSetsockopt(fd, unix.SOL_SOCKET, unix.SO_LINGER, unsafe.Pointer(linger), unix.SizeofLinger)
 		}
-		if err := unix.Close(fd); err == nil || !errors.Is(err, unix.EBADF) {
+		if err := rawClose(fd); err == nil || !errors.Is(err, unix.EBADF) {
 			w.stats.Closed++
 		}
 		w.conns[fd] = conn{}

@@ -51,7 +51,7 @@ const dialExamples = `  sudo c10mprobe dial --target 198.18.0.1:9999 --conns 100
 // modeFlags are the flags of run that serve or dial do not take.
 var modeFlags = map[runner.Mode][]string{
 	runner.ModeRun:   {"index", "of", "wait"},
-	runner.ModeServe: {"target", "server-cmd", "server-pid", "exchange", "src", "rate", "inflight", "index", "of", "family", "machine-mem", "ballast"},
+	runner.ModeServe: {"target", "server-cmd", "server-pid", "exchange", "src", "rate", "inflight", "index", "of", "family", "machine-mem", "ballast", "port-choice"},
 	runner.ModeDial:  {"listen", "server-cmd", "server-pid", "exchange", "wait", "family", "machine-mem", "ballast"},
 }
 
@@ -104,6 +104,7 @@ func parseModeFlags(mode runner.Mode, args []string, stdout io.Writer) (*runFlag
 	index := fs.Int("index", 0, "dial: this dialer's index, 0 to --of − 1 (default: $JOB_COMPLETION_INDEX, else 0)")
 	of := fs.Int("of", 1, "dial: how many dialers share --conns")
 	family := fs.String("family", "inet", "socket family: inet, or inet6 with IPv4-mapped addresses (::ffff:127.x.y.z), as a JVM makes them: TCPv6 socks")
+	portChoice := fs.String("port-choice", string(runner.DefaultPortChoice), "who picks each client socket's port: kernel (at connect, scanning the range for a free one) or runner (bound to a planned address and port: connect checks one 4-tuple; other programs' connect() skips those ports during the run)")
 	wait := fs.Duration("wait", 5*time.Minute, "serve: how long to wait for the first dialer (then --timeout ends it once connections stop)")
 	fs.Var(&conns, "conns", "connections to open and verify (required)")
 	fs.Var(&listen, "listen", "the one server address:port every connection lands on")
@@ -180,7 +181,7 @@ func parseModeFlags(mode runner.Mode, args []string, stdout io.Writer) (*runFlag
 			PortRange: portRange, Sysctls: sysctls, NoTune: *noTune, Force: *force, OutDir: *out, Payload: int(payload), Unread: *unread,
 			MemLimit: uint64(memLimit), Swap: uint64(swap), MachineMem: uint64(machineMem), Ballast: uint64(ballastSz),
 			Target: netip.AddrPort(target.addrPortValue), ServerPIDs: *serverPIDs, ServerCmd: *serverCmd, Exchange: runner.Exchange(*exchange),
-			Mode: mode, FirstWait: *wait, Family: runner.Family(*family),
+			Mode: mode, FirstWait: *wait, Family: runner.Family(*family), PortChoice: runner.PortChoice(*portChoice),
 		},
 		noBPF: *noBPF, probeCost: *probeCost, backend: backend,
 	}
