@@ -200,6 +200,11 @@ func Explain(r Run) Explanation {
 		e.Verdict = fmt.Sprintf("on a %s machine, %s; each connection costs %.1f KiB of unswappable kernel memory",
 			units.Bytes(r.Machine.MemBytes), e.Swap.Verdict, e.KernelPerConnection/1024)
 	}
+	if len(r.KmemFlags) > 0 {
+		// The census is counted on a tenth of the run and scaled: where the
+		// peak's /proc/slabinfo disagrees, the reader must know.
+		e.Verdict += "; the slab census disagrees with /proc/slabinfo at the peak: " + strings.Join(r.KmemFlags, "; ")
+	}
 	return e
 }
 
@@ -215,7 +220,13 @@ func probeNote(c Cache, slabBytes int64, r Run) string {
 	}
 	var parts []string
 	probeBytes := c.Live * int64(c.ObjectSize)
-	parts = append(parts, fmt.Sprintf("probes: %s live", units.Bytes(uint64(max(0, probeBytes)))))
+	if n := r.CensusConnections; n > 0 && r.Connections > 0 {
+		// Counted exactly over the census, scaled to the peak.
+		parts = append(parts, fmt.Sprintf("census of the first %s connections: %.0f B a connection", units.Count(n), float64(probeBytes)/float64(n)))
+		probeBytes = int64(float64(probeBytes) * float64(r.Connections) / float64(n))
+	} else {
+		parts = append(parts, fmt.Sprintf("probes: %s live", units.Bytes(uint64(max(0, probeBytes)))))
+	}
 	if slabBytes > 0 && probeBytes < slabBytes*9/10 {
 		// Who made these is unknown: the probes saw no allocation of them.
 		parts = append(parts, fmt.Sprintf("%s with no allocation event (see README)", units.Bytes(uint64(slabBytes-probeBytes))))

@@ -46,6 +46,11 @@ type Run struct {
 	EhashEntries uint64   `json:"ehash_entries,omitempty"`
 	// CPU is the run's CPU samples by stack, each tagged with its phase.
 	CPU []Stack `json:"cpu,omitempty"`
+	// CensusConnections: the slab hooks counted the caches' Live over
+	// these first connections only (--kmem census); KmemFlags what the
+	// census check against /proc/slabinfo at the peak found off by > 5 %.
+	CensusConnections uint64   `json:"census_connections,omitempty"`
+	KmemFlags         []string `json:"kmem_flags,omitempty"`
 	// Mode is run, serve or dial; EndsHere the sockets of a connection on
 	// this host (1 for serve and dial, whose other ends are elsewhere).
 	Mode     string `json:"mode,omitempty"`

@@ -3,6 +3,7 @@ package bpf
 import (
 	"net/netip"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -11,11 +12,13 @@ import (
 
 // BenchmarkLoopbackConnection times one loopback connection's whole life in
 // one thread (socket, connect, accept, a 4-byte message each way, close),
-// in blocks alternating between no probes and the probes attached. The
-// difference is what the probes cost a connection, dispatch included,
-// which the kernel's own program timing (run --probe-cost) leaves out;
-// the fastest block of each kind is compared, the least disturbed by the
-// rest of this noisy machine.
+// in blocks rotating between no probes, the probes as a run keeps them
+// after its census (--kmem census: no slab hooks) and all of them (--kmem
+// full). The difference is what the probes cost a connection, dispatch
+// included, which the kernel's own program timing (run --probe-cost)
+// leaves out; the fastest block of each kind is compared, the least
+// disturbed by the rest of this noisy machine, and the slowest is printed
+// beside it as the spread.
 func BenchmarkLoopbackConnection(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("needs root")
@@ -24,15 +27,17 @@ func BenchmarkLoopbackConnection(b *testing.B) {
 	lo, hi := portRangeB(b)
 	ln := listenLoopback(b, port)
 	defer unix.Close(ln)
-	best := map[bool]time.Duration{}
+	kinds := []string{"none", "census", "full"}
+	times := map[string][]time.Duration{}
 	for range rounds {
-		for _, probes := range []bool{false, true} {
+		for _, kind := range kinds {
 			var p *Probes
-			if probes {
+			if kind != "none" {
 				var err error
 				p, err = Open(Config{
 					Conns: 100000, RunPort: port, // sampling sized as for a 100k run
 					Sources: []netip.Addr{netip.MustParseAddr("127.0.0.1")}, PortLo: lo, PortsPerSource: hi - lo + 1,
+					NoKmem: kind == "census",
 				})
 				if err != nil {
 					b.Fatal(err)
@@ -45,19 +50,19 @@ func BenchmarkLoopbackConnection(b *testing.B) {
 			for range perBlock {
 				oneConnection(b, ln, port)
 			}
-			d := time.Since(t0) / perBlock
+			times[kind] = append(times[kind], time.Since(t0)/perBlock)
 			if p != nil {
 				p.Close()
 			}
-			if cur, ok := best[probes]; !ok || d < cur {
-				best[probes] = d
-			}
 		}
 	}
-	on, off := best[true], best[false]
-	b.Logf("fastest of %d blocks of %d connections: %v a connection with the probes, %v without", rounds, perBlock, on, off)
-	b.ReportMetric(float64(off)/float64(on), "rate-on/off")
-	b.ReportMetric(float64(on-off), "probe-ns/conn")
+	off := slices.Min(times["none"])
+	b.Logf("%d blocks of %d connections each, fastest (slowest) a connection: none %v (%v)", rounds, perBlock, off, slices.Max(times["none"]))
+	for _, kind := range kinds[1:] {
+		on := slices.Min(times[kind])
+		b.Logf("  probes, --kmem %s: %v (%v): rate %.3f of none, %v a connection", kind, on, slices.Max(times[kind]), float64(off)/float64(on), on-off)
+		b.ReportMetric(float64(off)/float64(on), "rate-"+kind+"/none")
+	}
 }
 
 func oneConnection(b *testing.B, ln, port int) {

@@ -106,7 +106,16 @@ type Config struct {
 	// RunDir, when set, is where a tracefs mount Open makes is recorded,
 	// so that RestoreTracefs undoes it after a SIGKILL.
 	RunDir string
+	// NoKmem leaves the slab hooks (kmemHooks) unattached: --kmem off.
+	NoKmem bool
+	// KmemConns are the connections the slab hooks will see, when a census
+	// detaches them early: stack sampling is sized by them.
+	KmemConns int
 }
+
+// kmemHooks are the slab hooks: ~50 events a connection, the probes' largest
+// cost, which a census detaches once it has counted enough connections.
+var kmemHooks = map[string]bool{"kmem_cache_alloc": true, "kmem_cache_free": true, "kmalloc": true}
 
 // stackSamplesWanted is enough allocation stacks for a flamegraph whose
 // frames of 0.1 % are seen; more only cost the run.
@@ -187,6 +196,9 @@ func Open(cfg Config) (*Probes, error) {
 	}
 	if cfg.SampleEvery == 0 {
 		cfg.SampleEvery = sampleEvery(cfg.Conns)
+		if cfg.KmemConns > 0 {
+			cfg.SampleEvery = sampleEvery(cfg.KmemConns)
+		}
 	}
 	if err := spec.Variables["run_port"].Set(cfg.RunPort); err != nil {
 		return nil, fmt.Errorf("setting run_port: %w", err)
@@ -238,6 +250,9 @@ func Open(cfg Config) (*Probes, error) {
 		return nil, err
 	}
 	for _, h := range hooks {
+		if cfg.NoKmem && kmemHooks[h.name] {
+			continue
+		}
 		if err := p.attach(spec, h, cfg.Backend); err != nil {
 			p.Close()
 			return nil, err
@@ -426,6 +441,19 @@ func (p *Probes) AddPID(pid int) error {
 	return nil
 }
 
+// DetachKmem detaches the slab hooks. Their programs stay loaded, so the
+// kernel's timing of them (--probe-cost) and their maps stay readable.
+func (p *Probes) DetachKmem() error {
+	var errs []error
+	for i, h := range p.progHooks {
+		if kmemHooks[h] && p.links[i] != nil {
+			errs = append(errs, p.links[i].Close())
+			p.links[i] = nil
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Close detaches and frees everything, and unmounts tracefs if Open mounted it.
 func (p *Probes) Close() error {
 	var errs []error
@@ -435,7 +463,9 @@ func (p *Probes) Close() error {
 			errs = append(errs, p.stats.Close())
 		}
 		for _, l := range p.links {
-			errs = append(errs, l.Close())
+			if l != nil {
+				errs = append(errs, l.Close())
+			}
 		}
 		for _, prog := range p.progs {
 			errs = append(errs, prog.Close())

@@ -82,6 +82,9 @@ func Input(sum Summary, samples []PhaseSample) (analysis.Run, error) {
 		in.RunLimit = &analysis.Bound{Kind: res.Limit.Kind, At: res.Limit.At, Detail: res.Limit.Detail}
 	}
 	if k := sum.Kernel; k != nil {
+		if k.Kmem != nil {
+			in.CensusConnections, in.KmemFlags = k.Kmem.CensusConnections, k.Kmem.flagText()
+		}
 		for name, c := range k.Caches {
 			in.Caches = append(in.Caches, analysis.Cache{Name: name, ObjectSize: c.ObjectSize, Live: c.Live,
 				RunAllocs: c.RunAllocs, OtherAllocs: c.OtherAllocs, Merged: c.Merged, Covers: c.Covers})

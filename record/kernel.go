@@ -32,6 +32,8 @@ type Kernel struct {
 	LostEvents uint64     `json:"lost_events"`
 	Lost       bpf.Lost   `json:"lost"`
 	Errors     []string   `json:"errors,omitempty"`
+	// Kmem is how the slab hooks ran: with a census, Caches count to it.
+	Kmem *KmemReport `json:"kmem,omitempty"`
 }
 
 type CacheReport struct {
@@ -119,7 +121,13 @@ func (r *Recorder) kernel(res *runner.Result, syms *ksym.Table) *Kernel {
 		LostEvents:       b.Lost.Total(),
 		Errors:           r.errs,
 	}
-	for i, c := range b.Caches {
+	// With a census the slab hooks were detached there: the caches' counts
+	// are the census's, per connection of the census.
+	cb, cconns := b, res.Established
+	if r.census != nil && r.census.Probe != nil {
+		cb, cconns = r.census.Probe, r.census.Established
+	}
+	for i, c := range cb.Caches {
 		c0 := a.Caches[i]
 		cr := CacheReport{
 			ObjectSize: c.ObjectSize, Allocs: c.Allocs - c0.Allocs, Frees: c.Frees - c0.Frees,
@@ -128,14 +136,15 @@ func (r *Recorder) kernel(res *runner.Result, syms *ksym.Table) *Kernel {
 		cr.OtherAllocs = cr.Allocs - cr.RunAllocs
 		cr.Live = int64(cr.Allocs) - int64(cr.Frees)
 		cr.Bytes = cr.Live * int64(c.ObjectSize)
-		if res.Established > 0 {
-			cr.BytesPerConnection = float64(cr.Bytes) / float64(res.Established)
+		if cconns > 0 {
+			cr.BytesPerConnection = float64(cr.Bytes) / float64(cconns)
 		}
 		if idle.Slabinfo != nil && peak.Slabinfo != nil {
 			cr.SlabinfoDelta = int64(peak.Slabinfo[c.Name].ActiveObjs) - int64(idle.Slabinfo[c.Name].ActiveObjs)
 		}
 		k.Caches[c.Name] = cr
 	}
+	k.Kmem = r.kmemReport(idle, peak, res.Established, k.Caches)
 	if timed(b.Programs) && res.Established > 0 {
 		k.ProbeCost = costPerConnection(b.Programs, res.Established)
 	}

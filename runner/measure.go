@@ -164,10 +164,12 @@ func (r *Runner) finishResult(res *Result) {
 			res.Failed[failKind(k).String()] += v
 		}
 	}
-	if res.Phases.ConnectSeconds > 0 {
-		res.ConnectRate = float64(res.Established) / res.Phases.ConnectSeconds
+	// The census pause is the probes', not the machine's: the rates leave it out.
+	res.Phases.CensusPauseSeconds = r.censusPause.Seconds()
+	if s := res.Phases.ConnectSeconds - res.Phases.CensusPauseSeconds; s > 0 {
+		res.ConnectRate = float64(res.Established) / s
 	}
-	if s := res.Phases.ConnectSeconds + res.Phases.ExchangeSeconds; s > 0 {
+	if s := res.Phases.ConnectSeconds - res.Phases.CensusPauseSeconds + res.Phases.ExchangeSeconds; s > 0 {
 		res.VerifiedRate = float64(t.verified) / s
 	}
 	r.mu.Lock()

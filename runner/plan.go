@@ -16,6 +16,19 @@ const fdReserve = 16
 // hashed offset, so a nearly full range makes every connect slower.
 const autoFill = 0.5
 
+// runnerSlice: with --port-choice runner, automatic sources bind ports in
+// the top 1/runnerSlice of the range only. A port the run binds is one no
+// other program's connect() gets, from any address, while the run holds it
+// (bind buckets are per port: __inet_hash_connect skips a port whose bucket
+// bind() made; measured in TestLongPortScanIsNamedAndRunnerPortsEndIt), so
+// the run keeps most of the range to the host and spreads over more
+// addresses instead. Filled to runnerFill of the slice: a port someone
+// else holds there is skipped at bind().
+const (
+	runnerSlice = 8
+	runnerFill  = 0.9
+)
+
 // minFreeShare: the plan takes at least 1/minFreeShare of the range as free
 // on every address, whatever other programs seem to hold.
 const minFreeShare = 8
@@ -39,6 +52,10 @@ type Plan struct {
 	EndsHere int `json:"ends_here"`
 	// Family is the sockets' address family, whose sock cache differs.
 	Family Family `json:"family"`
+	// RunnerPorts: the runner binds each client socket to a port of
+	// PortLo..PortLo+PortsPerSource−1 (--port-choice runner); with
+	// automatic sources that is the range's top slice.
+	RunnerPorts bool `json:"runner_ports,omitempty"`
 }
 
 // PlanInput is what a plan depends on.
@@ -50,6 +67,7 @@ type PlanInput struct {
 	PortLo     int
 	PortHi     int
 	PortsHeld  int // ports of the range other programs hold (heldPorts)
+	ByRunner   bool // --port-choice runner
 }
 
 // MakePlan shards the connections over worker processes, each within its fd
@@ -76,11 +94,20 @@ func MakePlan(in PlanInput) (Plan, error) {
 	p.EndsHere = 2
 
 	p.Sources = in.Sources
+	p.RunnerPorts = in.ByRunner
+	fill := autoFill
+	if in.ByRunner && len(p.Sources) == 0 {
+		slice := min(p.PortsPerSource, max(256, p.PortsPerSource/runnerSlice))
+		// Others' ports, taken as spread evenly over the range.
+		held := p.PortsHeld * slice / p.PortsPerSource
+		p.PortLo, p.PortsPerSource, p.PortsHeld, p.PortsFree = in.PortHi-slice+1, slice, held, slice-held
+		fill = runnerFill
+	}
 	if len(p.Sources) == 0 {
 		p.AutoSources = true
-		// Filled to autoFill of the ports really free: those others hold are
+		// Filled to a share of the ports really free: those others hold are
 		// skipped on every address.
-		n := ceilDiv(in.Conns, max(1, int(float64(p.PortsFree)*autoFill)))
+		n := ceilDiv(in.Conns, max(1, int(float64(p.PortsFree)*fill)))
 		var err error
 		if p.Sources, err = autoSources(n); err != nil {
 			return Plan{}, err

@@ -87,6 +87,12 @@ func Preflight(h Host, p Plan, want Tuning, reserve uint64, noTune bool) []Check
 	if p.AutoSources {
 		how = "automatic, from 127.1.0.1"
 	}
+	if p.RunnerPorts {
+		if p.AutoSources {
+			c.Value += fmt.Sprintf(", of which the runner binds %d–%d on each address", p.PortLo, p.PortLo+p.PortsPerSource-1)
+		}
+		c.Note = "other programs' connect() skips a port the run bound, from every address, until the run ends (--port-choice kernel leaves them the whole range)"
+	}
 	if c.OK {
 		c.Action = fmt.Sprintf("%d source addresses (%s): %s pairs", len(p.Sources), how, units.Count(ports))
 	} else {

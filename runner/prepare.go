@@ -283,6 +283,7 @@ func Prepare(cfg Config) (*Runner, error) {
 	r.plan, err = MakePlan(PlanInput{
 		Conns: cfg.Conns, NoFile: nofile, MaxWorkers: cfg.MaxWorkers,
 		Sources: cfg.Sources, PortLo: r.tuning.PortLo, PortHi: r.tuning.PortHi, PortsHeld: held,
+		ByRunner: cfg.PortChoice == PortsByRunner,
 	})
 	if err != nil {
 		return nil, badInput("%v", err)

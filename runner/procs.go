@@ -83,7 +83,10 @@ func (r *Runner) spawn() error {
 			NoFile: r.plan.NoFile, Sources: sources, Server: r.connectTo.String(), Base: uint32(base), Exchange: r.cfg.Exchange, Family: r.cfg.Family,
 			Inflight: max(1, r.cfg.Inflight/r.plan.ClientWorkers), Rate: perWorkerRate, Payload: r.cfg.Payload, Unread: r.cfg.Unread}
 		base += wc.Quota
-		if r.cfg.PortChoice == PortsByRunner {
+		if r.censusAt > 0 {
+			wc.Census = Quota(r.censusAt, r.plan.ClientWorkers, i)
+		}
+		if r.plan.RunnerPorts {
 			wc.Ports = [2]int{r.plan.PortLo, r.plan.PortLo + r.plan.PortsPerSource - 1}
 			wc.Stride = r.plan.ClientWorkers
 		}
@@ -277,6 +280,7 @@ type totals struct {
 	clientClosed, peerClosed, portsSkipped            uint64
 	failed                                            [numFailKinds]uint64
 	connectDone, exchangeDone, closeDone              bool
+	censusDone                                        bool // every client paused at its census share, done opening, or dead
 	acceptDone                                        bool // every server worker stopped accepting
 	clientExchangeDone                                bool // every client through its connections' exchange
 	closeNanos                                        int64
@@ -289,7 +293,7 @@ func (r *Runner) totals() totals {
 }
 
 func (r *Runner) totalsLocked() totals {
-	t := totals{connectDone: true, exchangeDone: true, closeDone: true, acceptDone: true, clientExchangeDone: true}
+	t := totals{connectDone: true, exchangeDone: true, closeDone: true, acceptDone: true, clientExchangeDone: true, censusDone: true}
 	for _, p := range r.procs {
 		s := &p.stats
 		dead := p.state != nil
@@ -317,6 +321,7 @@ func (r *Runner) totalsLocked() totals {
 			t.received += s.Verified
 			t.echoed += s.Sent
 			t.connectDone = t.connectDone && (s.ConnectDone != 0 || dead)
+			t.censusDone = t.censusDone && (s.CensusDone != 0 || s.ConnectDone != 0 || dead)
 			t.clientExchangeDone = t.clientExchangeDone && (s.ExchangeDone != 0 || dead)
 		} else {
 			t.accepted += s.Established

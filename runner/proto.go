@@ -23,6 +23,7 @@ const (
 	cmdFinish                      // both: the exchange is over; count what is missing
 	cmdClose                       // both: close every socket
 	cmdExit                        // both: exit
+	cmdResume                      // clients: go on opening after the census pause
 )
 
 // Failure kinds, counted per worker and reported by name.
@@ -91,6 +92,7 @@ type Stats struct {
 	OwnFDs         uint32 // fds the worker holds itself: stdio, control, listener, epoll, the Go runtime's
 	PeerClosed     uint64 // client: connections the server closed after the exchange (dial's hold ends on them)
 	PortsSkipped   uint64 // client, --port-choice runner: (source, port) pairs another socket held
+	CensusDone     uint8  // client: opened its census share and every one of them settled
 }
 
 var statsSize = binary.Size(Stats{})
@@ -114,7 +116,7 @@ func (s *Stats) unmarshal(buf []byte) error {
 // protoVersion is checked by every worker against its parent's: a
 // c10mprobe-worker left from another build must not misread the commands
 // or the Stats records. Bump it with any change to them or to workerConfig.
-const protoVersion = 10
+const protoVersion = 11
 
 // Role is a worker's end of the connections.
 type Role string
@@ -146,6 +148,9 @@ type workerConfig struct {
 	// Ports[0]+Index so that no two client workers try the same one.
 	Ports  [2]int `json:"ports,omitempty"`
 	Stride int    `json:"stride,omitempty"`
+	// Census: a client pauses after opening this many (its share of the
+	// census) until cmdResume; 0 for no pause.
+	Census int `json:"census,omitempty"`
 	// The ballast (--ballast): bytes to map and touch, touches a second.
 	Bytes     uint64 `json:"bytes,omitempty"`
 	TouchRate int    `json:"touch_rate,omitempty"`

@@ -146,6 +146,9 @@ type Phases struct {
 	// by then, so it does not decide the exit code.
 	HoldCutShort bool    `json:"hold_cut_short,omitempty"`
 	CloseSeconds float64 `json:"close_seconds"`
+	// CensusPauseSeconds is the connect phase's pause for the slab census
+	// (--kmem census): in ConnectSeconds, and left out of the rates.
+	CensusPauseSeconds float64 `json:"census_pause_seconds,omitempty"`
 }
 
 // PssByRole splits the runner's PSS: client workers, server workers, parent.

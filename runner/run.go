@@ -61,6 +61,13 @@ type Runner struct {
 	stopping   bool
 	aborted    bool
 	guarded    bool // a guard tripped after the connect phase
+	// The census (--kmem census, SetCensus): where, what to call, when
+	// every client paused, and done.
+	censusAt     int
+	onCensus     func(connections uint64) error
+	censusPaused time.Time
+	censusPause  time.Duration // from the last client pausing to the resume
+	censused     bool
 }
 
 // Host returns what Prepare read.
@@ -380,6 +387,36 @@ func (r *Runner) waitFor(done func(totals) bool, tick func(totals), stallAfter f
 	}
 }
 
+// SetCensus pauses opening once at connections are open and settled, calls
+// fn, and goes on: the probes count the slab exactly up to there (--kmem
+// census). Set before Run.
+func (r *Runner) SetCensus(at int, fn func(connections uint64) error) {
+	r.censusAt, r.onCensus = at, fn
+}
+
+// census takes the census (--kmem census) once every client has paused at
+// its share and the server has accepted what they opened (2 s at most:
+// a handshake the server never takes must not hold the run).
+func (r *Runner) census(t totals) {
+	if r.censusAt == 0 || r.censused || !t.censusDone {
+		return
+	}
+	if r.censusPaused.IsZero() {
+		r.censusPaused = time.Now()
+	}
+	if t.accepted < t.clientEstablished && !r.cfg.clientOnly() && time.Since(r.censusPaused) < 2*time.Second {
+		return
+	}
+	r.censused = true
+	if r.onCensus != nil {
+		if err := r.onCensus(t.clientEstablished); err != nil {
+			fmt.Fprintf(r.cfg.Log, "warning: the census: %v\n", err)
+		}
+	}
+	r.send(Client, cmdResume)
+	r.censusPause = time.Since(r.censusPaused)
+}
+
 func (r *Runner) connect(ctx context.Context, res *Result) {
 	start := time.Now()
 	r.progress(PhaseConnect, start, 0) // the phase begins: the CPU samples' tag
@@ -396,6 +433,7 @@ func (r *Runner) connect(ctx context.Context, res *Result) {
 			r.stop(kind, detail)
 		}
 		r.calibrate(t.clientEstablished)
+		r.census(t)
 		if now := time.Now(); now.Sub(lastShow) >= 250*time.Millisecond {
 			rate := float64(t.clientEstablished-lastEst) / now.Sub(lastShow).Seconds()
 			r.progress(PhaseConnect, start, rate)
@@ -415,6 +453,7 @@ func (r *Runner) connect(ctx context.Context, res *Result) {
 	// full, or stopped by a limit); or a worker dead: what it held is gone, and
 	// the rest of the accept queue may have no server worker left to take it.
 	allIn := func(t totals) bool {
+		r.census(t) // on every report, not only each tick: the pause is short
 		return t.connectDone && (t.accepted >= t.clientEstablished || t.acceptDone || r.anyDied())
 	}
 	// --rate spaces connections out: a gap the pacing makes is no stall.

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/c10mprobe/c10mprobe/internal/hostlock"
 	"github.com/c10mprobe/c10mprobe/internal/limit"
+	"github.com/c10mprobe/c10mprobe/internal/sockdiag"
 	"github.com/c10mprobe/c10mprobe/internal/sysctl"
 )
 
@@ -140,5 +142,49 @@ func TestPrepareSeesTheSysctlsInForce(t *testing.T) {
 		if c.Limit == "source ports" && (c.OK || !strings.Contains(c.Value, "500 per address")) {
 			t.Errorf("preflight: %+v", c)
 		}
+	}
+}
+
+// A census pauses every client at its share until the census is taken:
+// sock_diag, asked twice inside the callback, sees the same count of
+// established connections to the port as the callback was given, and the
+// run then goes on to open and verify the rest.
+func TestCensusPausesOpeningThenResumes(t *testing.T) {
+	needRoot(t)
+	const port = 19923
+	established := func() (n uint64) {
+		err := sockdiag.DumpIPv4(1<<sockdiag.StateEstablished, func(s *sockdiag.Socket) {
+			if s.Remote.Port() == port {
+				n++ // the client end: one per connection
+			}
+		})
+		if err != nil {
+			t.Error(err)
+		}
+		return n
+	}
+	cfg := Config{Conns: 6000, Listen: netip.MustParseAddrPort(fmt.Sprintf("127.0.0.1:%d", port)), Reserve: 1 << 20,
+		MaxWorkers: 3, WorkerFDs: 2100, Inflight: 64, Timeout: 5 * time.Second}
+	cfg.OutDir = filepath.Join(t.TempDir(), "run")
+	r, err := Prepare(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var at, first, second uint64
+	r.SetCensus(1500, func(n uint64) error {
+		at, first = n, established()
+		time.Sleep(300 * time.Millisecond)
+		second = established()
+		return nil
+	})
+	res, err := r.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if at != 1500 || first != at || second != at {
+		t.Errorf("census at %d connections; sock_diag saw %d, then %d 300 ms later: want 1,500 each time", at, first, second)
+	}
+	if res.Verified != 6000 {
+		t.Errorf("verified %d of 6,000 after the census", res.Verified)
 	}
 }

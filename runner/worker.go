@@ -63,7 +63,8 @@ type worker struct {
 	exhausted []bool
 	left      int // sources not yet out of ports
 	nextSrc   int
-	port      int // --port-choice runner: the port being taken on each source in turn
+	port      int  // --port-choice runner: the port being taken on each source in turn
+	census    bool // paused at cfg.Census opened until cmdResume
 	opening   bool
 	pending   int
 	tokens    float64
@@ -176,6 +177,7 @@ func newWorker(cfg workerConfig, ctl, listener int) (*worker, error) {
 		if cfg.Ports[0] > 0 {
 			w.port, w.nextSrc = cfg.Ports[0]+cfg.Index, 0
 		}
+		w.census = cfg.Census > 0 && cfg.Census < cfg.Quota
 	case Server:
 		// EPOLLEXCLUSIVE (Linux 4.5) wakes one of the server workers waiting
 		// on the shared listener instead of all of them.
@@ -258,6 +260,11 @@ func (w *worker) step(timeout int) (exit bool, err error) {
 	if w.opening {
 		w.open()
 	}
+	if w.census && w.opening && int(w.stats.Opened) >= w.cfg.Census && w.pending == 0 && w.stats.CensusDone == 0 {
+		w.stats.CensusDone = 1
+		w.dirty = true
+		w.report(true)
+	}
 	if w.cfg.Role == Client && !w.opening && w.pending == 0 && w.stats.ConnectDone == 0 && w.stats.Opened+w.failedOpens() > 0 {
 		w.stats.ConnectDone = 1
 		w.dirty = true
@@ -319,6 +326,8 @@ func (w *worker) command() (exit bool, err error) {
 		w.closeAll()
 	case cmdExit:
 		return true, nil
+	case cmdResume:
+		w.census = false
 	}
 	w.dirty = true
 	w.report(true)

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/c10mprobe/c10mprobe/internal/procfs"
+	"github.com/c10mprobe/c10mprobe/internal/sockdiag"
 	"github.com/c10mprobe/c10mprobe/internal/sysctl"
 	"github.com/c10mprobe/c10mprobe/record"
 	"github.com/c10mprobe/c10mprobe/runner"
@@ -26,7 +28,9 @@ func TestRunVerifiesAllOnOnePortPastOneProcessFdBudget(t *testing.T) {
 	needRoot(t)
 	before := sysctls(t)
 	const n, port = 30000, 19901
-	cmd, o, e, dir := start(t, "--conns", strconv.Itoa(n), "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--hold", "4s", "--probe-cost")
+	// --kmem full: the slab hooks count the whole run, held here against
+	// /proc/slabinfo at the peak (the default census is tested on its own).
+	cmd, o, e, dir := start(t, "--conns", strconv.Itoa(n), "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--hold", "4s", "--probe-cost", "--kmem", "full")
 	// While the run holds, the kernel must show n server sockets on the one port.
 	seen := 0
 	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline) && seen < n; time.Sleep(200 * time.Millisecond) {
@@ -220,8 +224,12 @@ func TestExplanationOfA100kRunAndExplainWithoutRoot(t *testing.T) {
 			tcpLedger = l.BytesTotal
 		}
 	}
-	// The ledger's TCP line comes from /proc/slabinfo; the probes count it too.
-	probe := s.Kernel.Caches["TCP"].Bytes
+	// The ledger's TCP line comes from /proc/slabinfo; the probes' census
+	// (the first 20,000 connections, the default) counts it too.
+	if k := s.Kernel.Kmem; k == nil || k.Mode != "census" || k.CensusConnections != 20000 {
+		t.Errorf("kmem %+v, want a census of 20,000", k)
+	}
+	probe := int64(s.Kernel.Caches["TCP"].BytesPerConnection * n)
 	if d := float64(tcpLedger - probe); tcpLedger == 0 || d > 0.05*float64(tcpLedger) || -d > 0.05*float64(tcpLedger) {
 		t.Errorf("TCP: ledger (slabinfo) %d bytes, probes %d", tcpLedger, probe)
 	}
@@ -406,5 +414,82 @@ func TestFamilyInet6(t *testing.T) {
 	if k := s.Kernel.SocketMemory; k.SockDiag.Count != 2*n || k.Probe.Count != 2*n {
 		t.Errorf("per-socket table %d, sock_diag %d; want %d each", k.Probe.Count, k.SockDiag.Count, 2*n)
 	}
+	assertSysctls(t, before)
+}
+
+// The default census counts the slab exactly for the first 20,000 of
+// 60,000 connections, then detaches the slab hooks: its bytes a connection
+// for TCP and sock_inode_cache must hold within 5 % against a
+// /proc/slabinfo delta this test takes itself while the run holds, and the
+// run's own check must flag nothing.
+func TestCensusMatchesSlabinfoDuringHold(t *testing.T) {
+	needRoot(t)
+	before := sysctls(t)
+	const n, port = 60000, 19963
+	procfs.SettleRCU()
+	idle, err := procfs.ReadSlabinfo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd, o, e, dir := start(t, "--conns", strconv.Itoa(n), "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--hold", "3s")
+	deadline := time.Now().Add(90 * time.Second)
+	for countOnPort(t, port) < n && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	held, err := procfs.ReadSlabinfo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The client ends' ports, while held: the runner binds them (the
+	// default --port-choice) in the range's top slice only.
+	lowest, highest := uint16(65535), uint16(0)
+	sockdiag.DumpIPv4(1<<sockdiag.StateEstablished, func(s *sockdiag.Socket) {
+		if s.Local.Port() == port {
+			lowest, highest = min(lowest, s.Remote.Port()), max(highest, s.Remote.Port())
+		}
+	})
+	r := finish(t, cmd, o, e, dir)
+	s := readSummary(t, r)
+	if r.code != 0 || s.Verified != n {
+		t.Fatalf("exit %d, verified %d\n%s", r.code, s.Verified, r.stderr)
+	}
+	if p := s.Plan; !p.RunnerPorts || int(lowest) < p.PortLo || int(highest) > p.PortLo+p.PortsPerSource-1 || p.PortsPerSource > 28232/8+1 {
+		t.Errorf("client ports %d–%d held, plan %d from %d (runner: %v): want the range's top eighth", lowest, highest, p.PortsPerSource, p.PortLo, p.RunnerPorts)
+	}
+	k := s.Kernel.Kmem
+	if k == nil || k.Mode != "census" || k.CensusConnections != 20000 || k.CensusSeconds <= 0 || s.Phases.CensusPauseSeconds <= 0 {
+		t.Fatalf("kmem %+v, pause %.3f s: want a census of 20,000", k, s.Phases.CensusPauseSeconds)
+	}
+	for _, name := range []string{"TCP", "sock_inode_cache"} {
+		c := s.Kernel.Caches[name]
+		slab := float64(int64(held[name].ActiveObjs)-int64(idle[name].ActiveObjs)) * float64(c.ObjectSize) / n
+		if math.Abs(c.BytesPerConnection/slab-1) > 0.05 {
+			t.Errorf("%s: census %.0f B a connection, /proc/slabinfo during the hold %.0f", name, c.BytesPerConnection, slab)
+		}
+		if ck := k.Check[name]; math.Abs(ck.Difference) > 0.05 {
+			t.Errorf("%s: the run's own check %+v", name, ck)
+		}
+	}
+	// Flagged, if anything, only where objects come that the probes do not
+	// see: an agent here walks /proc/PID/fd, adding /proc dentries and
+	// inodes after the census (procAffected). Whatever is flagged is in
+	// the verdict.
+	for _, name := range k.Flagged {
+		if !procAffected[name] {
+			t.Errorf("%s flagged: %+v", name, k.Check[name])
+		}
+		if !strings.Contains(s.Explanation.Verdict, "census disagrees") || !strings.Contains(s.Explanation.Verdict, name) {
+			t.Errorf("%s flagged, not in the verdict: %s", name, s.Explanation.Verdict)
+		}
+	}
+	// Detached at the census: the slab hooks saw about a third of the
+	// run's TCP allocations, every other probe all of it.
+	if tcp := s.Kernel.Caches["TCP"]; tcp.RunAllocs > 2*25000 {
+		t.Errorf("TCP allocations seen %d: the slab hooks stayed attached past the census", tcp.RunAllocs)
+	}
+	if s.Kernel.TCPSendmsg.RunCalls < 2*n {
+		t.Errorf("tcp_sendmsg saw %d of the run's %d sends", s.Kernel.TCPSendmsg.RunCalls, 2*n)
+	}
+	assertNoWorkers(t, r.dir)
 	assertSysctls(t, before)
 }

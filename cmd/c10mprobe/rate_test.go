@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/c10mprobe/c10mprobe/internal/procfs"
 )
 
 // One source address filled to 96 % of a 12,000-port range: with the port
@@ -39,15 +41,13 @@ func TestLongPortScanIsNamedAndRunnerPortsEndIt(t *testing.T) {
 		t.Errorf("stdout does not name the port scan:\n%s", byKernel.stdout)
 	}
 
-	// The runner's ports, held for a while. The issue that asked for them
-	// expected another program's connect() to skip every port the run
-	// bound. Measured on Linux 6.18, only a connect() from the run's own
-	// source address mostly does (bhash2 keys bind buckets by address too):
-	// from any other address the bound ports are given out as before. The
-	// README says so on this test's word.
+	// The runner's ports, held for a while: another program's connect()
+	// skips every port the run bound, from the run's source address and
+	// from any other (bind buckets are per port), here all but the top 400
+	// of the range. This is why automatic sources bind only a slice.
 	cmd, o, e, dir := start(t, append(args, "--port-choice", "runner", "--hold", "4s")...)
 	deadline := time.Now().Add(60 * time.Second)
-	for countOnPort(t, 19930) < 2*11600 && time.Now().Before(deadline) {
+	for countOnPort(t, 19930) < 11600 && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -55,21 +55,16 @@ func TestLongPortScanIsNamedAndRunnerPortsEndIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	sameAddr, otherAddr := 0, 0
-	for range 50 {
-		if port := connectedPort(t, "127.0.0.2", ln.Addr().(*net.TCPAddr)); port < 51600 {
-			sameAddr++
-		}
-		if port := connectedPort(t, "127.0.0.3", ln.Addr().(*net.TCPAddr)); port < 51600 {
-			otherAddr++
+	for range 20 {
+		for _, src := range []string{"127.0.0.2", "127.0.0.3"} {
+			if port := connectedPort(t, src, ln.Addr().(*net.TCPAddr)); port < 51600 || port > 51999 {
+				t.Errorf("another program's connect() from %s got port %d, one the run bound (want 51600–51999)", src, port)
+			}
 		}
 	}
-	// The run bound 97 % of the range on 127.0.0.2: were those ports kept
-	// from every connect(), none from 127.0.0.3 would get one.
-	if otherAddr < 25 {
-		t.Errorf("%d of 50 connects from 127.0.0.3 got a port the run bound on 127.0.0.2: bound ports are kept from other addresses' connect(), and the README must say so", otherAddr)
+	if st, err := procfs.ReadStat(cmd.Process.Pid); err != nil || st.State == 'Z' {
+		t.Fatal("the run ended before the other program's connects: they measured nothing")
 	}
-	t.Logf("connects given a port the run bound on 127.0.0.2: %d of 50 from 127.0.0.2, %d of 50 from 127.0.0.3", sameAddr, otherAddr)
 	byRunner := finish(t, cmd, o, e, dir)
 	if byRunner.code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", byRunner.code, byRunner.stdout, byRunner.stderr)

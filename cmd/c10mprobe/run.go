@@ -38,6 +38,7 @@ type runFlags struct {
 	noBPF     bool
 	probeCost bool
 	backend   bpf.Backend
+	kmem      string // census, full or off
 }
 
 const serveExamples = `  sudo c10mprobe serve --listen 0.0.0.0:9999 --conns 100000                    # then dial from other hosts
@@ -104,6 +105,7 @@ func parseModeFlags(mode runner.Mode, args []string, stdout io.Writer) (*runFlag
 	index := fs.Int("index", 0, "dial: this dialer's index, 0 to --of − 1 (default: $JOB_COMPLETION_INDEX, else 0)")
 	of := fs.Int("of", 1, "dial: how many dialers share --conns")
 	family := fs.String("family", "inet", "socket family: inet, or inet6 with IPv4-mapped addresses (::ffff:127.x.y.z), as a JVM makes them: TCPv6 socks")
+	kmem := fs.String("kmem", "census", "the slab hooks: census (count every allocation exactly for the first max(20,000, 10 %) connections, then detach them and check the census against /proc/slabinfo at the peak), full (the whole run: slower) or off")
 	portChoice := fs.String("port-choice", string(runner.DefaultPortChoice), "who picks each client socket's port: kernel (at connect, scanning the range for a free one) or runner (bound to a planned address and port: connect checks one 4-tuple; other programs' connect() skips those ports during the run)")
 	wait := fs.Duration("wait", 5*time.Minute, "serve: how long to wait for the first dialer (then --timeout ends it once connections stop)")
 	fs.Var(&conns, "conns", "connections to open and verify (required)")
@@ -155,6 +157,11 @@ func parseModeFlags(mode runner.Mode, args []string, stdout io.Writer) (*runFlag
 	if err != nil {
 		return nil, badInput("--backend: %v", err)
 	}
+	switch *kmem {
+	case "census", "full", "off":
+	default:
+		return nil, badInput("--kmem takes census, full or off, got %q", *kmem)
+	}
 	if *probeCost && *noBPF {
 		return nil, badInput("--probe-cost times the probes, and --no-bpf attaches none: pass one of them")
 	}
@@ -183,7 +190,7 @@ func parseModeFlags(mode runner.Mode, args []string, stdout io.Writer) (*runFlag
 			Target: netip.AddrPort(target.addrPortValue), ServerPIDs: *serverPIDs, ServerCmd: *serverCmd, Exchange: runner.Exchange(*exchange),
 			Mode: mode, FirstWait: *wait, Family: runner.Family(*family), PortChoice: runner.PortChoice(*portChoice),
 		},
-		noBPF: *noBPF, probeCost: *probeCost, backend: backend,
+		noBPF: *noBPF, probeCost: *probeCost, backend: backend, kmem: *kmem,
 	}
 	if mode == runner.ModeDial {
 		rf.cfg.Index, rf.cfg.Of = *index, *of
@@ -249,9 +256,11 @@ func modeCmd(mode runner.Mode, args []string, stdout, stderr io.Writer) error {
 		if cfg.Target.IsValid() {
 			port = cfg.Target.Port()
 		}
+		census := censusConnections(f.kmem, cfg)
 		probes, err = bpf.Open(bpf.Config{
 			Backend: f.backend, Conns: cfg.Conns, Inflight: cfg.Inflight, RunPort: port,
 			Sources: plan.Sources, PortLo: plan.PortLo, PortsPerSource: plan.PortsPerSource, RunDir: cfg.OutDir,
+			NoKmem: f.kmem == "off", KmemConns: census,
 		})
 		if err != nil {
 			err = fmt.Errorf("attaching the eBPF probes: %v; pass --no-bpf to run without them", err)
@@ -269,6 +278,12 @@ func modeCmd(mode runner.Mode, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "probes: %s backend\n", probes.Backend())
 	}
 	rec = record.New(probes)
+	if probes != nil {
+		rec.SetKmem(f.kmem, cfg.Conns)
+		if census := censusConnections(f.kmem, cfg); census < cfg.Conns {
+			r.SetCensus(census, rec.Census)
+		}
+	}
 	printPreflight(stderr, r.Preflight())
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -377,4 +392,19 @@ func warnLeftovers(w io.Writer, parent string) {
 				dir, strings.Join(left, "; "), dir)
 		}
 	}
+}
+
+// minCensus is the fewest connections a census counts: at 20,000 the
+// slabinfo delta of every cache of the ledger is far above its per-CPU
+// slabs' noise (a few hundred objects).
+const minCensus = 20000
+
+// censusConnections is how many connections the slab hooks count: with
+// --kmem census at least minCensus or a tenth of the run, all of it when
+// that is the whole run; serve, which cannot pause its dialers, counts all.
+func censusConnections(kmem string, cfg runner.Config) int {
+	if kmem != "census" || cfg.Mode == runner.ModeServe {
+		return cfg.Conns
+	}
+	return min(cfg.Conns, max(minCensus, cfg.Conns/10))
 }
