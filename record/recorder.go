@@ -44,13 +44,13 @@ type Recorder struct {
 	sites    []bpf.KmallocSite
 	errs     []string
 
-	pids      []int
-	ballast   int // --ballast's pid; 0 without
-	start     time.Time
+	pids    []int
+	ballast int // --ballast's pid; 0 without
+	start   time.Time
 	// The slab hooks: --kmem's mode, the run's size, the census if taken.
-	kmemMode string
-	conns    int
-	census   *PhaseSample
+	kmemMode  string
+	conns     int
+	census    *PhaseSample
 	idleProbe *bpf.Snapshot
 	series    []analysis.Sample
 	stop      chan struct{}

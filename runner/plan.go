@@ -66,7 +66,7 @@ type PlanInput struct {
 	Sources    []netip.Addr // explicit; nil for automatic
 	PortLo     int
 	PortHi     int
-	PortsHeld  int // ports of the range other programs hold (heldPorts)
+	PortsHeld  int  // ports of the range other programs hold (heldPorts)
 	ByRunner   bool // --port-choice runner
 }
 
