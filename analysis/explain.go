@@ -200,6 +200,9 @@ func Explain(r Run) Explanation {
 		e.Verdict = fmt.Sprintf("on a %s machine, %s; each connection costs %.1f KiB of unswappable kernel memory",
 			units.Bytes(r.Machine.MemBytes), e.Swap.Verdict, e.KernelPerConnection/1024)
 	}
+	if r.Netns {
+		e.Verdict += fmt.Sprintf("; both ends ran in a private network namespace (--netns), with its own established hash of %s buckets", units.Count(r.EhashEntries))
+	}
 	if len(r.KmemFlags) > 0 {
 		// The census is counted on a tenth of the run and scaled: where the
 		// peak's /proc/slabinfo disagrees, the reader must know.

@@ -50,6 +50,9 @@ type Run struct {
 	// these first connections only (--kmem census); KmemFlags what the
 	// census check against /proc/slabinfo at the peak found off by > 5 %.
 	CensusConnections uint64   `json:"census_connections,omitempty"`
+	// Netns: both ends ran in a private network namespace (--netns), whose
+	// established hash is its own (EhashEntries).
+	Netns bool `json:"netns,omitempty"`
 	KmemFlags         []string `json:"kmem_flags,omitempty"`
 	// Mode is run, serve or dial; EndsHere the sockets of a connection on
 	// this host (1 for serve and dial, whose other ends are elsewhere).

@@ -19,6 +19,8 @@ type Rate struct {
 	// (both ends of every connection are in it).
 	EhashEntries   uint64  `json:"ehash_entries"`
 	EhashChainMean float64 `json:"ehash_chain_mean"`
+	// Netns: the hash was the run's own namespace's (--netns), not the host's.
+	Netns bool `json:"netns,omitempty"`
 	// CPUShare is, for each kernel function watched (rateFuncs) and each
 	// phase's top self-time functions, the share of the phase's CPU samples
 	// with it on the stack: function → phase → share.
@@ -154,8 +156,24 @@ func (rt *Rate) causes() {
 		rt.Causes = append(rt.Causes, RateCause{Kind: "ehash_chains", Phase: ph, Func: "__inet_lookup_established", Share: s,
 			Detail: fmt.Sprintf("every packet's established-hash lookup took %s of the connect phase's CPU; at the peak its chains held %.1f sockets on average (%s buckets)",
 				pct(s), rt.EhashChainMean, units.Count(rt.EhashEntries)),
-			Change: "thash_entries= at boot, or a network namespace sized by net.ipv4.tcp_child_ehash_entries"})
+			Change: rt.ehashChange()})
 	}
+}
+
+// ehashWhose says whose established hash the run's sockets were in.
+func (rt *Rate) ehashWhose() string {
+	if rt.Netns {
+		return "the run's own network namespace's, sized for it by --netns"
+	}
+	return "the host's, sized at boot: thash_entries="
+}
+
+// ehashChange is what would shorten the established hash's chains.
+func (rt *Rate) ehashChange() string {
+	if rt.Netns {
+		return "a larger --netns hash is already one bucket a socket; nothing but fewer sockets"
+	}
+	return "--netns (the run in a namespace with its own hash, net.ipv4.tcp_child_ehash_entries), or thash_entries= at boot; a server in the host's namespace always sees the host's"
 }
 
 func pct(f float64) string { return fmt.Sprintf("%.0f %%", 100*f) }
@@ -165,7 +183,7 @@ func rateOf(r Run) *Rate {
 	if len(r.Series) < 2 || r.Connections < 10 {
 		return nil
 	}
-	rt := &Rate{EhashEntries: r.EhashEntries}
+	rt := &Rate{EhashEntries: r.EhashEntries, Netns: r.Netns}
 	if r.EhashEntries > 0 {
 		rt.EhashChainMean = float64(2*r.Connections) / float64(r.EhashEntries)
 	}
@@ -205,8 +223,8 @@ func rateText(rt *Rate) string {
 	}
 	s := fmt.Sprintf("connects a second, by tenth of the connections held: %s", strings.Join(parts, ", "))
 	if rt.EhashEntries > 0 {
-		s += fmt.Sprintf("; the established hash has %s buckets, so at the peak each packet's lookup walks chains of %.1f sockets on average (thash_entries= at boot sizes it)",
-			units.Count(rt.EhashEntries), rt.EhashChainMean)
+		s += fmt.Sprintf("; the established hash has %s buckets (%s), so at the peak each packet's lookup walks chains of %.1f sockets on average",
+			units.Count(rt.EhashEntries), rt.ehashWhose(), rt.EhashChainMean)
 	}
 	for _, ph := range []string{"connect", "exchange", "hold", "close"} {
 		top := rt.TopSelf[ph]

@@ -97,7 +97,17 @@ func (w *worker) connectFrom(src int, sa *rawSockaddr) {
 		// port at connect time, so a port is unique per 4-tuple, not per address.
 		_ = rawSetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
 	}
-	if err := rawBind(fd, sa); err != nil {
+	err = rawBind(fd, sa)
+	if byRunner && err == unix.EADDRINUSE {
+		// A TIME_WAIT socket may hold this address and port (a killed
+		// run's, whose FINs went out at exit): SO_REUSEADDR binds past it,
+		// and connect() then takes its 4-tuple over as the kernel's own
+		// choice would (tcp_tw_reuse: loopback by default). Only then:
+		// every setsockopt is one more syscall a connection.
+		_ = rawSetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+		err = rawBind(fd, sa)
+	}
+	if err != nil {
 		rawClose(fd)
 		errno, _ := err.(unix.Errno)
 		if byRunner && errno == unix.EADDRINUSE {

@@ -60,6 +60,10 @@ type Config struct {
 	Mode Mode
 	// Index and Of: a dialer's share of Conns, the Index-th of Of.
 	Index, Of int
+	// InNetns says this process runs in a private network namespace made
+	// for the run (--netns): its run directory already holds the
+	// namespace's journal (rundir.NetnsJournal).
+	InNetns bool
 	// FirstWait is how long serve waits for its first connection; --timeout
 	// then ends it once connections stop coming.
 	FirstWait time.Duration

@@ -9,6 +9,8 @@ import (
 	"os/exec"
 	"path/filepath"
 
+	"github.com/c10mprobe/c10mprobe/internal/rundir"
+
 	"github.com/c10mprobe/c10mprobe/internal/sysctl"
 	"github.com/c10mprobe/c10mprobe/internal/units"
 	"golang.org/x/sys/unix"
@@ -309,7 +311,7 @@ func Prepare(cfg Config) (*Runner, error) {
 	}
 	// A run directory holds one run: files a second run does not write
 	// (its probes' stacks, a swap marker) would pass for its own.
-	if entries, err := os.ReadDir(cfg.OutDir); err == nil && len(entries) > 0 {
+	if entries, err := os.ReadDir(cfg.OutDir); err == nil && len(entries) > 0 && !(cfg.InNetns && len(entries) == 1 && entries[0].Name() == rundir.NetnsJournal) {
 		return nil, badInput("--out %s already holds files (another run's?); give a new directory", cfg.OutDir)
 	}
 	if err := creatable(cfg.OutDir); err != nil {

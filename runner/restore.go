@@ -38,13 +38,24 @@ func Restore(dir string) (Restored, error) {
 		}
 		errs = append(errs, err)
 	}
+	// --netns's host value first, restored by the process that set it
+	// unless that was killed too; a --netns run killed before its
+	// namespace's run began has no other journal.
+	nj, nerr := sysctl.LoadJournal(filepath.Join(dir, rundir.NetnsJournal))
+	if nerr == nil {
+		errs = append(errs, nj.Restore())
+		r.Changes = nj.Changes()
+	}
 	j, err := sysctl.LoadJournal(filepath.Join(dir, rundir.Journal))
 	if err != nil {
+		if nerr == nil && errors.Is(err, os.ErrNotExist) {
+			return r, errors.Join(errs...)
+		}
 		return r, errors.Join(append(errs, err)...)
 	}
-	err = j.Restore()
-	r.Changes = j.Changes()
-	return r, errors.Join(append(errs, err)...)
+	errs = append(errs, j.Restore())
+	r.Changes = append(r.Changes, j.Changes()...)
+	return r, errors.Join(errs...)
 }
 
 // cleanup ends every worker and closes the listener; it runs on every exit.

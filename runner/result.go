@@ -184,6 +184,9 @@ type Settings struct {
 	Family       string     `json:"family"`
 	Exchange     string     `json:"exchange,omitempty"`
 	PortChoice   string     `json:"port_choice"`
+	// Netns: both ends ran in a private network namespace (--netns), with
+	// its own established hash (net.ipv4.tcp_child_ehash_entries).
+	Netns bool `json:"netns,omitempty"`
 }
 
 // SourcePorts is what the client ends had of ip_local_port_range.

@@ -261,7 +261,7 @@ func (r *Runner) settings() Settings {
 	s := Settings{Rate: c.Rate, Inflight: c.Inflight, NoTune: c.NoTune, MemLimit: c.MemLimit, Swap: c.Swap,
 		WorkerFDs: c.WorkerFDs, MaxWorkers: c.MaxWorkers, PortRange: c.PortRange, Sysctls: c.Sysctls,
 		Payload: c.Payload, Unread: c.Unread, HoldSeconds: c.Hold.Seconds(), ReserveBytes: c.Reserve,
-		Exchange: string(c.Exchange), Family: string(c.Family), PortChoice: string(c.PortChoice)}
+		Exchange: string(c.Exchange), Family: string(c.Family), PortChoice: string(c.PortChoice), Netns: c.InNetns}
 	if c.clientOnly() {
 		s.Target = c.Target.String()
 	}

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -215,3 +216,129 @@ func TestConntrackBinds(t *testing.T) {
 // conntrackSlackTest is how far below nf_conntrack_max a full table may
 // read: entries of other flows come and go.
 const conntrackSlackTest = 16
+
+// workerPids are the pids workers.pids lists, once it exists.
+func workerPids(t *testing.T, dir string) []int {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, "workers.pids"))
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var pid int
+		if _, err := fmt.Sscanf(line, "%d", &pid); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// waitNetnsWorkers waits for the run's workers and returns one's network
+// namespace, which must not be this test's.
+func waitNetnsWorkers(t *testing.T, dir string) string {
+	t.Helper()
+	own, _ := os.Readlink("/proc/self/ns/net")
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if pids := workerPids(t, dir); len(pids) > 0 {
+			ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pids[0]))
+			if err != nil {
+				continue
+			}
+			if ns == own {
+				t.Fatalf("worker %d runs in this test's network namespace %s", pids[0], ns)
+			}
+			return ns
+		}
+	}
+	t.Fatal("no workers within 60 s")
+	return ""
+}
+
+// run --netns: both ends in a namespace of their own, whose established
+// hash the host sized for the run and got back; the host sees none of the
+// run's sockets and none of its net.* sysctls change.
+func TestRunInItsOwnNetworkNamespace(t *testing.T) {
+	needRoot(t)
+	before := sysctls(t)
+	ehash, err := sysctl.Read("net.ipv4.tcp_child_ehash_entries")
+	if err != nil {
+		t.Skipf("no per-namespace established hash here (Linux 6.1+): %v", err)
+	}
+	const n, port = 30000, 19964
+	cmd, o, e, dir := start(t, "--conns", fmt.Sprint(n), "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--netns", "--hold", "3s")
+	ns := waitNetnsWorkers(t, dir)
+	seen := 0
+	for cmd.ProcessState == nil && len(workerPids(t, dir)) > 0 {
+		if _, err := os.Stat(filepath.Join(dir, "summary.json")); err == nil {
+			break
+		}
+		seen = max(seen, countOnPort(t, port))
+		time.Sleep(200 * time.Millisecond)
+		if syscall.Kill(workerPids(t, dir)[0], 0) != nil {
+			break
+		}
+	}
+	r := finish(t, cmd, o, e, dir)
+	s := readSummary(t, r)
+	if r.code != 0 || s.Verified != n || !s.Settings.Netns {
+		t.Fatalf("exit %d, verified %d, netns %v\n%s", r.code, s.Verified, s.Settings.Netns, r.stderr)
+	}
+	if seen != 0 {
+		t.Errorf("the host's sock_diag saw %d of the run's sockets on port %d", seen, port)
+	}
+	rt := s.Explanation.Rate
+	if rt == nil || rt.EhashEntries != 65536 || !rt.Netns || rt.EhashChainMean > 1 {
+		t.Errorf("rate %+v: want the namespace's own 65,536 buckets", rt)
+	}
+	if !strings.Contains(s.Explanation.Verdict, "private network namespace") {
+		t.Errorf("verdict does not say the run had its own namespace: %s", s.Explanation.Verdict)
+	}
+	// The run's own net.* changes are journaled as its namespace's.
+	j, err := sysctl.LoadJournal(filepath.Join(dir, "sysctl-journal.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range j.Changes() {
+		if strings.HasPrefix(c.Key, "net.") && c.Netns != ns {
+			t.Errorf("%s journaled in namespace %q, the run's is %s", c.Key, c.Netns, ns)
+		}
+	}
+	if now, _ := sysctl.Read("net.ipv4.tcp_child_ehash_entries"); now != ehash {
+		t.Errorf("tcp_child_ehash_entries %s after the run, %s before", now, ehash)
+	}
+	assertNoWorkers(t, r.dir)
+	assertSysctls(t, before)
+}
+
+// SIGKILL of the process that made the namespace: the run inside stops
+// (its parent-death signal), and restore gives back the host's value.
+func TestNetnsRestoreAfterSIGKILL(t *testing.T) {
+	needRoot(t)
+	before := sysctls(t)
+	ehash, err := sysctl.Read("net.ipv4.tcp_child_ehash_entries")
+	if err != nil {
+		t.Skipf("no per-namespace established hash here (Linux 6.1+): %v", err)
+	}
+	cmd, o, e, dir := start(t, "--conns", "20000", "--listen", "127.0.0.1:19965", "--netns", "--hold", "60s")
+	waitNetnsWorkers(t, dir)
+	if now, _ := sysctl.Read("net.ipv4.tcp_child_ehash_entries"); now == ehash {
+		t.Fatalf("tcp_child_ehash_entries still %s during the run", now)
+	}
+	cmd.Process.Kill()
+	finish(t, cmd, o, e, dir)
+	for _, pid := range workerPids(t, dir) {
+		for deadline := time.Now().Add(20 * time.Second); syscall.Kill(pid, 0) == nil && time.Now().Before(deadline); {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	out, err := exec.Command(toolBinary, "restore", dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("restore: %v\n%s", err, out)
+	}
+	if now, _ := sysctl.Read("net.ipv4.tcp_child_ehash_entries"); now != ehash {
+		t.Errorf("tcp_child_ehash_entries %s after restore, %s before\n%s", now, ehash, out)
+	}
+	assertNoWorkers(t, dir)
+	assertSysctls(t, before)
+}

@@ -39,6 +39,7 @@ type runFlags struct {
 	probeCost bool
 	backend   bpf.Backend
 	kmem      string // census, full or off
+	netns     bool
 }
 
 const serveExamples = `  sudo c10mprobe serve --listen 0.0.0.0:9999 --conns 100000                    # then dial from other hosts
@@ -52,8 +53,8 @@ const dialExamples = `  sudo c10mprobe dial --target 198.18.0.1:9999 --conns 100
 // modeFlags are the flags of run that serve or dial do not take.
 var modeFlags = map[runner.Mode][]string{
 	runner.ModeRun:   {"index", "of", "wait"},
-	runner.ModeServe: {"target", "server-cmd", "server-pid", "exchange", "src", "rate", "inflight", "index", "of", "family", "machine-mem", "ballast", "port-choice"},
-	runner.ModeDial:  {"listen", "server-cmd", "server-pid", "exchange", "wait", "family", "machine-mem", "ballast"},
+	runner.ModeServe: {"target", "server-cmd", "server-pid", "exchange", "src", "rate", "inflight", "index", "of", "family", "machine-mem", "ballast", "port-choice", "netns"},
+	runner.ModeDial:  {"listen", "server-cmd", "server-pid", "exchange", "wait", "family", "machine-mem", "ballast", "netns"},
 }
 
 func parseRunFlags(args []string, stdout io.Writer) (*runFlags, error) {
@@ -105,6 +106,7 @@ func parseModeFlags(mode runner.Mode, args []string, stdout io.Writer) (*runFlag
 	index := fs.Int("index", 0, "dial: this dialer's index, 0 to --of − 1 (default: $JOB_COMPLETION_INDEX, else 0)")
 	of := fs.Int("of", 1, "dial: how many dialers share --conns")
 	family := fs.String("family", "inet", "socket family: inet, or inet6 with IPv4-mapped addresses (::ffff:127.x.y.z), as a JVM makes them: TCPv6 socks")
+	netns := fs.Bool("netns", false, "run both ends in a private network namespace, its established hash sized for --conns (net.ipv4.tcp_child_ehash_entries, restored after): no other program's ports or TIME_WAIT, net.* sysctls confined to it")
 	kmem := fs.String("kmem", "census", "the slab hooks: census (count every allocation exactly for the first max(20,000, 10 %) connections, then detach them and check the census against /proc/slabinfo at the peak), full (the whole run: slower) or off")
 	portChoice := fs.String("port-choice", string(runner.DefaultPortChoice), "who picks each client socket's port: kernel (at connect, scanning the range for a free one) or runner (bound to a planned address and port: connect checks one 4-tuple; other programs' connect() skips those ports during the run)")
 	wait := fs.Duration("wait", 5*time.Minute, "serve: how long to wait for the first dialer (then --timeout ends it once connections stop)")
@@ -157,6 +159,9 @@ func parseModeFlags(mode runner.Mode, args []string, stdout io.Writer) (*runFlag
 	if err != nil {
 		return nil, badInput("--backend: %v", err)
 	}
+	if *netns && (fs.Changed("target") || fs.Changed("server-cmd") || fs.Changed("server-pid")) {
+		return nil, badInput("--netns runs both ends in a network namespace of their own: a server you bring (--target) is outside it")
+	}
 	switch *kmem {
 	case "census", "full", "off":
 	default:
@@ -190,7 +195,7 @@ func parseModeFlags(mode runner.Mode, args []string, stdout io.Writer) (*runFlag
 			Target: netip.AddrPort(target.addrPortValue), ServerPIDs: *serverPIDs, ServerCmd: *serverCmd, Exchange: runner.Exchange(*exchange),
 			Mode: mode, FirstWait: *wait, Family: runner.Family(*family), PortChoice: runner.PortChoice(*portChoice),
 		},
-		noBPF: *noBPF, probeCost: *probeCost, backend: backend, kmem: *kmem,
+		noBPF: *noBPF, probeCost: *probeCost, backend: backend, kmem: *kmem, netns: *netns,
 	}
 	if mode == runner.ModeDial {
 		rf.cfg.Index, rf.cfg.Of = *index, *of
@@ -214,15 +219,29 @@ func modeCmd(mode runner.Mode, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	unlock, err := runner.LockHost()
-	if err != nil {
-		return fmt.Errorf("%v; runs change host-wide sysctls and must not overlap", err)
+	if !inNetns() {
+		// In --netns's namespace, the process that made it holds the lock.
+		unlock, err := runner.LockHost()
+		if err != nil {
+			return fmt.Errorf("%v; runs change host-wide sysctls and must not overlap", err)
+		}
+		defer unlock()
 	}
-	defer unlock()
 	if !f.noBPF && os.Geteuid() != 0 {
 		return badInput("the eBPF probes need root: rerun with sudo, or pass --no-bpf")
 	}
-	warnLeftovers(stderr, filepath.Dir(f.cfg.OutDir))
+	if f.netns && !inNetns() {
+		warnLeftovers(stderr, filepath.Dir(f.cfg.OutDir))
+		return runInNetns(f, stderr)
+	}
+	if inNetns() {
+		if err := upLoopback(); err != nil {
+			return fmt.Errorf("--netns: bringing up lo in the run's network namespace: %w", err)
+		}
+		f.cfg.InNetns = true
+	} else {
+		warnLeftovers(stderr, filepath.Dir(f.cfg.OutDir))
+	}
 	cfg := f.cfg
 	if cfg.Reserve == 0 {
 		m, err := procfs.ReadMeminfo()

@@ -23,6 +23,10 @@ const (
 	Swap = "swap.path"
 	// Swapfile is the swap area itself.
 	Swapfile = "swapfile"
+	// NetnsJournal is --netns's own sysctl journal, kept by the process
+	// that made the namespace: net.ipv4.tcp_child_ehash_entries, a host
+	// value the kernel reads when a namespace is made.
+	NetnsJournal = "netns-journal.json"
 )
 
 // Written by the probes: present while the run has tracefs mounted.

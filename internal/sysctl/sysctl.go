@@ -99,6 +99,21 @@ type Change struct {
 	// LeftAlone is the value found at restore when someone changed it since
 	// the run set it: theirs stands, and Old is not written back.
 	LeftAlone string `json:"left_alone,omitempty"`
+	// Netns is the network namespace a net.* key was set in ("net:[4026…]"):
+	// /proc/sys/net shows the writer's own namespace's values. A restore
+	// from another namespace leaves it: the host's value never changed, and
+	// a run's private namespace ends with the run.
+	Netns string `json:"netns,omitempty"`
+}
+
+// netnsOf is the network namespace a key's value belongs to, read from
+// this process; "" for a key that is not per namespace.
+func netnsOf(key string) string {
+	if !strings.HasPrefix(key, "net.") {
+		return ""
+	}
+	ns, _ := os.Readlink("/proc/self/ns/net")
+	return ns
 }
 
 // Journal records changes in a file as they are made.
@@ -135,7 +150,7 @@ func (j *Journal) Set(key, value string) (Change, error) {
 		return Change{}, err
 	}
 	value = Normalize(value)
-	c := Change{Key: key, Old: old, New: value}
+	c := Change{Key: key, Old: old, New: value, Netns: netnsOf(key)}
 	if old == value {
 		c.Restored = true
 		return c, nil
@@ -172,7 +187,7 @@ func (j *Journal) restore(only string) error {
 	var errs []error
 	for i := len(j.changes) - 1; i >= 0; i-- {
 		c := &j.changes[i]
-		if c.Restored || (only != "" && c.Key != only) {
+		if c.Restored || (only != "" && c.Key != only) || (c.Netns != "" && c.Netns != netnsOf(c.Key)) {
 			continue
 		}
 		if now, err := Read(c.Key); err == nil && now != c.New && now != c.Old {
