@@ -234,7 +234,13 @@ func probeNote(c Cache, slabBytes int64, r Run) string {
 		// Who made these is unknown: the probes saw no allocation of them.
 		parts = append(parts, fmt.Sprintf("%s with no allocation event (see README)", units.Bytes(uint64(slabBytes-probeBytes))))
 	} else if total := c.RunAllocs + c.OtherAllocs; total > 0 {
-		parts = append(parts, fmt.Sprintf("%.0f %% of allocations by the run", 100*float64(c.RunAllocs)/float64(total)))
+		s := fmt.Sprintf("%.0f %% of allocations by the run", 100*float64(c.RunAllocs)/float64(total))
+		if c.RunSoftirqAllocs > 0 && c.RunAllocs > 0 {
+			// A softirq runs on whatever task the CPU had: on loopback, the
+			// sender's. Said apart, since the run did not ask for these.
+			s += fmt.Sprintf(" (%.0f %% of those in softirq on its time)", 100*float64(c.RunSoftirqAllocs)/float64(c.RunAllocs))
+		}
+		parts = append(parts, s)
 	}
 	if o := others(c.Merged, c.Name); len(o) > 0 {
 		parts = append(parts, "shared with "+strings.Join(o, ", "))

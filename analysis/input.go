@@ -129,12 +129,15 @@ type Slab struct {
 
 // Cache is what the probes counted for one kmem_cache between idle and peak.
 type Cache struct {
-	Name        string   `json:"name"`
-	ObjectSize  uint64   `json:"object_size"`
-	Live        int64    `json:"live"`
-	RunAllocs   uint64   `json:"run_allocs"`
-	OtherAllocs uint64   `json:"other_allocs"`
-	Merged      []string `json:"merged,omitempty"`
+	Name       string `json:"name"`
+	ObjectSize uint64 `json:"object_size"`
+	Live       int64  `json:"live"`
+	RunAllocs  uint64 `json:"run_allocs"`
+	// RunSoftirqAllocs: of RunAllocs, made in a softirq on a run process's
+	// time, which the run did not ask for itself.
+	RunSoftirqAllocs uint64   `json:"run_softirq_allocs,omitempty"`
+	OtherAllocs      uint64   `json:"other_allocs"`
+	Merged           []string `json:"merged,omitempty"`
 	// Covers are the caches the run allocates from that this kmem_cache
 	// serves: under SLUB's merging, /proc/slabinfo may name it otherwise.
 	Covers []string `json:"covers,omitempty"`

@@ -51,7 +51,67 @@ struct cache_stats {
 	__u64 frees;
 	__u64 run_allocs;
 	__u64 run_frees;
+	__u64 run_softirq_allocs; /* of run_allocs, made while serving a softirq */
 };
+
+/* Softirqs being served on each CPU, from irq:softirq_entry/exit (the
+ * preempt count that says so is a per-CPU variable this loader cannot
+ * type). A softirq runs on whichever task the CPU was on, so what it
+ * allocates counts as that task's: on loopback, the receiving end's sock
+ * is made in the sender's softirq. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} softirq_depth SEC(".maps");
+
+static __always_inline bool in_serving_softirq(void)
+{
+	__u32 zero = 0;
+	__u32 *d = bpf_map_lookup_elem(&softirq_depth, &zero);
+	return d && *d > 0;
+}
+
+static __always_inline void softirq_step(int up)
+{
+	__u32 zero = 0;
+	__u32 *d = bpf_map_lookup_elem(&softirq_depth, &zero);
+	if (!d)
+		return;
+	if (up)
+		(*d)++;
+	else if (*d > 0) /* attached while one ran: its exit is unmatched */
+		(*d)--;
+}
+
+SEC("raw_tracepoint/softirq_entry")
+int rawtp_softirq_entry(struct bpf_raw_tracepoint_args *ctx)
+{
+	softirq_step(1);
+	return 0;
+}
+
+SEC("raw_tracepoint/softirq_exit")
+int rawtp_softirq_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+	softirq_step(0);
+	return 0;
+}
+
+SEC("tracepoint/irq/softirq_entry")
+int tp_softirq_entry(void *ctx)
+{
+	softirq_step(1);
+	return 0;
+}
+
+SEC("tracepoint/irq/softirq_exit")
+int tp_softirq_exit(void *ctx)
+{
+	softirq_step(0);
+	return 0;
+}
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, MAX_CACHES);
@@ -446,6 +506,8 @@ static __always_inline void handle_cache_alloc(void *ctx, __u32 index, const str
 	st->allocs++;
 	if (in_run()) {
 		st->run_allocs++;
+		if (in_serving_softirq())
+			st->run_softirq_allocs++;
 		sample_stack(ctx, index, s, bytes);
 	}
 }

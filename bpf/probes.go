@@ -81,6 +81,9 @@ var hooks = []hook{
 	rawAndTP("kmem_cache_alloc", "kmem", "kmem_cache_alloc", "rawtp_kmem_cache_alloc", "tp_kmem_cache_alloc"),
 	rawAndTP("kmem_cache_free", "kmem", "kmem_cache_free", "rawtp_kmem_cache_free", "tp_kmem_cache_free"),
 	rawAndTP("kmalloc", "kmem", "kmalloc", "rawtp_kmalloc", "tp_kmalloc"),
+	// Only to tell the slab allocations made in softirq: with the slab hooks.
+	rawAndTP("softirq_entry", "irq", "softirq_entry", "rawtp_softirq_entry", "tp_softirq_entry"),
+	rawAndTP("softirq_exit", "irq", "softirq_exit", "rawtp_softirq_exit", "tp_softirq_exit"),
 	rawAndTP("mm_page_alloc", "kmem", "mm_page_alloc", "rawtp_mm_page_alloc", "tp_mm_page_alloc"),
 	rawAndTP("mm_page_free", "kmem", "mm_page_free", "rawtp_mm_page_free", "tp_mm_page_free"),
 	rawAndTP("inet_sock_set_state", "sock", "inet_sock_set_state", "rawtp_inet_sock_set_state", "tp_inet_sock_set_state"),
@@ -115,7 +118,7 @@ type Config struct {
 
 // kmemHooks are the slab hooks: ~50 events a connection, the probes' largest
 // cost, which a census detaches once it has counted enough connections.
-var kmemHooks = map[string]bool{"kmem_cache_alloc": true, "kmem_cache_free": true, "kmalloc": true}
+var kmemHooks = map[string]bool{"kmem_cache_alloc": true, "kmem_cache_free": true, "kmalloc": true, "softirq_entry": true, "softirq_exit": true}
 
 // stackSamplesWanted is enough allocation stacks for a flamegraph whose
 // frames of 0.1 % are seen; more only cost the run.

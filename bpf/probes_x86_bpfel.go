@@ -19,11 +19,12 @@ type probesCacheName struct {
 }
 
 type probesCacheStats struct {
-	_         structs.HostLayout
-	Allocs    uint64
-	Frees     uint64
-	RunAllocs uint64
-	RunFrees  uint64
+	_                structs.HostLayout
+	Allocs           uint64
+	Frees            uint64
+	RunAllocs        uint64
+	RunFrees         uint64
+	RunSoftirqAllocs uint64
 }
 
 type probesCounters struct {
@@ -116,6 +117,7 @@ const (
 	probesMapRunPids                  = "run_pids"
 	probesMapRunSources               = "run_sources"
 	probesMapSockets                  = "sockets"
+	probesMapSoftirqDepth             = "softirq_depth"
 	probesMapStacks                   = "stacks"
 	probesMapTotals                   = "totals"
 	probesProgFentryTcpSendmsg        = "fentry_tcp_sendmsg"
@@ -131,6 +133,8 @@ const (
 	probesProgRawtpMmPageAlloc        = "rawtp_mm_page_alloc"
 	probesProgRawtpMmPageFree         = "rawtp_mm_page_free"
 	probesProgRawtpSockExceedBufLimit = "rawtp_sock_exceed_buf_limit"
+	probesProgRawtpSoftirqEntry       = "rawtp_softirq_entry"
+	probesProgRawtpSoftirqExit        = "rawtp_softirq_exit"
 	probesProgRawtpTcpSendmsgLocked   = "rawtp_tcp_sendmsg_locked"
 	probesProgTpDirectReclaim         = "tp_direct_reclaim"
 	probesProgTpInetSockSetState      = "tp_inet_sock_set_state"
@@ -142,6 +146,8 @@ const (
 	probesProgTpMmPageAlloc           = "tp_mm_page_alloc"
 	probesProgTpMmPageFree            = "tp_mm_page_free"
 	probesProgTpSockExceedBufLimit    = "tp_sock_exceed_buf_limit"
+	probesProgTpSoftirqEntry          = "tp_softirq_entry"
+	probesProgTpSoftirqExit           = "tp_softirq_exit"
 	probesProgTpTcpSendmsgLocked      = "tp_tcp_sendmsg_locked"
 	probesVarPortLo                   = "port_lo"
 	probesVarPortsPerSource           = "ports_per_source"
@@ -205,6 +211,8 @@ type probesProgramSpecs struct {
 	RawtpMmPageAlloc        *ebpf.ProgramSpec `ebpf:"rawtp_mm_page_alloc"`
 	RawtpMmPageFree         *ebpf.ProgramSpec `ebpf:"rawtp_mm_page_free"`
 	RawtpSockExceedBufLimit *ebpf.ProgramSpec `ebpf:"rawtp_sock_exceed_buf_limit"`
+	RawtpSoftirqEntry       *ebpf.ProgramSpec `ebpf:"rawtp_softirq_entry"`
+	RawtpSoftirqExit        *ebpf.ProgramSpec `ebpf:"rawtp_softirq_exit"`
 	RawtpTcpSendmsgLocked   *ebpf.ProgramSpec `ebpf:"rawtp_tcp_sendmsg_locked"`
 	TpDirectReclaim         *ebpf.ProgramSpec `ebpf:"tp_direct_reclaim"`
 	TpInetSockSetState      *ebpf.ProgramSpec `ebpf:"tp_inet_sock_set_state"`
@@ -216,6 +224,8 @@ type probesProgramSpecs struct {
 	TpMmPageAlloc           *ebpf.ProgramSpec `ebpf:"tp_mm_page_alloc"`
 	TpMmPageFree            *ebpf.ProgramSpec `ebpf:"tp_mm_page_free"`
 	TpSockExceedBufLimit    *ebpf.ProgramSpec `ebpf:"tp_sock_exceed_buf_limit"`
+	TpSoftirqEntry          *ebpf.ProgramSpec `ebpf:"tp_softirq_entry"`
+	TpSoftirqExit           *ebpf.ProgramSpec `ebpf:"tp_softirq_exit"`
 	TpTcpSendmsgLocked      *ebpf.ProgramSpec `ebpf:"tp_tcp_sendmsg_locked"`
 }
 
@@ -239,6 +249,7 @@ type probesMapSpecs struct {
 	RunPids      *ebpf.MapSpec `ebpf:"run_pids"`
 	RunSources   *ebpf.MapSpec `ebpf:"run_sources"`
 	Sockets      *ebpf.MapSpec `ebpf:"sockets"`
+	SoftirqDepth *ebpf.MapSpec `ebpf:"softirq_depth"`
 	Stacks       *ebpf.MapSpec `ebpf:"stacks"`
 	Totals       *ebpf.MapSpec `ebpf:"totals"`
 }
@@ -290,6 +301,7 @@ type probesMaps struct {
 	RunPids      *ebpf.Map `ebpf:"run_pids"`
 	RunSources   *ebpf.Map `ebpf:"run_sources"`
 	Sockets      *ebpf.Map `ebpf:"sockets"`
+	SoftirqDepth *ebpf.Map `ebpf:"softirq_depth"`
 	Stacks       *ebpf.Map `ebpf:"stacks"`
 	Totals       *ebpf.Map `ebpf:"totals"`
 }
@@ -312,6 +324,7 @@ func (m *probesMaps) Close() error {
 		m.RunPids,
 		m.RunSources,
 		m.Sockets,
+		m.SoftirqDepth,
 		m.Stacks,
 		m.Totals,
 	)
@@ -345,6 +358,8 @@ type probesPrograms struct {
 	RawtpMmPageAlloc        *ebpf.Program `ebpf:"rawtp_mm_page_alloc"`
 	RawtpMmPageFree         *ebpf.Program `ebpf:"rawtp_mm_page_free"`
 	RawtpSockExceedBufLimit *ebpf.Program `ebpf:"rawtp_sock_exceed_buf_limit"`
+	RawtpSoftirqEntry       *ebpf.Program `ebpf:"rawtp_softirq_entry"`
+	RawtpSoftirqExit        *ebpf.Program `ebpf:"rawtp_softirq_exit"`
 	RawtpTcpSendmsgLocked   *ebpf.Program `ebpf:"rawtp_tcp_sendmsg_locked"`
 	TpDirectReclaim         *ebpf.Program `ebpf:"tp_direct_reclaim"`
 	TpInetSockSetState      *ebpf.Program `ebpf:"tp_inet_sock_set_state"`
@@ -356,6 +371,8 @@ type probesPrograms struct {
 	TpMmPageAlloc           *ebpf.Program `ebpf:"tp_mm_page_alloc"`
 	TpMmPageFree            *ebpf.Program `ebpf:"tp_mm_page_free"`
 	TpSockExceedBufLimit    *ebpf.Program `ebpf:"tp_sock_exceed_buf_limit"`
+	TpSoftirqEntry          *ebpf.Program `ebpf:"tp_softirq_entry"`
+	TpSoftirqExit           *ebpf.Program `ebpf:"tp_softirq_exit"`
 	TpTcpSendmsgLocked      *ebpf.Program `ebpf:"tp_tcp_sendmsg_locked"`
 }
 
@@ -374,6 +391,8 @@ func (p *probesPrograms) Close() error {
 		p.RawtpMmPageAlloc,
 		p.RawtpMmPageFree,
 		p.RawtpSockExceedBufLimit,
+		p.RawtpSoftirqEntry,
+		p.RawtpSoftirqExit,
 		p.RawtpTcpSendmsgLocked,
 		p.TpDirectReclaim,
 		p.TpInetSockSetState,
@@ -385,6 +404,8 @@ func (p *probesPrograms) Close() error {
 		p.TpMmPageAlloc,
 		p.TpMmPageFree,
 		p.TpSockExceedBufLimit,
+		p.TpSoftirqEntry,
+		p.TpSoftirqExit,
 		p.TpTcpSendmsgLocked,
 	)
 }

@@ -16,6 +16,9 @@ type CacheCount struct {
 	Frees     uint64 `json:"frees"`
 	RunAllocs uint64 `json:"run_allocs"` // by the run's processes
 	RunFrees  uint64 `json:"run_frees"`
+	// RunSoftirqAllocs are the RunAllocs made in a softirq served on a run
+	// process's time: on loopback the server's end is made in the client's.
+	RunSoftirqAllocs uint64 `json:"run_softirq_allocs"`
 }
 
 // Live is allocations less frees: objects added since the probes attached.
@@ -145,6 +148,7 @@ func (p *Probes) Snapshot() (*Snapshot, error) {
 			cc.Frees += v.Frees
 			cc.RunAllocs += v.RunAllocs
 			cc.RunFrees += v.RunFrees
+			cc.RunSoftirqAllocs += v.RunSoftirqAllocs
 		}
 		s.Caches = append(s.Caches, cc)
 	}

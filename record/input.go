@@ -88,7 +88,7 @@ func Input(sum Summary, samples []PhaseSample) (analysis.Run, error) {
 		}
 		for name, c := range k.Caches {
 			in.Caches = append(in.Caches, analysis.Cache{Name: name, ObjectSize: c.ObjectSize, Live: c.Live,
-				RunAllocs: c.RunAllocs, OtherAllocs: c.OtherAllocs, Merged: c.Merged, Covers: c.Covers})
+				RunAllocs: c.RunAllocs, RunSoftirqAllocs: c.RunSoftirqAllocs, OtherAllocs: c.OtherAllocs, Merged: c.Merged, Covers: c.Covers})
 		}
 	}
 	return in, nil

@@ -43,8 +43,9 @@ type CacheReport struct {
 	Live               int64    `json:"live"`
 	Bytes              int64    `json:"bytes"`
 	BytesPerConnection float64  `json:"bytes_per_connection"`
-	RunAllocs          uint64   `json:"run_allocs"`   // by the run's processes
-	OtherAllocs        uint64   `json:"other_allocs"` // by the rest of the machine
+	RunAllocs          uint64   `json:"run_allocs"`         // by the run's processes
+	RunSoftirqAllocs   uint64   `json:"run_softirq_allocs"` // of RunAllocs, in a softirq on a run process's time
+	OtherAllocs        uint64   `json:"other_allocs"`       // by the rest of the machine
 	SlabinfoDelta      int64    `json:"slabinfo_delta_objects"`
 	Covers             []string `json:"covers"`           // the watched names this kmem_cache serves
 	Merged             []string `json:"merged,omitempty"` // every cache SLUB merged into it
@@ -132,6 +133,7 @@ func (r *Recorder) kernel(res *runner.Result, syms *ksym.Table) *Kernel {
 		cr := CacheReport{
 			ObjectSize: c.ObjectSize, Allocs: c.Allocs - c0.Allocs, Frees: c.Frees - c0.Frees,
 			RunAllocs: c.RunAllocs - c0.RunAllocs, Covers: c.Requested, Merged: c.Merged,
+			RunSoftirqAllocs: c.RunSoftirqAllocs - c0.RunSoftirqAllocs,
 		}
 		cr.OtherAllocs = cr.Allocs - cr.RunAllocs
 		cr.Live = int64(cr.Allocs) - int64(cr.Frees)

@@ -147,6 +147,12 @@ func assertKernelSection(t *testing.T, s record.Summary, n int) {
 	if want := 2 * float64(tcp.ObjectSize); tcp.BytesPerConnection < 0.95*want || tcp.BytesPerConnection > 1.05*want {
 		t.Errorf("TCP %.0f B per connection, want about %.0f", tcp.BytesPerConnection, want)
 	}
+	// The server's sock is made in softirq (tcp_check_req, on loopback in
+	// the client's send), the client's in its connect(): half of the run's
+	// TCP allocations, told by irq:softirq_entry/exit.
+	if tcp.RunSoftirqAllocs < uint64(n)*99/100 || tcp.RunSoftirqAllocs > uint64(n)*101/100 || tcp.RunAllocs < uint64(2*n) {
+		t.Errorf("TCP: %d of the run's %d allocations in softirq, want one a connection (%d)", tcp.RunSoftirqAllocs, tcp.RunAllocs, n)
+	}
 	for name, c := range k.Caches {
 		// Something on our machines walks /proc/PID/fd of every process:
 		// its /proc inodes, dentries and LSM blobs show in slabinfo with no
