@@ -175,6 +175,11 @@ struct {
  * inserted after. */
 const volatile __u32 port_lo = 0;          /* ip_local_port_range's first port */
 const volatile __u32 ports_per_source = 1; /* ports in that range */
+/* Automatic sources, when the plan's are: 127.1.0.1 upward, every address
+ * but x.x.x.0 and x.x.x.255, so a source's index is arithmetic on its
+ * address (no hash lookup, twice a socket event). 0: look it up. */
+const volatile __u32 auto_sources = 0; /* how many */
+#define AUTO_SOURCE_BASE 0x7f010000u /* 127.1.0.0, host order */
 #define MAX_PROBES 32
 #define TOMBSTONE 1ULL
 struct sock_mem {
@@ -351,7 +356,13 @@ static __always_inline __u32 socket_hash(const struct sk_ends *e, enum side side
 {
 	__u32 addr = side == SERVER ? e->daddr : e->saddr;
 	__u32 port = side == SERVER ? bpf_ntohs(e->dport) : e->num;
-	__u32 *src = bpf_map_lookup_elem(&run_sources, &addr);
+	__u32 off = bpf_ntohl(addr) - AUTO_SOURCE_BASE;
+	__u32 low = off & 0xff, idx = (off >> 8) * 254 + low - 1;
+	__u32 *src = NULL;
+	if (auto_sources && low != 0 && low != 255 && idx < auto_sources)
+		src = &idx;
+	else if (!auto_sources)
+		src = bpf_map_lookup_elem(&run_sources, &addr);
 	__u32 base;
 	if (src) {
 		base = *src * ports_per_source;

@@ -109,6 +109,9 @@ type Config struct {
 	// RunDir, when set, is where a tracefs mount Open makes is recorded,
 	// so that RestoreTracefs undoes it after a SIGKILL.
 	RunDir string
+	// AutoSources: Sources are the runner's automatic ones, 127.1.0.1
+	// upward, whose index the probes compute from the address.
+	AutoSources bool
 	// NoKmem leaves the slab hooks (kmemHooks) unattached: --kmem off.
 	NoKmem bool
 	// KmemConns are the connections the slab hooks will see, when a census
@@ -125,10 +128,9 @@ var kmemHooks = map[string]bool{"kmem_cache_alloc": true, "kmem_cache_free": tru
 const stackSamplesWanted = 16384
 
 // sampleEvery spaces stack samples so that a run of conns connections
-// takes about stackSamplesWanted: a kernel stack walk costs ~6 µs here
-// (kernel.bpf_stats_enabled), and at one in 64 of a connection's ~37 slab
-// and page allocations it cost 3.3 µs a connection, as much as everything
-// else the probes do.
+// takes about stackSamplesWanted: a kernel stack walk is the dearest thing
+// a probe does (README, "Probes"), and a fixed one in 64 of a connection's
+// ~37 slab and page allocations cost as much as everything else.
 func sampleEvery(conns int) uint32 {
 	const allocsPerConn = 37
 	every := uint32(16)
@@ -220,7 +222,11 @@ func Open(cfg Config) (*Probes, error) {
 	// Room for every connect in flight twice over: a failed one leaves at
 	// its CLOSE, and its sock may be reused before then.
 	spec.Maps["connecting"].MaxEntries = uint32(max(1<<16, 2*cfg.Inflight))
-	for name, v := range map[string]uint32{"socket_mask": slots - 1, "port_lo": uint32(cfg.PortLo), "ports_per_source": uint32(max(1, cfg.PortsPerSource))} {
+	auto := uint32(0)
+	if cfg.AutoSources {
+		auto = uint32(len(cfg.Sources))
+	}
+	for name, v := range map[string]uint32{"socket_mask": slots - 1, "port_lo": uint32(cfg.PortLo), "ports_per_source": uint32(max(1, cfg.PortsPerSource)), "auto_sources": auto} {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return nil, fmt.Errorf("setting %s: %w", name, err)
 		}

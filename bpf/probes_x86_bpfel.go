@@ -149,6 +149,7 @@ const (
 	probesProgTpSoftirqEntry          = "tp_softirq_entry"
 	probesProgTpSoftirqExit           = "tp_softirq_exit"
 	probesProgTpTcpSendmsgLocked      = "tp_tcp_sendmsg_locked"
+	probesVarAutoSources              = "auto_sources"
 	probesVarPortLo                   = "port_lo"
 	probesVarPortsPerSource           = "ports_per_source"
 	probesVarRunPort                  = "run_port"
@@ -258,6 +259,7 @@ type probesMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type probesVariableSpecs struct {
+	AutoSources    *ebpf.VariableSpec `ebpf:"auto_sources"`
 	PortLo         *ebpf.VariableSpec `ebpf:"port_lo"`
 	PortsPerSource *ebpf.VariableSpec `ebpf:"ports_per_source"`
 	RunPort        *ebpf.VariableSpec `ebpf:"run_port"`
@@ -334,6 +336,7 @@ func (m *probesMaps) Close() error {
 //
 // It can be passed to loadProbesObjects or ebpf.CollectionSpec.LoadAndAssign.
 type probesVariables struct {
+	AutoSources    *ebpf.Variable `ebpf:"auto_sources"`
 	PortLo         *ebpf.Variable `ebpf:"port_lo"`
 	PortsPerSource *ebpf.Variable `ebpf:"ports_per_source"`
 	RunPort        *ebpf.Variable `ebpf:"run_port"`

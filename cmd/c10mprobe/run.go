@@ -279,7 +279,7 @@ func modeCmd(mode runner.Mode, args []string, stdout, stderr io.Writer) error {
 		probes, err = bpf.Open(bpf.Config{
 			Backend: f.backend, Conns: cfg.Conns, Inflight: cfg.Inflight, RunPort: port,
 			Sources: plan.Sources, PortLo: plan.PortLo, PortsPerSource: plan.PortsPerSource, RunDir: cfg.OutDir,
-			NoKmem: f.kmem == "off", KmemConns: census,
+			NoKmem: f.kmem == "off", KmemConns: census, AutoSources: plan.AutoSources,
 		})
 		if err != nil {
 			err = fmt.Errorf("attaching the eBPF probes: %v; pass --no-bpf to run without them", err)
