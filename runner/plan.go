@@ -68,6 +68,17 @@ type PlanInput struct {
 	PortHi     int
 	PortsHeld  int  // ports of the range other programs hold (heldPorts)
 	ByRunner   bool // --port-choice runner
+	// PortsHeldSlice: the ports of the runner's slice (runnerSliceLo) a
+	// socket holds: leftovers of earlier runs gather there, and one without
+	// SO_REUSEADDR is one the runner cannot bind past.
+	PortsHeldSlice int
+}
+
+// runnerSliceLo is the first port of the slice of lo..hi the runner binds
+// on automatic sources: the top 1/runnerSlice, 256 ports at least.
+func runnerSliceLo(lo, hi int) int {
+	n := hi - lo + 1
+	return hi - min(n, max(256, n/runnerSlice)) + 1
 }
 
 // MakePlan shards the connections over worker processes, each within its fd
@@ -97,10 +108,10 @@ func MakePlan(in PlanInput) (Plan, error) {
 	p.RunnerPorts = in.ByRunner
 	fill := autoFill
 	if in.ByRunner && len(p.Sources) == 0 {
-		slice := min(p.PortsPerSource, max(256, p.PortsPerSource/runnerSlice))
-		// Others' ports, taken as spread evenly over the range.
-		held := p.PortsHeld * slice / p.PortsPerSource
-		p.PortLo, p.PortsPerSource, p.PortsHeld, p.PortsFree = in.PortHi-slice+1, slice, held, slice-held
+		lo := runnerSliceLo(in.PortLo, in.PortHi)
+		slice := in.PortHi - lo + 1
+		held := min(in.PortsHeldSlice, slice-slice/minFreeShare)
+		p.PortLo, p.PortsPerSource, p.PortsHeld, p.PortsFree = lo, slice, held, slice-held
 		fill = runnerFill
 	}
 	if len(p.Sources) == 0 {
@@ -126,7 +137,7 @@ func Quota(total, n, i int) int {
 }
 
 // autoSourceBlock is where automatic sources start, from its first host
-// address; c10mprobe's own sockets there are no other program's (heldPorts).
+// address (127.1.0.1: the probes compute a source's index from it).
 var autoSourceBlock = netip.MustParsePrefix("127.1.0.0/16")
 
 // autoSources returns n addresses from 127.1.0.1 upward. All of 127.0.0.0/8

@@ -13,16 +13,12 @@ import (
 // TIME_WAIT ones for their 60 s, shrink every source address's range.
 // sock_diag cannot tell a bind() bucket from a connect() one, which does not
 // block: the count is an upper bound, and the plan errs towards more source
-// addresses. c10mprobe's own sockets on its automatic sources (an earlier
-// run's TIME_WAIT, say) are left out: they connect with
-// IP_BIND_ADDRESS_NO_PORT, whose buckets do not block.
+// addresses. An earlier run's sockets count too: with the runner's ports
+// (the default) they were bound, and a killed run's linger in TIME_WAIT.
 func heldPorts(lo, hi int) (int, error) {
 	held := make([]bool, hi-lo+1)
 	n := 0
 	see := func(s *sockdiag.Socket) {
-		if autoSourceBlock.Contains(s.Local.Addr()) {
-			return
-		}
 		if p := int(s.Local.Port()); p >= lo && p <= hi && !held[p-lo] {
 			held[p-lo] = true
 			n++

@@ -282,11 +282,17 @@ func Prepare(cfg Config) (*Runner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("counting the ports other programs hold: %w", err)
 	}
-	r.plan, err = MakePlan(PlanInput{
+	in := PlanInput{
 		Conns: cfg.Conns, NoFile: nofile, MaxWorkers: cfg.MaxWorkers,
 		Sources: cfg.Sources, PortLo: r.tuning.PortLo, PortHi: r.tuning.PortHi, PortsHeld: held,
 		ByRunner: cfg.PortChoice == PortsByRunner,
-	})
+	}
+	if in.ByRunner && len(cfg.Sources) == 0 {
+		if in.PortsHeldSlice, err = heldPorts(runnerSliceLo(in.PortLo, in.PortHi), in.PortHi); err != nil {
+			return nil, fmt.Errorf("counting the ports other programs hold: %w", err)
+		}
+	}
+	r.plan, err = MakePlan(in)
 	if err != nil {
 		return nil, badInput("%v", err)
 	}
