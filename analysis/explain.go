@@ -206,7 +206,8 @@ func Explain(r Run) Explanation {
 	if len(r.KmemFlags) > 0 {
 		// The census is counted on a tenth of the run and scaled: where the
 		// peak's /proc/slabinfo disagrees, the reader must know.
-		e.Verdict += "; the slab census disagrees with /proc/slabinfo at the peak: " + strings.Join(r.KmemFlags, "; ")
+		e.Verdict += fmt.Sprintf("; the slab census of the first %s connections disagrees with /proc/slabinfo at the peak by more than 5 %%: %s (the ledger's bytes are slabinfo's; README, \"A census of the slab\")",
+			units.Count(r.CensusConnections), strings.Join(r.KmemFlags, "; "))
 	}
 	return e
 }

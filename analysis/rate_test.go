@@ -2,6 +2,7 @@ package analysis
 
 import (
 	"math"
+	"strings"
 	"testing"
 )
 
@@ -79,5 +80,19 @@ func TestRecordedPortScanIsNamed(t *testing.T) {
 	}
 	if len(rt.Causes) == 0 || rt.Causes[0].Kind != "port_scan" || rt.Causes[0].Share < 0.5 {
 		t.Fatalf("causes %+v, want the port scan first, over half the connect phase", rt.Causes)
+	}
+}
+
+// What the census check flags is in the verdict, with the census's size,
+// and a run in its own network namespace says whose hash it had.
+func TestVerdictSaysTheCensusFlagsAndTheNamespace(t *testing.T) {
+	r := loadInput(t, "memory")
+	r.CensusConnections, r.KmemFlags = 20000, []string{"eventpoll_epi 256 against 307 B a connection (+20.0 %)"}
+	r.Netns, r.EhashEntries = true, 65536
+	v := Explain(r).Verdict
+	for _, want := range []string{"census of the first 20,000 connections disagrees with /proc/slabinfo", "eventpoll_epi 256 against 307", "private network namespace (--netns), with its own established hash of 65,536 buckets"} {
+		if !strings.Contains(v, want) {
+			t.Errorf("verdict lacks %q: %s", want, v)
+		}
 	}
 }

@@ -110,7 +110,7 @@ func (k *KmemReport) flagText() []string {
 	var out []string
 	for _, name := range k.Flagged {
 		ck := k.Check[name]
-		out = append(out, fmt.Sprintf("%s %.0f B a connection by the census, %.0f B by /proc/slabinfo at the peak (%+.1f %%)",
+		out = append(out, fmt.Sprintf("%s %.0f against %.0f B a connection (%+.1f %%)",
 			name, ck.CensusBytesPerConnection, ck.SlabinfoBytesPerConnection, 100*ck.Difference))
 	}
 	return out

@@ -484,7 +484,7 @@ func TestCensusMatchesSlabinfoDuringHold(t *testing.T) {
 		if !procAffected[name] {
 			t.Errorf("%s flagged: %+v", name, k.Check[name])
 		}
-		if !strings.Contains(s.Explanation.Verdict, "census disagrees") || !strings.Contains(s.Explanation.Verdict, name) {
+		if !strings.Contains(s.Explanation.Verdict, "disagrees with /proc/slabinfo") || !strings.Contains(s.Explanation.Verdict, name) {
 			t.Errorf("%s flagged, not in the verdict: %s", name, s.Explanation.Verdict)
 		}
 	}
