@@ -49,11 +49,14 @@ type Run struct {
 	// CensusConnections: the slab hooks counted the caches' Live over
 	// these first connections only (--kmem census); KmemFlags what the
 	// census check against /proc/slabinfo at the peak found off by > 5 %.
-	CensusConnections uint64 `json:"census_connections,omitempty"`
+	CensusConnections uint64   `json:"census_connections,omitempty"`
+	KmemFlags         []string `json:"kmem_flags,omitempty"`
 	// Netns: both ends ran in a private network namespace (--netns), whose
 	// established hash is its own (EhashEntries).
-	Netns     bool     `json:"netns,omitempty"`
-	KmemFlags []string `json:"kmem_flags,omitempty"`
+	Netns bool `json:"netns,omitempty"`
+	// PageReportedKiB: this guest gives free pages back to its hypervisor
+	// (free page reporting), this much since boot; 0 where it does not.
+	PageReportedKiB uint64 `json:"page_reported_kib,omitempty"`
 	// Mode is run, serve or dial; EndsHere the sockets of a connection on
 	// this host (1 for serve and dial, whose other ends are elsewhere).
 	Mode     string `json:"mode,omitempty"`

@@ -21,6 +21,8 @@ type Rate struct {
 	EhashChainMean float64 `json:"ehash_chain_mean"`
 	// Netns: the hash was the run's own namespace's (--netns), not the host's.
 	Netns bool `json:"netns,omitempty"`
+	// PageReportedKiB: the guest gives freed memory back to its host.
+	PageReportedKiB uint64 `json:"page_reported_kib,omitempty"`
 	// CPUShare is, for each kernel function watched (rateFuncs) and each
 	// phase's top self-time functions, the share of the phase's CPU samples
 	// with it on the stack: function → phase → share.
@@ -148,9 +150,17 @@ func (rt *Rate) causes() {
 			Change: "more source addresses (a lower fill) or --port-choice runner (one 4-tuple checked a connect)"})
 	}
 	if s := rt.share("allocate_slab", ph); s >= causeShare {
-		rt.Causes = append(rt.Causes, RateCause{Kind: "slab_pages", Phase: ph, Func: "allocate_slab", Share: s,
+		c := RateCause{Kind: "slab_pages", Phase: ph, Func: "allocate_slab", Share: s,
 			Detail: fmt.Sprintf("new slab pages for the sockets' objects took %s of the connect phase's CPU (inode constructors included)", pct(s)),
-			Change: "nothing the run can choose: it is the memory itself; a second run reuses pages the first freed"})
+			Change: "nothing the run can choose: it is the memory itself"}
+		if rt.PageReportedKiB > 0 {
+			// A new slab's freelist is written into every object: the
+			// page's first touch.
+			c.Detail += fmt.Sprintf("; this guest gives freed memory back to its hypervisor (free page reporting: %s since boot), and a page it gave back faults to the host at its first touch (make bench: BenchmarkFirstTouch)",
+				units.Bytes(rt.PageReportedKiB<<10))
+			c.Change += "; on a VM, a host that backs guest memory up front"
+		}
+		rt.Causes = append(rt.Causes, c)
 	}
 	if s := rt.share("__inet_lookup_established", ph); s >= causeShare || rt.EhashChainMean >= 4 {
 		rt.Causes = append(rt.Causes, RateCause{Kind: "ehash_chains", Phase: ph, Func: "__inet_lookup_established", Share: s,
@@ -183,7 +193,7 @@ func rateOf(r Run) *Rate {
 	if len(r.Series) < 2 || r.Connections < 10 {
 		return nil
 	}
-	rt := &Rate{EhashEntries: r.EhashEntries, Netns: r.Netns}
+	rt := &Rate{EhashEntries: r.EhashEntries, Netns: r.Netns, PageReportedKiB: r.PageReportedKiB}
 	if r.EhashEntries > 0 {
 		rt.EhashChainMean = float64(2*r.Connections) / float64(r.EhashEntries)
 	}

@@ -43,7 +43,7 @@ func TestCPUSharesByPhase(t *testing.T) {
 		{Phase: "connect", Weight: 40, Frames: []string{"allocate_slab", "kmem_cache_alloc"}},
 		{Phase: "exchange", Weight: 30, Frames: []string{"__inet_lookup_established", "tcp_v4_rcv"}},
 		{Phase: "exchange", Weight: 10, Frames: []string{"tcp_sendmsg_locked"}},
-	}}
+	}, PageReportedKiB: 3 << 20}
 	rt := rateOf(r)
 	for _, c := range []struct {
 		fn, ph string
@@ -66,7 +66,12 @@ func TestCPUSharesByPhase(t *testing.T) {
 	// The scan and the slab pages are over a tenth of the connect phase;
 	// the hash lookups are not (their exchange share does not count).
 	if len(kinds) != 2 || kinds[0] != "port_scan" || kinds[1] != "slab_pages" {
-		t.Errorf("causes %v, want port_scan and slab_pages", kinds)
+		t.Fatalf("causes %v, want port_scan and slab_pages", kinds)
+	}
+	// A guest that gives freed pages back to its host: the slab pages'
+	// cause says so, with how much.
+	if d := rt.Causes[1].Detail; !strings.Contains(d, "free page reporting: 3.0 GiB since boot") {
+		t.Errorf("slab_pages cause: %s", d)
 	}
 }
 

@@ -54,6 +54,7 @@ func Input(sum Summary, samples []PhaseSample) (analysis.Run, error) {
 	}
 	in.EhashEntries = uint64(max(0, h.EhashEntries))
 	in.Netns = res.Settings.Netns
+	in.PageReportedKiB = uint64(max(0, h.PageReportedKiB))
 	in.Mode, in.EndsHere, in.ConntrackPeak = res.Mode, res.Plan.EndsHere, res.ConntrackPeak
 	if own := res.WorkerOwnFDs; own > 0 && own < res.Plan.NoFile {
 		in.SocketsPerWorker = res.Plan.NoFile - own // measured, not the plan's reserve

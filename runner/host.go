@@ -14,27 +14,31 @@ import (
 
 // Host is every limit a run can meet, read once before it starts.
 type Host struct {
-	NoFileSoft      uint64            `json:"nofile_soft"`
-	NoFileHard      uint64            `json:"nofile_hard"`
-	CanRaiseNoFile  bool              `json:"can_raise_nofile"` // CAP_SYS_RESOURCE
-	CapSysAdmin     bool              `json:"cap_sys_admin"`    // exempt from fs.file-max
-	NrOpen          int64             `json:"nr_open"`
-	FileMax         int64             `json:"file_max"`
-	FilesOpen       int64             `json:"files_open"`
-	PortLo          int               `json:"port_lo"`
-	PortHi          int               `json:"port_hi"`
-	Somaxconn       int64             `json:"somaxconn"`
-	SynBacklog      int64             `json:"tcp_max_syn_backlog"`
-	EpollMaxWatches int64             `json:"epoll_max_user_watches"` // per user, one per socket watched
-	PidMax          int64             `json:"pid_max"`
-	ThreadsMax      int64             `json:"threads_max"`
-	NprocSoft       uint64            `json:"nproc_soft"`        // RLIMIT_NPROC
-	Tasks           int64             `json:"tasks"`             // threads on the host now (/proc/loadavg)
-	EhashEntries    int64             `json:"tcp_ehash_entries"` // buckets of the established hash; 0 where the sysctl is missing (< 6.1)
-	ConntrackMax    int64             `json:"conntrack_max"`     // 0 when nf_conntrack is not loaded
-	ConntrackCount  int64             `json:"conntrack_count"`   // entries now
-	TCPMemPages     [3]int64          `json:"tcp_mem_pages"`     // net.ipv4.tcp_mem
-	TCPRmem         [3]int64          `json:"tcp_rmem"`          // min, default, max bytes
+	NoFileSoft      uint64 `json:"nofile_soft"`
+	NoFileHard      uint64 `json:"nofile_hard"`
+	CanRaiseNoFile  bool   `json:"can_raise_nofile"` // CAP_SYS_RESOURCE
+	CapSysAdmin     bool   `json:"cap_sys_admin"`    // exempt from fs.file-max
+	NrOpen          int64  `json:"nr_open"`
+	FileMax         int64  `json:"file_max"`
+	FilesOpen       int64  `json:"files_open"`
+	PortLo          int    `json:"port_lo"`
+	PortHi          int    `json:"port_hi"`
+	Somaxconn       int64  `json:"somaxconn"`
+	SynBacklog      int64  `json:"tcp_max_syn_backlog"`
+	EpollMaxWatches int64  `json:"epoll_max_user_watches"` // per user, one per socket watched
+	PidMax          int64  `json:"pid_max"`
+	ThreadsMax      int64  `json:"threads_max"`
+	NprocSoft       uint64 `json:"nproc_soft"`        // RLIMIT_NPROC
+	Tasks           int64  `json:"tasks"`             // threads on the host now (/proc/loadavg)
+	EhashEntries    int64  `json:"tcp_ehash_entries"` // buckets of the established hash; 0 where the sysctl is missing (< 6.1)
+	// PageReportedKiB is what this guest has given back to its hypervisor
+	// since boot (free page reporting, /sys/module/page_reporting): a
+	// page it gave back is a host fault at its next first touch. -1: none.
+	PageReportedKiB int64             `json:"page_reported_kib"`
+	ConntrackMax    int64             `json:"conntrack_max"`   // 0 when nf_conntrack is not loaded
+	ConntrackCount  int64             `json:"conntrack_count"` // entries now
+	TCPMemPages     [3]int64          `json:"tcp_mem_pages"`   // net.ipv4.tcp_mem
+	TCPRmem         [3]int64          `json:"tcp_rmem"`        // min, default, max bytes
 	TCPWmem         [3]int64          `json:"tcp_wmem"`
 	Mem             procfs.Meminfo    `json:"meminfo"`
 	SlabObjSize     map[string]uint64 `json:"slab_object_size"` // nil when /proc/slabinfo is unreadable
@@ -82,6 +86,10 @@ func ReadHost() (Host, error) {
 	}
 	// net.ipv4.tcp_ehash_entries (Linux 6.1) reads the table's size.
 	h.EhashEntries, _ = readSysctlInt("net.ipv4.tcp_ehash_entries")
+	h.PageReportedKiB = -1
+	if v, err := procfs.ReadInt("/sys/module/page_reporting/parameters/reported_kib"); err == nil {
+		h.PageReportedKiB = v
+	}
 	if h.EpollMaxWatches, err = readSysctlInt("fs.epoll.max_user_watches"); err != nil {
 		return h, err
 	}

@@ -259,6 +259,14 @@ func TestExplanationOfA100kRunAndExplainWithoutRoot(t *testing.T) {
 			t.Errorf("the deciles add up to %.0f connects/s, the runner measured %.0f", overall, s.ConnectRate)
 		}
 	}
+	// Whether this guest gives memory back to its host, as sysfs says.
+	reported, err := procfs.ReadInt("/sys/module/page_reporting/parameters/reported_kib")
+	if err != nil {
+		reported = -1
+	}
+	if s.Host.PageReportedKiB > reported || (reported >= 0 && s.Host.PageReportedKiB < 0) {
+		t.Errorf("host page_reported_kib %d, sysfs %d after the run", s.Host.PageReportedKiB, reported)
+	}
 	if !strings.Contains(r.stdout, "Verdict: ") || !strings.Contains(r.stdout, "Limits, first to bind first") {
 		t.Errorf("run did not print the explanation:\n%s", r.stdout)
 	}
