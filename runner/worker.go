@@ -73,6 +73,8 @@ type worker struct {
 	// both: connections open and not yet through the exchange
 	waiting    int
 	exchanging bool
+	sending    bool // the exchange's first messages are still going out (sendBatch)
+	sendNext   int  // the next fd to send its message to
 
 	// server
 	listening bool
@@ -260,6 +262,9 @@ func (w *worker) step(timeout int) (exit bool, err error) {
 	if w.opening {
 		w.open()
 	}
+	if w.sending {
+		w.sendBatch()
+	}
 	if w.census && w.opening && int(w.stats.Opened) >= w.cfg.Census && w.pending == 0 && w.stats.CensusDone == 0 {
 		w.stats.CensusDone = 1
 		w.dirty = true
@@ -282,6 +287,9 @@ func (w *worker) failedOpens() uint64 {
 }
 
 func (w *worker) timeout() int {
+	if w.sending {
+		return 0 // the next batch of messages is due at once
+	}
 	if w.opening && w.cfg.Rate > 0 && w.tokens < 1 && w.pending < w.cfg.Inflight {
 		ms := int((1 - w.tokens) / w.cfg.Rate * 1000)
 		return max(1, min(ms, 100))
