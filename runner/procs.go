@@ -70,7 +70,7 @@ func (r *Runner) spawn() error {
 	for i := range r.plan.ServerWorkers {
 		wc := workerConfig{Proto: protoVersion, Role: Server, Index: i, Quota: Quota(r.cfg.Conns, r.plan.ServerWorkers, i),
 			Base: uint32(i * r.plan.ConnsPerWorker), NoFile: r.plan.NoFile, Payload: r.cfg.Payload, Unread: r.cfg.Unread,
-			Stream: r.cfg.Mode == ModeServe}
+			Stream: r.cfg.Mode == ModeServe, QuietClose: r.quietClose()}
 		wc.Quota = max(wc.Quota, min(r.plan.ConnsPerWorker, r.cfg.Conns))
 		if err := r.start(exe, wc, r.listener); err != nil {
 			return err
@@ -83,6 +83,7 @@ func (r *Runner) spawn() error {
 			NoFile: r.plan.NoFile, Sources: sources, Server: r.connectTo.String(), Base: uint32(base), Exchange: r.cfg.Exchange, Family: r.cfg.Family,
 			Inflight: max(1, r.cfg.Inflight/r.plan.ClientWorkers), Rate: perWorkerRate, Payload: r.cfg.Payload, Unread: r.cfg.Unread}
 		base += wc.Quota
+		wc.QuietClose = r.quietClose()
 		if r.censusAt > 0 {
 			wc.Census = Quota(r.censusAt, r.plan.ClientWorkers, i)
 		}
@@ -377,3 +378,7 @@ func (r *Runner) stopWorkers() {
 		p.ctl.Close()
 	}
 }
+
+// quietClose: both ends of every connection are this run's workers, so
+// they may close without telling each other (workerConfig.QuietClose).
+func (r *Runner) quietClose() bool { return r.cfg.Mode == ModeRun && !r.cfg.External() }

@@ -116,7 +116,7 @@ func (s *Stats) unmarshal(buf []byte) error {
 // protoVersion is checked by every worker against its parent's: a
 // c10mprobe-worker left from another build must not misread the commands
 // or the Stats records. Bump it with any change to them or to workerConfig.
-const protoVersion = 11
+const protoVersion = 12
 
 // Role is a worker's end of the connections.
 type Role string
@@ -148,6 +148,10 @@ type workerConfig struct {
 	// Ports[0]+Index so that no two client workers try the same one.
 	Ports  [2]int `json:"ports,omitempty"`
 	Stride int    `json:"stride,omitempty"`
+	// QuietClose: both ends of every connection are this run's workers
+	// (run, the built-in server): each closes its sockets in TCP repair
+	// mode, which sends nothing.
+	QuietClose bool `json:"quiet_close,omitempty"`
 	// Census: a client pauses after opening this many (its share of the
 	// census) until cmdResume; 0 for no pause.
 	Census int `json:"census,omitempty"`

@@ -523,13 +523,22 @@ func (w *worker) finish() {
 func (w *worker) closeAll() {
 	start := time.Now()
 	linger := &unix.Linger{Onoff: 1, Linger: 0}
+	quiet := w.cfg.QuietClose
 	for fd := range w.conns {
 		if w.conns[fd].state == stFree {
 			continue
 		}
-		// serve's server closes first, its dialers being elsewhere: an RST
-		// too, so that no TIME_WAIT is left on either host.
-		if w.cfg.Role == Client || w.cfg.Stream {
+		// Both ends ours: TCP_REPAIR (CAP_NET_ADMIN) makes close() send
+		// nothing (__tcp_close → tcp_disconnect skips the RST in repair
+		// mode), so neither the RST nor the peer's handling of it is paid,
+		// and the peer closes its end the same way. Refused, the RST.
+		if quiet && rawSetsockoptInt(fd, unix.SOL_TCP, unix.TCP_REPAIR, 1) != nil {
+			quiet = false
+		}
+		// Otherwise clients close with an RST, and serve's server, which
+		// closes first, its dialers being elsewhere: no TIME_WAIT is left
+		// on either host.
+		if !quiet && (w.cfg.Role == Client || w.cfg.Stream) {
 			_ = rawSetsockopt(fd, unix.SOL_SOCKET, unix.SO_LINGER, unsafe.Pointer(linger), unix.SizeofLinger)
 		}
 		if err := rawClose(fd); err == nil || !errors.Is(err, unix.EBADF) {
