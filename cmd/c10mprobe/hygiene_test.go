@@ -15,7 +15,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
+	"github.com/c10mprobe/c10mprobe/internal/procfs"
 	"github.com/c10mprobe/c10mprobe/internal/sysctl"
 )
 
@@ -228,4 +230,38 @@ func TestWorkersWithoutTheLeanBinary(t *testing.T) {
 	if s.Verified != n || s.WorkerExecutable != lone {
 		t.Errorf("verified %d, workers ran %q; want %d and %s", s.Verified, s.WorkerExecutable, n, lone)
 	}
+}
+
+// Both ends the run's: every socket closes in TCP repair mode and sends
+// nothing. The kernel's own counters say so: no RST and no FIN segments
+// the size of the run, and no TIME_WAIT left.
+func TestCloseSendsNothingWhenBothEndsAreTheRuns(t *testing.T) {
+	needRoot(t)
+	const n, port = 10000, 19966
+	tcp := func() map[string]int64 {
+		m, err := procfs.ReadKeyed("/proc/net/snmp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m["Tcp"]
+	}
+	cmd, o, e, dir := start(t, "--conns", fmt.Sprint(n), "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--no-bpf", "--hold", "3s")
+	for deadline := time.Now().Add(30 * time.Second); countOnPort(t, port) < n && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // the exchange of 10,000 takes a tenth of that
+	before := tcp()         // in the hold: every connection through its exchange
+	r := finish(t, cmd, o, e, dir)
+	after := tcp()
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	// A few from the rest of the machine; an RST a connection would be 10,000.
+	if rst, segs := after["OutRsts"]-before["OutRsts"], after["OutSegs"]-before["OutSegs"]; rst > n/20 || segs > n/5 {
+		t.Errorf("closing %d connections sent %d RSTs and %d segments", n, rst, segs)
+	}
+	if tw := timeWaitOn(t, port); tw != 0 {
+		t.Errorf("%d TIME_WAIT sockets on port %d after the run", tw, port)
+	}
+	assertNoWorkers(t, r.dir)
 }
