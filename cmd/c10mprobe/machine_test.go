@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	osexec "os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -113,8 +114,9 @@ func TestMachineIntoSwap(t *testing.T) {
 	assertSysctls(t, before)
 }
 
-// waitSwapping waits until the run's swapfile holds pages; a run that
-// ended first fails the test with its output.
+// waitSwapping waits until the run's swapfile holds pages and its workers
+// are started (the huge pages alone can push the host's pages out before);
+// a run that ended first fails the test with its output.
 func waitSwapping(t *testing.T, cmd *osexec.Cmd, stderr fmt.Stringer, dir string) {
 	t.Helper()
 	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
@@ -122,7 +124,8 @@ func waitSwapping(t *testing.T, cmd *osexec.Cmd, stderr fmt.Stringer, dir string
 		if st, err := procfs.ReadStat(cmd.Process.Pid); err != nil || st.State == 'Z' {
 			t.Fatalf("the run ended before it went into swap\nstderr:\n%s", stderr)
 		}
-		if m, err := procfs.ReadMeminfo(); err == nil && swapActive(dir) && m.SwapTotal > m.SwapFree {
+		_, started := os.Stat(filepath.Join(dir, "workers.pids"))
+		if m, err := procfs.ReadMeminfo(); err == nil && started == nil && swapActive(dir) && m.SwapTotal > m.SwapFree {
 			return
 		}
 	}
