@@ -82,8 +82,12 @@ var hooks = []hook{
 	rawAndTP("kmem_cache_free", "kmem", "kmem_cache_free", "rawtp_kmem_cache_free", "tp_kmem_cache_free"),
 	rawAndTP("kmalloc", "kmem", "kmalloc", "rawtp_kmalloc", "tp_kmalloc"),
 	// Only to tell the slab allocations made in softirq: with the slab hooks.
-	rawAndTP("softirq_entry", "irq", "softirq_entry", "rawtp_softirq_entry", "tp_softirq_entry"),
+	// Exit before entry: a softirq that begins between the two attachments
+	// would otherwise count as entered forever on its CPU (one run had
+	// 42,145 of 60,000 TCP socks "in softirq" so); an exit without its
+	// entry is ignored.
 	rawAndTP("softirq_exit", "irq", "softirq_exit", "rawtp_softirq_exit", "tp_softirq_exit"),
+	rawAndTP("softirq_entry", "irq", "softirq_entry", "rawtp_softirq_entry", "tp_softirq_entry"),
 	rawAndTP("mm_page_alloc", "kmem", "mm_page_alloc", "rawtp_mm_page_alloc", "tp_mm_page_alloc"),
 	rawAndTP("mm_page_free", "kmem", "mm_page_free", "rawtp_mm_page_free", "tp_mm_page_free"),
 	rawAndTP("inet_sock_set_state", "sock", "inet_sock_set_state", "rawtp_inet_sock_set_state", "tp_inet_sock_set_state"),
