@@ -102,10 +102,9 @@ func (r *Runner) spawn() error {
 	if r.ballast != nil {
 		fmt.Fprintf(&pids, "%d %s 0\n", r.ballast.pid, Ballast)
 	}
-	// A brought server's TIME_WAIT sockets are its own business (and its
-	// other clients'): restore frees only the built-in server's.
-	if !r.cfg.clientOnly() && r.cfg.Mode == ModeRun {
-		if err := os.WriteFile(filepath.Join(r.cfg.OutDir, rundir.Server), []byte(r.connectTo.String()+"\n"), 0o644); err != nil {
+	// What restore frees of a killed run's TIME_WAIT (timeWaitScope).
+	if tw := r.timeWait(); tw.server.IsValid() {
+		if err := os.WriteFile(filepath.Join(r.cfg.OutDir, rundir.Server), []byte(tw.String()), 0o644); err != nil {
 			return err
 		}
 	}

@@ -141,16 +141,20 @@ func Leftovers(dir string) []string {
 }
 
 // removeTimeWait frees the run's TIME_WAIT sockets, as ss -K would. The
-// runner closes its clients with an RST, which leaves none; a client worker
-// that died had its sockets closed by the kernel with a FIN, and each would
-// hold its port for 60 s after the run.
+// runner closes quietly or with an RST, which leaves none; a worker that
+// died had its sockets closed by the kernel with a FIN, and each would hold
+// its port for 60 s after the run.
 func (r *Runner) removeTimeWait(died bool) {
-	freed := freeTimeWait(r.connectTo)
+	tw := r.timeWait()
+	if !tw.server.IsValid() {
+		return
+	}
+	freed := tw.free()
 	// After a death, the last FINs of the dead worker's connections cross
 	// as the others exit: sockets still reach TIME_WAIT for a while after.
 	for i := 0; died && i < 20; i++ {
 		time.Sleep(50 * time.Millisecond)
-		n := freeTimeWait(r.connectTo)
+		n := tw.free()
 		freed += n
 		if n == 0 && i >= 3 {
 			break
@@ -161,21 +165,79 @@ func (r *Runner) removeTimeWait(died bool) {
 	}
 }
 
-// freeTimeWait destroys the TIME_WAIT sockets at either end of server and
-// says how many.
-func freeTimeWait(server netip.AddrPort) int {
-	var tw []sockdiag.Socket
+// timeWaitScope is which TIME_WAIT sockets are a run's: those at either
+// end of its built-in server, or, with a server the user brought, only its
+// own client ends (the server's, and its other clients', are theirs).
+type timeWaitScope struct {
+	server  netip.AddrPort
+	clients map[netip.Addr]bool // nil: both ends
+}
+
+// timeWait is this run's scope; none for serve and dial, whose other ends
+// are on other hosts.
+func (r *Runner) timeWait() timeWaitScope {
+	if r.cfg.Mode != ModeRun {
+		return timeWaitScope{}
+	}
+	tw := timeWaitScope{server: r.connectTo}
+	if r.cfg.External() {
+		tw.clients = map[netip.Addr]bool{}
+		for _, a := range r.plan.Sources {
+			tw.clients[a] = true
+		}
+	}
+	return tw
+}
+
+// String is the scope as rundir.Server records it: the server, then for a
+// brought one each client address.
+func (tw timeWaitScope) String() string {
+	var b strings.Builder
+	b.WriteString(tw.server.String() + "\n")
+	for a := range tw.clients {
+		b.WriteString("client " + a.String() + "\n")
+	}
+	return b.String()
+}
+
+func parseTimeWaitScope(data string) (timeWaitScope, error) {
+	lines := strings.Split(strings.TrimSpace(data), "\n")
+	server, err := netip.ParseAddrPort(strings.TrimSpace(lines[0]))
+	if err != nil {
+		return timeWaitScope{}, fmt.Errorf("%s: %w", rundir.Server, err)
+	}
+	tw := timeWaitScope{server: server}
+	for _, l := range lines[1:] {
+		a, err := netip.ParseAddr(strings.TrimSpace(strings.TrimPrefix(l, "client ")))
+		if err != nil {
+			return timeWaitScope{}, fmt.Errorf("%s: %w", rundir.Server, err)
+		}
+		if tw.clients == nil {
+			tw.clients = map[netip.Addr]bool{}
+		}
+		tw.clients[a] = true
+	}
+	return tw, nil
+}
+
+// free destroys the scope's TIME_WAIT sockets and says how many.
+func (tw timeWaitScope) free() int {
+	var found []sockdiag.Socket
 	err := sockdiag.DumpIPv4(1<<sockdiag.StateTimeWait, func(s *sockdiag.Socket) {
-		if s.Remote == server || s.Local == server {
-			tw = append(tw, *s)
+		ours := s.Remote == tw.server || s.Local == tw.server
+		if tw.clients != nil {
+			ours = s.Remote == tw.server && tw.clients[s.Local.Addr()]
+		}
+		if ours {
+			found = append(found, *s)
 		}
 	})
 	if err != nil {
 		return 0
 	}
 	freed := 0
-	for i := range tw {
-		if sockdiag.Destroy(&tw[i]) == nil {
+	for i := range found {
+		if sockdiag.Destroy(&found[i]) == nil {
 			freed++
 		}
 	}
@@ -189,12 +251,12 @@ func freeKilledRunTimeWait(dir string) (string, error) {
 	if !ok || err != nil {
 		return "", err
 	}
-	server, err := netip.ParseAddrPort(strings.TrimSpace(data))
+	tw, err := parseTimeWaitScope(data)
 	if err != nil {
-		return "", fmt.Errorf("%s: %w", rundir.Server, err)
+		return "", err
 	}
-	if n := freeTimeWait(server); n > 0 {
-		return fmt.Sprintf("%d sockets in TIME_WAIT on %s (its workers', closed by the kernel when it was killed)", n, server), nil
+	if n := tw.free(); n > 0 {
+		return fmt.Sprintf("%d sockets in TIME_WAIT on %s (its workers', closed by the kernel when it was killed)", n, tw.server), nil
 	}
 	return "", nil
 }

@@ -213,6 +213,11 @@ func TestTargetKilledRunServerRestored(t *testing.T) {
 	if pids, _ := procfs.Tree([]int{pgid}); len(pids) > 0 {
 		t.Errorf("server processes %v alive after restore", pids)
 	}
+	// The run's client ends went to TIME_WAIT when the server closed them:
+	// restore frees those, the run's own, and leaves the next test none.
+	if tw := timeWaitOn(t, 19975); tw != 0 {
+		t.Errorf("%d sockets in TIME_WAIT on 19975 after restore:\n%s", tw, out)
+	}
 	assertServerGone(t, dir, nil, 19975)
 }
 

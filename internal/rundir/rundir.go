@@ -9,8 +9,9 @@ const (
 	Journal = "sysctl-journal.json"
 	// Workers lists pid, role and index of every worker process.
 	Workers = "workers.pids"
-	// Server is the address:port clients connect to, so that restore can
-	// free the TIME_WAIT sockets a killed run's workers left on it.
+	// Server is the address:port clients connect to, and for a server the
+	// user brought the run's client addresses, so that restore can free the
+	// TIME_WAIT sockets a killed run's workers left.
 	Server = "server.addr"
 	// ServerGroup is "PGID STARTTIME" of a --server-cmd's process group
 	// while it runs, so that restore stops it after a SIGKILL of c10mprobe.
