@@ -68,6 +68,10 @@ var rateFuncs = []struct{ fn, what string }{
 	{"rcu_core", "RCU callbacks (freeing inodes, dentries, files)"},
 }
 
+// ratePhases are the phases of a run whose CPU the rate section reports,
+// in their order.
+var ratePhases = []string{"connect", "exchange", "hold", "close"}
+
 // causeShare is a share of a phase's CPU above which a cause is named.
 const causeShare = 0.10
 
@@ -236,7 +240,7 @@ func rateText(rt *Rate) string {
 		s += fmt.Sprintf("; the established hash has %s buckets (%s), so at the peak each packet's lookup walks chains of %.1f sockets on average",
 			units.Count(rt.EhashEntries), rt.ehashWhose(), rt.EhashChainMean)
 	}
-	for _, ph := range []string{"connect", "exchange", "hold", "close"} {
+	for _, ph := range ratePhases {
 		top := rt.TopSelf[ph]
 		if len(top) == 0 {
 			continue

@@ -51,7 +51,7 @@ func WriteReport(w io.Writer, r Report) error {
 		"Flame":     template.HTML(flame.String()),
 		"CPU":       template.HTML(cpu.String()),
 		"HasCPU":    len(r.CPUStacks) > 0,
-		"Phases":    []string{"connect", "exchange", "hold", "close"},
+		"Phases":    ratePhases,
 		"HasStacks": len(r.Stacks) > 0,
 	}
 	return reportTemplate().Execute(w, data)

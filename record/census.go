@@ -39,10 +39,8 @@ const kmemTolerance = 0.05
 // but not flagged: its per-CPU slabs alone move it by more than 5 %.
 const minFlagBytes = 64
 
-// SetKmem records how the run uses the slab hooks (--kmem) and its size.
-func (r *Recorder) SetKmem(mode string, conns int) {
-	r.kmemMode, r.conns = mode, conns
-}
+// SetKmem records how the run uses the slab hooks (--kmem).
+func (r *Recorder) SetKmem(mode string) { r.kmemMode = mode }
 
 // Census is the runner's OnCensus: /proc/slabinfo and the probes read
 // back to back while nothing opens, then the slab hooks detached.
@@ -73,18 +71,16 @@ func (r *Recorder) kmemReport(idle, peak *PhaseSample, established uint64, cache
 	if c == nil || idle == nil || peak == nil || established == 0 || c.Established == 0 {
 		return k
 	}
-	k.CensusConnections = c.Established
-	if conn := sample(r.samples, "idle"); conn != nil {
-		k.CensusSeconds = c.Time.Sub(conn.Time).Seconds()
+	// The idle sample is taken as the connect phase begins.
+	k.CensusConnections, k.CensusSeconds = c.Established, c.Time.Sub(idle.Time).Seconds()
+	if idle.Slabinfo == nil || peak.Slabinfo == nil || c.Slabinfo == nil {
+		return k // /proc/slabinfo is root's: nothing to check against
 	}
 	k.Check = map[string]KmemCheck{}
 	for name, cr := range caches {
-		if idle.Slabinfo == nil || peak.Slabinfo == nil {
-			break
-		}
 		ck := KmemCheck{
 			CensusBytesPerConnection:   float64(cr.Bytes) / float64(c.Established),
-			SlabinfoBytesPerConnection: float64(int64(peak.Slabinfo[name].ActiveObjs)-int64(idle.Slabinfo[name].ActiveObjs)) * float64(cr.ObjectSize) / float64(established),
+			SlabinfoBytesPerConnection: float64(cr.SlabinfoDelta) * float64(cr.ObjectSize) / float64(established),
 		}
 		if ck.CensusBytesPerConnection > 0 {
 			ck.Difference = ck.SlabinfoBytesPerConnection/ck.CensusBytesPerConnection - 1

@@ -29,15 +29,15 @@ func TestKmemCheckFlagsWhatTheCensusGotWrong(t *testing.T) {
 	// dentry: slabinfo 4 a connection where the probes saw 2, kmalloc-32 1.
 	r.census = &PhaseSample{Phase: "census", Time: t0.Add(2 * time.Second), Established: 1000,
 		Slabinfo: slab(map[string]uint64{"TCP": 2000, "eventpoll_epi": 2000, "dentry": 4000, "kmalloc-32": 1000})}
-	caches := map[string]CacheReport{
-		"TCP":           {ObjectSize: 2368, Bytes: 2000 * 2368},
-		"eventpoll_epi": {ObjectSize: 128, Bytes: 2000 * 128},
-		"dentry":        {ObjectSize: 192, Bytes: 2000 * 192},
-		"kmalloc-32":    {ObjectSize: 32, Bytes: 1000 * 32},
-	}
 	// At 10,000: TCP as counted, eventpoll_epi 20 % more, dentry 4 a
-	// connection, kmalloc-32 doubled.
+	// connection, kmalloc-32 doubled (peak less idle, as kernel() has it).
 	peak := &PhaseSample{Slabinfo: slab(map[string]uint64{"TCP": 20000, "eventpoll_epi": 24000, "dentry": 40000, "kmalloc-32": 20000})}
+	caches := map[string]CacheReport{
+		"TCP":           {ObjectSize: 2368, Bytes: 2000 * 2368, SlabinfoDelta: 20000},
+		"eventpoll_epi": {ObjectSize: 128, Bytes: 2000 * 128, SlabinfoDelta: 24000},
+		"dentry":        {ObjectSize: 192, Bytes: 2000 * 192, SlabinfoDelta: 40000},
+		"kmalloc-32":    {ObjectSize: 32, Bytes: 1000 * 32, SlabinfoDelta: 20000},
+	}
 	k := r.kmemReport(idle, peak, 10000, caches)
 	if k.CensusConnections != 1000 || k.CensusSeconds != 2 {
 		t.Errorf("census %d connections at %.1f s", k.CensusConnections, k.CensusSeconds)

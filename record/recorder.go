@@ -47,9 +47,8 @@ type Recorder struct {
 	pids    []int
 	ballast int // --ballast's pid; 0 without
 	start   time.Time
-	// The slab hooks: --kmem's mode, the run's size, the census if taken.
+	// The slab hooks: --kmem's mode, and the census if taken.
 	kmemMode  string
-	conns     int
 	census    *PhaseSample
 	idleProbe *bpf.Snapshot
 	series    []analysis.Sample

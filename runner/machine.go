@@ -112,25 +112,20 @@ func (r *Runner) shrink() error {
 	}
 	ma := &machine{size: r.cfg.MachineMem}
 	ma.pages = (m.MemTotal - m.Hugetlb - ma.size) / m.HugePageSize
-	// Free pages in 2 MiB runs: compaction first (an action, not a setting).
-	_ = os.WriteFile("/proc/sys/vm/compact_memory", []byte("1"), 0)
 	want := m.HugePagesTotal + ma.pages
-	if _, err := r.journal.Set(hugePagesKey, fmt.Sprint(want)); err != nil {
-		return err
-	}
 	r.machine = ma
-	if m, err = procfs.ReadMeminfo(); err != nil {
-		return err
-	}
-	ma.left = m.MemTotal - m.Hugetlb
-	for try := 0; try < 3 && float64(ma.left) > machineSlack*float64(ma.size); try++ {
-		// Short: an earlier run's sockets may still be queued for freeing
-		// behind lazy RCU (up to 10 s), their pages neither free nor
-		// movable. Let those callbacks run, compact, ask again.
-		fmt.Fprintf(r.cfg.Log, "machine: %d of %d huge pages reserved; waiting for RCU frees and compacting, then again\n", m.HugePagesTotal, want)
-		procfs.SettleRCU()
+	for try := 0; ; try++ {
+		if try > 0 {
+			// Short: an earlier run's sockets may still be queued for
+			// freeing behind lazy RCU (up to 10 s), their pages neither
+			// free nor movable. Let those callbacks run, then again.
+			fmt.Fprintf(r.cfg.Log, "machine: %d of %d huge pages reserved; waiting for RCU frees and compacting, then again\n", m.HugePagesTotal, want)
+			procfs.SettleRCU()
+		}
+		// Free pages in 2 MiB runs: compaction first (an action, not a
+		// setting). Each try is journaled: restore writes back each value
+		// in turn.
 		_ = os.WriteFile("/proc/sys/vm/compact_memory", []byte("1"), 0)
-		// Journaled again: restore then writes back each value in turn.
 		if _, err := r.journal.Set(hugePagesKey, fmt.Sprint(want)); err != nil {
 			return err
 		}
@@ -138,6 +133,9 @@ func (r *Runner) shrink() error {
 			return err
 		}
 		ma.left = m.MemTotal - m.Hugetlb
+		if float64(ma.left) <= machineSlack*float64(ma.size) || try == 3 {
+			break
+		}
 	}
 	if float64(ma.left) > machineSlack*float64(ma.size) {
 		return fmt.Errorf("--machine-mem %s: only %d of %d huge pages could be reserved (memory too fragmented?), which leaves %s: not that machine",

@@ -282,17 +282,12 @@ func Prepare(cfg Config) (*Runner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("counting the ports other programs hold: %w", err)
 	}
-	in := PlanInput{
+	lo, hi := r.tuning.PortLo, r.tuning.PortHi
+	r.plan, err = MakePlan(PlanInput{
 		Conns: cfg.Conns, NoFile: nofile, MaxWorkers: cfg.MaxWorkers,
-		Sources: cfg.Sources, PortLo: r.tuning.PortLo, PortHi: r.tuning.PortHi, PortsHeld: held,
-		ByRunner: cfg.PortChoice == PortsByRunner,
-	}
-	if in.ByRunner && len(cfg.Sources) == 0 {
-		if in.PortsHeldSlice, err = heldPorts(runnerSliceLo(in.PortLo, in.PortHi), in.PortHi); err != nil {
-			return nil, fmt.Errorf("counting the ports other programs hold: %w", err)
-		}
-	}
-	r.plan, err = MakePlan(in)
+		Sources: cfg.Sources, PortLo: lo, PortHi: hi, PortsHeld: held.count(lo, hi),
+		ByRunner: cfg.PortChoice == PortsByRunner, PortsHeldSlice: held.count(runnerSliceLo(lo, hi), hi),
+	})
 	if err != nil {
 		return nil, badInput("%v", err)
 	}

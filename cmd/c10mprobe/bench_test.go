@@ -177,7 +177,7 @@ func BenchmarkProbeOverhead(b *testing.B) {
 	}
 	on, off := median(rate[true]), median(rate[false])
 	b.Logf("verified/s at %d connections, %d interleaved pairs: probes on (--kmem census) median %.0f (%.0f–%.0f), off %.0f (%.0f–%.0f)",
-		n, pairs, on, minOf(rate[true]), maxOf(rate[true]), off, minOf(rate[false]), maxOf(rate[false]))
+		n, pairs, on, slices.Min(rate[true]), slices.Max(rate[true]), off, slices.Min(rate[false]), slices.Max(rate[false]))
 	b.ReportMetric(on/off, "rate-on/off")
 
 	// The same run with the kernel timing each program: where the cost is,
@@ -194,9 +194,6 @@ func BenchmarkProbeOverhead(b *testing.B) {
 		b.ReportMetric(pc.NsPerConnection/1000, "probe-µs/conn")
 	}
 }
-
-func minOf(v []float64) float64 { return slices.Min(v) }
-func maxOf(v []float64) float64 { return slices.Max(v) }
 
 func median(v []float64) float64 {
 	s := append([]float64(nil), v...)

@@ -371,3 +371,27 @@ func TestReserveGuardsTheExchange(t *testing.T) {
 		t.Errorf("exit %d, limit %+v, hold %.1fs", r.code, s.Limit, s.Phases.HoldSeconds)
 	}
 }
+
+// Ports another program has bound on the run's own source address are
+// skipped by the runner's choice, one by one, and counted: here 50 this
+// test binds at the bottom of the range the run takes its ports from.
+func TestRunnerPortsSkipWhatAnotherProgramBound(t *testing.T) {
+	needRoot(t)
+	before := sysctls(t)
+	for p := 40000; p < 40050; p++ {
+		fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer syscall.Close(fd)
+		if err := syscall.Bind(fd, &syscall.SockaddrInet4{Port: p, Addr: [4]byte{127, 0, 0, 2}}); err != nil {
+			t.Fatalf("binding 127.0.0.2:%d: %v", p, err)
+		}
+	}
+	r := run(t, "--conns", "500", "--listen", "127.0.0.1:19967", "--src", "127.0.0.2", "--port-range", "40000-40999", "--no-bpf", "--port-choice", "runner")
+	s := readSummary(t, r)
+	if r.code != 0 || s.Verified != 500 || s.SourcePorts.Skipped != 50 {
+		t.Errorf("exit %d, verified %d, skipped %d: want 500 verified past the 50 ports bound here\n%s", r.code, s.Verified, s.SourcePorts.Skipped, r.stderr)
+	}
+	assertSysctls(t, before)
+}

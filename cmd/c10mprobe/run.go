@@ -269,13 +269,13 @@ func modeCmd(mode runner.Mode, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	census := censusConnections(f.kmem, cfg)
 	if !f.noBPF {
 		plan := r.Plan()
 		port := cfg.Listen.Port()
 		if cfg.Target.IsValid() {
 			port = cfg.Target.Port()
 		}
-		census := censusConnections(f.kmem, cfg)
 		probes, err = bpf.Open(bpf.Config{
 			Backend: f.backend, Conns: cfg.Conns, Inflight: cfg.Inflight, RunPort: port,
 			Sources: plan.Sources, PortLo: plan.PortLo, PortsPerSource: plan.PortsPerSource, RunDir: cfg.OutDir,
@@ -298,8 +298,8 @@ func modeCmd(mode runner.Mode, args []string, stdout, stderr io.Writer) error {
 	}
 	rec = record.New(probes)
 	if probes != nil {
-		rec.SetKmem(f.kmem, cfg.Conns)
-		if census := censusConnections(f.kmem, cfg); census < cfg.Conns {
+		rec.SetKmem(f.kmem)
+		if census < cfg.Conns {
 			r.SetCensus(census, rec.Census)
 		}
 	}
