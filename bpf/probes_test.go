@@ -15,6 +15,7 @@ import (
 	"github.com/c10mprobe/c10mprobe/internal/hostlock"
 	"github.com/c10mprobe/c10mprobe/internal/procfs"
 	"github.com/c10mprobe/c10mprobe/internal/sockdiag"
+	"github.com/c10mprobe/c10mprobe/internal/testenv"
 	"github.com/cilium/ebpf"
 )
 
@@ -64,9 +65,7 @@ func TestSpecHasEveryProgramAndMap(t *testing.T) {
 
 func needRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to load eBPF programs and read /proc/slabinfo")
-	}
+	testenv.NeedRoot(t, "loads eBPF programs and reads /proc/slabinfo")
 }
 
 // openConns makes n loopback connections to port in this process and
@@ -145,7 +144,7 @@ func testBackend(t *testing.T, b Backend) {
 		Sources: []netip.Addr{netip.MustParseAddr("127.0.0.1")}, PortLo: lo, PortsPerSource: hi - lo + 1,
 	})
 	if errors.Is(err, ErrUnsupported) {
-		t.Skipf("%s: %v", b, err)
+		testenv.Skip(t, testenv.KernelLacks, "%s: %v", b, err)
 	}
 	if err != nil {
 		// The kernel offers the backend and our program failed: a bug.

@@ -14,6 +14,7 @@ import (
 	"github.com/c10mprobe/c10mprobe/internal/limit"
 	"github.com/c10mprobe/c10mprobe/internal/sockdiag"
 	"github.com/c10mprobe/c10mprobe/internal/sysctl"
+	"github.com/c10mprobe/c10mprobe/internal/testenv"
 )
 
 // TestMain makes this test binary a worker when a run in it starts one (it
@@ -31,9 +32,7 @@ func TestMain(m *testing.M) {
 
 func needRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: changes sysctls")
-	}
+	testenv.NeedRoot(t, "changes sysctls")
 }
 
 // runIn prepares and runs cfg in this process, with a fresh run directory.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/c10mprobe/c10mprobe/analysis"
 	"github.com/c10mprobe/c10mprobe/internal/rundir"
+	"github.com/c10mprobe/c10mprobe/internal/testenv"
 	"github.com/c10mprobe/c10mprobe/record"
 	"github.com/google/pprof/profile"
 )
@@ -120,7 +121,9 @@ func TestExportsOfARun(t *testing.T) {
 	if b := s.Explanation.BindingLimit; b != "memory" && b != "epoll watches" {
 		t.Errorf("binding limit %q", b)
 	}
-	assertReportRenders(t, filepath.Join(dir, "report.html"), s.Explanation.BindingLimit)
+	t.Run("browser", func(t *testing.T) {
+		assertReportRenders(t, filepath.Join(dir, "report.html"), s.Explanation.BindingLimit)
+	})
 
 	// export regenerates every file from the recorded data.
 	os.Remove(filepath.Join(dir, "report.html"))
@@ -181,11 +184,7 @@ func assertXML(t *testing.T, data []byte) {
 // rendered DOM for the verdict, the charts and the flamegraph.
 func assertReportRenders(t *testing.T, path, binding string) {
 	t.Helper()
-	chromium, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Log("skipping the browser check: chromium is not installed (apt-get install chromium; .ci/run does)")
-		return
-	}
+	chromium := testenv.NeedTool(t, "chromium", "chromium")
 	cmd := exec.Command(chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync",
 		"--user-data-dir="+t.TempDir(), "--dump-dom", "file://"+path)

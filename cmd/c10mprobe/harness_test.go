@@ -23,6 +23,7 @@ import (
 	"github.com/c10mprobe/c10mprobe/internal/rundir"
 	"github.com/c10mprobe/c10mprobe/internal/sockdiag"
 	"github.com/c10mprobe/c10mprobe/internal/sysctl"
+	"github.com/c10mprobe/c10mprobe/internal/testenv"
 	"github.com/c10mprobe/c10mprobe/record"
 	"github.com/c10mprobe/c10mprobe/runner"
 )
@@ -34,6 +35,11 @@ func TestMain(m *testing.M) {
 	// counts are off while another's tests open or close thousands of
 	// sockets, and go test runs packages at once unless given -p 1.
 	hostlock.Wait("c10mprobe-tests")
+	if dir := os.Getenv(prebuiltEnv); dir != "" {
+		// The VM tier's guest has no Go toolchain: it is given the binaries.
+		toolBinary = filepath.Join(dir, "c10mprobe")
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "c10mprobe-e2e")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -53,11 +59,22 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// prebuiltEnv names a directory holding c10mprobe, c10mprobe-worker and
+// the test servers (goecho) already built, as the VM tier provides them.
+const prebuiltEnv = "C10MPROBE_TEST_BIN_DIR"
+
+// prebuilt returns the path of a program built by the caller of the tests,
+// or "" when the tests build their own.
+func prebuilt(name string) string {
+	if dir := os.Getenv(prebuiltEnv); dir != "" {
+		return filepath.Join(dir, name)
+	}
+	return ""
+}
+
 func needRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: opens tens of thousands of sockets and changes sysctls")
-	}
+	testenv.NeedRoot(t, "opens tens of thousands of sockets and changes sysctls")
 }
 
 // watched are the sysctls a run may change; every test checks they come back.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/c10mprobe/c10mprobe/internal/limit"
 	"github.com/c10mprobe/c10mprobe/internal/sysctl"
+	"github.com/c10mprobe/c10mprobe/internal/testenv"
 	"github.com/c10mprobe/c10mprobe/record"
 )
 
@@ -44,9 +45,7 @@ func ip(t *testing.T, args ...string) {
 func newTopology(t *testing.T, dialers int) topology {
 	t.Helper()
 	needRoot(t)
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs ip (iproute2)")
-	}
+	testenv.NeedTool(t, "ip", "iproute2")
 	tag := fmt.Sprintf("c10t%d", os.Getpid()%100000)
 	tp := topology{server: tag + "s"}
 	t.Cleanup(func() {
@@ -173,9 +172,7 @@ func TestServeDialAcrossNamespaces(t *testing.T) {
 // test (journaled, restored): serve names conntrack as what bound.
 func TestConntrackBinds(t *testing.T) {
 	tp := newTopology(t, 1)
-	if _, err := exec.LookPath("nft"); err != nil {
-		t.Skip("needs nft (nftables); .ci/run installs it")
-	}
+	testenv.NeedTool(t, "nft", "nftables")
 	for _, args := range [][]string{
 		{"add", "table", "inet", "c10t"},
 		{"add", "chain", "inet", "c10t", "in", "{ type filter hook input priority 0; }"},
@@ -263,7 +260,7 @@ func TestRunInItsOwnNetworkNamespace(t *testing.T) {
 	before := sysctls(t)
 	ehash, err := sysctl.Read("net.ipv4.tcp_child_ehash_entries")
 	if err != nil {
-		t.Skipf("no per-namespace established hash here (Linux 6.1+): %v", err)
+		testenv.Skip(t, testenv.KernelLacks, "no per-namespace established hash here (Linux 6.1+): %v", err)
 	}
 	const n, port = 30000, 19964
 	cmd, o, e, dir := start(t, "--conns", fmt.Sprint(n), "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--netns", "--hold", "3s")
@@ -323,7 +320,7 @@ func TestNetnsRestoreAfterSIGKILL(t *testing.T) {
 	before := sysctls(t)
 	ehash, err := sysctl.Read("net.ipv4.tcp_child_ehash_entries")
 	if err != nil {
-		t.Skipf("no per-namespace established hash here (Linux 6.1+): %v", err)
+		testenv.Skip(t, testenv.KernelLacks, "no per-namespace established hash here (Linux 6.1+): %v", err)
 	}
 	cmd, o, e, dir := start(t, "--conns", "20000", "--listen", "127.0.0.1:19965", "--netns", "--hold", "60s")
 	waitNetnsWorkers(t, dir)

@@ -18,6 +18,7 @@ import (
 	"github.com/c10mprobe/c10mprobe/internal/limit"
 	"github.com/c10mprobe/c10mprobe/internal/procfs"
 	"github.com/c10mprobe/c10mprobe/internal/rundir"
+	"github.com/c10mprobe/c10mprobe/internal/testenv"
 	"github.com/c10mprobe/c10mprobe/record"
 	"github.com/c10mprobe/c10mprobe/runner"
 )
@@ -112,18 +113,17 @@ func assertServerGone(t *testing.T, dir string, pids []int, port int) {
 
 func need(t *testing.T, tool, why string) string {
 	t.Helper()
-	p, err := exec.LookPath(tool)
-	if err != nil {
-		t.Skipf("%s is not installed (%s); .ci/run installs it", tool, why)
-	}
-	return p
+	return testenv.NeedTool(t, tool, why)
 }
 
 func TestProbeGoServer(t *testing.T) {
 	needRoot(t)
-	bin := filepath.Join(t.TempDir(), "goecho")
-	if out, err := exec.Command("go", "build", "-o", bin, "./testdata/servers/goecho").CombinedOutput(); err != nil {
-		t.Fatalf("building the Go server: %v\n%s", err, out)
+	bin := prebuilt("goecho")
+	if bin == "" {
+		bin = filepath.Join(t.TempDir(), "goecho")
+		if out, err := exec.Command("go", "build", "-o", bin, "./testdata/servers/goecho").CombinedOutput(); err != nil {
+			t.Fatalf("building the Go server: %v\n%s", err, out)
+		}
 	}
 	s := probeServer(t, 19971, "echo", bin+" 127.0.0.1:19971")
 	// A goroutine a connection, not a thread.

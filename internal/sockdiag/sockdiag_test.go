@@ -2,15 +2,14 @@ package sockdiag
 
 import (
 	"net"
-	"os"
 	"testing"
 	"time"
+
+	"github.com/c10mprobe/c10mprobe/internal/testenv"
 )
 
 func TestDumpSeesUnreadBytes(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: SK_MEMINFO of other users' sockets") // sock_diag itself works unprivileged
-	}
+	testenv.NeedRoot(t, "SK_MEMINFO of other users' sockets") // sock_diag itself works unprivileged
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -58,9 +57,7 @@ func TestDumpSeesUnreadBytes(t *testing.T) {
 
 // A TIME_WAIT socket is destroyed as ss -K does it.
 func TestDestroyFreesATimeWaitSocket(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: SOCK_DESTROY needs CAP_NET_ADMIN")
-	}
+	testenv.NeedRoot(t, "SOCK_DESTROY needs CAP_NET_ADMIN")
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

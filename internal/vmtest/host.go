@@ -1,0 +1,242 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// boot is one kernel booted once: a stock host, or the limited one.
+type boot struct {
+	kernel kernel
+	pass   string
+}
+
+func (b boot) column() string {
+	c := b.kernel.Series
+	if b.pass != "stock" {
+		c += " " + b.pass
+	}
+	return c
+}
+
+func hostMain(ctx context.Context, args []string) int {
+	f, err := parseHostFlags(args)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "vmtest:", err)
+		return 2
+	}
+	for _, tool := range []string{"qemu-system-x86_64", "busybox", "mkfs.ext4", "apt-get", "dpkg-deb", "xz", "ldd", "go"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			fmt.Fprintf(os.Stderr, "vmtest: %s is missing (apt-get install qemu-system-x86 busybox-static e2fsprogs xz-utils)\n", tool)
+			return 2
+		}
+	}
+	if f.work == "" {
+		if f.work, err = os.MkdirTemp("", "c10mprobe-vmtest"); err != nil {
+			fmt.Fprintln(os.Stderr, "vmtest:", err)
+			return 1
+		}
+		defer os.RemoveAll(f.work)
+	}
+	var boots []boot
+	for _, s := range f.series {
+		k, err := fetchKernel(s, f.cache)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "vmtest:", err)
+			return 1
+		}
+		fmt.Printf("kernel %s: %s %s (uname -r %s)\n", s, k.Package, k.Version, k.Release)
+		boots = append(boots, boot{k, "stock"})
+		if s == f.limited {
+			boots = append(boots, boot{k, "limited"})
+		}
+	}
+	root := filepath.Join(f.work, "root")
+	fmt.Println("building the binaries (CGO_ENABLED=0)")
+	if err := os.MkdirAll(filepath.Join(root, "bin"), 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, "vmtest:", err)
+		return 1
+	}
+	if err := os.MkdirAll(filepath.Join(root, "tests"), 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, "vmtest:", err)
+		return 1
+	}
+	if err := buildBinaries(root); err != nil {
+		fmt.Fprintln(os.Stderr, "vmtest:", err)
+		return 1
+	}
+	accel := accelerator()
+	var results []result
+	failed := false
+	for _, b := range boots {
+		rs, err := b.run(ctx, f, root, accel)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "vmtest: %s: %v\n", b.column(), err)
+			rs = append(rs, result{Kernel: b.column(), Item: "boot", Status: statusFail, Reason: err.Error()})
+		}
+		results = append(results, rs...)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	var cols []string
+	for _, b := range boots {
+		cols = append(cols, b.column())
+	}
+	t := makeTable(cols, results)
+	fmt.Print(t.text())
+	if f.table != "" {
+		var kernels []string
+		for _, b := range boots {
+			if b.pass == "stock" {
+				kernels = append(kernels, fmt.Sprintf("%s %s (uname -r %s)", b.kernel.Package, b.kernel.Version, b.kernel.Release))
+			}
+		}
+		if err := os.WriteFile(f.table, []byte(t.markdown(kernels, accel, f)), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "vmtest:", err)
+			return 1
+		}
+	}
+	for _, r := range results {
+		failed = failed || r.Status == statusFail
+	}
+	if failed || ctx.Err() != nil {
+		return 1
+	}
+	return 0
+}
+
+// accelerator is KVM where /dev/kvm opens, TCG (software) otherwise.
+func accelerator() string {
+	if f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0); err == nil {
+		f.Close()
+		return "kvm"
+	}
+	return "tcg"
+}
+
+// run stages the guest, boots it and collects its rows as they come.
+func (b boot) run(ctx context.Context, f hostFlags, root, accel string) ([]result, error) {
+	p, err := makePlan(b.kernel, b.pass, f.only)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.RemoveAll(filepath.Join(root, "lib", "vmtest")); err != nil {
+		return nil, err
+	}
+	os.RemoveAll(filepath.Join(root, "vmtest"))
+	if err := stage(root, b.kernel, p); err != nil {
+		return nil, fmt.Errorf("staging the guest: %w", err)
+	}
+	name := strings.ReplaceAll(b.column(), " ", "-")
+	image := filepath.Join(f.work, name+".img")
+	// Room for run directories and swapfiles; sparse, so only what is written is used.
+	if err := makeImage(root, image, "8G"); err != nil {
+		return nil, err
+	}
+	defer os.Remove(image)
+	console, results := filepath.Join(f.work, name+".console"), filepath.Join(f.work, name+".results")
+	os.WriteFile(results, nil, 0o644)
+	qargs := []string{"-machine", "q35", "-smp", fmt.Sprint(f.cpus), "-m", f.memory,
+		"-kernel", b.kernel.vmlinuz(),
+		"-append", "root=/dev/nvme0n1 rw rootfstype=ext4 init=/init console=ttyS0 panic=-1 quiet vmtest.pass=" + b.pass,
+		"-drive", "file=" + image + ",if=none,id=disk,format=raw", "-device", "nvme,drive=disk,serial=vmtest",
+		"-display", "none", "-monitor", "none", "-serial", "file:" + console, "-serial", "file:" + results,
+		"-no-reboot", "-nic", "none"}
+	if accel == "kvm" {
+		qargs = append(qargs, "-accel", "kvm", "-cpu", "host")
+	} else {
+		qargs = append(qargs, "-accel", "tcg,thread=multi", "-cpu", "max")
+	}
+	fmt.Printf("\n== %s: booting %s under %s\n", b.column(), b.kernel.Release, accel)
+	bctx, cancel := context.WithTimeout(ctx, time.Duration(f.timeout)*time.Minute)
+	defer cancel()
+	start := time.Now()
+	cmd := exec.CommandContext(bctx, "qemu-system-x86_64", qargs...)
+	out, err := os.Create(console + ".qemu")
+	if err != nil {
+		return nil, err
+	}
+	defer out.Close()
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var rows []result
+	finished := false
+	var offset int64
+	poll := time.NewTicker(time.Second)
+	defer poll.Stop()
+	for waiting := true; waiting; {
+		select {
+		case err = <-done:
+			waiting = false
+		case <-poll.C:
+		}
+		var got []result
+		got, offset = readResults(results, offset)
+		for _, r := range got {
+			if r.Done {
+				finished = true
+				continue
+			}
+			r.Kernel, r.Pass = b.column(), b.pass
+			fmt.Printf("%-6s %7.1fs  %s%s\n", r.Status, r.Seconds, r.Item, suffix(r.Reason))
+			if r.Status == statusFail && r.Output != "" {
+				fmt.Println(indent(r.Output))
+			}
+			rows = append(rows, r)
+		}
+	}
+	fmt.Printf("== %s: %s in %.0f s\n", b.column(), map[bool]string{true: "finished", false: "did not finish"}[finished], time.Since(start).Seconds())
+	if !finished {
+		con, _ := os.ReadFile(console)
+		return rows, fmt.Errorf("the guest stopped before its last result (qemu: %v); console:\n%s", err, indent(tail(string(con), 40)))
+	}
+	return rows, nil
+}
+
+// readResults reads the complete lines past offset.
+func readResults(path string, offset int64) ([]result, int64) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, offset
+	}
+	defer f.Close()
+	f.Seek(offset, 0)
+	var out []result
+	r := bufio.NewReader(f)
+	for {
+		line, err := r.ReadBytes('\n')
+		if err != nil {
+			return out, offset
+		}
+		offset += int64(len(line))
+		var res result
+		// The serial line may carry a stray byte at boot; a line that is
+		// not JSON is skipped.
+		if i := strings.IndexByte(string(line), '{'); i >= 0 && json.Unmarshal(line[i:], &res) == nil {
+			out = append(out, res)
+		}
+	}
+}
+
+func suffix(s string) string {
+	if s == "" {
+		return ""
+	}
+	return ": " + s
+}
+
+func indent(s string) string {
+	return "        " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n        ")
+}

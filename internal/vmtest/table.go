@@ -1,0 +1,131 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// table is kernel × item: one cell a boot's result for an item.
+type table struct {
+	cols  []string
+	items []string
+	cells map[string]map[string]result // item → column → result
+}
+
+func makeTable(cols []string, rs []result) table {
+	t := table{cols: cols, cells: map[string]map[string]result{}}
+	for _, r := range rs {
+		if t.cells[r.Item] == nil {
+			t.cells[r.Item] = map[string]result{}
+			t.items = append(t.items, r.Item)
+		}
+		t.cells[r.Item][r.Kernel] = r
+	}
+	return t
+}
+
+func (t table) cell(item, col string) string {
+	r, ok := t.cells[item][col]
+	if !ok {
+		return "–"
+	}
+	if r.Status == statusFail {
+		return fmt.Sprintf("FAIL %.0fs", r.Seconds)
+	}
+	return fmt.Sprintf("%s %.0fs", r.Status, r.Seconds)
+}
+
+// notes say why each skip, xfail and failure happened, once per reason.
+func (t table) notes() []string {
+	var out []string
+	for _, item := range t.items {
+		byReason := map[string][]string{}
+		var reasons []string
+		for _, col := range t.cols {
+			r, ok := t.cells[item][col]
+			if !ok || r.Reason == "" || r.Status == statusPass {
+				continue
+			}
+			key := r.Status + ": " + r.Reason
+			if byReason[key] == nil {
+				reasons = append(reasons, key)
+			}
+			byReason[key] = append(byReason[key], col)
+		}
+		for _, k := range reasons {
+			out = append(out, fmt.Sprintf("%s (%s) %s", item, strings.Join(byReason[k], ", "), k))
+		}
+	}
+	return out
+}
+
+func (t table) counts() string {
+	n := map[string]int{}
+	for _, item := range t.items {
+		for _, r := range t.cells[item] {
+			n[r.Status]++
+		}
+	}
+	return fmt.Sprintf("%d passed, %d failed, %d skipped, %d xfail", n[statusPass], n[statusFail], n[statusSkip], n[statusXfail])
+}
+
+func (t table) text() string {
+	var b strings.Builder
+	w := len("item")
+	for _, i := range t.items {
+		w = max(w, len(i))
+	}
+	fmt.Fprintf(&b, "\n%-*s", w, "item")
+	for _, c := range t.cols {
+		fmt.Fprintf(&b, "  %-14s", c)
+	}
+	b.WriteString("\n")
+	for _, i := range t.items {
+		fmt.Fprintf(&b, "%-*s", w, i)
+		for _, c := range t.cols {
+			fmt.Fprintf(&b, "  %-14s", t.cell(i, c))
+		}
+		b.WriteString("\n")
+	}
+	if notes := t.notes(); len(notes) > 0 {
+		b.WriteString("\n")
+		for _, n := range notes {
+			b.WriteString(n + "\n")
+		}
+	}
+	b.WriteString("\nvmtest: " + t.counts() + "\n")
+	return b.String()
+}
+
+func (t table) markdown(kernels []string, accel string, f hostFlags) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# The VM tier: c10mprobe on Debian's stock kernels\n\n")
+	fmt.Fprintf(&b, "Taken %s by `make vmtest` (`go run ./internal/vmtest`), qemu under %s, %d vCPUs, %s of memory, cgroup v2 alone, root with every capability.\n",
+		time.Now().UTC().Format("2006-01-02"), strings.ToUpper(accel), f.cpus, f.memory)
+	fmt.Fprintf(&b, "Kernels:\n\n")
+	for _, k := range kernels {
+		fmt.Fprintf(&b, "- %s\n", k)
+	}
+	if f.limited != "" {
+		fmt.Fprintf(&b, "\nThe column \"%s limited\" is a second boot of that kernel as a different host: hard RLIMIT_NOFILE 15,000 without CAP_SYS_RESOURCE (dropped from the bounding set), and `ip_local_port_range 20000 50000`.\n", f.limited)
+	}
+	fmt.Fprintf(&b, "\nEach cell is the result and its duration; a scenario passes only if the guest is as before (every writable sysctl, the cgroup tree, swaps, network namespaces, mounts, no c10mprobe process left). Rows `NAME: guest as before` check the same after each test binary.\n\n")
+	fmt.Fprintf(&b, "| item | %s |\n|---|%s\n", strings.Join(t.cols, " | "), strings.Repeat("---|", len(t.cols)))
+	for _, i := range t.items {
+		var cells []string
+		for _, c := range t.cols {
+			cells = append(cells, t.cell(i, c))
+		}
+		fmt.Fprintf(&b, "| %s | %s |\n", strings.ReplaceAll(i, "|", "\\|"), strings.Join(cells, " | "))
+	}
+	notes := t.notes()
+	if len(notes) > 0 {
+		b.WriteString("\nWhy:\n\n")
+		for _, n := range notes {
+			fmt.Fprintf(&b, "- %s\n", n)
+		}
+	}
+	fmt.Fprintf(&b, "\nTotal: %s.\n", t.counts())
+	return b.String()
+}
