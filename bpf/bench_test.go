@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/c10mprobe/c10mprobe/internal/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -20,9 +21,7 @@ import (
 // disturbed by the rest of this noisy machine, and the slowest is printed
 // beside it as the spread.
 func BenchmarkLoopbackConnection(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("needs root")
-	}
+	testenv.NeedRoot(b, "runs the tool for real")
 	const port, rounds, perBlock = 19970, 8, 20000
 	lo, hi := portRangeB(b)
 	ln := listenLoopback(b, port)

@@ -10,6 +10,19 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_endian.h>
 
+#if defined(__TARGET_ARCH_arm64)
+/* vmlinux.h is dumped from an x86-64 kernel's BTF (make vmlinux). arm64's
+ * kprobe context is its uapi struct user_pt_regs, which bpf_tracing.h's
+ * PT_REGS_PARM macros read (arch/arm64/include/uapi/asm/ptrace.h); every
+ * other type is relocated by CO-RE against the running kernel's BTF. */
+struct user_pt_regs {
+	__u64 regs[31];
+	__u64 sp;
+	__u64 pc;
+	__u64 pstate;
+};
+#endif
+
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define MAX_CACHES 32

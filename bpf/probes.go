@@ -360,6 +360,9 @@ func (p *Probes) loadAndAttach(spec *ebpf.CollectionSpec, v variant) (link.Link,
 			return nil, nil, err
 		}
 	}
+	if (v.backend == RawTracepoint || v.backend == Tracepoint) && !kernelHasTracepoint(v.target) {
+		return nil, nil, fmt.Errorf("%w: this kernel has no tracepoint %s (no btf_trace_%s in its BTF)", ErrUnsupported, v.target, v.target)
+	}
 	prog, err := p.loadProgram(spec, v.prog)
 	if err != nil {
 		if v.backend == Fentry && errors.Is(err, unix.EPERM) {
@@ -402,6 +405,20 @@ func (p *Probes) loadProgram(spec *ebpf.CollectionSpec, name string) (*ebpf.Prog
 	}
 	defer coll.Close()
 	return coll.DetachProgram(name), nil
+}
+
+// kernelHasTracepoint looks the tracepoint up in the kernel's BTF: every
+// tracepoint has a btf_trace_<name> typedef there (Linux 5.5+, commit
+// e8c423fb31fa "bpf: Add typed BTF ID for raw tracepoints"), and one the
+// kernel lacks (tcp_sendmsg_locked came in 6.11) fails to attach or, through
+// CO-RE, to load. Without BTF the attach itself is the test.
+func kernelHasTracepoint(name string) bool {
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return true
+	}
+	_, err = spec.AnyTypeByName("btf_trace_" + name)
+	return !errors.Is(err, btf.ErrNotFound)
 }
 
 // ErrUnsupported wraps a backend this kernel does not offer, as opposed to a

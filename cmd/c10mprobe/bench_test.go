@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/c10mprobe/c10mprobe/internal/procfs"
+	"github.com/c10mprobe/c10mprobe/internal/testenv"
 )
 
 // baselineConns fits one process's 20,000 fds with both ends in it.
@@ -28,9 +29,7 @@ const baselineConns = 9000
 // most Go servers are written) at the most one process can hold. Reported:
 // connect and verified rates, user-space bytes per connection, and ratios.
 func BenchmarkRunner(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("needs root")
-	}
+	testenv.NeedRoot(b, "runs the tool for real")
 	base := netBaseline(b, baselineConns)
 	b.Logf("baseline (Go net, one process, %d conns): %.0f conns/s, %.0f verified/s, %.0f B/conn",
 		baselineConns, base.connectRate, base.verifiedRate, base.bytesPerConn)
@@ -156,9 +155,7 @@ func netBaseline(b *testing.B, n int) baseline {
 // BenchmarkProbeOverhead interleaves runs with and without the eBPF probes
 // on the same machine and reports the ratio of their rates (goal ≥ 0.95).
 func BenchmarkProbeOverhead(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("needs root")
-	}
+	testenv.NeedRoot(b, "runs the tool for real")
 	const n, pairs = 100000, 3
 	rate := map[bool][]float64{}
 	for i := 0; i < pairs; i++ {
@@ -205,9 +202,7 @@ func median(v []float64) float64 {
 // explicitly bound client sockets of another program in TIME_WAIT against
 // the same run without them, interleaved (goal ≥ 0.8).
 func BenchmarkForeignTimeWait(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("needs root")
-	}
+	testenv.NeedRoot(b, "runs the tool for real")
 	const n, pairs = 100000, 3
 	rate := map[bool][]float64{}
 	for range pairs {
@@ -235,9 +230,7 @@ func BenchmarkForeignTimeWait(b *testing.B) {
 // (goal ≥ 0.5), its connect plus exchange (goal ≤ 30 s) and close (goal
 // ≤ 5 s), and where each phase's CPU went, from the run's own samples.
 func BenchmarkMillion(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("needs root")
-	}
+	testenv.NeedRoot(b, "runs the tool for real")
 	for _, mode := range [][]string{nil, {"--netns"}} {
 		verified := map[int]float64{}
 		name := "default"

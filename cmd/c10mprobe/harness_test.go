@@ -199,9 +199,9 @@ func ssCount(t *testing.T, port int) int {
 
 // startHolding starts a run without probes and returns once the kernel
 // shows all n connections on the port, the run then holding them.
-func startHolding(t *testing.T, n, port int, hold string) (*exec.Cmd, *bytes.Buffer, *bytes.Buffer, string) {
+func startHolding(t *testing.T, n, port int, hold string, args ...string) (*exec.Cmd, *bytes.Buffer, *bytes.Buffer, string) {
 	t.Helper()
-	cmd, o, e, dir := start(t, "--conns", strconv.Itoa(n), "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--no-bpf", "--hold", hold)
+	cmd, o, e, dir := start(t, append([]string{"--conns", strconv.Itoa(n), "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--no-bpf", "--hold", hold}, args...)...)
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && ssCount(t, port) < n; time.Sleep(100 * time.Millisecond) {
 	}
 	return cmd, o, e, dir
@@ -250,18 +250,28 @@ func foreignTimeWait(tb testing.TB, n int) int {
 		}
 	}()
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 3, 1)}}
-	const batch = 4000 // both ends in this process, within its fds
+	// Both ends in this process: a batch within its fds, whatever this
+	// host's RLIMIT_NOFILE (Go raised the soft limit to the hard one).
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		tb.Fatal(err)
+	}
+	batch := min(4000, int(lim.Cur-256)/2)
 	for done := 0; done < n; done += batch {
 		var conns []net.Conn
+		var err error
 		for range min(batch, n-done) {
-			c, err := d.Dial("tcp4", "127.0.0.1:19961")
-			if err != nil {
-				tb.Fatalf("dialing the foreign sockets: %v", err)
+			var c net.Conn
+			if c, err = d.Dial("tcp4", "127.0.0.1:19961"); err != nil {
+				break
 			}
 			conns = append(conns, c)
 		}
 		for _, c := range conns {
 			c.Close()
+		}
+		if err != nil {
+			tb.Fatalf("dialing the foreign sockets: %v", err)
 		}
 	}
 	// Wait until the kernel shows them in TIME_WAIT.
@@ -273,4 +283,57 @@ func foreignTimeWait(tb testing.TB, n int) int {
 			tb.Fatalf("%d of %d foreign sockets in TIME_WAIT", got, n)
 		}
 	}
+}
+
+// portsPerAddress is this host's ip_local_port_range, counted.
+func portsPerAddress(t *testing.T) int {
+	t.Helper()
+	v, err := sysctl.Read("net.ipv4.ip_local_port_range")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lo, hi int
+	if _, err := fmt.Sscan(v, &lo, &hi); err != nil {
+		t.Fatalf("ip_local_port_range %q: %v", v, err)
+	}
+	return hi - lo + 1
+}
+
+// doctorReport is what doctor --json says of the probes on this kernel.
+type doctorReport struct {
+	Probes struct {
+		Forced map[string]string `json:"forced"` // backend → "ok" or why not
+		Auto   []struct {
+			Hook    string `json:"hook"`
+			Backend string `json:"backend"`
+		} `json:"auto"`
+	} `json:"probes"`
+}
+
+func doctor(t *testing.T) doctorReport {
+	t.Helper()
+	out, err := exec.Command(toolBinary, "doctor", "--json").Output()
+	if err != nil {
+		t.Fatalf("doctor --json: %v", err)
+	}
+	var d doctorReport
+	if err := json.Unmarshal(out, &d); err != nil {
+		t.Fatalf("doctor --json: %v", err)
+	}
+	return d
+}
+
+// doctorForced says, backend by backend, whether it attaches every hook.
+func doctorForced(t *testing.T) map[string]string { return doctor(t).Probes.Forced }
+
+// doctorBackend is the backend a run uses for hook on this kernel.
+func doctorBackend(t *testing.T, hook string) string {
+	t.Helper()
+	for _, a := range doctor(t).Probes.Auto {
+		if a.Hook == hook {
+			return a.Backend
+		}
+	}
+	t.Fatalf("doctor lists no backend for %s", hook)
+	return ""
 }

@@ -210,7 +210,9 @@ func TestWorkerKilledDuringHoldEndsItAndIsNamed(t *testing.T) {
 	needRoot(t)
 	before := sysctls(t)
 	const n, port = 30000, 19914
-	cmd, o, e, dir := startHolding(t, n, port, "60s")
+	// Workers pinned by the test's own flag, not this host's fd limit: two
+	// or more a side, so that a death loses only part of the run.
+	cmd, o, e, dir := startHolding(t, n, port, "60s", "--worker-fds", "10000")
 	victim := workerPid(t, dir, "server")
 	time.Sleep(300 * time.Millisecond)
 	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
@@ -225,7 +227,7 @@ func TestWorkerKilledDuringHoldEndsItAndIsNamed(t *testing.T) {
 		!strings.Contains(s.Limit.Detail, fmt.Sprintf("server worker 0 (pid %d) killed by SIGKILL", victim)) || !strings.Contains(s.Limit.Detail, "lost") {
 		t.Fatalf("limit %+v, stopped by %s: want worker_died naming server worker 0, pid %d, SIGKILL and the connections lost", s.Limit, s.StoppedBy, victim)
 	}
-	// Server worker 0 held about half: what is left is verified, and only that.
+	// Server worker 0 held a third: what is left is verified, and only that.
 	if s.Verified == 0 || s.Verified >= n || s.Limit.At != s.Verified || s.Phases.HoldSeconds >= 30 {
 		t.Errorf("verified %d of %d, limit at %d, hold %.1fs", s.Verified, n, s.Limit.At, s.Phases.HoldSeconds)
 	}
@@ -327,7 +329,7 @@ func TestForeignTimeWaitDoesNotStopTheRunOnPorts(t *testing.T) {
 	sp := s.SourcePorts
 	// Held: the foreign sockets' ports (ss), and whatever else the machine
 	// has open in the range (a few here).
-	if s.Verified != n || sp.HeldByOthers < tw || sp.HeldByOthers > tw+5000 || sp.FreePerAddress != 28232-sp.HeldByOthers || sp.Addresses*sp.FreePerAddress < 2*n*9/10 {
+	if s.Verified != n || sp.HeldByOthers < tw || sp.HeldByOthers > tw+5000 || sp.FreePerAddress != portsPerAddress(t)-sp.HeldByOthers || sp.Addresses*sp.FreePerAddress < 2*n*9/10 {
 		out, _ := exec.Command("sh", "-c", `ss -Htan | awk '{split($4,a,":"); print $1, a[1]}' | sort | uniq -c | sort -rn | head`).Output()
 		t.Errorf("verified %d, source ports %+v, %d foreign sockets in TIME_WAIT (ss); now:\n%s", s.Verified, sp, tw, out)
 	}

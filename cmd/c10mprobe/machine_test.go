@@ -170,6 +170,7 @@ func TestMachineRestoreAfterSIGKILL(t *testing.T) {
 }
 
 func TestMachineBadInput(t *testing.T) {
+	needRoot(t) // an ordinary user is refused for that before these checks
 	m, err := procfs.ReadMeminfo()
 	if err != nil {
 		t.Fatal(err)

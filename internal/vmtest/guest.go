@@ -194,7 +194,10 @@ func command(timeout time.Duration, dir string, name string, args ...string) (st
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err := cmd.Run()
-	code = cmd.ProcessState.ExitCode()
+	code = -1
+	if cmd.ProcessState != nil {
+		code = cmd.ProcessState.ExitCode() // -1 when a signal killed it
+	}
 	if err != nil && cmd.ProcessState == nil {
 		code = -1
 		e.WriteString(err.Error())

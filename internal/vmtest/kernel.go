@@ -113,7 +113,7 @@ func moduleFiles(k kernel, names []string) ([]string, error) {
 		return nil, err
 	}
 	deps := map[string][]string{} // path → its dependencies' paths
-	byName := map[string]string{}  // module name → path
+	byName := map[string]string{} // module name → path
 	for _, line := range strings.Split(string(data), "\n") {
 		path, rest, ok := strings.Cut(line, ":")
 		if !ok {

@@ -14,13 +14,13 @@ import (
 
 // The guest's layout. Its root is the ext4 image itself.
 const (
-	guestBin     = "/bin"           // busybox, host tools, c10mprobe and the test servers
-	guestTests   = "/tests"         // the go test -c binaries
-	guestSrc     = "/src"           // each tested package's directory, testdata included
-	guestModules = "/lib/vmtest"    // the modules /init loads, in order
+	guestBin     = "/bin"        // busybox, host tools, c10mprobe and the test servers
+	guestTests   = "/tests"      // the go test -c binaries
+	guestSrc     = "/src"        // each tested package's directory, testdata included
+	guestModules = "/lib/vmtest" // the modules /init loads, in order
 	guestPlan    = "/vmtest/plan.json"
-	guestLogs    = "/vmtest/logs"   // every item's whole output, read back on failure
-	guestResults = "/dev/ttyS1"     // one JSON line a result
+	guestLogs    = "/vmtest/logs" // every item's whole output, read back on failure
+	guestResults = "/dev/ttyS1"   // one JSON line a result
 )
 
 // hostTools are copied from the host with the shared libraries they load:
@@ -88,7 +88,8 @@ func stage(dir string, k kernel, p plan) error {
 
 // initScript is the guest's PID 1: mount what a booted system has (cgroup
 // v2 alone, as systemd hosts have it; tracefs left unmounted, as at boot),
-// load the modules, bring up loopback, and run the plan. The limited pass
+// load the modules, bring up loopback, and run the plan with the fd limits
+// systemd gives a service. The limited pass
 // lowers the hard RLIMIT_NOFILE and drops CAP_SYS_RESOURCE from the
 // bounding set first, so that nothing started under it can raise the limit.
 const initScript = `#!/bin/sh
@@ -111,6 +112,10 @@ if [ "$pass" = limited ]; then
 	ulimit -n 15000
 	setpriv --bounding-set=-sys_resource --inh-caps=-sys_resource /bin/vmtest guest $pass
 else
+	# As systemd starts services (DefaultLimitNOFILE=1024:524288): root
+	# may raise the hard limit further, up to fs.nr_open.
+	ulimit -H -n 524288
+	ulimit -S -n 1024
 	/bin/vmtest guest $pass
 fi
 sync
@@ -296,4 +301,3 @@ func testsIn(pkg string, files []string) ([]string, error) {
 	}
 	return names, nil
 }
-

@@ -67,7 +67,19 @@ func (t table) counts() string {
 			n[r.Status]++
 		}
 	}
-	return fmt.Sprintf("%d passed, %d failed, %d skipped, %d xfail", n[statusPass], n[statusFail], n[statusSkip], n[statusXfail])
+	return fmt.Sprintf("%d passed, %d failed, %d skipped", n[statusPass], n[statusFail], n[statusSkip])
+}
+
+func (t table) xfails() int {
+	n := 0
+	for _, item := range t.items {
+		for _, r := range t.cells[item] {
+			if r.Status == statusXfail {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 func (t table) text() string {
@@ -94,7 +106,8 @@ func (t table) text() string {
 			b.WriteString(n + "\n")
 		}
 	}
-	b.WriteString("\nvmtest: " + t.counts() + "\n")
+	fmt.Fprintf(&b, "\n%d known failures (xfail), each naming the work that will fix it\n", t.xfails())
+	b.WriteString("vmtest: " + t.counts() + "\n")
 	return b.String()
 }
 
@@ -126,6 +139,6 @@ func (t table) markdown(kernels []string, accel string, f hostFlags) string {
 			fmt.Fprintf(&b, "- %s\n", n)
 		}
 	}
-	fmt.Fprintf(&b, "\nTotal: %s.\n", t.counts())
+	fmt.Fprintf(&b, "\nTotal: %s, %d xfail.\n", t.counts(), t.xfails())
 	return b.String()
 }
