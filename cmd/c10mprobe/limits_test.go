@@ -17,6 +17,7 @@ import (
 	"github.com/c10mprobe/c10mprobe/internal/limit"
 	"github.com/c10mprobe/c10mprobe/internal/procfs"
 	"github.com/c10mprobe/c10mprobe/internal/rundir"
+	"github.com/c10mprobe/c10mprobe/internal/sysctl"
 	"github.com/c10mprobe/c10mprobe/internal/units"
 )
 
@@ -364,8 +365,17 @@ func TestReserveGuardsTheExchange(t *testing.T) {
 		t.Fatal(err)
 	}
 	// 300 connections take a few MiB to open; 4 MiB queued each way on each
-	// takes far more than 400 MiB.
-	reserve := m.Spare() - 400<<20
+	// takes far more than 400 MiB, as far as tcp_mem lets TCP queue: its
+	// maximum is sized from RAM at boot (358 MiB on a 4 GiB machine).
+	v, err := sysctl.Read("net.ipv4.tcp_mem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lo, pressure, maxPages uint64
+	if _, err := fmt.Sscan(v, &lo, &pressure, &maxPages); err != nil {
+		t.Fatalf("tcp_mem %q: %v", v, err)
+	}
+	reserve := m.Spare() - min(400<<20, maxPages*uint64(os.Getpagesize())/3)
 	r := run(t, "--conns", "300", "--listen", "127.0.0.1:19921", "--no-bpf", "--payload", "4MiB", "--unread",
 		"--reserve", strconv.FormatUint(reserve, 10), "--force", "--hold", "60s")
 	s := readSummary(t, r)

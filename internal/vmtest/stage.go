@@ -243,10 +243,17 @@ func buildBinaries(dir string) error {
 		if err := gobuild("test", "-c", "-o", filepath.Join(dir, "tests", t.Name+".test"), t.Pkg); err != nil {
 			return err
 		}
-		// Tests read their testdata relative to the package directory.
+		// Tests read their testdata (and bpf's its objects) relative to the
+		// package directory.
 		src := filepath.Join(dir, "src", t.Name)
 		if err := os.MkdirAll(src, 0o755); err != nil {
 			return err
+		}
+		objs, _ := filepath.Glob(filepath.Join(t.Pkg, "*.o"))
+		for _, o := range objs {
+			if err := copyFile(o, filepath.Join(src, filepath.Base(o)), 0o644); err != nil {
+				return err
+			}
 		}
 		if td := filepath.Join(t.Pkg, "testdata"); exists(td) {
 			if out, err := exec.Command("cp", "-r", td, src).CombinedOutput(); err != nil {
