@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,7 +43,7 @@ func guestMain() int {
 		g.runTests(b)
 	}
 	for _, s := range scenarios() {
-		if g.plan.selected(s.name) {
+		if g.plan.selected(s.name) && (g.plan.Pass == "stock" || s.limited) && (g.plan.Pressure || !s.pressure) {
 			g.runScenario(s)
 		}
 	}
@@ -192,7 +193,8 @@ func command(timeout time.Duration, dir string, name string, args ...string) (st
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = dir
 	var o, e bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &e
+	// stderr (progress, logs) also to the console, to follow a slow run.
+	cmd.Stdout, cmd.Stderr = &o, io.MultiWriter(&e, os.Stdout)
 	err := cmd.Run()
 	code = -1
 	if cmd.ProcessState != nil {

@@ -124,7 +124,7 @@ func accelerator() string {
 
 // run stages the guest, boots it and collects its rows as they come.
 func (b boot) run(ctx context.Context, f hostFlags, root, accel string) ([]result, error) {
-	p, err := makePlan(b.kernel, b.pass, f.only)
+	p, err := makePlan(b.kernel, b.pass, f.only, f.pressure)
 	if err != nil {
 		return nil, err
 	}

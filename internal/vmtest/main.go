@@ -43,6 +43,8 @@ type hostFlags struct {
 	memory  string   // guest RAM, qemu -m syntax
 	cpus    int
 	timeout int // minutes a boot may take before it is killed
+	// pressure adds what drives the guest into swap (--machine-mem).
+	pressure bool
 }
 
 func parseHostFlags(args []string) (hostFlags, error) {
@@ -57,6 +59,7 @@ func parseHostFlags(args []string) (hostFlags, error) {
 	fs.StringVar(&f.work, "work", "", "where images and console logs go (default: a new temporary directory)")
 	fs.StringVar(&f.memory, "memory", "4G", "guest memory")
 	fs.IntVar(&f.cpus, "cpus", 2, "guest vCPUs")
+	fs.BoolVar(&f.pressure, "memory-pressure", false, "also run the machine tests and --machine-mem scenarios, which drive the guest into swap (slow under TCG: a guest stopped answering for over 6 minutes)")
 	fs.IntVar(&f.timeout, "timeout", 20, "minutes a boot may run before it is killed and counted failed")
 	if err := fs.Parse(args); err != nil {
 		return f, err

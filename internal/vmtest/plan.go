@@ -8,10 +8,12 @@ import (
 
 // plan is what the host writes into the image for the guest.
 type plan struct {
-	Kernel string      `json:"kernel"` // the package, for the record
-	Pass   string      `json:"pass"`   // stock or limited
-	Only   string      `json:"only,omitempty"`
-	Tests  []testBatch `json:"tests"`
+	Kernel string `json:"kernel"` // the package, for the record
+	Pass   string `json:"pass"`   // stock or limited
+	Only   string `json:"only,omitempty"`
+	// Pressure: the tests and scenarios that drive the guest into swap.
+	Pressure bool        `json:"pressure,omitempty"`
+	Tests    []testBatch `json:"tests"`
 }
 
 // testBatch is one test binary's run: the tests it runs, in one process.
@@ -40,10 +42,13 @@ const (
 )
 
 // makePlan selects the tests of each package for the guest.
-func makePlan(k kernel, pass, only string) (plan, error) {
-	p := plan{Kernel: k.Package + " " + k.Version, Pass: pass, Only: only}
+func makePlan(k kernel, pass, only string, pressure bool) (plan, error) {
+	p := plan{Kernel: k.Package + " " + k.Version, Pass: pass, Only: only, Pressure: pressure}
 	for _, t := range guestTestPackages {
 		files := t.Files
+		if pressure && t.Name == "cmd" {
+			files = append(append([]string{}, files...), pressureFiles...)
+		}
 		if len(files) == 0 {
 			all, err := filepath.Glob(filepath.Join(t.Pkg, "*_test.go"))
 			if err != nil {

@@ -22,6 +22,11 @@ type scenario struct {
 	check   func(g *guest, o outcome) error
 	xfail   string // named work that makes it pass
 	timeout time.Duration
+	// limited: it runs on the limited host too, where what it shows
+	// depends on the fd limit or the port range.
+	limited bool
+	// pressure: it drives the guest into swap; with --memory-pressure only.
+	pressure bool
 	// custom replaces the single command (serve and dial together).
 	custom func(g *guest) error
 }
@@ -66,22 +71,23 @@ const exitNotAll = 1
 func scenarios() []scenario {
 	guards := []string{"swap_full", "min_watermark", "memory_pressure", "memory_reserve"}
 	return []scenario{
-		{name: "doctor", args: []string{"doctor", "--json"}, check: checkDoctor},
-		{name: "run", args: []string{"run", "--conns", "20000"}, check: verifiedAll(20000)},
+		{name: "doctor", args: []string{"doctor", "--json"}, check: checkDoctor, limited: true},
+		{name: "run", args: []string{"run", "--conns", "20000"}, check: verifiedAll(20000), limited: true},
 		{name: "run --kmem full", args: []string{"run", "--conns", "20000", "--kmem", "full"}, check: verifiedAll(20000)},
 		{name: "run --netns", args: []string{"run", "--conns", "20000", "--netns"}, check: verifiedAll(20000)},
 		{name: "run --family inet6", args: []string{"run", "--conns", "20000", "--family", "inet6"}, check: verifiedAll(20000)},
 		{name: "run --target (Go server)", args: []string{"run", "--conns", "5000", "--target", "127.0.0.1:19990",
-			"--server-cmd", "ulimit -n 12000; exec /bin/goecho 127.0.0.1:19990", "--exchange", "echo"}, check: verifiedAll(5000)},
+			"--server-cmd", "ulimit -n 12000; exec /bin/goecho 127.0.0.1:19990", "--exchange", "echo"}, check: verifiedAll(5000), limited: true},
 		{name: "run --mem-limit", args: []string{"run", "--conns", "60000", "--mem-limit", "160MiB"},
 			check: stoppedBy("memcap"), xfail: "#22: memory.max cannot be set on cgroup v2 without +memory in the parent"},
 		{name: "run --mem-limit, in a nested cgroup beside another process", args: []string{"run", "--conns", "60000", "--mem-limit", "160MiB"},
 			setup: nestedCgroup, check: stoppedBy("memcap"), xfail: "#22: memory.max cannot be set on cgroup v2 from a cgroup that holds processes"},
 		{name: "run --machine-mem, no swap", args: []string{"run", "--conns", "600000", "--machine-mem", "2GiB"},
-			check: stoppedBy(guards...), xfail: "#22: without swap the OOM killer comes before any guard", timeout: 6 * time.Minute},
+			check: stoppedBy(guards...), xfail: "#22: without swap the OOM killer comes before any guard", timeout: 6 * time.Minute, pressure: true},
 		{name: "run --machine-mem --swap --ballast", args: []string{"run", "--conns", "600000", "--machine-mem", "2GiB", "--swap", "512MiB", "--ballast", "256MiB"},
-			check: stoppedBy(guards...), timeout: 6 * time.Minute},
-		{name: "serve and dial across namespaces", custom: serveAndDial},
+			check: stoppedBy(guards...), timeout: 6 * time.Minute, pressure: true,
+			xfail: "#22: under TCG on 6.1 the guest stopped answering for over 6 minutes once swapping began (a guard that stops before the OOM killer and reclaim livelock)"},
+		{name: "serve and dial across namespaces", custom: serveAndDial, limited: true},
 	}
 }
 
