@@ -7,7 +7,7 @@ import (
 	"net/netip"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/c10mprobe/c10mprobe/runner/worker"
 )
 
 // Config is everything `c10mprobe run` was asked to do.
@@ -77,18 +77,30 @@ type Config struct {
 }
 
 // Exchange is what a connection does once open, to count as verified.
-type Exchange string
+type Exchange = worker.Exchange
 
 const (
-	// ExchangeNumbered: the built-in server sends each connection its
-	// number, the client echoes it, the server checks it.
-	ExchangeNumbered Exchange = "numbered"
-	// ExchangeEcho: the client sends its number (and --payload), and any
-	// echo server sends the same bytes back.
-	ExchangeEcho Exchange = "echo"
-	// ExchangeNone: connect and hold; sock_diag verifies at the end of the
-	// hold that both ends are ESTABLISHED and the server accepted.
-	ExchangeNone Exchange = "none"
+	ExchangeNumbered = worker.ExchangeNumbered
+	ExchangeEcho     = worker.ExchangeEcho
+	ExchangeNone     = worker.ExchangeNone
+)
+
+// Role is a worker process's part: an end of the connections, or the
+// ballast.
+type Role = worker.Role
+
+const (
+	Client  = worker.Client
+	Server  = worker.Server
+	Ballast = worker.Ballast
+)
+
+// Family is the address family of the run's sockets.
+type Family = worker.Family
+
+const (
+	FamilyInet  = worker.FamilyInet
+	FamilyInet6 = worker.FamilyInet6
 )
 
 // Mode is which ends of the connections a run holds on this host.
@@ -173,28 +185,3 @@ const (
 
 // DefaultPortChoice is chosen by measurement (README, "Rate").
 const DefaultPortChoice = PortsByRunner
-
-// Family is the address family of the run's sockets.
-type Family string
-
-const (
-	FamilyInet  Family = "inet"
-	FamilyInet6 Family = "inet6"
-)
-
-func (f Family) domain() int {
-	if f == FamilyInet6 {
-		return unix.AF_INET6
-	}
-	return unix.AF_INET
-}
-
-// sockaddr is a's socket address in the family: for inet6 the IPv4-mapped
-// IPv6 address, which tcp_v6_connect() hands to tcp_v4_connect() while the
-// sock stays a TCPv6 one.
-func (f Family) sockaddr(a netip.Addr, port uint16) unix.Sockaddr {
-	if f == FamilyInet6 {
-		return &unix.SockaddrInet6{Port: int(port), Addr: a.As16()}
-	}
-	return &unix.SockaddrInet4{Port: int(port), Addr: a.As4()}
-}

@@ -4,8 +4,8 @@
 //
 // run.go holds the phases (idle, connect, exchange, hold, close); prepare.go
 // the checks made before anything changes; procs.go the worker processes and
-// their reports; worker.go, client.go and server.go the worker itself
-// (epoll, raw syscalls, one 12-byte record per fd); limit.go which limit
+// their reports; the worker process itself is package runner/worker;
+// limit.go which limit
 // bound; memcap.go and memcg.go the --mem-limit cgroup and its prediction;
 // swap.go the --swap file; restore.go what undoes a run, on every exit and
 // after a SIGKILL; host.go and preflight.go the limits read before a run.

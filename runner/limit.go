@@ -6,6 +6,7 @@ import (
 
 	"github.com/c10mprobe/c10mprobe/internal/limit"
 	"github.com/c10mprobe/c10mprobe/internal/units"
+	"github.com/c10mprobe/c10mprobe/runner/worker"
 	"golang.org/x/sys/unix"
 )
 
@@ -33,22 +34,22 @@ func (r *Runner) stop(kind limit.Kind, detail string) {
 	r.stopping = true
 	r.mu.Unlock()
 	if !already {
-		r.send(Client, cmdStop)
+		r.send(Client, worker.CmdStop)
 	}
 }
 
 // limitFor names the limit behind a worker's first failure.
-func (r *Runner) limitFor(p *proc, s *Stats) (limit.Kind, string) {
-	k := failKind(s.FirstFail - 1)
+func (r *Runner) limitFor(p *proc, s *worker.Stats) (limit.Kind, string) {
+	k := worker.FailKind(s.FirstFail - 1)
 	errno := unix.Errno(s.FirstFailErrno)
 	who := fmt.Sprintf("%s worker %d", p.role, p.index)
 	switch k {
-	case failEMFILE:
+	case worker.FailEMFILE:
 		return limit.Fds, fmt.Sprintf("%s: %v after %d sockets (RLIMIT_NOFILE %d per process); raise the hard limit (needs CAP_SYS_RESOURCE) or allow more workers (--max-workers)",
 			who, errno, s.Established, r.plan.NoFile)
-	case failENFILE:
+	case worker.FailENFILE:
 		return limit.FileMax, fmt.Sprintf("%s: %v: fs.file-max (%d) open files system-wide; raise fs.file-max", who, errno, r.host.FileMax)
-	case failPorts:
+	case worker.FailPorts:
 		src := netip.AddrFrom4(s.FirstFailSrc)
 		held := ""
 		if r.plan.PortsHeld > 0 {
@@ -56,12 +57,12 @@ func (r *Runner) limitFor(p *proc, s *Stats) (limit.Kind, string) {
 		}
 		return limit.Ports, fmt.Sprintf("connect: no free source ports on %s, the last of %d source addresses (%s per address with ip_local_port_range %d–%d%s); use more --src addresses or widen the range",
 			src, len(r.plan.Sources), units.Count(int64(r.plan.PortsPerSource)), r.tuning.PortLo, r.tuning.PortHi, held)
-	case failAddr:
+	case worker.FailAddr:
 		return limit.SourceAddress, fmt.Sprintf("bind: %v for source %s: it is not an address of this host", errno, netip.AddrFrom4(s.FirstFailSrc))
-	case failEpollWatches:
+	case worker.FailEpollWatches:
 		return limit.EpollWatches, fmt.Sprintf("%s: epoll_ctl: %v after %d sockets: fs.epoll.max_user_watches (%s) epoll watches for all of one user's processes, one per socket; raise fs.epoll.max_user_watches",
 			who, errno, s.Established, units.Count(r.host.EpollMaxWatches))
-	case failNoMem:
+	case worker.FailNoMem:
 		return limit.Memory, fmt.Sprintf("%s: %v: the kernel could not allocate socket memory", who, errno)
 	default:
 		return limit.Other, fmt.Sprintf("%s: %v (errno %d) after %d sockets: no limit c10mprobe knows explains it", who, errno, int(errno), s.Established)
@@ -70,10 +71,10 @@ func (r *Runner) limitFor(p *proc, s *Stats) (limit.Kind, string) {
 
 // failureLimit names the commonest failure when no limit stopped the opening.
 func (r *Runner) failureLimit(t totals) *Limit {
-	var worst failKind
+	var worst worker.FailKind
 	for k := range t.failed {
 		if t.failed[k] > t.failed[worst] {
-			worst = failKind(k)
+			worst = worker.FailKind(k)
 		}
 	}
 	if t.failed[worst] == 0 && t.accepted >= t.clientEstablished {

@@ -10,6 +10,7 @@ import (
 	"github.com/c10mprobe/c10mprobe/internal/procfs"
 	"github.com/c10mprobe/c10mprobe/internal/sockdiag"
 	"github.com/c10mprobe/c10mprobe/internal/units"
+	"github.com/c10mprobe/c10mprobe/runner/worker"
 )
 
 // maxPerWorker is the most sockets one worker held, and the most fds one
@@ -161,7 +162,7 @@ func (r *Runner) finishResult(res *Result) {
 	r.serverResult(res)
 	for k, v := range t.failed {
 		if v > 0 {
-			res.Failed[failKind(k).String()] += v
+			res.Failed[worker.FailKind(k).String()] += v
 		}
 	}
 	// The census pause is the probes', not the machine's: the rates leave it out.

@@ -13,6 +13,7 @@ import (
 	"github.com/c10mprobe/c10mprobe/internal/limit"
 	"github.com/c10mprobe/c10mprobe/internal/procfs"
 	"github.com/c10mprobe/c10mprobe/internal/rundir"
+	"github.com/c10mprobe/c10mprobe/runner/worker"
 	"golang.org/x/sys/unix"
 )
 
@@ -27,7 +28,7 @@ type proc struct {
 	exited chan struct{}
 
 	// guarded by Runner.mu
-	stats      Stats
+	stats      worker.Stats
 	reports    uint64
 	state      *os.ProcessState
 	expectExit bool
@@ -68,7 +69,7 @@ func (r *Runner) spawn() error {
 		}
 	}
 	for i := range r.plan.ServerWorkers {
-		wc := workerConfig{Proto: protoVersion, Role: Server, Index: i, Quota: Quota(r.cfg.Conns, r.plan.ServerWorkers, i),
+		wc := worker.Config{Proto: worker.ProtoVersion, Role: Server, Index: i, Quota: Quota(r.cfg.Conns, r.plan.ServerWorkers, i),
 			Base: uint32(i * r.plan.ConnsPerWorker), NoFile: r.plan.NoFile, Payload: r.cfg.Payload, Unread: r.cfg.Unread,
 			Stream: r.cfg.Mode == ModeServe, QuietClose: r.quietClose()}
 		wc.Quota = max(wc.Quota, min(r.plan.ConnsPerWorker, r.cfg.Conns))
@@ -79,7 +80,7 @@ func (r *Runner) spawn() error {
 	perWorkerRate := r.cfg.Rate / float64(r.plan.ClientWorkers)
 	base := 0
 	for i := range r.plan.ClientWorkers {
-		wc := workerConfig{Proto: protoVersion, Role: Client, Index: i, Quota: Quota(r.cfg.Conns, r.plan.ClientWorkers, i),
+		wc := worker.Config{Proto: worker.ProtoVersion, Role: Client, Index: i, Quota: Quota(r.cfg.Conns, r.plan.ClientWorkers, i),
 			NoFile: r.plan.NoFile, Sources: sources, Server: r.connectTo.String(), Base: uint32(base), Exchange: r.cfg.Exchange, Family: r.cfg.Family,
 			Inflight: max(1, r.cfg.Inflight/r.plan.ClientWorkers), Rate: perWorkerRate, Payload: r.cfg.Payload, Unread: r.cfg.Unread}
 		base += wc.Quota
@@ -111,7 +112,7 @@ func (r *Runner) spawn() error {
 	return os.WriteFile(filepath.Join(r.cfg.OutDir, rundir.Workers), pids.Bytes(), 0o644)
 }
 
-func (r *Runner) start(exe string, wc workerConfig, listener *os.File) error {
+func (r *Runner) start(exe string, wc worker.Config, listener *os.File) error {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return os.NewSyscallError("socketpair", err)
@@ -127,7 +128,7 @@ func (r *Runner) start(exe string, wc workerConfig, listener *os.File) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(exe, WorkerArg)
+	cmd := exec.Command(exe, worker.Arg)
 	cmd.Stdin = bytes.NewReader(cfgJSON)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	cmd.ExtraFiles = []*os.File{child}
@@ -155,7 +156,7 @@ func (r *Runner) start(exe string, wc workerConfig, listener *os.File) error {
 	}
 	p := &proc{role: wc.Role, index: wc.Index, quota: wc.Quota, cmd: cmd, ctl: ctl, pid: cmd.Process.Pid, exited: make(chan struct{})}
 	r.procs = append(r.procs, p)
-	// Workers open nothing before cmdConnect, so this is in time.
+	// Workers open nothing before worker.CmdConnect, so this is in time.
 	if r.memcap != nil {
 		if err := r.memcap.cg.add(p.pid); err != nil {
 			return err
@@ -196,14 +197,14 @@ func (r *Runner) deathDetail(p *proc) string {
 }
 
 func (r *Runner) readStats(p *proc) {
-	buf := make([]byte, statsSize+64)
+	buf := make([]byte, worker.StatsSize+64)
 	for {
 		n, err := p.ctl.Read(buf)
 		if err != nil || n == 0 {
 			return
 		}
-		var s Stats
-		if s.unmarshal(buf[:n]) != nil {
+		var s worker.Stats
+		if s.Unmarshal(buf[:n]) != nil {
 			continue
 		}
 		r.mu.Lock()
@@ -225,7 +226,7 @@ func (r *Runner) poke() {
 }
 
 // send writes c to every worker of role, or to all when role is "".
-func (r *Runner) send(role Role, c command) {
+func (r *Runner) send(role Role, c worker.Command) {
 	for _, p := range r.workers() {
 		if role == "" || p.role == role {
 			_, _ = p.ctl.Write([]byte{byte(c)})
@@ -242,7 +243,7 @@ func (r *Runner) workers() []*proc {
 }
 
 // sync sends c to every live worker and waits for each to report back.
-func (r *Runner) sync(c command) {
+func (r *Runner) sync(c worker.Command) {
 	r.mu.Lock()
 	seen := make(map[*proc]uint64, len(r.procs))
 	for _, p := range r.procs {
@@ -278,7 +279,7 @@ type totals struct {
 	clientOpened, clientEstablished, received, echoed uint64
 	accepted, sent, verified, closed                  uint64
 	clientClosed, peerClosed, portsSkipped            uint64
-	failed                                            [numFailKinds]uint64
+	failed                                            [worker.NumFailKinds]uint64
 	connectDone, exchangeDone, closeDone              bool
 	censusDone                                        bool // every client paused at its census share, done opening, or dead
 	acceptDone                                        bool // every server worker stopped accepting
@@ -356,7 +357,7 @@ func (r *Runner) stopWorkers() {
 		p.expectExit = true
 	}
 	r.mu.Unlock()
-	r.send("", cmdExit)
+	r.send("", worker.CmdExit)
 	deadline := time.NewTimer(exitGrace)
 	defer deadline.Stop()
 	procs := r.workers()
@@ -379,5 +380,5 @@ func (r *Runner) stopWorkers() {
 }
 
 // quietClose: both ends of every connection are this run's workers, so
-// they may close without telling each other (workerConfig.QuietClose).
+// they may close without telling each other (worker.Config.QuietClose).
 func (r *Runner) quietClose() bool { return r.cfg.Mode == ModeRun && !r.cfg.External() }

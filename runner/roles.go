@@ -15,6 +15,7 @@ import (
 	"github.com/c10mprobe/c10mprobe/internal/limit"
 	"github.com/c10mprobe/c10mprobe/internal/procfs"
 	"github.com/c10mprobe/c10mprobe/internal/units"
+	"github.com/c10mprobe/c10mprobe/runner/worker"
 	"golang.org/x/sys/unix"
 )
 
@@ -64,7 +65,7 @@ func (r *Runner) serve(ctx context.Context, res *Result) {
 		}
 		return r.cfg.Timeout
 	}
-	r.send(Server, cmdExchange)
+	r.send(Server, worker.CmdExchange)
 	if r.waitFor(done, tick, stallAfter) {
 		if t := r.totals(); t.accepted == 0 {
 			r.stopServing(limit.ConnectStalled, fmt.Sprintf("no dialer connected within %s (--wait)", r.cfg.FirstWait))
@@ -75,7 +76,7 @@ func (r *Runner) serve(ctx context.Context, res *Result) {
 				r.cfg.Timeout, units.Count(t.verified), units.Count(uint64(r.cfg.Conns))))
 		}
 	}
-	r.send(Server, cmdStop)
+	r.send(Server, worker.CmdStop)
 	res.Phases.ConnectSeconds = time.Since(start).Seconds()
 	t := r.totals()
 	r.mu.Lock()

@@ -15,6 +15,7 @@ import (
 	"github.com/c10mprobe/c10mprobe/internal/rundir"
 	"github.com/c10mprobe/c10mprobe/internal/sysctl"
 	"github.com/c10mprobe/c10mprobe/internal/units"
+	"github.com/c10mprobe/c10mprobe/runner/worker"
 	"golang.org/x/sys/unix"
 )
 
@@ -336,7 +337,7 @@ func (r *Runner) tune() error {
 func (r *Runner) listen() error {
 	// Non-blocking for the workers (the flag is on the shared file
 	// description); close-on-exec for any other child, as ExtraFiles dup it.
-	fd, err := unix.Socket(r.cfg.Family.domain(), unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	fd, err := unix.Socket(r.cfg.Family.Domain(), unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return os.NewSyscallError("socket", err)
 	}
@@ -351,7 +352,7 @@ func (r *Runner) listen() error {
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
 		return os.NewSyscallError("setsockopt(SO_REUSEADDR)", err)
 	}
-	sa := r.cfg.Family.sockaddr(r.cfg.Listen.Addr(), r.cfg.Listen.Port())
+	sa := r.cfg.Family.Sockaddr(r.cfg.Listen.Addr(), r.cfg.Listen.Port())
 	if err := unix.Bind(fd, sa); err != nil {
 		return fmt.Errorf("listening on %s: %w", r.cfg.Listen, err)
 	}
@@ -413,14 +414,14 @@ func (r *Runner) census(t totals) {
 			fmt.Fprintf(r.cfg.Log, "warning: the census: %v\n", err)
 		}
 	}
-	r.send(Client, cmdResume)
+	r.send(Client, worker.CmdResume)
 	r.censusPause = time.Since(r.censusPaused)
 }
 
 func (r *Runner) connect(ctx context.Context, res *Result) {
 	start := time.Now()
 	r.progress(PhaseConnect, start, 0) // the phase begins: the CPU samples' tag
-	r.send(Client, cmdConnect)
+	r.send(Client, worker.CmdConnect)
 	lastShow, lastEst := time.Now(), uint64(0)
 	tick := func(t totals) {
 		if ctx.Err() != nil {
@@ -480,7 +481,7 @@ func (r *Runner) connect(ctx context.Context, res *Result) {
 	r.mu.Unlock()
 	if t.accepted < t.clientEstablished {
 		// Completed handshakes no server worker took from the accept queue.
-		res.Failed[failNotAccepted.String()] += t.clientEstablished - t.accepted
+		res.Failed[worker.FailNotAccepted.String()] += t.clientEstablished - t.accepted
 	}
 	r.progress(PhaseConnect, start, 0)
 }
@@ -488,7 +489,7 @@ func (r *Runner) connect(ctx context.Context, res *Result) {
 func (r *Runner) exchange(ctx context.Context, res *Result) {
 	start := time.Now()
 	r.progress(PhaseExchange, start, 0)
-	r.send("", cmdExchange)
+	r.send("", worker.CmdExchange)
 	guarded := false
 	tick := func(totals) {
 		r.progress(PhaseExchange, start, 0)
@@ -514,7 +515,7 @@ func (r *Runner) exchange(ctx context.Context, res *Result) {
 	// the server's too: the peak is sampled when the payload has settled.
 	r.waitFor(func(t totals) bool { return t.exchangeDone && (r.cfg.Payload == 0 || t.clientExchangeDone) }, tick, r.timeout)
 	// Count what is still missing, and get every worker's final counts.
-	r.sync(cmdFinish)
+	r.sync(worker.CmdFinish)
 	res.Phases.ExchangeSeconds = time.Since(start).Seconds()
 	// The final counts, so that the recorder's last sample of the phase
 	// shows every verified connection, not the last periodic report's.
@@ -560,7 +561,7 @@ func (r *Runner) close(res *Result) {
 	// Clients first: their RSTs free the server side's sockets, which then
 	// close without a FIN exchange.
 	for _, role := range []Role{Client, Server} {
-		r.send(role, cmdClose)
+		r.send(role, worker.CmdClose)
 		r.waitFor(func(totals) bool {
 			r.mu.Lock()
 			defer r.mu.Unlock()

@@ -15,13 +15,14 @@ import (
 	"github.com/c10mprobe/c10mprobe/internal/sockdiag"
 	"github.com/c10mprobe/c10mprobe/internal/sysctl"
 	"github.com/c10mprobe/c10mprobe/internal/testenv"
+	"github.com/c10mprobe/c10mprobe/runner/worker"
 )
 
 // TestMain makes this test binary a worker when a run in it starts one (it
 // is os.Executable), and takes the host's test turn for the root tests.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == WorkerArg {
-		os.Exit(WorkerMain())
+	if len(os.Args) > 1 && os.Args[1] == worker.Arg {
+		os.Exit(worker.Main())
 	}
 	if os.Geteuid() == 0 {
 		// One measuring test binary at a time (see cmd/c10mprobe).

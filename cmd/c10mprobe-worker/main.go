@@ -7,12 +7,12 @@ package main
 import (
 	"os"
 
-	"github.com/c10mprobe/c10mprobe/runner"
+	"github.com/c10mprobe/c10mprobe/runner/worker"
 )
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == runner.WorkerArg {
-		os.Exit(runner.WorkerMain())
+	if len(os.Args) > 1 && os.Args[1] == worker.Arg {
+		os.Exit(worker.Main())
 	}
 	os.Stderr.WriteString("c10mprobe-worker is started by c10mprobe run, not by hand\n")
 	os.Exit(2)

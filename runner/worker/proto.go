@@ -1,4 +1,4 @@
-package runner
+package worker
 
 import (
 	"encoding/binary"
@@ -6,7 +6,7 @@ import (
 )
 
 // The parent drives each worker over a SOCK_SEQPACKET socketpair (fd 3 in the
-// worker): one byte per command down, one fixed-size Stats record up. The
+// worker): one byte per Command down, one fixed-size Stats record up. The
 // worker's configuration arrives as JSON on its stdin, which has no size limit.
 
 const (
@@ -14,62 +14,62 @@ const (
 	listenerFD = 4 // the shared listening socket in server workers
 )
 
-type command byte
+type Command byte
 
 const (
-	cmdConnect  command = iota + 1 // clients: start opening connections
-	cmdStop                        // clients: open no more, finish what is pending
-	cmdExchange                    // servers: send the numbered message
-	cmdFinish                      // both: the exchange is over; count what is missing
-	cmdClose                       // both: close every socket
-	cmdExit                        // both: exit
-	cmdResume                      // clients: go on opening after the census pause
+	CmdConnect  Command = iota + 1 // clients: start opening connections
+	CmdStop                        // clients: open no more, finish what is pending
+	CmdExchange                    // servers: send the numbered message
+	CmdFinish                      // both: the exchange is over; count what is missing
+	CmdClose                       // both: close every socket
+	CmdExit                        // both: exit
+	CmdResume                      // clients: go on opening after the census pause
 )
 
 // Failure kinds, counted per worker and reported by name.
-type failKind uint8
+type FailKind uint8
 
 const (
-	failEMFILE failKind = iota
-	failENFILE
-	failPorts        // EADDRNOTAVAIL at connect: no free source port
-	failAddr         // EADDRNOTAVAIL at bind: the source address is not local
-	failNoMem        // ENOBUFS or ENOMEM
-	failEpollWatches // ENOSPC at epoll_ctl: fs.epoll.max_user_watches
-	failTimedOut
-	failRefused
-	failReset
-	failEOF
-	failShortRead
-	failMismatch
-	failTimeout      // no answer before the exchange ended
-	failPayloadShort // --payload not all sent or read before the exchange ended
-	failNotAccepted
-	failWorkerDied
-	failOther
-	numFailKinds
+	FailEMFILE FailKind = iota
+	FailENFILE
+	FailPorts        // EADDRNOTAVAIL at connect: no free source port
+	FailAddr         // EADDRNOTAVAIL at bind: the source address is not local
+	FailNoMem        // ENOBUFS or ENOMEM
+	FailEpollWatches // ENOSPC at epoll_ctl: fs.epoll.max_user_watches
+	FailTimedOut
+	FailRefused
+	FailReset
+	FailEOF
+	FailShortRead
+	FailMismatch
+	FailTimeout      // no answer before the exchange ended
+	FailPayloadShort // --payload not all sent or read before the exchange ended
+	FailNotAccepted
+	FailWorkerDied
+	FailOther
+	NumFailKinds
 )
 
-var failNames = [numFailKinds]string{
-	failEMFILE:       "emfile",
-	failENFILE:       "enfile",
-	failPorts:        "no_source_port",
-	failAddr:         "source_address_not_local",
-	failNoMem:        "no_memory",
-	failEpollWatches: "epoll_watches",
-	failTimedOut:     "connect_timed_out",
-	failRefused:      "connection_refused",
-	failReset:        "reset",
-	failEOF:          "eof",
-	failShortRead:    "short_read",
-	failMismatch:     "mismatch",
-	failTimeout:      "exchange_timeout",
-	failNotAccepted:  "not_accepted",
-	failWorkerDied:   "worker_died",
-	failOther:        "other",
+var failNames = [NumFailKinds]string{
+	FailEMFILE:       "emfile",
+	FailENFILE:       "enfile",
+	FailPorts:        "no_source_port",
+	FailAddr:         "source_address_not_local",
+	FailNoMem:        "no_memory",
+	FailEpollWatches: "epoll_watches",
+	FailTimedOut:     "connect_timed_out",
+	FailRefused:      "connection_refused",
+	FailReset:        "reset",
+	FailEOF:          "eof",
+	FailShortRead:    "short_read",
+	FailMismatch:     "mismatch",
+	FailTimeout:      "exchange_timeout",
+	FailNotAccepted:  "not_accepted",
+	FailWorkerDied:   "worker_died",
+	FailOther:        "other",
 }
 
-func (k failKind) String() string { return failNames[k] }
+func (k FailKind) String() string { return failNames[k] }
 
 // Stats is what a worker reports. Fixed size, so that encoding/binary packs it.
 type Stats struct {
@@ -78,9 +78,9 @@ type Stats struct {
 	Sent        uint64 // server: numbered messages written; client: echoes written
 	Verified    uint64 // server: echoes that matched; client: messages received
 	Closed      uint64
-	Failed      [numFailKinds]uint64
+	Failed      [NumFailKinds]uint64
 	// The first failure this worker saw that stops it from opening more.
-	FirstFail      uint8 // failKind+1; 0 when none
+	FirstFail      uint8 // FailKind+1; 0 when none
 	FirstFailErrno uint32
 	FirstFailSrc   [4]byte // client: the source address that ran out of ports
 	ConnectDone    uint8   // client: opening finished (quota, limit or stop); server: no longer accepting
@@ -95,28 +95,28 @@ type Stats struct {
 	CensusDone     uint8  // client: opened its census share and every one of them settled
 }
 
-var statsSize = binary.Size(Stats{})
+var StatsSize = binary.Size(Stats{})
 
-func (s *Stats) marshal(buf []byte) []byte {
+func (s *Stats) Marshal(buf []byte) []byte {
 	n, err := binary.Encode(buf, binary.LittleEndian, s)
 	if err != nil {
-		panic(fmt.Sprintf("encoding stats: %v", err)) // buf is sized by statsSize
+		panic(fmt.Sprintf("encoding stats: %v", err)) // buf is sized by StatsSize
 	}
 	return buf[:n]
 }
 
-func (s *Stats) unmarshal(buf []byte) error {
-	if len(buf) != statsSize {
-		return fmt.Errorf("stats record of %d bytes, want %d", len(buf), statsSize)
+func (s *Stats) Unmarshal(buf []byte) error {
+	if len(buf) != StatsSize {
+		return fmt.Errorf("stats record of %d bytes, want %d", len(buf), StatsSize)
 	}
 	_, err := binary.Decode(buf, binary.LittleEndian, s)
 	return err
 }
 
-// protoVersion is checked by every worker against its parent's: a
+// ProtoVersion is checked by every worker against its parent's: a
 // c10mprobe-worker left from another build must not misread the commands
-// or the Stats records. Bump it with any change to them or to workerConfig.
-const protoVersion = 12
+// or the Stats records. Bump it with any change to them or to Config.
+const ProtoVersion = 12
 
 // Role is a worker's end of the connections.
 type Role string
@@ -126,9 +126,9 @@ const (
 	Server Role = "server"
 )
 
-// workerConfig is the JSON a worker reads from stdin.
-type workerConfig struct {
-	Proto    int      `json:"proto"` // protoVersion of the parent
+// Config is the JSON a worker reads from stdin.
+type Config struct {
+	Proto    int      `json:"proto"` // ProtoVersion of the parent
 	Role     Role     `json:"role"`
 	Index    int      `json:"index"`
 	Quota    int      `json:"quota"`    // client: connections to open; server: most to accept
@@ -153,7 +153,7 @@ type workerConfig struct {
 	// mode, which sends nothing.
 	QuietClose bool `json:"quiet_close,omitempty"`
 	// Census: a client pauses after opening this many (its share of the
-	// census) until cmdResume; 0 for no pause.
+	// census) until CmdResume; 0 for no pause.
 	Census int `json:"census,omitempty"`
 	// The ballast (--ballast): bytes to map and touch, touches a second.
 	Bytes     uint64 `json:"bytes,omitempty"`

@@ -1,4 +1,4 @@
-package runner
+package worker
 
 import (
 	"encoding/json"
@@ -12,8 +12,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// WorkerArg is argv[1] of a re-executed worker process.
-const WorkerArg = "__c10mprobe_worker"
+// Arg is argv[1] of a re-executed worker process.
+const Arg = "__c10mprobe_worker"
 
 // Connection states. A worker keeps one conn per file descriptor number, in a
 // slice indexed by fd: no heap object per connection and nothing for the GC
@@ -35,7 +35,7 @@ type conn struct {
 }
 
 type worker struct {
-	cfg      workerConfig
+	cfg      Config
 	ctl      int // the control socket (ctlFD in a worker process)
 	listener int // the shared listener (listenerFD in a server worker process)
 	epfd     int
@@ -64,7 +64,7 @@ type worker struct {
 	left      int // sources not yet out of ports
 	nextSrc   int
 	port      int  // --port-choice runner: the port being taken on each source in turn
-	census    bool // paused at cfg.Census opened until cmdResume
+	census    bool // paused at cfg.Census opened until CmdResume
 	opening   bool
 	pending   int
 	tokens    float64
@@ -80,17 +80,17 @@ type worker struct {
 	listening bool
 }
 
-// WorkerMain is the whole life of a worker process; it returns the exit code.
-func WorkerMain() int {
-	var cfg workerConfig
+// Main is the whole life of a worker process; it returns the exit code.
+func Main() int {
+	var cfg Config
 	dec := json.NewDecoder(os.Stdin)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&cfg); err != nil {
 		fmt.Fprintf(os.Stderr, "c10mprobe worker: reading configuration: %v (a c10mprobe-worker from another build? rebuild both: make build)\n", err)
 		return 2
 	}
-	if cfg.Proto != protoVersion {
-		fmt.Fprintf(os.Stderr, "c10mprobe worker: protocol %d, parent speaks %d: this worker is from another build; rebuild both (make build)\n", protoVersion, cfg.Proto)
+	if cfg.Proto != ProtoVersion {
+		fmt.Fprintf(os.Stderr, "c10mprobe worker: protocol %d, parent speaks %d: this worker is from another build; rebuild both (make build)\n", ProtoVersion, cfg.Proto)
 		return 2
 	}
 	if cfg.Role == Ballast {
@@ -133,7 +133,7 @@ func WorkerMain() int {
 // newWorker sets up a worker on its control socket and, for a server, the
 // shared listener. Its state is per fd, sized by cfg.NoFile: every fd it
 // sees must be below that.
-func newWorker(cfg workerConfig, ctl, listener int) (*worker, error) {
+func newWorker(cfg Config, ctl, listener int) (*worker, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, os.NewSyscallError("epoll_create1", err)
@@ -145,7 +145,7 @@ func newWorker(cfg workerConfig, ctl, listener int) (*worker, error) {
 		epfd:     epfd,
 		conns:    make([]conn, cfg.NoFile),
 		events:   make([]unix.EpollEvent, 256),
-		wire:     make([]byte, statsSize),
+		wire:     make([]byte, StatsSize),
 	}
 	if cfg.Payload > 0 {
 		w.payload = make([]byte, cfg.Payload)
@@ -163,7 +163,7 @@ func newWorker(cfg workerConfig, ctl, listener int) (*worker, error) {
 		if err != nil {
 			return nil, fmt.Errorf("parsing server address: %w", err)
 		}
-		w.domain = cfg.Family.domain()
+		w.domain = cfg.Family.Domain()
 		w.server = makeRawSockaddr(cfg.Family, ap.Addr(), ap.Port())
 		for _, s := range cfg.Sources {
 			a, err := netip.ParseAddr(s)
@@ -283,7 +283,7 @@ func (w *worker) step(timeout int) (exit bool, err error) {
 // socket(), bind() (a source that is not local) or the port search.
 func (w *worker) failedOpens() uint64 {
 	f := w.stats.Failed
-	return f[failEMFILE] + f[failENFILE] + f[failNoMem] + f[failEpollWatches] + f[failAddr] + f[failPorts] + f[failOther]
+	return f[FailEMFILE] + f[FailENFILE] + f[FailNoMem] + f[FailEpollWatches] + f[FailAddr] + f[FailPorts] + f[FailOther]
 }
 
 func (w *worker) timeout() int {
@@ -308,15 +308,15 @@ func (w *worker) command() (exit bool, err error) {
 	if n == 0 {
 		return true, nil // the parent is gone; PR_SET_PDEATHSIG will also fire
 	}
-	switch command(w.buf[0]) {
-	case cmdConnect:
+	switch Command(w.buf[0]) {
+	case CmdConnect:
 		w.opening = w.cfg.Quota > 0 && len(w.sources) > 0
 		w.lastTick = time.Now()
 		w.tokens = 1
 		if !w.opening {
 			w.stats.ConnectDone = 1
 		}
-	case cmdStop:
+	case CmdStop:
 		if w.opening {
 			w.opening = false
 		}
@@ -326,15 +326,15 @@ func (w *worker) command() (exit bool, err error) {
 		if w.cfg.Role == Client && w.pending == 0 {
 			w.stats.ConnectDone = 1
 		}
-	case cmdExchange:
+	case CmdExchange:
 		w.exchange()
-	case cmdFinish:
+	case CmdFinish:
 		w.finish()
-	case cmdClose:
+	case CmdClose:
 		w.closeAll()
-	case cmdExit:
+	case CmdExit:
 		return true, nil
-	case cmdResume:
+	case CmdResume:
 		w.census = false
 	}
 	w.dirty = true
@@ -349,20 +349,20 @@ func (w *worker) report(force bool) {
 		return
 	}
 	// A blocking write on a SEQPACKET socket: the parent reads continuously.
-	if _, err := unix.Write(w.ctl, w.stats.marshal(w.wire)); err == nil {
+	if _, err := unix.Write(w.ctl, w.stats.Marshal(w.wire)); err == nil {
 		w.lastReport, w.dirty = now, false
 	}
 }
 
 // fail counts a failure; limit failures also become the worker's first failure.
-func (w *worker) fail(k failKind, errno unix.Errno, src *[4]byte) {
+func (w *worker) fail(k FailKind, errno unix.Errno, src *[4]byte) {
 	w.stats.Failed[k]++
 	w.dirty = true
 	if w.stats.FirstFail != 0 {
 		return
 	}
 	switch k {
-	case failEMFILE, failENFILE, failPorts, failAddr, failNoMem, failEpollWatches, failOther:
+	case FailEMFILE, FailENFILE, FailPorts, FailAddr, FailNoMem, FailEpollWatches, FailOther:
 		w.stats.FirstFail = uint8(k) + 1
 		w.stats.FirstFailErrno = uint32(errno)
 		if src != nil {
@@ -373,23 +373,23 @@ func (w *worker) fail(k failKind, errno unix.Errno, src *[4]byte) {
 
 // resourceFail classifies the errno of a call that takes a resource for a
 // new connection: socket(), accept4(), epoll_ctl(ADD).
-func resourceFail(errno unix.Errno) failKind {
+func resourceFail(errno unix.Errno) FailKind {
 	switch errno {
 	case unix.EMFILE:
-		return failEMFILE
+		return FailEMFILE
 	case unix.ENFILE:
-		return failENFILE
+		return FailENFILE
 	case unix.ENOSPC:
 		// epoll_ctl: the user's epoll watches reached fs.epoll.max_user_watches
 		// (ep_insert, fs/eventpoll.c).
-		return failEpollWatches
+		return FailEpollWatches
 	case unix.ENOMEM, unix.ENOBUFS:
-		return failNoMem
+		return FailNoMem
 	}
-	return failOther
+	return FailOther
 }
 
-func (w *worker) dropConn(fd int, k failKind, errno unix.Errno) {
+func (w *worker) dropConn(fd int, k FailKind, errno unix.Errno) {
 	c := &w.conns[fd]
 	if c.state == stOpen || c.state == stSent || c.state == stPayload {
 		w.waiting--
@@ -480,9 +480,9 @@ func (w *worker) receive(fd int, c *conn, into *uint32) {
 			return
 		case n == 0:
 			if c.got > 0 {
-				w.dropConn(fd, failShortRead, 0)
+				w.dropConn(fd, FailShortRead, 0)
 			} else {
-				w.dropConn(fd, failEOF, 0)
+				w.dropConn(fd, FailEOF, 0)
 			}
 			return
 		}
@@ -505,9 +505,9 @@ func (w *worker) finish() {
 		c := &w.conns[fd]
 		switch c.state {
 		case stOpen, stSent, stConnecting:
-			w.stats.Failed[failTimeout]++
+			w.stats.Failed[FailTimeout]++
 		case stPayload:
-			w.stats.Failed[failPayloadShort]++
+			w.stats.Failed[FailPayloadShort]++
 		default:
 			continue
 		}

@@ -1,4 +1,4 @@
-package runner
+package worker
 
 // The client worker: opening connections at the planned rate from the
 // plan's source addresses, then echoing the built-in server's numbered
@@ -64,7 +64,7 @@ func (w *worker) openOnPort() {
 		w.nextSrc, w.port = 0, w.port+max(1, w.cfg.Stride)
 	}
 	if w.port > w.cfg.Ports[1] {
-		w.fail(failPorts, unix.EADDRNOTAVAIL, &w.srcAddrs[len(w.srcAddrs)-1])
+		w.fail(FailPorts, unix.EADDRNOTAVAIL, &w.srcAddrs[len(w.srcAddrs)-1])
 		w.opening = false
 		return
 	}
@@ -88,7 +88,7 @@ func (w *worker) connectFrom(src int, sa *rawSockaddr) {
 	if fd >= len(w.conns) {
 		// Cannot happen while RLIMIT_NOFILE equals len(conns); guard the index anyway.
 		rawClose(fd)
-		w.fail(failEMFILE, unix.EMFILE, nil)
+		w.fail(FailEMFILE, unix.EMFILE, nil)
 		w.opening = false
 		return
 	}
@@ -116,7 +116,7 @@ func (w *worker) connectFrom(src int, sa *rawSockaddr) {
 			w.stats.PortsSkipped++
 			return
 		}
-		w.fail(failAddr, errno, &w.srcAddrs[src])
+		w.fail(FailAddr, errno, &w.srcAddrs[src])
 		w.exhaust(src)
 		return
 	}
@@ -137,11 +137,11 @@ func (w *worker) connectFrom(src int, sa *rawSockaddr) {
 		rawClose(fd)
 		w.exhaust(src)
 		if w.left > 0 {
-			w.stats.Failed[failPorts]++
+			w.stats.Failed[FailPorts]++
 			w.dirty = true
 			return
 		}
-		w.fail(failPorts, unix.EADDRNOTAVAIL, &w.srcAddrs[src])
+		w.fail(FailPorts, unix.EADDRNOTAVAIL, &w.srcAddrs[src])
 		return
 	default:
 		rawClose(fd)
@@ -187,16 +187,16 @@ func (w *worker) exhaust(i int) {
 
 // classifyConnErr classifies a connection's own failure; what is left is a
 // resource the kernel could not give (resourceFail).
-func classifyConnErr(errno unix.Errno) failKind {
+func classifyConnErr(errno unix.Errno) FailKind {
 	switch errno {
 	case unix.ETIMEDOUT:
-		return failTimedOut
+		return FailTimedOut
 	case unix.ECONNREFUSED:
-		return failRefused
+		return FailRefused
 	case unix.ECONNRESET, unix.EPIPE:
-		return failReset
+		return FailReset
 	case unix.EADDRNOTAVAIL:
-		return failPorts
+		return FailPorts
 	}
 	return resourceFail(errno)
 }
@@ -240,7 +240,7 @@ func (w *worker) clientEvent(fd int, events uint32) {
 			n, err := rawWrite(fd, w.buf[:])
 			if n != 4 {
 				errno, _ := err.(unix.Errno)
-				w.dropConn(fd, failReset, errno)
+				w.dropConn(fd, FailReset, errno)
 				return
 			}
 			w.stats.Sent++

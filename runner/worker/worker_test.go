@@ -1,4 +1,4 @@
-package runner
+package worker
 
 import (
 	"encoding/binary"
@@ -18,13 +18,13 @@ type testWorker struct {
 	parent int // the parent's end of the control socket
 }
 
-func newTestWorker(t *testing.T, cfg workerConfig, listener int) *testWorker {
+func newTestWorker(t *testing.T, cfg Config, listener int) *testWorker {
 	t.Helper()
 	var lim unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
 		t.Fatal(err)
 	}
-	cfg.Proto, cfg.NoFile = protoVersion, lim.Cur
+	cfg.Proto, cfg.NoFile = ProtoVersion, lim.Cur
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -45,8 +45,8 @@ func newTestWorker(t *testing.T, cfg workerConfig, listener int) *testWorker {
 	return &testWorker{worker: w, parent: fds[0]}
 }
 
-// command sends c as the parent does.
-func (tw *testWorker) command(t *testing.T, c command) {
+// Command sends c as the parent does.
+func (tw *testWorker) command(t *testing.T, c Command) {
 	t.Helper()
 	if _, err := unix.Write(tw.parent, []byte{byte(c)}); err != nil {
 		t.Fatal(err)
@@ -56,7 +56,7 @@ func (tw *testWorker) command(t *testing.T, c command) {
 // lastReport drains the reports the worker sent and returns the newest.
 func (tw *testWorker) lastReport(t *testing.T) (s Stats, ok bool) {
 	t.Helper()
-	buf := make([]byte, statsSize+64)
+	buf := make([]byte, StatsSize+64)
 	for {
 		n, err := unix.Read(tw.parent, buf)
 		if err == unix.EAGAIN {
@@ -65,7 +65,7 @@ func (tw *testWorker) lastReport(t *testing.T) (s Stats, ok bool) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.unmarshal(buf[:n]); err != nil {
+		if err := s.Unmarshal(buf[:n]); err != nil {
 			t.Fatal(err)
 		}
 		ok = true
@@ -111,10 +111,10 @@ func listenLoopback(t *testing.T) (fd int, addr string) {
 func TestWorkersConnectExchangeVerifyAndClose(t *testing.T) {
 	const n = 300
 	ln, addr := listenLoopback(t)
-	server := newTestWorker(t, workerConfig{Role: Server, Quota: n, Base: 1000}, ln)
-	client := newTestWorker(t, workerConfig{Role: Client, Quota: n, Sources: []string{"127.0.0.1"}, Server: addr, Inflight: 64}, -1)
+	server := newTestWorker(t, Config{Role: Server, Quota: n, Base: 1000}, ln)
+	client := newTestWorker(t, Config{Role: Client, Quota: n, Sources: []string{"127.0.0.1"}, Server: addr, Inflight: 64}, -1)
 
-	client.command(t, cmdConnect)
+	client.command(t, CmdConnect)
 	until(t, "connections", func() bool { return client.stats.ConnectDone == 1 && server.stats.Established == n }, client, server)
 	if client.stats.Established != n || client.stats.Opened != n {
 		t.Errorf("client opened %d, established %d; want %d", client.stats.Opened, client.stats.Established, n)
@@ -124,7 +124,7 @@ func TestWorkersConnectExchangeVerifyAndClose(t *testing.T) {
 		t.Error("the server worker still listens after its quota")
 	}
 
-	server.command(t, cmdExchange)
+	server.command(t, CmdExchange)
 	until(t, "exchange", func() bool { return server.stats.ExchangeDone == 1 }, client, server)
 	until(t, "echoes", func() bool { return client.stats.Sent == n }, client, server)
 	if server.stats.Sent != n || server.stats.Verified != n || client.stats.Verified != n {
@@ -132,7 +132,7 @@ func TestWorkersConnectExchangeVerifyAndClose(t *testing.T) {
 	}
 	for k, v := range server.stats.Failed {
 		if v != 0 {
-			t.Errorf("server counted %d %s", v, failKind(k))
+			t.Errorf("server counted %d %s", v, FailKind(k))
 		}
 	}
 	// Each connection carried its own number: Base + the accept order.
@@ -146,8 +146,8 @@ func TestWorkersConnectExchangeVerifyAndClose(t *testing.T) {
 		}
 	}
 
-	client.command(t, cmdClose)
-	server.command(t, cmdClose)
+	client.command(t, CmdClose)
+	server.command(t, CmdClose)
 	until(t, "close", func() bool { return client.stats.CloseDone == 1 && server.stats.CloseDone == 1 }, client, server)
 	if client.stats.Closed != n || server.stats.Closed != n {
 		t.Errorf("closed %d client and %d server sockets, want %d each", client.stats.Closed, server.stats.Closed, n)
@@ -161,7 +161,7 @@ func TestWorkersConnectExchangeVerifyAndClose(t *testing.T) {
 // connection; one that closes before the exchange is an EOF.
 func TestServerCountsWrongEchoesAndEarlyCloses(t *testing.T) {
 	ln, addr := listenLoopback(t)
-	server := newTestWorker(t, workerConfig{Role: Server, Quota: 2, Base: 7}, ln)
+	server := newTestWorker(t, Config{Role: Server, Quota: 2, Base: 7}, ln)
 	var sa unix.SockaddrInet4
 	fmt.Sscanf(addr, "127.0.0.1:%d", &sa.Port)
 	sa.Addr = [4]byte{127, 0, 0, 1}
@@ -179,7 +179,7 @@ func TestServerCountsWrongEchoesAndEarlyCloses(t *testing.T) {
 	defer unix.Close(liar)
 	var got [4]byte
 	until(t, "accepts", func() bool { return server.stats.Established == 2 }, server)
-	server.command(t, cmdExchange)
+	server.command(t, CmdExchange)
 	until(t, "numbered messages", func() bool { return server.stats.Sent == 2 }, server)
 	if _, err := unix.Read(liar, got[:]); err != nil {
 		t.Fatal(err)
@@ -194,8 +194,8 @@ func TestServerCountsWrongEchoesAndEarlyCloses(t *testing.T) {
 	unix.Read(quitter, got[:])
 	unix.Close(quitter)
 	until(t, "the exchange's end", func() bool { return server.stats.ExchangeDone == 1 }, server)
-	if f := server.stats.Failed; f[failMismatch] != 1 || f[failEOF] != 1 || server.stats.Verified != 0 {
-		t.Errorf("mismatch %d, eof %d, verified %d; want 1, 1, 0", f[failMismatch], f[failEOF], server.stats.Verified)
+	if f := server.stats.Failed; f[FailMismatch] != 1 || f[FailEOF] != 1 || server.stats.Verified != 0 {
+		t.Errorf("mismatch %d, eof %d, verified %d; want 1, 1, 0", f[FailMismatch], f[FailEOF], server.stats.Verified)
 	}
 }
 
@@ -204,11 +204,11 @@ func TestServerCountsWrongEchoesAndEarlyCloses(t *testing.T) {
 func TestClientStopsOnASourceAddressNotHere(t *testing.T) {
 	_, addr := listenLoopback(t)
 	// 198.51.100.0/24 is TEST-NET-2: no host has it.
-	client := newTestWorker(t, workerConfig{Role: Client, Quota: 10, Sources: []string{"198.51.100.77"}, Server: addr, Inflight: 4}, -1)
-	client.command(t, cmdConnect)
+	client := newTestWorker(t, Config{Role: Client, Quota: 10, Sources: []string{"198.51.100.77"}, Server: addr, Inflight: 4}, -1)
+	client.command(t, CmdConnect)
 	until(t, "the end of opening", func() bool { return client.stats.ConnectDone == 1 }, client)
-	if failKind(client.stats.FirstFail-1) != failAddr || client.stats.Established != 0 {
-		t.Errorf("first failure %s, established %d: want source_address_not_local, 0", failKind(client.stats.FirstFail-1), client.stats.Established)
+	if FailKind(client.stats.FirstFail-1) != FailAddr || client.stats.Established != 0 {
+		t.Errorf("first failure %s, established %d: want source_address_not_local, 0", FailKind(client.stats.FirstFail-1), client.stats.Established)
 	}
 	if a := client.stats.FirstFailSrc; a != [4]byte{198, 51, 100, 77} {
 		t.Errorf("first failure on %v, want 198.51.100.77", a)
@@ -221,12 +221,12 @@ func TestClientStopsOnASourceAddressNotHere(t *testing.T) {
 func TestPayloadLargerThanTheBuffersGoesBothWaysInFull(t *testing.T) {
 	const n, payload = 20, 1 << 20
 	ln, addr := listenLoopback(t)
-	server := newTestWorker(t, workerConfig{Role: Server, Quota: n, Payload: payload}, ln)
-	client := newTestWorker(t, workerConfig{Role: Client, Quota: n, Sources: []string{"127.0.0.1"}, Server: addr, Inflight: n, Payload: payload}, -1)
-	client.command(t, cmdConnect)
+	server := newTestWorker(t, Config{Role: Server, Quota: n, Payload: payload}, ln)
+	client := newTestWorker(t, Config{Role: Client, Quota: n, Sources: []string{"127.0.0.1"}, Server: addr, Inflight: n, Payload: payload}, -1)
+	client.command(t, CmdConnect)
 	until(t, "connections", func() bool { return client.stats.ConnectDone == 1 && server.stats.Established == n }, client, server)
-	server.command(t, cmdExchange)
-	client.command(t, cmdExchange)
+	server.command(t, CmdExchange)
+	client.command(t, CmdExchange)
 	until(t, "the exchange", func() bool { return server.stats.ExchangeDone == 1 && client.stats.ExchangeDone == 1 }, client, server)
 	want := uint64(n * payload)
 	if server.stats.Verified != n || server.stats.PayloadSent != want || server.stats.PayloadRead != want ||
@@ -235,7 +235,7 @@ func TestPayloadLargerThanTheBuffersGoesBothWaysInFull(t *testing.T) {
 			server.stats.Verified, server.stats.PayloadSent, server.stats.PayloadRead, client.stats.PayloadSent, client.stats.PayloadRead, want)
 	}
 	// Cut short, the payload is a failure of its own kind.
-	server2 := newTestWorker(t, workerConfig{Role: Server, Quota: 1, Payload: payload}, ln)
+	server2 := newTestWorker(t, Config{Role: Server, Quota: 1, Payload: payload}, ln)
 	fd, _ := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	defer unix.Close(fd)
 	var sa unix.SockaddrInet4
@@ -245,7 +245,7 @@ func TestPayloadLargerThanTheBuffersGoesBothWaysInFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	until(t, "an accept", func() bool { return server2.stats.Established == 1 }, server2)
-	server2.command(t, cmdExchange)
+	server2.command(t, CmdExchange)
 	until(t, "the message", func() bool { return server2.stats.Sent == 1 }, server2)
 	var num [4]byte
 	unix.Read(fd, num[:])
@@ -254,7 +254,7 @@ func TestPayloadLargerThanTheBuffersGoesBothWaysInFull(t *testing.T) {
 		server2.step(5)
 	}
 	server2.finish()
-	if server2.stats.Verified != 0 || server2.stats.Failed[failPayloadShort] != 1 {
-		t.Errorf("verified %d, payload_short %d; want 0, 1", server2.stats.Verified, server2.stats.Failed[failPayloadShort])
+	if server2.stats.Verified != 0 || server2.stats.Failed[FailPayloadShort] != 1 {
+		t.Errorf("verified %d, payload_short %d; want 0, 1", server2.stats.Verified, server2.stats.Failed[FailPayloadShort])
 	}
 }

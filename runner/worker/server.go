@@ -1,4 +1,4 @@
-package runner
+package worker
 
 // The server worker: accepting from the shared listener up to its quota,
 // then sending each connection its number and verifying the echo.
@@ -28,7 +28,7 @@ func (w *worker) accept() {
 		fd := int(r)
 		if fd >= len(w.conns) {
 			rawClose(fd)
-			w.fail(failEMFILE, unix.EMFILE, nil)
+			w.fail(FailEMFILE, unix.EMFILE, nil)
 			w.stopListening()
 			return
 		}
@@ -129,7 +129,7 @@ func (w *worker) serverEvent(fd int, events uint32) {
 		if events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 			w.receive(fd, c, &c.rx)
 			if c.got > 0 && w.conns[fd].state == stOpen {
-				w.dropConn(fd, failMismatch, 0)
+				w.dropConn(fd, FailMismatch, 0)
 			}
 		}
 	case stSent:
@@ -141,7 +141,7 @@ func (w *worker) serverEvent(fd int, events uint32) {
 			break
 		}
 		if c.rx != c.num {
-			w.stats.Failed[failMismatch]++
+			w.stats.Failed[FailMismatch]++
 			c.state = stDone
 			w.waiting--
 			w.dirty = true

@@ -1,4 +1,4 @@
-package runner
+package worker
 
 import (
 	"fmt"
@@ -10,8 +10,8 @@ import (
 // instead of misreading it.
 func TestWorkerRefusesAnotherBuildsConfiguration(t *testing.T) {
 	for name, cfg := range map[string]string{
-		"older protocol": fmt.Sprintf(`{"proto":%d,"role":"client"}`, protoVersion-1),
-		"unknown field":  fmt.Sprintf(`{"proto":%d,"role":"client","from_the_future":1}`, protoVersion),
+		"older protocol": fmt.Sprintf(`{"proto":%d,"role":"client"}`, ProtoVersion-1),
+		"unknown field":  fmt.Sprintf(`{"proto":%d,"role":"client","from_the_future":1}`, ProtoVersion),
 	} {
 		r, w, err := os.Pipe()
 		if err != nil {
@@ -21,26 +21,26 @@ func TestWorkerRefusesAnotherBuildsConfiguration(t *testing.T) {
 		w.Close()
 		stdin := os.Stdin
 		os.Stdin = r
-		code := WorkerMain()
+		code := Main()
 		os.Stdin = stdin
 		r.Close()
 		if code != 2 {
-			t.Errorf("%s: WorkerMain returned %d, want 2", name, code)
+			t.Errorf("%s: Main returned %d, want 2", name, code)
 		}
 	}
 }
 
 func TestStatsRoundTrip(t *testing.T) {
-	s := Stats{Opened: 7, Established: 6, Verified: 5, FirstFail: uint8(failPorts) + 1, FirstFailSrc: [4]byte{127, 0, 0, 2}}
-	s.Failed[failPorts] = 3
+	s := Stats{Opened: 7, Established: 6, Verified: 5, FirstFail: uint8(FailPorts) + 1, FirstFailSrc: [4]byte{127, 0, 0, 2}}
+	s.Failed[FailPorts] = 3
 	var got Stats
-	if err := got.unmarshal(s.marshal(make([]byte, statsSize))); err != nil {
+	if err := got.Unmarshal(s.Marshal(make([]byte, StatsSize))); err != nil {
 		t.Fatal(err)
 	}
 	if got != s {
 		t.Errorf("round trip: got %+v, want %+v", got, s)
 	}
-	if err := got.unmarshal(make([]byte, statsSize-1)); err == nil {
+	if err := got.Unmarshal(make([]byte, StatsSize-1)); err == nil {
 		t.Error("accepted a short record")
 	}
 }

@@ -1,4 +1,4 @@
-package runner
+package worker
 
 // A worker's calls on its sockets go through RawSyscall. Every socket is
 // non-blocking, so none of them waits, and Syscall's bookkeeping for the Go
