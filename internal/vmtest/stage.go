@@ -40,7 +40,7 @@ type testPackage struct {
 	Files []string // run only the tests declared in these files; all when empty
 }
 
-// guestTestPackages: the root tests of bpf and runner, and of cmd the
+// guestTestPackages: the root tests of bpf, runner and its worker, and of cmd the
 // limits, signals, restore, netns, memory cap and servers tests (the
 // servers other than the Go one need tools the guest lacks and skip). The
 // machine tests (machine_test.go) run with --memory-pressure only: under
@@ -49,6 +49,7 @@ type testPackage struct {
 var guestTestPackages = []testPackage{
 	{Name: "bpf", Pkg: "./bpf"},
 	{Name: "runner", Pkg: "./runner"},
+	{Name: "worker", Pkg: "./runner/worker"},
 	{Name: "cmd", Pkg: "./cmd/c10mprobe", Files: []string{"limits_test.go", "signals_test.go", "netns_test.go", "servers_test.go"}},
 }
 
