@@ -133,7 +133,7 @@ const stackSamplesWanted = 16384
 
 // sampleEvery spaces stack samples so that a run of conns connections
 // takes about stackSamplesWanted: a kernel stack walk is the dearest thing
-// a probe does (README, "Probes"), and a fixed one in 64 of a connection's
+// a probe does (docs/probes.md), and a fixed one in 64 of a connection's
 // ~37 slab and page allocations cost as much as everything else.
 func sampleEvery(conns int) uint32 {
 	const allocsPerConn = 37

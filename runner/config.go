@@ -183,5 +183,5 @@ const (
 	PortsByRunner PortChoice = "runner"
 )
 
-// DefaultPortChoice is chosen by measurement (README, "Rate").
+// DefaultPortChoice is chosen by measurement (docs/measurements.md, "Rate").
 const DefaultPortChoice = PortsByRunner

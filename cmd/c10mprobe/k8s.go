@@ -33,7 +33,7 @@ func k8sCmd(args []string, stdout, stderr io.Writer) error {
 	fs.Var(&conns, "conns", "connections over all dialers (required)")
 	target := fs.String("target", "", "HOST:PORT the dialers dial: the server's Service name, which these manifests create (required)")
 	dialers := fs.Int("dialers", 0, "dialer pods: an Indexed Job's completions and parallelism (required)")
-	image := fs.String("image", "", "container image with c10mprobe and c10mprobe-worker on its PATH (required; README: Many machines)")
+	image := fs.String("image", "", "container image with c10mprobe and c10mprobe-worker on its PATH (required; docs/many-machines.md)")
 	namespace := fs.String("namespace", "", "namespace for every object (default: kubectl's)")
 	if err := parseFlags(fs, args, stdout, k8sExamples); err != nil {
 		return err
@@ -52,7 +52,7 @@ func k8sCmd(args []string, stdout, stderr io.Writer) error {
 	case !dnsLabel.MatchString(host) || len(host) > 63:
 		return badInput("--target's host %q must be a Service name (lower-case letters, digits and '-'), which the manifests create", host)
 	case *image == "":
-		return badInput("--image is required: an image with c10mprobe and c10mprobe-worker on its PATH (README, Many machines, shows one)")
+		return badInput("--image is required: an image with c10mprobe and c10mprobe-worker on its PATH (docs/many-machines.md shows one)")
 	case *dialers < 1:
 		return badInput("--dialers must be at least 1, got %d", *dialers)
 	case *dialers > int(conns):

@@ -3,7 +3,7 @@ package worker
 // A worker's calls on its sockets go through RawSyscall. Every socket is
 // non-blocking, so none of them waits, and Syscall's bookkeeping for the Go
 // scheduler (entersyscall, exitsyscall) is pure cost: it adds two thirds to
-// a trivial call here (README, "Rate"), and a connection takes about 14. Only an epoll_wait that blocks stays
+// a trivial call here (docs/measurements.md, "Rate"), and a connection takes about 14. Only an epoll_wait that blocks stays
 // a Syscall, so that the runtime may run its other threads meanwhile.
 
 import (
