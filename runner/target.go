@@ -175,8 +175,10 @@ func (r *Runner) startServer() error {
 		return fmt.Errorf("starting --server-cmd: %w", err)
 	}
 	t.cmd, t.roots, t.done = cmd, []int{cmd.Process.Pid}, make(chan struct{})
-	go func() { _ = cmd.Wait(); close(t.done) }()
+	// Its start time before anything reaps it: a server that exits at once
+	// stays a zombie, its /proc/PID/stat readable, until Wait.
 	st, err := procfs.ReadStat(cmd.Process.Pid)
+	go func() { _ = cmd.Wait(); close(t.done) }()
 	if err == nil {
 		rec := fmt.Sprintf("%d %d\n", cmd.Process.Pid, st.StartTime)
 		err = os.WriteFile(filepath.Join(r.cfg.OutDir, rundir.ServerGroup), []byte(rec), 0o644)
