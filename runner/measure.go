@@ -237,7 +237,7 @@ func (r *Runner) finishResult(res *Result) {
 		res.StoppedBy = string(res.Limit.Kind)
 	}
 	if res.Memcap != nil {
-		r.memcap.finish(res.Memcap, t.clientEstablished, res.StoppedBy)
+		r.memcap.Finish(t.clientEstablished, res.StoppedBy)
 	}
 	r.machineResult(res)
 }

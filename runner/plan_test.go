@@ -67,17 +67,3 @@ func TestMakePlanRejects(t *testing.T) {
 		t.Error("accepted an empty port range")
 	}
 }
-
-// The held ports of one sock_diag dump, counted over the range and over the
-// runner's slice of it.
-func TestHeldPortSetCounts(t *testing.T) {
-	h := heldPortSet{lo: 100, held: make([]bool, 100)} // 100..199
-	for _, p := range []int{100, 150, 190, 199} {
-		h.held[p-100] = true
-	}
-	for _, c := range []struct{ from, to, want int }{{100, 199, 4}, {188, 199, 2}, {0, 120, 1}, {150, 250, 3}, {200, 300, 0}} {
-		if got := h.count(c.from, c.to); got != c.want {
-			t.Errorf("count(%d, %d) = %d, want %d", c.from, c.to, got, c.want)
-		}
-	}
-}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	"github.com/c10mprobe/c10mprobe/internal/rundir"
+	"github.com/c10mprobe/c10mprobe/runner/host"
 
 	"github.com/c10mprobe/c10mprobe/internal/sysctl"
 	"github.com/c10mprobe/c10mprobe/internal/units"
@@ -164,7 +165,7 @@ func Prepare(cfg Config) (*Runner, error) {
 	if cfg.Log == nil {
 		cfg.Log = io.Discard
 	}
-	host, err := ReadHost()
+	h, err := ReadHost()
 	if err != nil {
 		return nil, err
 	}
@@ -199,7 +200,7 @@ func Prepare(cfg Config) (*Runner, error) {
 			cfg.Sources = []netip.Addr{src}
 		}
 	}
-	r := &Runner{cfg: cfg, host: host, notify: make(chan struct{}, 1), connectTo: cfg.Listen, total: total}
+	r := &Runner{cfg: cfg, host: h, notify: make(chan struct{}, 1), connectTo: cfg.Listen, total: total}
 	if cfg.clientOnly() {
 		r.connectTo = cfg.Target
 		if cfg.External() {
@@ -229,8 +230,8 @@ func Prepare(cfg Config) (*Runner, error) {
 		}
 		r.host.apply(kv.Key, kv.Value)
 	}
-	host = r.host
-	r.tuning = Tuning{Backlog: max(host.Somaxconn, host.SynBacklog), PortLo: host.PortLo, PortHi: host.PortHi}
+	h = r.host
+	r.tuning = Tuning{Backlog: max(h.Somaxconn, h.SynBacklog), PortLo: h.PortLo, PortHi: h.PortHi}
 	// The accept queue absorbs connects in flight plus whatever the server
 	// workers have not yet accepted; 65,535 is the historical u16 cap of
 	// sk_max_ack_backlog and plenty with pacing.
@@ -248,45 +249,46 @@ func Prepare(cfg Config) (*Runner, error) {
 		}
 	}
 	if cfg.MemLimit > 0 {
-		if _, _, err := findMemcgParent(); err != nil {
+		if _, _, err := host.FindMemcgParent(); err != nil {
 			return nil, badInput("--mem-limit: %v", err)
 		}
-		if r.memcap, err = newMemcap(host, cfg.Inflight); err != nil {
-			return nil, err
+		if r.memcap, err = host.NewMemcap(h.SlabObjSize, cfg.Inflight); err != nil {
+			return nil, badInput("%v", err)
 		}
+		r.memcap.Dir, r.memcap.Limit, r.memcap.Log = cfg.OutDir, cfg.MemLimit, cfg.Log
 	}
-	if !cfg.NoTune && cfg.Mode != ModeDial && (host.Somaxconn < r.tuning.Backlog || host.SynBacklog < r.tuning.Backlog) {
+	if !cfg.NoTune && cfg.Mode != ModeDial && (h.Somaxconn < r.tuning.Backlog || h.SynBacklog < r.tuning.Backlog) {
 		needsRoot = true
 	}
-	if needsRoot && !host.Root {
+	if needsRoot && !h.Root {
 		return nil, badInput("this run changes sysctls (accept backlog to %d, --port-range or --sysctl), which needs root: rerun with sudo, or pass --no-tune", r.tuning.Backlog)
 	}
 
-	nofile := host.NoFileHard
+	nofile := h.NoFileHard
 	if cfg.WorkerFDs > 0 {
 		nofile = cfg.WorkerFDs
-		if nofile > host.NoFileHard && !host.CanRaiseNoFile {
-			return nil, badInput("--worker-fds %d is above the hard RLIMIT_NOFILE of %d, and raising it needs CAP_SYS_RESOURCE", nofile, host.NoFileHard)
+		if nofile > h.NoFileHard && !h.CanRaiseNoFile {
+			return nil, badInput("--worker-fds %d is above the hard RLIMIT_NOFILE of %d, and raising it needs CAP_SYS_RESOURCE", nofile, h.NoFileHard)
 		}
 		if nofile <= fdReserve {
 			return nil, badInput("--worker-fds must be above %d (a worker keeps that many for itself), got %d", fdReserve, nofile)
 		}
-		if nofile > uint64(host.NrOpen) {
-			return nil, badInput("--worker-fds %d is above fs.nr_open (%d), the most RLIMIT_NOFILE can be", nofile, host.NrOpen)
+		if nofile > uint64(h.NrOpen) {
+			return nil, badInput("--worker-fds %d is above fs.nr_open (%d), the most RLIMIT_NOFILE can be", nofile, h.NrOpen)
 		}
-	} else if host.CanRaiseNoFile && uint64(host.NrOpen) > nofile {
+	} else if h.CanRaiseNoFile && uint64(h.NrOpen) > nofile {
 		// Fewer, larger workers where the hard limit can be raised.
-		nofile = uint64(host.NrOpen)
+		nofile = uint64(h.NrOpen)
 	}
-	held, err := heldPorts(r.tuning.PortLo, r.tuning.PortHi)
+	held, err := host.HeldPorts(r.tuning.PortLo, r.tuning.PortHi)
 	if err != nil {
 		return nil, fmt.Errorf("counting the ports other programs hold: %w", err)
 	}
 	lo, hi := r.tuning.PortLo, r.tuning.PortHi
 	r.plan, err = MakePlan(PlanInput{
 		Conns: cfg.Conns, NoFile: nofile, MaxWorkers: cfg.MaxWorkers,
-		Sources: cfg.Sources, PortLo: lo, PortHi: hi, PortsHeld: held.count(lo, hi),
-		ByRunner: cfg.PortChoice == PortsByRunner, PortsHeldSlice: held.count(runnerSliceLo(lo, hi), hi),
+		Sources: cfg.Sources, PortLo: lo, PortHi: hi, PortsHeld: held.Count(lo, hi),
+		ByRunner: cfg.PortChoice == PortsByRunner, PortsHeldSlice: held.Count(runnerSliceLo(lo, hi), hi),
 	})
 	if err != nil {
 		return nil, badInput("%v", err)
@@ -318,11 +320,11 @@ func Prepare(cfg Config) (*Runner, error) {
 	if err := creatable(cfg.OutDir); err != nil {
 		return nil, badInput("--out %s cannot be created: %v", cfg.OutDir, err)
 	}
-	if err := checkMachine(cfg, host); err != nil {
+	if err := checkMachine(cfg, h); err != nil {
 		return nil, err
 	}
-	if cfg.Reserve >= host.Mem.MemTotal {
-		return nil, badInput("--reserve %s is not below this host's memory (%s)", units.Bytes(cfg.Reserve), units.Bytes(host.Mem.MemTotal))
+	if cfg.Reserve >= h.Mem.MemTotal {
+		return nil, badInput("--reserve %s is not below this host's memory (%s)", units.Bytes(cfg.Reserve), units.Bytes(h.Mem.MemTotal))
 	}
 	if cfg.Swap > 0 {
 		if free, err := freeBytes(cfg.OutDir); err == nil && cfg.Swap > free {
@@ -333,9 +335,9 @@ func Prepare(cfg Config) (*Runner, error) {
 	// now, with the estimate, unless asked to go anyway.
 	// On a smaller machine the run goes into swap on purpose; its guard
 	// stops it.
-	if per, _ := host.KernelBytesPerConn(cfg.Family); per > 0 && !cfg.Force && cfg.MachineMem == 0 {
+	if per, _ := h.KernelBytesPerConn(cfg.Family); per > 0 && !cfg.Force && cfg.MachineMem == 0 {
 		per = per * uint64(r.plan.EndsHere) / 2
-		room := int64(host.Mem.MemAvailable) - int64(cfg.Reserve)
+		room := int64(h.Mem.MemAvailable) - int64(cfg.Reserve)
 		if need := uint64(cfg.Conns) * per; room <= 0 || need > 2*uint64(room) {
 			return nil, badInput("--conns %d needs ≈ %s of kernel memory at %s a connection, more than twice the %s this host has spare above the reserve (it would hold ≈ %s); lower --conns, or pass --force to run into the reserve",
 				cfg.Conns, units.Bytes(need), units.Bytes(per), units.Bytes(uint64(max(0, room))), units.Approx(uint64(max(0, room))/per))

@@ -158,7 +158,7 @@ func (r *Runner) start(exe string, wc worker.Config, listener *os.File) error {
 	r.procs = append(r.procs, p)
 	// Workers open nothing before worker.CmdConnect, so this is in time.
 	if r.memcap != nil {
-		if err := r.memcap.cg.add(p.pid); err != nil {
+		if err := r.memcap.Add(p.pid); err != nil {
 			return err
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/c10mprobe/c10mprobe/internal/rundir"
 	"github.com/c10mprobe/c10mprobe/internal/sockdiag"
 	"github.com/c10mprobe/c10mprobe/internal/sysctl"
+	"github.com/c10mprobe/c10mprobe/runner/host"
 )
 
 // Restored is what Restore did: the sysctls, and what else it removed.
@@ -31,7 +32,7 @@ func Restore(dir string) (Restored, error) {
 	if j, err := sysctl.LoadJournal(filepath.Join(dir, rundir.Journal)); err == nil {
 		errs = append(errs, j.RestoreKey(hugePagesKey))
 	}
-	for _, undo := range []func(string) (string, error){stopKilledRunServer, removeCgroup, removeSwap, freeKilledRunTimeWait} {
+	for _, undo := range []host.Restorer{stopKilledRunServer, host.RemoveCgroup, host.RemoveSwap, freeKilledRunTimeWait} {
 		what, err := undo(dir)
 		if what != "" {
 			r.Removed = append(r.Removed, what)
@@ -81,40 +82,10 @@ func (r *Runner) cleanup() {
 			fmt.Fprintf(r.cfg.Log, "warning: giving back the huge pages: %v\n", err)
 		}
 	}
-	if r.swap != nil {
-		if err := r.swap.remove(); err == nil {
-			os.Remove(filepath.Join(r.cfg.OutDir, rundir.Swap))
-		} else {
-			fmt.Fprintf(r.cfg.Log, "warning: %v; c10mprobe restore %s removes it\n", err, r.cfg.OutDir)
-		}
-		r.swap = nil
+	for _, err := range host.UndoAll(r.changes) {
+		fmt.Fprintf(r.cfg.Log, "warning: %v; c10mprobe restore %s removes it\n", err, r.cfg.OutDir)
 	}
-	if r.memcap != nil {
-		if err := r.memcap.remove(r.cfg.OutDir); err != nil {
-			fmt.Fprintf(r.cfg.Log, "warning: %v; c10mprobe restore %s removes it\n", err, r.cfg.OutDir)
-		}
-	}
-}
-
-// removeCgroup removes the cgroup a killed run left, if any, and says what
-// it removed.
-func removeCgroup(dir string) (string, error) {
-	data, ok, err := record(dir, rundir.Memcg)
-	if !ok || err != nil {
-		return "", err
-	}
-	path := strings.TrimSpace(data)
-	if !strings.Contains(filepath.Base(path), "c10mprobe-") {
-		return "", fmt.Errorf("%s names %q, not a c10mprobe cgroup", rundir.Memcg, path)
-	}
-	what := ""
-	if _, err := os.Stat(path); err == nil {
-		what = "memory cgroup " + path
-	}
-	if err := (&memcg{dir: path}).remove(); err != nil {
-		return "", err
-	}
-	return what, os.Remove(filepath.Join(dir, rundir.Memcg))
+	r.changes = nil
 }
 
 // Leftovers lists what the run directory dir records as still changed on
@@ -247,7 +218,7 @@ func (tw timeWaitScope) free() int {
 // freeKilledRunTimeWait frees what a killed run's workers left in TIME_WAIT
 // on its server port, and says what it did.
 func freeKilledRunTimeWait(dir string) (string, error) {
-	data, ok, err := record(dir, rundir.Server)
+	data, ok, err := host.ReadRecord(dir, rundir.Server)
 	if !ok || err != nil {
 		return "", err
 	}
@@ -259,14 +230,4 @@ func freeKilledRunTimeWait(dir string) (string, error) {
 		return fmt.Sprintf("%d sockets in TIME_WAIT on %s (its workers', closed by the kernel when it was killed)", n, tw.server), nil
 	}
 	return "", nil
-}
-
-// record reads a file a run keeps in its directory while what it names
-// exists; ok is false when there is none.
-func record(dir, name string) (data string, ok bool, err error) {
-	b, err := os.ReadFile(filepath.Join(dir, name))
-	if os.IsNotExist(err) {
-		return "", false, nil
-	}
-	return string(b), err == nil, err
 }

@@ -1,6 +1,9 @@
 package runner
 
-import "github.com/c10mprobe/c10mprobe/internal/sysctl"
+import (
+	"github.com/c10mprobe/c10mprobe/internal/sysctl"
+	"github.com/c10mprobe/c10mprobe/runner/host"
+)
 
 // Result is the runner's part of summary.json.
 type Result struct {
@@ -71,20 +74,7 @@ type SwapResult struct {
 }
 
 // MemcapResult is what the run's memory cgroup saw.
-type MemcapResult struct {
-	LimitBytes           uint64  `json:"limit_bytes"`
-	StopShare            float64 `json:"stop_share"`                 // opening stops at this share of the cap
-	BaselineBytes        uint64  `json:"baseline_bytes"`             // charged with the workers up and idle
-	ChargePerConnection  float64 `json:"model_bytes_per_connection"` // the model's charge, for the prediction
-	PredictedConnections uint64  `json:"predicted_connections"`      // printed before the run
-	ActualConnections    uint64  `json:"actual_connections"`
-	StoppedBy            string  `json:"stopped_by"` // the limit kind, or "complete"
-	PeakUsageBytes       uint64  `json:"peak_usage_bytes"`
-	LimitHits            uint64  `json:"limit_hits"` // v1 failcnt, v2 memory.events max
-	OOMKills             uint64  `json:"oom_kills"`
-	Cgroup               string  `json:"cgroup"`
-	Version              int     `json:"cgroup_version"`
-}
+type MemcapResult = host.MemcapResult
 
 // PayloadResult is what --payload did: bytes asked per side, bytes the
 // kernel accepted from both sides, bytes read back.

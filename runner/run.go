@@ -15,6 +15,7 @@ import (
 	"github.com/c10mprobe/c10mprobe/internal/rundir"
 	"github.com/c10mprobe/c10mprobe/internal/sysctl"
 	"github.com/c10mprobe/c10mprobe/internal/units"
+	"github.com/c10mprobe/c10mprobe/runner/host"
 	"github.com/c10mprobe/c10mprobe/runner/worker"
 	"golang.org/x/sys/unix"
 )
@@ -43,13 +44,15 @@ type Runner struct {
 	serverIdle, serverPeak *serverState
 	// heldVerified is what --exchange none verified with sock_diag.
 	heldVerified *uint64
-	total        int     // dial: connections over all dialers; Conns is this one's share
-	memcap       *memcap // --mem-limit; nil without
-	swap         *swapfile
-	ballast      *ballast // --ballast; nil without
-	machine      *machine // --machine-mem; nil without
-	vmStart      map[string]uint64
-	notify       chan struct{}
+	total        int          // dial: connections over all dialers; Conns is this one's share
+	memcap       *host.Memcap // --mem-limit; nil without
+	// changes are what the run changed on the host, in the order applied:
+	// cleanup undoes them in reverse.
+	changes []host.Change
+	ballast *ballast // --ballast; nil without
+	machine *machine // --machine-mem; nil without
+	vmStart map[string]uint64
+	notify  chan struct{}
 
 	oomKillsAtStart uint64
 	pressure        pressure // PSI over the run's own last seconds
@@ -131,19 +134,24 @@ func (r *Runner) Run(ctx context.Context) (res *Result, err error) {
 			return res, err
 		}
 	}
+	var changes []host.Change
 	if r.memcap != nil {
-		if res.Memcap, err = r.memcap.create(r.cfg.OutDir, r.cfg.MemLimit, r.cfg.Log); err != nil {
-			return res, err
-		}
+		changes = append(changes, r.memcap)
+	}
+	swap := &host.Swap{Dir: r.cfg.OutDir, Size: r.cfg.Swap}
+	if r.cfg.Swap > 0 {
+		changes = append(changes, swap)
+	}
+	r.changes, err = host.ApplyAll(changes)
+	if r.memcap != nil {
+		res.Memcap = r.memcap.Result
+	}
+	if err != nil {
+		return res, err
 	}
 	if r.cfg.Swap > 0 {
-		s, err := newSwap(r.cfg.OutDir, r.cfg.Swap)
-		if err != nil {
-			return res, err
-		}
-		r.swap = s
-		res.Swap = &SwapResult{Bytes: r.cfg.Swap, Path: s.path}
-		fmt.Fprintf(r.cfg.Log, "swap: %s of swapfile at %s for the run\n", units.Bytes(r.cfg.Swap), s.path)
+		res.Swap = &SwapResult{Bytes: r.cfg.Swap, Path: swap.Path}
+		fmt.Fprintf(r.cfg.Log, "swap: %s of swapfile at %s for the run\n", units.Bytes(r.cfg.Swap), swap.Path)
 	}
 	if r.cfg.Ballast > 0 {
 		exe, err := workerExe()
@@ -180,7 +188,7 @@ func (r *Runner) Run(ctx context.Context) (res *Result, err error) {
 		}
 	}
 	if r.memcap != nil {
-		r.memcap.predict(r.cfg.Log)
+		r.memcap.Predict()
 	}
 	if r.machine != nil {
 		r.predictMachine()
@@ -445,7 +453,7 @@ func (r *Runner) connect(ctx context.Context, res *Result) {
 		done, exited := make(chan struct{}), make(chan struct{})
 		go func() {
 			defer close(exited)
-			r.memcap.watch(done, func() uint64 { return r.totals().clientEstablished }, r.stop)
+			r.memcap.Watch(done, func() uint64 { return r.totals().clientEstablished }, r.stop)
 		}()
 		// The watch writes the cap's peak, which the result reads.
 		defer func() { close(done); <-exited }()

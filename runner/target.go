@@ -21,6 +21,7 @@ import (
 	"github.com/c10mprobe/c10mprobe/internal/rundir"
 	"github.com/c10mprobe/c10mprobe/internal/sockdiag"
 	"github.com/c10mprobe/c10mprobe/internal/units"
+	"github.com/c10mprobe/c10mprobe/runner/host"
 	"golang.org/x/sys/unix"
 )
 
@@ -187,7 +188,7 @@ func (r *Runner) startServer() error {
 		return fmt.Errorf("recording the server's process group: %w", err)
 	}
 	if r.memcap != nil {
-		if err := r.memcap.cg.add(cmd.Process.Pid); err != nil {
+		if err := r.memcap.Add(cmd.Process.Pid); err != nil {
 			return err
 		}
 	}
@@ -267,7 +268,7 @@ func stopKilledRunServer(dir string) (string, error) {
 // whether a process of it still runs. The leader may have exited and left
 // its group running: any member started no earlier than it is the run's.
 func killedRunServer(dir string) (pgid int, alive bool, err error) {
-	data, ok, err := record(dir, rundir.ServerGroup)
+	data, ok, err := host.ReadRecord(dir, rundir.ServerGroup)
 	if !ok || err != nil {
 		return 0, false, err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/c10mprobe/c10mprobe/internal/units"
 	"github.com/c10mprobe/c10mprobe/record"
 	"github.com/c10mprobe/c10mprobe/runner"
+	"github.com/c10mprobe/c10mprobe/runner/host"
 	"github.com/spf13/pflag"
 )
 
@@ -221,7 +222,7 @@ func modeCmd(mode runner.Mode, args []string, stdout, stderr io.Writer) error {
 	}
 	if !inNetns() {
 		// In --netns's namespace, the process that made it holds the lock.
-		unlock, err := runner.LockHost()
+		unlock, err := host.LockHost()
 		if err != nil {
 			return fmt.Errorf("%v; runs change host-wide sysctls and must not overlap", err)
 		}
@@ -349,7 +350,7 @@ func restoreCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	unlock, err := runner.LockHost()
+	unlock, err := host.LockHost()
 	if err != nil {
 		return fmt.Errorf("%v; restore after it ends", err)
 	}

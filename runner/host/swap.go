@@ -1,4 +1,4 @@
-package runner
+package host
 
 import (
 	"errors"
@@ -13,52 +13,67 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// swapfile is a swap area made for one run: the article's machine had swap,
-// and it shows what can leave RAM (the run's user pages) and what cannot
-// (kernel slab).
-type swapfile struct{ path string }
+// Swap is a swap area made for one run (--swap): the article's machine had
+// swap, and it shows what can leave RAM (the run's user pages) and what
+// cannot (kernel slab). It lives in the run directory.
+type Swap struct {
+	Dir  string // the run directory
+	Size uint64
+	Path string // set by Apply
+}
 
-// newSwap names the swapfile in the run directory before creating it, so
-// that `restore` can finish the job after a SIGKILL.
-func newSwap(dir string, size uint64) (*swapfile, error) {
-	path, err := filepath.Abs(filepath.Join(dir, rundir.Swapfile))
+func (s *Swap) Name() string { return "swapfile" }
+
+// Apply names the swapfile in the run directory before creating it, so
+// that `restore` can finish the job after a SIGKILL, then swaps it on.
+func (s *Swap) Apply() error {
+	path, err := filepath.Abs(filepath.Join(s.Dir, rundir.Swapfile))
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, rundir.Swap), []byte(path+"\n"), 0o644); err != nil {
-		return nil, err
+	if err := os.WriteFile(filepath.Join(s.Dir, rundir.Swap), []byte(path+"\n"), 0o644); err != nil {
+		return err
 	}
-	s := &swapfile{path: path}
+	s.Path = path
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("creating swapfile: %w", err)
+		return fmt.Errorf("creating swapfile: %w", err)
 	}
 	// Its identity, so that restore touches this file and no other.
 	var st unix.Stat_t
 	err = unix.Fstat(int(f.Fd()), &st)
 	if err == nil {
-		err = os.WriteFile(filepath.Join(dir, rundir.Swap), []byte(fmt.Sprintf("%s\n%d %d\n", path, st.Dev, st.Ino)), 0o644)
+		err = os.WriteFile(filepath.Join(s.Dir, rundir.Swap), []byte(fmt.Sprintf("%s\n%d %d\n", path, st.Dev, st.Ino)), 0o644)
 	}
 	// Swap files must have no holes: fallocate, not truncate.
 	if err == nil {
-		err = unix.Fallocate(int(f.Fd()), 0, 0, int64(size))
+		err = unix.Fallocate(int(f.Fd()), 0, 0, int64(s.Size))
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		s.remove()
-		return nil, fmt.Errorf("allocating a %d-byte swapfile: %w", size, err)
+		return fmt.Errorf("allocating a %d-byte swapfile: %w", s.Size, err)
 	}
 	if out, err := exec.Command("mkswap", path).CombinedOutput(); err != nil {
-		s.remove()
-		return nil, fmt.Errorf("mkswap %s: %v: %s", path, err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("mkswap %s: %v: %s", path, err, strings.TrimSpace(string(out)))
 	}
 	if err := swapctl(unix.SYS_SWAPON, path); err != nil {
-		s.remove()
-		return nil, fmt.Errorf("swapon %s: %w", path, err)
+		return fmt.Errorf("swapon %s: %w", path, err)
 	}
-	return s, nil
+	return nil
+}
+
+// Undo swaps the area off and deletes it, and its record once that is done.
+func (s *Swap) Undo() error {
+	if s.Path == "" {
+		return nil
+	}
+	if err := removeSwapfile(s.Path); err != nil {
+		return err
+	}
+	s.Path = ""
+	return os.Remove(filepath.Join(s.Dir, rundir.Swap))
 }
 
 func swapctl(call uintptr, path string) error {
@@ -72,22 +87,22 @@ func swapctl(call uintptr, path string) error {
 	return nil
 }
 
-// remove swaps the area off (its pages come back to RAM, which the run has
-// freed by now) and deletes the file.
-func (s *swapfile) remove() error {
+// removeSwapfile swaps the area off (its pages come back to RAM, which the
+// run has freed by now) and deletes the file.
+func removeSwapfile(path string) error {
 	var errs []error
-	if err := swapctl(unix.SYS_SWAPOFF, s.path); err != nil && err != unix.EINVAL {
-		errs = append(errs, fmt.Errorf("swapoff %s: %w", s.path, err))
+	if err := swapctl(unix.SYS_SWAPOFF, path); err != nil && err != unix.EINVAL {
+		errs = append(errs, fmt.Errorf("swapoff %s: %w", path, err))
 	}
-	if err := os.Remove(s.path); err != nil && !os.IsNotExist(err) {
+	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
 
-// removeSwap removes the swapfile a killed run left, if any.
-func removeSwap(dir string) (string, error) {
-	data, ok, err := record(dir, rundir.Swap)
+// RemoveSwap removes the swapfile a killed run left, if any.
+func RemoveSwap(dir string) (string, error) {
+	data, ok, err := ReadRecord(dir, rundir.Swap)
 	if !ok || err != nil {
 		return "", err
 	}
@@ -117,7 +132,7 @@ func removeSwap(dir string) (string, error) {
 	if _, err := fmt.Sscanf(lines[1], "%d %d", &dev, &ino); err != nil || dev != st.Dev || ino != st.Ino {
 		return "", fmt.Errorf("%s is not the file the run created (device and inode differ from %s): left alone", path, rundir.Swap)
 	}
-	if err := (&swapfile{path: path}).remove(); err != nil {
+	if err := removeSwapfile(path); err != nil {
 		return "", err
 	}
 	return "swapfile " + path + " (swapped off)", os.Remove(filepath.Join(dir, rundir.Swap))

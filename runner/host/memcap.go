@@ -1,6 +1,7 @@
-package runner
+package host
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -29,11 +30,17 @@ const (
 // (no failcnt, no OOM kill, connects slow to a crawl).
 const memcapStall = 2 * time.Second
 
-// memcap is --mem-limit: the workers' memory cgroup, the model of what each
+// Memcap is --mem-limit: the workers' memory cgroup, the model of what each
 // connection is charged to it, the prediction made from that model before the
 // first connection, and the watch that stops opening before the cap.
-type memcap struct {
-	cg       *memcg
+type Memcap struct {
+	Dir   string // the run directory
+	Limit uint64 // the cap
+	Log   io.Writer
+	// Result is what the cap saw: made by Apply, finished by Finish.
+	Result *MemcapResult
+
+	cg       *Memcg
 	perConn  float64 // charged per connection (slabmodel.MemcgCharge)
 	why      string  // how perConn was reckoned
 	inflight int     // connects that may land after a stop
@@ -48,54 +55,63 @@ type memcap struct {
 	rate      float64 // connections per second
 }
 
-// newMemcap prices a connection for the cap; it fails without slab object
-// sizes to price it from.
-func newMemcap(h Host, inflight int) (*memcap, error) {
-	perConn, why := slabmodel.MemcgCharge(h.SlabObjSize)
+// ErrNoSlabSizes: without /proc/slabinfo (root) a connection's charge to the
+// cap cannot be priced.
+var ErrNoSlabSizes = errors.New("--mem-limit needs /proc/slabinfo (root) to predict the cap")
+
+// NewMemcap prices a connection for the cap from the slab object sizes.
+func NewMemcap(slabObjSize map[string]uint64, inflight int) (*Memcap, error) {
+	perConn, why := slabmodel.MemcgCharge(slabObjSize)
 	if perConn == 0 {
-		return nil, badInput("--mem-limit needs /proc/slabinfo (root) to predict the cap")
+		return nil, ErrNoSlabSizes
 	}
-	return &memcap{perConn: perConn, why: why, inflight: inflight}, nil
+	return &Memcap{perConn: perConn, why: why, inflight: inflight}, nil
 }
 
-// create makes the cgroup, naming it in the run directory first (like the
+func (m *Memcap) Name() string { return "memory cgroup" }
+
+// Apply makes the cgroup, naming it in the run directory first (like the
 // sysctl journal) so that `restore` removes it after a SIGKILL.
-func (m *memcap) create(dir string, limitBytes uint64, log io.Writer) (*MemcapResult, error) {
+func (m *Memcap) Apply() error {
 	name := fmt.Sprintf("c10mprobe-%d-%d", os.Getpid(), time.Now().UnixNano())
-	parent, _, err := findMemcgParent()
+	parent, _, err := FindMemcgParent()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, rundir.Memcg), []byte(filepath.Join(parent, name)+"\n"), 0o644); err != nil {
-		return nil, err
+	if err := os.WriteFile(filepath.Join(m.Dir, rundir.Memcg), []byte(filepath.Join(parent, name)+"\n"), 0o644); err != nil {
+		return err
 	}
-	if m.cg, err = newMemcg(name, limitBytes); err != nil {
-		return nil, err
+	if m.cg, err = NewMemcg(name, m.Limit); err != nil {
+		return err
 	}
 	version := 1
 	if m.cg.v2 {
 		version = 2
 	}
-	fmt.Fprintf(log, "memory cgroup %s (v%d) capped at %s\n", m.cg.dir, version, units.Bytes(limitBytes))
-	return &MemcapResult{LimitBytes: limitBytes, Cgroup: m.cg.dir, Version: version}, nil
+	fmt.Fprintf(m.Log, "memory cgroup %s (v%d) capped at %s\n", m.cg.dir, version, units.Bytes(m.Limit))
+	m.Result = &MemcapResult{LimitBytes: m.Limit, Cgroup: m.cg.dir, Version: version}
+	return nil
 }
 
-// predict is read when the workers are up and idle: what they hold of the
+// Add moves a process into the cap's cgroup.
+func (m *Memcap) Add(pid int) error { return m.cg.Add(pid) }
+
+// Predict is read when the workers are up and idle: what they hold of the
 // cap already, and how many connections fit in the rest at the model's cost.
-func (m *memcap) predict(log io.Writer) {
-	base := m.cg.usage()
+func (m *Memcap) Predict() {
+	base := m.cg.Usage()
 	m.baseline = base
 	room := memcapStop*float64(m.cg.limit) - float64(base)
 	if room > 0 {
 		m.predicted = uint64(room / m.perConn)
 	}
-	fmt.Fprintf(log, "memory cap %s: the workers hold %s of it; predicted ≈ %d connections at %.0f B charged each (%s) up to %.0f %% of the cap\n",
+	fmt.Fprintf(m.Log, "memory cap %s: the workers hold %s of it; predicted ≈ %d connections at %.0f B charged each (%s) up to %.0f %% of the cap\n",
 		units.Bytes(m.cg.limit), units.Bytes(base), m.predicted, m.perConn, m.why, 100*memcapStop)
 }
 
-// watch checks the cap every memcapPoll until done, stopping the run when
+// Watch checks the cap every memcapPoll until done, stopping the run when
 // check says so.
-func (m *memcap) watch(done <-chan struct{}, established func() uint64, stop func(limit.Kind, string)) {
+func (m *Memcap) Watch(done <-chan struct{}, established func() uint64, stop func(limit.Kind, string)) {
 	t := time.NewTicker(memcapPoll)
 	defer t.Stop()
 	for {
@@ -112,8 +128,8 @@ func (m *memcap) watch(done <-chan struct{}, established func() uint64, stop fun
 
 // check says why opening must stop, or "": the cgroup at its cap with
 // progress stalled, usage projected past the stop, or its OOM killer acting.
-func (m *memcap) check(established uint64, now time.Time) string {
-	use := m.cg.usage()
+func (m *Memcap) check(established uint64, now time.Time) string {
+	use := m.cg.Usage()
 	m.peak = max(m.peak, use)
 	if m.lastMove.IsZero() {
 		m.lastMove = now
@@ -133,7 +149,7 @@ func (m *memcap) check(established uint64, now time.Time) string {
 	if established > m.lastEst {
 		m.lastEst, m.lastMove = established, now
 	}
-	hits, ooms := m.cg.events()
+	hits, ooms := m.cg.Events()
 	limitBytes := m.cg.limit
 	switch {
 	case ooms > 0:
@@ -148,23 +164,45 @@ func (m *memcap) check(established uint64, now time.Time) string {
 	return ""
 }
 
-// finish fills the cap's part of the result.
-func (m *memcap) finish(res *MemcapResult, established uint64, stoppedBy string) {
+// Finish fills the cap's part of the result.
+func (m *Memcap) Finish(established uint64, stoppedBy string) {
+	res := m.Result
+	if res == nil {
+		return
+	}
 	res.StopShare, res.BaselineBytes, res.ChargePerConnection = memcapStop, m.baseline, m.perConn
 	res.PredictedConnections = m.predicted
 	res.ActualConnections = established
 	res.PeakUsageBytes = m.peak
-	res.LimitHits, res.OOMKills = m.cg.events()
+	res.LimitHits, res.OOMKills = m.cg.Events()
 	res.StoppedBy = stoppedBy
 }
 
-// remove deletes the cgroup and its name in the run directory.
-func (m *memcap) remove(dir string) error {
+// Undo deletes the cgroup, once the run's processes are out of it, and its
+// name in the run directory.
+func (m *Memcap) Undo() error {
 	if m.cg == nil {
 		return nil
 	}
-	if err := m.cg.remove(); err != nil {
+	if err := m.cg.Remove(); err != nil {
 		return err
 	}
-	return os.Remove(filepath.Join(dir, rundir.Memcg))
+	m.cg = nil
+	return os.Remove(filepath.Join(m.Dir, rundir.Memcg))
+}
+
+// MemcapResult is what the run's memory cgroup saw.
+type MemcapResult struct {
+	LimitBytes           uint64  `json:"limit_bytes"`
+	StopShare            float64 `json:"stop_share"`                 // opening stops at this share of the cap
+	BaselineBytes        uint64  `json:"baseline_bytes"`             // charged with the workers up and idle
+	ChargePerConnection  float64 `json:"model_bytes_per_connection"` // the model's charge, for the prediction
+	PredictedConnections uint64  `json:"predicted_connections"`      // printed before the run
+	ActualConnections    uint64  `json:"actual_connections"`
+	StoppedBy            string  `json:"stopped_by"` // the limit kind, or "complete"
+	PeakUsageBytes       uint64  `json:"peak_usage_bytes"`
+	LimitHits            uint64  `json:"limit_hits"` // v1 failcnt, v2 memory.events max
+	OOMKills             uint64  `json:"oom_kills"`
+	Cgroup               string  `json:"cgroup"`
+	Version              int     `json:"cgroup_version"`
 }

@@ -1,4 +1,4 @@
-package runner
+package host
 
 import (
 	"fmt"
@@ -25,7 +25,7 @@ func TestRestoreTouchesOnlyTheRunsOwnSwapfile(t *testing.T) {
 		{own + "\n", "records no device and inode"},
 	} {
 		os.WriteFile(filepath.Join(dir, rundir.Swap), []byte(tc.marker), 0o644)
-		_, err := removeSwap(dir)
+		_, err := RemoveSwap(dir)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("swap.path %q: %v, want %q", tc.marker, err, tc.want)
 		}
@@ -38,7 +38,7 @@ func TestRestoreTouchesOnlyTheRunsOwnSwapfile(t *testing.T) {
 	// A marker whose file was never made is simply cleared.
 	os.Remove(own)
 	os.WriteFile(filepath.Join(dir, rundir.Swap), []byte(fmt.Sprintf("%s\n", own)), 0o644)
-	if _, err := removeSwap(dir); err != nil {
+	if _, err := RemoveSwap(dir); err != nil {
 		t.Errorf("a marker without its file: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, rundir.Swap)); !os.IsNotExist(err) {

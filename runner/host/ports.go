@@ -1,10 +1,10 @@
-package runner
+package host
 
 import (
 	"github.com/c10mprobe/c10mprobe/internal/sockdiag"
 )
 
-// heldPorts finds the ports of [lo, hi] that other programs' TCP sockets
+// HeldPorts finds the ports of [lo, hi] that other programs' TCP sockets
 // hold now, on any address, in any state (TIME_WAIT included), IPv4 and IPv6.
 //
 // connect() skips every port whose bind bucket was made by bind() — on any
@@ -15,29 +15,35 @@ import (
 // block: the count is an upper bound, and the plan errs towards more source
 // addresses. An earlier run's sockets count too: with the runner's ports
 // (the default) they were bound, and a killed run's linger in TIME_WAIT.
-func heldPorts(lo, hi int) (heldPortSet, error) {
-	held := heldPortSet{lo: lo, held: make([]bool, hi-lo+1)}
-	see := func(s *sockdiag.Socket) {
-		if p := int(s.Local.Port()); p >= lo && p <= hi {
-			held.held[p-lo] = true
-		}
-	}
+func HeldPorts(lo, hi int) (HeldPortSet, error) {
+	held := NewHeldPortSet(lo, hi)
+	see := func(s *sockdiag.Socket) { held.Hold(int(s.Local.Port())) }
 	if err := sockdiag.DumpIPv4(sockdiag.AllStates, see); err != nil {
-		return heldPortSet{}, err
+		return HeldPortSet{}, err
 	}
 	// A host without IPv6 has no IPv6 sockets to hold ports.
 	_ = sockdiag.DumpIPv6(sockdiag.AllStates, see)
 	return held, nil
 }
 
-// heldPortSet is which ports of a range some socket holds.
-type heldPortSet struct {
+// HeldPortSet is which ports of a range some socket holds.
+type HeldPortSet struct {
 	lo   int
 	held []bool
 }
 
-// count is how many of from..to are held.
-func (h heldPortSet) count(from, to int) int {
+// NewHeldPortSet is a set of ports lo..hi, none held.
+func NewHeldPortSet(lo, hi int) HeldPortSet { return HeldPortSet{lo: lo, held: make([]bool, hi-lo+1)} }
+
+// Hold marks port p held.
+func (h HeldPortSet) Hold(p int) {
+	if p >= h.lo && p-h.lo < len(h.held) {
+		h.held[p-h.lo] = true
+	}
+}
+
+// Count is how many of from..to are held.
+func (h HeldPortSet) Count(from, to int) int {
 	n := 0
 	for p := max(from, h.lo); p <= to && p-h.lo < len(h.held); p++ {
 		if h.held[p-h.lo] {

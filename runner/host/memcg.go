@@ -1,4 +1,4 @@
-package runner
+package host
 
 import (
 	"bufio"
@@ -11,29 +11,33 @@ import (
 	"time"
 
 	"github.com/c10mprobe/c10mprobe/internal/procfs"
+	"github.com/c10mprobe/c10mprobe/internal/rundir"
 )
 
-// memcg is the run's memory cgroup: cgroup v2 where the unified hierarchy
+// Memcg is the run's memory cgroup: cgroup v2 where the unified hierarchy
 // has the memory controller, the v1 memory controller otherwise. Socket slab
 // is charged to it (kmem accounting), so its cap limits what the article's
 // machine ran out of.
-type memcg struct {
+type Memcg struct {
 	dir   string
 	v2    bool
 	limit uint64
 }
 
-// memcg file names by version.
-func (m *memcg) file(v1, v2 string) string {
+// Dir is the cgroup's directory.
+func (m *Memcg) Dir() string { return m.dir }
+
+// Memcg file names by version.
+func (m *Memcg) file(v1, v2 string) string {
 	if m.v2 {
 		return filepath.Join(m.dir, v2)
 	}
 	return filepath.Join(m.dir, v1)
 }
 
-// findMemcgParent returns where the run's cgroup goes: under this process's
+// FindMemcgParent returns where the run's cgroup goes: under this process's
 // own memory cgroup, so the host's hierarchy and its limits still apply.
-func findMemcgParent() (dir string, v2 bool, err error) {
+func FindMemcgParent() (dir string, v2 bool, err error) {
 	f, err := os.Open("/proc/self/cgroup")
 	if err != nil {
 		return "", false, err
@@ -67,19 +71,19 @@ func findMemcgParent() (dir string, v2 bool, err error) {
 	return "", false, errors.New("no memory cgroup controller: neither cgroup v2 with memory nor the v1 memory hierarchy is mounted")
 }
 
-// newMemcg creates the run's cgroup with its cap.
-func newMemcg(name string, limit uint64) (*memcg, error) {
-	parent, v2, err := findMemcgParent()
+// NewMemcg creates the run's cgroup with its cap.
+func NewMemcg(name string, limit uint64) (*Memcg, error) {
+	parent, v2, err := FindMemcgParent()
 	if err != nil {
 		return nil, err
 	}
-	m := &memcg{dir: filepath.Join(parent, name), v2: v2, limit: limit}
+	m := &Memcg{dir: filepath.Join(parent, name), v2: v2, limit: limit}
 	if err := os.Mkdir(m.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating memory cgroup: %w", err)
 	}
 	limitFile := m.file("memory.limit_in_bytes", "memory.max")
 	if err := os.WriteFile(limitFile, []byte(strconv.FormatUint(limit, 10)), 0); err != nil {
-		m.remove()
+		m.Remove()
 		return nil, fmt.Errorf("setting %s: %w", limitFile, err)
 	}
 	if m.v2 {
@@ -90,22 +94,22 @@ func newMemcg(name string, limit uint64) (*memcg, error) {
 	return m, nil
 }
 
-// add moves a process into the cgroup.
-func (m *memcg) add(pid int) error {
+// Add moves a process into the cgroup.
+func (m *Memcg) Add(pid int) error {
 	if err := os.WriteFile(filepath.Join(m.dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
 		return fmt.Errorf("moving pid %d into %s: %w", pid, m.dir, err)
 	}
 	return nil
 }
 
-// usage is what is charged to the cgroup now.
-func (m *memcg) usage() uint64 {
+// Usage is what is charged to the cgroup now.
+func (m *Memcg) Usage() uint64 {
 	v, _ := procfs.ReadInt(m.file("memory.usage_in_bytes", "memory.current"))
 	return uint64(max(0, v))
 }
 
-// events returns how often the cap was hit and how many OOM kills it caused.
-func (m *memcg) events() (hits, oomKills uint64) {
+// Events returns how often the cap was hit and how many OOM kills it caused.
+func (m *Memcg) Events() (hits, oomKills uint64) {
 	if m.v2 {
 		data, _ := os.ReadFile(filepath.Join(m.dir, "memory.events"))
 		for _, line := range strings.Split(string(data), "\n") {
@@ -134,9 +138,9 @@ func (m *memcg) events() (hits, oomKills uint64) {
 	return hits, oomKills
 }
 
-// remove deletes the cgroup once its processes are gone; charges left by
+// Remove deletes the cgroup once its processes are gone; charges left by
 // freed sockets do not keep it (the kernel reparents them).
-func (m *memcg) remove() error {
+func (m *Memcg) Remove() error {
 	var err error
 	for i := 0; i < 50; i++ {
 		if err = os.Remove(m.dir); err == nil || os.IsNotExist(err) {
@@ -145,4 +149,25 @@ func (m *memcg) remove() error {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return fmt.Errorf("removing memory cgroup %s: %w", m.dir, err)
+}
+
+// RemoveCgroup removes the cgroup a killed run left, if any, and says what
+// it removed.
+func RemoveCgroup(dir string) (string, error) {
+	data, ok, err := ReadRecord(dir, rundir.Memcg)
+	if !ok || err != nil {
+		return "", err
+	}
+	path := strings.TrimSpace(data)
+	if !strings.Contains(filepath.Base(path), "c10mprobe-") {
+		return "", fmt.Errorf("%s names %q, not a c10mprobe cgroup", rundir.Memcg, path)
+	}
+	what := ""
+	if _, err := os.Stat(path); err == nil {
+		what = "memory cgroup " + path
+	}
+	if err := (&Memcg{dir: path}).Remove(); err != nil {
+		return "", err
+	}
+	return what, os.Remove(filepath.Join(dir, rundir.Memcg))
 }
