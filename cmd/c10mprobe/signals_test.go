@@ -24,7 +24,7 @@ func TestSIGINTMidConnectRestoresAndLeavesNothing(t *testing.T) {
 	before := sysctls(t)
 	cmd, o, e, dir := start(t, "--conns", "50000", "--listen", "127.0.0.1:19905", "--rate", "5000",
 		"--sysctl", "net.ipv4.tcp_rmem=4096 65536 1048576")
-	time.Sleep(2 * time.Second)
+	waitConnecting(t, cmd, dir, 19905)
 	if v, _ := sysctl.Read("net.ipv4.tcp_rmem"); v != "4096 65536 1048576" {
 		t.Errorf("tcp_rmem during the run = %q: --sysctl not applied", v)
 	}
@@ -121,7 +121,7 @@ func TestSecondSIGINTAbortsAndStillRestores(t *testing.T) {
 	needRoot(t)
 	before := sysctls(t)
 	cmd, o, e, dir := start(t, "--conns", "50000", "--listen", "127.0.0.1:19913", "--rate", "3000", "--hold", "30s")
-	time.Sleep(2 * time.Second)
+	waitConnecting(t, cmd, dir, 19913)
 	cmd.Process.Signal(syscall.SIGINT)
 	// Soon: the first signal's orderly stop of a few thousand connections
 	// is over in a tenth of a second now (the close sends nothing); 20 ms
@@ -135,7 +135,8 @@ func TestSecondSIGINTAbortsAndStillRestores(t *testing.T) {
 	case r = <-done:
 	case <-time.After(15 * time.Second):
 		cmd.Process.Kill()
-		t.Fatal("a second SIGINT did not end the run within 15 s")
+		out, _ := exec.Command(toolBinary, "restore", dir).CombinedOutput()
+		t.Fatalf("a second SIGINT did not end the run within 15 s (killed; restore: %s)", out)
 	}
 	if r.code != 1 || !strings.Contains(r.stderr, "second signal") {
 		t.Errorf("exit %d, stderr:\n%s", r.code, r.stderr)
@@ -163,7 +164,7 @@ func TestSIGKILLedRunIsUndoneByRestore(t *testing.T) {
 	}
 	cmd, o, e, dir := start(t, "--conns", "2000", "--listen", "127.0.0.1:19906", "--hold", "60s", "--port-range", "41000-59999",
 		"--backend", backend, "--swap", "16MiB", "--mem-limit", "64MiB")
-	for deadline := time.Now().Add(20 * time.Second); countOnPort(t, 19906) < 2000; time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(60 * time.Second); countOnPort(t, 19906) < 2000; time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			// Killed, the run leaves what this test is about: undo it
 			// before failing, or the host keeps the swapfile and sysctls.
@@ -232,5 +233,20 @@ func TestSIGKILLedRunIsUndoneByRestore(t *testing.T) {
 	data, _ = os.ReadFile(filepath.Join(dir, "memcg.path"))
 	if _, err := os.Stat(filepath.Join(dir, "memcg.path")); !os.IsNotExist(err) {
 		t.Errorf("restore left the cgroup named in memcg.path: %s", data)
+	}
+}
+
+// waitConnecting returns once the run has connections established on its
+// port: its signal handling is in place by then, and its probes loaded,
+// which under a slow machine (TCG) takes longer than any fixed sleep.
+func waitConnecting(t *testing.T, cmd *exec.Cmd, dir string, port uint16) {
+	t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); countOnPort(t, port) == 0; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			out, _ := exec.Command(toolBinary, "restore", dir).CombinedOutput()
+			t.Fatalf("no connection on port %d within 60 s (killed; restore: %s)", port, out)
+		}
 	}
 }

@@ -111,6 +111,9 @@ mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts
 for m in $(cat /lib/vmtest/order); do insmod /lib/vmtest/$m || echo "vmtest: insmod $m failed"; done
 ip link set lo up
+# ip netns mounts a tmpfs on /run/netns the first time it is used, and
+# leaves it: as on a host where namespaces have been made before.
+ip netns add vmtest-boot && ip netns del vmtest-boot
 hostname vmtest
 pass=stock
 for a in $(cat /proc/cmdline); do case $a in vmtest.pass=*) pass=${a#vmtest.pass=};; esac; done
