@@ -130,19 +130,47 @@ type result struct {
 	dir            string
 }
 
-func start(t *testing.T, args ...string) (*exec.Cmd, *bytes.Buffer, *bytes.Buffer, string) {
+// output is a command's stdout or stderr, readable while the command runs.
+type output struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (o *output) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.b.Write(p)
+}
+
+func (o *output) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.b.String()
+}
+
+// waitFor returns once the output holds s, or fails the test after timeout.
+func (o *output) waitFor(t *testing.T, s string, timeout time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); !strings.Contains(o.String(), s); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%q did not appear within %s:\n%s", s, timeout, o.String())
+		}
+	}
+}
+
+func start(t *testing.T, args ...string) (*exec.Cmd, *output, *output, string) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "run")
 	cmd := exec.Command(toolBinary, append([]string{"run", "--out", dir}, args...)...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	stdout, stderr := &output{}, &output{}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	return cmd, &stdout, &stderr, dir
+	return cmd, stdout, stderr, dir
 }
 
-func finish(t *testing.T, cmd *exec.Cmd, stdout, stderr *bytes.Buffer, dir string) result {
+func finish(t *testing.T, cmd *exec.Cmd, stdout, stderr *output, dir string) result {
 	t.Helper()
 	err := cmd.Wait()
 	code := 0
@@ -200,7 +228,7 @@ func ssCount(t *testing.T, port int) int {
 
 // startHolding starts a run without probes and returns once the kernel
 // shows all n connections on the port, the run then holding them.
-func startHolding(t *testing.T, n, port int, hold string, args ...string) (*exec.Cmd, *bytes.Buffer, *bytes.Buffer, string) {
+func startHolding(t *testing.T, n, port int, hold string, args ...string) (*exec.Cmd, *output, *output, string) {
 	t.Helper()
 	cmd, o, e, dir := start(t, append([]string{"--conns", strconv.Itoa(n), "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--no-bpf", "--hold", hold}, args...)...)
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && ssCount(t, port) < n; time.Sleep(100 * time.Millisecond) {

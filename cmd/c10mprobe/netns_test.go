@@ -78,16 +78,16 @@ func newTopology(t *testing.T, dialers int) topology {
 
 // inNS starts c10mprobe COMMAND in namespace ns, its run directory under the
 // test's temporary directory.
-func inNS(t *testing.T, ns, command string, args ...string) (*exec.Cmd, *bytes.Buffer, *bytes.Buffer, string) {
+func inNS(t *testing.T, ns, command string, args ...string) (*exec.Cmd, *output, *output, string) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), command)
 	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, toolBinary, command, "--out", dir}, args...)...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	stdout, stderr := &output{}, &output{}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	return cmd, &stdout, &stderr, dir
+	return cmd, stdout, stderr, dir
 }
 
 // serveAndDial runs one serve and a dial in each dialer namespace, and
@@ -104,7 +104,7 @@ func serveAndDial(t *testing.T, tp topology, conns int, serveArgs, dialArgs []st
 	}
 	type dialer struct {
 		cmd      *exec.Cmd
-		out, err *bytes.Buffer
+		out, err *output
 		dir      string
 	}
 	var ds []dialer

@@ -57,7 +57,7 @@ func TestSignalDuringHoldCutsItShortAndRestores(t *testing.T) {
 	for i, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT} {
 		t.Run(unix.SignalName(sig), func(t *testing.T) {
 			cmd, o, e, dir := startHolding(t, n, 19912+i*100, "60s")
-			time.Sleep(500 * time.Millisecond) // into the hold
+			e.waitFor(t, "hold     ", 60*time.Second) // into the hold: its progress line
 			if err := cmd.Process.Signal(sig); err != nil {
 				t.Fatal(err)
 			}
