@@ -110,17 +110,19 @@ mount -t bpf bpf /sys/fs/bpf
 mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts
 for m in $(cat /lib/vmtest/order); do insmod /lib/vmtest/$m || echo "vmtest: insmod $m failed"; done
-ip link set lo up
+# Paths, not names, for the host's tools: busybox's shell runs its own
+# applet of a name (ip, setpriv) before anything on PATH.
+/bin/ip link set lo up
 # ip netns mounts a tmpfs on /run/netns the first time it is used, and
 # leaves it: as on a host where namespaces have been made before.
-ip netns add vmtest-boot && ip netns del vmtest-boot
+/bin/ip netns add vmtest-boot && /bin/ip netns del vmtest-boot
 hostname vmtest
 pass=stock
 for a in $(cat /proc/cmdline); do case $a in vmtest.pass=*) pass=${a#vmtest.pass=};; esac; done
 if [ "$pass" = limited ]; then
 	echo "20000 50000" > /proc/sys/net/ipv4/ip_local_port_range
 	ulimit -n 15000
-	setpriv --bounding-set=-sys_resource --inh-caps=-sys_resource /bin/vmtest guest $pass
+	/bin/setpriv --bounding-set=-sys_resource --inh-caps=-sys_resource /bin/vmtest guest $pass
 else
 	# As systemd starts services (DefaultLimitNOFILE=1024:524288): root
 	# may raise the hard limit further, up to fs.nr_open.
