@@ -53,7 +53,9 @@ func hostMain(ctx context.Context, args []string) int {
 			return 1
 		}
 		fmt.Printf("kernel %s: %s %s (uname -r %s)\n", s, k.Package, k.Version, k.Release)
-		boots = append(boots, boot{k, "stock"})
+		if !f.noStock {
+			boots = append(boots, boot{k, "stock"})
+		}
 		if s == f.limited {
 			boots = append(boots, boot{k, "limited"})
 		}

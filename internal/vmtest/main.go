@@ -45,6 +45,7 @@ type hostFlags struct {
 	timeout int // minutes a boot may take before it is killed
 	// pressure adds what drives the guest into swap (--machine-mem).
 	pressure bool
+	noStock  bool // boot only the limited host
 }
 
 func parseHostFlags(args []string) (hostFlags, error) {
@@ -59,6 +60,7 @@ func parseHostFlags(args []string) (hostFlags, error) {
 	fs.StringVar(&f.work, "work", "", "where images and console logs go (default: a new temporary directory)")
 	fs.StringVar(&f.memory, "memory", "4G", "guest memory")
 	fs.IntVar(&f.cpus, "cpus", 2, "guest vCPUs")
+	fs.BoolVar(&f.noStock, "limited-only", false, "boot only the limited host (of the --limited series)")
 	fs.BoolVar(&f.pressure, "memory-pressure", false, "also run the machine tests and --machine-mem scenarios, which drive the guest into swap (slow under TCG: a guest stopped answering for over 6 minutes)")
 	fs.IntVar(&f.timeout, "timeout", 20, "minutes a boot may run before it is killed and counted failed")
 	if err := fs.Parse(args); err != nil {
