@@ -46,6 +46,9 @@ func makePlan(k kernel, pass, only string, pressure bool) (plan, error) {
 	p := plan{Kernel: k.Package + " " + k.Version, Pass: pass, Only: only, Pressure: pressure}
 	for _, t := range guestTestPackages {
 		files := t.Files
+		if pass == "limited" && t.LimitedFiles != nil {
+			files = t.LimitedFiles
+		}
 		if pressure && t.Name == "cmd" {
 			files = append(append([]string{}, files...), pressureFiles...)
 		}
