@@ -100,7 +100,7 @@ func TestExportsOfARun(t *testing.T) {
 		t.Error("cpu.folded and cpu.pb.gz disagree")
 	}
 	cpuFolded, _ := os.ReadFile(filepath.Join(dir, "cpu.folded"))
-	if !bytes.Contains(cpuFolded, []byte("runner.(*worker)")) || !bytes.Contains(cpuFolded, []byte("tcp_v4_")) {
+	if !bytes.Contains(cpuFolded, []byte("runner/worker.(*worker)")) || !bytes.Contains(cpuFolded, []byte("tcp_v4_")) {
 		t.Errorf("CPU stacks lack the workers' Go frames or the kernel's TCP frames:\n%.600s", cpuFolded)
 	}
 	if out, err := exec.Command("go", "tool", "pprof", "-top", filepath.Join(dir, "cpu.pb.gz")).CombinedOutput(); err != nil || !bytes.Contains(out, []byte("Type: samples")) {
