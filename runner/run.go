@@ -80,6 +80,10 @@ func (r *Runner) Host() Host { return r.host }
 // Plan returns the plan.
 func (r *Runner) Plan() Plan { return r.plan }
 
+// Conns is how many connections this run opens: --conns, or a dialer's
+// share of it (--index, --of), as Prepare resolved it.
+func (r *Runner) Conns() int { return r.cfg.Conns }
+
 // Preflight returns the limits table.
 func (r *Runner) Preflight() []Check {
 	return append(Preflight(r.host, r.plan, r.tuning, r.cfg.Reserve, r.cfg.NoTune), r.ServerChecks()...)

@@ -344,3 +344,33 @@ func TestNetnsRestoreAfterSIGKILL(t *testing.T) {
 	assertNoWorkers(t, dir)
 	assertSysctls(t, before)
 }
+
+// TestDialCensusCountsItsOwnShare: a dialer's census is a tenth of its own
+// share (at least 20,000), not of the total every dialer opens: 300,000
+// over 10 dialers is 30,000 here, so the census stops at 20,000 (it was a
+// tenth of 300,000, the whole share, and never fired).
+func TestDialCensusCountsItsOwnShare(t *testing.T) {
+	before := sysctls(t)
+	tp := newTopology(t, 1)
+	const total, of, share = 300000, 10, 30000
+	sc, so, se, sdir := inNS(t, tp.server, "serve", "--listen", "0.0.0.0:19990", "--conns", fmt.Sprint(share), "--no-bpf", "--wait", "60s")
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		out, _ := exec.Command("ip", "netns", "exec", tp.server, "ss", "-Htln", "sport = :19990").Output()
+		if len(bytes.TrimSpace(out)) > 0 {
+			break
+		}
+	}
+	dc, do, de, ddir := inNS(t, tp.dialers[0], "dial", "--target", tp.serverAddr(0)+":19990", "--conns", fmt.Sprint(total),
+		"--index", "0", "--of", fmt.Sprint(of), "--src", tp.dialerSrc(0))
+	d := finish(t, dc, do, de, ddir)
+	finish(t, sc, so, se, sdir)
+	s := summaryOf(t, d)
+	if d.code != 0 || s.Result.Verified != share {
+		t.Fatalf("dialer: exit %d, %d verified, want 0 and %d\nstderr:\n%s", d.code, s.Result.Verified, share, d.stderr)
+	}
+	k := s.Kernel
+	if k == nil || k.Kmem == nil || k.Kmem.Mode != "census" || k.Kmem.CensusConnections < 20000 || k.Kmem.CensusConnections >= share {
+		t.Errorf("dialer's kmem %+v: want a census of about 20,000 of its %d", k.Kmem, share)
+	}
+	assertSysctls(t, before)
+}

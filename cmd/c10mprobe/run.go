@@ -270,7 +270,9 @@ func modeCmd(mode runner.Mode, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	census := censusConnections(f.kmem, cfg)
+	// Sized by what this run opens: a dialer's share, not the total.
+	conns := r.Conns()
+	census := censusConnections(f.kmem, cfg.Mode, conns)
 	if !f.noBPF {
 		plan := r.Plan()
 		port := cfg.Listen.Port()
@@ -278,7 +280,7 @@ func modeCmd(mode runner.Mode, args []string, stdout, stderr io.Writer) error {
 			port = cfg.Target.Port()
 		}
 		probes, err = bpf.Open(bpf.Config{
-			Backend: f.backend, Conns: cfg.Conns, Inflight: cfg.Inflight, RunPort: port,
+			Backend: f.backend, Conns: conns, Inflight: cfg.Inflight, RunPort: port,
 			Sources: plan.Sources, PortLo: plan.PortLo, PortsPerSource: plan.PortsPerSource, RunDir: cfg.OutDir,
 			NoKmem: f.kmem == "off", KmemConns: census, AutoSources: plan.AutoSources,
 		})
@@ -300,7 +302,7 @@ func modeCmd(mode runner.Mode, args []string, stdout, stderr io.Writer) error {
 	rec = record.New(probes)
 	if probes != nil {
 		rec.SetKmem(f.kmem)
-		if census < cfg.Conns {
+		if census < conns {
 			r.SetCensus(census, rec.Census)
 		}
 	}
@@ -422,9 +424,9 @@ const minCensus = 20000
 // censusConnections is how many connections the slab hooks count: with
 // --kmem census at least minCensus or a tenth of the run, all of it when
 // that is the whole run; serve, which cannot pause its dialers, counts all.
-func censusConnections(kmem string, cfg runner.Config) int {
-	if kmem != "census" || cfg.Mode == runner.ModeServe {
-		return cfg.Conns
+func censusConnections(kmem string, mode runner.Mode, conns int) int {
+	if kmem != "census" || mode == runner.ModeServe {
+		return conns
 	}
-	return min(cfg.Conns, max(minCensus, cfg.Conns/10))
+	return min(conns, max(minCensus, conns/10))
 }
