@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 )
 
@@ -69,4 +70,21 @@ func NeedTool(t testing.TB, tool, pkg string) string {
 	}
 	Skip(t, NotInstalled, "%s is not installed (Debian %s)", tool, pkg)
 	return ""
+}
+
+// SkipMessage finds, in a skipped test's output lines, the message Skip
+// wrote ("[reason]: what is missing"); a skip that did not come through
+// Skip gives its last line and ok false.
+func SkipMessage(lines []string) (msg string, ok bool) {
+	for i := len(lines) - 1; i >= 0; i-- {
+		if _, m, found := strings.Cut(lines[i], "skip ["); found {
+			return "[" + strings.TrimSpace(m), true
+		}
+	}
+	for i := len(lines) - 1; i >= 0; i-- {
+		if l := strings.TrimSpace(lines[i]); l != "" && !strings.HasPrefix(l, "---") && !strings.HasPrefix(l, "===") {
+			return l, false
+		}
+	}
+	return "(no message)", false
 }

@@ -169,19 +169,13 @@ func xfailed(r result, mark string) result {
 	return r
 }
 
-// skipReason finds the testenv message among a skipped test's output.
+// skipReason is testenv's message, or the skip's last line marked unlisted.
 func skipReason(lines []string) string {
-	for i := len(lines) - 1; i >= 0; i-- {
-		if _, msg, ok := strings.Cut(lines[i], "skip ["); ok {
-			return "[" + strings.TrimSpace(msg)
-		}
+	msg, ok := testenv.SkipMessage(lines)
+	if !ok {
+		return "unlisted reason: " + msg
 	}
-	for i := len(lines) - 1; i >= 0; i-- {
-		if l := strings.TrimSpace(lines[i]); l != "" && !strings.HasPrefix(l, "---") && !strings.HasPrefix(l, "===") {
-			return "unlisted reason: " + l
-		}
-	}
-	return "unlisted reason"
+	return msg
 }
 
 func tail(s string, n int) string {

@@ -53,7 +53,8 @@ func main() {
 		case "pass", "fail", "skip":
 			count[e.Action]++
 			if e.Action == "skip" {
-				skips = append(skips, skip{e.Package, e.Test, reasonOf(output[key])})
+				msg, _ := testenv.SkipMessage(output[key])
+				skips = append(skips, skip{e.Package, e.Test, msg})
 			}
 		}
 	}
@@ -100,19 +101,4 @@ func main() {
 	if count["fail"] > 0 || unlisted > 0 {
 		os.Exit(1)
 	}
-}
-
-// reasonOf finds testenv's "skip [reason]: …" among a test's output.
-func reasonOf(lines []string) string {
-	for i := len(lines) - 1; i >= 0; i-- {
-		if _, msg, ok := strings.Cut(lines[i], "skip ["); ok {
-			return "[" + strings.TrimSpace(msg)
-		}
-	}
-	for i := len(lines) - 1; i >= 0; i-- {
-		if l := strings.TrimSpace(lines[i]); l != "" && !strings.HasPrefix(l, "---") && !strings.HasPrefix(l, "===") {
-			return l
-		}
-	}
-	return "(no message)"
 }
