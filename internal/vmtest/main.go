@@ -61,7 +61,7 @@ func parseHostFlags(args []string) (hostFlags, error) {
 	fs.StringVar(&f.memory, "memory", "4G", "guest memory")
 	fs.IntVar(&f.cpus, "cpus", 2, "guest vCPUs")
 	fs.BoolVar(&f.noStock, "limited-only", false, "boot only the limited host (of the --limited series)")
-	fs.BoolVar(&f.pressure, "memory-pressure", false, "also run the machine tests and --machine-mem scenarios, which drive the guest into swap (slow under TCG: a guest stopped answering for over 6 minutes)")
+	fs.BoolVar(&f.pressure, "memory-pressure", false, "also run the machine tests and --machine-mem scenarios, which drive the guest into swap (under TCG these had not finished after five minutes)")
 	fs.IntVar(&f.timeout, "timeout", 20, "minutes a boot may run before it is killed and counted failed")
 	if err := fs.Parse(args); err != nil {
 		return f, err

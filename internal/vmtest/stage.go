@@ -47,8 +47,8 @@ type testPackage struct {
 // limits, signals, restore, netns, memory cap and servers tests (the
 // servers other than the Go one need tools the guest lacks and skip). The
 // machine tests (machine_test.go) run with --memory-pressure only: under
-// TCG a guest driven into swap by --machine-mem stopped answering for
-// longer than the tier's budget (see pressureFiles).
+// TCG a run driven into swap by --machine-mem had not finished after five
+// minutes, longer than the tier's budget allows (see pressureFiles).
 var guestTestPackages = []testPackage{
 	{Name: "bpf", Pkg: "./bpf"},
 	{Name: "runner", Pkg: "./runner"},
