@@ -78,11 +78,16 @@ func TestLongPortScanIsNamedAndRunnerPortsEndIt(t *testing.T) {
 			t.Errorf("runner-chosen ports still name a port scan: %s", c.Detail)
 		}
 	}
-	if r.ConnectRate < 3*k.ConnectRate {
-		t.Errorf("connects %.0f/s with the runner's ports, %.0f/s with the kernel's: want 3 times or more", r.ConnectRate, k.ConnectRate)
+	// What the runner's ports remove is the search itself, in the CPU
+	// samples of the connect phase; the rates follow (3.1–4.0k/s against
+	// 22.6–24.0k/s in docs/measurements.md) but move with the machine's
+	// load, so they are logged, not held: make bench measures them.
+	ks, rs := rt.CPUShare["__inet_hash_connect"]["connect"], r.Explanation.Rate.CPUShare["__inet_hash_connect"]["connect"]
+	if rs > ks/3 {
+		t.Errorf("__inet_hash_connect: %.0f %% of the connect phase with the runner's ports, %.0f %% with the kernel's: want under a third of it", 100*rs, 100*ks)
 	}
-	t.Logf("connect rate: kernel %.0f/s, runner %.0f/s; port search %.0f %% of the kernel run's connect phase",
-		k.ConnectRate, r.ConnectRate, 100*rt.CPUShare["__inet_hash_connect"]["connect"])
+	t.Logf("connect rate: kernel %.0f/s, runner %.0f/s; port search %.0f %% of the kernel run's connect phase, %.0f %% of the runner's",
+		k.ConnectRate, r.ConnectRate, 100*ks, 100*rs)
 	assertNoWorkers(t, byRunner.dir)
 	assertSysctls(t, before)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -9,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -256,6 +258,26 @@ func modeCmd(mode runner.Mode, args []string, stdout, stderr io.Writer) error {
 	}
 
 	prog := newProgress(stderr)
+	// Signals are taken from here on, before the probes load (seconds on a
+	// slow machine): SIGHUP (a closed terminal, a dropped ssh) and SIGQUIT
+	// end a run as SIGINT does, where their default would leave the host's
+	// sysctls changed or a tracefs mount behind.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var running atomic.Pointer[runner.Runner] // set once the run starts
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
+	defer signal.Stop(sigs)
+	go func() {
+		s := <-sigs
+		prog.note(fmt.Sprintf("%v: stopping, verifying what is held, restoring (again to abort)", s))
+		cancel()
+		<-sigs
+		prog.note("second signal: killing workers, restoring")
+		if r := running.Load(); r != nil {
+			r.Abort()
+		}
+	}()
 	var probes *bpf.Probes
 	// The recorder reads the probes, which are sized by the plan Prepare
 	// makes; the runner calls it only once it runs.
@@ -307,22 +329,11 @@ func modeCmd(mode runner.Mode, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	printPreflight(stderr, r.Preflight())
-
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	// SIGHUP (a closed terminal, a dropped ssh) and SIGQUIT end a run as
-	// SIGINT does: their default would leave the host's sysctls changed.
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
-	defer signal.Stop(sigs)
-	go func() {
-		s := <-sigs
-		prog.note(fmt.Sprintf("%v: stopping, verifying what is held, restoring (again to abort)", s))
-		cancel()
-		<-sigs
-		prog.note("second signal: killing workers, restoring")
-		r.Abort()
-	}()
+	if ctx.Err() != nil {
+		// The probes' tracefs mount, if any, goes with probes.Close.
+		return errors.New("interrupted before the first connection: nothing was opened, and the host is as it was")
+	}
+	running.Store(r)
 
 	res, err := r.Run(ctx)
 	prog.done()

@@ -250,3 +250,28 @@ func waitConnecting(t *testing.T, cmd *exec.Cmd, dir string, port uint16) {
 		}
 	}
 }
+
+// A SIGINT once the probes are attached, before or as the first
+// connection opens (seconds on a slow machine), ends the run with exit 1
+// and leaves the host as it was: no sysctl changed, no tracefs mount, no
+// worker. The tool takes signals before it loads the probes.
+func TestSIGINTBeforeTheFirstConnection(t *testing.T) {
+	needRoot(t)
+	before := sysctls(t)
+	tracefsBefore := tracefsMounted()
+	cmd, o, e, dir := start(t, "--conns", "20000", "--listen", "127.0.0.1:19907")
+	// Its probes are attached, its first connection not yet opened.
+	e.waitFor(t, "probes: ", 60*time.Second)
+	cmd.Process.Signal(syscall.SIGINT)
+	r := finish(t, cmd, o, e, dir)
+	if r.code != 1 {
+		t.Errorf("exit %d, want 1\n%s", r.code, r.stderr)
+	}
+	assertSysctls(t, before)
+	if tracefsMounted() != tracefsBefore {
+		t.Errorf("tracefs mounted %v after the run, %v before", tracefsMounted(), tracefsBefore)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "workers.pids")); err == nil {
+		assertNoWorkers(t, dir)
+	}
+}
