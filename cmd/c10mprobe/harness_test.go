@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/c10mprobe/c10mprobe/bpf"
 	"github.com/c10mprobe/c10mprobe/internal/hostlock"
 	"github.com/c10mprobe/c10mprobe/internal/rundir"
 	"github.com/c10mprobe/c10mprobe/internal/sockdiag"
@@ -352,48 +353,33 @@ func foreignTimeWait(tb testing.TB, n int) int {
 // portsPerAddress is this host's ip_local_port_range, counted.
 func portsPerAddress(t *testing.T) int {
 	t.Helper()
-	v, err := sysctl.Read("net.ipv4.ip_local_port_range")
+	lo, hi, err := runner.ReadPortRange()
 	if err != nil {
 		t.Fatal(err)
-	}
-	var lo, hi int
-	if _, err := fmt.Sscan(v, &lo, &hi); err != nil {
-		t.Fatalf("ip_local_port_range %q: %v", v, err)
 	}
 	return hi - lo + 1
 }
 
-// doctorReport is what doctor --json says of the probes on this kernel.
-type doctorReport struct {
-	Probes struct {
-		Forced map[string]string `json:"forced"` // backend → "ok" or why not
-		Auto   []struct {
-			Hook    string `json:"hook"`
-			Backend string `json:"backend"`
-		} `json:"auto"`
-	} `json:"probes"`
-}
-
-func doctor(t *testing.T) doctorReport {
+// doctor is what doctor --json says of the probes on this kernel.
+func doctor(t *testing.T) bpf.Report {
 	t.Helper()
 	out, err := exec.Command(toolBinary, "doctor", "--json").Output()
 	if err != nil {
 		t.Fatalf("doctor --json: %v", err)
 	}
-	var d doctorReport
+	var d struct {
+		Probes bpf.Report `json:"probes"`
+	}
 	if err := json.Unmarshal(out, &d); err != nil {
 		t.Fatalf("doctor --json: %v", err)
 	}
-	return d
+	return d.Probes
 }
 
-// doctorForced says, backend by backend, whether it attaches every hook.
-func doctorForced(t *testing.T) map[string]string { return doctor(t).Probes.Forced }
-
 // doctorBackend is the backend a run uses for hook on this kernel.
-func doctorBackend(t *testing.T, hook string) string {
+func doctorBackend(t *testing.T, hook string) bpf.Backend {
 	t.Helper()
-	for _, a := range doctor(t).Probes.Auto {
+	for _, a := range doctor(t).Auto {
 		if a.Hook == hook {
 			return a.Backend
 		}

@@ -138,7 +138,7 @@ func assertKernelSection(t *testing.T, s record.Summary, n int) {
 	if k == nil {
 		t.Fatal("summary.json has no kernel section")
 	}
-	if want := doctorBackend(t, "tcp_sendmsg"); string(k.Backend) != want {
+	if want := doctorBackend(t, "tcp_sendmsg"); k.Backend != want {
 		t.Errorf("backend %q, want %s, the first that doctor finds attaching tcp_sendmsg on this kernel", k.Backend, want)
 	}
 	tcp, ok := k.Caches["TCP"]

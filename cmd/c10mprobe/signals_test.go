@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/c10mprobe/c10mprobe/bpf"
 	"github.com/c10mprobe/c10mprobe/internal/limit"
 	"github.com/c10mprobe/c10mprobe/internal/rundir"
 	"github.com/c10mprobe/c10mprobe/internal/sysctl"
@@ -158,12 +159,12 @@ func TestSIGKILLedRunIsUndoneByRestore(t *testing.T) {
 	before := sysctls(t)
 	tracefsBefore := tracefsMounted()
 	// A backend that needs tracefs, so that restore has a mount to undo.
-	backend := "tracepoint"
-	if doctorForced(t)[backend] != "ok" {
-		backend = "kprobe"
+	backend := bpf.Tracepoint
+	if doctor(t).Forced[backend] != "ok" {
+		backend = bpf.Kprobe
 	}
 	cmd, o, e, dir := start(t, "--conns", "2000", "--listen", "127.0.0.1:19906", "--hold", "60s", "--port-range", "41000-59999",
-		"--backend", backend, "--swap", "16MiB", "--mem-limit", "64MiB")
+		"--backend", string(backend), "--swap", "16MiB", "--mem-limit", "64MiB")
 	for deadline := time.Now().Add(60 * time.Second); countOnPort(t, 19906) < 2000; time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			// Killed, the run leaves what this test is about: undo it

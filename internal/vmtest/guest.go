@@ -20,10 +20,9 @@ import (
 
 // guest is the guest side: it runs the plan and reports each row.
 type guest struct {
-	plan    plan
-	out     *os.File // the results port
-	doctor  doctorReport
-	verbose bool
+	plan   plan
+	out    *os.File // the results port
+	doctor doctorReport
 }
 
 func guestMain() int {

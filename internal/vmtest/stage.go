@@ -309,16 +309,17 @@ func copyFile(src, dst string, mode os.FileMode) error {
 
 func exists(p string) bool { _, err := os.Stat(p); return err == nil }
 
+var testDecl = regexp.MustCompile(`(?m)^func (Test[A-Za-z0-9_]*)\(t \*testing\.T\)`)
+
 // testsIn lists the Test functions declared in a package's files.
 func testsIn(pkg string, files []string) ([]string, error) {
 	var names []string
-	decl := regexp.MustCompile(`(?m)^func (Test[A-Za-z0-9_]*)\(t \*testing\.T\)`)
 	for _, f := range files {
 		data, err := os.ReadFile(filepath.Join(pkg, f))
 		if err != nil {
 			return nil, err
 		}
-		for _, m := range decl.FindAllSubmatch(data, -1) {
+		for _, m := range testDecl.FindAllSubmatch(data, -1) {
 			names = append(names, string(m[1]))
 		}
 	}
