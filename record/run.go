@@ -86,7 +86,12 @@ func (r *Run) explain() error {
 	e := analysis.Explain(in)
 	r.Input, r.Explanation, r.Summary.Explanation = in, &e, &e
 	if m := r.Summary.Result.Machine; m != nil && e.Swap != nil {
-		m.ActualSwapStartConnections = e.Swap.SwapStartConnections
+		// Where swapping began is the analysis' finding: the summary gets
+		// its own copy of the runner's result to hold it.
+		res, machine := *r.Summary.Result, *m
+		machine.ActualSwapStartConnections = e.Swap.SwapStartConnections
+		res.Machine = &machine
+		r.Summary.Result = &res
 	}
 	return nil
 }

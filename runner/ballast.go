@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"sync"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/c10mprobe/c10mprobe/internal/procfs"
+	"github.com/c10mprobe/c10mprobe/internal/units"
 	"github.com/c10mprobe/c10mprobe/runner/worker"
 )
 
@@ -38,9 +40,15 @@ type BallastResult struct {
 	TouchLatencyUs   worker.LatencyStats `json:"touch_latency_us"`
 }
 
-// ballast is the ballast process as the parent sees it.
+// ballast is the ballast process as the parent sees it: a host change
+// (its memory taken from the machine), undone by ending it; killed with
+// the run, it ends with it (Pdeathsig), so restore has nothing to do.
 type ballast struct {
-	bytes  uint64
+	bytes     uint64
+	inMachine bool // --machine-mem checks it fits the smaller machine
+	log       io.Writer
+	onStart   func(pid int)
+
 	cmd    *exec.Cmd
 	pid    int
 	exited chan struct{}
@@ -54,10 +62,29 @@ type ballast struct {
 	pollExited chan struct{}
 }
 
-// startBallast starts the ballast and waits until it has touched all of
-// its memory, so that the idle sample holds it.
-func (r *Runner) startBallast(exe string) error {
-	cfgJSON, _ := json.Marshal(worker.Config{Proto: worker.ProtoVersion, Role: Ballast, NoFile: 64, Bytes: r.cfg.Ballast, TouchRate: ballastTouchRate})
+func (b *ballast) Name() string { return "ballast" }
+
+// Check refuses a ballast larger than the memory available (a smaller
+// machine's check counts it against the machine).
+func (b *ballast) Check() error {
+	m, err := procfs.ReadMeminfo()
+	if err != nil || b.inMachine {
+		return err
+	}
+	if b.bytes >= m.MemAvailable {
+		return fmt.Errorf("--ballast %s is not below the %s available", units.Bytes(b.bytes), units.Bytes(m.MemAvailable))
+	}
+	return nil
+}
+
+// Apply starts the ballast and waits until it has touched all of its
+// memory, so that the idle sample holds it.
+func (b *ballast) Apply() error {
+	exe, err := workerExe()
+	if err != nil {
+		return err
+	}
+	cfgJSON, _ := json.Marshal(worker.Config{Proto: worker.ProtoVersion, Role: Ballast, NoFile: 64, Bytes: b.bytes, TouchRate: ballastTouchRate})
 	cmd := exec.Command(exe, worker.Arg)
 	cmd.Stdin = bytes.NewReader(cfgJSON)
 	cmd.Stderr = os.Stderr
@@ -69,9 +96,8 @@ func (r *Runner) startBallast(exe string) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting the ballast: %w", err)
 	}
-	b := &ballast{bytes: r.cfg.Ballast, cmd: cmd, pid: cmd.Process.Pid, exited: make(chan struct{}),
-		stopPoll: make(chan struct{}), pollExited: make(chan struct{})}
-	r.ballast = b
+	b.cmd, b.pid, b.exited = cmd, cmd.Process.Pid, make(chan struct{})
+	b.stopPoll, b.pollExited = make(chan struct{}), make(chan struct{})
 	filled := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -91,8 +117,8 @@ func (r *Runner) startBallast(exe string) error {
 		}
 	}()
 	go func() { _ = cmd.Wait(); close(b.exited) }()
-	if r.cfg.OnBallast != nil {
-		r.cfg.OnBallast(b.pid)
+	if b.onStart != nil {
+		b.onStart(b.pid)
 	}
 	select {
 	case <-filled:
@@ -105,7 +131,7 @@ func (r *Runner) startBallast(exe string) error {
 		b.majAtFill = st.MajFlt
 	}
 	go b.poll()
-	fmt.Fprintf(r.cfg.Log, "ballast: %d bytes touched (pid %d); touching %d random pages a second\n", b.bytes, b.pid, ballastTouchRate)
+	fmt.Fprintf(b.log, "ballast: %d bytes touched (pid %d); touching %d random pages a second\n", b.bytes, b.pid, ballastTouchRate)
 	return nil
 }
 
@@ -144,10 +170,15 @@ func (b *ballast) result() *BallastResult {
 	return res
 }
 
-// stop kills the ballast and reaps it.
-func (b *ballast) stop() {
+// Undo kills the ballast and reaps it.
+func (b *ballast) Undo() error {
+	if b.cmd == nil {
+		return nil
+	}
 	close(b.stopPoll)
 	<-b.pollExited
 	_ = b.cmd.Process.Kill()
 	<-b.exited
+	b.cmd = nil
+	return nil
 }

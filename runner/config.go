@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/c10mprobe/c10mprobe/runner/host"
 	"github.com/c10mprobe/c10mprobe/runner/worker"
 )
 
@@ -22,30 +23,15 @@ type Config struct {
 	Reserve    uint64        // stop opening when MemAvailable falls below this
 	WorkerFDs  uint64        // RLIMIT_NOFILE per worker; 0 for the hard limit
 	MaxWorkers int           // per side; 0 for as many as the fd budget needs
-	PortRange  [2]int        // ip_local_port_range for the run; zero leaves it
-	Sysctls    []KeyValue    // more sysctls to set for the run
-	NoTune     bool
-	Force      bool // run even when the preflight says memory cannot hold half of Conns
+	Force      bool          // run even when the preflight says memory cannot hold half of Conns
 	OutDir     string
-	MemLimit   uint64 // cap the workers' memory cgroup at this; 0 for none
-	Swap       uint64 // a swapfile of this size for the run; 0 for none
-	Payload    int    // bytes each side sends after the numbered message
-	Unread     bool   // leave the peer's payload queued in the receive buffer
 
 	// Target is a server the user brings, on an address of this host: no
 	// built-in server, only client workers dialing it. Zero for the built-in
 	// server on Listen.
-	Target     netip.AddrPort
-	ServerPIDs []int    // the target's processes (--server-pid), measured but not stopped
-	ServerCmd  string   // a shell command that starts the target (--server-cmd), stopped after
-	Exchange   Exchange // what each connection does once open; "" is the mode's default
+	Target   netip.AddrPort
+	Exchange Exchange // what each connection does once open; "" is the mode's default
 
-	// MachineMem makes the host a machine of this much RAM for the run:
-	// the rest is reserved as huge pages (vm.nr_hugepages, journaled).
-	MachineMem uint64
-	// Ballast is a process of this many bytes of anonymous memory, touched
-	// at random: the desktop and JVM heap that go to swap.
-	Ballast uint64
 	// Family is the sockets' address family: inet, or inet6 with
 	// IPv4-mapped addresses (::ffff:127.x.y.z), as a JVM on a dual-stack
 	// host makes them: the kernel then allocates TCPv6 socks.
@@ -58,16 +44,64 @@ type Config struct {
 	// the server alone (serve: dialers elsewhere), or the clients alone
 	// (dial: the server at Target, elsewhere).
 	Mode Mode
-	// Index and Of: a dialer's share of Conns, the Index-th of Of.
-	Index, Of int
 	// InNetns says this process runs in a private network namespace made
 	// for the run (--netns): its run directory already holds the
 	// namespace's journal (rundir.NetnsJournal).
 	InNetns bool
+	// Changes are more host changes, made after the run's own and undone
+	// before them, on every exit: a caller's own, such as a test's.
+	Changes []host.Change
+
+	SysctlSettings
+	Memory
+	Data
+	Brought
+	Spread
+	Hooks
+}
+
+// SysctlSettings are the sysctls a run sets beyond its own tuning.
+type SysctlSettings struct {
+	PortRange [2]int     // ip_local_port_range for the run; zero leaves it
+	Sysctls   []KeyValue // more sysctls to set for the run
+	NoTune    bool       // leave the accept backlog as it is
+}
+
+// Memory is the memory a run is given: each a host change, 0 for none.
+type Memory struct {
+	MemLimit uint64 // cap the workers' memory cgroup at this
+	Swap     uint64 // a swapfile of this size for the run
+	// MachineMem makes the host a machine of this much RAM for the run:
+	// the rest is reserved as huge pages (vm.nr_hugepages, journaled).
+	MachineMem uint64
+	// Ballast is a process of this many bytes of anonymous memory, touched
+	// at random: the desktop and JVM heap that go to swap.
+	Ballast uint64
+}
+
+// Data is what a connection carries beyond its numbered message.
+type Data struct {
+	Payload int  // bytes each side sends after the numbered message
+	Unread  bool // leave the peer's payload queued in the receive buffer
+}
+
+// Brought is how a server the user brings (Target) is found or started.
+type Brought struct {
+	ServerPIDs []int  // the target's processes (--server-pid), measured but not stopped
+	ServerCmd  string // a shell command that starts the target (--server-cmd), stopped after
+}
+
+// Spread is a run spread over hosts (serve and dial).
+type Spread struct {
+	// Index and Of: a dialer's share of Conns, the Index-th of Of.
+	Index, Of int
 	// FirstWait is how long serve waits for its first connection; --timeout
 	// then ends it once connections stop coming.
 	FirstWait time.Duration
+}
 
+// Hooks are what the run tells its caller as it goes; each may be nil.
+type Hooks struct {
 	Log        io.Writer               // preflight table and notes (stderr)
 	OnProgress func(Progress)          // about every 250 ms
 	OnPhase    func(phase Phase) error // when a phase ends, while its sockets are held
@@ -119,10 +153,7 @@ func (c Config) External() bool { return c.Target.IsValid() && c.Mode != ModeDia
 func (c Config) clientOnly() bool { return c.Target.IsValid() }
 
 // KeyValue is one sysctl assignment.
-type KeyValue struct {
-	Key   string `json:"key"`
-	Value string `json:"value"`
-}
+type KeyValue = host.Sysctl
 
 // Phase names a stage of a run.
 type Phase string

@@ -239,7 +239,9 @@ func (r *Runner) finishResult(res *Result) {
 	if res.Memcap != nil {
 		r.memcap.Finish(t.clientEstablished, res.StoppedBy)
 	}
-	r.machineResult(res)
+	if r.machine != nil {
+		res.Machine = r.machine.Result(res.Established, res.StoppedBy)
+	}
 }
 
 // symptom says a limit kind only describes how the run stalled, not why.

@@ -6,7 +6,6 @@ import (
 	"math"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 
 	"github.com/c10mprobe/c10mprobe/internal/rundir"
@@ -214,15 +213,12 @@ func Prepare(cfg Config) (*Runner, error) {
 	// the analysis all see the values in force during the run.
 	r.sysctls = cfg.Sysctls
 	if cfg.PortRange != [2]int{} {
-		r.sysctls = append([]KeyValue{{"net.ipv4.ip_local_port_range", fmt.Sprintf("%d %d", cfg.PortRange[0], cfg.PortRange[1])}}, r.sysctls...)
+		r.sysctls = append([]KeyValue{{Key: "net.ipv4.ip_local_port_range", Value: fmt.Sprintf("%d %d", cfg.PortRange[0], cfg.PortRange[1])}}, r.sysctls...)
+	}
+	if err := (&host.Sysctls{Set: r.sysctls}).Check(); err != nil {
+		return nil, badInput("%v", err)
 	}
 	for _, kv := range r.sysctls {
-		if err := sysctl.Check(kv.Key); err != nil {
-			return nil, badInput("--sysctl: %v", err)
-		}
-		if err := sysctl.CheckValue(kv.Key, kv.Value); err != nil {
-			return nil, badInput("--sysctl: %v", err)
-		}
 		if kv.Key == "net.ipv4.ip_local_port_range" {
 			if err := checkPortRange(kv.Value); err != nil {
 				return nil, err
@@ -240,23 +236,6 @@ func Prepare(cfg Config) (*Runner, error) {
 	}
 
 	needsRoot := len(r.sysctls) > 0 || cfg.MemLimit > 0 || cfg.Swap > 0 || cfg.MachineMem > 0
-	if cfg.Swap > 0 {
-		if _, err := exec.LookPath("mkswap"); err != nil {
-			return nil, badInput("--swap needs mkswap (util-linux): %v", err)
-		}
-		if cfg.Swap < 1<<20 {
-			return nil, badInput("--swap must be at least 1MiB, got %d bytes", cfg.Swap)
-		}
-	}
-	if cfg.MemLimit > 0 {
-		if _, _, err := host.FindMemcgParent(); err != nil {
-			return nil, badInput("--mem-limit: %v", err)
-		}
-		if r.memcap, err = host.NewMemcap(h.SlabObjSize, cfg.Inflight); err != nil {
-			return nil, badInput("%v", err)
-		}
-		r.memcap.Dir, r.memcap.Limit, r.memcap.Log = cfg.OutDir, cfg.MemLimit, cfg.Log
-	}
 	if !cfg.NoTune && cfg.Mode != ModeDial && (h.Somaxconn < r.tuning.Backlog || h.SynBacklog < r.tuning.Backlog) {
 		needsRoot = true
 	}
@@ -314,22 +293,19 @@ func Prepare(cfg Config) (*Runner, error) {
 	}
 	// A run directory holds one run: files a second run does not write
 	// (its probes' stacks, a swap marker) would pass for its own.
-	if entries, err := os.ReadDir(cfg.OutDir); err == nil && len(entries) > 0 && !(cfg.InNetns && len(entries) == 1 && entries[0].Name() == rundir.NetnsJournal) {
+	if entries, err := os.ReadDir(cfg.OutDir); err == nil && !onlyNetnsFiles(entries, cfg.InNetns) {
 		return nil, badInput("--out %s already holds files (another run's?); give a new directory", cfg.OutDir)
 	}
 	if err := creatable(cfg.OutDir); err != nil {
 		return nil, badInput("--out %s cannot be created: %v", cfg.OutDir, err)
 	}
-	if err := checkMachine(cfg, h); err != nil {
-		return nil, err
-	}
 	if cfg.Reserve >= h.Mem.MemTotal {
 		return nil, badInput("--reserve %s is not below this host's memory (%s)", units.Bytes(cfg.Reserve), units.Bytes(h.Mem.MemTotal))
 	}
-	if cfg.Swap > 0 {
-		if free, err := freeBytes(cfg.OutDir); err == nil && cfg.Swap > free {
-			return nil, badInput("--swap %s does not fit in the %s free where --out %s is", units.Bytes(cfg.Swap), units.Bytes(free), cfg.OutDir)
-		}
+	// What the run will change on the host, each checked before any is made.
+	r.planChanges()
+	if err := host.CheckAll(r.changes); err != nil {
+		return nil, badInput("%v", err)
 	}
 	// A run far past what memory holds would only meet the reserve: say so
 	// now, with the estimate, unless asked to go anyway.
@@ -346,19 +322,64 @@ func Prepare(cfg Config) (*Runner, error) {
 	return r, nil
 }
 
-// freeBytes is the space free to root on the filesystem that would hold
-// dir: its nearest existing ancestor's.
-func freeBytes(dir string) (uint64, error) {
-	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
-		var st unix.Statfs_t
-		err := unix.Statfs(d, &st)
-		if err == nil {
-			return st.Bfree * uint64(st.Bsize), nil
-		}
-		if err != unix.ENOENT || d == filepath.Dir(d) {
-			return 0, err
+// onlyNetnsFiles says a run directory holds nothing, or, in a --netns run,
+// only what the process that made the namespace wrote: its journal and its
+// line in the list of changes.
+func onlyNetnsFiles(entries []os.DirEntry, inNetns bool) bool {
+	for _, e := range entries {
+		if !inNetns || (e.Name() != rundir.NetnsJournal && e.Name() != rundir.Changes) {
+			return false
 		}
 	}
+	return true
+}
+
+// planChanges lists, in the order they are made, what the run changes on
+// the host: its sysctls, a swapfile, a memory cgroup, a smaller machine's
+// huge pages, the ballast.
+func (r *Runner) planChanges() {
+	cfg := r.cfg
+	r.journal = sysctl.NewJournal(filepath.Join(cfg.OutDir, rundir.Journal))
+	r.changes = []host.Change{&host.Sysctls{Journal: r.journal, Set: r.tuningSysctls(), Log: cfg.Log}}
+	if cfg.Swap > 0 {
+		r.swap = &host.Swap{Dir: cfg.OutDir, Size: cfg.Swap}
+		r.changes = append(r.changes, r.swap)
+	}
+	if cfg.MemLimit > 0 {
+		r.memcap = host.NewMemcap(r.host.SlabObjSize, cfg.Inflight)
+		r.memcap.Dir, r.memcap.Limit, r.memcap.Log = cfg.OutDir, cfg.MemLimit, cfg.Log
+		r.changes = append(r.changes, r.memcap)
+	}
+	if cfg.MachineMem > 0 {
+		r.machine = &host.Machine{Size: cfg.MachineMem, Ballast: cfg.Ballast, Reserve: cfg.Reserve, Journal: r.journal, Log: cfg.Log, Pressure: &r.pressure}
+		r.changes = append(r.changes, r.machine)
+	}
+	if cfg.Ballast > 0 {
+		r.ballast = &ballast{bytes: cfg.Ballast, inMachine: cfg.MachineMem > 0, log: cfg.Log, onStart: cfg.OnBallast}
+		r.changes = append(r.changes, r.ballast)
+	}
+	r.changes = append(r.changes, cfg.Changes...)
+}
+
+// tuningSysctls are the sysctls the run sets: the accept backlog raised
+// where it is short (unless --no-tune, or the run sets it itself; a dialer
+// listens on nothing), then --port-range and --sysctl.
+func (r *Runner) tuningSysctls() []host.Sysctl {
+	var set []host.Sysctl
+	mine := map[string]bool{}
+	for _, kv := range r.sysctls {
+		mine[kv.Key] = true
+	}
+	if !r.cfg.NoTune && r.cfg.Mode != ModeDial {
+		want := fmt.Sprint(r.tuning.Backlog)
+		if r.host.Somaxconn < r.tuning.Backlog && !mine["net.core.somaxconn"] {
+			set = append(set, host.Sysctl{Key: "net.core.somaxconn", Value: want})
+		}
+		if r.host.SynBacklog < r.tuning.Backlog && !mine["net.ipv4.tcp_max_syn_backlog"] {
+			set = append(set, host.Sysctl{Key: "net.ipv4.tcp_max_syn_backlog", Value: want})
+		}
+	}
+	return append(set, r.sysctls...)
 }
 
 // checkPortRange refuses an ip_local_port_range the kernel would: LO above

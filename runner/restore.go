@@ -21,35 +21,30 @@ type Restored struct {
 	Removed []string // the cgroup, the swapfile: each as "what path"
 }
 
-// Restore undoes what a run directory records that its run left behind:
-// for a run that was killed before it could undo it. Its memory cgroup and
-// its swapfile go first (after the server it started, which may be in that
-// cgroup), then the sysctls come back.
+// Restore undoes what a run directory records that its run left behind,
+// for a run that was killed before it could: the server it started (which
+// may be in its memory cgroup), then every change its list names, newest
+// first (host.RestoreAll), the TIME_WAIT sockets its workers left, and
+// last the sysctls.
 func Restore(dir string) (Restored, error) {
 	var r Restored
 	var errs []error
-	// A smaller machine's huge pages first: swapoff may need the room.
-	if j, err := sysctl.LoadJournal(filepath.Join(dir, rundir.Journal)); err == nil {
-		errs = append(errs, j.RestoreKey(hugePagesKey))
-	}
-	for _, undo := range []host.Restorer{stopKilledRunServer, host.RemoveCgroup, host.RemoveSwap, freeKilledRunTimeWait} {
+	for _, undo := range []host.Restorer{stopKilledRunServer, restoreChanges(&r), freeKilledRunTimeWait} {
 		what, err := undo(dir)
 		if what != "" {
 			r.Removed = append(r.Removed, what)
 		}
 		errs = append(errs, err)
 	}
-	// --netns's host value first, restored by the process that set it
-	// unless that was killed too; a --netns run killed before its
-	// namespace's run began has no other journal.
-	nj, nerr := sysctl.LoadJournal(filepath.Join(dir, rundir.NetnsJournal))
-	if nerr == nil {
-		errs = append(errs, nj.Restore())
+	// --netns's host value, restored with the changes, listed first.
+	if nj, err := sysctl.LoadJournal(filepath.Join(dir, rundir.NetnsJournal)); err == nil {
 		r.Changes = nj.Changes()
 	}
 	j, err := sysctl.LoadJournal(filepath.Join(dir, rundir.Journal))
 	if err != nil {
-		if nerr == nil && errors.Is(err, os.ErrNotExist) {
+		// A --netns run killed before its namespace's run began has no
+		// other journal.
+		if len(r.Changes) > 0 && errors.Is(err, os.ErrNotExist) {
 			return r, errors.Join(errs...)
 		}
 		return r, errors.Join(append(errs, err)...)
@@ -59,7 +54,17 @@ func Restore(dir string) (Restored, error) {
 	return r, errors.Join(errs...)
 }
 
-// cleanup ends every worker and closes the listener; it runs on every exit.
+// restoreChanges is host.RestoreAll as one restorer, its removals in r.
+func restoreChanges(r *Restored) host.Restorer {
+	return func(dir string) (string, error) {
+		removed, err := host.RestoreAll(dir)
+		r.Removed = append(r.Removed, removed...)
+		return "", err
+	}
+}
+
+// cleanup ends every worker and closes the listener, then undoes the
+// host changes the run made; it runs on every exit.
 func (r *Runner) cleanup() {
 	r.mu.Lock()
 	aborted := r.aborted
@@ -72,20 +77,10 @@ func (r *Runner) cleanup() {
 		r.listener.Close()
 		r.listener = nil
 	}
-	if r.ballast != nil {
-		r.ballast.stop()
-		r.ballast = nil
-	}
-	if r.machine != nil {
-		// The machine's RAM back before swapoff, which may need it.
-		if err := r.journal.RestoreKey(hugePagesKey); err != nil {
-			fmt.Fprintf(r.cfg.Log, "warning: giving back the huge pages: %v\n", err)
-		}
-	}
-	for _, err := range host.UndoAll(r.changes) {
+	for _, err := range host.UndoAll(r.applied) {
 		fmt.Fprintf(r.cfg.Log, "warning: %v; c10mprobe restore %s removes it\n", err, r.cfg.OutDir)
 	}
-	r.changes = nil
+	r.applied = nil
 }
 
 // Leftovers lists what the run directory dir records as still changed on

@@ -60,8 +60,8 @@ type Result struct {
 	ConntrackPeak int64       `json:"conntrack_peak,omitempty"`
 	Swap          *SwapResult `json:"swap,omitempty"`
 	// Machine is --machine-mem's smaller machine; Ballast the --ballast.
-	Machine *MachineResult `json:"machine,omitempty"`
-	Ballast *BallastResult `json:"ballast,omitempty"`
+	Machine *host.MachineResult `json:"machine,omitempty"`
+	Ballast *BallastResult      `json:"ballast,omitempty"`
 }
 
 // SwapResult is what the run's swapfile took in.

@@ -58,7 +58,7 @@ func TestRunInProcessVerifiesAndRestores(t *testing.T) {
 	backlog, _ := sysctl.Read("net.core.somaxconn")
 	var phases []Phase
 	res, err := runIn(t, Config{Conns: 3000, Listen: netip.MustParseAddrPort("127.0.0.1:19921"), Reserve: 1 << 20,
-		OnPhase: func(p Phase) error { phases = append(phases, p); return nil }})
+		Hooks: Hooks{OnPhase: func(p Phase) error { phases = append(phases, p); return nil }}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func TestSysctlIsRestoredWhenALaterOneFails(t *testing.T) {
 	needRoot(t)
 	rmem, _ := sysctl.Read("net.ipv4.tcp_rmem")
 	_, err := runIn(t, Config{Conns: 100, Listen: netip.MustParseAddrPort("127.0.0.1:19922"), Reserve: 1 << 20,
-		Sysctls: []KeyValue{{"net.ipv4.tcp_rmem", "4096 65536 1048576"}, {"net.core.somaxconn", "-5"}}})
+		SysctlSettings: SysctlSettings{Sysctls: []KeyValue{{Key: "net.ipv4.tcp_rmem", Value: "4096 65536 1048576"}, {Key: "net.core.somaxconn", Value: "-5"}}}})
 	if err == nil {
 		t.Fatal("a sysctl the kernel refuses did not fail the run")
 	}
@@ -109,13 +109,13 @@ func TestRunNamesTheFdLimit(t *testing.T) {
 // Values the kernel would refuse, found before anything changes.
 func TestPrepareRefusesSysctlsTheKernelWould(t *testing.T) {
 	for _, kv := range []KeyValue{
-		{"net.core.somaxconn", "garbage"},
-		{"net.ipv4.tcp_rmem", "4096 4096"},
-		{"net.ipv4.ip_local_port_range", "80 90"},
-		{"net.ipv4.ip_local_port_range", "50000 40000"},
+		{Key: "net.core.somaxconn", Value: "garbage"},
+		{Key: "net.ipv4.tcp_rmem", Value: "4096 4096"},
+		{Key: "net.ipv4.ip_local_port_range", Value: "80 90"},
+		{Key: "net.ipv4.ip_local_port_range", Value: "50000 40000"},
 	} {
 		_, err := Prepare(Config{Conns: 10, Listen: netip.MustParseAddrPort("127.0.0.1:19924"), Inflight: 1, Timeout: time.Second,
-			Sysctls: []KeyValue{kv}, OutDir: filepath.Join(t.TempDir(), "run")})
+			SysctlSettings: SysctlSettings{Sysctls: []KeyValue{kv}}, OutDir: filepath.Join(t.TempDir(), "run")})
 		if !IsBadInput(err) || !strings.Contains(err.Error(), kv.Value) && !strings.Contains(err.Error(), strings.Replace(kv.Value, " ", "-", 1)) {
 			t.Errorf("%s=%q: %v, want bad input naming the value", kv.Key, kv.Value, err)
 		}
@@ -126,9 +126,9 @@ func TestPrepareRefusesSysctlsTheKernelWould(t *testing.T) {
 func TestPrepareSeesTheSysctlsInForce(t *testing.T) {
 	needRoot(t)
 	r, err := Prepare(Config{Conns: 3000, Listen: netip.MustParseAddrPort("127.0.0.1:19925"), Inflight: 1, Timeout: time.Second,
-		Sources: []netip.Addr{netip.MustParseAddr("127.0.0.2")},
-		Sysctls: []KeyValue{{"net.ipv4.ip_local_port_range", "40000 40499"}, {"net.ipv4.tcp_mem", "2000 4000 8000"}},
-		OutDir:  filepath.Join(t.TempDir(), "run")})
+		Sources:        []netip.Addr{netip.MustParseAddr("127.0.0.2")},
+		SysctlSettings: SysctlSettings{Sysctls: []KeyValue{{Key: "net.ipv4.ip_local_port_range", Value: "40000 40499"}, {Key: "net.ipv4.tcp_mem", Value: "2000 4000 8000"}}},
+		OutDir:         filepath.Join(t.TempDir(), "run")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,7 +43,7 @@ func TestRunEchoTarget(t *testing.T) {
 	needRoot(t)
 	echoServer(t, "127.0.0.1:19923")
 	res, err := runIn(t, Config{Conns: 2000, Target: netip.MustParseAddrPort("127.0.0.1:19923"), Exchange: ExchangeEcho,
-		Payload: 1000, ServerPIDs: []int{os.Getpid()}, Reserve: 1 << 20})
+		Data: Data{Payload: 1000}, Brought: Brought{ServerPIDs: []int{os.Getpid()}}, Reserve: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,12 +84,12 @@ func TestValidateTarget(t *testing.T) {
 	}{
 		{Config{Target: netip.MustParseAddrPort("[::1]:80")}, "IPv4 address:port"},
 		{Config{Target: netip.MustParseAddrPort("0.0.0.0:80")}, "the address the server listens on"},
-		{Config{Target: netip.MustParseAddrPort("198.51.100.7:80"), ServerCmd: "x"}, "not an address of this host"},
+		{Config{Target: netip.MustParseAddrPort("198.51.100.7:80"), Brought: Brought{ServerCmd: "x"}}, "not an address of this host"},
 		{Config{Target: netip.MustParseAddrPort("127.0.0.1:19925")}, "nothing listens there"},
-		{Config{Target: netip.MustParseAddrPort("127.0.0.1:19925"), ServerPIDs: []int{-3}}, "process id"},
-		{Config{Target: netip.MustParseAddrPort("127.0.0.1:19925"), Exchange: ExchangeNumbered, ServerCmd: "x"}, "built-in server's protocol"},
+		{Config{Target: netip.MustParseAddrPort("127.0.0.1:19925"), Brought: Brought{ServerPIDs: []int{-3}}}, "process id"},
+		{Config{Target: netip.MustParseAddrPort("127.0.0.1:19925"), Exchange: ExchangeNumbered, Brought: Brought{ServerCmd: "x"}}, "built-in server's protocol"},
 		{Config{Exchange: ExchangeNone}, "a server you bring"},
-		{Config{ServerPIDs: []int{1}}, "give --target"},
+		{Config{Brought: Brought{ServerPIDs: []int{1}}}, "give --target"},
 	} {
 		err := validateTarget(tc.cfg)
 		if err == nil || !IsBadInput(err) || !strings.Contains(err.Error(), tc.want) {

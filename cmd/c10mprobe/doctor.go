@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/c10mprobe/c10mprobe/internal/cliflag"
 	"io"
 	"net"
 	"net/netip"
@@ -18,7 +19,7 @@ import (
 
 func doctorCmd(args []string, stdout, stderr io.Writer) error {
 	fs := pflag.NewFlagSet("doctor", pflag.ContinueOnError)
-	var conns countValue = 1000000
+	var conns cliflag.Count = 1000000
 	fs.Var(&conns, "conns", "the connection count to check the limits for")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := parseFlags(fs, args, stdout, "  sudo c10mprobe doctor\n  sudo c10mprobe doctor --conns 2000000 --json\n"); err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"github.com/c10mprobe/c10mprobe/internal/cliflag"
 	"io"
 	"strings"
 
@@ -61,7 +62,7 @@ const predictExamples = `  c10mprobe predict --mem 8GiB --from runs/20261125T190
 
 func predictCmd(args []string, stdout, stderr io.Writer) error {
 	fs := pflag.NewFlagSet("predict", pflag.ContinueOnError)
-	var mem, swap, base, reserve sizeValue
+	var mem, swap, base, reserve cliflag.Size
 	fs.Var(&mem, "mem", "the machine's memory (required), e.g. 8GiB")
 	fs.Var(&swap, "swap", "its swap")
 	fs.Var(&base, "base", "memory other programs use, swappable (a desktop, a JVM heap); default: what the run found here at idle, its anonymous pages swappable")

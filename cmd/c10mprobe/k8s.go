@@ -6,6 +6,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/c10mprobe/c10mprobe/internal/cliflag"
 	"io"
 	"net"
 	"regexp"
@@ -29,7 +30,7 @@ var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 
 func k8sCmd(args []string, stdout, stderr io.Writer) error {
 	fs := pflag.NewFlagSet("k8s", pflag.ContinueOnError)
-	var conns countValue
+	var conns cliflag.Count
 	fs.Var(&conns, "conns", "connections over all dialers (required)")
 	target := fs.String("target", "", "HOST:PORT the dialers dial: the server's Service name, which these manifests create (required)")
 	dialers := fs.Int("dialers", 0, "dialer pods: an Indexed Job's completions and parallelism (required)")

@@ -1,11 +1,9 @@
 package main
 
 // run --netns: both ends in a private network namespace. This process
-// stays in the host's namespace, sets net.ipv4.tcp_child_ehash_entries
-// (read when a namespace is made, so it must be the host's) in a journal of
-// its own, and starts the run again inside a new namespace, which makes
-// its net.* changes there: they end with it and nothing of them is the
-// host's to restore.
+// stays in the host's namespace, sizes the namespace's established hash
+// (host.ChildEhash), and starts the run again inside a new namespace, which
+// makes its net.* changes there: they end with it.
 
 import (
 	"errors"
@@ -14,34 +12,16 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
-	"strconv"
 	"syscall"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/c10mprobe/c10mprobe/internal/rundir"
-	"github.com/c10mprobe/c10mprobe/internal/sysctl"
 	"github.com/c10mprobe/c10mprobe/runner"
+	"github.com/c10mprobe/c10mprobe/runner/host"
 )
 
 // netnsEnv marks the run --netns started inside the namespace it made.
 const netnsEnv = "C10MPROBE_IN_NETNS"
-
-// childEhashKey sizes the established hash of namespaces made from now on
-// (Linux 6.1, commit d1e5e6408b30); 0 shares the host's.
-const childEhashKey = "net.ipv4.tcp_child_ehash_entries"
-
-// childEhash is the buckets for conns connections, both ends in the
-// namespace: a power of two of at least one bucket a socket, within the
-// kernel's 16M most (tcp_child_ehash_entries_max).
-func childEhash(conns int) int {
-	n := 1 << 10
-	for n < 2*conns && n < 16<<20 {
-		n *= 2
-	}
-	return n
-}
 
 // inNetns says this process is the run --netns started in its namespace.
 func inNetns() bool { return os.Getenv(netnsEnv) != "" }
@@ -61,14 +41,18 @@ func runInNetns(f *runFlags, stderr io.Writer) error {
 	if err := os.MkdirAll(cfg.OutDir, 0o755); err != nil {
 		return err
 	}
-	j := sysctl.NewJournal(filepath.Join(cfg.OutDir, rundir.NetnsJournal))
+	changes := []host.Change{&host.ChildEhash{Dir: cfg.OutDir, Conns: cfg.Conns, Log: stderr}}
+	if err := host.CheckAll(changes); err != nil {
+		return &exitError{exitBadInput, err}
+	}
+	applied, err := host.ApplyAll(cfg.OutDir, changes)
 	defer func() {
-		if err := j.Restore(); err != nil {
-			fmt.Fprintf(stderr, "warning: restoring %s: %v\n", childEhashKey, err)
+		for _, err := range host.UndoAll(applied) {
+			fmt.Fprintf(stderr, "warning: %v; c10mprobe restore %s puts it back\n", err, cfg.OutDir)
 		}
 	}()
-	if _, err := j.Set(childEhashKey, strconv.Itoa(childEhash(cfg.Conns))); err != nil {
-		return fmt.Errorf("--netns: %v (Linux 6.1 or later)", err)
+	if err != nil {
+		return err
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -102,23 +86,4 @@ func runInNetns(f *runFlags, stderr io.Writer) error {
 		return &exitError{code: ee.ExitCode()}
 	}
 	return err
-}
-
-// upLoopback brings up lo in this process's new network namespace, where
-// it starts down.
-func upLoopback() error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq("lo")
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return os.NewSyscallError("SIOCGIFFLAGS lo", err)
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	return os.NewSyscallError("SIOCSIFFLAGS lo", unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr))
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/c10mprobe/c10mprobe/internal/cliflag"
 	"io"
 	"net/netip"
 	"os"
@@ -76,17 +77,17 @@ func parseModeFlags(mode runner.Mode, args []string, stdout io.Writer) (*runFlag
 	}
 	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
 	var (
-		conns      countValue
-		listen     = addrPortValue(netip.MustParseAddrPort(defListen))
-		srcs       sourcesValue
-		portRange  portRangeValue
+		conns      cliflag.Count
+		listen     = cliflag.AddrPort(netip.MustParseAddrPort(defListen))
+		srcs       cliflag.Sources
+		portRange  cliflag.PortRange
 		sysctls    sysctlsValue
-		reserve    sizeValue
-		payload    sizeValue
-		memLimit   sizeValue
-		swap       sizeValue
-		machineMem sizeValue
-		ballastSz  sizeValue
+		reserve    cliflag.Size
+		payload    cliflag.Size
+		memLimit   cliflag.Size
+		swap       cliflag.Size
+		machineMem cliflag.Size
+		ballastSz  cliflag.Size
 		inflight   = fs.Int("inflight", 512, "most connects pending at once, over all workers (each client worker gets an equal share, at least one)")
 		rate       = fs.Float64("rate", 0, "most new connections per second; 0 for no limit")
 		hold       = fs.Duration("hold", 0, "keep every connection open this long after the exchange")
@@ -100,7 +101,7 @@ func parseModeFlags(mode runner.Mode, args []string, stdout io.Writer) (*runFlag
 		probeCost  = fs.Bool("probe-cost", false, "have the kernel time the probes' programs (BPF_ENABLE_STATS) and report their CPU per connection")
 		unread     = fs.Bool("unread", false, "leave the peer's payload queued (with --payload)")
 		backendArg = fs.String("backend", "auto", "probe backend: auto, fentry, kprobe, raw_tracepoint or tracepoint")
-		target     targetValue
+		target     cliflag.Target
 		serverPIDs = fs.IntSlice("server-pid", nil, "the --target server's process (repeatable): measured, not stopped")
 		serverCmd  = fs.String("server-cmd", "", "start the --target server with this shell command, in its own process group; stopped after the run")
 		exchange   = fs.String("exchange", "", "what each connection does: numbered (the built-in server's, its default), echo (send a number, expect it back: any echo server) or none (connect and hold; --target's default)")
@@ -193,10 +194,13 @@ func parseModeFlags(mode runner.Mode, args []string, stdout io.Writer) (*runFlag
 		cfg: runner.Config{
 			Conns: int(conns), Listen: netip.AddrPort(listen), Sources: srcs, Inflight: *inflight, Rate: *rate,
 			Hold: *hold, Timeout: *timeout, Reserve: uint64(reserve), WorkerFDs: *workerFDs, MaxWorkers: *maxWorkers,
-			PortRange: portRange, Sysctls: sysctls, NoTune: *noTune, Force: *force, OutDir: *out, Payload: int(payload), Unread: *unread,
-			MemLimit: uint64(memLimit), Swap: uint64(swap), MachineMem: uint64(machineMem), Ballast: uint64(ballastSz),
-			Target: netip.AddrPort(target.addrPortValue), ServerPIDs: *serverPIDs, ServerCmd: *serverCmd, Exchange: runner.Exchange(*exchange),
-			Mode: mode, FirstWait: *wait, Family: runner.Family(*family), PortChoice: runner.PortChoice(*portChoice),
+			Force: *force, OutDir: *out, Target: netip.AddrPort(target.AddrPort), Exchange: runner.Exchange(*exchange),
+			Mode: mode, Family: runner.Family(*family), PortChoice: runner.PortChoice(*portChoice),
+			SysctlSettings: runner.SysctlSettings{PortRange: portRange, Sysctls: sysctls, NoTune: *noTune},
+			Memory:         runner.Memory{MemLimit: uint64(memLimit), Swap: uint64(swap), MachineMem: uint64(machineMem), Ballast: uint64(ballastSz)},
+			Data:           runner.Data{Payload: int(payload), Unread: *unread},
+			Brought:        runner.Brought{ServerPIDs: *serverPIDs, ServerCmd: *serverCmd},
+			Spread:         runner.Spread{FirstWait: *wait},
 		},
 		noBPF: *noBPF, probeCost: *probeCost, backend: backend, kmem: *kmem, netns: *netns,
 	}
@@ -238,7 +242,7 @@ func modeCmd(mode runner.Mode, args []string, stdout, stderr io.Writer) error {
 		return runInNetns(f, stderr)
 	}
 	if inNetns() {
-		if err := upLoopback(); err != nil {
+		if err := host.UpLoopback(); err != nil {
 			return fmt.Errorf("--netns: bringing up lo in the run's network namespace: %w", err)
 		}
 		f.cfg.InNetns = true

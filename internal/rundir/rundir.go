@@ -28,6 +28,9 @@ const (
 	// that made the namespace: net.ipv4.tcp_child_ehash_entries, a host
 	// value the kernel reads when a namespace is made.
 	NetnsJournal = "netns-journal.json"
+	// Changes lists, a name a line, each host change as it is applied
+	// (runner/host): restore undoes them from it, newest first.
+	Changes = "host-changes"
 )
 
 // Written by the probes: present while the run has tracefs mounted.

@@ -59,16 +59,28 @@ type Memcap struct {
 // cap cannot be priced.
 var ErrNoSlabSizes = errors.New("--mem-limit needs /proc/slabinfo (root) to predict the cap")
 
-// NewMemcap prices a connection for the cap from the slab object sizes.
-func NewMemcap(slabObjSize map[string]uint64, inflight int) (*Memcap, error) {
+// NewMemcap prices a connection for the cap from the slab object sizes
+// (none without them: Check refuses it).
+func NewMemcap(slabObjSize map[string]uint64, inflight int) *Memcap {
 	perConn, why := slabmodel.MemcgCharge(slabObjSize)
-	if perConn == 0 {
-		return nil, ErrNoSlabSizes
-	}
-	return &Memcap{perConn: perConn, why: why, inflight: inflight}, nil
+	return &Memcap{perConn: perConn, why: why, inflight: inflight}
 }
 
-func (m *Memcap) Name() string { return "memory cgroup" }
+// MemcapName names the memory cap's change.
+const MemcapName = "memory cgroup"
+
+func (m *Memcap) Name() string { return MemcapName }
+
+// Check refuses a cap this host cannot make or price.
+func (m *Memcap) Check() error {
+	if m.perConn == 0 {
+		return ErrNoSlabSizes
+	}
+	if _, _, err := FindMemcgParent(); err != nil {
+		return fmt.Errorf("--mem-limit: %w", err)
+	}
+	return nil
+}
 
 // Apply makes the cgroup, naming it in the run directory first (like the
 // sysctl journal) so that `restore` removes it after a SIGKILL.

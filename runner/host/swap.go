@@ -10,6 +10,7 @@ import (
 	"unsafe"
 
 	"github.com/c10mprobe/c10mprobe/internal/rundir"
+	"github.com/c10mprobe/c10mprobe/internal/units"
 	"golang.org/x/sys/unix"
 )
 
@@ -22,7 +23,40 @@ type Swap struct {
 	Path string // set by Apply
 }
 
-func (s *Swap) Name() string { return "swapfile" }
+// SwapName names the swapfile's change.
+const SwapName = "swapfile"
+
+func (s *Swap) Name() string { return SwapName }
+
+// Check refuses a swapfile this host cannot make: no mkswap, too small, or
+// larger than the room where the run directory will be.
+func (s *Swap) Check() error {
+	if _, err := exec.LookPath("mkswap"); err != nil {
+		return fmt.Errorf("--swap needs mkswap (util-linux): %v", err)
+	}
+	if s.Size < 1<<20 {
+		return fmt.Errorf("--swap must be at least 1MiB, got %d bytes", s.Size)
+	}
+	if free, err := freeBytes(s.Dir); err == nil && s.Size > free {
+		return fmt.Errorf("--swap %s does not fit in the %s free where --out %s is", units.Bytes(s.Size), units.Bytes(free), s.Dir)
+	}
+	return nil
+}
+
+// freeBytes is the space free to root on the filesystem that would hold
+// dir: its nearest existing ancestor's.
+func freeBytes(dir string) (uint64, error) {
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		var st unix.Statfs_t
+		err := unix.Statfs(d, &st)
+		if err == nil {
+			return st.Bfree * uint64(st.Bsize), nil
+		}
+		if err != unix.ENOENT || d == filepath.Dir(d) {
+			return 0, err
+		}
+	}
+}
 
 // Apply names the swapfile in the run directory before creating it, so
 // that `restore` can finish the job after a SIGKILL, then swaps it on.

@@ -1,4 +1,4 @@
-package runner
+package host
 
 // --machine-mem SIZE: the run behaves as on a machine with SIZE of RAM,
 // where everything counts (both sockets of every connection, the kernel's
@@ -11,16 +11,24 @@ package runner
 // (unmovable kernel pages in it); huge pages are taken in half a second.
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/c10mprobe/c10mprobe/internal/limit"
 	"github.com/c10mprobe/c10mprobe/internal/procfs"
+	"github.com/c10mprobe/c10mprobe/internal/rundir"
+	"github.com/c10mprobe/c10mprobe/internal/sysctl"
 	"github.com/c10mprobe/c10mprobe/internal/units"
 )
 
 // hugePagesKey is the sysctl that sizes the default huge page pool.
 const hugePagesKey = "vm.nr_hugepages"
+
+// HugePagesName names the smaller machine's change.
+const HugePagesName = "huge pages"
 
 // machineSlack is how far above --machine-mem what huge pages leave may be:
 // the pool takes whole huge pages, and on a host that has run for a while
@@ -40,9 +48,17 @@ const machinePressureStop = 40.0
 // swapFullShare is the share of swap in use at which a run into swap stops.
 const swapFullShare = 0.95
 
-// machine is a --machine-mem run's smaller machine.
-type machine struct {
-	size  uint64 // --machine-mem
+// Machine is a --machine-mem run's smaller machine: the huge pages that
+// make it, the prediction of where it swaps and stops, and its guard.
+type Machine struct {
+	Size     uint64 // --machine-mem
+	Ballast  uint64 // --ballast, which must fit in it
+	Reserve  uint64 // --reserve
+	Journal  *sysctl.Journal
+	Log      io.Writer
+	Pressure *Pressure
+
+	conns int    // the run's, for the prediction
 	left  uint64 // MemTotal − Hugetlb once reserved: the machine's RAM
 	pages uint64 // huge pages the run reserved
 	// The prediction printed before the first connection, from the slab
@@ -76,99 +92,113 @@ type MachineResult struct {
 	StoppedBy                    string `json:"stopped_by"`
 }
 
-// checkMachine refuses a --machine-mem the host cannot be made into, before
-// anything changes: larger than the host, or smaller than what is in use
-// (with the ballast) plus the reserve.
-func checkMachine(cfg Config, h Host) error {
-	if cfg.MachineMem == 0 {
-		if cfg.Ballast > 0 && cfg.Ballast >= h.Mem.MemAvailable {
-			return badInput("--ballast %s is not below the %s available", units.Bytes(cfg.Ballast), units.Bytes(h.Mem.MemAvailable))
-		}
-		return nil
-	}
-	m := h.Mem
-	if m.HugePageSize == 0 {
-		return badInput("--machine-mem reserves the rest of RAM as huge pages, and this kernel has none (no Hugepagesize in /proc/meminfo)")
-	}
-	if cfg.MachineMem >= m.MemTotal-m.Hugetlb {
-		return badInput("--machine-mem %s is not below this host's %s of RAM", units.Bytes(cfg.MachineMem), units.Bytes(m.MemTotal-m.Hugetlb))
-	}
-	used := m.MemTotal - m.Hugetlb - m.MemAvailable
-	if need := used + cfg.Ballast + cfg.Reserve; cfg.MachineMem < need {
-		return badInput("--machine-mem %s is smaller than what is in use (%s) plus the ballast (%s) and the reserve (%s): at least %s",
-			units.Bytes(cfg.MachineMem), units.Bytes(used), units.Bytes(cfg.Ballast), units.Bytes(cfg.Reserve), units.Bytes(need))
-	}
-	if !h.Root {
-		return badInput("--machine-mem sets vm.nr_hugepages, which needs root")
-	}
-	return nil
-}
+func (ma *Machine) Name() string { return HugePagesName }
 
-// shrink reserves huge pages until RAM left is --machine-mem, and checks it.
-func (r *Runner) shrink() error {
+// Check refuses a --machine-mem the host cannot be made into: larger than
+// the host, or smaller than what is in use (with the ballast) plus the
+// reserve.
+func (ma *Machine) Check() error {
 	m, err := procfs.ReadMeminfo()
 	if err != nil {
 		return err
 	}
-	ma := &machine{size: r.cfg.MachineMem}
-	ma.pages = (m.MemTotal - m.Hugetlb - ma.size) / m.HugePageSize
+	if m.HugePageSize == 0 {
+		return errors.New("--machine-mem reserves the rest of RAM as huge pages, and this kernel has none (no Hugepagesize in /proc/meminfo)")
+	}
+	if ma.Size >= m.MemTotal-m.Hugetlb {
+		return fmt.Errorf("--machine-mem %s is not below this host's %s of RAM", units.Bytes(ma.Size), units.Bytes(m.MemTotal-m.Hugetlb))
+	}
+	used := m.MemTotal - m.Hugetlb - m.MemAvailable
+	if need := used + ma.Ballast + ma.Reserve; ma.Size < need {
+		return fmt.Errorf("--machine-mem %s is smaller than what is in use (%s) plus the ballast (%s) and the reserve (%s): at least %s",
+			units.Bytes(ma.Size), units.Bytes(used), units.Bytes(ma.Ballast), units.Bytes(ma.Reserve), units.Bytes(need))
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("--machine-mem sets vm.nr_hugepages, which needs root")
+	}
+	return nil
+}
+
+// Apply reserves huge pages until RAM left is --machine-mem, and checks it.
+func (ma *Machine) Apply() error {
+	m, err := procfs.ReadMeminfo()
+	if err != nil {
+		return err
+	}
+	ma.pages = (m.MemTotal - m.Hugetlb - ma.Size) / m.HugePageSize
 	want := m.HugePagesTotal + ma.pages
-	r.machine = ma
 	for try := 0; ; try++ {
 		if try > 0 {
 			// Short: an earlier run's sockets may still be queued for
 			// freeing behind lazy RCU (up to 10 s), their pages neither
 			// free nor movable. Let those callbacks run, then again.
-			fmt.Fprintf(r.cfg.Log, "machine: %d of %d huge pages reserved; waiting for RCU frees and compacting, then again\n", m.HugePagesTotal, want)
+			fmt.Fprintf(ma.Log, "machine: %d of %d huge pages reserved; waiting for RCU frees and compacting, then again\n", m.HugePagesTotal, want)
 			procfs.SettleRCU()
 		}
 		// Free pages in 2 MiB runs: compaction first (an action, not a
 		// setting). Each try is journaled: restore writes back each value
 		// in turn.
 		_ = os.WriteFile("/proc/sys/vm/compact_memory", []byte("1"), 0)
-		if _, err := r.journal.Set(hugePagesKey, fmt.Sprint(want)); err != nil {
+		if _, err := ma.Journal.Set(hugePagesKey, fmt.Sprint(want)); err != nil {
 			return err
 		}
 		if m, err = procfs.ReadMeminfo(); err != nil {
 			return err
 		}
 		ma.left = m.MemTotal - m.Hugetlb
-		if float64(ma.left) <= machineSlack*float64(ma.size) || try == 3 {
+		if float64(ma.left) <= machineSlack*float64(ma.Size) || try == 3 {
 			break
 		}
 	}
-	if float64(ma.left) > machineSlack*float64(ma.size) {
+	if float64(ma.left) > machineSlack*float64(ma.Size) {
 		return fmt.Errorf("--machine-mem %s: only %d of %d huge pages could be reserved (memory too fragmented?), which leaves %s: not that machine",
-			units.Bytes(ma.size), m.HugePagesTotal, want, units.Bytes(ma.left))
+			units.Bytes(ma.Size), m.HugePagesTotal, want, units.Bytes(ma.left))
 	}
 	ma.minWater, _, _ = procfs.Watermarks()
-	fmt.Fprintf(r.cfg.Log, "machine: %s of RAM for the run (%s reserved as %d huge pages of %s; vm.nr_hugepages restored at exit)\n",
+	fmt.Fprintf(ma.Log, "machine: %s of RAM for the run (%s reserved as %d huge pages of %s; vm.nr_hugepages restored at exit)\n",
 		units.Bytes(ma.left), units.Bytes(ma.pages*m.HugePageSize), ma.pages, units.Bytes(m.HugePageSize))
 	return nil
 }
 
-// predictMachine prints, before the first connection, where swapping
+// Undo gives the huge pages back: the machine's RAM, before a swapoff
+// that may need it.
+func (ma *Machine) Undo() error { return ma.Journal.RestoreKey(hugePagesKey) }
+
+// restoreHugePages gives back the huge pages a killed run reserved.
+func restoreHugePages(dir string) (string, error) {
+	j, err := sysctl.LoadJournal(filepath.Join(dir, rundir.Journal))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return "", nil
+		}
+		return "", err
+	}
+	return "", j.RestoreKey(hugePagesKey)
+}
+
+// Predict prints, before the first connection, where swapping
 // should begin and where the run should stop, from the slab model: the
 // unswappable kernel memory of a connection fills what is free; from the
 // low watermark the kernel swaps anonymous pages (the ballast's first) to
 // make room, until swap is nearly full.
-func (r *Runner) predictMachine() {
-	ma := r.machine
+// kernelPerConn is the slab model's kernel bytes a connection; conns what
+// the run opens.
+func (ma *Machine) Predict(kernelPerConn uint64, conns int) {
 	m, err := procfs.ReadMeminfo()
 	if err != nil {
 		return
 	}
-	per, _ := r.host.KernelBytesPerConn(r.cfg.Family)
-	ma.perConn, ma.modelPerConn = per+userBytesPerConn, per+userBytesPerConn
-	ma.predictSwapStart, ma.predictStop = ma.project(m, ma.perConn, r.cfg.Conns)
+	ma.conns = conns
+	ma.perConn, ma.modelPerConn = kernelPerConn+userBytesPerConn, kernelPerConn+userBytesPerConn
+	ma.predictSwapStart, ma.predictStop = ma.project(m, ma.perConn, conns)
 	ma.modelSwapStart, ma.modelStop = ma.predictSwapStart, ma.predictStop
-	fmt.Fprintf(r.cfg.Log, "machine: predicted from the slab model's %s a connection: swapping begins near %s connections, and the run stops near %s (%s of anonymous memory can go to %s of swap)\n",
+	fmt.Fprintf(ma.Log, "machine: predicted from the slab model's %s a connection: swapping begins near %s connections, and the run stops near %s (%s of anonymous memory can go to %s of swap)\n",
 		units.Bytes(ma.perConn), units.Count(ma.predictSwapStart), units.Count(ma.predictStop), units.Bytes(m.AnonPages), units.Bytes(m.SwapTotal))
 }
 
 // project is how many more connections start swapping and stop the run,
 // at per bytes a connection, from memory now.
-func (ma *machine) project(now procfs.Meminfo, per uint64, conns int) (swapStart, stop uint64) {
+func (ma *Machine) project(now procfs.Meminfo, per uint64, conns int) (swapStart, stop uint64) {
 	// kswapd wakes, and swapping begins, when a kernel allocation finds no
 	// zone above its low watermark and lowmem reserve.
 	headroom, err := procfs.KernelHeadroom()
@@ -190,11 +220,10 @@ func (ma *machine) project(now procfs.Meminfo, per uint64, conns int) (swapStart
 func calibrateFrom(swapStart uint64) uint64 { return max(10000, swapStart/8) }
 func calibrateTo(swapStart uint64) uint64   { return max(40000, swapStart/2) }
 
-// calibrate remakes the prediction from the marginal cost of connections,
+// Calibrate remakes the prediction from the marginal cost of connections,
 // once, projecting from memory as it is at the second count.
-func (r *Runner) calibrate(established uint64) {
-	ma := r.machine
-	if ma == nil || ma.calibrated || established < calibrateFrom(ma.modelSwapStart) {
+func (ma *Machine) Calibrate(established uint64) {
+	if ma.calibrated || established < calibrateFrom(ma.modelSwapStart) {
 		return
 	}
 	m, err := procfs.ReadMeminfo()
@@ -214,10 +243,10 @@ func (r *Runner) calibrate(established uint64) {
 		return
 	}
 	ma.perConn = uint64(grown) / (established - ma.firstAt)
-	start, stop := ma.project(m, ma.perConn, r.cfg.Conns-int(min(uint64(r.cfg.Conns), established)))
+	start, stop := ma.project(m, ma.perConn, ma.conns-int(min(uint64(ma.conns), established)))
 	ma.predictSwapStart, ma.predictStop = established+start, established+stop
 	ma.calibratedOver = established
-	fmt.Fprintf(r.cfg.Log, "machine: measured %s a connection from %s to %s: swapping begins near %s connections, and the run stops near %s\n",
+	fmt.Fprintf(ma.Log, "machine: measured %s a connection from %s to %s: swapping begins near %s connections, and the run stops near %s\n",
 		units.Bytes(ma.perConn), units.Count(ma.firstAt), units.Count(established), units.Count(ma.predictSwapStart), units.Count(ma.predictStop))
 }
 
@@ -225,11 +254,11 @@ func (r *Runner) calibrate(established uint64) {
 // workers), measured at 200,000: the model adds it to the slab's.
 const userBytesPerConn = 180
 
-// machineGuard replaces the reserve's guard on a smaller machine, where
-// going into swap is the experiment: it stops when swap is nearly full,
-// when every task waits on memory (PSI), or when free pages reach the min
-// watermark, below which allocations fail.
-func (r *Runner) machineGuard() (limit.Kind, string) {
+// Guard replaces the reserve's guard on a smaller machine, where going into
+// swap is the experiment: it stops when swap is nearly full, when every task
+// waits on memory (PSI), or when free pages reach the min watermark, below
+// which allocations fail.
+func (ma *Machine) Guard() (limit.Kind, string) {
 	m, err := procfs.ReadMeminfo()
 	if err != nil {
 		return "", ""
@@ -238,29 +267,27 @@ func (r *Runner) machineGuard() (limit.Kind, string) {
 		return limit.SwapFull, fmt.Sprintf("swap is %.0f %% used (%s of %s): the kernel has nothing left to push out to make room for socket slab, which cannot be swapped",
 			100*float64(m.SwapTotal-m.SwapFree)/float64(m.SwapTotal), units.Bytes(m.SwapTotal-m.SwapFree), units.Bytes(m.SwapTotal))
 	}
-	if full, ok := r.pressure.share(); ok && full >= machinePressureStop {
-		return limit.MemoryPressure, fmt.Sprintf("every task waited for memory %.0f %% of the last %s (PSI full): the machine is thrashing; stopped before it stalls", full, pressureWindow)
+	if full, ok := ma.Pressure.Share(); ok && full >= machinePressureStop {
+		return limit.MemoryPressure, fmt.Sprintf("every task waited for memory %.0f %% of the last %s (PSI full): the machine is thrashing; stopped before it stalls", full, PressureWindow)
 	}
 	// Between low and min kswapd reclaims in the background; at min every
 	// allocation reclaims for itself, and atomic ones (softirq's socks) dip
 	// into the last reserves.
-	if free := m.MemFree + m.PCPFree; free <= r.machine.minWater {
-		return limit.MinWatermark, fmt.Sprintf("free memory fell to %s, at the min watermark (%s): allocations now reclaim on their own or fail", units.Bytes(free), units.Bytes(r.machine.minWater))
+	if free := m.MemFree + m.PCPFree; free <= ma.minWater {
+		return limit.MinWatermark, fmt.Sprintf("free memory fell to %s, at the min watermark (%s): allocations now reclaim on their own or fail", units.Bytes(free), units.Bytes(ma.minWater))
 	}
 	return "", ""
 }
 
-// machineResult fills summary.json's machine.
-func (r *Runner) machineResult(res *Result) {
-	ma := r.machine
-	if ma == nil {
-		return
-	}
-	res.Machine = &MachineResult{MemBytes: ma.size, Mechanism: "hugetlb: vm.nr_hugepages reserves the rest of RAM", HugePages: ma.pages,
+// Result is summary.json's machine, at the end of a run that held
+// established connections and was stopped by stoppedBy.
+func (ma *Machine) Result(established uint64, stoppedBy string) *MachineResult {
+	res := &MachineResult{MemBytes: ma.Size, Mechanism: "hugetlb: vm.nr_hugepages reserves the rest of RAM", HugePages: ma.pages,
 		LeftBytes: ma.left, ModelBytesPerConnection: ma.modelPerConn, ModelSwapStartConnections: ma.modelSwapStart, ModelConnections: ma.modelStop,
 		MeasuredOver:                 ma.calibratedOver,
-		PredictedSwapStartConnection: ma.predictSwapStart, PredictedConnections: ma.predictStop, ActualConnections: res.Established, StoppedBy: res.StoppedBy}
+		PredictedSwapStartConnection: ma.predictSwapStart, PredictedConnections: ma.predictStop, ActualConnections: established, StoppedBy: stoppedBy}
 	if ma.calibratedOver > 0 {
-		res.Machine.MeasuredBytesPerConnection = ma.perConn
+		res.MeasuredBytesPerConnection = ma.perConn
 	}
+	return res
 }
