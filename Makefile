@@ -32,8 +32,9 @@ race: ## the packages with goroutines and no eBPF under the race detector (the r
 bench: ## benchmarks: rates and bytes per connection as ratios against baselines (root)
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./bpf/ ./cmd/c10mprobe/
 
-lint: ## go vet, gofmt, and every skip through testenv (a listed reason)
+lint: ## go vet, gofmt, every skip through testenv (a listed reason), and the sizes that keep the tree readable (internal/sizecheck)
 	$(GO) vet ./...
+	$(GO) run ./internal/sizecheck
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	@out=$$(grep -rnE '\b(t|b|tb)\.(Skip|Skipf|SkipNow)\(' --include='*_test.go' . | grep -v '^./internal/testenv/'); \

@@ -75,27 +75,55 @@ const minLine = 8.0
 // Explain builds the ledger and the limits table of a run.
 func Explain(r Run) Explanation {
 	e := Explanation{Connections: r.Connections}
-	n := float64(max(1, r.Connections))
 	e.GrowthBytes = used(r.Peak) - used(r.Idle)
+	l := &ledger{e: &e, n: float64(max(1, r.Connections))}
+	skbSlab := l.slab(r)
+	l.pages(r)
+	l.user(r)
+	// Queued skbs' truesize counts their heads too, which are slab objects
+	// listed above; what remains is data in page fragments.
+	l.add("buffers", "queued socket data outside slab", "sock_diag rmem_alloc + wmem_queued − the skbuff caches above",
+		fmt.Sprintf("queued skbs: %s in all", units.Bytes(r.SocketBuffers)), max(0, int64(r.SocketBuffers)-int64(skbSlab)))
+	l.bySide(float64(r.ClientBuffers), float64(r.ServerBuffers))
+	l.unexplained()
+	e.totals(r)
+	e.Limits = limits(r, e)
+	e.BindingLimit, e.Verdict = verdict(r, e)
+	e.Myths = myths(r, e)
+	e.Rate = rateOf(r)
+	e.Verdict = qualify(r, &e)
+	return e
+}
 
-	add := func(kind, name, source, note string, bytes int64) {
-		e.Ledger = append(e.Ledger, LedgerLine{Kind: kind, Name: name, BytesTotal: bytes,
-			BytesPerConnection: float64(bytes) / n, Source: source, Note: note,
-			BytesPerClientSocket: float64(bytes) / n / 2, BytesPerServerSocket: float64(bytes) / n / 2})
-	}
-	// bySide sets the last line's per-socket figures from a measured split.
-	bySide := func(client, server float64) {
-		l := &e.Ledger[len(e.Ledger)-1]
-		if client+server > 0 {
-			share := client / (client + server)
-			l.BytesPerClientSocket = float64(l.BytesTotal) * share / n
-			l.BytesPerServerSocket = float64(l.BytesTotal) * (1 - share) / n
-			l.SplitMeasured = true
-		}
-	}
+// ledger is the explanation's ledger as it is written, line by line.
+type ledger struct {
+	e *Explanation
+	n float64 // connections
+}
 
-	// Slab, cache by cache, from /proc/slabinfo: what the kernel holds. The
-	// probes say who allocated it; they are the cross-check, not the measure.
+// add writes a line, its bytes split evenly between the two ends.
+func (l *ledger) add(kind, name, source, note string, bytes int64) {
+	l.e.Ledger = append(l.e.Ledger, LedgerLine{Kind: kind, Name: name, BytesTotal: bytes,
+		BytesPerConnection: float64(bytes) / l.n, Source: source, Note: note,
+		BytesPerClientSocket: float64(bytes) / l.n / 2, BytesPerServerSocket: float64(bytes) / l.n / 2})
+}
+
+// bySide sets the last line's per-socket figures from a measured split.
+func (l *ledger) bySide(client, server float64) {
+	last := &l.e.Ledger[len(l.e.Ledger)-1]
+	if client+server > 0 {
+		share := client / (client + server)
+		last.BytesPerClientSocket = float64(last.BytesTotal) * share / l.n
+		last.BytesPerServerSocket = float64(last.BytesTotal) * (1 - share) / l.n
+		last.SplitMeasured = true
+	}
+}
+
+// slab writes the slab, cache by cache, from /proc/slabinfo: what the
+// kernel holds. The probes say who allocated it; they are the cross-check,
+// not the measure. It returns the bytes of those lines that queued skbs'
+// truesize counts too.
+func (l *ledger) slab(r Run) (skbSlab float64) {
 	probed := map[string]Cache{}
 	for _, c := range r.Caches {
 		probed[c.Name] = c
@@ -113,7 +141,7 @@ func Explain(r Run) Explanation {
 		if b == 0 {
 			continue
 		}
-		if math.Abs(float64(b))/n < minLine {
+		if math.Abs(float64(b))/l.n < minLine {
 			small += b
 			smallCount++
 			continue
@@ -121,64 +149,72 @@ func Explain(r Run) Explanation {
 		caches = append(caches, grown{name, b})
 	}
 	sort.Slice(caches, func(i, j int) bool { return caches[i].bytes > caches[j].bytes })
-	// The share of the slab lines that queued skbs' truesize counts too.
-	var skbSlab float64
 	for _, c := range caches {
-		add("slab", SlabLabel(c.name, probed[c.name].Covers), "/proc/slabinfo active objects × objsize", probeNote(probed[c.name], c.bytes, r), c.bytes)
+		l.add("slab", SlabLabel(c.name, probed[c.name].Covers), "/proc/slabinfo active objects × objsize", probeNote(probed[c.name], c.bytes, r), c.bytes)
 		slabLines += c.bytes
 		skbSlab += skbShare(c.name, probed[c.name]) * float64(c.bytes)
 	}
 	if smallCount > 0 {
-		add("slab", fmt.Sprintf("%d other caches", smallCount), "/proc/slabinfo", "", small)
+		l.add("slab", fmt.Sprintf("%d other caches", smallCount), "/proc/slabinfo", "", small)
 		slabLines += small
 	}
 	if len(r.Peak.Slabinfo) > 0 {
 		// Meminfo's Slab counts whole slab pages; the objects above do not
 		// fill them.
-		add("slab", "free space in slab pages", "/proc/meminfo Slab − the objects above", "",
+		l.add("slab", "free space in slab pages", "/proc/meminfo Slab − the objects above", "",
 			int64(r.Peak.Slab)-int64(r.Idle.Slab)-slabLines)
 	} else {
-		add("slab", "all caches", "/proc/meminfo Slab (no /proc/slabinfo: not root)", "", int64(r.Peak.Slab)-int64(r.Idle.Slab))
+		l.add("slab", "all caches", "/proc/meminfo Slab (no /proc/slabinfo: not root)", "", int64(r.Peak.Slab)-int64(r.Idle.Slab))
 	}
-	add("pages", "page tables", "/proc/meminfo PageTables", "", int64(r.Peak.PageTables)-int64(r.Idle.PageTables))
-	add("pages", "kernel stacks", "/proc/meminfo KernelStack", "", int64(r.Peak.KernelStack)-int64(r.Idle.KernelStack))
-	add("pages", "per-CPU allocations", "/proc/meminfo Percpu", "", int64(r.Peak.Percpu)-int64(r.Idle.Percpu))
+	return skbSlab
+}
+
+// pages writes the kernel's page-sized allocations.
+func (l *ledger) pages(r Run) {
+	l.add("pages", "page tables", "/proc/meminfo PageTables", "", int64(r.Peak.PageTables)-int64(r.Idle.PageTables))
+	l.add("pages", "kernel stacks", "/proc/meminfo KernelStack", "", int64(r.Peak.KernelStack)-int64(r.Idle.KernelStack))
+	l.add("pages", "per-CPU allocations", "/proc/meminfo Percpu", "", int64(r.Peak.Percpu)-int64(r.Idle.Percpu))
+}
+
+// user writes user space: a brought server's own, or what swap took, or
+// the anonymous pages of all processes.
+func (l *ledger) user(r Run) {
+	pss := fmt.Sprintf("the runner's PSS at the peak, runtime baselines included: %s", units.Bytes(r.RunnerPss))
 	if server, rest, ok := broughtUser(r); ok {
-		add("user", "the server's processes", "its smaps_rollup Pss_Anon (heap, thread stacks)",
+		l.add("user", "the server's processes", "its smaps_rollup Pss_Anon (heap, thread stacks)",
 			fmt.Sprintf("%.2f threads a connection", r.Brought.perHeld(r.Brought.ThreadsIdle, r.Brought.ThreadsPeak)), server)
-		bySide(0, 1)
-		add("user", "anonymous memory, all other processes", "/proc/meminfo AnonPages − the server's",
-			fmt.Sprintf("the runner's PSS at the peak, runtime baselines included: %s", units.Bytes(r.RunnerPss)), rest)
-		bySide(1, 0)
+		l.bySide(0, 1)
+		l.add("user", "anonymous memory, all other processes", "/proc/meminfo AnonPages − the server's", pss, rest)
+		l.bySide(1, 0)
 	} else if swapped := swapGrowth(r); swapped > 0 {
 		// Pages swapped out leave AnonPages but are still the programs':
 		// the anonymous line counts them, and a line of their own takes
 		// them out of RAM again.
-		add("user", "anonymous memory, all processes, in RAM or swap", "/proc/meminfo AnonPages + swap used",
-			fmt.Sprintf("the runner's PSS at the peak, runtime baselines included: %s", units.Bytes(r.RunnerPss)),
+		l.add("user", "anonymous memory, all processes, in RAM or swap", "/proc/meminfo AnonPages + swap used", pss,
 			int64(r.Peak.AnonPages)-int64(r.Idle.AnonPages)+swapped)
-		add("swap", "moved out to swap", "/proc/meminfo SwapTotal − SwapFree growth", "RAM freed for socket slab", -swapped)
+		l.add("swap", "moved out to swap", "/proc/meminfo SwapTotal − SwapFree growth", "RAM freed for socket slab", -swapped)
 	} else {
-		add("user", "anonymous memory, all processes", "/proc/meminfo AnonPages",
-			fmt.Sprintf("the runner's PSS at the peak, runtime baselines included: %s", units.Bytes(r.RunnerPss)),
+		l.add("user", "anonymous memory, all processes", "/proc/meminfo AnonPages", pss,
 			int64(r.Peak.AnonPages)-int64(r.Idle.AnonPages))
-		bySide(float64(r.ClientPss), float64(r.ServerPss))
+		l.bySide(float64(r.ClientPss), float64(r.ServerPss))
 	}
-	// Queued skbs' truesize counts their heads too, which are slab objects
-	// listed above; what remains is data in page fragments.
-	add("buffers", "queued socket data outside slab", "sock_diag rmem_alloc + wmem_queued − the skbuff caches above",
-		fmt.Sprintf("queued skbs: %s in all", units.Bytes(r.SocketBuffers)), max(0, int64(r.SocketBuffers)-int64(skbSlab)))
-	bySide(float64(r.ClientBuffers), float64(r.ServerBuffers))
+}
 
+// unexplained writes what the lines do not account for of the growth.
+func (l *ledger) unexplained() {
+	e := l.e
 	var explained int64
-	for _, l := range e.Ledger {
-		explained += l.BytesTotal
+	for _, line := range e.Ledger {
+		explained += line.BytesTotal
 	}
-	add("unexplained", "growth not accounted above", "(MemTotal − MemFree − per-CPU free pages − Buffers − Cached) growth − the lines above", "", e.GrowthBytes-explained)
+	l.add("unexplained", "growth not accounted above", "(MemTotal − MemFree − per-CPU free pages − Buffers − Cached) growth − the lines above", "", e.GrowthBytes-explained)
 	if e.GrowthBytes != 0 {
 		e.UnexplainedFraction = float64(e.GrowthBytes-explained) / float64(e.GrowthBytes)
 	}
+}
 
+// totals sums the ledger's kinds per connection.
+func (e *Explanation) totals(r Run) {
 	for _, l := range e.Ledger {
 		switch l.Kind {
 		case "slab", "pages":
@@ -189,27 +225,29 @@ func Explain(r Run) Explanation {
 			e.BuffersPerConnection += l.BytesPerConnection
 		}
 	}
-	e.TCPMemPerConnection = float64(max(0, r.Peak.TCPMemPages-r.Idle.TCPMemPages)*int64(max(1, r.Limits.PageSize))) / n
-	e.Limits = limits(r, e)
-	e.BindingLimit, e.Verdict = verdict(r, e)
-	e.Myths = myths(r, e)
-	e.Rate = rateOf(r)
+	e.TCPMemPerConnection = float64(max(0, r.Peak.TCPMemPages-r.Idle.TCPMemPages)*int64(max(1, r.Limits.PageSize))) / float64(max(1, r.Connections))
+}
+
+// qualify is the verdict with what the reader must know of how the run
+// was made: a smaller machine's swap, a namespace, a census that disagrees.
+func qualify(r Run, e *Explanation) string {
+	v := e.Verdict
 	if e.Swap = swapLeg(r); e.Swap != nil {
 		// On a smaller machine the question is the article's: where does
 		// swapping start, and where does it end.
-		e.Verdict = fmt.Sprintf("on a %s machine, %s; each connection costs %.1f KiB of unswappable kernel memory",
+		v = fmt.Sprintf("on a %s machine, %s; each connection costs %.1f KiB of unswappable kernel memory",
 			units.Bytes(r.Machine.MemBytes), e.Swap.Verdict, e.KernelPerConnection/1024)
 	}
 	if r.Netns {
-		e.Verdict += fmt.Sprintf("; both ends ran in a private network namespace (--netns), with its own established hash of %s buckets", units.Count(r.EhashEntries))
+		v += fmt.Sprintf("; both ends ran in a private network namespace (--netns), with its own established hash of %s buckets", units.Count(r.EhashEntries))
 	}
 	if len(r.KmemFlags) > 0 {
 		// The census is counted on a tenth of the run and scaled: where the
 		// peak's /proc/slabinfo disagrees, the reader must know.
-		e.Verdict += fmt.Sprintf("; the slab census of the first %s connections disagrees with /proc/slabinfo at the peak by more than 5 %%: %s (the ledger's bytes are slabinfo's; README, \"A census of the slab\")",
+		v += fmt.Sprintf("; the slab census of the first %s connections disagrees with /proc/slabinfo at the peak by more than 5 %%: %s (the ledger's bytes are slabinfo's; README, \"A census of the slab\")",
 			units.Count(r.CensusConnections), strings.Join(r.KmemFlags, "; "))
 	}
-	return e
+	return v
 }
 
 // used is memory in use, page cache aside: MemTotal − free − Buffers −

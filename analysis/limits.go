@@ -14,42 +14,15 @@ func ptr(v uint64) *uint64 { return &v }
 // limits lists every limit that could bind, with the connection count at
 // which it would, from the run's measured costs; first to bind first.
 func limits(r Run, e Explanation) []LimitLine {
-	n := r.Connections
 	l := r.Limits
-	var out []LimitLine
-
-	budget := r.FDsPerWorker
-	fd := LimitLine{kind: limit.Fds, Name: "fds per process", Value: fmt.Sprintf("RLIMIT_NOFILE %s per worker (hard %s)", units.Count(budget), units.Count(l.NoFileHard)),
-		Used: fmt.Sprintf("%s sockets in the fullest worker, one fd each", units.Count(r.MaxHeldPerFDs))}
-	if r.Brought != nil {
-		fd.Name, fd.Value = "client fds per process", fmt.Sprintf("RLIMIT_NOFILE %s per client worker (hard %s)", units.Count(budget), units.Count(l.NoFileHard))
-	}
-	if l.MaxWorkers > 0 {
-		fd.BindsAt = ptr(uint64(l.MaxWorkers) * r.SocketsPerWorker)
-		fd.Detail = fmt.Sprintf("%d workers a side × %s sockets each (--max-workers)", l.MaxWorkers, units.Count(r.SocketsPerWorker))
-	} else {
-		fd.Detail = "the runner adds worker processes, so the per-process limit never binds the total"
-	}
-	out = append(out, fd)
-
+	out := []LimitLine{fdLine(r)}
 	if l.FileMax > 0 {
-		fm := LimitLine{kind: limit.FileMax, Name: "fs.file-max", Value: units.Count(uint64(l.FileMax)),
-			Used: fmt.Sprintf("%s files open before, +%d per connection", units.Count(uint64(l.FilesOpen)), r.ends())}
-		if l.Privileged {
-			// alloc_empty_file() (fs/file_table.c) skips the max_files
-			// check for CAP_SYS_ADMIN.
-			fm.Detail = "the run is root, and CAP_SYS_ADMIN may open files past fs.file-max"
-		} else {
-			fm.BindsAt = ptr(uint64(max(0, l.FileMax-l.FilesOpen)) / r.ends())
-			fm.Detail = "every socket on this host is an open file (ENFILE)"
-		}
-		out = append(out, fm)
+		out = append(out, fileMaxLine(r))
 	}
-
 	if l.EpollMaxWatches > 0 {
 		out = append(out, LimitLine{kind: limit.EpollWatches, Name: "epoll watches",
 			Value:   fmt.Sprintf("fs.epoll.max_user_watches %s (one user's processes together)", units.Count(uint64(l.EpollMaxWatches))),
-			Used:    fmt.Sprintf("%s, one per socket on this host", units.Count(r.ends()*n)),
+			Used:    fmt.Sprintf("%s, one per socket on this host", units.Count(r.ends()*r.Connections)),
 			BindsAt: ptr(uint64(l.EpollMaxWatches) / r.ends()),
 			Detail:  "every socket is watched by its worker's epoll, and the workers run as one user: epoll_ctl fails with ENOSPC past it (ep_insert); raise fs.epoll.max_user_watches"})
 	}
@@ -59,51 +32,16 @@ func limits(r Run, e Explanation) []LimitLine {
 	if l.ConntrackMax > 0 {
 		out = append(out, conntrackLine(r))
 	}
-
 	// A network namespace other than the host's has no net.ipv4.tcp_mem
 	// (it is init_net's alone): the row is left out rather than shown as 0.
 	if l.TCPMemPages[2] > 0 {
-		tcpMem := uint64(l.TCPMemPages[2]) * max(1, l.PageSize)
-		// What tcp_mem counts is /proc/net/sockstat's page count.
-		charged := uint64(max(0, r.Peak.TCPMemPages-r.Idle.TCPMemPages)) * max(1, l.PageSize)
-		perConnBuf := float64(charged) / float64(max(1, n))
-		tm := LimitLine{Name: "tcp_mem", Value: fmt.Sprintf("%s (net.ipv4.tcp_mem max, %s pages)", units.Bytes(tcpMem), units.Count(uint64(l.TCPMemPages[2]))),
-			Used: fmt.Sprintf("%s charged to it (%.0f B per connection, /proc/net/sockstat)", units.Bytes(charged), perConnBuf)}
-		if perConnBuf >= 1 {
-			tm.BindsAt = ptr(uint64(float64(tcpMem) / perConnBuf))
-			// Past tcp_mem[2], __sk_mem_raise_allocated refuses buffer memory,
-			// but tcp_data_queue() still takes an in-order skb into an empty
-			// receive queue (sk_forced_mem_schedule), so every connection makes
-			// progress: a limit on throughput, not on connections. Measured: 16
-			// KiB unread per side took 100k connections to 3.7 GiB charged, 1.7×
-			// tcp_mem[2], all verified, the exchange 5× slower.
-			tm.Detail = "past it TCP refuses socket buffer memory except one in-order skb into an empty receive queue: connections still open, but their data crawls"
-			if charged > tcpMem {
-				tm.Detail += fmt.Sprintf("; this run went past it, to %s charged", units.Bytes(charged))
-			}
-		} else {
-			tm.Detail = "idle connections hold no buffer memory, so tcp_mem cannot bind"
-		}
-		out = append(out, tm)
+		out = append(out, tcpMemLine(r))
 	}
-
-	perConn := float64(e.GrowthBytes) / float64(max(1, n))
-	avail := int64(r.Idle.MemAvailable) - int64(l.Reserve)
-	mem := LimitLine{kind: limit.Memory, Name: "memory", Value: fmt.Sprintf("MemAvailable %s before the run, reserve %s", units.Bytes(r.Idle.MemAvailable), units.Bytes(l.Reserve)),
-		Used: fmt.Sprintf("%s (%.0f B per connection)", units.Bytes(uint64(max(0, e.GrowthBytes))), perConn)}
-	if perConn >= 1 && avail > 0 {
-		mem.BindsAt = ptr(uint64(float64(avail) / perConn))
-		mem.Detail = fmt.Sprintf("%.1f KiB of kernel memory per connection, which cannot be swapped, and %.0f B of user space", e.KernelPerConnection/1024, e.UserPerConnection)
-	} else {
-		mem.Detail = "no memory growth measured"
-	}
-	out = append(out, mem)
-
+	out = append(out, memoryLine(r, e))
 	if m := r.Memcap; m != nil {
 		out = append(out, memcapLine(r, *m))
 	}
 	out = append(out, broughtLimits(r)...)
-
 	if rl := r.RunLimit; rl != nil {
 		// The run met this limit: it binds where the run stopped.
 		for i := range out {
@@ -124,6 +62,81 @@ func limits(r Run, e Explanation) []LimitLine {
 		return *a < *b
 	})
 	return out
+}
+
+// fdLine is RLIMIT_NOFILE, which the runner's worker processes step past.
+func fdLine(r Run) LimitLine {
+	l, budget := r.Limits, r.FDsPerWorker
+	fd := LimitLine{kind: limit.Fds, Name: "fds per process", Value: fmt.Sprintf("RLIMIT_NOFILE %s per worker (hard %s)", units.Count(budget), units.Count(l.NoFileHard)),
+		Used: fmt.Sprintf("%s sockets in the fullest worker, one fd each", units.Count(r.MaxHeldPerFDs))}
+	if r.Brought != nil {
+		fd.Name, fd.Value = "client fds per process", fmt.Sprintf("RLIMIT_NOFILE %s per client worker (hard %s)", units.Count(budget), units.Count(l.NoFileHard))
+	}
+	if l.MaxWorkers > 0 {
+		fd.BindsAt = ptr(uint64(l.MaxWorkers) * r.SocketsPerWorker)
+		fd.Detail = fmt.Sprintf("%d workers a side × %s sockets each (--max-workers)", l.MaxWorkers, units.Count(r.SocketsPerWorker))
+	} else {
+		fd.Detail = "the runner adds worker processes, so the per-process limit never binds the total"
+	}
+	return fd
+}
+
+// fileMaxLine is fs.file-max: every socket is an open file.
+func fileMaxLine(r Run) LimitLine {
+	l := r.Limits
+	fm := LimitLine{kind: limit.FileMax, Name: "fs.file-max", Value: units.Count(uint64(l.FileMax)),
+		Used: fmt.Sprintf("%s files open before, +%d per connection", units.Count(uint64(l.FilesOpen)), r.ends())}
+	if l.Privileged {
+		// alloc_empty_file() (fs/file_table.c) skips the max_files
+		// check for CAP_SYS_ADMIN.
+		fm.Detail = "the run is root, and CAP_SYS_ADMIN may open files past fs.file-max"
+	} else {
+		fm.BindsAt = ptr(uint64(max(0, l.FileMax-l.FilesOpen)) / r.ends())
+		fm.Detail = "every socket on this host is an open file (ENFILE)"
+	}
+	return fm
+}
+
+// tcpMemLine is net.ipv4.tcp_mem: socket buffers, which slow past it.
+func tcpMemLine(r Run) LimitLine {
+	l := r.Limits
+	tcpMem := uint64(l.TCPMemPages[2]) * max(1, l.PageSize)
+	// What tcp_mem counts is /proc/net/sockstat's page count.
+	charged := uint64(max(0, r.Peak.TCPMemPages-r.Idle.TCPMemPages)) * max(1, l.PageSize)
+	perConnBuf := float64(charged) / float64(max(1, r.Connections))
+	tm := LimitLine{Name: "tcp_mem", Value: fmt.Sprintf("%s (net.ipv4.tcp_mem max, %s pages)", units.Bytes(tcpMem), units.Count(uint64(l.TCPMemPages[2]))),
+		Used: fmt.Sprintf("%s charged to it (%.0f B per connection, /proc/net/sockstat)", units.Bytes(charged), perConnBuf)}
+	if perConnBuf < 1 {
+		tm.Detail = "idle connections hold no buffer memory, so tcp_mem cannot bind"
+		return tm
+	}
+	tm.BindsAt = ptr(uint64(float64(tcpMem) / perConnBuf))
+	// Past tcp_mem[2], __sk_mem_raise_allocated refuses buffer memory, but
+	// tcp_data_queue() still takes an in-order skb into an empty receive
+	// queue (sk_forced_mem_schedule), so every connection makes progress: a
+	// limit on throughput, not on connections (docs/measurements.md).
+	tm.Detail = "past it TCP refuses socket buffer memory except one in-order skb into an empty receive queue: connections still open, but their data crawls"
+	if charged > tcpMem {
+		tm.Detail += fmt.Sprintf("; this run went past it, to %s charged", units.Bytes(charged))
+	}
+	return tm
+}
+
+// memoryLine is memory: the growth a connection costs, against what was
+// available above the reserve.
+func memoryLine(r Run, e Explanation) LimitLine {
+	l := r.Limits
+	perConn := float64(e.GrowthBytes) / float64(max(1, r.Connections))
+	avail := int64(r.Idle.MemAvailable) - int64(l.Reserve)
+	mem := LimitLine{kind: limit.Memory, Name: "memory", Value: fmt.Sprintf("MemAvailable %s before the run, reserve %s", units.Bytes(r.Idle.MemAvailable), units.Bytes(l.Reserve)),
+		Used: fmt.Sprintf("%s (%.0f B per connection)", units.Bytes(uint64(max(0, e.GrowthBytes))), perConn)}
+	if perConn >= 1 && avail > 0 {
+		mem.BindsAt = ptr(uint64(float64(avail) / perConn))
+		mem.Detail = fmt.Sprintf("%.1f KiB of kernel memory per connection, which cannot be swapped, and %.0f B of user space", e.KernelPerConnection/1024, e.UserPerConnection)
+	} else {
+		mem.Detail = "no memory growth measured"
+	}
+	return mem
 }
 
 // rowKind is the row of the limits table that a run's limit kind bound on.

@@ -202,14 +202,8 @@ func count(v float64) string {
 
 func bytesAxis(v float64) string { return units.Bytes(uint64(max(0, v))) }
 
-// memoryChart stacks the probed caches' bytes, the rest of slab, socket
-// buffers (what tcp_mem counts) and the runner's RSS against the
-// connections held.
-func memoryChart(series []Sample, pageSize uint64) string {
-	if len(series) < 2 {
-		return `<p class="note">Too few samples for a chart.</p>`
-	}
-	base := series[0]
+// topCaches are the n slab caches that grew most over the series.
+func topCaches(series []Sample, n int) []string {
 	totals := map[string]int64{}
 	for _, s := range series {
 		for c, v := range s.CacheBytes {
@@ -223,9 +217,38 @@ func memoryChart(series []Sample, pageSize uint64) string {
 		}
 	}
 	sort.Slice(caches, func(i, j int) bool { return totals[caches[i]] > totals[caches[j]] })
-	if len(caches) > 6 {
-		caches = caches[:6]
+	return caches[:min(n, len(caches))]
+}
+
+// connectPoints are the samples of the connect phase, where the count
+// grows (x is connections held), and the first of the exchange.
+func connectPoints(series []Sample) []Sample {
+	var pts []Sample
+	for _, s := range series {
+		if s.Phase == "connect" || s.Phase == "idle" || len(pts) == 0 {
+			pts = append(pts, s)
+		}
 	}
+	if last := series[len(series)-1]; last.Phase != "connect" {
+		for _, s := range series {
+			if s.Phase == "exchange" {
+				pts = append(pts, s)
+				break
+			}
+		}
+	}
+	return pts
+}
+
+// memoryChart stacks the probed caches' bytes, the rest of slab, socket
+// buffers (what tcp_mem counts) and the runner's RSS against the
+// connections held.
+func memoryChart(series []Sample, pageSize uint64) string {
+	if len(series) < 2 {
+		return `<p class="note">Too few samples for a chart.</p>`
+	}
+	base := series[0]
+	caches := topCaches(series, 6)
 	layers := append(append([]string(nil), caches...), "other slab", "socket buffers", "runner RSS")
 	// Growth since the idle sample: the workers' runtime baselines are not
 	// the connections' cost.
@@ -244,21 +267,7 @@ func memoryChart(series []Sample, pageSize uint64) string {
 		}
 		return max(0, float64(s.CacheBytes[layer]))
 	}
-	// The connect phase, where the count grows: x is connections held.
-	var pts []Sample
-	for _, s := range series {
-		if s.Phase == "connect" || s.Phase == "idle" || len(pts) == 0 {
-			pts = append(pts, s)
-		}
-	}
-	if last := series[len(series)-1]; last.Phase != "connect" {
-		for _, s := range series {
-			if s.Phase == "exchange" {
-				pts = append(pts, s)
-				break
-			}
-		}
-	}
+	pts := connectPoints(series)
 	xMax, yMax := 1.0, 1.0
 	for _, s := range pts {
 		xMax = max(xMax, float64(s.Established))

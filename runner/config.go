@@ -20,7 +20,7 @@ type Config struct {
 	Rate       float64      // most new connections per second over all workers; 0 is no limit
 	Hold       time.Duration
 	Timeout    time.Duration // a phase that makes no progress for this long ends
-	Reserve    uint64        // stop opening when MemAvailable falls below this
+	Reserve    uint64        // stop opening when spare memory falls below this; 0 for DefaultReserve
 	WorkerFDs  uint64        // RLIMIT_NOFILE per worker; 0 for the hard limit
 	MaxWorkers int           // per side; 0 for as many as the fd budget needs
 	Force      bool          // run even when the preflight says memory cannot hold half of Conns

@@ -110,22 +110,31 @@ func ReadHost() (Host, error) {
 	if h.Mem, err = procfs.ReadMeminfo(); err != nil {
 		return h, fmt.Errorf("reading meminfo: %w", err)
 	}
-	if slabs, err := procfs.ReadSlabinfo(); err == nil {
-		h.SlabObjSize = make(map[string]uint64, len(slabs))
-		for name, c := range slabs {
-			h.SlabObjSize[name] = c.ObjSize
-		}
-		// A cache SLUB merged into another is missing from /proc/slabinfo;
-		// its sysfs alias still says its size.
-		for _, name := range append(slabmodel.Charged, "TCPv6") {
-			if _, ok := h.SlabObjSize[name]; !ok {
-				if v, err := procfs.ReadInt("/sys/kernel/slab/" + name + "/slab_size"); err == nil {
-					h.SlabObjSize[name] = uint64(v)
-				}
+	h.SlabObjSize = slabObjSizes()
+	return h, nil
+}
+
+// slabObjSizes are the object sizes of the slab caches, by name; nil when
+// /proc/slabinfo is unreadable (not root).
+func slabObjSizes() map[string]uint64 {
+	slabs, err := procfs.ReadSlabinfo()
+	if err != nil {
+		return nil
+	}
+	sizes := make(map[string]uint64, len(slabs))
+	for name, c := range slabs {
+		sizes[name] = c.ObjSize
+	}
+	// A cache SLUB merged into another is missing from /proc/slabinfo;
+	// its sysfs alias still says its size.
+	for _, name := range append(slabmodel.Charged, "TCPv6") {
+		if _, ok := sizes[name]; !ok {
+			if v, err := procfs.ReadInt("/sys/kernel/slab/" + name + "/slab_size"); err == nil {
+				sizes[name] = uint64(v)
 			}
 		}
 	}
-	return h, nil
+	return sizes
 }
 
 // apply sets the field a sysctl of the run stands for, so that the

@@ -134,6 +134,40 @@ func (r *Runner) recountAfterDeath(atPeak bool) {
 
 func (r *Runner) finishResult(res *Result) {
 	t := r.totals()
+	r.countsInResult(res, t)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.accountDeaths(res, t)
+	if r.heldVerified != nil {
+		// --exchange none: sock_diag is the only verification.
+		res.Verified = *r.heldVerified
+		if r.held != nil {
+			res.Verified = min(res.Verified, *r.held)
+		}
+	}
+	if int(res.Verified) < r.cfg.Conns {
+		r.nameLimit(res, t)
+	}
+	if r.guarded {
+		// Every connection verified, but the host went below its guard.
+		res.Limit = r.limit
+	}
+	res.StoppedBy = "complete"
+	res.Aborted = r.aborted
+	res.WorkerExecutable = r.workerExe
+	if res.Limit != nil {
+		res.StoppedBy = string(res.Limit.Kind)
+	}
+	if res.Memcap != nil {
+		r.memcap.Finish(t.clientEstablished, res.StoppedBy)
+	}
+	if r.machine != nil {
+		res.Machine = r.machine.Result(res.Established, res.StoppedBy)
+	}
+}
+
+// countsInResult puts the workers' final counts and rates in the result.
+func (r *Runner) countsInResult(res *Result, t totals) {
 	res.Established = t.clientEstablished
 	if r.cfg.Mode == ModeServe {
 		// Its clients are elsewhere: what it accepted is what it held.
@@ -173,8 +207,11 @@ func (r *Runner) finishResult(res *Result) {
 	if s := res.Phases.ConnectSeconds - res.Phases.CensusPauseSeconds + res.Phases.ExchangeSeconds; s > 0 {
 		res.VerifiedRate = float64(t.verified) / s
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
+}
+
+// accountDeaths takes what died with a worker out of the verified count and
+// says so in the limit. r.mu is held.
+func (r *Runner) accountDeaths(res *Result, t totals) {
 	if r.limit != nil && r.limit.Kind == limit.WorkerDied && r.limit.Detail == "" {
 		for _, p := range r.procs {
 			if p.state != nil && !p.expectExit {
@@ -205,43 +242,24 @@ func (r *Runner) finishResult(res *Result) {
 				units.Count(t.verified-min(t.verified, res.Verified)), units.Count(*r.held))
 		}
 	}
-	if r.heldVerified != nil {
-		// --exchange none: sock_diag is the only verification.
-		res.Verified = *r.heldVerified
-		if r.held != nil {
-			res.Verified = min(res.Verified, *r.held)
-		}
+}
+
+// nameLimit names the limit of a run that verified fewer than it asked
+// for: a brought server's own, a stall's cause, or its failures'. r.mu is
+// held.
+func (r *Runner) nameLimit(res *Result, t totals) {
+	// A brought server's own limit explains a stall, or connections
+	// it never answered, better than their symptoms do.
+	if l, ok := r.serverLimit(res.Verified); ok && (r.limit == nil || symptom(r.limit.Kind)) {
+		r.limit = l
 	}
-	if int(res.Verified) < r.cfg.Conns {
-		// A brought server's own limit explains a stall, or connections
-		// it never answered, better than their symptoms do.
-		if l, ok := r.serverLimit(res.Verified); ok && (r.limit == nil || symptom(r.limit.Kind)) {
-			r.limit = l
-		}
-		if kind, detail := r.stallCause(); kind != "" && (r.limit == nil || symptom(r.limit.Kind)) {
-			r.limit = &Limit{Kind: kind, At: res.Verified, Detail: detail}
-		}
-		if r.limit == nil {
-			r.limit = r.failureLimit(t)
-		}
-		res.Limit = r.limit
+	if kind, detail := r.stallCause(); kind != "" && (r.limit == nil || symptom(r.limit.Kind)) {
+		r.limit = &Limit{Kind: kind, At: res.Verified, Detail: detail}
 	}
-	if r.guarded {
-		// Every connection verified, but the host went below its guard.
-		res.Limit = r.limit
+	if r.limit == nil {
+		r.limit = r.failureLimit(t)
 	}
-	res.StoppedBy = "complete"
-	res.Aborted = r.aborted
-	res.WorkerExecutable = r.workerExe
-	if res.Limit != nil {
-		res.StoppedBy = string(res.Limit.Kind)
-	}
-	if res.Memcap != nil {
-		r.memcap.Finish(t.clientEstablished, res.StoppedBy)
-	}
-	if r.machine != nil {
-		res.Machine = r.machine.Result(res.Established, res.StoppedBy)
-	}
+	res.Limit = r.limit
 }
 
 // symptom says a limit kind only describes how the run stalled, not why.

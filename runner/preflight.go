@@ -17,12 +17,9 @@ type Check struct {
 	Note   string `json:"note,omitempty"`
 }
 
-// Preflight computes, before anything is opened, every limit the run will
-// meet and what will be done about each.
-func Preflight(h Host, p Plan, want Tuning, reserve uint64, noTune bool) []Check {
+// fdCheck is RLIMIT_NOFILE against the sockets a worker holds.
+func fdCheck(h Host, p Plan) Check {
 	n := int64(p.Conns)
-	var out []Check
-
 	perProc := int64(p.ConnsPerWorker)
 	c := Check{
 		Limit: "fds per process",
@@ -41,11 +38,18 @@ func Preflight(h Host, p Plan, want Tuning, reserve uint64, noTune bool) []Check
 	} else {
 		c.Action = fmt.Sprintf("binds at about %s: %d workers per side × %s sockets (each keeping up to %d fds for itself)", units.Count(capacity), p.ClientWorkers, units.Count(perProc), fdReserve)
 	}
-	out = append(out, c)
+	return c
+}
+
+// Preflight computes, before anything is opened, every limit the run will
+// meet and what will be done about each.
+func Preflight(h Host, p Plan, want Tuning, reserve uint64, noTune bool) []Check {
+	n := int64(p.Conns)
+	out := []Check{fdCheck(h, p)}
 
 	ends := int64(p.EndsHere)
 	need := ends*n + h.FilesOpen + 64*int64(p.ClientWorkers+p.ServerWorkers)
-	c = Check{Limit: "fs.file-max", Value: units.Count(h.FileMax), Needs: units.Count(need) + " open files", OK: need <= h.FileMax || h.CapSysAdmin}
+	c := Check{Limit: "fs.file-max", Value: units.Count(h.FileMax), Needs: units.Count(need) + " open files", OK: need <= h.FileMax || h.CapSysAdmin}
 	switch {
 	case need <= h.FileMax:
 		c.Action = "ok"

@@ -161,18 +161,69 @@ func Prepare(cfg Config) (*Runner, error) {
 	if err := validate(cfg); err != nil {
 		return nil, err
 	}
-	if cfg.Log == nil {
-		cfg.Log = io.Discard
-	}
 	h, err := ReadHost()
 	if err != nil {
 		return nil, err
+	}
+	cfg, total, err := resolve(cfg, h)
+	if err != nil {
+		return nil, err
+	}
+	r := &Runner{cfg: cfg, host: h, notify: make(chan struct{}, 1), connectTo: cfg.Listen, total: total}
+	if cfg.clientOnly() {
+		r.connectTo = cfg.Target
+		if cfg.External() {
+			r.target = &target{addr: cfg.Target, roots: cfg.ServerPIDs}
+		}
+	} else if cfg.Listen.Addr().IsUnspecified() {
+		r.connectTo = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), cfg.Listen.Port())
+	}
+	if err := r.tune(); err != nil {
+		return nil, err
+	}
+	nofile, err := workerNoFile(cfg, r.host)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.makePlan(nofile); err != nil {
+		return nil, err
+	}
+	if err := r.checkRunDir(); err != nil {
+		return nil, err
+	}
+	// What the run will change on the host, each checked before any is made.
+	r.planChanges()
+	if err := host.CheckAll(r.changes); err != nil {
+		return nil, badInput("%v", err)
+	}
+	if err := r.checkMemory(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// resolve fills in what the run was not told: the reserve, the family, who
+// picks ports, the exchange; and for a dialer its share of the total and,
+// off loopback, its source address.
+func resolve(cfg Config, h Host) (Config, int, error) {
+	if cfg.Log == nil {
+		cfg.Log = io.Discard
+	}
+	if cfg.Reserve == 0 {
+		// Of the smaller machine, when the run makes one.
+		cfg.Reserve = DefaultReserve(h.Mem.MemTotal)
+		if cfg.MachineMem > 0 {
+			cfg.Reserve = DefaultReserve(cfg.MachineMem)
+		}
 	}
 	if cfg.Family == "" {
 		cfg.Family = FamilyInet
 	}
 	if cfg.PortChoice == "" {
 		cfg.PortChoice = DefaultPortChoice
+	}
+	if cfg.FirstWait == 0 {
+		cfg.FirstWait = cfg.Timeout
 	}
 	switch {
 	case cfg.Exchange != "":
@@ -194,39 +245,35 @@ func Prepare(cfg Config) (*Runner, error) {
 			// route's own address, whose port range is then the limit.
 			src, err := routeSource(cfg.Target)
 			if err != nil {
-				return nil, badInput("--target %s: %v", cfg.Target, err)
+				return cfg, 0, badInput("--target %s: %v", cfg.Target, err)
 			}
 			cfg.Sources = []netip.Addr{src}
 		}
 	}
-	r := &Runner{cfg: cfg, host: h, notify: make(chan struct{}, 1), connectTo: cfg.Listen, total: total}
-	if cfg.clientOnly() {
-		r.connectTo = cfg.Target
-		if cfg.External() {
-			r.target = &target{addr: cfg.Target, roots: cfg.ServerPIDs}
-		}
-	} else if cfg.Listen.Addr().IsUnspecified() {
-		r.connectTo = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), cfg.Listen.Port())
-	}
+	return cfg, total, nil
+}
 
-	// --port-range is a sysctl like any other; the plan, the preflight and
-	// the analysis all see the values in force during the run.
+// tune decides the sysctls the run sets and the accept backlog, and refuses
+// them without root. --port-range is a sysctl like any other; the plan, the
+// preflight and the analysis all see the values in force during the run.
+func (r *Runner) tune() error {
+	cfg := r.cfg
 	r.sysctls = cfg.Sysctls
 	if cfg.PortRange != [2]int{} {
 		r.sysctls = append([]KeyValue{{Key: "net.ipv4.ip_local_port_range", Value: fmt.Sprintf("%d %d", cfg.PortRange[0], cfg.PortRange[1])}}, r.sysctls...)
 	}
 	if err := (&host.Sysctls{Set: r.sysctls}).Check(); err != nil {
-		return nil, badInput("%v", err)
+		return badInput("%v", err)
 	}
 	for _, kv := range r.sysctls {
 		if kv.Key == "net.ipv4.ip_local_port_range" {
 			if err := checkPortRange(kv.Value); err != nil {
-				return nil, err
+				return err
 			}
 		}
 		r.host.apply(kv.Key, kv.Value)
 	}
-	h = r.host
+	h := r.host
 	r.tuning = Tuning{Backlog: max(h.Somaxconn, h.SynBacklog), PortLo: h.PortLo, PortHi: h.PortHi}
 	// The accept queue absorbs connects in flight plus whatever the server
 	// workers have not yet accepted; 65,535 is the historical u16 cap of
@@ -234,34 +281,46 @@ func Prepare(cfg Config) (*Runner, error) {
 	if want := int64(min(65535, max(cfg.Conns, 4*cfg.Inflight))); want > r.tuning.Backlog {
 		r.tuning.Backlog = want
 	}
-
 	needsRoot := len(r.sysctls) > 0 || cfg.MemLimit > 0 || cfg.Swap > 0 || cfg.MachineMem > 0
 	if !cfg.NoTune && cfg.Mode != ModeDial && (h.Somaxconn < r.tuning.Backlog || h.SynBacklog < r.tuning.Backlog) {
 		needsRoot = true
 	}
 	if needsRoot && !h.Root {
-		return nil, badInput("this run changes sysctls (accept backlog to %d, --port-range or --sysctl), which needs root: rerun with sudo, or pass --no-tune", r.tuning.Backlog)
+		return badInput("this run changes sysctls (accept backlog to %d, --port-range or --sysctl), which needs root: rerun with sudo, or pass --no-tune", r.tuning.Backlog)
 	}
+	return nil
+}
 
+// workerNoFile is each worker's RLIMIT_NOFILE: --worker-fds, else the hard
+// limit, raised to fs.nr_open where it can be for fewer, larger workers.
+func workerNoFile(cfg Config, h Host) (uint64, error) {
 	nofile := h.NoFileHard
-	if cfg.WorkerFDs > 0 {
-		nofile = cfg.WorkerFDs
-		if nofile > h.NoFileHard && !h.CanRaiseNoFile {
-			return nil, badInput("--worker-fds %d is above the hard RLIMIT_NOFILE of %d, and raising it needs CAP_SYS_RESOURCE", nofile, h.NoFileHard)
+	if cfg.WorkerFDs == 0 {
+		if h.CanRaiseNoFile && uint64(h.NrOpen) > nofile {
+			nofile = uint64(h.NrOpen)
 		}
-		if nofile <= fdReserve {
-			return nil, badInput("--worker-fds must be above %d (a worker keeps that many for itself), got %d", fdReserve, nofile)
-		}
-		if nofile > uint64(h.NrOpen) {
-			return nil, badInput("--worker-fds %d is above fs.nr_open (%d), the most RLIMIT_NOFILE can be", nofile, h.NrOpen)
-		}
-	} else if h.CanRaiseNoFile && uint64(h.NrOpen) > nofile {
-		// Fewer, larger workers where the hard limit can be raised.
-		nofile = uint64(h.NrOpen)
+		return nofile, nil
 	}
+	nofile = cfg.WorkerFDs
+	if nofile > h.NoFileHard && !h.CanRaiseNoFile {
+		return 0, badInput("--worker-fds %d is above the hard RLIMIT_NOFILE of %d, and raising it needs CAP_SYS_RESOURCE", nofile, h.NoFileHard)
+	}
+	if nofile <= fdReserve {
+		return 0, badInput("--worker-fds must be above %d (a worker keeps that many for itself), got %d", fdReserve, nofile)
+	}
+	if nofile > uint64(h.NrOpen) {
+		return 0, badInput("--worker-fds %d is above fs.nr_open (%d), the most RLIMIT_NOFILE can be", nofile, h.NrOpen)
+	}
+	return nofile, nil
+}
+
+// makePlan plans the workers and source addresses around the ports other
+// programs hold, and refuses workers the kernel could not start.
+func (r *Runner) makePlan(nofile uint64) error {
+	cfg := r.cfg
 	held, err := host.HeldPorts(r.tuning.PortLo, r.tuning.PortHi)
 	if err != nil {
-		return nil, fmt.Errorf("counting the ports other programs hold: %w", err)
+		return fmt.Errorf("counting the ports other programs hold: %w", err)
 	}
 	lo, hi := r.tuning.PortLo, r.tuning.PortHi
 	r.plan, err = MakePlan(PlanInput{
@@ -270,7 +329,7 @@ func Prepare(cfg Config) (*Runner, error) {
 		ByRunner: cfg.PortChoice == PortsByRunner, PortsHeldSlice: held.Count(runnerSliceLo(lo, hi), hi),
 	})
 	if err != nil {
-		return nil, badInput("%v", err)
+		return badInput("%v", err)
 	}
 	switch {
 	case cfg.clientOnly():
@@ -283,43 +342,49 @@ func Prepare(cfg Config) (*Runner, error) {
 		r.plan.EndsHere = 1
 	}
 	r.plan.Family = cfg.Family
-	if cfg.FirstWait == 0 {
-		r.cfg.FirstWait = cfg.Timeout
-	}
 	// Workers the kernel could not start are refused now, not half-way.
 	if c := processesCheck(r.host, r.plan); !c.OK {
-		return nil, badInput("--conns %d plans %d + %d workers of ≈ %d threads each, and %s already run: more than kernel.pid_max (%s) and kernel.threads-max (%s) allow",
+		return badInput("--conns %d plans %d + %d workers of ≈ %d threads each, and %s already run: more than kernel.pid_max (%s) and kernel.threads-max (%s) allow",
 			cfg.Conns, r.plan.ClientWorkers, r.plan.ServerWorkers, threadsPerWorker, units.Count(r.host.Tasks), units.Count(r.host.PidMax), units.Count(r.host.ThreadsMax))
 	}
+	return nil
+}
+
+// checkRunDir refuses a run directory that holds another run's files, or
+// cannot be made, and a reserve the host does not have.
+func (r *Runner) checkRunDir() error {
+	cfg, h := r.cfg, r.host
 	// A run directory holds one run: files a second run does not write
 	// (its probes' stacks, a swap marker) would pass for its own.
 	if entries, err := os.ReadDir(cfg.OutDir); err == nil && !onlyNetnsFiles(entries, cfg.InNetns) {
-		return nil, badInput("--out %s already holds files (another run's?); give a new directory", cfg.OutDir)
+		return badInput("--out %s already holds files (another run's?); give a new directory", cfg.OutDir)
 	}
 	if err := creatable(cfg.OutDir); err != nil {
-		return nil, badInput("--out %s cannot be created: %v", cfg.OutDir, err)
+		return badInput("--out %s cannot be created: %v", cfg.OutDir, err)
 	}
 	if cfg.Reserve >= h.Mem.MemTotal {
-		return nil, badInput("--reserve %s is not below this host's memory (%s)", units.Bytes(cfg.Reserve), units.Bytes(h.Mem.MemTotal))
+		return badInput("--reserve %s is not below this host's memory (%s)", units.Bytes(cfg.Reserve), units.Bytes(h.Mem.MemTotal))
 	}
-	// What the run will change on the host, each checked before any is made.
-	r.planChanges()
-	if err := host.CheckAll(r.changes); err != nil {
-		return nil, badInput("%v", err)
+	return nil
+}
+
+// checkMemory refuses a run far past what memory holds, which would only
+// meet the reserve: with the estimate, unless asked to go anyway (--force).
+// On a smaller machine the run goes into swap on purpose; its guard stops
+// it.
+func (r *Runner) checkMemory() error {
+	cfg, h := r.cfg, r.host
+	per, _ := h.KernelBytesPerConn(cfg.Family)
+	if per == 0 || cfg.Force || cfg.MachineMem > 0 {
+		return nil
 	}
-	// A run far past what memory holds would only meet the reserve: say so
-	// now, with the estimate, unless asked to go anyway.
-	// On a smaller machine the run goes into swap on purpose; its guard
-	// stops it.
-	if per, _ := h.KernelBytesPerConn(cfg.Family); per > 0 && !cfg.Force && cfg.MachineMem == 0 {
-		per = per * uint64(r.plan.EndsHere) / 2
-		room := int64(h.Mem.MemAvailable) - int64(cfg.Reserve)
-		if need := uint64(cfg.Conns) * per; room <= 0 || need > 2*uint64(room) {
-			return nil, badInput("--conns %d needs ≈ %s of kernel memory at %s a connection, more than twice the %s this host has spare above the reserve (it would hold ≈ %s); lower --conns, or pass --force to run into the reserve",
-				cfg.Conns, units.Bytes(need), units.Bytes(per), units.Bytes(uint64(max(0, room))), units.Approx(uint64(max(0, room))/per))
-		}
+	per = per * uint64(r.plan.EndsHere) / 2
+	room := int64(h.Mem.MemAvailable) - int64(cfg.Reserve)
+	if need := uint64(cfg.Conns) * per; room <= 0 || need > 2*uint64(room) {
+		return badInput("--conns %d needs ≈ %s of kernel memory at %s a connection, more than twice the %s this host has spare above the reserve (it would hold ≈ %s); lower --conns, or pass --force to run into the reserve",
+			cfg.Conns, units.Bytes(need), units.Bytes(per), units.Bytes(uint64(max(0, room))), units.Approx(uint64(max(0, room))/per))
 	}
-	return r, nil
+	return nil
 }
 
 // onlyNetnsFiles says a run directory holds nothing, or, in a --netns run,

@@ -226,3 +226,20 @@ func freeKilledRunTimeWait(dir string) (string, error) {
 	}
 	return "", nil
 }
+
+// KilledRuns names the runs in parent that were killed and left the host
+// changed, each with what it left and the command that puts it back: a run
+// beside them would measure, and later restore, a host that is not as its
+// owner left it.
+func KilledRuns(parent string) []string {
+	var notes []string
+	entries, _ := os.ReadDir(parent)
+	for _, e := range entries {
+		dir := filepath.Join(parent, e.Name())
+		if left := Leftovers(dir); e.IsDir() && len(left) > 0 {
+			notes = append(notes, fmt.Sprintf("the run in %s was killed and left the host changed (%s): sudo c10mprobe restore %s",
+				dir, strings.Join(left, "; "), dir))
+		}
+	}
+	return notes
+}

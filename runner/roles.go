@@ -152,6 +152,26 @@ func (r *Runner) isServerEnd(local netip.AddrPort) bool {
 
 // serverAddr is the server as the summary names it: where clients connect,
 // or for serve the address it listens on (0.0.0.0 for all of them).
+// ServerPort is the port every connection of the run lands on: the probes
+// count what is on it.
+func (r *Runner) ServerPort() uint16 { return r.serverAddr().Port() }
+
+// minCensus is the fewest connections a census counts: at 20,000 the
+// slabinfo delta of every cache of the ledger is far above its per-CPU
+// slabs' noise (a few hundred objects).
+const minCensus = 20000
+
+// CensusSize is how many connections the slab hooks count exactly when
+// asked for a census: at least minCensus or a tenth of what this run opens
+// (a dialer's share, not the total), all of it when that is the whole run;
+// serve, which cannot pause its dialers, counts all.
+func (r *Runner) CensusSize() int {
+	if r.cfg.Mode == ModeServe {
+		return r.cfg.Conns
+	}
+	return min(r.cfg.Conns, max(minCensus, r.cfg.Conns/10))
+}
+
 func (r *Runner) serverAddr() netip.AddrPort {
 	if r.cfg.Mode == ModeServe {
 		return r.cfg.Listen

@@ -75,6 +75,6 @@ func doctorCmd(args []string, stdout, stderr io.Writer) error {
 		tw.Flush()
 	}
 	fmt.Fprintf(stdout, "\nLimits for %d connections:\n", conns)
-	printPreflight(stdout, r.Preflight())
+	record.WritePreflight(stdout, r.Preflight())
 	return nil
 }

@@ -80,6 +80,7 @@ func predictCmd(args []string, stdout, stderr io.Writer) error {
 		return badInput("unexpected argument %q", fs.Arg(0))
 	}
 	var costs analysis.Costs
+	var err error
 	// An explicit --base, 0 included, is other programs' memory: their
 	// anonymous pages, which swap can take.
 	given := fs.Lookup("base").Changed
@@ -95,18 +96,15 @@ func predictCmd(args []string, stdout, stderr io.Writer) error {
 			machine.Baseline, machine.BaselineSwappable = idle.MemTotal-idle.MemAvailable, idle.AnonPages
 		}
 	} else {
-		h, err := runner.ReadHost()
-		if err != nil {
+		var used, anon uint64
+		if costs, used, anon, err = record.HostCosts(runner.Family(*family)); err != nil {
+			if errors.Is(err, record.ErrNoCosts) {
+				return badInput("%v: rerun with sudo or pass --from RUNDIR", err)
+			}
 			return err
 		}
-		per, src := h.KernelBytesPerConn(runner.Family(*family))
-		if per == 0 {
-			return badInput("no costs to scale (%s): rerun with sudo or pass --from RUNDIR", src)
-		}
-		costs = analysis.Costs{Kernel: float64(per), UserUnknown: true, Source: src + " (user space unknown without a run)",
-			Lines: []analysis.LedgerLine{{Kind: "slab", Name: "socket objects (estimate)", BytesPerConnection: float64(per), Source: src}}}
 		if !given {
-			machine.Baseline, machine.BaselineSwappable = h.Mem.MemTotal-h.Mem.MemAvailable, h.Mem.AnonPages
+			machine.Baseline, machine.BaselineSwappable = used, anon
 		}
 	}
 	e := analysis.Predict(machine, costs)

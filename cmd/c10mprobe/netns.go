@@ -6,15 +6,9 @@ package main
 // makes its net.* changes there: they end with it.
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
-	"os/signal"
-	"syscall"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/c10mprobe/c10mprobe/runner"
 	"github.com/c10mprobe/c10mprobe/runner/host"
@@ -54,36 +48,10 @@ func runInNetns(f *runFlags, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		return err
-	}
 	// The same arguments, and the run directory this process made.
-	cmd := exec.Command(exe, append(os.Args[1:], "--out", cfg.OutDir)...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.Env = append(os.Environ(), netnsEnv+"=1")
-	// Its own process group: a terminal's ^C reaches this process alone,
-	// which passes each signal on once. Killed, this process takes the run
-	// down with it (SIGTERM: the run restores what it changed).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNET, Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
-	defer signal.Stop(sigs)
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("--netns: starting the run in a new network namespace: %w", err)
-	}
-	go func() {
-		for s := range sigs {
-			_ = cmd.Process.Signal(s)
-		}
-	}()
-	err = cmd.Wait()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		if ee.ExitCode() < 0 {
-			return fmt.Errorf("the run in the network namespace: %v", err) // killed
-		}
-		return &exitError{code: ee.ExitCode()}
+	code, err := host.RunInNewNetns(append(os.Args[1:], "--out", cfg.OutDir), netnsEnv+"=1")
+	if err == nil && code != 0 {
+		return &exitError{code: code}
 	}
 	return err
 }

@@ -199,3 +199,28 @@ func (p *PortRange) Set(v string) error {
 	*p = PortRange{a, b}
 	return nil
 }
+
+// KeyValue is one KEY=VALUE of --sysctl.
+type KeyValue struct{ Key, Value string }
+
+// Sysctls collects KEY=VALUE, repeatable.
+type Sysctls []KeyValue
+
+func (s *Sysctls) String() string {
+	parts := make([]string, len(*s))
+	for i, kv := range *s {
+		parts[i] = kv.Key + "=" + kv.Value
+	}
+	return strings.Join(parts, ",")
+}
+func (s *Sysctls) Type() string { return "key=value" }
+
+func (s *Sysctls) Set(v string) error {
+	k, val, ok := strings.Cut(v, "=")
+	k, val = strings.TrimSpace(k), strings.TrimSpace(val)
+	if !ok || k == "" || val == "" {
+		return fmt.Errorf("%q is not KEY=VALUE such as net.ipv4.tcp_rmem=\"4096 4096 4096\"", v)
+	}
+	*s = append(*s, KeyValue{Key: k, Value: val})
+	return nil
+}

@@ -45,38 +45,13 @@ func hostMain(ctx context.Context, args []string) int {
 		}
 		defer os.RemoveAll(f.work)
 	}
-	var boots []boot
-	for _, s := range f.series {
-		k, err := fetchKernel(s, f.cache)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "vmtest:", err)
-			return 1
-		}
-		fmt.Printf("kernel %s: %s %s (uname -r %s)\n", s, k.Package, k.Version, k.Release)
-		if !f.noStock {
-			boots = append(boots, boot{k, "stock"})
-		}
-		if s == f.limited {
-			boots = append(boots, boot{k, "limited"})
-		}
-	}
-	root := filepath.Join(f.work, "root")
-	fmt.Println("building the binaries (CGO_ENABLED=0)")
-	if err := os.MkdirAll(filepath.Join(root, "bin"), 0o755); err != nil {
-		fmt.Fprintln(os.Stderr, "vmtest:", err)
-		return 1
-	}
-	if err := os.MkdirAll(filepath.Join(root, "tests"), 0o755); err != nil {
-		fmt.Fprintln(os.Stderr, "vmtest:", err)
-		return 1
-	}
-	if err := buildBinaries(root); err != nil {
+	boots, root, err := prepareBoots(f)
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "vmtest:", err)
 		return 1
 	}
 	accel := accelerator()
 	var results []result
-	failed := false
 	for _, b := range boots {
 		rs, err := b.run(ctx, f, root, accel)
 		if err != nil {
@@ -88,24 +63,11 @@ func hostMain(ctx context.Context, args []string) int {
 			break
 		}
 	}
-	var cols []string
-	for _, b := range boots {
-		cols = append(cols, b.column())
+	if err := report(f, boots, results, accel); err != nil {
+		fmt.Fprintln(os.Stderr, "vmtest:", err)
+		return 1
 	}
-	t := makeTable(cols, results)
-	fmt.Print(t.text())
-	if f.table != "" {
-		var kernels []string
-		for _, b := range boots {
-			if b.pass == "stock" {
-				kernels = append(kernels, fmt.Sprintf("%s %s (uname -r %s)", b.kernel.Package, b.kernel.Version, b.kernel.Release))
-			}
-		}
-		if err := os.WriteFile(f.table, []byte(t.markdown(kernels, accel, f)), 0o644); err != nil {
-			fmt.Fprintln(os.Stderr, "vmtest:", err)
-			return 1
-		}
-	}
+	failed := false
 	for _, r := range results {
 		failed = failed || r.Status == statusFail
 	}
@@ -115,6 +77,52 @@ func hostMain(ctx context.Context, args []string) int {
 	return 0
 }
 
+// prepareBoots fetches each series' kernel, lists the boots (stock, and
+// limited for one series) and builds the binaries into the guest's root.
+func prepareBoots(f hostFlags) (boots []boot, root string, err error) {
+	for _, s := range f.series {
+		k, err := fetchKernel(s, f.cache)
+		if err != nil {
+			return nil, "", err
+		}
+		fmt.Printf("kernel %s: %s %s (uname -r %s)\n", s, k.Package, k.Version, k.Release)
+		if !f.noStock {
+			boots = append(boots, boot{k, "stock"})
+		}
+		if s == f.limited {
+			boots = append(boots, boot{k, "limited"})
+		}
+	}
+	root = filepath.Join(f.work, "root")
+	fmt.Println("building the binaries (CGO_ENABLED=0)")
+	for _, d := range []string{"bin", "tests"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			return nil, "", err
+		}
+	}
+	return boots, root, buildBinaries(root)
+}
+
+// report prints the table, and writes it as markdown to --table.
+func report(f hostFlags, boots []boot, results []result, accel string) error {
+	var cols []string
+	for _, b := range boots {
+		cols = append(cols, b.column())
+	}
+	t := makeTable(cols, results)
+	fmt.Print(t.text())
+	if f.table == "" {
+		return nil
+	}
+	var kernels []string
+	for _, b := range boots {
+		if b.pass == "stock" {
+			kernels = append(kernels, fmt.Sprintf("%s %s (uname -r %s)", b.kernel.Package, b.kernel.Version, b.kernel.Release))
+		}
+	}
+	return os.WriteFile(f.table, []byte(t.markdown(kernels, accel, f)), 0o644)
+}
+
 // accelerator is KVM where /dev/kvm opens, TCG (software) otherwise.
 func accelerator() string {
 	if f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0); err == nil {
@@ -122,6 +130,21 @@ func accelerator() string {
 		return "kvm"
 	}
 	return "tcg"
+}
+
+// qemuArgs boot the kernel on the image, its console and its results on
+// two serial ports.
+func (b boot) qemuArgs(f hostFlags, image, console, results, accel string) []string {
+	qargs := []string{"-machine", "q35", "-smp", fmt.Sprint(f.cpus), "-m", f.memory,
+		"-kernel", b.kernel.vmlinuz(),
+		"-append", "root=/dev/nvme0n1 rw rootfstype=ext4 init=/init console=ttyS0 panic=-1 quiet vmtest.pass=" + b.pass,
+		"-drive", "file=" + image + ",if=none,id=disk,format=raw", "-device", "nvme,drive=disk,serial=vmtest",
+		"-display", "none", "-monitor", "none", "-serial", "file:" + console, "-serial", "file:" + results,
+		"-no-reboot", "-nic", "none"}
+	if accel == "kvm" {
+		return append(qargs, "-accel", "kvm", "-cpu", "host")
+	}
+	return append(qargs, "-accel", "tcg,thread=multi", "-cpu", "max")
 }
 
 // run stages the guest, boots it and collects its rows as they come.
@@ -146,17 +169,7 @@ func (b boot) run(ctx context.Context, f hostFlags, root, accel string) ([]resul
 	defer os.Remove(image)
 	console, results := filepath.Join(f.work, name+".console"), filepath.Join(f.work, name+".results")
 	os.WriteFile(results, nil, 0o644)
-	qargs := []string{"-machine", "q35", "-smp", fmt.Sprint(f.cpus), "-m", f.memory,
-		"-kernel", b.kernel.vmlinuz(),
-		"-append", "root=/dev/nvme0n1 rw rootfstype=ext4 init=/init console=ttyS0 panic=-1 quiet vmtest.pass=" + b.pass,
-		"-drive", "file=" + image + ",if=none,id=disk,format=raw", "-device", "nvme,drive=disk,serial=vmtest",
-		"-display", "none", "-monitor", "none", "-serial", "file:" + console, "-serial", "file:" + results,
-		"-no-reboot", "-nic", "none"}
-	if accel == "kvm" {
-		qargs = append(qargs, "-accel", "kvm", "-cpu", "host")
-	} else {
-		qargs = append(qargs, "-accel", "tcg,thread=multi", "-cpu", "max")
-	}
+	qargs := b.qemuArgs(f, image, console, results, accel)
 	fmt.Printf("\n== %s: booting %s under %s\n", b.column(), b.kernel.Release, accel)
 	bctx, cancel := context.WithTimeout(ctx, time.Duration(f.timeout)*time.Minute)
 	defer cancel()

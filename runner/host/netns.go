@@ -11,8 +11,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
+	"syscall"
 
 	"github.com/c10mprobe/c10mprobe/internal/rundir"
 	"github.com/c10mprobe/c10mprobe/internal/sysctl"
@@ -103,4 +106,41 @@ func UpLoopback() error {
 	}
 	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
 	return os.NewSyscallError("SIOCSIFFLAGS lo", unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr))
+}
+
+// RunInNewNetns runs this executable again with args in a new network
+// namespace, env added to its environment, on this process's stdio, and
+// returns its exit code. Its own process group: a terminal's ^C reaches
+// this process alone, which passes each signal on once. Killed, this
+// process takes the run down with it (SIGTERM: the run restores what it
+// changed).
+func RunInNewNetns(args []string, env string) (code int, err error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return 0, err
+	}
+	cmd := exec.Command(exe, args...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Env = append(os.Environ(), env)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNET, Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
+	defer signal.Stop(sigs)
+	if err := cmd.Start(); err != nil {
+		return 0, fmt.Errorf("--netns: starting the run in a new network namespace: %w", err)
+	}
+	go func() {
+		for s := range sigs {
+			_ = cmd.Process.Signal(s)
+		}
+	}()
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ee.ExitCode() < 0 {
+			return 0, fmt.Errorf("the run in the network namespace: %v", err) // killed
+		}
+		return ee.ExitCode(), nil
+	}
+	return 0, err
 }

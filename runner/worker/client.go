@@ -97,17 +97,7 @@ func (w *worker) connectFrom(src int, sa *rawSockaddr) {
 		// port at connect time, so a port is unique per 4-tuple, not per address.
 		_ = rawSetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
 	}
-	err = rawBind(fd, sa)
-	if byRunner && err == unix.EADDRINUSE {
-		// A TIME_WAIT socket may hold this address and port (a killed
-		// run's, whose FINs went out at exit): SO_REUSEADDR binds past it,
-		// and connect() then takes its 4-tuple over as the kernel's own
-		// choice would (tcp_tw_reuse: loopback by default). Only then:
-		// every setsockopt is one more syscall a connection.
-		_ = rawSetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
-		err = rawBind(fd, sa)
-	}
-	if err != nil {
+	if err := bindSource(fd, sa, byRunner); err != nil {
 		rawClose(fd)
 		errno, _ := err.(unix.Errno)
 		if byRunner && errno == unix.EADDRINUSE {
@@ -120,34 +110,8 @@ func (w *worker) connectFrom(src int, sa *rawSockaddr) {
 		w.exhaust(src)
 		return
 	}
-	err = rawConnect(fd, w.server)
-	switch err {
-	case nil, unix.EINPROGRESS:
-	case unix.EADDRNOTAVAIL:
-		if byRunner {
-			// This 4-tuple is in use (a TIME_WAIT of an earlier run): the
-			// next pair.
-			rawClose(fd)
-			w.stats.PortsSkipped++
-			return
-		}
-		// Every port of ip_local_port_range is taken for this source
-		// address: the worker goes on with its others, and only the last
-		// of them running out is the ports limit.
-		rawClose(fd)
-		w.exhaust(src)
-		if w.left > 0 {
-			w.stats.Failed[FailPorts]++
-			w.dirty = true
-			return
-		}
-		w.fail(FailPorts, unix.EADDRNOTAVAIL, &w.srcAddrs[src])
-		return
-	default:
-		rawClose(fd)
-		errno, _ := err.(unix.Errno)
-		w.fail(classifyConnErr(errno), errno, nil)
-		w.stats.Opened++
+	if err := rawConnect(fd, w.server); err != nil && err != unix.EINPROGRESS {
+		w.connectFailed(fd, src, err, byRunner)
 		return
 	}
 	w.conns[fd] = conn{state: stConnecting}
@@ -269,5 +233,53 @@ func (w *worker) clientEvent(fd int, events uint32) {
 			w.stats.PeerClosed++
 			w.dirty = true
 		}
+	}
+}
+
+// bindSource binds fd to its source address: the address alone with the
+// kernel picking the port at connect, or the planned port.
+func bindSource(fd int, sa *rawSockaddr, byRunner bool) error {
+	err := rawBind(fd, sa)
+	if byRunner && err == unix.EADDRINUSE {
+		// A TIME_WAIT socket may hold this address and port (a killed
+		// run's, whose FINs went out at exit): SO_REUSEADDR binds past it,
+		// and connect() then takes its 4-tuple over as the kernel's own
+		// choice would (tcp_tw_reuse: loopback by default). Only then:
+		// every setsockopt is one more syscall a connection.
+		_ = rawSetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+		err = rawBind(fd, sa)
+	}
+	return err
+}
+
+// connectFailed closes fd, whose connect() failed at once, and counts why.
+func (w *worker) connectFailed(fd, src int, err error, byRunner bool) {
+	switch err {
+	case unix.EADDRNOTAVAIL:
+		if byRunner {
+			// This 4-tuple is in use (a TIME_WAIT of an earlier run): the
+			// next pair.
+			rawClose(fd)
+			w.stats.PortsSkipped++
+			return
+		}
+		// Every port of ip_local_port_range is taken for this source
+		// address: the worker goes on with its others, and only the last
+		// of them running out is the ports limit.
+		rawClose(fd)
+		w.exhaust(src)
+		if w.left > 0 {
+			w.stats.Failed[FailPorts]++
+			w.dirty = true
+			return
+		}
+		w.fail(FailPorts, unix.EADDRNOTAVAIL, &w.srcAddrs[src])
+		return
+	default:
+		rawClose(fd)
+		errno, _ := err.(unix.Errno)
+		w.fail(classifyConnErr(errno), errno, nil)
+		w.stats.Opened++
+		return
 	}
 }

@@ -43,19 +43,31 @@ type worker struct {
 	events   []unix.EpollEvent
 	ev       unix.EpollEvent // reused by epoll_ctl so that it does not escape per call
 	buf      [4]byte
-	payload  []byte // --payload bytes, sent after the message; also the discard buffer
-	// With --payload (and not --unread): what each fd still has to send and
-	// to read. Allocated only then, so the 12-byte record stays all a plain
-	// run keeps per fd.
-	sendLeft []uint32
-	readLeft []uint32
 	stats    Stats
 	wire     []byte
 
 	lastReport time.Time
 	dirty      bool
 
-	// client
+	payloadState
+	opener         // client
+	exchanger      // both
+	listening bool // server
+}
+
+// payloadState is --payload's: the bytes sent after the message, also the
+// discard buffer; and (not with --unread) what each fd still has to send
+// and to read. Allocated only then, so the 12-byte record stays all a plain
+// run keeps per fd.
+type payloadState struct {
+	payload  []byte
+	sendLeft []uint32
+	readLeft []uint32
+}
+
+// opener is a client worker's connecting: its server, its sources and
+// which are out of ports, the pacing and the census pause.
+type opener struct {
 	server    *rawSockaddr
 	sources   []*rawSockaddr // IPv4, or IPv4-mapped IPv6 addresses (--family inet6)
 	srcAddrs  [][4]byte      // the IPv4 address of each source, for failures
@@ -69,15 +81,14 @@ type worker struct {
 	pending   int
 	tokens    float64
 	lastTick  time.Time
+}
 
-	// both: connections open and not yet through the exchange
+// exchanger is both ends' exchange: connections open and not yet through it.
+type exchanger struct {
 	waiting    int
 	exchanging bool
 	sending    bool // the exchange's first messages are still going out (sendBatch)
 	sendNext   int  // the next fd to send its message to
-
-	// server
-	listening bool
 }
 
 // Main is the whole life of a worker process; it returns the exit code.
@@ -400,97 +411,6 @@ func (w *worker) dropConn(fd int, k FailKind, errno unix.Errno) {
 	}
 	rawClose(fd)
 	w.fail(k, errno, nil)
-}
-
-// startPayload begins fd's --payload once its message is through: with
-// --unread, one write of what the socket buffer and the peer's window take
-// now (the rest is never sent, and that is what such a run measures);
-// otherwise all of it is sent and all of the peer's read, and the connection
-// counts as through only then.
-func (w *worker) startPayload(fd int) {
-	if len(w.payload) == 0 {
-		return
-	}
-	if w.sendLeft == nil {
-		if n, _ := rawWrite(fd, w.payload); n > 0 {
-			w.stats.PayloadSent += uint64(n)
-		}
-		return
-	}
-	w.sendLeft[fd] = uint32(len(w.payload))
-	w.pumpPayload(fd)
-}
-
-// pumpPayload writes what is left of fd's payload until the socket takes no more.
-func (w *worker) pumpPayload(fd int) {
-	for w.sendLeft != nil && w.sendLeft[fd] > 0 {
-		n, err := rawWrite(fd, w.payload[:w.sendLeft[fd]])
-		if n <= 0 || err != nil {
-			return // EAGAIN: EPOLLOUT (edge-triggered) says when to go on
-		}
-		w.sendLeft[fd] -= uint32(n)
-		w.stats.PayloadSent += uint64(n)
-	}
-}
-
-// discard reads and drops the peer's payload, unless --unread keeps it
-// queued, counting it against what fd has still to read.
-func (w *worker) discard(fd int) {
-	if len(w.payload) == 0 || w.cfg.Unread {
-		return
-	}
-	for {
-		n, err := rawRead(fd, w.payload)
-		if n <= 0 || err != nil {
-			return
-		}
-		w.stats.PayloadRead += uint64(n)
-		w.readLeft[fd] -= min(w.readLeft[fd], uint32(n))
-	}
-}
-
-// payloadDone says fd has sent and read all of its payload (at once when
-// there is none to wait for).
-func (w *worker) payloadDone(fd int) bool {
-	return w.sendLeft == nil || w.sendLeft[fd] == 0 && w.readLeft[fd] == 0
-}
-
-// payloadEvent moves fd's payload on, and says when it is through.
-func (w *worker) payloadEvent(fd int, events uint32) (through bool) {
-	if events&unix.EPOLLOUT != 0 {
-		w.pumpPayload(fd)
-	}
-	w.discard(fd)
-	return w.payloadDone(fd)
-}
-
-// receive reads up to the rest of a 4-byte big-endian number into *into,
-// dropping the connection on EOF or error.
-func (w *worker) receive(fd int, c *conn, into *uint32) {
-	for c.got < 4 {
-		n, err := rawRead(fd, w.buf[:4-c.got])
-		switch {
-		case err == unix.EAGAIN:
-			return
-		case err == unix.EINTR:
-			continue
-		case err != nil:
-			errno, _ := err.(unix.Errno)
-			w.dropConn(fd, classifyConnErr(errno), errno)
-			return
-		case n == 0:
-			if c.got > 0 {
-				w.dropConn(fd, FailShortRead, 0)
-			} else {
-				w.dropConn(fd, FailEOF, 0)
-			}
-			return
-		}
-		for _, b := range w.buf[:n] {
-			*into = *into<<8 | uint32(b)
-		}
-		c.got += uint8(n)
-	}
 }
 
 // finish counts every connection still short of the exchange as timed out,

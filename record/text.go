@@ -1,4 +1,4 @@
-package main
+package record
 
 import (
 	"fmt"
@@ -11,34 +11,37 @@ import (
 	"github.com/c10mprobe/c10mprobe/analysis"
 	"github.com/c10mprobe/c10mprobe/internal/sysctl"
 	"github.com/c10mprobe/c10mprobe/internal/units"
-	"github.com/c10mprobe/c10mprobe/record"
 	"github.com/c10mprobe/c10mprobe/runner"
 )
 
-func printPreflight(w io.Writer, checks []runner.Check) {
-	printChecks(w, "Preflight: the limits this run will meet", checks)
+// WriteText writes what the run did, as the terminal shows it at its end,
+// and, when it reached its peak, why; dir is where it is recorded.
+func (run *Run) WriteText(w io.Writer, dir string) {
+	res := run.Summary.Result
+	if m := res.Memcap; m != nil {
+		off := 100 * (float64(m.ActualConnections) - float64(m.PredictedConnections)) / float64(max(1, m.PredictedConnections))
+		fmt.Fprintf(w, "memory cap %s: predicted %d connections, held %d (%+.1f %%), stopped by %s\n",
+			units.Bytes(m.LimitBytes), m.PredictedConnections, m.ActualConnections, off, m.StoppedBy)
+	}
+	if m := res.Machine; m != nil {
+		fmt.Fprintf(w, "machine %s: swapping began near %s connections (predicted %s), the run stopped at %s (predicted %s), stopped by %s\n",
+			units.Bytes(m.MemBytes), units.Count(m.ActualSwapStartConnections), units.Count(m.PredictedSwapStartConnection),
+			units.Count(m.ActualConnections), units.Count(m.PredictedConnections), m.StoppedBy)
+	}
+	if b := res.Ballast; b != nil {
+		fmt.Fprintf(w, "ballast %s: %s swapped out at most, %d major faults, touches p50 %.1f µs, p99 %.1f µs, max %.1f ms\n",
+			units.Bytes(b.Bytes), units.Bytes(b.SwappedBytesPeak), b.MajorFaults, b.TouchLatencyUs.P50, b.TouchLatencyUs.P99, b.TouchLatencyUs.Max/1000)
+	}
+	writeResult(w, res, dir)
+	writeKernel(w, run.Summary.Kernel, res)
+	if run.Explanation != nil {
+		fmt.Fprintln(w)
+		analysis.WriteText(w, *run.Explanation)
+	}
 }
 
-func printChecks(w io.Writer, title string, checks []runner.Check) {
-	fmt.Fprintln(w, title)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "  LIMIT\tVALUE\tNEEDS\t\tACTION")
-	for _, c := range checks {
-		mark := "ok"
-		if !c.OK {
-			mark = "!!"
-		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", c.Limit, c.Value, c.Needs, mark, c.Action)
-	}
-	tw.Flush()
-	for _, c := range checks {
-		if c.Note != "" {
-			fmt.Fprintf(w, "  %s: %s\n", c.Limit, c.Note)
-		}
-	}
-}
-
-func printSummary(w io.Writer, res *runner.Result, dir string) {
+// writeResult writes the runner's result: counts, phases, limit, sysctls.
+func writeResult(w io.Writer, res *runner.Result, dir string) {
 	sources := "1 source address"
 	if res.SourceAddresses != 1 {
 		sources = fmt.Sprintf("%d source addresses", res.SourceAddresses)
@@ -66,7 +69,7 @@ func printSummary(w io.Writer, res *runner.Result, dir string) {
 		fmt.Fprintf(w, "limit: %s at %d connections: %s\n", res.Limit.Kind, res.Limit.At, res.Limit.Detail)
 	}
 	for _, c := range res.SysctlChanges {
-		line := changeLine(c)
+		line := ChangeLine(c)
 		if !c.Restored {
 			line += ": run c10mprobe restore " + dir
 		}
@@ -75,7 +78,8 @@ func printSummary(w io.Writer, res *runner.Result, dir string) {
 	fmt.Fprintf(w, "run directory: %s\n", dir)
 }
 
-func printKernel(w io.Writer, k *record.Kernel, res *runner.Result) {
+// writeKernel writes what the probes saw, per connection.
+func writeKernel(w io.Writer, k *Kernel, res *runner.Result) {
 	if k == nil || res.Established == 0 {
 		return
 	}
@@ -116,8 +120,8 @@ func printKernel(w io.Writer, k *record.Kernel, res *runner.Result) {
 	}
 }
 
-// changeLine says what became of one sysctl the run set.
-func changeLine(c sysctl.Change) string {
+// ChangeLine says what became of one sysctl the run set.
+func ChangeLine(c sysctl.Change) string {
 	switch {
 	case c.LeftAlone != "":
 		return fmt.Sprintf("sysctl %s %s → %s, left at %s: changed by hand since the run set it", c.Key, c.Old, c.New, c.LeftAlone)
@@ -125,4 +129,29 @@ func changeLine(c sysctl.Change) string {
 		return fmt.Sprintf("sysctl %s %s → %s, restored", c.Key, c.Old, c.New)
 	}
 	return fmt.Sprintf("sysctl %s %s → %s, NOT RESTORED", c.Key, c.Old, c.New)
+}
+
+// WritePreflight writes the limits table a run meets.
+func WritePreflight(w io.Writer, checks []runner.Check) {
+	WriteChecks(w, "Preflight: the limits this run will meet", checks)
+}
+
+// WriteChecks writes a table of limits under title, and each one's note.
+func WriteChecks(w io.Writer, title string, checks []runner.Check) {
+	fmt.Fprintln(w, title)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  LIMIT\tVALUE\tNEEDS\t\tACTION")
+	for _, c := range checks {
+		mark := "ok"
+		if !c.OK {
+			mark = "!!"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", c.Limit, c.Value, c.Needs, mark, c.Action)
+	}
+	tw.Flush()
+	for _, c := range checks {
+		if c.Note != "" {
+			fmt.Fprintf(w, "  %s: %s\n", c.Limit, c.Note)
+		}
+	}
 }
