@@ -165,10 +165,9 @@ func memcapLine(r Run, m Memcap) LimitLine {
 }
 
 // minCostConnections is the smallest run whose per-connection costs the
-// verdict stands behind. Measured here: 1 connection showed 48 KiB of
-// kernel memory and 600 KB of user space; 1,000 showed 840 B of user space
-// against 33 B at 100,000; from 10,000 the socket slabs (TCP,
-// sock_inode_cache) are within 1 % of the 100,000 figures.
+// verdict stands behind: below it the run's fixed costs (runtimes, first
+// slab pages) swamp the per-connection ones, and from it the socket slabs
+// are within 1 % of a large run's (docs/measurements.md, "Figures behind the code").
 const minCostConnections = 10000
 
 func verdict(r Run, e Explanation) (string, string) {

@@ -49,7 +49,7 @@ func CostsOf(e Explanation, source string) Costs {
 // tcpMemMax is net.ipv4.tcp_mem[2] as the kernel sizes it for a machine
 // of mem bytes: tcp_init_mem() takes limit = nr_free_buffer_pages() / 16,
 // tcp_mem[0] = limit / 4 × 3 and tcp_mem[2] = tcp_mem[0] × 2, so 3/32 of
-// memory (24 GiB here: 2.2 GiB, as /proc/sys/net/ipv4/tcp_mem says).
+// memory, as /proc/sys/net/ipv4/tcp_mem says on a machine of that size.
 func tcpMemMax(mem uint64) uint64 { return mem / 32 * 3 }
 
 // Predict says how many connections a machine holds and what gives first.

@@ -79,9 +79,9 @@ var hooks = []hook{
 	rawAndTP("kmalloc", "kmem", "kmalloc", "rawtp_kmalloc", "tp_kmalloc"),
 	// Only to tell the slab allocations made in softirq: with the slab hooks.
 	// Exit before entry: a softirq that begins between the two attachments
-	// would otherwise count as entered forever on its CPU (one run had
-	// 42,145 of 60,000 TCP socks "in softirq" so); an exit without its
-	// entry is ignored.
+	// would otherwise count as entered forever on its CPU, and every socket
+	// allocated there after as "in softirq"; an exit without its entry is
+	// ignored.
 	rawAndTP("softirq_exit", "irq", "softirq_exit", "rawtp_softirq_exit", "tp_softirq_exit"),
 	rawAndTP("softirq_entry", "irq", "softirq_entry", "rawtp_softirq_entry", "tp_softirq_entry"),
 	rawAndTP("mm_page_alloc", "kmem", "mm_page_alloc", "rawtp_mm_page_alloc", "tp_mm_page_alloc"),
@@ -202,7 +202,7 @@ func sizeSpec(spec *ebpf.CollectionSpec, cfg Config) error {
 	// A stack map is a hash table without chaining: a stack whose bucket
 	// another holds is dropped, each time it is sampled. Four times the
 	// ~16k samples a run takes keeps those drops to a percent or so (at
-	// 16,384 buckets a 30k run dropped 236 of 6,858 once).
+	// as many buckets as samples they were a few percent: docs/measurements.md, "Figures behind the code").
 	spec.Maps["stacks"].MaxEntries = 4 * stackSamplesWanted
 	spec.Maps["run_sources"].MaxEntries = uint32(max(1, len(cfg.Sources)))
 	// Room for every connect in flight twice over: a failed one leaves at

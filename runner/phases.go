@@ -150,8 +150,8 @@ func (r *Runner) exchange(ctx context.Context, res *Result) {
 		// --payload can queue 64 MiB a side per connection: the host is
 		// guarded here too, and an exchange it stops counts what is missing.
 		// A smaller machine's run into swap is left to verify what it holds:
-		// two small messages a connection, while it thrashes by design (cut
-		// short at its guard, an 8 GiB run verified 176k of 574k).
+		// two small messages a connection, while it thrashes by design: cut
+		// short at its guard, it verifies only part of what it holds.
 		if kind, detail := r.guard(); kind != "" && !guarded && (r.machine == nil || r.cfg.Payload > 0) {
 			guarded = true
 			r.mu.Lock()

@@ -40,9 +40,9 @@ const ObjcgPointer = 8
 // KernelBytes estimates the unswappable kernel memory of one connection (two
 // sockets) from slab object sizes, and says how: the objects every socket
 // allocates, their LSM blobs and epoll wait-queue entry (Charged). Measured
-// runs come out higher (8.6–10 KiB against ≈ 7.4 here): slab pages are not
-// filled to the last byte, and an agent walking /proc/PID/fd adds its /proc
-// inodes; the run's ledger says which.
+// runs come out higher (docs/measurements.md, "Figures behind the code"): slab pages are
+// not filled to the last byte, and an agent walking /proc/PID/fd adds its
+// /proc inodes; the run's ledger says which.
 //
 // sock is the sock's cache: TCP, or TCPv6 for AF_INET6 sockets (IPv4-mapped
 // ones included), whose objects are larger.

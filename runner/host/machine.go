@@ -33,16 +33,15 @@ const HugePagesName = "huge pages"
 // machineSlack is how far above --machine-mem what huge pages leave may be:
 // the pool takes whole huge pages, and on a host that has run for a while
 // unmovable pages (page tables, slab) keep some 2 MiB runs from it even
-// after compaction: 107 of 10,516 pages here after a day of
-// million-connection runs, 7 % of a 3 GiB machine. The run says what it
-// left (summary machine.left_bytes).
+// after compaction (how many: docs/measurements.md, "Figures behind the code"). The run
+// says what it left (summary machine.left_bytes).
 const machineSlack = 1.10
 
 // machinePressureStop is the PSI full share that stops a run into swap.
-// Reclaim stalls are the experiment there: at the host's 10 % an 8 GiB run
-// stopped at 487k connections with 12.6 MiB swapped, the kernel still
-// scanning page cache and pinned dentries; at 40 % it is a machine near
-// freezing, the article's.
+// Reclaim stalls are the experiment there: at the host's 10 % a run stops
+// with almost nothing swapped, the kernel still scanning page cache and
+// pinned dentries (docs/measurements.md, "Figures behind the code"); at 40 % it is a
+// machine near freezing, the article's.
 const machinePressureStop = 40.0
 
 // swapFullShare is the share of swap in use at which a run into swap stops.
@@ -251,7 +250,8 @@ func (ma *Machine) Calibrate(established uint64) {
 }
 
 // userBytesPerConn is the runner's user space a connection (both ends'
-// workers), measured at 200,000: the model adds it to the slab's.
+// workers), as measured (docs/measurements.md, "Figures behind the code"): the model adds
+// it to the slab's.
 const userBytesPerConn = 180
 
 // Guard replaces the reserve's guard on a smaller machine, where going into
