@@ -3,6 +3,7 @@ package analysis
 import (
 	"encoding/csv"
 	"fmt"
+	"github.com/c10mprobe/c10mprobe/internal/phase"
 	"io"
 	"sort"
 	"strconv"
@@ -13,21 +14,21 @@ import (
 
 // Sample is one row of a run's time series.
 type Sample struct {
-	Seconds      float64 `json:"t"`
-	Phase        string  `json:"phase"`
-	Established  uint64  `json:"established"`
-	Verified     uint64  `json:"verified"`
-	Rate         float64 `json:"connect_rate"`
-	MemAvailable uint64  `json:"mem_available"`
-	Slab         uint64  `json:"slab"`
-	SUnreclaim   uint64  `json:"sunreclaim"`
-	TCPMemPages  int64   `json:"tcp_mem_pages"` // socket buffer pages, as tcp_mem counts them
-	SwapUsed     uint64  `json:"swap_used"`
-	RunnerRSS    uint64  `json:"runner_rss"`
-	PgscanDirect uint64  `json:"pgscan_direct"`
-	PswpIn       uint64  `json:"pswpin"`
-	PswpOut      uint64  `json:"pswpout"`
-	OOMKills     uint64  `json:"oom_kill"`
+	Seconds      float64     `json:"t"`
+	Phase        phase.Phase `json:"phase"`
+	Established  uint64      `json:"established"`
+	Verified     uint64      `json:"verified"`
+	Rate         float64     `json:"connect_rate"`
+	MemAvailable uint64      `json:"mem_available"`
+	Slab         uint64      `json:"slab"`
+	SUnreclaim   uint64      `json:"sunreclaim"`
+	TCPMemPages  int64       `json:"tcp_mem_pages"` // socket buffer pages, as tcp_mem counts them
+	SwapUsed     uint64      `json:"swap_used"`
+	RunnerRSS    uint64      `json:"runner_rss"`
+	PgscanDirect uint64      `json:"pgscan_direct"`
+	PswpIn       uint64      `json:"pswpin"`
+	PswpOut      uint64      `json:"pswpout"`
+	OOMKills     uint64      `json:"oom_kill"`
 	// The --ballast's resident and swapped bytes (VmRSS, VmSwap).
 	BallastRSS  uint64           `json:"ballast_rss,omitempty"`
 	BallastSwap uint64           `json:"ballast_swap,omitempty"`
@@ -37,10 +38,10 @@ type Sample struct {
 // Stack is one sampled stack: a kernel allocation stack weighted in bytes,
 // or a CPU stack (kernel frames, then user frames) weighted in samples.
 type Stack struct {
-	Frames []string `json:"frames"`          // innermost first
-	What   string   `json:"what,omitempty"`  // the slab cache, or "pages order N"; empty for CPU
-	Weight uint64   `json:"weight"`          // bytes, or samples for CPU stacks
-	Phase  string   `json:"phase,omitempty"` // CPU stacks: the run's phase when sampled
+	Frames []string    `json:"frames"`          // innermost first
+	What   string      `json:"what,omitempty"`  // the slab cache, or "pages order N"; empty for CPU
+	Weight uint64      `json:"weight"`          // bytes, or samples for CPU stacks
+	Phase  phase.Phase `json:"phase,omitempty"` // CPU stacks: the run's phase when sampled
 }
 
 // TimeseriesHeader is the fixed part of timeseries.csv's header; one
@@ -72,7 +73,7 @@ func WriteTimeseriesCSV(w io.Writer, samples []Sample, pageSize uint64) error {
 	}
 	u := func(v uint64) string { return strconv.FormatUint(v, 10) }
 	for _, s := range samples {
-		row := []string{strconv.FormatFloat(s.Seconds, 'f', 3, 64), s.Phase, u(s.Established), u(s.Verified),
+		row := []string{strconv.FormatFloat(s.Seconds, 'f', 3, 64), string(s.Phase), u(s.Established), u(s.Verified),
 			strconv.FormatFloat(s.Rate, 'f', 0, 64), u(s.MemAvailable), u(s.Slab), u(s.SUnreclaim),
 			strconv.FormatInt(s.TCPMemPages, 10), u(uint64(max(0, s.TCPMemPages)) * pageSize), u(s.SwapUsed), u(s.RunnerRSS),
 			u(s.PgscanDirect), u(s.PswpIn), u(s.PswpOut), u(s.OOMKills)}
@@ -109,7 +110,7 @@ func folded(s Stack) string {
 	parts := make([]string, 0, len(s.Frames)+2)
 	if s.Phase != "" {
 		// A CPU flamegraph splits by phase at its root.
-		parts = append(parts, "["+s.Phase+"]")
+		parts = append(parts, "["+string(s.Phase)+"]")
 	}
 	for i := len(s.Frames) - 1; i >= 0; i-- {
 		parts = append(parts, strings.ReplaceAll(s.Frames[i], ";", ":"))
@@ -174,7 +175,7 @@ func Profile(stacks []Stack, kind profile.ValueType) *profile.Profile {
 		}
 		if s.Phase != "" {
 			// go tool pprof -tagfocus phase=connect
-			sample.Label = map[string][]string{"phase": {s.Phase}}
+			sample.Label = map[string][]string{"phase": {string(s.Phase)}}
 		}
 		for _, f := range s.Frames {
 			sample.Location = append(sample.Location, loc(f))

@@ -176,7 +176,7 @@ func verdict(r Run, e Explanation) (string, string) {
 	}
 	first := e.Limits[0]
 	at := *first.BindsAt
-	if rl := r.RunLimit; rl != nil && rl.Kind == limit.MemoryReserve && first.Name == "memory" {
+	if rl := r.RunLimit; rl != nil && rl.Kind == limit.MemoryReserve && first.kind == limit.Memory {
 		// The guard, not memory's end: say what stopped the run.
 		return first.Name, fmt.Sprintf("the memory reserve stopped the run at %s connections: spare memory fell below the %s kept free (--reserve), with %s available before the run; each connection costs %.1f KiB of unswappable kernel memory and %.0f B of user space",
 			units.Count(at), units.Bytes(r.Limits.Reserve), units.Bytes(r.Idle.MemAvailable), e.KernelPerConnection/1024, e.UserPerConnection)

@@ -6,6 +6,7 @@ package analysis
 
 import (
 	"fmt"
+	"github.com/c10mprobe/c10mprobe/internal/phase"
 	"strings"
 
 	"github.com/c10mprobe/c10mprobe/internal/limit"
@@ -47,7 +48,7 @@ func swapLeg(r Run) *SwapLeg {
 	base := r.Series[0]
 	var prev Sample
 	for _, s := range r.Series {
-		if s.Phase != "connect" && s.Phase != "exchange" {
+		if s.Phase != phase.Connect && s.Phase != phase.Exchange {
 			prev = s
 			continue
 		}
@@ -108,7 +109,7 @@ func duration(us float64) string {
 func swapChart(series []Sample) string {
 	var pts []Sample
 	for _, s := range series {
-		if (s.Phase == "connect" || s.Phase == "idle") && s.BallastRSS+s.BallastSwap > 0 {
+		if (s.Phase == phase.Connect || s.Phase == phase.Idle) && s.BallastRSS+s.BallastSwap > 0 {
 			pts = append(pts, s)
 		}
 	}

@@ -2,6 +2,7 @@ package analysis
 
 import (
 	"fmt"
+	"github.com/c10mprobe/c10mprobe/internal/phase"
 	"sort"
 	"strings"
 
@@ -70,7 +71,7 @@ var rateFuncs = []struct{ fn, what string }{
 
 // ratePhases are the phases of a run whose CPU the rate section reports,
 // in their order.
-var ratePhases = []string{"connect", "exchange", "hold", "close"}
+var ratePhases = []string{string(phase.Connect), string(phase.Exchange), string(phase.Hold), string(phase.Close)}
 
 // causeShare is a share of a phase's CPU above which a cause is named.
 const causeShare = 0.10
@@ -84,7 +85,7 @@ func (rt *Rate) cpuShares(stacks []Stack) {
 	with := map[string]map[string]uint64{} // function → phase → samples with it on the stack
 	self := map[string]map[string]uint64{} // phase → function → samples with it innermost
 	for _, s := range stacks {
-		ph := s.Phase
+		ph := string(s.Phase)
 		if ph == "" {
 			ph = "run"
 		}
@@ -145,7 +146,7 @@ func (rt *Rate) share(fn, ph string) float64 { return rt.CPUShare[fn][ph] }
 
 // causes names what took a tenth or more of the connect phase's CPU.
 func (rt *Rate) causes() {
-	const ph = "connect"
+	const ph = string(phase.Connect)
 	if s := rt.share("__inet_hash_connect", ph); s >= causeShare {
 		check := rt.share("__inet_check_established", ph)
 		rt.Causes = append(rt.Causes, RateCause{Kind: "port_scan", Phase: ph, Func: "__inet_hash_connect", Share: s,
@@ -250,7 +251,7 @@ func rateText(rt *Rate) string {
 			fs = append(fs, fmt.Sprintf("%s %s", t.Func, pct(t.Share)))
 		}
 		s += fmt.Sprintf(".\n  %s (%s CPU samples): most time in %s", ph, units.Count(rt.PhaseSamples[ph]), strings.Join(fs, ", "))
-		if ph == "connect" {
+		if ph == string(phase.Connect) {
 			var ws []string
 			for _, fn := range []string{"__inet_hash_connect", "allocate_slab", "__inet_lookup_established"} {
 				ws = append(ws, fmt.Sprintf("%s %s", fn, pct(rt.share(fn, ph))))

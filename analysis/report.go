@@ -3,6 +3,7 @@ package analysis
 import (
 	"bytes"
 	"fmt"
+	"github.com/c10mprobe/c10mprobe/internal/phase"
 	"html/template"
 	"io"
 	"sort"
@@ -225,13 +226,13 @@ func topCaches(series []Sample, n int) []string {
 func connectPoints(series []Sample) []Sample {
 	var pts []Sample
 	for _, s := range series {
-		if s.Phase == "connect" || s.Phase == "idle" || len(pts) == 0 {
+		if s.Phase == phase.Connect || s.Phase == phase.Idle || len(pts) == 0 {
 			pts = append(pts, s)
 		}
 	}
-	if last := series[len(series)-1]; last.Phase != "connect" {
+	if last := series[len(series)-1]; last.Phase != phase.Connect {
 		for _, s := range series {
-			if s.Phase == "exchange" {
+			if s.Phase == phase.Exchange {
 				pts = append(pts, s)
 				break
 			}

@@ -2,6 +2,7 @@ package record
 
 import (
 	"fmt"
+	"github.com/c10mprobe/c10mprobe/internal/phase"
 	"math"
 	"sort"
 	"time"
@@ -13,7 +14,7 @@ import (
 // after a census, its bytes per connection by cache against
 // /proc/slabinfo's at the peak.
 type KmemReport struct {
-	Mode              string  `json:"mode"` // census, full or off
+	Mode              Kmem    `json:"mode"`
 	CensusConnections uint64  `json:"census_connections,omitempty"`
 	CensusSeconds     float64 `json:"census_seconds,omitempty"` // from the connect phase's start
 	// Check is, by cache, the census's bytes a connection against the
@@ -39,8 +40,28 @@ const kmemTolerance = 0.05
 // but not flagged: its per-CPU slabs alone move it by more than 5 %.
 const minFlagBytes = 64
 
+// Kmem is how a run uses the slab hooks (--kmem).
+type Kmem string
+
+const (
+	// KmemCensus counts every allocation exactly for the first
+	// connections (Runner.CensusSize), then detaches the hooks.
+	KmemCensus Kmem = "census"
+	KmemFull   Kmem = "full" // the whole run
+	KmemOff    Kmem = "off"  // no slab hooks
+)
+
+// ParseKmem is --kmem's value, or an error naming the three.
+func ParseKmem(s string) (Kmem, error) {
+	switch k := Kmem(s); k {
+	case KmemCensus, KmemFull, KmemOff:
+		return k, nil
+	}
+	return "", fmt.Errorf("--kmem takes census, full or off, got %q", s)
+}
+
 // SetKmem records how the run uses the slab hooks (--kmem).
-func (r *Recorder) SetKmem(mode string) { r.kmemMode = mode }
+func (r *Recorder) SetKmem(mode Kmem) { r.kmemMode = mode }
 
 // Census is the runner's OnCensus: /proc/slabinfo and the probes read
 // back to back while nothing opens, then the slab hooks detached.
@@ -48,7 +69,7 @@ func (r *Recorder) Census(connections uint64) error {
 	if r.probes == nil {
 		return nil
 	}
-	s := PhaseSample{Phase: "census", Time: time.Now(), Established: connections}
+	s := PhaseSample{Phase: phase.Census, Time: time.Now(), Established: connections}
 	s.Slabinfo, _ = procfs.ReadSlabinfo()
 	var err error
 	if s.Probe, err = r.probes.Snapshot(); err != nil {
@@ -65,7 +86,7 @@ func (r *Recorder) Census(connections uint64) error {
 func (r *Recorder) kmemReport(idle, peak *PhaseSample, established uint64, caches map[string]CacheReport) *KmemReport {
 	k := &KmemReport{Mode: r.kmemMode}
 	if k.Mode == "" {
-		k.Mode = "full"
+		k.Mode = KmemFull
 	}
 	c := r.census
 	if c == nil || idle == nil || peak == nil || established == 0 || c.Established == 0 {

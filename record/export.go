@@ -5,47 +5,78 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/c10mprobe/c10mprobe/analysis"
 	"github.com/c10mprobe/c10mprobe/internal/units"
 )
 
-// formatFiles maps each export format to the files it writes.
-var formatFiles = map[string][]string{
-	"csv":    {"timeseries.csv", "ledger.csv"},
-	"json":   {"explanation.json"},
-	"folded": {"kernel-alloc.folded", "cpu.folded"},
-	"pprof":  {"kernel-alloc.pb.gz", "cpu.pb.gz"},
-	"svg":    {"flamegraph.svg", "cpu-flamegraph.svg"},
-	"html":   {"report.html"},
+// export is one file an export format writes: its name, the stacks it is
+// drawn from (none, alloc or cpu: a run without them skips it, saying why,
+// rather than writing it empty), and how it is rendered.
+type export struct {
+	format string
+	file   string
+	needs  stacksKind
+	render func(r *Run, w *bytes.Buffer) error
+}
+
+// stacksKind is what an export is drawn from.
+type stacksKind int
+
+const (
+	noStacks stacksKind = iota
+	allocStacks
+	cpuStacks
+)
+
+// exports are every file of every format, in the order they are written:
+// a new export is one row.
+var exports = []export{
+	{"csv", "timeseries.csv", noStacks, func(r *Run, w *bytes.Buffer) error {
+		return analysis.WriteTimeseriesCSV(w, r.Series, uint64(os.Getpagesize()))
+	}},
+	{"csv", "ledger.csv", noStacks, func(r *Run, w *bytes.Buffer) error { return analysis.WriteLedgerCSV(w, *r.Explanation) }},
+	{"json", "explanation.json", noStacks, func(r *Run, w *bytes.Buffer) error { return WriteJSONTo(w, *r.Explanation) }},
+	{"folded", "kernel-alloc.folded", allocStacks, func(r *Run, w *bytes.Buffer) error { return analysis.WriteFolded(w, r.Stacks) }},
+	{"folded", "cpu.folded", cpuStacks, func(r *Run, w *bytes.Buffer) error { return analysis.WriteFolded(w, r.CPU) }},
+	{"pprof", "kernel-alloc.pb.gz", allocStacks, func(r *Run, w *bytes.Buffer) error {
+		return analysis.WritePprof(w, r.Stacks, analysis.AllocSpace)
+	}},
+	{"pprof", "cpu.pb.gz", cpuStacks, func(r *Run, w *bytes.Buffer) error { return analysis.WritePprof(w, r.CPU, analysis.CPUSamples) }},
+	{"svg", "flamegraph.svg", allocStacks, func(r *Run, w *bytes.Buffer) error {
+		return analysis.WriteFlameSVG(w, r.Stacks, "kernel memory allocated by the run, by stack", "bytes")
+	}},
+	{"svg", "cpu-flamegraph.svg", cpuStacks, func(r *Run, w *bytes.Buffer) error {
+		return analysis.WriteFlameSVG(w, r.CPU, "where the run's CPU time went, by phase", "samples")
+	}},
+	{"html", "report.html", noStacks, func(r *Run, w *bytes.Buffer) error { return analysis.WriteReport(w, r.report()) }},
 }
 
 // Formats are the export formats, in the order they are written.
-var Formats = []string{"csv", "json", "folded", "pprof", "svg", "html"}
+var Formats = func() []string {
+	var fs []string
+	for _, e := range exports {
+		if !slices.Contains(fs, e.format) {
+			fs = append(fs, e.format)
+		}
+	}
+	return fs
+}()
 
 // IsFormat reports whether f is an export format.
-func IsFormat(f string) bool {
-	_, ok := formatFiles[f]
-	return ok
-}
+func IsFormat(f string) bool { return slices.Contains(Formats, f) }
 
-// stackExports are the files drawn from stacks: nothing to draw when a run
-// has none, so they are skipped, saying why, rather than written empty.
-var stackExports = map[string]bool{
-	"kernel-alloc.folded": true, "kernel-alloc.pb.gz": true, "flamegraph.svg": true,
-	"cpu.folded": true, "cpu.pb.gz": true, "cpu-flamegraph.svg": true,
-}
-
-// noStacksWhy says why a run has no stacks of a kind, or "" when it has some.
-func (r *Run) noStacksWhy(name string) string {
-	cpu := strings.HasPrefix(name, "cpu")
+// noStacksWhy says why a run has no stacks of a kind, or "" when it has
+// some (or the export needs none).
+func (r *Run) noStacksWhy(needs stacksKind) string {
 	switch {
-	case cpu && len(r.CPU) > 0, !cpu && len(r.Stacks) > 0:
+	case needs == noStacks, needs == cpuStacks && len(r.CPU) > 0, needs == allocStacks && len(r.Stacks) > 0:
 		return ""
 	case r.Summary.Kernel == nil:
 		return "the run had no eBPF probes (--no-bpf)"
-	case cpu && r.CPUWhy != "":
+	case needs == cpuStacks && r.CPUWhy != "":
 		return r.CPUWhy
 	}
 	return "the probes sampled none"
@@ -58,42 +89,21 @@ func (r *Run) Export(dir string, formats []string) (written []string, skipped ma
 	if r.Explanation == nil {
 		return nil, nil, r.NoPeak
 	}
-	e := *r.Explanation
 	skipped = map[string]string{}
 	for _, f := range formats {
-		for _, name := range formatFiles[f] {
-			if why := r.noStacksWhy(name); stackExports[name] && why != "" {
-				skipped[name] = why
+		for _, e := range exports {
+			if e.format != f {
+				continue
+			}
+			if why := r.noStacksWhy(e.needs); why != "" {
+				skipped[e.file] = why
 				continue
 			}
 			var buf bytes.Buffer
-			var err error
-			switch name {
-			case "timeseries.csv":
-				err = analysis.WriteTimeseriesCSV(&buf, r.Series, uint64(os.Getpagesize()))
-			case "ledger.csv":
-				err = analysis.WriteLedgerCSV(&buf, e)
-			case "explanation.json":
-				err = WriteJSONTo(&buf, e)
-			case "kernel-alloc.folded":
-				err = analysis.WriteFolded(&buf, r.Stacks)
-			case "kernel-alloc.pb.gz":
-				err = analysis.WritePprof(&buf, r.Stacks, analysis.AllocSpace)
-			case "flamegraph.svg":
-				err = analysis.WriteFlameSVG(&buf, r.Stacks, "kernel memory allocated by the run, by stack", "bytes")
-			case "cpu.folded":
-				err = analysis.WriteFolded(&buf, r.CPU)
-			case "cpu.pb.gz":
-				err = analysis.WritePprof(&buf, r.CPU, analysis.CPUSamples)
-			case "cpu-flamegraph.svg":
-				err = analysis.WriteFlameSVG(&buf, r.CPU, "where the run's CPU time went, by phase", "samples")
-			case "report.html":
-				err = analysis.WriteReport(&buf, r.report())
+			if err := e.render(r, &buf); err != nil {
+				return written, skipped, fmt.Errorf("rendering %s: %w", e.file, err)
 			}
-			if err != nil {
-				return written, skipped, fmt.Errorf("rendering %s: %w", name, err)
-			}
-			path := filepath.Join(dir, name)
+			path := filepath.Join(dir, e.file)
 			if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
 				return written, skipped, err
 			}
@@ -113,7 +123,7 @@ func (r *Run) report() analysis.Report {
 		{Name: "connect", Value: fmt.Sprintf("%.2f s, %.0f/s", res.Phases.ConnectSeconds, res.ConnectRate)},
 		{Name: "exchange", Value: fmt.Sprintf("%.2f s", res.Phases.ExchangeSeconds)},
 		{Name: "runner memory", Value: fmt.Sprintf("%.0f B per connection (PSS)", float64(res.RunnerPss)/float64(max(1, res.Established)))},
-		{Name: "stopped by", Value: res.StoppedBy},
+		{Name: "stopped by", Value: string(res.StoppedBy)},
 	}
 	if k := r.Summary.Kernel; k != nil {
 		rep.Facts = append(rep.Facts, analysis.Fact{Name: "probes", Value: string(k.Backend)})

@@ -2,6 +2,7 @@ package record
 
 import (
 	"fmt"
+	"github.com/c10mprobe/c10mprobe/internal/phase"
 	"sync"
 	"time"
 
@@ -48,7 +49,7 @@ type Recorder struct {
 	ballast int // --ballast's pid; 0 without
 	start   time.Time
 	// The slab hooks: --kmem's mode, and the census if taken.
-	kmemMode  string
+	kmemMode  Kmem
 	census    *PhaseSample
 	idleProbe *bpf.Snapshot
 	series    []analysis.Sample
@@ -97,7 +98,7 @@ func (r *Recorder) Progress(p runner.Progress) {
 // cpuPhases are the phases CPU samples are tagged with, by index. Index 0
 // is between phases: the recorder's own reading of the peak, sock_diag's
 // count of endpoints, which no phase of connections should be charged with.
-var cpuPhases = []runner.Phase{"between", runner.PhaseConnect, runner.PhaseExchange, runner.PhaseHold, runner.PhaseClose}
+var cpuPhases = []runner.Phase{phase.Between, runner.PhaseConnect, runner.PhaseExchange, runner.PhaseHold, runner.PhaseClose}
 
 func phaseIndex(ph runner.Phase) uint32 {
 	for i, p := range cpuPhases {
@@ -108,11 +109,11 @@ func phaseIndex(ph runner.Phase) uint32 {
 	return 0
 }
 
-func phaseName(i uint32) string {
+func phaseName(i uint32) phase.Phase {
 	if int(i) < len(cpuPhases) {
-		return string(cpuPhases[i])
+		return cpuPhases[i]
 	}
-	return fmt.Sprint(i)
+	return phase.Phase(fmt.Sprint(i))
 }
 
 // Phase is the runner's OnPhase: one sample of everything, and at the idle
@@ -210,10 +211,10 @@ func (r *Recorder) sampleNow() {
 	r.mu.Lock()
 	p, pids, ballast := r.last, append([]int(nil), r.pids...), r.ballast
 	r.mu.Unlock()
-	s := analysis.Sample{Seconds: time.Since(r.start).Seconds(), Phase: string(p.Phase),
+	s := analysis.Sample{Seconds: time.Since(r.start).Seconds(), Phase: p.Phase,
 		Established: p.Established, Verified: p.Verified, Rate: p.Rate}
 	if s.Phase == "" {
-		s.Phase = string(runner.PhaseIdle)
+		s.Phase = phase.Idle
 	}
 	if m, err := procfs.ReadMeminfo(); err == nil {
 		s.MemAvailable, s.Slab, s.SUnreclaim, s.SwapUsed = m.MemAvailable, m.Slab, m.SUnreclaim, m.SwapTotal-m.SwapFree

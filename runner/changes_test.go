@@ -76,7 +76,7 @@ func TestEveryWayOutUndoesTheRunsChanges(t *testing.T) {
 	f := &fakeChange{name: "fake"}
 	cfg := base
 	cfg.Changes = []host.Change{f}
-	if res, err := run(cfg, context.Background()); err != nil || res.StoppedBy != "complete" {
+	if res, err := run(cfg, context.Background()); err != nil || res.StoppedBy != limit.Complete {
 		t.Errorf("completing: %v, stopped by %v", err, res.StoppedBy)
 	}
 	if got := f.logged(); !slices.Equal(got, full) {

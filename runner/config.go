@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/c10mprobe/c10mprobe/internal/phase"
 	"github.com/c10mprobe/c10mprobe/runner/host"
 	"github.com/c10mprobe/c10mprobe/runner/worker"
 )
@@ -156,14 +157,14 @@ func (c Config) clientOnly() bool { return c.Target.IsValid() }
 type KeyValue = host.Sysctl
 
 // Phase names a stage of a run.
-type Phase string
+type Phase = phase.Phase
 
 const (
-	PhaseIdle     Phase = "idle"
-	PhaseConnect  Phase = "connect"
-	PhaseExchange Phase = "exchange"
-	PhaseHold     Phase = "hold"
-	PhaseClose    Phase = "close"
+	PhaseIdle     = phase.Idle
+	PhaseConnect  = phase.Connect
+	PhaseExchange = phase.Exchange
+	PhaseHold     = phase.Hold
+	PhaseClose    = phase.Close
 )
 
 // Progress is the state of a run, for display and sampling.

@@ -69,6 +69,28 @@ func (r *Runner) limitFor(p *proc, s *worker.Stats) (limit.Kind, string) {
 	}
 }
 
+// failureKinds is the limit each kind of failure names: a resource's
+// failure its limit, the rest (refused, reset, timed out, a wrong echo)
+// kinds of their own.
+var failureKinds = [worker.NumFailKinds]limit.Kind{
+	worker.FailEMFILE:       limit.Fds,
+	worker.FailENFILE:       limit.FileMax,
+	worker.FailPorts:        limit.Ports,
+	worker.FailAddr:         limit.SourceAddress,
+	worker.FailNoMem:        limit.Memory,
+	worker.FailEpollWatches: limit.EpollWatches,
+	worker.FailTimedOut:     limit.ConnectTimedOut,
+	worker.FailRefused:      limit.Refused,
+	worker.FailReset:        limit.Reset,
+	worker.FailEOF:          limit.PeerClosed,
+	worker.FailShortRead:    limit.ShortRead,
+	worker.FailMismatch:     limit.Mismatch,
+	worker.FailTimeout:      limit.ExchangeTimeout,
+	worker.FailNotAccepted:  limit.AcceptQueue,
+	worker.FailWorkerDied:   limit.WorkerDied,
+	worker.FailOther:        limit.Other,
+}
+
 // failureLimit names the commonest failure when no limit stopped the opening.
 func (r *Runner) failureLimit(t totals) *Limit {
 	var worst worker.FailKind
@@ -84,6 +106,6 @@ func (r *Runner) failureLimit(t totals) *Limit {
 		return &Limit{Kind: limit.AcceptQueue, At: t.accepted,
 			Detail: fmt.Sprintf("%d handshakes completed that no server worker accepted within %s", t.clientEstablished-t.accepted, r.cfg.Timeout)}
 	}
-	return &Limit{Kind: limit.Kind(worst.String()), At: t.clientEstablished,
+	return &Limit{Kind: failureKinds[worst], At: t.clientEstablished,
 		Detail: fmt.Sprintf("%d connections failed with %s", t.failed[worst], worst)}
 }

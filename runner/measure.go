@@ -152,11 +152,11 @@ func (r *Runner) finishResult(res *Result) {
 		// Every connection verified, but the host went below its guard.
 		res.Limit = r.limit
 	}
-	res.StoppedBy = "complete"
+	res.StoppedBy = limit.Complete
 	res.Aborted = r.aborted
 	res.WorkerExecutable = r.workerExe
 	if res.Limit != nil {
-		res.StoppedBy = string(res.Limit.Kind)
+		res.StoppedBy = res.Limit.Kind
 	}
 	if res.Memcap != nil {
 		r.memcap.Finish(t.clientEstablished, res.StoppedBy)

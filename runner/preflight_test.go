@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"github.com/c10mprobe/c10mprobe/runner/worker"
 	"net/netip"
 	"strings"
 	"testing"
@@ -44,6 +45,16 @@ func TestPreflight(t *testing.T) {
 	for _, c := range Preflight(h, p, Tuning{Backlog: 65535, PortLo: 40000, PortHi: 40999}, 1<<30, false) {
 		if c.Limit == "source ports" && (c.OK || !strings.Contains(c.Action, "binds at 1,000")) {
 			t.Errorf("ports: %+v", c)
+		}
+	}
+}
+
+// Every kind of failure names a limit kind: one added without an entry in
+// failureKinds would name none.
+func TestEveryFailureNamesALimitKind(t *testing.T) {
+	for k := worker.FailKind(0); k < worker.NumFailKinds; k++ {
+		if failureKinds[k] == "" {
+			t.Errorf("failure %s names no limit kind", k)
 		}
 	}
 }

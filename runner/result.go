@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"github.com/c10mprobe/c10mprobe/internal/limit"
 	"github.com/c10mprobe/c10mprobe/internal/sysctl"
 	"github.com/c10mprobe/c10mprobe/runner/host"
 )
@@ -14,7 +15,7 @@ type Result struct {
 	Echoed      uint64            `json:"echoed"`
 	Failed      map[string]uint64 `json:"failed"`
 	Limit       *Limit            `json:"limit"`
-	StoppedBy   string            `json:"stopped_by"`
+	StoppedBy   limit.Kind        `json:"stopped_by"` // the limit's kind, or limit.Complete
 	// Aborted says a second signal killed the workers: what was sampled
 	// after that is not the run's peak.
 	Aborted bool `json:"aborted,omitempty"`

@@ -62,7 +62,7 @@ func TestRunInProcessVerifiesAndRestores(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Verified != 3000 || res.ServerSockets != 3000 || res.DistinctClientEndpoints != 3000 || res.Limit != nil || res.StoppedBy != "complete" {
+	if res.Verified != 3000 || res.ServerSockets != 3000 || res.DistinctClientEndpoints != 3000 || res.Limit != nil || res.StoppedBy != limit.Complete {
 		t.Errorf("verified %d, %d sockets on the port, %d endpoints, limit %+v, stopped by %s",
 			res.Verified, res.ServerSockets, res.DistinctClientEndpoints, res.Limit, res.StoppedBy)
 	}

@@ -106,7 +106,7 @@ func TestMemoryCapIsReachedNamedAndRemoved(t *testing.T) {
 	}
 	s := readSummary(t, r)
 	m := s.Memcap
-	if m == nil || s.Limit == nil || s.Limit.Kind != limit.Memcap || m.StoppedBy != "memcap" {
+	if m == nil || s.Limit == nil || s.Limit.Kind != limit.Memcap || m.StoppedBy != limit.Memcap {
 		t.Fatalf("limit %+v, memcap %+v: want memcap", s.Limit, m)
 	}
 	// Held within 10 % of the prediction printed before the first connection.
@@ -224,7 +224,7 @@ func TestWorkerKilledDuringHoldEndsItAndIsNamed(t *testing.T) {
 		t.Fatalf("exit %d, want 1\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
 	s := readSummary(t, r)
-	if s.Limit == nil || s.Limit.Kind != limit.WorkerDied || s.StoppedBy != string(limit.WorkerDied) ||
+	if s.Limit == nil || s.Limit.Kind != limit.WorkerDied || s.StoppedBy != limit.WorkerDied ||
 		!strings.Contains(s.Limit.Detail, fmt.Sprintf("server worker 0 (pid %d) killed by SIGKILL", victim)) || !strings.Contains(s.Limit.Detail, "lost") {
 		t.Fatalf("limit %+v, stopped by %s: want worker_died naming server worker 0, pid %d, SIGKILL and the connections lost", s.Limit, s.StoppedBy, victim)
 	}

@@ -168,7 +168,7 @@ func takeSignals(prog *progress) (ctx context.Context, running *atomic.Pointer[r
 // censusSize is how many connections the slab hooks count exactly: the
 // runner's census size with --kmem census, else all it opens.
 func censusSize(f *runFlags, r *runner.Runner) int {
-	if f.kmem == "census" {
+	if f.kmem == record.KmemCensus {
 		return r.CensusSize()
 	}
 	return r.Conns()
@@ -184,7 +184,7 @@ func openProbes(f *runFlags, r *runner.Runner, stderr io.Writer) (*bpf.Probes, e
 	probes, err := bpf.Open(bpf.Config{
 		Backend: f.backend, Conns: r.Conns(), Inflight: cfg.Inflight, RunPort: r.ServerPort(),
 		Sources: plan.Sources, PortLo: plan.PortLo, PortsPerSource: plan.PortsPerSource, RunDir: cfg.OutDir,
-		NoKmem: f.kmem == "off", KmemConns: censusSize(f, r), AutoSources: plan.AutoSources,
+		NoKmem: f.kmem == record.KmemOff, KmemConns: censusSize(f, r), AutoSources: plan.AutoSources,
 	})
 	if err != nil {
 		err = fmt.Errorf("attaching the eBPF probes: %v; pass --no-bpf to run without them", err)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/c10mprobe/c10mprobe/bpf"
 	"github.com/c10mprobe/c10mprobe/internal/cliflag"
+	"github.com/c10mprobe/c10mprobe/record"
 	"github.com/c10mprobe/c10mprobe/runner"
 	"github.com/spf13/pflag"
 )
@@ -20,7 +21,7 @@ type runFlags struct {
 	noBPF     bool
 	probeCost bool
 	backend   bpf.Backend
-	kmem      string // census, full or off
+	kmem      record.Kmem
 	netns     bool
 }
 
@@ -169,10 +170,8 @@ func (v *flagVars) check(fs *pflag.FlagSet) (bpf.Backend, error) {
 	if v.is.netns && (fs.Changed("target") || fs.Changed("server-cmd") || fs.Changed("server-pid")) {
 		return "", badInput("--netns runs both ends in a network namespace of their own: a server you bring (--target) is outside it")
 	}
-	switch v.kmem {
-	case "census", "full", "off":
-	default:
-		return "", badInput("--kmem takes census, full or off, got %q", v.kmem)
+	if _, err := record.ParseKmem(v.kmem); err != nil {
+		return "", badInput("%v", err)
 	}
 	if v.is.probeCost && v.is.noBPF {
 		return "", badInput("--probe-cost times the probes, and --no-bpf attaches none: pass one of them")
@@ -210,7 +209,7 @@ func (v *flagVars) runFlags(mode runner.Mode, backend bpf.Backend) *runFlags {
 			Brought:        runner.Brought{ServerPIDs: v.serverPIDs, ServerCmd: v.serverCmd},
 			Spread:         runner.Spread{FirstWait: v.wait},
 		},
-		noBPF: v.is.noBPF, probeCost: v.is.probeCost, backend: backend, kmem: v.kmem, netns: v.is.netns,
+		noBPF: v.is.noBPF, probeCost: v.is.probeCost, backend: backend, kmem: record.Kmem(v.kmem), netns: v.is.netns,
 	}
 	if mode == runner.ModeDial {
 		rf.cfg.Index, rf.cfg.Of = v.index, v.of

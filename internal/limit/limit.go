@@ -27,6 +27,20 @@ const (
 	Unverified     Kind = "unverified"      // held, but not every exchange verified
 	Other          Kind = "other"           // an errno no limit above explains, named in the detail
 
+	// What the run's connections met when no limit stopped it: the
+	// commonest failure names itself (runner's failureKinds).
+	ConnectTimedOut Kind = "connect_timed_out"  // connect() timed out (ETIMEDOUT): SYNs unanswered
+	Refused         Kind = "connection_refused" // ECONNREFUSED: nothing listening, or the backlog full with tcp_abort_on_overflow
+	Reset           Kind = "reset"              // the peer reset an open connection
+	PeerClosed      Kind = "eof"                // the peer closed before the exchange was through
+	ShortRead       Kind = "short_read"         // the peer closed within a message
+	Mismatch        Kind = "mismatch"           // a message came back wrong
+	ExchangeTimeout Kind = "exchange_timeout"   // the exchange made no progress for --timeout
+
+	// Complete is what stopped a run that opened and verified all it was
+	// asked to: nothing.
+	Complete Kind = "complete"
+
 	// A server the user brings (--target) meets its own limits first.
 	ServerFds     Kind = "server_fds"     // its RLIMIT_NOFILE
 	ServerThreads Kind = "server_threads" // kernel.threads-max, kernel.pid_max or its RLIMIT_NPROC

@@ -82,13 +82,13 @@ type MachineResult struct {
 	ModelSwapStartConnections uint64 `json:"model_swap_start_connections"` // printed before the first connection
 	ModelConnections          uint64 `json:"model_connections"`
 	// The prediction made again from the first connections' measured cost.
-	MeasuredBytesPerConnection   uint64 `json:"measured_bytes_per_connection"`
-	MeasuredOver                 uint64 `json:"measured_over_connections"`
-	PredictedSwapStartConnection uint64 `json:"predicted_swap_start_connections"`
-	PredictedConnections         uint64 `json:"predicted_connections"`
-	ActualSwapStartConnections   uint64 `json:"actual_swap_start_connections"` // from the time series (analysis)
-	ActualConnections            uint64 `json:"actual_connections"`
-	StoppedBy                    string `json:"stopped_by"`
+	MeasuredBytesPerConnection   uint64     `json:"measured_bytes_per_connection"`
+	MeasuredOver                 uint64     `json:"measured_over_connections"`
+	PredictedSwapStartConnection uint64     `json:"predicted_swap_start_connections"`
+	PredictedConnections         uint64     `json:"predicted_connections"`
+	ActualSwapStartConnections   uint64     `json:"actual_swap_start_connections"` // from the time series (analysis)
+	ActualConnections            uint64     `json:"actual_connections"`
+	StoppedBy                    limit.Kind `json:"stopped_by"`
 }
 
 func (ma *Machine) Name() string { return HugePagesName }
@@ -281,7 +281,7 @@ func (ma *Machine) Guard() (limit.Kind, string) {
 
 // Result is summary.json's machine, at the end of a run that held
 // established connections and was stopped by stoppedBy.
-func (ma *Machine) Result(established uint64, stoppedBy string) *MachineResult {
+func (ma *Machine) Result(established uint64, stoppedBy limit.Kind) *MachineResult {
 	res := &MachineResult{MemBytes: ma.Size, Mechanism: "hugetlb: vm.nr_hugepages reserves the rest of RAM", HugePages: ma.pages,
 		LeftBytes: ma.left, ModelBytesPerConnection: ma.modelPerConn, ModelSwapStartConnections: ma.modelSwapStart, ModelConnections: ma.modelStop,
 		MeasuredOver:                 ma.calibratedOver,

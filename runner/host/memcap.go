@@ -177,7 +177,7 @@ func (m *Memcap) check(established uint64, now time.Time) string {
 }
 
 // Finish fills the cap's part of the result.
-func (m *Memcap) Finish(established uint64, stoppedBy string) {
+func (m *Memcap) Finish(established uint64, stoppedBy limit.Kind) {
 	res := m.Result
 	if res == nil {
 		return
@@ -205,16 +205,16 @@ func (m *Memcap) Undo() error {
 
 // MemcapResult is what the run's memory cgroup saw.
 type MemcapResult struct {
-	LimitBytes           uint64  `json:"limit_bytes"`
-	StopShare            float64 `json:"stop_share"`                 // opening stops at this share of the cap
-	BaselineBytes        uint64  `json:"baseline_bytes"`             // charged with the workers up and idle
-	ChargePerConnection  float64 `json:"model_bytes_per_connection"` // the model's charge, for the prediction
-	PredictedConnections uint64  `json:"predicted_connections"`      // printed before the run
-	ActualConnections    uint64  `json:"actual_connections"`
-	StoppedBy            string  `json:"stopped_by"` // the limit kind, or "complete"
-	PeakUsageBytes       uint64  `json:"peak_usage_bytes"`
-	LimitHits            uint64  `json:"limit_hits"` // v1 failcnt, v2 memory.events max
-	OOMKills             uint64  `json:"oom_kills"`
-	Cgroup               string  `json:"cgroup"`
-	Version              int     `json:"cgroup_version"`
+	LimitBytes           uint64     `json:"limit_bytes"`
+	StopShare            float64    `json:"stop_share"`                 // opening stops at this share of the cap
+	BaselineBytes        uint64     `json:"baseline_bytes"`             // charged with the workers up and idle
+	ChargePerConnection  float64    `json:"model_bytes_per_connection"` // the model's charge, for the prediction
+	PredictedConnections uint64     `json:"predicted_connections"`      // printed before the run
+	ActualConnections    uint64     `json:"actual_connections"`
+	StoppedBy            limit.Kind `json:"stopped_by"` // the limit kind, or limit.Complete
+	PeakUsageBytes       uint64     `json:"peak_usage_bytes"`
+	LimitHits            uint64     `json:"limit_hits"` // v1 failcnt, v2 memory.events max
+	OOMKills             uint64     `json:"oom_kills"`
+	Cgroup               string     `json:"cgroup"`
+	Version              int        `json:"cgroup_version"`
 }
