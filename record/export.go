@@ -6,10 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 
 	"github.com/c10mprobe/c10mprobe/analysis"
-	"github.com/c10mprobe/c10mprobe/internal/units"
 )
 
 // export is one file an export format writes: its name, the stacks it is
@@ -156,36 +154,4 @@ func (r *Run) Compared(name string) analysis.Compared {
 		m["binds_at"] = float64(*e.Limits[0].BindsAt)
 	}
 	return analysis.Compared{Name: name, Explanation: e, Metrics: m, Settings: r.settings()}
-}
-
-// settings lists what the run was asked to do that changes its result, in
-// the flags' own terms: what a comparison must show beside its numbers.
-func (r *Run) settings() []string {
-	res := r.Summary.Result
-	st := res.Settings
-	var out []string
-	add := func(cond bool, format string, a ...any) {
-		if cond {
-			out = append(out, fmt.Sprintf(format, a...))
-		}
-	}
-	add(r.Summary.Kernel == nil, "--no-bpf")
-	add(st.NoTune, "--no-tune")
-	add(st.MemLimit > 0, "--mem-limit %s", units.Bytes(st.MemLimit))
-	add(st.Swap > 0, "--swap %s", units.Bytes(st.Swap))
-	add(st.Rate > 0, "--rate %g", st.Rate)
-	add(len(st.Sources) > 0, "--src %s", strings.Join(st.Sources, ","))
-	add(st.WorkerFDs > 0, "--worker-fds %d", st.WorkerFDs)
-	add(st.MaxWorkers > 0, "--max-workers %d", st.MaxWorkers)
-	for _, c := range res.SysctlChanges {
-		out = append(out, fmt.Sprintf("%s=%s", c.Key, c.New))
-	}
-	if p := res.Payload; p.Bytes > 0 {
-		s := fmt.Sprintf("payload %d B", p.Bytes)
-		if p.Unread {
-			s += " unread"
-		}
-		out = append(out, s)
-	}
-	return out
 }
