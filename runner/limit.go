@@ -86,6 +86,7 @@ var failureKinds = [worker.NumFailKinds]limit.Kind{
 	worker.FailShortRead:    limit.ShortRead,
 	worker.FailMismatch:     limit.Mismatch,
 	worker.FailTimeout:      limit.ExchangeTimeout,
+	worker.FailPayloadShort: limit.PayloadShort,
 	worker.FailNotAccepted:  limit.AcceptQueue,
 	worker.FailWorkerDied:   limit.WorkerDied,
 	worker.FailOther:        limit.Other,

@@ -36,6 +36,7 @@ const (
 	ShortRead       Kind = "short_read"         // the peer closed within a message
 	Mismatch        Kind = "mismatch"           // a message came back wrong
 	ExchangeTimeout Kind = "exchange_timeout"   // the exchange made no progress for --timeout
+	PayloadShort    Kind = "payload_short"      // --payload not all sent or read before the exchange ended
 
 	// Complete is what stopped a run that opened and verified all it was
 	// asked to: nothing.

@@ -64,6 +64,7 @@ var failNames = [NumFailKinds]string{
 	FailShortRead:    "short_read",
 	FailMismatch:     "mismatch",
 	FailTimeout:      "exchange_timeout",
+	FailPayloadShort: "payload_short",
 	FailNotAccepted:  "not_accepted",
 	FailWorkerDied:   "worker_died",
 	FailOther:        "other",

@@ -44,3 +44,12 @@ func TestStatsRoundTrip(t *testing.T) {
 		t.Error("accepted a short record")
 	}
 }
+
+// Every failure kind has a name: the summary counts failures by it.
+func TestEveryFailureKindHasAName(t *testing.T) {
+	for k := FailKind(0); k < NumFailKinds; k++ {
+		if k.String() == "" {
+			t.Errorf("failure kind %d has no name", k)
+		}
+	}
+}
