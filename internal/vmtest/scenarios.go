@@ -51,6 +51,10 @@ type summary struct {
 		Kind string `json:"kind"`
 		At   uint64 `json:"at"`
 	} `json:"limit"`
+	Memcap *struct {
+		Predicted uint64 `json:"predicted_connections"`
+		Actual    uint64 `json:"actual_connections"`
+	} `json:"memcap"`
 	Kernel *struct {
 		Attachments []struct {
 			Hook    string `json:"hook"`
@@ -79,9 +83,9 @@ func scenarios() []scenario {
 		{name: "run --target (Go server)", args: []string{"run", "--conns", "5000", "--target", "127.0.0.1:19990",
 			"--server-cmd", "ulimit -n 12000; exec /bin/goecho 127.0.0.1:19990", "--exchange", "echo"}, check: verifiedAll(5000), limited: true},
 		{name: "run --mem-limit", args: []string{"run", "--conns", "60000", "--mem-limit", "160MiB"},
-			check: stoppedBy("memcap"), xfail: "#22: memory.max cannot be set on cgroup v2 without +memory in the parent"},
+			check: capWithin(0.10)},
 		{name: "run --mem-limit, in a nested cgroup beside another process", args: []string{"run", "--conns", "60000", "--mem-limit", "160MiB"},
-			setup: nestedCgroup, check: stoppedBy("memcap"), xfail: "#22: memory.max cannot be set on cgroup v2 from a cgroup that holds processes"},
+			setup: nestedCgroup, check: capWithin(0.10)},
 		{name: "run --machine-mem, no swap", args: []string{"run", "--conns", "600000", "--machine-mem", "2GiB"},
 			check: stoppedBy(guards...), xfail: "#22: without swap the OOM killer comes before any guard", timeout: 6 * time.Minute, pressure: true},
 		{name: "run --machine-mem --swap --ballast", args: []string{"run", "--conns", "600000", "--machine-mem", "2GiB", "--swap", "512MiB", "--ballast", "256MiB"},
@@ -226,6 +230,24 @@ func stoppedBy(kinds ...string) func(*guest, outcome) error {
 		}
 		if s.Verified != s.Established || s.Verified == 0 {
 			return fmt.Errorf("%d verified of %d held", s.Verified, s.Established)
+		}
+		return nil
+	}
+}
+
+// capWithin: stopped by the memory cap, every held connection verified, at
+// a count within share of the prediction the run printed.
+func capWithin(share float64) func(*guest, outcome) error {
+	return func(g *guest, o outcome) error {
+		if err := stoppedBy("memcap")(g, o); err != nil {
+			return err
+		}
+		m := o.summary.Memcap
+		if m == nil || m.Predicted == 0 {
+			return fmt.Errorf("no memcap prediction in the summary")
+		}
+		if off := float64(m.Actual)/float64(m.Predicted) - 1; off > share || off < -share {
+			return fmt.Errorf("held %d, predicted %d (%+.1f %%)", m.Actual, m.Predicted, 100*off)
 		}
 		return nil
 	}

@@ -41,9 +41,16 @@ type Memcap struct {
 	Result *MemcapResult
 
 	cg       *Memcg
-	perConn  float64 // charged per connection (slabmodel.MemcgCharge)
-	why      string  // how perConn was reckoned
+	perConn  float64 // charged per connection: the model's, then as measured
+	model    float64 // the model's charge (slabmodel.MemcgCharge)
+	why      string  // how the model reckoned it
 	inflight int     // connects that may land after a stop
+	// The charge measured between two counts on this kernel (what it
+	// charges depends on it: from 6.12 an accepted socket is charged to the
+	// accepting task's cgroup), and the prediction made again from it.
+	firstAt, measuredOver uint64
+	firstUse              uint64
+	modelPredicted        uint64
 
 	baseline  uint64 // charged with the workers up and idle
 	predicted uint64
@@ -63,7 +70,7 @@ var ErrNoSlabSizes = errors.New("--mem-limit needs /proc/slabinfo (root) to pred
 // (none without them: Check refuses it).
 func NewMemcap(slabObjSize map[string]uint64, inflight int) *Memcap {
 	perConn, why := slabmodel.MemcgCharge(slabObjSize)
-	return &Memcap{perConn: perConn, why: why, inflight: inflight}
+	return &Memcap{perConn: perConn, model: perConn, why: why, inflight: inflight}
 }
 
 // MemcapName names the memory cap's change.
@@ -76,7 +83,7 @@ func (m *Memcap) Check() error {
 	if m.perConn == 0 {
 		return ErrNoSlabSizes
 	}
-	if _, _, err := FindMemcgParent(); err != nil {
+	if _, err := FindMemcgParent(); err != nil {
 		return fmt.Errorf("--mem-limit: %w", err)
 	}
 	return nil
@@ -86,14 +93,18 @@ func (m *Memcap) Check() error {
 // sysctl journal) so that `restore` removes it after a SIGKILL.
 func (m *Memcap) Apply() error {
 	name := fmt.Sprintf("c10mprobe-%d-%d", os.Getpid(), time.Now().UnixNano())
-	parent, _, err := FindMemcgParent()
+	place, err := FindMemcgParent()
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(m.Dir, rundir.Memcg), []byte(filepath.Join(parent, name)+"\n"), 0o644); err != nil {
+	path, enabled := filepath.Join(place.Parent, name), ""
+	if place.Enable {
+		enabled = place.Parent
+	}
+	if err := os.WriteFile(filepath.Join(m.Dir, rundir.Memcg), []byte(memcgRecord(path, enabled)), 0o644); err != nil {
 		return err
 	}
-	if m.cg, err = NewMemcg(name, m.Limit); err != nil {
+	if m.cg, err = NewMemcg(place, path, m.Limit); err != nil {
 		return err
 	}
 	version := 1
@@ -117,8 +128,36 @@ func (m *Memcap) Predict() {
 	if room > 0 {
 		m.predicted = uint64(room / m.perConn)
 	}
+	m.modelPredicted = m.predicted
 	fmt.Fprintf(m.Log, "memory cap %s: the workers hold %s of it; predicted ≈ %d connections at %.0f B charged each (%s) up to %.0f %% of the cap\n",
 		units.Bytes(m.cg.limit), units.Bytes(base), m.predicted, m.perConn, m.why, 100*memcapStop)
+}
+
+// The charge is measured between two counts, before the cap is near: past
+// the first connections' fixed costs (slab pages begun, the workers' first
+// allocations), over enough to be a few MiB.
+func (m *Memcap) measureFrom() uint64 { return max(2000, m.modelPredicted/20) }
+func (m *Memcap) measureTo() uint64   { return max(6000, m.modelPredicted/5) }
+
+// measure takes the charge a connection costs on this kernel between two
+// counts and predicts again from it, once.
+func (m *Memcap) measure(established, use uint64) {
+	if m.measuredOver > 0 || established < m.measureFrom() {
+		return
+	}
+	if m.firstAt == 0 {
+		m.firstAt, m.firstUse = established, use
+		return
+	}
+	if established < m.measureTo() || use <= m.firstUse {
+		return
+	}
+	m.perConn = float64(use-m.firstUse) / float64(established-m.firstAt)
+	m.measuredOver = established
+	room := memcapStop*float64(m.cg.limit) - float64(use)
+	m.predicted = established + uint64(max(0, room)/m.perConn)
+	fmt.Fprintf(m.Log, "memory cap %s: measured %.0f B charged a connection from %s to %s (the model's %.0f); predicted ≈ %d connections\n",
+		units.Bytes(m.cg.limit), m.perConn, units.Count(m.firstAt), units.Count(established), m.model, m.predicted)
 }
 
 // Watch checks the cap every memcapPoll until done, stopping the run when
@@ -143,6 +182,7 @@ func (m *Memcap) Watch(done <-chan struct{}, established func() uint64, stop fun
 func (m *Memcap) check(established uint64, now time.Time) string {
 	use := m.cg.Usage()
 	m.peak = max(m.peak, use)
+	m.measure(established, use)
 	if m.lastMove.IsZero() {
 		m.lastMove = now
 	}
@@ -182,8 +222,11 @@ func (m *Memcap) Finish(established uint64, stoppedBy limit.Kind) {
 	if res == nil {
 		return
 	}
-	res.StopShare, res.BaselineBytes, res.ChargePerConnection = memcapStop, m.baseline, m.perConn
-	res.PredictedConnections = m.predicted
+	res.StopShare, res.BaselineBytes, res.ChargePerConnection = memcapStop, m.baseline, m.model
+	res.ModelPredictedConnections, res.PredictedConnections = m.modelPredicted, m.predicted
+	if m.measuredOver > 0 {
+		res.MeasuredChargePerConnection, res.MeasuredOver = m.perConn, m.measuredOver
+	}
 	res.ActualConnections = established
 	res.PeakUsageBytes = m.peak
 	res.LimitHits, res.OOMKills = m.cg.Events()
@@ -205,16 +248,23 @@ func (m *Memcap) Undo() error {
 
 // MemcapResult is what the run's memory cgroup saw.
 type MemcapResult struct {
-	LimitBytes           uint64     `json:"limit_bytes"`
-	StopShare            float64    `json:"stop_share"`                 // opening stops at this share of the cap
-	BaselineBytes        uint64     `json:"baseline_bytes"`             // charged with the workers up and idle
-	ChargePerConnection  float64    `json:"model_bytes_per_connection"` // the model's charge, for the prediction
-	PredictedConnections uint64     `json:"predicted_connections"`      // printed before the run
-	ActualConnections    uint64     `json:"actual_connections"`
-	StoppedBy            limit.Kind `json:"stopped_by"` // the limit kind, or limit.Complete
-	PeakUsageBytes       uint64     `json:"peak_usage_bytes"`
-	LimitHits            uint64     `json:"limit_hits"` // v1 failcnt, v2 memory.events max
-	OOMKills             uint64     `json:"oom_kills"`
-	Cgroup               string     `json:"cgroup"`
-	Version              int        `json:"cgroup_version"`
+	LimitBytes          uint64  `json:"limit_bytes"`
+	StopShare           float64 `json:"stop_share"`                 // opening stops at this share of the cap
+	BaselineBytes       uint64  `json:"baseline_bytes"`             // charged with the workers up and idle
+	ChargePerConnection float64 `json:"model_bytes_per_connection"` // the model's charge, for the prediction
+	// The model's prediction, printed before the first connection; the
+	// prediction made again from the charge measured over the first
+	// connections (the same where none was measured).
+	ModelPredictedConnections uint64 `json:"model_predicted_connections"`
+	PredictedConnections      uint64 `json:"predicted_connections"`
+	// The charge a connection as measured on this kernel, and at how many.
+	MeasuredChargePerConnection float64    `json:"measured_bytes_per_connection,omitempty"`
+	MeasuredOver                uint64     `json:"measured_over_connections,omitempty"`
+	ActualConnections           uint64     `json:"actual_connections"`
+	StoppedBy                   limit.Kind `json:"stopped_by"` // the limit kind, or limit.Complete
+	PeakUsageBytes              uint64     `json:"peak_usage_bytes"`
+	LimitHits                   uint64     `json:"limit_hits"` // v1 failcnt, v2 memory.events max
+	OOMKills                    uint64     `json:"oom_kills"`
+	Cgroup                      string     `json:"cgroup"`
+	Version                     int        `json:"cgroup_version"`
 }

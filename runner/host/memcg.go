@@ -22,6 +22,9 @@ type Memcg struct {
 	dir   string
 	v2    bool
 	limit uint64
+	// enabled is the v2 root whose subtree_control the run gave +memory,
+	// to take back once the cgroup is gone; "" when it had it already.
+	enabled string
 }
 
 // Dir is the cgroup's directory.
@@ -35,15 +38,62 @@ func (m *Memcg) file(v1, v2 string) string {
 	return filepath.Join(m.dir, v1)
 }
 
-// FindMemcgParent returns where the run's cgroup goes: under this process's
-// own memory cgroup, so the host's hierarchy and its limits still apply.
-func FindMemcgParent() (dir string, v2 bool, err error) {
+// MemcgPlace is where the run's cgroup goes, and what placing it there
+// takes.
+type MemcgPlace struct {
+	Parent string
+	V2     bool
+	// Enable: the v2 root's subtree_control lacks memory, which the run
+	// must enable there (and take back after).
+	Enable bool
+}
+
+// FindMemcgParent returns where the run's cgroup goes.
+//
+// cgroup v2: directly under the root of the unified hierarchy. The tool
+// usually starts in a cgroup that holds processes (a systemd session scope
+// or service), and the kernel's no-internal-process rule forbids enabling a
+// controller in the subtree_control of a cgroup with processes, while a
+// child can only have a controller its parent enables; the root alone is
+// exempt (Documentation/admin-guide/cgroup-v2.rst, "No Internal Process
+// Constraint"). So the cap's cgroup is a child of the root, with +memory in
+// the root's subtree_control: systemd enables it there already; on a bare
+// mount the run enables it and takes it back after. The workers leave their
+// session's cgroup for the run: the cap is the limit they run under.
+//
+// cgroup v1: under this process's own memory cgroup, so the host's
+// hierarchy and its limits still apply (v1 has no such rule).
+func FindMemcgParent() (MemcgPlace, error) {
+	v1Path, v2Seen, err := selfCgroups()
+	if err != nil {
+		return MemcgPlace{}, err
+	}
+	for _, root := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
+		data, err := os.ReadFile(filepath.Join(root, "cgroup.controllers"))
+		if err == nil && hasController(string(data), "memory") && v2Seen {
+			sub, err := os.ReadFile(filepath.Join(root, "cgroup.subtree_control"))
+			if err != nil {
+				return MemcgPlace{}, err
+			}
+			return MemcgPlace{Parent: root, V2: true, Enable: !hasController(string(sub), "memory")}, nil
+		}
+	}
+	if v1Path != "" {
+		if _, err := os.Stat("/sys/fs/cgroup/memory/memory.limit_in_bytes"); err == nil {
+			return MemcgPlace{Parent: filepath.Join("/sys/fs/cgroup/memory", v1Path)}, nil
+		}
+	}
+	return MemcgPlace{}, errors.New("no memory cgroup controller: neither cgroup v2 with the memory controller (booted with cgroup_disable=memory?) nor the v1 memory hierarchy is mounted")
+}
+
+// selfCgroups reads this process's v1 memory cgroup path, and whether it is
+// in a v2 hierarchy.
+func selfCgroups() (v1Path string, v2 bool, err error) {
 	f, err := os.Open("/proc/self/cgroup")
 	if err != nil {
 		return "", false, err
 	}
 	defer f.Close()
-	var v1Path, v2Path string
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		parts := strings.SplitN(sc.Text(), ":", 3)
@@ -52,33 +102,29 @@ func FindMemcgParent() (dir string, v2 bool, err error) {
 		}
 		switch {
 		case parts[0] == "0" && parts[1] == "":
-			v2Path = parts[2]
+			v2 = true
 		case strings.Contains(","+parts[1]+",", ",memory,"):
 			v1Path = parts[2]
 		}
 	}
-	for _, root := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
-		data, err := os.ReadFile(filepath.Join(root, "cgroup.controllers"))
-		if err == nil && strings.Contains(" "+strings.TrimSpace(string(data))+" ", " memory ") && v2Path != "" {
-			return filepath.Join(root, v2Path), true, nil
-		}
-	}
-	if v1Path != "" {
-		if _, err := os.Stat("/sys/fs/cgroup/memory/memory.limit_in_bytes"); err == nil {
-			return filepath.Join("/sys/fs/cgroup/memory", v1Path), false, nil
-		}
-	}
-	return "", false, errors.New("no memory cgroup controller: neither cgroup v2 with memory nor the v1 memory hierarchy is mounted")
+	return v1Path, v2, sc.Err()
 }
 
-// NewMemcg creates the run's cgroup with its cap.
-func NewMemcg(name string, limit uint64) (*Memcg, error) {
-	parent, v2, err := FindMemcgParent()
-	if err != nil {
-		return nil, err
+func hasController(list, name string) bool {
+	return strings.Contains(" "+strings.TrimSpace(list)+" ", " "+name+" ")
+}
+
+// NewMemcg creates the run's cgroup as dir at place, with its cap.
+func NewMemcg(place MemcgPlace, dir string, limit uint64) (*Memcg, error) {
+	m := &Memcg{dir: dir, v2: place.V2, limit: limit}
+	if place.Enable {
+		if err := os.WriteFile(filepath.Join(place.Parent, "cgroup.subtree_control"), []byte("+memory"), 0); err != nil {
+			return nil, fmt.Errorf("enabling the memory controller in %s/cgroup.subtree_control: %w", place.Parent, err)
+		}
+		m.enabled = place.Parent
 	}
-	m := &Memcg{dir: filepath.Join(parent, name), v2: v2, limit: limit}
 	if err := os.Mkdir(m.dir, 0o755); err != nil {
+		m.Remove()
 		return nil, fmt.Errorf("creating memory cgroup: %w", err)
 	}
 	limitFile := m.file("memory.limit_in_bytes", "memory.max")
@@ -138,35 +184,64 @@ func (m *Memcg) Events() (hits, oomKills uint64) {
 	return hits, oomKills
 }
 
-// Remove deletes the cgroup once its processes are gone; charges left by
-// freed sockets do not keep it (the kernel reparents them).
+// Remove deletes the cgroup once its processes are gone (charges left by
+// freed sockets do not keep it: the kernel reparents them), then takes back
+// the memory controller the run enabled.
 func (m *Memcg) Remove() error {
 	var err error
 	for i := 0; i < 50; i++ {
 		if err = os.Remove(m.dir); err == nil || os.IsNotExist(err) {
-			return nil
+			err = nil
+			break
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return fmt.Errorf("removing memory cgroup %s: %w", m.dir, err)
+	if err != nil {
+		return fmt.Errorf("removing memory cgroup %s: %w", m.dir, err)
+	}
+	if m.enabled != "" {
+		// EBUSY if another cgroup has since enabled memory below the root.
+		if err := os.WriteFile(filepath.Join(m.enabled, "cgroup.subtree_control"), []byte("-memory"), 0); err != nil {
+			return fmt.Errorf("taking back the memory controller the run enabled in %s/cgroup.subtree_control: %w", m.enabled, err)
+		}
+		m.enabled = ""
+	}
+	return nil
 }
 
-// RemoveCgroup removes the cgroup a killed run left, if any, and says what
-// it removed.
+// memcgRecord is what the run directory keeps of the cgroup while it
+// exists: its path, and the root the run enabled memory in, if any.
+func memcgRecord(dir, enabled string) string {
+	s := dir + "\n"
+	if enabled != "" {
+		s += "enabled " + enabled + "\n"
+	}
+	return s
+}
+
+// RemoveCgroup removes the cgroup a killed run left, if any, takes back the
+// memory controller it enabled, and says what it removed.
 func RemoveCgroup(dir string) (string, error) {
 	data, ok, err := ReadRecord(dir, rundir.Memcg)
 	if !ok || err != nil {
 		return "", err
 	}
-	path := strings.TrimSpace(data)
+	lines := strings.Split(strings.TrimSpace(data), "\n")
+	path := strings.TrimSpace(lines[0])
 	if !strings.Contains(filepath.Base(path), "c10mprobe-") {
 		return "", fmt.Errorf("%s names %q, not a c10mprobe cgroup", rundir.Memcg, path)
+	}
+	m := &Memcg{dir: path}
+	for _, l := range lines[1:] {
+		if root, ok := strings.CutPrefix(strings.TrimSpace(l), "enabled "); ok && (root == "/sys/fs/cgroup" || root == "/sys/fs/cgroup/unified") {
+			m.enabled = root
+		}
 	}
 	what := ""
 	if _, err := os.Stat(path); err == nil {
 		what = "memory cgroup " + path
 	}
-	if err := (&Memcg{dir: path}).Remove(); err != nil {
+	if err := m.Remove(); err != nil {
 		return "", err
 	}
 	return what, os.Remove(filepath.Join(dir, rundir.Memcg))
