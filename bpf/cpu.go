@@ -2,8 +2,8 @@ package bpf
 
 import (
 	"fmt"
+	"github.com/c10mprobe/c10mprobe/internal/procfs"
 	"os"
-	"runtime"
 	"sort"
 	"unsafe"
 
@@ -36,7 +36,13 @@ func (p *Probes) StartCPU(hz uint64) error {
 		Sample: hz,
 		Bits:   unix.PerfBitFreq | unix.PerfBitDisabled,
 	}
-	for cpu := 0; cpu < runtime.NumCPU(); cpu++ {
+	// Every online CPU by its id: the run's softirqs and its workers run on
+	// any of them, whatever this process's affinity mask.
+	cpus, err := procfs.OnlineCPUs()
+	if err != nil {
+		return fmt.Errorf("listing the online CPUs: %w", err)
+	}
+	for _, cpu := range cpus {
 		fd, err := unix.PerfEventOpen(&attr, -1, cpu, -1, unix.PERF_FLAG_FD_CLOEXEC)
 		if err != nil {
 			s.stop()

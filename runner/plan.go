@@ -47,6 +47,10 @@ type Plan struct {
 	PortsFree      int          `json:"ports_free_per_source"`
 	AutoSources    bool         `json:"auto_sources"`
 	MaxWorkers     int          `json:"max_workers"` // the cap asked for; 0 for none
+	// WorkersBy says which need set the workers a side: "fds" (RLIMIT_NOFILE
+	// over the connections), "cpus" (one a CPU the run may use), "share"
+	// (at most maxWorkerShare connections each) or "max_workers".
+	WorkersBy string `json:"workers_by"`
 	// EndsHere is the sockets of each connection on this host: 2, or 1
 	// for serve and dial, whose other ends are on other hosts.
 	EndsHere int `json:"ends_here"`
@@ -62,7 +66,8 @@ type Plan struct {
 type PlanInput struct {
 	Conns      int
 	NoFile     uint64       // RLIMIT_NOFILE each worker gets
-	MaxWorkers int          // per side; 0 for as many as the fd budget needs
+	MaxWorkers int          // per side; 0 for as many as the needs below
+	CPUs       int          // in the run's affinity mask; 0 leaves CPUs out
 	Sources    []netip.Addr // explicit; nil for automatic
 	PortLo     int
 	PortHi     int
@@ -96,11 +101,7 @@ func MakePlan(in PlanInput) (Plan, error) {
 	p.PortsHeld = min(in.PortsHeld, p.PortsPerSource-p.PortsPerSource/minFreeShare)
 	p.PortsFree = p.PortsPerSource - p.PortsHeld
 	p.ConnsPerWorker = int(in.NoFile - fdReserve)
-	workers := ceilDiv(in.Conns, p.ConnsPerWorker)
-	if in.MaxWorkers > 0 {
-		workers = min(workers, in.MaxWorkers)
-		p.MaxWorkers = in.MaxWorkers
-	}
+	workers := p.workers(in)
 	p.ClientWorkers, p.ServerWorkers = workers, workers
 	p.EndsHere = 2
 
@@ -125,6 +126,33 @@ func MakePlan(in PlanInput) (Plan, error) {
 		}
 	}
 	return p, nil
+}
+
+// maxWorkerShare is the most connections a worker holds when more workers
+// are free to take them: a worker the OOM killer takes, or that dies, then
+// loses a small part of the run, and no one worker's epoll set and fd table
+// grow past what the kernel walks quickly.
+const maxWorkerShare = 100000
+
+// workers is the workers a side: the most of what the fd limit needs, one
+// a CPU the run may use (each worker runs on one: GOMAXPROCS=1), and
+// enough that none holds more than maxWorkerShare; never more than the
+// connections; capped by --max-workers. It records which need won.
+func (p *Plan) workers(in PlanInput) int {
+	workers := ceilDiv(in.Conns, p.ConnsPerWorker)
+	p.WorkersBy = "fds"
+	if in.CPUs > workers {
+		workers, p.WorkersBy = in.CPUs, "cpus"
+	}
+	if share := ceilDiv(in.Conns, maxWorkerShare); share > workers {
+		workers, p.WorkersBy = share, "share"
+	}
+	workers = max(1, min(workers, in.Conns))
+	if in.MaxWorkers > 0 && in.MaxWorkers < workers {
+		workers, p.WorkersBy = in.MaxWorkers, "max_workers"
+	}
+	p.MaxWorkers = in.MaxWorkers
+	return workers
 }
 
 // Quota is how many connections worker i of a side of n workers handles.

@@ -12,14 +12,22 @@ func TestMakePlan(t *testing.T) {
 		in                  PlanInput
 		workers, sources    int
 		perWorker, portsPer int
+		by                  string
 	}{
-		{"one process", PlanInput{Conns: 1000, NoFile: 20000, PortLo: 32768, PortHi: 60999}, 1, 1, 19984, 28232},
-		{"past one fd budget", PlanInput{Conns: 30000, NoFile: 20000, PortLo: 32768, PortHi: 60999}, 2, 3, 19984, 28232},
-		{"a million", PlanInput{Conns: 1000000, NoFile: 20000, PortLo: 32768, PortHi: 60999}, 51, 71, 19984, 28232},
-		{"capped workers", PlanInput{Conns: 5000, NoFile: 100, MaxWorkers: 2, PortLo: 32768, PortHi: 60999}, 2, 1, 84, 28232},
-		{"raised hard limit", PlanInput{Conns: 1000000, NoFile: 1048576, PortLo: 32768, PortHi: 60999}, 1, 71, 1048560, 28232},
+		{"one process", PlanInput{Conns: 1000, NoFile: 20000, PortLo: 32768, PortHi: 60999}, 1, 1, 19984, 28232, "fds"},
+		{"past one fd budget", PlanInput{Conns: 30000, NoFile: 20000, PortLo: 32768, PortHi: 60999}, 2, 3, 19984, 28232, "fds"},
+		{"a million", PlanInput{Conns: 1000000, NoFile: 20000, PortLo: 32768, PortHi: 60999}, 51, 71, 19984, 28232, "fds"},
+		{"capped workers", PlanInput{Conns: 5000, NoFile: 100, MaxWorkers: 2, PortLo: 32768, PortHi: 60999}, 2, 1, 84, 28232, "max_workers"},
+		// Ordinary root raises RLIMIT_NOFILE to fs.nr_open: one worker
+		// would hold a side; the share bounds each worker instead.
+		{"raised hard limit", PlanInput{Conns: 1000000, NoFile: 1048576, PortLo: 32768, PortHi: 60999}, 10, 71, 1048560, 28232, "share"},
+		{"64 CPUs, raised limit", PlanInput{Conns: 100000, NoFile: 1048576, CPUs: 64, PortLo: 32768, PortHi: 60999}, 64, 8, 1048560, 28232, "cpus"},
+		{"64 CPUs, a million", PlanInput{Conns: 1000000, NoFile: 1048576, CPUs: 64, PortLo: 32768, PortHi: 60999}, 64, 71, 1048560, 28232, "cpus"},
+		{"64 CPUs, 30 connections", PlanInput{Conns: 30, NoFile: 1048576, CPUs: 64, PortLo: 32768, PortHi: 60999}, 30, 1, 1048560, 28232, "cpus"},
+		{"64 CPUs, --max-workers 4", PlanInput{Conns: 100000, NoFile: 1048576, CPUs: 64, MaxWorkers: 4, PortLo: 32768, PortHi: 60999}, 4, 8, 1048560, 28232, "max_workers"},
+		{"one CPU (taskset -c 0)", PlanInput{Conns: 100000, NoFile: 1048576, CPUs: 1, PortLo: 32768, PortHi: 60999}, 1, 8, 1048560, 28232, "fds"},
 		{"given sources", PlanInput{Conns: 5000, NoFile: 20000, PortLo: 40000, PortHi: 40999,
-			Sources: []netip.Addr{netip.MustParseAddr("127.0.0.2")}}, 1, 1, 19984, 1000},
+			Sources: []netip.Addr{netip.MustParseAddr("127.0.0.2")}}, 1, 1, 19984, 1000, "fds"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, err := MakePlan(tc.in)
@@ -27,9 +35,9 @@ func TestMakePlan(t *testing.T) {
 				t.Fatal(err)
 			}
 			if p.ClientWorkers != tc.workers || p.ServerWorkers != tc.workers || len(p.Sources) != tc.sources ||
-				p.ConnsPerWorker != tc.perWorker || p.PortsPerSource != tc.portsPer {
-				t.Errorf("plan %+v with %d sources; want %d workers, %d sources, %d per worker, %d ports",
-					p, len(p.Sources), tc.workers, tc.sources, tc.perWorker, tc.portsPer)
+				p.ConnsPerWorker != tc.perWorker || p.PortsPerSource != tc.portsPer || p.WorkersBy != tc.by {
+				t.Errorf("plan %+v with %d sources; want %d workers by %s, %d sources, %d per worker, %d ports",
+					p, len(p.Sources), tc.workers, tc.by, tc.sources, tc.perWorker, tc.portsPer)
 			}
 			total := 0
 			for i := range p.ClientWorkers {

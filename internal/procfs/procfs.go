@@ -420,3 +420,39 @@ func KernelHeadroom() (uint64, error) {
 	flush()
 	return total * uint64(os.Getpagesize()), err
 }
+
+// OnlineCPUs are the ids of the online CPUs (/sys/devices/system/cpu/online,
+// such as "0-3,6"): not runtime.NumCPU, which counts the process's affinity
+// mask and not by id.
+func OnlineCPUs() ([]int, error) {
+	data, err := os.ReadFile("/sys/devices/system/cpu/online")
+	if err != nil {
+		return nil, err
+	}
+	return ParseCPUList(string(data))
+}
+
+// ParseCPUList parses a kernel CPU list: ids and ranges, comma-separated.
+func ParseCPUList(s string) ([]int, error) {
+	var cpus []int
+	for _, part := range strings.Split(strings.TrimSpace(s), ",") {
+		if part == "" {
+			continue
+		}
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := strconv.Atoi(lo)
+		if err != nil {
+			return nil, fmt.Errorf("CPU list %q: %w", s, err)
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.Atoi(hi); err != nil || b < a {
+				return nil, fmt.Errorf("CPU list %q: bad range %q", s, part)
+			}
+		}
+		for c := a; c <= b; c++ {
+			cpus = append(cpus, c)
+		}
+	}
+	return cpus, nil
+}

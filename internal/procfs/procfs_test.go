@@ -2,6 +2,7 @@ package procfs
 
 import (
 	"os"
+	"slices"
 	"testing"
 )
 
@@ -60,5 +61,22 @@ func TestLiveProc(t *testing.T) {
 	}
 	if _, err := ReadVmstat(); err != nil {
 		t.Error(err)
+	}
+}
+
+func TestParseCPUList(t *testing.T) {
+	for in, want := range map[string][]int{"0-3,6\n": {0, 1, 2, 3, 6}, "0": {0}, "2-2,5-6": {2, 5, 6}} {
+		got, err := ParseCPUList(in)
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("%q: %v %v, want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"a", "3-1", "1-x"} {
+		if _, err := ParseCPUList(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	if cpus, err := OnlineCPUs(); err != nil || len(cpus) == 0 {
+		t.Errorf("online CPUs: %v %v", cpus, err)
 	}
 }
