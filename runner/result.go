@@ -15,7 +15,10 @@ type Result struct {
 	Echoed      uint64            `json:"echoed"`
 	Failed      map[string]uint64 `json:"failed"`
 	Limit       *Limit            `json:"limit"`
-	StoppedBy   limit.Kind        `json:"stopped_by"` // the limit's kind, or limit.Complete
+	// ParentOOMShielded: the run's parent had oom_score_adj −1000, out of
+	// the OOM killer's reach; its workers kept the value it had.
+	ParentOOMShielded bool       `json:"parent_oom_shielded"`
+	StoppedBy         limit.Kind `json:"stopped_by"` // the limit's kind, or limit.Complete
 	// Aborted says a second signal killed the workers: what was sampled
 	// after that is not the run's peak.
 	Aborted bool `json:"aborted,omitempty"`

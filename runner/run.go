@@ -64,11 +64,12 @@ type runChanges struct {
 	changes, applied []host.Change
 	sysctls          []KeyValue // set for the run: --port-range, then --sysctl
 	journal          *sysctl.Journal
-	memcap           *host.Memcap  // --mem-limit
-	swap             *host.Swap    // --swap
-	machine          *host.Machine // --machine-mem
-	ballast          *ballast      // --ballast
-	pressure         host.Pressure // PSI over the run's own last seconds
+	memcap           *host.Memcap   // --mem-limit
+	swap             *host.Swap     // --swap
+	machine          *host.Machine  // --machine-mem
+	ballast          *ballast       // --ballast
+	pressure         host.Pressure  // PSI over the run's own last seconds
+	oom              host.OOMShield // the parent out of the OOM killer's reach
 }
 
 // censusState is the census (--kmem census, SetCensus): where, what to
@@ -130,6 +131,8 @@ func (r *Runner) Run(ctx context.Context) (res *Result, err error) {
 	if vm, err := procfs.ReadVmstat(); err == nil {
 		r.oomKillsAtStart = vm["oom_kill"]
 	}
+	r.oom.Shield()
+	res.ParentOOMShielded = r.oom.Shielded
 	r.applied, err = host.ApplyAll(r.cfg.OutDir, r.changes)
 	r.changesInResult(res)
 	if err != nil {

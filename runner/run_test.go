@@ -188,3 +188,53 @@ func TestCensusPausesOpeningThenResumes(t *testing.T) {
 		t.Errorf("verified %d of 6,000 after the census", res.Verified)
 	}
 }
+
+// The parent takes oom_score_adj −1000 where it may (CAP_SYS_RESOURCE), out
+// of the OOM killer's reach, and its workers keep the value it had; where
+// it may not, it says so and nothing changes.
+func TestParentIsShieldedFromTheOOMKiller(t *testing.T) {
+	needRoot(t)
+	read := func(pid string) string {
+		b, err := os.ReadFile("/proc/" + pid + "/oom_score_adj")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(b))
+	}
+	before := read("self")
+	h, err := ReadHost()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	var parent, workers []string
+	res, err := runIn(t, Config{Conns: 2000, Listen: netip.MustParseAddrPort("127.0.0.1:19928"), Reserve: 1 << 20,
+		Hooks: Hooks{OnSpawn: func(pid int) error { pids = append(pids, pid); return nil },
+			OnPhase: func(p Phase) error {
+				if p == PhaseIdle {
+					parent = append(parent, read("self"))
+					for _, pid := range pids[1:] {
+						workers = append(workers, read(fmt.Sprint(pid)))
+					}
+				}
+				return nil
+			}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, shielded := before, h.CanRaiseNoFile || before == "-1000"
+	if shielded {
+		want = "-1000"
+	}
+	if res.ParentOOMShielded != shielded || len(parent) != 1 || parent[0] != want {
+		t.Errorf("CAP_SYS_RESOURCE %v: shielded %v, the parent's oom_score_adj %v during the run, want %s", h.CanRaiseNoFile, res.ParentOOMShielded, parent, want)
+	}
+	for i, w := range workers {
+		if w != before {
+			t.Errorf("worker %d: oom_score_adj %s, want the parent's old %s", i, w, before)
+		}
+	}
+	if len(workers) == 0 {
+		t.Error("no worker seen")
+	}
+}
