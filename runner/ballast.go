@@ -13,7 +13,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"github.com/c10mprobe/c10mprobe/runner/host"
 	"io"
 	"os"
 	"os/exec"
@@ -49,7 +48,6 @@ type ballast struct {
 	inMachine bool // --machine-mem checks it fits the smaller machine
 	log       io.Writer
 	onStart   func(pid int)
-	oom       *host.OOMShield // the parent's, whose old value the ballast gets back
 
 	cmd    *exec.Cmd
 	pid    int
@@ -99,9 +97,6 @@ func (b *ballast) Apply() error {
 		return fmt.Errorf("starting the ballast: %w", err)
 	}
 	b.cmd, b.pid, b.exited = cmd, cmd.Process.Pid, make(chan struct{})
-	if err := b.oom.Child(b.pid); err != nil {
-		fmt.Fprintf(b.log, "warning: %v\n", err)
-	}
 	b.stopPoll, b.pollExited = make(chan struct{}), make(chan struct{})
 	filled := make(chan struct{})
 	go func() {

@@ -431,7 +431,7 @@ func (r *Runner) planChanges() {
 		r.changes = append(r.changes, r.machine)
 	}
 	if cfg.Ballast > 0 {
-		r.ballast = &ballast{bytes: cfg.Ballast, inMachine: cfg.MachineMem > 0, log: cfg.Log, onStart: cfg.OnBallast, oom: &r.oom}
+		r.ballast = &ballast{bytes: cfg.Ballast, inMachine: cfg.MachineMem > 0, log: cfg.Log, onStart: cfg.OnBallast}
 		r.changes = append(r.changes, r.ballast)
 	}
 	r.changes = append(r.changes, cfg.Changes...)

@@ -157,9 +157,6 @@ func (r *Runner) start(exe string, wc worker.Config, listener *os.File) error {
 	p := &proc{role: wc.Role, index: wc.Index, quota: wc.Quota, cmd: cmd, ctl: ctl, pid: cmd.Process.Pid, exited: make(chan struct{})}
 	r.procs = append(r.procs, p)
 	// Workers open nothing before worker.CmdConnect, so this is in time.
-	if err := r.oom.Child(p.pid); err != nil {
-		return err
-	}
 	if r.memcap != nil {
 		if err := r.memcap.Add(p.pid); err != nil {
 			return err
