@@ -2,6 +2,7 @@ package analysis
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/c10mprobe/c10mprobe/internal/units"
 )
@@ -120,4 +121,29 @@ func Predict(m Machine, c Costs) Explanation {
 		}
 	}
 	return e
+}
+
+// PredictionSources says which of a prediction's figures were measured,
+// which given (given: predict's flags mem, swap, base and reserve, each
+// true where the user gave it), and which modelled.
+func PredictionSources(c Costs, given map[string]bool) []string {
+	var out []string
+	if c.MeasuredOver > 0 {
+		out = append(out, fmt.Sprintf("measured: the per-connection costs, by %s over %s connections", c.Source, units.Count(c.MeasuredOver)))
+	} else {
+		out = append(out, "modelled: kernel bytes per connection, from slab object sizes ("+c.Source+")")
+	}
+	var names, defaulted []string
+	for _, name := range []string{"mem", "swap", "base", "reserve"} {
+		if given[name] {
+			names = append(names, "--"+name)
+		} else if name == "base" {
+			defaulted = append(defaulted, "the baseline (what the source found in use at idle, its anonymous pages swappable)")
+		}
+	}
+	out = append(out, "given: "+strings.Join(names, ", "))
+	if len(defaulted) > 0 {
+		out = append(out, "measured: "+strings.Join(defaulted, ", "))
+	}
+	return append(out, "modelled: tcp_mem as the kernel sizes it for that memory (3/32), and user pages going to swap before RAM runs out for what cannot")
 }

@@ -88,10 +88,12 @@ func (r *Runner) cleanup() {
 // swapfile or tracefs mount it names. A finished or restored run has none.
 func Leftovers(dir string) []string {
 	var out []string
-	if j, err := sysctl.LoadJournal(filepath.Join(dir, rundir.Journal)); err == nil {
-		for _, c := range j.Changes() {
-			if !c.Restored {
-				out = append(out, fmt.Sprintf("%s = %s", c.Key, c.New))
+	for _, name := range []string{rundir.NetnsJournal, rundir.Journal} {
+		if j, err := sysctl.LoadJournal(filepath.Join(dir, name)); err == nil {
+			for _, c := range j.Changes() {
+				if !c.Restored {
+					out = append(out, fmt.Sprintf("%s = %s", c.Key, c.New))
+				}
 			}
 		}
 	}
@@ -242,4 +244,17 @@ func KilledRuns(parent string) []string {
 		}
 	}
 	return notes
+}
+
+// Unrestored is the first run killed before it put the host back (its
+// process gone, its marker left) that left the host changed, and what it
+// left; a killed run that left nothing is forgotten.
+func Unrestored() (dir string, left []string) {
+	for _, d := range host.Killed() {
+		if left := Leftovers(d); len(left) > 0 {
+			return d, left
+		}
+		host.Unmark(d)
+	}
+	return "", nil
 }

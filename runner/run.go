@@ -118,7 +118,13 @@ func (r *Runner) Run(ctx context.Context) (res *Result, err error) {
 	if err := os.MkdirAll(r.cfg.OutDir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating run directory: %w", err)
 	}
+	// Killed before the host is put back, the run is found by its marker.
+	unmark, err := host.Mark(r.cfg.OutDir)
+	if err != nil {
+		return res, fmt.Errorf("marking the run in %s: %w", host.MarkerDir, err)
+	}
 	defer func() {
+		defer unmark()
 		r.cleanup()
 		// Again, for what the sysctls' undo could not write back then.
 		if rerr := r.journal.Restore(); rerr != nil {
@@ -128,11 +134,7 @@ func (r *Runner) Run(ctx context.Context) (res *Result, err error) {
 		res.WallSeconds = time.Since(start).Seconds()
 	}()
 
-	if vm, err := procfs.ReadVmstat(); err == nil {
-		r.oomKillsAtStart = vm["oom_kill"]
-	}
-	r.oom.Shield()
-	res.ParentOOMShielded = r.oom.Shielded
+	r.begin(res)
 	r.applied, err = host.ApplyAll(r.cfg.OutDir, r.changes)
 	r.changesInResult(res)
 	if err != nil {
@@ -208,6 +210,16 @@ func (r *Runner) holdIfAsked(ctx context.Context, res *Result) error {
 		r.mu.Unlock()
 	}
 	return nil
+}
+
+// begin counts the OOM kills before the run, and takes the parent out of
+// the OOM killer's reach where it may.
+func (r *Runner) begin(res *Result) {
+	if vm, err := procfs.ReadVmstat(); err == nil {
+		r.oomKillsAtStart = vm["oom_kill"]
+	}
+	r.oom.Shield()
+	res.ParentOOMShielded = r.oom.Shielded
 }
 
 // newResult is the result as it stands before the run: what it plans.

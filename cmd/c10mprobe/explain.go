@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/c10mprobe/c10mprobe/analysis"
-	"github.com/c10mprobe/c10mprobe/internal/units"
 	"github.com/c10mprobe/c10mprobe/record"
 	"github.com/c10mprobe/c10mprobe/runner"
 	"github.com/spf13/pflag"
@@ -111,34 +110,12 @@ func predictCmd(args []string, stdout, stderr io.Writer) error {
 	if *asJSON {
 		return record.WriteJSONTo(stdout, e)
 	}
+	flagsGiven := map[string]bool{}
+	fs.Visit(func(f *pflag.Flag) { flagsGiven[f.Name] = true })
 	fmt.Fprintf(stdout, "%s.\n", e.Verdict)
 	for _, l := range e.Ledger {
 		fmt.Fprintf(stdout, "  %8.0f B/conn  %-6s %s\n", l.BytesPerConnection, l.Kind, l.Name)
 	}
-	fmt.Fprintf(stdout, "Figures: %s.\n", strings.Join(predictSources(fs, costs), "; "))
+	fmt.Fprintf(stdout, "Figures: %s.\n", strings.Join(analysis.PredictionSources(costs, flagsGiven), "; "))
 	return nil
-}
-
-// predictSources says which of a prediction's figures were measured, which
-// given, and which modelled.
-func predictSources(fs *pflag.FlagSet, c analysis.Costs) []string {
-	var out []string
-	if c.MeasuredOver > 0 {
-		out = append(out, fmt.Sprintf("measured: the per-connection costs, by %s over %s connections", c.Source, units.Count(c.MeasuredOver)))
-	} else {
-		out = append(out, "modelled: kernel bytes per connection, from slab object sizes ("+c.Source+")")
-	}
-	var given, defaulted []string
-	for _, name := range []string{"mem", "swap", "base", "reserve"} {
-		if fs.Lookup(name).Changed {
-			given = append(given, "--"+name)
-		} else if name == "base" {
-			defaulted = append(defaulted, "the baseline (what the source found in use at idle, its anonymous pages swappable)")
-		}
-	}
-	out = append(out, "given: "+strings.Join(given, ", "))
-	if len(defaulted) > 0 {
-		out = append(out, "measured: "+strings.Join(defaulted, ", "))
-	}
-	return append(out, "modelled: tcp_mem as the kernel sizes it for that memory (3/32), and user pages going to swap before RAM runs out for what cannot")
 }

@@ -8,11 +8,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/c10mprobe/c10mprobe/runner/host"
 	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -168,6 +170,14 @@ func start(t *testing.T, args ...string) (*exec.Cmd, *output, *output, string) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// A run killed and not restored (a test failing half-way) would make
+	// every later run refuse: put the host back.
+	t.Cleanup(func() {
+		if slices.Contains(host.Killed(), dir) {
+			out, _ := exec.Command(toolBinary, "restore", dir).CombinedOutput()
+			t.Logf("restored the killed run in %s: %s", dir, out)
+		}
+	})
 	return cmd, stdout, stderr, dir
 }
 

@@ -39,6 +39,11 @@ func runInNetns(f *runFlags, stderr io.Writer) error {
 	if err := host.CheckAll(changes); err != nil {
 		return &exitError{exitBadInput, err}
 	}
+	unmark, err := host.Mark(cfg.OutDir)
+	if err != nil {
+		return err
+	}
+	defer unmark()
 	applied, err := host.ApplyAll(cfg.OutDir, changes)
 	defer func() {
 		for _, err := range host.UndoAll(applied) {

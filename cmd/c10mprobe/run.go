@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"syscall"
 
@@ -53,22 +54,11 @@ func modeCmd(mode runner.Mode, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if !inNetns() {
-		// In --netns's namespace, the process that made it holds the lock.
-		unlock, err := host.LockHost()
-		if err != nil {
-			return fmt.Errorf("%v; runs change host-wide sysctls and must not overlap", err)
-		}
-		defer unlock()
+	unlock, err := takeHost(f, stderr)
+	if err != nil {
+		return err
 	}
-	if !f.noBPF && os.Geteuid() != 0 {
-		return badInput("the eBPF probes need root: rerun with sudo, or pass --no-bpf")
-	}
-	if !inNetns() {
-		for _, note := range runner.KilledRuns(filepath.Dir(f.cfg.OutDir)) {
-			fmt.Fprintln(stderr, "note: "+note)
-		}
-	}
+	defer unlock()
 	if f.netns && !inNetns() {
 		return runInNetns(f, stderr)
 	}
@@ -127,6 +117,32 @@ func modeCmd(mode runner.Mode, args []string, stdout, stderr io.Writer) error {
 		return errNotAll
 	}
 	return nil
+}
+
+// takeHost takes the host for the run (in --netns's namespace, the process
+// that made it holds it) and refuses it while a killed run has left it
+// changed: this run would measure that host, and restore it to that.
+func takeHost(f *runFlags, stderr io.Writer) (unlock func(), err error) {
+	unlock = func() {}
+	if !inNetns() {
+		if unlock, err = host.LockHost(); err != nil {
+			return nil, fmt.Errorf("%v; runs change host-wide sysctls and must not overlap", err)
+		}
+	}
+	switch dir, left := runner.Unrestored(); {
+	case !f.noBPF && os.Geteuid() != 0:
+		err = badInput("the eBPF probes need root: rerun with sudo, or pass --no-bpf")
+	case dir != "" && !inNetns():
+		err = badInput("the run in %s was killed before it put the host back (%s): run sudo c10mprobe restore %s first", dir, strings.Join(left, "; "), dir)
+	case !inNetns():
+		for _, note := range runner.KilledRuns(filepath.Dir(f.cfg.OutDir)) {
+			fmt.Fprintln(stderr, "note: "+note)
+		}
+	}
+	if err != nil {
+		unlock()
+	}
+	return unlock, err
 }
 
 // hooks tell the recorder, once there is one in *rec, and the terminal
@@ -205,26 +221,35 @@ func openProbes(f *runFlags, r *runner.Runner, stderr io.Writer) (*bpf.Probes, e
 
 func restoreCmd(args []string, stdout, stderr io.Writer) error {
 	fs := pflag.NewFlagSet("restore", pflag.ContinueOnError)
-	if err := parseFlags(fs, args, stdout, "  sudo c10mprobe restore runs/20261125T190102Z\n"); err != nil {
+	examples := "  sudo c10mprobe restore runs/20261125T190102Z\n  sudo c10mprobe restore          # every run killed before it put the host back\n"
+	if err := parseFlags(fs, args, stdout, examples); err != nil {
 		return err
 	}
-	dir, err := oneRunDir(fs)
-	if err != nil {
-		return err
+	if fs.NArg() > 1 {
+		return badInput("give one run directory, or none for every run killed before it put the host back")
 	}
 	unlock, err := host.LockHost()
 	if err != nil {
 		return fmt.Errorf("%v; restore after it ends", err)
 	}
 	defer unlock()
-	tracefs, terr := bpf.RestoreTracefs(dir)
-	if terr != nil {
-		fmt.Fprintf(stderr, "c10mprobe restore: %v\n", terr)
+	dirs := host.Killed()
+	if fs.NArg() == 1 {
+		dirs = []string{fs.Arg(0)}
+	} else if len(dirs) == 0 {
+		fmt.Fprintf(stdout, "no run was killed before it put the host back (%s names none)\n", host.MarkerDir)
+		return nil
 	}
-	r, err := runner.Restore(dir)
-	if tracefs != "" {
-		r.Removed = append(r.Removed, tracefs)
+	var errs []error
+	for _, dir := range dirs {
+		errs = append(errs, restoreRun(dir, stdout, stderr))
 	}
+	return errors.Join(errs...)
+}
+
+// restoreRun undoes what the run in dir left on the host, and says what.
+func restoreRun(dir string, stdout, stderr io.Writer) error {
+	r, err := record.Restore(dir)
 	for _, what := range r.Removed {
 		fmt.Fprintf(stdout, "removed %s\n", what)
 	}

@@ -4,6 +4,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/c10mprobe/c10mprobe/runner/host"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -199,13 +200,19 @@ func TestSIGKILLedRunIsUndoneByRestore(t *testing.T) {
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(ex), "did not finish") || !strings.Contains(string(ex), "c10mprobe restore "+dir) {
 		t.Errorf("explain of a killed run: %v\n%s", err, ex)
 	}
-	// A run started beside it says what the killed run left.
-	next := filepath.Join(filepath.Dir(dir), "next")
+	// The next run, wherever its directory, finds the killed one by its
+	// marker and refuses, with exit 2, naming what it left and the command.
+	next := filepath.Join(t.TempDir(), "next")
 	out, err := exec.Command(toolBinary, "run", "--conns", "10", "--listen", "127.0.0.1:19919", "--no-bpf", "--no-tune", "--out", next).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "was killed and left the host changed") || !strings.Contains(string(out), "net.ipv4.ip_local_port_range = 41000 59999") {
-		t.Errorf("a run beside the killed one: %v\n%s", err, out)
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), "was killed before it put the host back") ||
+		!strings.Contains(string(out), "net.ipv4.ip_local_port_range = 41000 59999") || !strings.Contains(string(out), "c10mprobe restore "+dir) {
+		t.Errorf("a run after the killed one: %v\n%s", err, out)
 	}
-	out, err = exec.Command(toolBinary, "restore", dir).CombinedOutput()
+	if _, err := os.Stat(next); !os.IsNotExist(err) {
+		t.Errorf("the refused run made %s", next)
+	}
+	// restore with no directory restores every killed run its marker names.
+	out, err = exec.Command(toolBinary, "restore").CombinedOutput()
 	if err != nil {
 		t.Fatalf("restore: %v\n%s", err, out)
 	}
@@ -234,6 +241,9 @@ func TestSIGKILLedRunIsUndoneByRestore(t *testing.T) {
 	data, _ = os.ReadFile(filepath.Join(dir, "memcg.path"))
 	if _, err := os.Stat(filepath.Join(dir, "memcg.path")); !os.IsNotExist(err) {
 		t.Errorf("restore left the cgroup named in memcg.path: %s", data)
+	}
+	if killed := host.Killed(); len(killed) != 0 {
+		t.Errorf("restore left the markers of %v", killed)
 	}
 }
 

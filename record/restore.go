@@ -1,0 +1,24 @@
+package record
+
+import (
+	"errors"
+
+	"github.com/c10mprobe/c10mprobe/bpf"
+	"github.com/c10mprobe/c10mprobe/runner"
+	"github.com/c10mprobe/c10mprobe/runner/host"
+)
+
+// Restore undoes what the run in dir left on the host: the tracefs mount
+// its probes made, and everything the runner restores. Once all is undone,
+// the run's marker goes too.
+func Restore(dir string) (runner.Restored, error) {
+	tracefs, terr := bpf.RestoreTracefs(dir)
+	r, err := runner.Restore(dir)
+	if tracefs != "" {
+		r.Removed = append(r.Removed, tracefs)
+	}
+	if err == nil && terr == nil {
+		host.Unmark(dir)
+	}
+	return r, errors.Join(terr, err)
+}
