@@ -136,7 +136,9 @@ func TestMemoryCapIsReachedNamedAndRemoved(t *testing.T) {
 	if model := m.ChargePerConnection; model < 0.5*charged || model > 1.5*charged {
 		t.Errorf("charged %.0f B per connection, the model %.0f", charged, model)
 	}
-	if s.Verified != m.ActualConnections || m.OOMKills != 0 || m.PeakUsageBytes < m.LimitBytes*9/10 {
+	// On cgroup v2 opening leaves room below the stop for the exchange's
+	// socket buffers, which the cgroup is charged there.
+	if s.Verified != m.ActualConnections || m.OOMKills != 0 || m.PeakUsageBytes+m.ExchangeRoomBytes < m.LimitBytes*9/10 {
 		t.Errorf("verified %d of %d held, %d OOM kills, peak %d of %d", s.Verified, m.ActualConnections, m.OOMKills, m.PeakUsageBytes, m.LimitBytes)
 	}
 	if _, err := os.Stat(m.Cgroup); !os.IsNotExist(err) {

@@ -51,6 +51,14 @@ type Memcap struct {
 	firstAt, measuredOver uint64
 	firstUse              uint64
 	modelPredicted        uint64
+	// On cgroup v2 a socket's buffer memory is charged to the cgroup of
+	// the task that made it (mem_cgroup_charge_skmem; v1 only with tcp
+	// accounting on, which the run leaves off), a page at least while a
+	// message waits in it: the exchange needs that room below the cap, a
+	// page for each charged end (accepted sockets too where the kernel
+	// charges them).
+	bufferPages  int
+	acceptedSock uint64 // the accepted end's sock object size
 
 	baseline  uint64 // charged with the workers up and idle
 	predicted uint64
@@ -70,7 +78,7 @@ var ErrNoSlabSizes = errors.New("--mem-limit needs /proc/slabinfo (root) to pred
 // (none without them: Check refuses it).
 func NewMemcap(slabObjSize map[string]uint64, inflight int) *Memcap {
 	perConn, why := slabmodel.MemcgCharge(slabObjSize)
-	return &Memcap{perConn: perConn, model: perConn, why: why, inflight: inflight}
+	return &Memcap{perConn: perConn, model: perConn, why: why, inflight: inflight, acceptedSock: slabObjSize[slabmodel.SoftirqSock]}
 }
 
 // MemcapName names the memory cap's change.
@@ -124,13 +132,30 @@ func (m *Memcap) Add(pid int) error { return m.cg.Add(pid) }
 func (m *Memcap) Predict() {
 	base := m.cg.Usage()
 	m.baseline = base
+	if m.cg.v2 {
+		m.bufferPages = 1 // the connecting end's; the model has the accepted end uncharged
+	}
 	room := memcapStop*float64(m.cg.limit) - float64(base)
 	if room > 0 {
-		m.predicted = uint64(room / m.perConn)
+		m.predicted = uint64(room / m.cost())
 	}
 	m.modelPredicted = m.predicted
-	fmt.Fprintf(m.Log, "memory cap %s: the workers hold %s of it; predicted ≈ %d connections at %.0f B charged each (%s) up to %.0f %% of the cap\n",
-		units.Bytes(m.cg.limit), units.Bytes(base), m.predicted, m.perConn, m.why, 100*memcapStop)
+	fmt.Fprintf(m.Log, "memory cap %s: the workers hold %s of it; predicted ≈ %d connections at %.0f B charged each (%s)%s up to %.0f %% of the cap\n",
+		units.Bytes(m.cg.limit), units.Bytes(base), m.predicted, m.perConn, m.why, m.bufferNote(), 100*memcapStop)
+}
+
+// cost is what a connection takes of the cap: its objects, and the buffer
+// pages its exchange needs.
+func (m *Memcap) cost() float64 { return m.perConn + float64(m.bufferPages*pageSize) }
+
+// pageSize is the unit socket memory is charged in (SK_MEM_QUANTUM).
+const pageSize = 4096
+
+func (m *Memcap) bufferNote() string {
+	if m.bufferPages == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", and %d buffer page(s) of 4 KiB for its exchange (cgroup v2 charges socket buffers)", m.bufferPages)
 }
 
 // The charge is measured between two counts, before the cap is near: past
@@ -154,10 +179,15 @@ func (m *Memcap) measure(established, use uint64) {
 	}
 	m.perConn = float64(use-m.firstUse) / float64(established-m.firstAt)
 	m.measuredOver = established
-	room := memcapStop*float64(m.cg.limit) - float64(use)
-	m.predicted = established + uint64(max(0, room)/m.perConn)
-	fmt.Fprintf(m.Log, "memory cap %s: measured %.0f B charged a connection from %s to %s (the model's %.0f); predicted ≈ %d connections\n",
-		units.Bytes(m.cg.limit), m.perConn, units.Count(m.firstAt), units.Count(established), m.model, m.predicted)
+	// The accepted end charged too (6.12: commit 58e41754e416): its
+	// buffer is then charged as well.
+	if m.bufferPages > 0 && m.perConn-m.model >= float64(m.acceptedSock)/2 {
+		m.bufferPages = 2
+	}
+	room := memcapStop*float64(m.cg.limit) - float64(use) - float64(established)*float64(m.bufferPages*pageSize)
+	m.predicted = established + uint64(max(0, room)/m.cost())
+	fmt.Fprintf(m.Log, "memory cap %s: measured %.0f B charged a connection from %s to %s (the model's %.0f)%s; predicted ≈ %d connections\n",
+		units.Bytes(m.cg.limit), m.perConn, units.Count(m.firstAt), units.Count(established), m.model, m.bufferNote(), m.predicted)
 }
 
 // Watch checks the cap every memcapPoll until done, stopping the run when
@@ -197,7 +227,8 @@ func (m *Memcap) check(established uint64, now time.Time) string {
 		}
 		m.rateAt, m.rateEst = now, established
 	}
-	projected := float64(use) + m.perConn*(m.rate*memcapLead.Seconds()+float64(m.inflight))
+	// What the connections open will need for their exchange counts as used.
+	projected := float64(use) + float64(established)*float64(m.bufferPages*pageSize) + m.cost()*(m.rate*memcapLead.Seconds()+float64(m.inflight))
 	if established > m.lastEst {
 		m.lastEst, m.lastMove = established, now
 	}
@@ -227,6 +258,7 @@ func (m *Memcap) Finish(established uint64, stoppedBy limit.Kind) {
 	if m.measuredOver > 0 {
 		res.MeasuredChargePerConnection, res.MeasuredOver = m.perConn, m.measuredOver
 	}
+	res.ExchangeRoomBytes = uint64(m.bufferPages*pageSize) * established
 	res.ActualConnections = established
 	res.PeakUsageBytes = m.peak
 	res.LimitHits, res.OOMKills = m.cg.Events()
@@ -258,13 +290,16 @@ type MemcapResult struct {
 	ModelPredictedConnections uint64 `json:"model_predicted_connections"`
 	PredictedConnections      uint64 `json:"predicted_connections"`
 	// The charge a connection as measured on this kernel, and at how many.
-	MeasuredChargePerConnection float64    `json:"measured_bytes_per_connection,omitempty"`
-	MeasuredOver                uint64     `json:"measured_over_connections,omitempty"`
-	ActualConnections           uint64     `json:"actual_connections"`
-	StoppedBy                   limit.Kind `json:"stopped_by"` // the limit kind, or limit.Complete
-	PeakUsageBytes              uint64     `json:"peak_usage_bytes"`
-	LimitHits                   uint64     `json:"limit_hits"` // v1 failcnt, v2 memory.events max
-	OOMKills                    uint64     `json:"oom_kills"`
-	Cgroup                      string     `json:"cgroup"`
-	Version                     int        `json:"cgroup_version"`
+	MeasuredChargePerConnection float64 `json:"measured_bytes_per_connection,omitempty"`
+	MeasuredOver                uint64  `json:"measured_over_connections,omitempty"`
+	// ExchangeRoomBytes is what opening left below the stop for the
+	// connections' buffers during the exchange (cgroup v2).
+	ExchangeRoomBytes uint64     `json:"exchange_room_bytes"`
+	ActualConnections uint64     `json:"actual_connections"`
+	StoppedBy         limit.Kind `json:"stopped_by"` // the limit kind, or limit.Complete
+	PeakUsageBytes    uint64     `json:"peak_usage_bytes"`
+	LimitHits         uint64     `json:"limit_hits"` // v1 failcnt, v2 memory.events max
+	OOMKills          uint64     `json:"oom_kills"`
+	Cgroup            string     `json:"cgroup"`
+	Version           int        `json:"cgroup_version"`
 }
