@@ -48,6 +48,7 @@ type Memcap struct {
 	// The charge measured between two counts on this kernel (what it
 	// charges depends on it: from 6.12 an accepted socket is charged to the
 	// accepting task's cgroup), and the prediction made again from it.
+	measured              float64
 	firstAt, measuredOver uint64
 	firstUse              uint64
 	modelPredicted        uint64
@@ -177,17 +178,24 @@ func (m *Memcap) measure(established, use uint64) {
 	if established < m.measureTo() || use <= m.firstUse {
 		return
 	}
-	m.perConn = float64(use-m.firstUse) / float64(established-m.firstAt)
+	m.measured = float64(use-m.firstUse) / float64(established-m.firstAt)
 	m.measuredOver = established
-	// The accepted end charged too (6.12: commit 58e41754e416): its
-	// buffer is then charged as well.
-	if m.bufferPages > 0 && m.perConn-m.model >= float64(m.acceptedSock)/2 {
-		m.bufferPages = 2
+	// The first connections cost more than the rest (slab pages begun), so
+	// the measure tells which objects this kernel charges, and the model
+	// prices them: the accepted end's sock is charged too from 6.12 (commit
+	// 58e41754e416), and with it, on v2, its buffer.
+	how := "as the model has it"
+	if m.measured-m.model >= float64(m.acceptedSock)/2 {
+		m.perConn = m.model + float64(m.acceptedSock+slabmodel.ObjcgPointer)
+		how = fmt.Sprintf("this kernel charges the accepted socket too: %.0f B", m.perConn)
+		if m.bufferPages > 0 {
+			m.bufferPages = 2
+		}
 	}
 	room := memcapStop*float64(m.cg.limit) - float64(use) - float64(established)*float64(m.bufferPages*pageSize)
 	m.predicted = established + uint64(max(0, room)/m.cost())
-	fmt.Fprintf(m.Log, "memory cap %s: measured %.0f B charged a connection from %s to %s (the model's %.0f)%s; predicted ≈ %d connections\n",
-		units.Bytes(m.cg.limit), m.perConn, units.Count(m.firstAt), units.Count(established), m.model, m.bufferNote(), m.predicted)
+	fmt.Fprintf(m.Log, "memory cap %s: measured %.0f B charged a connection from %s to %s against the model's %.0f: %s%s; predicted ≈ %d connections\n",
+		units.Bytes(m.cg.limit), m.measured, units.Count(m.firstAt), units.Count(established), m.model, how, m.bufferNote(), m.predicted)
 }
 
 // Watch checks the cap every memcapPoll until done, stopping the run when
@@ -256,8 +264,9 @@ func (m *Memcap) Finish(established uint64, stoppedBy limit.Kind) {
 	res.StopShare, res.BaselineBytes, res.ChargePerConnection = memcapStop, m.baseline, m.model
 	res.ModelPredictedConnections, res.PredictedConnections = m.modelPredicted, m.predicted
 	if m.measuredOver > 0 {
-		res.MeasuredChargePerConnection, res.MeasuredOver = m.perConn, m.measuredOver
+		res.MeasuredChargePerConnection, res.MeasuredOver = m.measured, m.measuredOver
 	}
+	res.PredictionChargePerConnection = m.perConn
 	res.ExchangeRoomBytes = uint64(m.bufferPages*pageSize) * established
 	res.ActualConnections = established
 	res.PeakUsageBytes = m.peak
@@ -289,9 +298,11 @@ type MemcapResult struct {
 	// connections (the same where none was measured).
 	ModelPredictedConnections uint64 `json:"model_predicted_connections"`
 	PredictedConnections      uint64 `json:"predicted_connections"`
-	// The charge a connection as measured on this kernel, and at how many.
-	MeasuredChargePerConnection float64 `json:"measured_bytes_per_connection,omitempty"`
-	MeasuredOver                uint64  `json:"measured_over_connections,omitempty"`
+	// The charge a connection as measured on this kernel's first
+	// connections, and at how many; the charge the prediction used.
+	MeasuredChargePerConnection   float64 `json:"measured_bytes_per_connection,omitempty"`
+	MeasuredOver                  uint64  `json:"measured_over_connections,omitempty"`
+	PredictionChargePerConnection float64 `json:"prediction_bytes_per_connection"`
 	// ExchangeRoomBytes is what opening left below the stop for the
 	// connections' buffers during the exchange (cgroup v2).
 	ExchangeRoomBytes uint64     `json:"exchange_room_bytes"`
