@@ -165,14 +165,7 @@ func (ma *Machine) Undo() error { return ma.Journal.RestoreKey(hugePagesKey) }
 
 // restoreHugePages gives back the huge pages a killed run reserved.
 func restoreHugePages(dir string) (string, error) {
-	j, err := sysctl.LoadJournal(filepath.Join(dir, rundir.Journal))
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return "", nil
-		}
-		return "", err
-	}
-	return "", j.RestoreKey(hugePagesKey)
+	return "", restoreJournal(filepath.Join(dir, rundir.Journal), hugePagesKey)
 }
 
 // Predict prints, before the first connection, where swapping

@@ -68,14 +68,7 @@ func (c *ChildEhash) Undo() error {
 
 // restoreChildEhash puts back the host value a killed --netns run set.
 func restoreChildEhash(dir string) (string, error) {
-	j, err := sysctl.LoadJournal(filepath.Join(dir, rundir.NetnsJournal))
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return "", nil
-		}
-		return "", err
-	}
-	return "", j.Restore()
+	return "", restoreJournal(filepath.Join(dir, rundir.NetnsJournal), "")
 }
 
 // childEhash is the buckets for conns connections, both ends in the

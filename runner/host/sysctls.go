@@ -1,8 +1,10 @@
 package host
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/c10mprobe/c10mprobe/internal/sysctl"
 )
@@ -52,6 +54,22 @@ func (s *Sysctls) Apply() error {
 		}
 	}
 	return nil
+}
+
+// restoreJournal restores what a killed run's journal at path holds (key's
+// changes alone, unless key is ""); a run that journaled nothing has none.
+func restoreJournal(path, key string) error {
+	j, err := sysctl.LoadJournal(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if key != "" {
+		return j.RestoreKey(key)
+	}
+	return j.Restore()
 }
 
 // Undo writes back every value the journal holds: these, and any other
