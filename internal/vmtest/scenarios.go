@@ -82,8 +82,7 @@ func scenarios() []scenario {
 	guards := []string{"swap_full", "min_watermark", "memory_pressure", "memory_reserve"}
 	return []scenario{
 		{name: "doctor", args: []string{"doctor", "--json"}, check: checkDoctor, limited: true},
-		{name: "run", args: []string{"run", "--conns", "20000"}, check: verifiedAll(20000), limited: true},
-		{name: "run, a worker a CPU", args: []string{"run", "--conns", "20000"}, check: all(verifiedAll(20000), workersAtLeast(runtime.NumCPU()))},
+		{name: "run", args: []string{"run", "--conns", "20000"}, check: all(verifiedAll(20000), workersAtLeast(runtime.NumCPU())), limited: true},
 		{name: "run, taskset -c 0", args: []string{"run", "--conns", "20000", "--no-bpf"}, setup: pinnedTo0,
 			check: all(verifiedAll(20000), workersFor1CPU)},
 		{name: "run --kmem full", args: []string{"run", "--conns", "20000", "--kmem", "full"}, check: verifiedAll(20000)},
