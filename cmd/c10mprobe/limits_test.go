@@ -128,13 +128,11 @@ func TestMemoryCapIsReachedNamedAndRemoved(t *testing.T) {
 		t.Errorf("explanation: %+v", e)
 	}
 	// What the cgroup was charged per connection over the run, against the
-	// first connections' measured charge the prediction used, and the model.
+	// charge the prediction used: the model's objects, those this kernel
+	// was measured to charge.
 	charged := float64(m.PeakUsageBytes-m.BaselineBytes) / float64(m.ActualConnections)
-	if measured := m.MeasuredChargePerConnection; charged < 0.9*measured || charged > 1.1*measured {
-		t.Errorf("charged %.0f B per connection, %.0f measured on the first connections", charged, measured)
-	}
-	if model := m.ChargePerConnection; model < 0.5*charged || model > 1.5*charged {
-		t.Errorf("charged %.0f B per connection, the model %.0f", charged, model)
+	if used := m.PredictionChargePerConnection; charged < 0.85*used || charged > 1.15*used {
+		t.Errorf("charged %.0f B per connection, the prediction's %.0f (measured on the first connections %.0f)", charged, used, m.MeasuredChargePerConnection)
 	}
 	// On cgroup v2 opening leaves room below the stop for the exchange's
 	// socket buffers, which the cgroup is charged there.

@@ -161,9 +161,9 @@ func (m *Memcap) bufferNote() string {
 
 // The charge is measured between two counts, before the cap is near: past
 // the first connections' fixed costs (slab pages begun, the workers' first
-// allocations), over enough to be a few MiB.
-func (m *Memcap) measureFrom() uint64 { return max(2000, m.modelPredicted/20) }
-func (m *Memcap) measureTo() uint64   { return max(6000, m.modelPredicted/5) }
+// allocations), over enough to be many MiB.
+func (m *Memcap) measureFrom() uint64 { return max(2000, m.modelPredicted/10) }
+func (m *Memcap) measureTo() uint64   { return max(6000, m.modelPredicted/3) }
 
 // measure takes the charge a connection costs on this kernel between two
 // counts and predicts again from it, once.
@@ -185,7 +185,11 @@ func (m *Memcap) measure(established, use uint64) {
 	// prices them: the accepted end's sock is charged too from 6.12 (commit
 	// 58e41754e416), and with it, on v2, its buffer.
 	how := "as the model has it"
-	if m.measured-m.model >= float64(m.acceptedSock)/2 {
+	// What the first connections' fixed costs add stays under three
+	// quarters of a sock (1.1 KiB of a 2.3 KiB TCP sock on 6.18, cgroup v1,
+	// measured over a twentieth to a fifth of the cap); a charged sock adds
+	// all of it (2.4 KiB on 6.12).
+	if m.measured-m.model >= 0.75*float64(m.acceptedSock) {
 		m.perConn = m.model + float64(m.acceptedSock+slabmodel.ObjcgPointer)
 		how = fmt.Sprintf("this kernel charges the accepted socket too: %.0f B", m.perConn)
 		if m.bufferPages > 0 {
