@@ -110,6 +110,8 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs -o mode=755 tmpfs /run
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
+# The memory controller for the root's children, as systemd enables it at boot.
+echo +memory > /sys/fs/cgroup/cgroup.subtree_control
 mount -t bpf bpf /sys/fs/bpf
 mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts

@@ -106,11 +106,8 @@ func (m *Memcap) Apply() error {
 	if err != nil {
 		return err
 	}
-	path, enabled := filepath.Join(place.Parent, name), ""
-	if place.Enable {
-		enabled = place.Parent
-	}
-	if err := os.WriteFile(filepath.Join(m.Dir, rundir.Memcg), []byte(memcgRecord(path, enabled)), 0o644); err != nil {
+	path := filepath.Join(place.Parent, name)
+	if err := os.WriteFile(filepath.Join(m.Dir, rundir.Memcg), []byte(path+"\n"), 0o644); err != nil {
 		return err
 	}
 	if m.cg, err = NewMemcg(place, path, m.Limit); err != nil {

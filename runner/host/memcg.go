@@ -22,9 +22,6 @@ type Memcg struct {
 	dir   string
 	v2    bool
 	limit uint64
-	// enabled is the v2 root whose subtree_control the run gave +memory,
-	// to take back once the cgroup is gone; "" when it had it already.
-	enabled string
 }
 
 // Dir is the cgroup's directory.
@@ -38,14 +35,10 @@ func (m *Memcg) file(v1, v2 string) string {
 	return filepath.Join(m.dir, v1)
 }
 
-// MemcgPlace is where the run's cgroup goes, and what placing it there
-// takes.
+// MemcgPlace is where the run's cgroup goes.
 type MemcgPlace struct {
 	Parent string
 	V2     bool
-	// Enable: the v2 root's subtree_control lacks memory, which the run
-	// must enable there (and take back after).
-	Enable bool
 }
 
 // FindMemcgParent returns where the run's cgroup goes.
@@ -56,10 +49,13 @@ type MemcgPlace struct {
 // controller in the subtree_control of a cgroup with processes, while a
 // child can only have a controller its parent enables; the root alone is
 // exempt (Documentation/admin-guide/cgroup-v2.rst, "No Internal Process
-// Constraint"). So the cap's cgroup is a child of the root, with +memory in
-// the root's subtree_control: systemd enables it there already; on a bare
-// mount the run enables it and takes it back after. The workers leave their
-// session's cgroup for the run: the cap is the limit they run under.
+// Constraint"). So the cap's cgroup is a child of the root, which must have
+// +memory in its subtree_control: systemd enables it at boot. Without it the
+// run is refused, and does not enable it itself: on Debian's 6.12.118 under
+// qemu the kernel panicked in kmem_cache_free as a run that did so began,
+// the previous run's sockets still being freed (docs/smaller-machines.md).
+// The workers leave their session's cgroup for the run: the cap is the
+// limit they run under.
 //
 // cgroup v1: under this process's own memory cgroup, so the host's
 // hierarchy and its limits still apply (v1 has no such rule).
@@ -75,7 +71,10 @@ func FindMemcgParent() (MemcgPlace, error) {
 			if err != nil {
 				return MemcgPlace{}, err
 			}
-			return MemcgPlace{Parent: root, V2: true, Enable: !hasController(string(sub), "memory")}, nil
+			if !hasController(string(sub), "memory") {
+				return MemcgPlace{}, fmt.Errorf("the cgroup v2 root does not give its children the memory controller (memory is not in %s/cgroup.subtree_control); systemd enables it at boot, elsewhere run: echo +memory > %s/cgroup.subtree_control", root, root)
+			}
+			return MemcgPlace{Parent: root, V2: true}, nil
 		}
 	}
 	if v1Path != "" {
@@ -117,14 +116,7 @@ func hasController(list, name string) bool {
 // NewMemcg creates the run's cgroup as dir at place, with its cap.
 func NewMemcg(place MemcgPlace, dir string, limit uint64) (*Memcg, error) {
 	m := &Memcg{dir: dir, v2: place.V2, limit: limit}
-	if place.Enable {
-		if err := os.WriteFile(filepath.Join(place.Parent, "cgroup.subtree_control"), []byte("+memory"), 0); err != nil {
-			return nil, fmt.Errorf("enabling the memory controller in %s/cgroup.subtree_control: %w", place.Parent, err)
-		}
-		m.enabled = place.Parent
-	}
 	if err := os.Mkdir(m.dir, 0o755); err != nil {
-		m.Remove()
 		return nil, fmt.Errorf("creating memory cgroup: %w", err)
 	}
 	limitFile := m.file("memory.limit_in_bytes", "memory.max")
@@ -185,8 +177,7 @@ func (m *Memcg) Events() (hits, oomKills uint64) {
 }
 
 // Remove deletes the cgroup once its processes are gone (charges left by
-// freed sockets do not keep it: the kernel reparents them), then takes back
-// the memory controller the run enabled.
+// freed sockets do not keep it: the kernel reparents them).
 func (m *Memcg) Remove() error {
 	var err error
 	for i := 0; i < 50; i++ {
@@ -199,28 +190,11 @@ func (m *Memcg) Remove() error {
 	if err != nil {
 		return fmt.Errorf("removing memory cgroup %s: %w", m.dir, err)
 	}
-	if m.enabled != "" {
-		// EBUSY if another cgroup has since enabled memory below the root.
-		if err := os.WriteFile(filepath.Join(m.enabled, "cgroup.subtree_control"), []byte("-memory"), 0); err != nil {
-			return fmt.Errorf("taking back the memory controller the run enabled in %s/cgroup.subtree_control: %w", m.enabled, err)
-		}
-		m.enabled = ""
-	}
 	return nil
 }
 
-// memcgRecord is what the run directory keeps of the cgroup while it
-// exists: its path, and the root the run enabled memory in, if any.
-func memcgRecord(dir, enabled string) string {
-	s := dir + "\n"
-	if enabled != "" {
-		s += "enabled " + enabled + "\n"
-	}
-	return s
-}
-
-// RemoveCgroup removes the cgroup a killed run left, if any, takes back the
-// memory controller it enabled, and says what it removed.
+// RemoveCgroup removes the cgroup a killed run left, if any, and says what
+// it removed.
 func RemoveCgroup(dir string) (string, error) {
 	data, ok, err := ReadRecord(dir, rundir.Memcg)
 	if !ok || err != nil {
@@ -232,11 +206,6 @@ func RemoveCgroup(dir string) (string, error) {
 		return "", fmt.Errorf("%s names %q, not a c10mprobe cgroup", rundir.Memcg, path)
 	}
 	m := &Memcg{dir: path}
-	for _, l := range lines[1:] {
-		if root, ok := strings.CutPrefix(strings.TrimSpace(l), "enabled "); ok && (root == "/sys/fs/cgroup" || root == "/sys/fs/cgroup/unified") {
-			m.enabled = root
-		}
-	}
 	what := ""
 	if _, err := os.Stat(path); err == nil {
 		what = "memory cgroup " + path
