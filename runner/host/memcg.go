@@ -51,9 +51,7 @@ type MemcgPlace struct {
 // exempt (Documentation/admin-guide/cgroup-v2.rst, "No Internal Process
 // Constraint"). So the cap's cgroup is a child of the root, which must have
 // +memory in its subtree_control: systemd enables it at boot. Without it the
-// run is refused, and does not enable it itself: on Debian's 6.12.118 under
-// qemu the kernel panicked in kmem_cache_free as a run that did so began,
-// the previous run's sockets still being freed (docs/smaller-machines.md).
+// run is refused rather than change how the host's cgroups are set up.
 // The workers leave their session's cgroup for the run: the cap is the
 // limit they run under.
 //
