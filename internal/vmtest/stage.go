@@ -110,13 +110,6 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs -o mode=755 tmpfs /run
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
-# The memory controller for the root's children, and a child cgroup, as
-# systemd makes them at boot: the kernel turns kmem accounting's static key on
-# with the first memory cgroup, patching kmem_cache_free's code, which Debian's
-# 6.12 under TCG twice did not survive when a test's cgroup was the first,
-# made while the previous run's sockets were freed in softirq.
-echo +memory > /sys/fs/cgroup/cgroup.subtree_control
-mkdir /sys/fs/cgroup/system.slice
 mount -t bpf bpf /sys/fs/bpf
 mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts
