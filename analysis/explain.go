@@ -232,6 +232,10 @@ func (e *Explanation) totals(r Run) {
 // was made: a smaller machine's swap, a namespace, a census that disagrees.
 func qualify(r Run, e *Explanation) string {
 	v := e.Verdict
+	if len(r.Deaths) > 0 {
+		// What happened comes before any limit: a death ends the run.
+		v = deathSentence(r) + "; " + v
+	}
 	if e.Swap = swapLeg(r); e.Swap != nil {
 		// On a smaller machine the question is the article's: where does
 		// swapping start, and where does it end.

@@ -68,6 +68,20 @@ type Run struct {
 	// Brought is the server the user brought (--target); nil for the
 	// built-in one.
 	Brought *BroughtServer `json:"brought,omitempty"`
+	// Deaths are the workers that died before they were told to exit.
+	Deaths []Death `json:"deaths,omitempty"`
+}
+
+// Death is a worker that died during the run and what the run held
+// before it (the workers' reports) and after (sock_diag, both ends).
+type Death struct {
+	Worker     string `json:"worker"` // "client worker 3 (pid 1234)"
+	How        string `json:"how"`
+	OOMKill    bool   `json:"oom_kill"`
+	Phase      string `json:"phase"`
+	HeldBefore uint64 `json:"held_before"`
+	HeldAfter  uint64 `json:"held_after"`
+	Counted    bool   `json:"counted"` // HeldAfter is sock_diag's, not unknown
 }
 
 // BroughtServer is what a server the user brought held, idle and at the

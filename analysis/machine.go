@@ -89,7 +89,7 @@ func stopReason(b *Bound) string {
 	case limit.MinWatermark:
 		return "free memory reached the min watermark"
 	case limit.WorkerDied:
-		return "the OOM killer took a worker"
+		return "a worker died (" + b.Detail + ")"
 	}
 	return "the run stopped (" + string(b.Kind) + ")"
 }

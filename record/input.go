@@ -52,6 +52,13 @@ func Input(sum Summary, samples []PhaseSample) (analysis.Run, error) {
 			fmt.Sscanf(c.New, "%d %d", &in.Limits.PortLo, &in.Limits.PortHi)
 		}
 	}
+	for _, d := range res.Deaths {
+		ad := analysis.Death{Worker: d.Worker(), How: d.How, OOMKill: d.OOMKill, Phase: string(d.Phase), HeldBefore: d.HeldBefore}
+		if d.HeldAfter != nil {
+			ad.HeldAfter, ad.Counted = *d.HeldAfter, true
+		}
+		in.Deaths = append(in.Deaths, ad)
+	}
 	in.EhashEntries = uint64(max(0, h.EhashEntries))
 	in.Netns = res.Settings.Netns
 	in.PageReportedKiB = uint64(max(0, h.PageReportedKiB))

@@ -126,6 +126,7 @@ func (r *Runner) recountAfterDeath(atPeak bool) {
 	}
 	r.mu.Lock()
 	r.held = &held
+	r.heldAfterDeaths(held)
 	if atPeak {
 		r.heldAtPeak = &held
 	}
@@ -154,6 +155,7 @@ func (r *Runner) finishResult(res *Result) {
 	}
 	res.StoppedBy = limit.Complete
 	res.Aborted = r.aborted
+	res.Deaths = r.deaths
 	res.WorkerExecutable = r.workerExe
 	if res.Limit != nil {
 		res.StoppedBy = res.Limit.Kind

@@ -238,6 +238,9 @@ func (r *Runner) phaseDone(p Phase) error {
 }
 
 func (r *Runner) progress(phase Phase, start time.Time, rate float64) {
+	r.mu.Lock()
+	r.phaseNow = phase
+	r.mu.Unlock()
 	if r.cfg.OnProgress == nil {
 		return
 	}

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/c10mprobe/c10mprobe/internal/limit"
-	"github.com/c10mprobe/c10mprobe/internal/procfs"
 	"github.com/c10mprobe/c10mprobe/internal/rundir"
 	"github.com/c10mprobe/c10mprobe/runner/worker"
 	"golang.org/x/sys/unix"
@@ -173,6 +172,7 @@ func (r *Runner) start(exe string, wc worker.Config, listener *os.File) error {
 		r.mu.Lock()
 		p.state = cmd.ProcessState
 		if !p.expectExit {
+			r.recordDeath(p)
 			r.setLimit(limit.WorkerDied, r.deathDetail(p))
 		}
 		r.mu.Unlock()
@@ -182,18 +182,18 @@ func (r *Runner) start(exe string, wc worker.Config, listener *os.File) error {
 	return nil
 }
 
+// deathDetail is the limit's detail for a worker's death. r.mu is held.
 func (r *Runner) deathDetail(p *proc) string {
-	st := p.state
-	how := st.String()
-	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		how = "killed by " + unix.SignalName(ws.Signal())
-		if ws.Signal() == syscall.SIGKILL {
-			if vm, err := procfs.ReadVmstat(); err == nil && vm["oom_kill"] > r.oomKillsAtStart {
-				how += fmt.Sprintf(" (the OOM killer: %d kills since the run started, see dmesg)", vm["oom_kill"]-r.oomKillsAtStart)
+	for _, d := range r.deaths {
+		if d.PID == p.pid {
+			how := d.How
+			if d.OOMKill {
+				how += fmt.Sprintf(" (the OOM killer: %d kills since the run started, see dmesg)", d.OOMKills)
 			}
+			return fmt.Sprintf("%s %s during %s; the run ended there", d.Worker(), how, d.Phase)
 		}
 	}
-	return fmt.Sprintf("%s worker %d (pid %d) %s; the run ended there", p.role, p.index, p.pid, how)
+	return fmt.Sprintf("%s worker %d (pid %d) %s; the run ended there", p.role, p.index, p.pid, p.state)
 }
 
 func (r *Runner) readStats(p *proc) {

@@ -22,6 +22,8 @@ type Result struct {
 	// Aborted says a second signal killed the workers: what was sampled
 	// after that is not the run's peak.
 	Aborted bool `json:"aborted,omitempty"`
+	// Deaths are the workers that died before they were told to exit.
+	Deaths []Death `json:"deaths,omitempty"`
 	// WorkerExecutable ran the workers: c10mprobe-worker when it lies
 	// beside c10mprobe, else c10mprobe itself.
 	WorkerExecutable        string       `json:"worker_executable"`

@@ -55,6 +55,7 @@ type Runner struct {
 	aborted    bool
 	guarded    bool // a guard tripped after the connect phase
 	censusState
+	deathState
 }
 
 // runChanges are what a run changes on the host: all of them, in order
@@ -218,6 +219,7 @@ func (r *Runner) begin(res *Result) {
 	if vm, err := procfs.ReadVmstat(); err == nil {
 		r.oomKillsAtStart = vm["oom_kill"]
 	}
+	r.began = time.Now()
 	r.oom.Shield()
 	res.ParentOOMShielded = r.oom.Shielded
 }
