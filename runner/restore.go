@@ -129,7 +129,7 @@ func (r *Runner) removeTimeWait(died bool) {
 		}
 	}
 	if freed > 0 {
-		fmt.Fprintf(r.cfg.Log, "freed %d of the run's sockets in TIME_WAIT (a worker's, closed by the kernel when it died)\n", freed)
+		fmt.Fprintf(r.cfg.Log, "freed %d of the run's sockets in TIME_WAIT or FIN_WAIT2 (a worker's, closed by the kernel when it died)\n", freed)
 	}
 }
 
@@ -191,7 +191,12 @@ func parseTimeWaitScope(data string) (timeWaitScope, error) {
 // free destroys the scope's TIME_WAIT sockets and says how many.
 func (tw timeWaitScope) free() int {
 	var found []sockdiag.Socket
-	err := sockdiag.DumpIPv4(1<<sockdiag.StateTimeWait, func(s *sockdiag.Socket) {
+	// A dead worker's sockets, closed by the kernel with a FIN while the
+	// peer still held them, wait in FIN_WAIT2 as timewait sockets for
+	// tcp_fin_timeout (60 s); the dump matches those by their substate
+	// (inet_diag_dump_icsk), so both states are asked for.
+	states := uint32(1<<sockdiag.StateTimeWait | 1<<sockdiag.StateFinWait2)
+	collect := func(s *sockdiag.Socket) {
 		ours := s.Remote == tw.server || s.Local == tw.server
 		if tw.clients != nil {
 			ours = s.Remote == tw.server && tw.clients[s.Local.Addr()]
@@ -199,8 +204,12 @@ func (tw timeWaitScope) free() int {
 		if ours {
 			found = append(found, *s)
 		}
-	})
-	if err != nil {
+	}
+	dump := sockdiag.DumpIPv4
+	if tw.server.Addr().Is6() {
+		dump = sockdiag.DumpIPv6
+	}
+	if dump(states, collect) != nil {
 		return 0
 	}
 	freed := 0

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -68,6 +69,15 @@ func TestWorkerSIGKILLedAtThePeakIsAccountedFromThePeak(t *testing.T) {
 	}
 	assertNoWorkers(t, dir)
 	assertSysctls(t, before)
+	// The victim's sockets, closed by the kernel with a FIN, would hold
+	// their ports for tcp_fin_timeout in FIN_WAIT2 or TIME_WAIT.
+	out, err := exec.Command("ss", "-Htan", "state", "fin-wait-2", "state", "time-wait", fmt.Sprintf("( sport = :%d or dport = :%d )", port, port)).Output()
+	if err != nil {
+		t.Fatalf("ss: %v", err)
+	}
+	if left := strings.Count(string(out), "\n"); left > n/1000 {
+		t.Errorf("%d sockets of the run left in FIN_WAIT2 or TIME_WAIT, holding their ports", left)
+	}
 }
 
 // socketFDs counts the sockets in a process's fd table.

@@ -25,6 +25,7 @@ const (
 	StateEstablished = 1
 	StateSynSent     = 2
 	StateSynRecv     = 3
+	StateFinWait2    = 5
 	StateTimeWait    = 6
 	StateClose       = 7
 	StateListen      = 10
