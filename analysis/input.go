@@ -54,9 +54,11 @@ type Run struct {
 	// Netns: both ends ran in a private network namespace (--netns), whose
 	// established hash is its own (EhashEntries).
 	Netns bool `json:"netns,omitempty"`
-	// PageReportedKiB: this guest gives free pages back to its hypervisor
-	// (free page reporting), this much since boot; 0 where it does not.
-	PageReportedKiB uint64 `json:"page_reported_kib,omitempty"`
+	// PageReporting: this guest gives free pages back to its hypervisor
+	// (free page reporting); PageReportedKiB how much since boot, −1 where
+	// the kernel does not count it.
+	PageReporting   bool  `json:"page_reporting,omitempty"`
+	PageReportedKiB int64 `json:"page_reported_kib,omitempty"`
 	// Mode is run, serve or dial; EndsHere the sockets of a connection on
 	// this host (1 for serve and dial, whose other ends are elsewhere).
 	Mode     string `json:"mode,omitempty"`

@@ -22,8 +22,10 @@ type Rate struct {
 	EhashChainMean float64 `json:"ehash_chain_mean"`
 	// Netns: the hash was the run's own namespace's (--netns), not the host's.
 	Netns bool `json:"netns,omitempty"`
-	// PageReportedKiB: the guest gives freed memory back to its host.
-	PageReportedKiB uint64 `json:"page_reported_kib,omitempty"`
+	// PageReporting: the guest gives freed memory back to its host;
+	// PageReportedKiB how much since boot (−1: not counted).
+	PageReporting   bool  `json:"page_reporting,omitempty"`
+	PageReportedKiB int64 `json:"page_reported_kib,omitempty"`
 	// CPUShare is, for each kernel function watched (rateFuncs) and each
 	// phase's top self-time functions, the share of the phase's CPU samples
 	// with it on the stack: function → phase → share.
@@ -158,11 +160,14 @@ func (rt *Rate) causes() {
 		c := RateCause{Kind: "slab_pages", Phase: ph, Func: "allocate_slab", Share: s,
 			Detail: fmt.Sprintf("new slab pages for the sockets' objects took %s of the connect phase's CPU (inode constructors included)", pct(s)),
 			Change: "nothing the run can choose: it is the memory itself"}
-		if rt.PageReportedKiB > 0 {
+		if rt.PageReporting {
 			// A new slab's freelist is written into every object: the
 			// page's first touch.
-			c.Detail += fmt.Sprintf("; this guest gives freed memory back to its hypervisor (free page reporting: %s since boot), and a page it gave back faults to the host at its first touch (make bench: BenchmarkFirstTouch)",
-				units.Bytes(rt.PageReportedKiB<<10))
+			since := "its virtio balloon offers free page reporting"
+			if rt.PageReportedKiB >= 0 {
+				since = units.Bytes(uint64(rt.PageReportedKiB)<<10) + " since boot"
+			}
+			c.Detail += fmt.Sprintf("; this guest gives freed memory back to its hypervisor (free page reporting: %s), and a page it gave back faults to the host at its first touch (make bench: BenchmarkFirstTouch)", since)
 			c.Change += "; on a VM, a host that backs guest memory up front"
 		}
 		rt.Causes = append(rt.Causes, c)
@@ -198,7 +203,7 @@ func rateOf(r Run) *Rate {
 	if len(r.Series) < 2 || r.Connections < 10 {
 		return nil
 	}
-	rt := &Rate{EhashEntries: r.EhashEntries, Netns: r.Netns, PageReportedKiB: r.PageReportedKiB}
+	rt := &Rate{EhashEntries: r.EhashEntries, Netns: r.Netns, PageReporting: r.PageReporting, PageReportedKiB: r.PageReportedKiB}
 	if r.EhashEntries > 0 {
 		rt.EhashChainMean = float64(2*r.Connections) / float64(r.EhashEntries)
 	}

@@ -43,7 +43,7 @@ func TestCPUSharesByPhase(t *testing.T) {
 		{Phase: "connect", Weight: 40, Frames: []string{"allocate_slab", "kmem_cache_alloc"}},
 		{Phase: "exchange", Weight: 30, Frames: []string{"__inet_lookup_established", "tcp_v4_rcv"}},
 		{Phase: "exchange", Weight: 10, Frames: []string{"tcp_sendmsg_locked"}},
-	}, PageReportedKiB: 3 << 20}
+	}, PageReporting: true, PageReportedKiB: 3 << 20}
 	rt := rateOf(r)
 	for _, c := range []struct {
 		fn, ph string

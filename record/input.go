@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/c10mprobe/c10mprobe/analysis"
+	"github.com/c10mprobe/c10mprobe/internal/procfs"
 	"github.com/c10mprobe/c10mprobe/runner"
 )
 
@@ -61,7 +62,7 @@ func Input(sum Summary, samples []PhaseSample) (analysis.Run, error) {
 	}
 	in.EhashEntries = uint64(max(0, h.EhashEntries))
 	in.Netns = res.Settings.Netns
-	in.PageReportedKiB = uint64(max(0, h.PageReportedKiB))
+	in.PageReporting, in.PageReportedKiB = h.PageReporting == procfs.PageReportingOn, h.PageReportedKiB
 	in.Mode, in.EndsHere, in.ConntrackPeak = res.Mode, res.Plan.EndsHere, res.ConntrackPeak
 	if own := res.WorkerOwnFDs; own > 0 && own < res.Plan.NoFile {
 		in.SocketsPerWorker = res.Plan.NoFile - own // measured, not the plan's reserve

@@ -31,9 +31,13 @@ type Host struct {
 	NprocSoft       uint64 `json:"nproc_soft"`        // RLIMIT_NPROC
 	Tasks           int64  `json:"tasks"`             // threads on the host now (/proc/loadavg)
 	EhashEntries    int64  `json:"tcp_ehash_entries"` // buckets of the established hash; 0 where the sysctl is missing (< 6.1)
-	// PageReportedKiB is what this guest has given back to its hypervisor
-	// since boot (free page reporting, /sys/module/page_reporting): a
-	// page it gave back is a host fault at its next first touch. -1: none.
+	// PageReporting: a virtio balloon hands this guest's free pages back
+	// to its hypervisor (on, off, unknown), so that a page given back is a
+	// host fault at its next first touch. PageReportedKiB is how much
+	// since boot where the kernel counts it (a parameter some kernels add
+	// to /sys/module/page_reporting; mainline has only
+	// page_reporting_order); -1 where it does not.
+	PageReporting   string            `json:"page_reporting"`
 	PageReportedKiB int64             `json:"page_reported_kib"`
 	ConntrackMax    int64             `json:"conntrack_max"`   // 0 when nf_conntrack is not loaded
 	ConntrackCount  int64             `json:"conntrack_count"` // entries now
@@ -86,6 +90,7 @@ func ReadHost() (Host, error) {
 	}
 	// net.ipv4.tcp_ehash_entries (Linux 6.1) reads the table's size.
 	h.EhashEntries, _ = readSysctlInt("net.ipv4.tcp_ehash_entries")
+	h.PageReporting = procfs.FreePageReporting("/sys/bus/virtio/devices")
 	h.PageReportedKiB = -1
 	if v, err := procfs.ReadInt("/sys/module/page_reporting/parameters/reported_kib"); err == nil {
 		h.PageReportedKiB = v

@@ -269,6 +269,18 @@ func TestExplanationOfA100kRunAndExplainWithoutRoot(t *testing.T) {
 	if s.Host.PageReportedKiB > reported || (reported >= 0 && s.Host.PageReportedKiB < 0) {
 		t.Errorf("host page_reported_kib %d, sysfs %d after the run", s.Host.PageReportedKiB, reported)
 	}
+	// The devices the balloon driver holds, bit 5 of their features
+	// (VIRTIO_BALLOON_F_REPORTING): the tool reads the bus instead.
+	want := "off"
+	bound, _ := filepath.Glob("/sys/bus/virtio/drivers/virtio_balloon/virtio*/features")
+	for _, f := range bound {
+		if b, _ := os.ReadFile(f); len(b) > 5 && b[5] == '1' {
+			want = "on"
+		}
+	}
+	if s.Host.PageReporting != want {
+		t.Errorf("host page_reporting %q, the balloon driver's devices say %q", s.Host.PageReporting, want)
+	}
 	if !strings.Contains(r.stdout, "Verdict: ") || !strings.Contains(r.stdout, "Limits, first to bind first") {
 		t.Errorf("run did not print the explanation:\n%s", r.stdout)
 	}
