@@ -41,7 +41,7 @@ func BenchmarkLoopbackConnection(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				if err := p.AddPID(os.Getpid()); err != nil {
+				if err := p.AddPID(os.Getpid(), ImageParent); err != nil {
 					b.Fatal(err)
 				}
 			}

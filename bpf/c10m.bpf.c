@@ -132,7 +132,8 @@ struct {
 	__type(value, struct cache_stats);
 } cache_totals SEC(".maps");
 
-/* Processes of the run (tgid), filled by Go as it starts them. */
+/* Processes of the run (tgid), filled by Go as it starts them; the value
+ * says which executable each runs (bpf.Image). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4096);
@@ -897,12 +898,15 @@ int tp_tcp_sendmsg_locked(struct trace_event_raw_tcp_sendmsg_locked *ctx)
 
 /* ---- CPU samples of the run's processes (perf_event, cpu-clock) ---- */
 
-/* Keyed by stacks alone: a run has hundreds of identical workers, and a
- * pid in the key would multiply the keys by them until the map filled. */
+/* Keyed by stacks and the executable that ran them, not the pid: a run has
+ * hundreds of identical workers, and a pid in the key would multiply the
+ * keys by them until the map filled. The user frames are addresses in that
+ * executable (the parent's and the workers' may be different files). */
 struct cpu_key {
 	__s32 kstack;
 	__s32 ustack;
 	__u32 phase; /* run_phase when sampled: connect, exchange, close... */
+	__u32 image; /* run_pids' value for the process: which executable */
 };
 
 /* The run's phase, set by the recorder as each begins, so that the CPU
@@ -935,6 +939,9 @@ int perf_cpu_sample(struct bpf_perf_event_data *ctx)
 	__u32 zero32 = 0;
 	__u32 *phase = bpf_map_lookup_elem(&run_phase, &zero32);
 	key.phase = phase ? *phase : 0;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u8 *image = bpf_map_lookup_elem(&run_pids, &tgid);
+	key.image = image ? *image : 0;
 	key.kstack = bpf_get_stackid(ctx, &cpu_stacks, 0);
 	key.ustack = bpf_get_stackid(ctx, &cpu_stacks, BPF_F_USER_STACK);
 	__u64 zero = 0;

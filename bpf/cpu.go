@@ -87,8 +87,18 @@ type CPUStack struct {
 	Kernel  []uint64
 	User    []uint64
 	Phase   uint32 // what SetPhase said when it was sampled
+	Image   Image  // the executable whose addresses User holds
 	Samples uint64
 }
+
+// Image is which executable a process of the run runs: its CPU samples'
+// user frames are addresses in that file.
+type Image uint8
+
+const (
+	ImageParent Image = 1 // c10mprobe itself
+	ImageWorker Image = 2 // the workers' executable (c10mprobe-worker, or c10mprobe)
+)
 
 // SetPhase tags the CPU samples taken from now on with phase.
 func (p *Probes) SetPhase(phase uint32) error {
@@ -105,7 +115,7 @@ func (p *Probes) CPUStacks() ([]CPUStack, error) {
 	var n uint64
 	it := p.maps.CpuSamples.Iterate()
 	for it.Next(&key, &n) {
-		s := CPUStack{Samples: n, Phase: key.Phase}
+		s := CPUStack{Samples: n, Phase: key.Phase, Image: Image(key.Image)}
 		s.Kernel = p.frames(p.maps.CpuStacks, key.Kstack)
 		s.User = p.frames(p.maps.CpuStacks, key.Ustack)
 		out = append(out, s)

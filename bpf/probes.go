@@ -312,9 +312,9 @@ func (p *Probes) Backend() Backend {
 	return ""
 }
 
-// AddPID counts a process as part of the run.
-func (p *Probes) AddPID(pid int) error {
-	if err := p.maps.RunPids.Put(uint32(pid), uint8(1)); err != nil {
+// AddPID counts a process as part of the run, running image.
+func (p *Probes) AddPID(pid int, image Image) error {
+	if err := p.maps.RunPids.Put(uint32(pid), uint8(image)); err != nil {
 		return fmt.Errorf("adding pid %d to the run: %w", pid, err)
 	}
 	// Invalidate every CPU's cached answer (in_run in c10m.bpf.c).

@@ -59,6 +59,7 @@ type probesCpuKey struct {
 	Kstack int32
 	Ustack int32
 	Phase  uint32
+	Image  uint32
 }
 
 type probesRunSeen struct {

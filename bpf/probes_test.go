@@ -184,7 +184,7 @@ func testBackend(t *testing.T, b Backend) {
 			t.Errorf("hook %s attached with %s, want %s", a.Hook, a.Backend, b)
 		}
 	}
-	if err := p.AddPID(os.Getpid()); err != nil {
+	if err := p.AddPID(os.Getpid(), ImageParent); err != nil {
 		t.Fatal(err)
 	}
 	// Dentries, inodes and files of sockets closed earlier are freed by RCU

@@ -3,6 +3,7 @@ package record
 import (
 	"fmt"
 	"github.com/c10mprobe/c10mprobe/internal/phase"
+	"os"
 	"sync"
 	"time"
 
@@ -75,7 +76,12 @@ func (r *Recorder) AddPID(pid int) error {
 	r.pids = append(r.pids, pid)
 	r.mu.Unlock()
 	if r.probes != nil {
-		return r.probes.AddPID(pid)
+		// The runner spawns its workers; the parent is this process.
+		image := bpf.ImageWorker
+		if pid == os.Getpid() {
+			image = bpf.ImageParent
+		}
+		return r.probes.AddPID(pid, image)
 	}
 	return nil
 }

@@ -58,11 +58,7 @@ func (r *Recorder) Finish(res *runner.Result, preflight []runner.Check, host run
 		Samples: r.samples, Series: r.series, CPUWhy: r.cpuWhy,
 	}
 	if syms != nil {
-		user, uerr := ksym.FromGoBinary(res.WorkerExecutable)
-		if uerr != nil {
-			fmt.Fprintf(log, "CPU stacks' user frames left in hex: %v\n", uerr)
-		}
-		run.Stacks, run.CPU = symbolize(syms, r.stacks), symbolizeCPU(syms, user, r.cpu)
+		run.Stacks, run.CPU = symbolize(syms, r.stacks), symbolizeCPU(syms, userImages(res.WorkerExecutable, log), r.cpu)
 	} else if symErr != nil {
 		fmt.Fprintf(log, "no allocation or CPU stacks: %v\n", symErr)
 		if run.CPUWhy == "" {

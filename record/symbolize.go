@@ -2,6 +2,9 @@ package record
 
 import (
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -11,18 +14,24 @@ import (
 )
 
 // symbolizeCPU resolves CPU stacks: kernel frames with /proc/kallsyms, user
-// frames with the symbols of the executable the workers ran (non-PIE, so at
-// the addresses in its file); user may be nil, leaving them in hex.
-func symbolizeCPU(t *ksym.Table, user *ksym.GoTable, stacks []bpf.CPUStack) []analysis.Stack {
+// frames with the symbols of the executable the sampled process ran
+// (non-PIE, so at the addresses in its file): the parent's or the workers'.
+// An image without a table leaves its frames in hex. The outermost frame
+// names the process's executable, as perf's comm does.
+func symbolizeCPU(t *ksym.Table, images map[bpf.Image]userImage, stacks []bpf.CPUStack) []analysis.Stack {
 	var out []analysis.Stack
 	for _, s := range stacks {
 		frames := kernelFrames(t, s.Kernel)
+		img := images[s.Image]
 		for _, a := range s.User {
 			name := fmt.Sprintf("0x%x", a)
-			if user != nil {
-				name = user.Name(a)
+			if img.table != nil {
+				name = img.table.Name(a)
 			}
 			frames = append(frames, name)
+		}
+		if img.name != "" {
+			frames = append(frames, "["+img.name+"]")
 		}
 		out = append(out, analysis.Stack{Frames: frames, Weight: s.Samples, Phase: phaseName(s.Phase)})
 	}
@@ -56,4 +65,37 @@ func symbolize(t *ksym.Table, stacks []bpf.Stack) []analysis.Stack {
 		out = append(out, analysis.Stack{What: s.What(), Weight: s.Bytes, Frames: frames})
 	}
 	return out
+}
+
+// userImage is an executable of the run: its file's base name and its Go
+// symbols (nil where they could not be read).
+type userImage struct {
+	name  string
+	table *ksym.GoTable
+}
+
+// userImages loads the symbols of the parent's executable and the
+// workers', once when they are one file; what fails is said in log.
+func userImages(workerExe string, log io.Writer) map[bpf.Image]userImage {
+	parentExe, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(log, "the parent's CPU frames left in hex: %v\n", err)
+	}
+	images := map[bpf.Image]userImage{}
+	loaded := map[string]*ksym.GoTable{}
+	for img, path := range map[bpf.Image]string{bpf.ImageParent: parentExe, bpf.ImageWorker: workerExe} {
+		if path == "" {
+			continue
+		}
+		t, ok := loaded[path]
+		if !ok {
+			var err error
+			if t, err = ksym.FromGoBinary(path); err != nil {
+				fmt.Fprintf(log, "CPU stacks' user frames of %s left in hex: %v\n", path, err)
+			}
+			loaded[path] = t
+		}
+		images[img] = userImage{name: filepath.Base(path), table: t}
+	}
+	return images
 }

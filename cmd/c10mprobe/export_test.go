@@ -103,6 +103,7 @@ func TestExportsOfARun(t *testing.T) {
 	if !bytes.Contains(cpuFolded, []byte("runner/worker.(*worker)")) || !bytes.Contains(cpuFolded, []byte("tcp_v4_")) {
 		t.Errorf("CPU stacks lack the workers' Go frames or the kernel's TCP frames:\n%.600s", cpuFolded)
 	}
+	assertGoStacksRooted(t, string(cpuFolded), "c10mprobe", "c10mprobe-worker")
 	if out, err := exec.Command("go", "tool", "pprof", "-top", filepath.Join(dir, "cpu.pb.gz")).CombinedOutput(); err != nil || !bytes.Contains(out, []byte("Type: samples")) {
 		t.Errorf("go tool pprof -top cpu.pb.gz: %v\n%s", err, out)
 	}
@@ -314,4 +315,33 @@ func profileSum(t *testing.T, path string) int64 {
 		total += s.Value[0]
 	}
 	return total
+}
+
+// assertGoStacksRooted: each executable's CPU stacks (the frame after the
+// phase names it) begin where Go stacks begin. Named with another file's
+// symbols, a process's outermost frames come out as whatever that file has
+// at those addresses.
+func assertGoStacksRooted(t *testing.T, folded string, images ...string) {
+	t.Helper()
+	roots := map[string]bool{"runtime.goexit": true, "runtime.mstart": true, "runtime.mcall": true,
+		"runtime.morestack": true, "runtime.rt0_go": true, "runtime.main": true, "runtime.systemstack": true}
+	rooted, all := map[string]int{}, map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(folded), "\n") {
+		stack, count, _ := strings.Cut(line, " ")
+		n, _ := strconv.Atoi(count)
+		frames := strings.Split(stack, ";")
+		if len(frames) < 3 {
+			continue
+		}
+		img := strings.Trim(frames[1], "[]")
+		all[img] += n
+		if roots[frames[2]] {
+			rooted[img] += n
+		}
+	}
+	for _, img := range images {
+		if all[img] == 0 || float64(rooted[img]) < 0.9*float64(all[img]) {
+			t.Errorf("%s: %d of %d CPU samples begin where a Go stack begins (want 90 %%):\n%.800s", img, rooted[img], all[img], folded)
+		}
+	}
 }
