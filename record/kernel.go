@@ -60,11 +60,16 @@ type KmallocSite struct {
 // maxKmallocSites is how many call sites the summary lists.
 const maxKmallocSites = 20
 
+// SendmsgReport is what the tcp_sendmsg hook counted. Its bytes are the
+// lengths the calls asked to send (the size argument, or what the message
+// had left), not what the kernel took: a send into full buffers asks for
+// all of it and takes part. The workers count what was taken
+// (payload.sent).
 type SendmsgReport struct {
-	Calls    uint64 `json:"calls"`
-	Bytes    uint64 `json:"bytes"`
-	RunCalls uint64 `json:"run_calls"`
-	RunBytes uint64 `json:"run_bytes"`
+	Calls         uint64 `json:"calls"`
+	BytesAsked    uint64 `json:"bytes_asked"`
+	RunCalls      uint64 `json:"run_calls"`
+	RunBytesAsked uint64 `json:"run_bytes_asked"`
 }
 
 // SocketMemory is buffer memory per socket at the peak: as the probes last
@@ -102,8 +107,8 @@ func (r *Recorder) kernel(res *runner.Result, syms *ksym.Table) *Kernel {
 	k := &Kernel{
 		Backend: r.probes.Backend(), Attachments: r.probes.Attachments(), Caches: map[string]CacheReport{},
 		TCPSendmsg: SendmsgReport{
-			Calls: b.SendmsgCalls - a.SendmsgCalls, Bytes: b.SendmsgBytes - a.SendmsgBytes,
-			RunCalls: b.RunSendmsgCalls - a.RunSendmsgCalls, RunBytes: b.RunSendmsgBytes - a.RunSendmsgBytes,
+			Calls: b.SendmsgCalls - a.SendmsgCalls, BytesAsked: b.SendmsgBytes - a.SendmsgBytes,
+			RunCalls: b.RunSendmsgCalls - a.RunSendmsgCalls, RunBytesAsked: b.RunSendmsgBytes - a.RunSendmsgBytes,
 		},
 		Pages: PagesReport{
 			AllocsByOrder: sub(b.PageAllocs, a.PageAllocs), FreesByOrder: sub(b.PageFrees, a.PageFrees),

@@ -58,6 +58,7 @@ func writeResult(w io.Writer, res *runner.Result, dir string) {
 		fmt.Fprintf(w, "runner memory: %s PSS, %.0f B per connection (both ends); listen overflows %d\n",
 			units.Bytes(res.RunnerPss), float64(res.RunnerPss)/float64(res.Established), res.ListenOverflows)
 	}
+	writePayload(w, res)
 	if len(res.Failed) > 0 {
 		var parts []string
 		for k, v := range res.Failed {
@@ -95,8 +96,8 @@ func writeKernel(w io.Writer, k *Kernel, res *runner.Result) {
 		parts = append(parts, fmt.Sprintf("%s %.0f", analysis.SlabLabel(name, c.Covers), c.BytesPerConnection))
 	}
 	fmt.Fprintf(w, "kernel slab per connection (%s probes): %.0f B = %s\n", k.Backend, total, strings.Join(parts, " + "))
-	fmt.Fprintf(w, "tcp_sendmsg on the run's port: %.2f calls, %.1f B per connection; socket buffers at peak p50 %d B, p99 %d B, max %d B (sock_diag)\n",
-		float64(k.TCPSendmsg.RunCalls)/n, float64(k.TCPSendmsg.RunBytes)/n, k.SocketMemory.P50, k.SocketMemory.P99, k.SocketMemory.Max)
+	fmt.Fprintf(w, "tcp_sendmsg on the run's port: %.2f calls a connection, asking to send %s (the lengths asked, not what the kernel took); socket buffers at peak p50 %d B, p99 %d B, max %d B (sock_diag)\n",
+		float64(k.TCPSendmsg.RunCalls)/n, units.Bytes(uint64(float64(k.TCPSendmsg.RunBytesAsked)/n)), k.SocketMemory.P50, k.SocketMemory.P99, k.SocketMemory.Max)
 	if pc := k.ProbeCost; pc != nil {
 		var parts []string
 		for _, h := range pc.Hooks {
@@ -154,4 +155,30 @@ func WriteChecks(w io.Writer, title string, checks []runner.Check) {
 			fmt.Fprintf(w, "  %s: %s\n", c.Limit, c.Note)
 		}
 	}
+}
+
+// writePayload says what --payload sent against what it asked: the kernel
+// takes what the socket's buffers hold, and with --unread nothing frees them.
+func writePayload(w io.Writer, res *runner.Result) {
+	p := res.Payload
+	if p.Bytes == 0 {
+		return
+	}
+	ends := uint64(2)
+	if res.Mode != "" && res.Mode != "run" {
+		ends = 1
+	}
+	asked := ends * uint64(p.Bytes) * res.Verified
+	line := fmt.Sprintf("payload: sent %s of the %s asked (%s a side on each of %d verified connections)",
+		units.Bytes(p.Sent), units.Bytes(asked), units.Bytes(uint64(p.Bytes)), res.Verified)
+	switch {
+	case p.Unread && p.Sent < asked:
+		line += fmt.Sprintf("; --unread: nothing was read, so each send stopped when the socket's buffers were full (%s a connection)",
+			units.Bytes(p.Sent/max(1, res.Verified)))
+	case p.Sent < asked:
+		line += fmt.Sprintf("; %s were never sent", units.Bytes(asked-p.Sent))
+	default:
+		line += fmt.Sprintf(", read back %s", units.Bytes(p.Read))
+	}
+	fmt.Fprintln(w, line)
 }

@@ -244,8 +244,8 @@ func TestTuneRerunCompare(t *testing.T) {
 		if u := s.Explanation.UnexplainedFraction; u > 0.02 || u < -0.02 {
 			t.Errorf("%.1f %% of the growth unexplained (tcp_rmem %v)", 100*u, s.Host.TCPRmem)
 		}
-		if want := uint64(8*n) + s.Payload.Sent; s.Kernel.TCPSendmsg.RunBytes != want {
-			t.Errorf("tcp_sendmsg %d bytes on the run's port, the runner sent %d", s.Kernel.TCPSendmsg.RunBytes, want)
+		if want := uint64(8*n) + s.Payload.Sent; s.Kernel.TCPSendmsg.RunBytesAsked != want {
+			t.Errorf("tcp_sendmsg %d bytes on the run's port, the runner sent %d", s.Kernel.TCPSendmsg.RunBytesAsked, want)
 		}
 		if s.Kernel.SocketMemory.SockDiag.P50 < 16384 {
 			t.Errorf("unread 16 KiB payloads, but p50 socket memory %d B", s.Kernel.SocketMemory.SockDiag.P50)

@@ -166,7 +166,7 @@ func assertKernelSection(t *testing.T, s record.Summary, n int) {
 			t.Errorf("%s: probe %d live objects, /proc/slabinfo %+d", name, c.Live, c.SlabinfoDelta)
 		}
 	}
-	if k.TCPSendmsg.RunCalls < uint64(2*n) || k.TCPSendmsg.RunBytes < uint64(8*n) {
+	if k.TCPSendmsg.RunCalls < uint64(2*n) || k.TCPSendmsg.RunBytesAsked < uint64(8*n) {
 		t.Errorf("tcp_sendmsg %+v, want ≥ %d calls and ≥ %d bytes", k.TCPSendmsg, 2*n, 8*n)
 	}
 	if k.SocketMemory.SockDiag.Count != uint64(2*n) || k.SocketMemory.Probe.Count != uint64(2*n) {
@@ -405,9 +405,9 @@ func TestSendmsgCountsEveryCall(t *testing.T) {
 			t.Fatalf("--payload %d: exit %d\n%s", payload, r.code, r.stderr)
 		}
 		s := readSummary(t, r)
-		if got := s.Kernel.TCPSendmsg; got.RunCalls != calls || got.RunBytes != uint64(8*n+2*payload*n) || s.Payload.Sent != uint64(2*payload*n) {
+		if got := s.Kernel.TCPSendmsg; got.RunCalls != calls || got.RunBytesAsked != uint64(8*n+2*payload*n) || s.Payload.Sent != uint64(2*payload*n) {
 			t.Errorf("--payload %d: %d calls and %d bytes on the run's port, payload sent %d; want %d, %d, %d",
-				payload, got.RunCalls, got.RunBytes, s.Payload.Sent, calls, 8*n+2*payload*n, 2*payload*n)
+				payload, got.RunCalls, got.RunBytesAsked, s.Payload.Sent, calls, 8*n+2*payload*n, 2*payload*n)
 		}
 	}
 }
