@@ -235,30 +235,17 @@ func verdict(r Run, e Explanation) (string, string) {
 func myths(r Run, e Explanation) []Myth {
 	n := r.Connections
 	var out []Myth
-	out = append(out, Myth{
-		Claim: "a server port can take only 65,536 connections",
-		Measured: fmt.Sprintf("%s connections on the one port %s, facing %s distinct client (address, port) endpoints over %d source addresses (sock_diag)",
-			units.Count(r.SocketsOnPort), r.Server, units.Count(r.DistinctEndpoints), r.SourceAddresses),
-	})
-	switch b := r.Brought; {
-	case r.ends() == 1:
+	// Each myth is told only where this run's numbers refute it.
+	if r.SocketsOnPort > 1<<16 {
 		out = append(out, Myth{
-			Claim: "a connection costs two file descriptors per process",
-			Measured: fmt.Sprintf("one fd per socket: the fullest worker held %s sockets with RLIMIT_NOFILE %s; the other end of each connection is on another host",
-				units.Count(r.MaxHeldPerFDs), units.Count(r.FDsPerWorker)),
+			Claim: "a server port can take only 65,536 connections",
+			Measured: fmt.Sprintf("%s connections on the one port %s, facing %s distinct client (address, port) endpoints over %d source addresses (sock_diag)",
+				units.Count(r.SocketsOnPort), r.Server, units.Count(r.DistinctEndpoints), r.SourceAddresses),
 		})
-	case b != nil:
-		out = append(out, Myth{
-			Claim: "a connection costs two file descriptors per process",
-			Measured: fmt.Sprintf("one fd per socket at each end: the fullest client worker held %s sockets with RLIMIT_NOFILE %s, and your server's fds grew by %.2f a connection",
-				units.Count(r.MaxHeldPerFDs), units.Count(r.FDsPerWorker), b.perHeld(b.FDsIdle, b.FDsPeak)),
-		})
-	default:
-		out = append(out, Myth{
-			Claim: "a connection costs two file descriptors per process",
-			Measured: fmt.Sprintf("one fd per socket: the fullest worker held %s sockets with RLIMIT_NOFILE %s; a loopback connection is two sockets, one in a client worker and one in a server worker",
-				units.Count(r.MaxHeldPerFDs), units.Count(r.FDsPerWorker)),
-		})
+	}
+	// Two fds a socket would have stopped the fullest worker at half its limit.
+	if r.FDsPerWorker > 0 && 2*r.MaxHeldPerFDs > r.FDsPerWorker {
+		out = append(out, fdsMyth(r))
 	}
 	// A myth worth telling when others held a noticeable share (1 %) of it.
 	if l := r.Limits; l.PortsHeld > 0 && l.PortsHeld*100 >= l.PortHi-l.PortLo+1 {
@@ -269,8 +256,8 @@ func myths(r Run, e Explanation) []Myth {
 				units.Count(uint64(l.PortsHeld)), l.PortLo, l.PortHi, units.Count(uint64(ports-min(ports, l.PortsHeld)))),
 		})
 	}
-	if r.Limits.RmemDefault > 0 {
-		naive := r.ends() * n * (r.Limits.RmemDefault + r.Limits.WmemDefault)
+	// Refuted where the buffers held were well under the defaults' sum.
+	if naive := r.ends() * n * (r.Limits.RmemDefault + r.Limits.WmemDefault); r.Limits.RmemDefault > 0 && n > 0 && 2*r.SocketBuffers < naive {
 		out = append(out, Myth{
 			Claim: "each socket allocates its default tcp_rmem + tcp_wmem",
 			Measured: fmt.Sprintf("those are caps: %s sockets × (%s + %s) would be %s; the sockets held %s of buffers (sock_diag)",
@@ -279,12 +266,31 @@ func myths(r Run, e Explanation) []Myth {
 	}
 	slab := int64(r.Peak.Slab) - int64(r.Idle.Slab)
 	rec := int64(r.Peak.SReclaimable) - int64(r.Idle.SReclaimable)
-	out = append(out, Myth{
-		Claim: "free's and sar's \"used\" show what the connections cost",
-		Measured: fmt.Sprintf("slab grew by %s; free's used leaves out the %s of it that is SReclaimable (dentries, inodes: pinned while the sockets are open), and sysstat's kbmemused leaves out all slab",
-			units.Bytes(uint64(max(0, slab))), units.Bytes(uint64(max(0, rec)))),
-	})
+	if slab > 0 && rec > 0 {
+		out = append(out, Myth{
+			Claim: "free's and sar's \"used\" show what the connections cost",
+			Measured: fmt.Sprintf("slab grew by %s; free's used leaves out the %s of it that is SReclaimable (dentries, inodes: pinned while the sockets are open), and sysstat's kbmemused leaves out all slab",
+				units.Bytes(uint64(slab)), units.Bytes(uint64(rec))),
+		})
+	}
 	return out
+}
+
+// fdsMyth is the two-fds myth as this run refutes it.
+func fdsMyth(r Run) Myth {
+	m := Myth{Claim: "a connection costs two file descriptors per process"}
+	switch b := r.Brought; {
+	case r.ends() == 1:
+		m.Measured = fmt.Sprintf("one fd per socket: the fullest worker held %s sockets with RLIMIT_NOFILE %s; the other end of each connection is on another host",
+			units.Count(r.MaxHeldPerFDs), units.Count(r.FDsPerWorker))
+	case b != nil:
+		m.Measured = fmt.Sprintf("one fd per socket at each end: the fullest client worker held %s sockets with RLIMIT_NOFILE %s, and your server's fds grew by %.2f a connection",
+			units.Count(r.MaxHeldPerFDs), units.Count(r.FDsPerWorker), b.perHeld(b.FDsIdle, b.FDsPeak))
+	default:
+		m.Measured = fmt.Sprintf("one fd per socket: the fullest worker held %s sockets with RLIMIT_NOFILE %s; a loopback connection is two sockets, one in a client worker and one in a server worker",
+			units.Count(r.MaxHeldPerFDs), units.Count(r.FDsPerWorker))
+	}
+	return m
 }
 
 func plural(n int, one, many string) string {
