@@ -24,6 +24,9 @@ type Report struct {
 	SocketMemory   Distribution
 	CPUProfileNote string
 	PageSize       uint64 // of /proc/net/sockstat's tcp_mem pages
+	// Covers are, by slab cache, the caches the run allocated from that it
+	// serves (SLUB merging): the chart labels each by them.
+	Covers map[string][]string
 }
 
 // Fact is one line of the report's header.
@@ -45,7 +48,7 @@ func WriteReport(w io.Writer, r Report) error {
 	}
 	data := map[string]any{
 		"R":         r,
-		"Memory":    template.HTML(memoryChart(r.Series, max(1, r.PageSize))),
+		"Memory":    template.HTML(memoryChart(r.Series, max(1, r.PageSize), r.Covers)),
 		"Conns":     template.HTML(connectionsChart(r.Series)),
 		"Sockets":   template.HTML(socketChart(r.SocketMemory)),
 		"Swap":      template.HTML(swapChart(r.Series)),
@@ -115,9 +118,9 @@ svg text{font-family:system-ui,sans-serif}.note{color:#666}svg{max-width:100%;he
 `))
 })
 
-const chartW, chartH, padL, padB, legendW = 860.0, 300.0, 96.0, 30.0, 230.0
+const chartW, chartH, padL, padB, legendW = 860.0, 300.0, 96.0, 30.0, 280.0
 
-var palette = []string{"#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#9c755f", "#bab0ac"}
+var palette = []string{"#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#9c755f", "#bab0ac", "#ff9da7", "#17becf", "#8c564b"}
 
 // niceTicks are round values (1, 2 or 5 × 10^k) from 0 up to at least top,
 // about five of them: the axis's top becomes the last.
@@ -191,7 +194,7 @@ func chart(b *strings.Builder, xLabel, yLabel string, xTicks, yTicks []float64, 
 
 // legend writes one row of a chart's legend.
 func legend(b *strings.Builder, row int, color, name string) {
-	fmt.Fprintf(b, `<rect x="%.0f" y="%d" width="12" height="12" fill="%s"/><text x="%.0f" y="%d">%s</text>`, padL+chartW+14, 14+18*row, color, padL+chartW+30, 24+18*row, name)
+	fmt.Fprintf(b, `<rect x="%.0f" y="%d" width="12" height="12" fill="%s"/><text x="%.0f" y="%d">%s</text>`, padL+chartW+14, 14+18*row, color, padL+chartW+30, 24+18*row, template.HTMLEscapeString(name))
 }
 
 func count(v float64) string {
@@ -222,78 +225,114 @@ func topCaches(series []Sample, n int) []string {
 }
 
 // connectPoints are the samples of the connect phase, where the count
-// grows (x is connections held), and the first of the exchange.
+// grows (x is connections held), and the peak: the exchange's last sample.
 func connectPoints(series []Sample) []Sample {
 	var pts []Sample
-	for _, s := range series {
+	var peak *Sample
+	for i, s := range series {
 		if s.Phase == phase.Connect || s.Phase == phase.Idle || len(pts) == 0 {
 			pts = append(pts, s)
 		}
-	}
-	if last := series[len(series)-1]; last.Phase != phase.Connect {
-		for _, s := range series {
-			if s.Phase == phase.Exchange {
-				pts = append(pts, s)
-				break
-			}
+		if s.Phase == phase.Exchange {
+			peak = &series[i]
 		}
+	}
+	if peak != nil {
+		pts = append(pts, *peak)
 	}
 	return pts
 }
 
-// memoryChart stacks the probed caches' bytes, the rest of slab, socket
-// buffers (what tcp_mem counts) and the runner's RSS against the
-// connections held.
-func memoryChart(series []Sample, pageSize uint64) string {
+// memoryLayer is one band of the memory chart: its label and its bytes at
+// each point.
+type memoryLayer struct {
+	name   string
+	values []float64
+}
+
+// memoryStack is the memory chart's data: the probed caches' bytes (the
+// eight largest, labelled by what the run allocated from them), the rest
+// of slab, socket buffers (what tcp_mem counts) and the runner's RSS,
+// each as growth since the idle sample (the workers' runtime baselines
+// are not the connections' cost), at each point of the connect phase and
+// at the peak, the exchange's last sample: what the payload queued comes
+// in the exchange, after the last connect.
+func memoryStack(series []Sample, pageSize uint64, covers map[string][]string) ([]Sample, []memoryLayer) {
+	base := series[0]
+	caches := topCaches(series, 8)
+	pts := connectPoints(series)
+	var layers []memoryLayer
+	add := func(name string, v func(Sample) float64) {
+		l := memoryLayer{name: name}
+		for _, s := range pts {
+			l.values = append(l.values, max(0, v(s)))
+		}
+		layers = append(layers, l)
+	}
+	for _, c := range caches {
+		add(SlabLabel(c, covers[c]), func(s Sample) float64 { return float64(s.CacheBytes[c]) })
+	}
+	add("other slab", func(s Sample) float64 {
+		v := float64(int64(s.Slab) - int64(base.Slab))
+		for _, c := range caches {
+			v -= float64(s.CacheBytes[c])
+		}
+		return v
+	})
+	add("socket buffers (tcp_mem pages)", func(s Sample) float64 { return float64((s.TCPMemPages - base.TCPMemPages) * int64(pageSize)) })
+	add("runner RSS", func(s Sample) float64 { return float64(int64(s.RunnerRSS) - int64(base.RunnerRSS)) })
+	return pts, layers
+}
+
+// memoryChart stacks memoryStack's layers against the connections held.
+func memoryChart(series []Sample, pageSize uint64, covers map[string][]string) string {
 	if len(series) < 2 {
 		return `<p class="note">Too few samples for a chart.</p>`
 	}
-	base := series[0]
-	caches := topCaches(series, 6)
-	layers := append(append([]string(nil), caches...), "other slab", "socket buffers", "runner RSS")
-	// Growth since the idle sample: the workers' runtime baselines are not
-	// the connections' cost.
-	value := func(s Sample, layer string) float64 {
-		switch layer {
-		case "other slab":
-			v := float64(int64(s.Slab) - int64(base.Slab))
-			for _, c := range caches {
-				v -= float64(s.CacheBytes[c])
-			}
-			return max(0, v)
-		case "socket buffers":
-			return max(0, float64((s.TCPMemPages-base.TCPMemPages)*int64(pageSize)))
-		case "runner RSS":
-			return max(0, float64(int64(s.RunnerRSS)-int64(base.RunnerRSS)))
-		}
-		return max(0, float64(s.CacheBytes[layer]))
-	}
-	pts := connectPoints(series)
+	pts, layers := memoryStack(series, pageSize, covers)
 	xMax, yMax := 1.0, 1.0
-	for _, s := range pts {
-		xMax = max(xMax, float64(s.Established))
+	xs := make([]float64, len(pts))
+	for i, s := range pts {
+		xs[i] = float64(s.Established)
+		xMax = max(xMax, xs[i])
 		var sum float64
 		for _, l := range layers {
-			sum += value(s, l)
+			sum += l.values[i]
 		}
 		yMax = max(yMax, sum)
 	}
+	// The peak holds no more connections than the connect's end: it gets
+	// a column of its own past the axis' last count, or its rise would be
+	// a vertical line of no width.
+	ticks := niceTicks(xMax)
+	peakX := -1.0
+	if n := len(pts); n > 1 && pts[n-1].Phase == phase.Exchange {
+		peakX = ticks[len(ticks)-1] * 1.12
+		xs[n-1] = peakX
+		ticks = append(ticks, peakX)
+	}
+	xFmt := func(v float64) string {
+		if v == peakX {
+			return "after the exchange"
+		}
+		return count(v)
+	}
 	var b strings.Builder
-	x, y := chart(&b, "connections held", "bytes", niceTicks(xMax), niceBytes(yMax), count, bytesAxis)
+	x, y := chart(&b, "connections held", "bytes", ticks, niceBytes(yMax), xFmt, bytesAxis)
 	lower := make([]float64, len(pts))
 	for li, l := range layers {
 		upper := make([]float64, len(pts))
 		var poly []string
-		for i, s := range pts {
-			upper[i] = lower[i] + value(s, l)
-			poly = append(poly, fmt.Sprintf("%.1f,%.1f", x(float64(s.Established)), y(upper[i])))
+		for i := range pts {
+			upper[i] = lower[i] + l.values[i]
+			poly = append(poly, fmt.Sprintf("%.1f,%.1f", x(xs[i]), y(upper[i])))
 		}
 		for i := len(pts) - 1; i >= 0; i-- {
-			poly = append(poly, fmt.Sprintf("%.1f,%.1f", x(float64(pts[i].Established)), y(lower[i])))
+			poly = append(poly, fmt.Sprintf("%.1f,%.1f", x(xs[i]), y(lower[i])))
 		}
 		color := palette[li%len(palette)]
-		fmt.Fprintf(&b, `<polygon class="layer" points="%s" fill="%s" fill-opacity="0.85"><title>%s</title></polygon>`, strings.Join(poly, " "), color, l)
-		legend(&b, li, color, l)
+		fmt.Fprintf(&b, `<polygon class="layer" points="%s" fill="%s" fill-opacity="0.85"><title>%s</title></polygon>`, strings.Join(poly, " "), color, template.HTMLEscapeString(l.name))
+		legend(&b, li, color, l.name)
 		lower = upper
 	}
 	b.WriteString("</svg>")

@@ -114,7 +114,11 @@ func (r *Run) Export(dir string, formats []string) (written []string, skipped ma
 func (r *Run) report() analysis.Report {
 	res := r.Summary.Result
 	rep := analysis.Report{Explanation: *r.Explanation, Series: r.Series, Stacks: r.Stacks, CPUStacks: r.CPU, PageSize: uint64(os.Getpagesize()),
-		Title: fmt.Sprintf("c10mprobe: %d of %d connections verified on %s", res.Verified, res.Requested, r.Input.Server)}
+		Title:  fmt.Sprintf("c10mprobe: %d of %d connections verified on %s", res.Verified, res.Requested, r.Input.Server),
+		Covers: map[string][]string{}}
+	for _, c := range r.Input.Caches {
+		rep.Covers[c.Name] = c.Covers
+	}
 	rep.Facts = []analysis.Fact{
 		{Name: "verified", Value: fmt.Sprintf("%d of %d", res.Verified, res.Requested)},
 		{Name: "workers", Value: fmt.Sprintf("%d client + %d server", res.Workers.Client, res.Workers.Server)},

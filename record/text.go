@@ -177,6 +177,8 @@ func writePayload(w io.Writer, res *runner.Result) {
 			units.Bytes(p.Sent/max(1, res.Verified)))
 	case p.Sent < asked:
 		line += fmt.Sprintf("; %s were never sent", units.Bytes(asked-p.Sent))
+	case p.Unread:
+		line += "; --unread: all of it left queued, unread"
 	default:
 		line += fmt.Sprintf(", read back %s", units.Bytes(p.Read))
 	}

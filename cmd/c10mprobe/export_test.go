@@ -196,7 +196,7 @@ func assertReportRenders(t *testing.T, path, binding string) {
 		t.Fatalf("chromium: %v\n%s", err, stderr.String())
 	}
 	for _, want := range []string{`id="verdict"`, `class="layer"`, `class="line"`, `class="bar"`, `id="flamegraph"`, `id="cpu-flamegraph"`, binding + " bind",
-		">socket buffers<", "connect rate (right axis)"} {
+		">socket buffers (tcp_mem pages)<", "connect rate (right axis)"} {
 		if !bytes.Contains(dom, []byte(want)) {
 			t.Errorf("the rendered report lacks %s", want)
 		}

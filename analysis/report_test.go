@@ -1,0 +1,49 @@
+package analysis
+
+import (
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/c10mprobe/c10mprobe/internal/phase"
+)
+
+// The memory chart ends at the peak, where the exchange's payload is
+// queued, and its top there is every layer's source: slab growth,
+// tcp_mem's pages and the runner's RSS; caches are labelled by what the
+// run allocated from them.
+func TestMemoryChartEndsAtThePeakWithEverything(t *testing.T) {
+	const mib = 1 << 20
+	series := []Sample{
+		{Phase: phase.Idle, Slab: 100 * mib, RunnerRSS: 10 * mib},
+		{Phase: phase.Connect, Established: 5000, Slab: 140 * mib, TCPMemPages: 10, RunnerRSS: 11 * mib,
+			CacheBytes: map[string]int64{"TCP": 24 * mib, "pool_workqueue": 1 * mib}},
+		{Phase: phase.Exchange, Established: 10000, Slab: 180 * mib, TCPMemPages: 20, RunnerRSS: 12 * mib,
+			CacheBytes: map[string]int64{"TCP": 47 * mib, "pool_workqueue": 2 * mib}},
+		// The payload queued: skbs in slab, their data in tcp_mem's pages.
+		{Phase: phase.Exchange, Established: 10000, Slab: 600 * mib, TCPMemPages: 160000, RunnerRSS: 13 * mib,
+			CacheBytes: map[string]int64{"TCP": 47 * mib, "pool_workqueue": 400 * mib}},
+		{Phase: phase.Close, Established: 0, Slab: 100 * mib},
+	}
+	pts, layers := memoryStack(series, 4096, map[string][]string{"pool_workqueue": {"skbuff_fclone_cache"}})
+	last := len(pts) - 1
+	if pts[last].Slab != 600*mib {
+		t.Fatalf("the chart ends at %+v, not the peak", pts[last])
+	}
+	var top float64
+	var names []string
+	for _, l := range layers {
+		top += l.values[last]
+		names = append(names, l.name)
+	}
+	want := float64(500*mib + 160000*4096 + 3*mib)
+	if math.Abs(top-want) > 1 {
+		t.Errorf("the peak's stack is %.0f B, its sources %.0f B", top, want)
+	}
+	if got := strings.Join(names, "|"); !strings.Contains(got, "skbuff_fclone_cache (as pool_workqueue)") {
+		t.Errorf("layers %s", got)
+	}
+	if svg := memoryChart(series, 4096, nil); !strings.Contains(svg, "<title>other slab</title>") {
+		t.Errorf("no other-slab layer in\n%.300s", svg)
+	}
+}
