@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -51,18 +52,7 @@ func hostMain(ctx context.Context, args []string) int {
 		return 1
 	}
 	accel := accelerator()
-	var results []result
-	for _, b := range boots {
-		rs, err := b.run(ctx, f, root, accel)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "vmtest: %s: %v\n", b.column(), err)
-			rs = append(rs, result{Kernel: b.column(), Item: "boot", Status: statusFail, Reason: err.Error()})
-		}
-		results = append(results, rs...)
-		if ctx.Err() != nil {
-			break
-		}
-	}
+	results := runBoots(ctx, f, boots, root, accel)
 	if err := report(f, boots, results, accel); err != nil {
 		fmt.Fprintln(os.Stderr, "vmtest:", err)
 		return 1
@@ -144,29 +134,83 @@ func (b boot) qemuArgs(f hostFlags, image, console, results, accel string) []str
 	if accel == "kvm" {
 		return append(qargs, "-accel", "kvm", "-cpu", "host")
 	}
-	return append(qargs, "-accel", "tcg,thread=multi", "-cpu", "max")
+	return append(qargs, "-accel", "tcg,thread="+f.tcgThreads, "-cpu", "max")
 }
 
-// run stages the guest, boots it and collects its rows as they come.
-func (b boot) run(ctx context.Context, f hostFlags, root, accel string) ([]result, error) {
+// runBoots boots up to --parallel guests at once, in the order given, and
+// returns their rows in that order. Under TCG with one host thread a
+// guest (thread=single), each guest keeps one host CPU busy: two at once
+// on a 2-CPU host take the time of the longer.
+func runBoots(ctx context.Context, f hostFlags, boots []boot, root, accel string) []result {
+	rows := make([][]result, len(boots))
+	next := make(chan int, len(boots))
+	for i := range boots {
+		next <- i
+	}
+	close(next)
+	var wg sync.WaitGroup
+	for range max(1, f.parallel) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if ctx.Err() != nil {
+					return
+				}
+				b := boots[i]
+				rs, err := b.run(ctx, f, root, accel)
+				if err != nil {
+					fmt.Fprintf(os.Stderr, "vmtest: %s: %v\n", b.column(), err)
+					rs = append(rs, result{Kernel: b.column(), Item: "boot", Status: statusFail, Reason: err.Error()})
+				}
+				rows[i] = rs
+			}
+		}()
+	}
+	wg.Wait()
+	var out []result
+	for _, rs := range rows {
+		out = append(out, rs...)
+	}
+	return out
+}
+
+// staging guards the guest's root directory, which each boot stages and
+// copies into its own image before it boots.
+var staging sync.Mutex
+
+// image stages the guest for this boot and makes its disk image.
+func (b boot) image(f hostFlags, root string) (string, error) {
+	staging.Lock()
+	defer staging.Unlock()
 	p, err := makePlan(b.kernel, b.pass, f.only, f.pressure)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	if err := os.RemoveAll(filepath.Join(root, "lib", "vmtest")); err != nil {
-		return nil, err
+		return "", err
 	}
 	os.RemoveAll(filepath.Join(root, "vmtest"))
 	if err := stage(root, b.kernel, p); err != nil {
-		return nil, fmt.Errorf("staging the guest: %w", err)
+		return "", fmt.Errorf("staging the guest: %w", err)
 	}
-	name := strings.ReplaceAll(b.column(), " ", "-")
-	image := filepath.Join(f.work, name+".img")
+	image := filepath.Join(f.work, b.name()+".img")
 	// Room for run directories and swapfiles; sparse, so only what is written is used.
-	if err := makeImage(root, image, "8G"); err != nil {
+	return image, makeImage(root, image, "8G")
+}
+
+func (b boot) name() string { return strings.ReplaceAll(b.column(), " ", "-") }
+
+// run stages the guest, boots it and collects its rows as they come.
+func (b boot) run(ctx context.Context, f hostFlags, root, accel string) ([]result, error) {
+	image, err := b.image(f, root)
+	if image != "" {
+		defer os.Remove(image)
+	}
+	if err != nil {
 		return nil, err
 	}
-	defer os.Remove(image)
+	name := b.name()
 	console, results := filepath.Join(f.work, name+".console"), filepath.Join(f.work, name+".results")
 	os.WriteFile(results, nil, 0o644)
 	qargs := b.qemuArgs(f, image, console, results, accel)
@@ -205,7 +249,7 @@ func (b boot) run(ctx context.Context, f hostFlags, root, accel string) ([]resul
 				continue
 			}
 			r.Kernel, r.Pass = b.column(), b.pass
-			fmt.Printf("%-6s %7.1fs  %s%s\n", r.Status, r.Seconds, r.Item, suffix(r.Reason))
+			fmt.Printf("%-6s %7.1fs  %-11s %s%s\n", r.Status, r.Seconds, "["+b.column()+"]", r.Item, suffix(r.Reason))
 			if r.Status == statusFail && r.Output != "" {
 				fmt.Println(indent(r.Output))
 			}

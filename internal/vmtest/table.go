@@ -114,8 +114,12 @@ func (t table) text() string {
 func (t table) markdown(kernels []string, accel string, f hostFlags) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# The VM tier: c10mprobe on Debian's stock kernels\n\n")
-	fmt.Fprintf(&b, "Taken %s by `make vmtest` (`go run ./internal/vmtest`), qemu under %s, %d vCPUs, %s of memory, cgroup v2 alone, root with every capability.\n",
-		time.Now().UTC().Format("2006-01-02"), strings.ToUpper(accel), f.cpus, f.memory)
+	how := strings.ToUpper(accel)
+	if accel == "tcg" {
+		how += " (thread=" + f.tcgThreads + ")"
+	}
+	fmt.Fprintf(&b, "Taken %s by `make vmtest` (`go run ./internal/vmtest`), qemu under %s, %d vCPUs, %s of memory, %d guests at once, cgroup v2 alone, root with every capability.\n",
+		time.Now().UTC().Format("2006-01-02"), how, f.cpus, f.memory, f.parallel)
 	fmt.Fprintf(&b, "Kernels:\n\n")
 	for _, k := range kernels {
 		fmt.Fprintf(&b, "- %s\n", k)
