@@ -124,6 +124,9 @@ func (t table) markdown(kernels []string, accel string, f hostFlags) string {
 	for _, k := range kernels {
 		fmt.Fprintf(&b, "- %s\n", k)
 	}
+	if accel == "tcg" && f.tcgThreads == "single" {
+		fmt.Fprintf(&b, "\nEach guest's vCPUs share one host thread (`-accel tcg,thread=single`). With a thread per vCPU, Debian's 6.12 oopsed three times on an int3 at a site the kernel was patching (a static key turned on while another vCPU ran that code: kmem accounting as the first memory cgroup was made) and once stalled for 775 s (a soft lockup) until its boot was killed; one thread keeps code that one vCPU rewrites coherent for the other.\n")
+	}
 	if f.limited != "" {
 		fmt.Fprintf(&b, "\nThe column \"%s limited\" is a second boot of that kernel as a different host: hard RLIMIT_NOFILE 15,000 without CAP_SYS_RESOURCE (dropped from the bounding set), and `ip_local_port_range 20000 50000`.\n", f.limited)
 	}
