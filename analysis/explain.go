@@ -89,6 +89,11 @@ func Explain(r Run) Explanation {
 	e.totals(r)
 	e.Limits = limits(r, e)
 	e.BindingLimit, e.Verdict = verdict(r, e)
+	if s := shortfall(r); s != "" {
+		// What the clients saw comes first; a host limit is only where
+		// the run would have gone.
+		e.Verdict = s + "; no limit of this host was reached — had the connections been held, " + e.Verdict
+	}
 	e.Myths = myths(r, e)
 	e.Rate = rateOf(r)
 	e.Verdict = qualify(r, &e)

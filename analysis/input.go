@@ -72,6 +72,11 @@ type Run struct {
 	Brought *BroughtServer `json:"brought,omitempty"`
 	// Deaths are the workers that died before they were told to exit.
 	Deaths []Death `json:"deaths,omitempty"`
+	// Established are the connections connect() completed; Failed the
+	// connections that failed, by what the client saw (worker.FailKind's
+	// names: eof, reset, exchange_timeout, …).
+	Established uint64            `json:"established,omitempty"`
+	Failed      map[string]uint64 `json:"failed,omitempty"`
 }
 
 // Death is a worker that died during the run and what the run held

@@ -91,6 +91,7 @@ func Input(sum Summary, samples []PhaseSample) (analysis.Run, error) {
 	if res.Limit != nil {
 		in.RunLimit = &analysis.Bound{Kind: res.Limit.Kind, At: res.Limit.At, Detail: res.Limit.Detail}
 	}
+	in.Established, in.Failed = res.Established, res.Failed
 	if k := sum.Kernel; k != nil {
 		if k.Kmem != nil {
 			in.CensusConnections, in.KmemFlags = k.Kmem.CensusConnections, k.Kmem.flagText()

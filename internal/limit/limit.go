@@ -47,3 +47,14 @@ const (
 	ServerThreads Kind = "server_threads" // kernel.threads-max, kernel.pid_max or its RLIMIT_NPROC
 	ServerBacklog Kind = "server_backlog" // its accept queue: the backlog it asked listen() for, capped by somaxconn
 )
+
+// PeerSide says the kind is what the connections met at the other end —
+// closed, reset, refused, unanswered, answered wrongly — not a limit of
+// this host.
+func PeerSide(k Kind) bool {
+	switch k {
+	case ConnectTimedOut, Refused, Reset, PeerClosed, ShortRead, Mismatch, ExchangeTimeout:
+		return true
+	}
+	return false
+}

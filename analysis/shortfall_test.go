@@ -1,0 +1,37 @@
+package analysis
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/c10mprobe/c10mprobe/internal/limit"
+)
+
+// A run the other side failed says what the clients saw first, and names
+// a host limit only as where the run would have gone; a run that met its
+// own host's limit says nothing of the kind.
+func TestShortfallSaysWhatTheClientsSaw(t *testing.T) {
+	r := loadInput(t, "memory")
+	r.Requested, r.Verified, r.Established = 2000, 0, 2000
+	r.Brought = &BroughtServer{}
+	for _, c := range []struct {
+		kind   limit.Kind
+		failed map[string]uint64
+		want   string
+	}{
+		{limit.PeerClosed, map[string]uint64{"eof": 2000}, "0 verified of 2,000: the server you brought closed every connection it accepted (2,000) before answering one"},
+		{limit.PeerClosed, map[string]uint64{"eof": 1500, "reset": 10}, "closed 1,500 of the 2,000 connections it accepted before they were answered (the clients read EOF); also failed: reset 10"},
+		{limit.ExchangeTimeout, map[string]uint64{"exchange_timeout": 2000}, "accepted 2,000 connections and answered 0 of them; 2,000 had no answer within --timeout"},
+		{limit.Refused, map[string]uint64{"connection_refused": 1500}, "connect() was refused 1,500 times after 2,000 connections"},
+	} {
+		r.RunLimit, r.Failed = &Bound{Kind: c.kind, At: 0}, c.failed
+		v := Explain(r).Verdict
+		if !strings.Contains(v, c.want) || !strings.Contains(v, "no limit of this host was reached — had the connections been held, ") {
+			t.Errorf("%s: verdict %q, want %q first", c.kind, v, c.want)
+		}
+	}
+	r.RunLimit = &Bound{Kind: limit.Ports}
+	if v := Explain(r).Verdict; strings.Contains(v, "no limit of this host was reached") {
+		t.Errorf("a host limit met, yet: %q", v)
+	}
+}
