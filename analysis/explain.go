@@ -89,6 +89,11 @@ func Explain(r Run) Explanation {
 	e.totals(r)
 	e.Limits = limits(r, e)
 	e.BindingLimit, e.Verdict = verdict(r, e)
+	if rl := r.RunLimit; rl != nil && rl.Kind == limit.Interrupted {
+		// A signal ended it: say so before where the run would have gone.
+		e.Verdict = fmt.Sprintf("the run was %s at %s of %s connections, %s of them verified; had it gone on, %s",
+			rl.Detail, units.Count(r.Connections), units.Count(uint64(r.Requested)), units.Count(r.Verified), e.Verdict)
+	}
 	if s := shortfall(r); s != "" {
 		// What the clients saw comes first; a host limit is only where
 		// the run would have gone.

@@ -142,7 +142,7 @@ func memoryLine(r Run, e Explanation) LimitLine {
 // rowKind is the row of the limits table that a run's limit kind bound on.
 func rowKind(k limit.Kind) limit.Kind {
 	switch k {
-	case limit.MemoryReserve, limit.MemoryPressure, limit.SwapFull, limit.MinWatermark:
+	case limit.MemoryReserve, limit.MemoryPressure, limit.SwapFull, limit.MinWatermark, limit.ReclaimExhausted:
 		return limit.Memory
 	}
 	return k

@@ -88,6 +88,8 @@ func stopReason(b *Bound) string {
 		return "every task waited on memory (PSI) and the run stopped before the machine froze"
 	case limit.MinWatermark:
 		return "free memory reached the min watermark"
+	case limit.ReclaimExhausted:
+		return "without swap, reclaim had nothing left to free (MemAvailable spent), and the run stopped before the OOM killer"
 	case limit.WorkerDied:
 		return "a worker died (" + b.Detail + ")"
 	}

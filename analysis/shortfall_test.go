@@ -35,3 +35,14 @@ func TestShortfallSaysWhatTheClientsSaw(t *testing.T) {
 		t.Errorf("a host limit met, yet: %q", v)
 	}
 }
+
+// A run a signal ended says so before where it would have gone.
+func TestInterruptedRunSaysSoFirst(t *testing.T) {
+	r := loadInput(t, "memory")
+	r.Requested = 300000
+	r.RunLimit = &Bound{Kind: limit.Interrupted, At: r.Connections, Detail: "interrupted by a signal during the connect phase"}
+	want := "the run was interrupted by a signal during the connect phase at 20,000 of 300,000 connections, 20,000 of them verified; had it gone on, memory binds first"
+	if v := Explain(r).Verdict; !strings.HasPrefix(v, want) {
+		t.Errorf("verdict %q, want it to begin %q", v, want)
+	}
+}
