@@ -58,6 +58,9 @@ func writeResult(w io.Writer, res *runner.Result, dir string) {
 		fmt.Fprintf(w, "runner memory: %s PSS, %.0f B per connection (both ends); listen overflows %d\n",
 			units.Bytes(res.RunnerPss), float64(res.RunnerPss)/float64(res.Established), res.ListenOverflows)
 	}
+	if res.SoftnetDropped > 0 {
+		fmt.Fprintf(w, "packets dropped at a full CPU input backlog: %d (/proc/net/softnet_stat; net.core.netdev_max_backlog): TCP retransmits them after a backoff\n", res.SoftnetDropped)
+	}
 	writePayload(w, res)
 	if len(res.Failed) > 0 {
 		var parts []string

@@ -49,14 +49,17 @@ type Result struct {
 	MaxSocketsPerWorker uint64       `json:"max_sockets_per_worker"`
 	// WorkerOwnFDs is the most fds a worker held for itself (measured), so
 	// RLIMIT_NOFILE less it is what a worker can hold in sockets.
-	WorkerOwnFDs    uint64          `json:"worker_own_fds"`
-	ReserveBytes    uint64          `json:"reserve_bytes"`
-	ListenOverflows int64           `json:"listen_overflows"`
-	ListenDrops     int64           `json:"listen_drops"`
-	SysctlChanges   []sysctl.Change `json:"sysctl_changes"`
-	Payload         PayloadResult   `json:"payload"`
-	Memcap          *MemcapResult   `json:"memcap,omitempty"`
-	Settings        Settings        `json:"settings"`
+	WorkerOwnFDs    uint64 `json:"worker_own_fds"`
+	ReserveBytes    uint64 `json:"reserve_bytes"`
+	ListenOverflows int64  `json:"listen_overflows"`
+	ListenDrops     int64  `json:"listen_drops"`
+	// SoftnetDropped: packets dropped at a full per-CPU input backlog
+	// during the run (net.core.netdev_max_backlog).
+	SoftnetDropped int64           `json:"softnet_dropped"`
+	SysctlChanges  []sysctl.Change `json:"sysctl_changes"`
+	Payload        PayloadResult   `json:"payload"`
+	Memcap         *MemcapResult   `json:"memcap,omitempty"`
+	Settings       Settings        `json:"settings"`
 	// Mode is run, serve or dial; Dialers what serve saw, Share a dialer's part.
 	Mode       string   `json:"mode"`
 	Dialers    []Dialer `json:"dialers,omitempty"`

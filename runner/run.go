@@ -186,6 +186,7 @@ func (r *Runner) Run(ctx context.Context) (res *Result, err error) {
 	if err == nil {
 		res.ListenOverflows = after.Overflows - before.Overflows
 		res.ListenDrops = after.Drops - before.Drops
+		res.SoftnetDropped = after.SoftnetDropped - before.SoftnetDropped
 	}
 	r.finishResult(res)
 	return res, nil

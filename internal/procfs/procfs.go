@@ -188,6 +188,10 @@ func ReadKeyed(path string) (map[string]map[string]int64, error) {
 type ListenCounters struct {
 	Overflows int64 `json:"listen_overflows"`
 	Drops     int64 `json:"listen_drops"`
+	// SoftnetDropped are packets the kernel dropped because a CPU's input
+	// backlog was full (net.core.netdev_max_backlog): /proc/net/softnet_stat's
+	// second column, every CPU's. Loopback and veth deliver through it.
+	SoftnetDropped int64 `json:"softnet_dropped"`
 }
 
 // ReadListenCounters reads ListenOverflows and ListenDrops from /proc/net/netstat.
@@ -197,7 +201,18 @@ func ReadListenCounters() (ListenCounters, error) {
 		return ListenCounters{}, err
 	}
 	ext := k["TcpExt"]
-	return ListenCounters{Overflows: ext["ListenOverflows"], Drops: ext["ListenDrops"]}, nil
+	c := ListenCounters{Overflows: ext["ListenOverflows"], Drops: ext["ListenDrops"]}
+	err = scanLines(Root+"/net/softnet_stat", func(line string) error {
+		if f := strings.Fields(line); len(f) >= 2 {
+			v, err := strconv.ParseInt(f[1], 16, 64)
+			if err != nil {
+				return fmt.Errorf("softnet_stat: %w", err)
+			}
+			c.SoftnetDropped += v
+		}
+		return nil
+	})
+	return c, err
 }
 
 // Sockstat is the TCP line of /proc/net/sockstat; Mem is in pages.

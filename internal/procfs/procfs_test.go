@@ -29,7 +29,7 @@ func TestReadRecorded(t *testing.T) {
 		t.Errorf("slabinfo %+v", s)
 	}
 	l, err := ReadListenCounters()
-	if err != nil || l.Overflows != 12 || l.Drops != 15 {
+	if err != nil || l.Overflows != 12 || l.Drops != 15 || l.SoftnetDropped != 0x360+0xa {
 		t.Errorf("listen counters %+v %v", l, err)
 	}
 	st, err := ReadSockstat()
