@@ -208,12 +208,18 @@ func (r *Runner) readStats(p *proc) {
 			continue
 		}
 		r.mu.Lock()
+		// A server worker that stopped listening may leave connections
+		// queued that no other was woken for (CmdAccept).
+		handOff := p.role == Server && p.stats.ConnectDone == 0 && s.ConnectDone != 0
 		p.stats = s
 		p.reports++
 		if s.FirstFail != 0 && r.limit == nil {
 			r.setLimit(r.limitFor(p, &s))
 		}
 		r.mu.Unlock()
+		if handOff {
+			r.send(Server, worker.CmdAccept)
+		}
 		r.poke()
 	}
 }

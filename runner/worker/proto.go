@@ -24,6 +24,11 @@ const (
 	CmdClose                       // both: close every socket
 	CmdExit                        // both: exit
 	CmdResume                      // clients: go on opening after the census pause
+	// CmdAccept: servers still listening accept what waits in the queue.
+	// The shared listener is watched with EPOLLEXCLUSIVE, which wakes one
+	// worker a wakeup: when that one stops listening at its quota, what
+	// was queued behind it wakes nobody until the next connection comes.
+	CmdAccept
 )
 
 // Failure kinds, counted per worker and reported by name.
@@ -117,7 +122,7 @@ func (s *Stats) Unmarshal(buf []byte) error {
 // ProtoVersion is checked by every worker against its parent's: a
 // c10mprobe-worker left from another build must not misread the commands
 // or the Stats records. Bump it with any change to them or to Config.
-const ProtoVersion = 12
+const ProtoVersion = 13
 
 // Role is a worker's end of the connections.
 type Role string

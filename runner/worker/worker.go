@@ -347,6 +347,10 @@ func (w *worker) command() (exit bool, err error) {
 		return true, nil
 	case CmdResume:
 		w.census = false
+	case CmdAccept:
+		if w.listening {
+			w.accept()
+		}
 	}
 	w.dirty = true
 	w.report(true)
