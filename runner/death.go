@@ -12,9 +12,10 @@ import (
 )
 
 // Death is a worker that died before the run told it to exit, and what the
-// run held around it: verified connections by the workers' reports just
-// before (its own last report included), and at both ends by sock_diag
-// once its sockets were gone. The run's per-connection figures divide by
+// run held around it: by the workers' reports just before (its own last
+// report included) the verified connections, or during the connect phase
+// the established ones its servers had accepted; and at both ends by
+// sock_diag once its sockets were gone. The run's per-connection figures divide by
 // what was held when they were measured, never by what was left.
 type Death struct {
 	Role  string `json:"role"`
@@ -46,8 +47,15 @@ type deathState struct {
 
 // recordDeath notes a worker that died unasked. r.mu is held.
 func (r *Runner) recordDeath(p *proc) {
+	// Before the exchange nothing is verified yet: what was held is what
+	// both ends had, the accepted connections the clients established.
+	t := r.totalsLocked()
+	held := t.verified
+	if r.phaseNow == PhaseConnect || r.phaseNow == PhaseIdle {
+		held = min(t.clientEstablished, t.accepted)
+	}
 	d := Death{Role: string(p.role), Index: p.index, PID: p.pid, How: p.state.String(),
-		Phase: r.phaseNow, HeldBefore: r.totalsLocked().verified}
+		Phase: r.phaseNow, HeldBefore: held}
 	if !r.began.IsZero() {
 		d.AfterSeconds = time.Since(r.began).Seconds()
 	}

@@ -207,3 +207,45 @@ func TestPredictSaysWhatWasMeasured(t *testing.T) {
 		}
 	}
 }
+
+// Without swap and without a ballast, nothing moves out to make room: the
+// guard stops the run before the OOM killer, three runs in a row, every
+// held connection verified. How near the prediction the stop comes is
+// logged, not held: the prediction's own error is issue #23's (one of
+// three runs stopped at 88 % of a calibrated prediction 13 % above the
+// other two, 2026-12-06).
+func TestMachineWithoutSwapStopsBeforeTheOOMKiller(t *testing.T) {
+	needRoot(t)
+	before, pages := sysctls(t), hugePages(t)
+	for i := range 3 {
+		procfs.SettleRCU()
+		time.Sleep(time.Second)
+		m, err := procfs.ReadMeminfo()
+		if err != nil {
+			t.Fatal(err)
+		}
+		size := m.MemTotal - m.MemAvailable + 1<<30 + 5<<28 // the reserve (1 GiB by default) and 1.25 GiB of room
+		size = (size + 1<<28 - 1) &^ (1<<28 - 1)
+		vm0, _ := procfs.ReadVmstat()
+		r := run(t, "--conns", "600000", "--machine-mem", fmt.Sprint(size), "--no-bpf", "--listen", "127.0.0.1:19964")
+		vm1, _ := procfs.ReadVmstat()
+		s := readSummary(t, r)
+		l, mr := s.Result.Limit, s.Result.Machine
+		if r.code != exitNotAll || l == nil || mr == nil {
+			t.Fatalf("run %d: exit %d, limit %+v, machine %+v\nstderr:\n%s", i, r.code, l, mr, r.stderr)
+		}
+		if kills := vm1["oom_kill"] - vm0["oom_kill"]; kills > 0 || len(s.Result.Deaths) > 0 {
+			t.Errorf("run %d: %d OOM kills (/proc/vmstat), deaths %+v", i, kills, s.Result.Deaths)
+		}
+		if l.Kind != limit.ReclaimExhausted && l.Kind != limit.MinWatermark && l.Kind != limit.MemoryPressure {
+			t.Errorf("run %d: stopped by %s (%s), want a guard", i, l.Kind, l.Detail)
+		}
+		if s.Result.Verified != s.Result.Established {
+			t.Errorf("run %d: %d established, %d verified", i, s.Result.Established, s.Result.Verified)
+		}
+		t.Logf("run %d: %s at %d, %.0f %% of the %d predicted after calibration (model before the first connection: %d)",
+			i, l.Kind, s.Result.Established, 100*float64(s.Result.Established)/float64(max(1, mr.PredictedConnections)), mr.PredictedConnections, mr.ModelConnections)
+		assertMachineRestored(t, r.dir, pages)
+	}
+	assertSysctls(t, before)
+}

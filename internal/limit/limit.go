@@ -18,14 +18,17 @@ const (
 	MemoryPressure Kind = "memory_pressure" // PSI: tasks stalled on memory
 	SwapFull       Kind = "swap_full"       // --machine-mem: swap ≥ 95 % used
 	MinWatermark   Kind = "min_watermark"   // --machine-mem: free pages at the zones' min watermark
-	Memcap         Kind = "memcap"          // the --mem-limit memory cgroup
-	WorkerDied     Kind = "worker_died"
-	Interrupted    Kind = "interrupted"
-	ConnectStalled Kind = "connect_stalled" // no connect completed for --timeout
-	AcceptQueue    Kind = "accept_queue"    // handshakes no server worker accepted
-	Conntrack      Kind = "conntrack"       // net.netfilter.nf_conntrack_max: the table full, SYNs dropped
-	Unverified     Kind = "unverified"      // held, but not every exchange verified
-	Other          Kind = "other"           // an errno no limit above explains, named in the detail
+	// ReclaimExhausted: --machine-mem without swap, MemAvailable spent:
+	// free pages at the high watermarks and nothing left to reclaim.
+	ReclaimExhausted Kind = "reclaim_exhausted"
+	Memcap           Kind = "memcap" // the --mem-limit memory cgroup
+	WorkerDied       Kind = "worker_died"
+	Interrupted      Kind = "interrupted"
+	ConnectStalled   Kind = "connect_stalled" // no connect completed for --timeout
+	AcceptQueue      Kind = "accept_queue"    // handshakes no server worker accepted
+	Conntrack        Kind = "conntrack"       // net.netfilter.nf_conntrack_max: the table full, SYNs dropped
+	Unverified       Kind = "unverified"      // held, but not every exchange verified
+	Other            Kind = "other"           // an errno no limit above explains, named in the detail
 
 	// What the run's connections met when no limit stopped it: the
 	// commonest failure names itself (runner's failureKinds).

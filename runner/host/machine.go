@@ -70,6 +70,7 @@ type Machine struct {
 	firstUsed                     int64
 	calibratedOver                uint64
 	minWater                      uint64 // Σ zones' min watermark
+	held                          uint64 // connections open at the last Calibrate, for the guard's margin
 }
 
 // MachineResult is summary.json's machine.
@@ -215,6 +216,7 @@ func calibrateTo(swapStart uint64) uint64   { return max(40000, swapStart/2) }
 // Calibrate remakes the prediction from the marginal cost of connections,
 // once, projecting from memory as it is at the second count.
 func (ma *Machine) Calibrate(established uint64) {
+	ma.held = established
 	if ma.calibrated || established < calibrateFrom(ma.modelSwapStart) {
 		return
 	}
@@ -260,6 +262,16 @@ func (ma *Machine) Guard() (limit.Kind, string) {
 		return limit.SwapFull, fmt.Sprintf("swap is %.0f %% used (%s of %s): the kernel has nothing left to push out to make room for socket slab, which cannot be swapped",
 			100*float64(m.SwapTotal-m.SwapFree)/float64(m.SwapTotal), units.Bytes(m.SwapTotal-m.SwapFree), units.Bytes(m.SwapTotal))
 	}
+	// Without swap, nothing moves out to make room: once what kernel
+	// allocations can still get (free above the min watermarks and lowmem
+	// reserves, and file pages to reclaim) is spent, the OOM killer comes,
+	// faster than a guard polls. Stop with a margin.
+	if margin := ma.noSwapMargin(); m.SwapTotal == 0 {
+		if avail, err := procfs.KernelAvailable(); err == nil && avail <= margin {
+			return limit.ReclaimExhausted, fmt.Sprintf("without swap, kernel allocations had %s left (free pages above the zones' min watermarks and reserves, and page cache to reclaim; the guard's margin is %s): past it the OOM killer comes",
+				units.Bytes(avail), units.Bytes(margin))
+		}
+	}
 	if full, ok := ma.Pressure.Share(); ok && full >= machinePressureStop {
 		return limit.MemoryPressure, fmt.Sprintf("every task waited for memory %.0f %% of the last %s (PSI full): the machine is thrashing; stopped before it stalls", full, PressureWindow)
 	}
@@ -284,3 +296,15 @@ func (ma *Machine) Result(established uint64, stoppedBy limit.Kind) *MachineResu
 	}
 	return res
 }
+
+// noSwapMargin is what a run without swap stops at: 64 MiB, what two
+// polls of connects at full speed allocate (40,000 a second at 8 KiB is
+// 32 MiB in the 100 ms between polls), and room for the exchange, whose
+// messages each take an skb (1 KiB of truesize on loopback) in a queue
+// until read: without it the OOM killer took workers in the exchange
+// after the guard had stopped the opening (a 3.6 GiB machine, 2026-12-06).
+func (ma *Machine) noSwapMargin() uint64 { return 64<<20 + ma.held*exchangeRoomPerConn }
+
+// exchangeRoomPerConn is the room the guard keeps a connection for its
+// exchange without swap.
+const exchangeRoomPerConn = 1 << 10
