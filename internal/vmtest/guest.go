@@ -80,10 +80,7 @@ var subtestRows = map[string]bool{"TestEachBackendCountsMatchSlabinfoAndSockDiag
 
 // testXfail names the tests known to fail in the guest until named work
 // lands; an xfail that passes is a failure, so the mark comes off then.
-var testXfail = map[string]string{
-	"cmd/TestMemoryCapIsReachedNamedAndRemoved": "#22: --mem-limit is refused on cgroup v2 until the guest's 6.12 survives a run's memory cgroup (it oopsed three times)",
-	"cmd/TestSIGKILLedRunIsUndoneByRestore":     "#22: its run takes --mem-limit, refused on cgroup v2",
-}
+var testXfail = map[string]string{}
 
 // runTests runs one test binary through test2json and reports its tests,
 // then whether the guest is as before.

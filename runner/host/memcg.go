@@ -69,14 +69,6 @@ func FindMemcgParent() (MemcgPlace, error) {
 			if err != nil {
 				return MemcgPlace{}, err
 			}
-			// Not yet: in the VM tier Debian's 6.12 under TCG oopsed three
-			// times (an int3 at a patched site in kmem_cache_free and
-			// __kmalloc_node) as a run's memory cgroup was made after a
-			// large run (docs/smaller-machines.md). Refused until that is
-			// understood.
-			if v2MemcapRefused {
-				return MemcgPlace{}, errV2Memcap
-			}
 			if !hasController(string(sub), "memory") {
 				return MemcgPlace{}, fmt.Errorf("the cgroup v2 root does not give its children the memory controller (memory is not in %s/cgroup.subtree_control); systemd enables it at boot, elsewhere run: echo +memory > %s/cgroup.subtree_control", root, root)
 			}
@@ -90,11 +82,6 @@ func FindMemcgParent() (MemcgPlace, error) {
 	}
 	return MemcgPlace{}, errors.New("no memory cgroup controller: neither cgroup v2 with the memory controller (booted with cgroup_disable=memory?) nor the v1 memory hierarchy is mounted")
 }
-
-// v2MemcapRefused keeps --mem-limit off cgroup v2 for now.
-const v2MemcapRefused = true
-
-var errV2Memcap = errors.New("a memory cap on cgroup v2 is not supported yet (on Debian's 6.12 under qemu the kernel oopsed as the run's cgroup was made); on a host with the v1 memory hierarchy it works, and --machine-mem makes a smaller machine on any")
 
 // selfCgroups reads this process's v1 memory cgroup path, and whether it is
 // in a v2 hierarchy.
