@@ -53,13 +53,7 @@ func Input(sum Summary, samples []PhaseSample) (analysis.Run, error) {
 			fmt.Sscanf(c.New, "%d %d", &in.Limits.PortLo, &in.Limits.PortHi)
 		}
 	}
-	for _, d := range res.Deaths {
-		ad := analysis.Death{Worker: d.Worker(), How: d.How, OOMKill: d.OOMKill, Phase: string(d.Phase), HeldBefore: d.HeldBefore}
-		if d.HeldAfter != nil {
-			ad.HeldAfter, ad.Counted = *d.HeldAfter, true
-		}
-		in.Deaths = append(in.Deaths, ad)
-	}
+	in.Deaths = deaths(res.Deaths)
 	in.EhashEntries = uint64(max(0, h.EhashEntries))
 	in.Netns = res.Settings.Netns
 	in.PageReporting, in.PageReportedKiB = h.PageReporting == procfs.PageReportingOn, h.PageReportedKiB
@@ -117,6 +111,19 @@ func memory(s *PhaseSample) analysis.Memory {
 		for name, c := range s.Slabinfo {
 			out.Slabinfo[name] = analysis.Slab{Active: c.ActiveObjs, Num: c.NumObjs, ObjSize: c.ObjSize}
 		}
+	}
+	return out
+}
+
+// deaths are the workers' deaths in analysis' terms.
+func deaths(ds []runner.Death) []analysis.Death {
+	var out []analysis.Death
+	for _, d := range ds {
+		ad := analysis.Death{Worker: d.Worker(), How: d.How, OOMKill: d.OOMKill, Phase: string(d.Phase), HeldBefore: d.HeldBefore}
+		if d.HeldAfter != nil {
+			ad.HeldAfter, ad.Counted = *d.HeldAfter, true
+		}
+		out = append(out, ad)
 	}
 	return out
 }

@@ -40,9 +40,10 @@ func (d Death) Worker() string { return fmt.Sprintf("%s worker %d (pid %d)", d.R
 // under way (set as each begins) and each death, in order. Runner.mu
 // guards it.
 type deathState struct {
-	began    time.Time
-	phaseNow phase.Phase
-	deaths   []Death
+	began           time.Time
+	oomKillsAtStart uint64 // /proc/vmstat oom_kill as the run began
+	phaseNow        phase.Phase
+	deaths          []Death
 }
 
 // recordDeath notes a worker that died unasked. r.mu is held.

@@ -44,8 +44,6 @@ type Runner struct {
 	vmStart map[string]uint64
 	notify  chan struct{}
 
-	oomKillsAtStart uint64
-
 	mu         sync.Mutex
 	procs      []*proc
 	limit      *Limit  // the first limit that bound
