@@ -17,7 +17,11 @@ func deathSentence(r Run) string {
 		if strings.HasPrefix(d.How, "killed by") {
 			how = "was " + d.How
 		}
-		how += " during " + d.Phase
+		if d.Phase == "" {
+			how += " as it started"
+		} else {
+			how += " during " + d.Phase
+		}
 		switch {
 		case d.OOMKill:
 			how += ", by the OOM killer (oom_kill rose in /proc/vmstat)"

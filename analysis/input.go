@@ -77,6 +77,9 @@ type Run struct {
 	// names: eof, reset, exchange_timeout, …).
 	Established uint64            `json:"established,omitempty"`
 	Failed      map[string]uint64 `json:"failed,omitempty"`
+	// ServerExited is how a --server-cmd ended while the run needed it
+	// ("exit status 3 during connect"); empty while it ran.
+	ServerExited string `json:"server_exited,omitempty"`
 }
 
 // Death is a worker that died during the run and what the run held

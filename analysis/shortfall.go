@@ -14,6 +14,14 @@ import (
 // what happened. It is empty where the run met a limit of its own host.
 func shortfall(r Run) string {
 	rl := r.RunLimit
+	if r.ServerExited != "" && r.Verified < uint64(r.Requested) {
+		// It is gone: whatever the clients saw after, that is what happened.
+		s := fmt.Sprintf("%s verified of %s: the server you brought exited (%s), after %s connections", units.Count(r.Verified), units.Count(uint64(r.Requested)), r.ServerExited, units.Count(r.Established))
+		if rl != nil && limit.PeerSide(rl.Kind) {
+			s += fmt.Sprintf("; the clients then saw %s %s", units.Count(r.Failed[string(rl.Kind)]), rl.Kind)
+		}
+		return s
+	}
 	if rl == nil || !limit.PeerSide(rl.Kind) || r.Verified >= uint64(r.Requested) {
 		return ""
 	}

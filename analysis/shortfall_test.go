@@ -46,3 +46,15 @@ func TestInterruptedRunSaysSoFirst(t *testing.T) {
 		t.Errorf("verdict %q, want it to begin %q", v, want)
 	}
 }
+
+// A --server-cmd that exited is what happened, whatever the clients saw.
+func TestShortfallSaysTheServerExited(t *testing.T) {
+	r := loadInput(t, "memory")
+	r.Requested, r.Verified, r.Established = 2000, 500, 500
+	r.ServerExited = "exit status 3 during connect"
+	r.RunLimit, r.Failed = &Bound{Kind: limit.Refused}, map[string]uint64{"connection_refused": 1500}
+	want := "500 verified of 2,000: the server you brought exited (exit status 3 during connect), after 500 connections; the clients then saw 1,500 connection_refused"
+	if v := Explain(r).Verdict; !strings.HasPrefix(v, want) {
+		t.Errorf("verdict %q, want it to begin %q", v, want)
+	}
+}

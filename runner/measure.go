@@ -148,6 +148,9 @@ func (r *Runner) finishResult(res *Result) {
 	}
 	if int(res.Verified) < r.cfg.Conns {
 		r.nameLimit(res, t)
+		if x := r.serverExit(); x != nil && r.limit != nil && limit.PeerSide(r.limit.Kind) {
+			r.limit.Detail = fmt.Sprintf("the server exited (%s) during %s; ", x.Status, x.Phase) + r.limit.Detail
+		}
 	}
 	if r.guarded {
 		// Every connection verified, but the host went below its guard.

@@ -120,6 +120,8 @@ type ServerResult struct {
 	// somaxconn when it listened), AcceptQueuePeak what waited in it at the peak.
 	Backlog         uint32 `json:"backlog,omitempty"`
 	AcceptQueuePeak uint32 `json:"accept_queue_at_peak"`
+	// Exited: the --server-cmd exited before the run stopped it.
+	Exited *ServerExit `json:"exited,omitempty"`
 }
 
 // ServerSample is what a brought server's processes held at one moment.

@@ -167,12 +167,21 @@ func (r *Runner) serverResult(res *Result) {
 		return
 	}
 	s := &res.Server
+	r.mu.Lock()
+	s.Exited = r.target.exited
+	r.mu.Unlock()
 	idle, peak := r.serverIdle, r.serverPeak
-	if peak == nil {
-		peak = idle
-	}
 	if idle == nil {
 		return
+	}
+	if peak == nil {
+		if s.Exited != nil {
+			// Gone before the peak: its idle sample is not a peak it had.
+			s.Pids, s.RlimitNoFile, s.RlimitNProc = idle.Pids, idle.Limits.NoFile, idle.Limits.NProc
+			s.Idle = &ServerSample{Pss: idle.Pss, PssAnon: idle.PssAnon, Threads: idle.Threads, FDs: idle.FDs}
+			return
+		}
+		peak = idle
 	}
 	s.Pids = peak.Pids
 	s.RlimitNoFile, s.RlimitNProc = peak.Limits.NoFile, peak.Limits.NProc

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/c10mprobe/c10mprobe/internal/phase"
 	"github.com/c10mprobe/c10mprobe/internal/procfs"
 	"github.com/c10mprobe/c10mprobe/internal/rundir"
 	"github.com/c10mprobe/c10mprobe/internal/sockdiag"
@@ -149,6 +150,18 @@ type target struct {
 	cmd   *exec.Cmd // nil for --server-pid
 	log   string    // the --server-cmd's stdout and stderr
 	done  chan struct{}
+	// exited is the --server-cmd's own exit, before the run stopped it:
+	// its status and the run's phase then (nil while it runs, or when
+	// the run stopped it).
+	exited   *ServerExit
+	stopping bool
+}
+
+// ServerExit is a --server-cmd that exited while the run still needed it.
+type ServerExit struct {
+	Status       string      `json:"status"` // "exit status 3", "signal: killed"
+	Phase        phase.Phase `json:"phase"`
+	AfterSeconds float64     `json:"after_seconds"` // since the run started its workers
 }
 
 // startServer runs --server-cmd in its own process group (and the run's
@@ -177,7 +190,19 @@ func (r *Runner) startServer() error {
 	// Its start time before anything reaps it: a server that exits at once
 	// stays a zombie, its /proc/PID/stat readable, until Wait.
 	st, err := procfs.ReadStat(cmd.Process.Pid)
-	go func() { _ = cmd.Wait(); close(t.done) }()
+	go func() {
+		_ = cmd.Wait()
+		r.mu.Lock()
+		if !t.stopping {
+			t.exited = &ServerExit{Status: cmd.ProcessState.String(), Phase: r.phaseNow}
+			if !r.began.IsZero() {
+				t.exited.AfterSeconds = time.Since(r.began).Seconds()
+			}
+		}
+		r.mu.Unlock()
+		close(t.done)
+		r.poke()
+	}()
 	if err == nil {
 		rec := fmt.Sprintf("%d %d\n", cmd.Process.Pid, st.StartTime)
 		err = os.WriteFile(filepath.Join(r.cfg.OutDir, rundir.ServerGroup), []byte(rec), 0o644)
@@ -213,6 +238,9 @@ func (r *Runner) stopServer() {
 		return
 	}
 	pgid := t.cmd.Process.Pid
+	r.mu.Lock()
+	t.stopping = true
+	r.mu.Unlock()
 	_ = unix.Kill(-pgid, unix.SIGTERM)
 	if !groupGone(pgid, serverStopGrace) {
 		fmt.Fprintf(r.cfg.Log, "server: still running %s after SIGTERM; killed\n", serverStopGrace)
@@ -297,4 +325,13 @@ func groupStartedSince(pgid int, start uint64) bool {
 		}
 	}
 	return false
+}
+
+// serverExit is how a --server-cmd ended while the run needed it; nil
+// while it runs. r.mu is held.
+func (r *Runner) serverExit() *ServerExit {
+	if r.target == nil {
+		return nil
+	}
+	return r.target.exited
 }

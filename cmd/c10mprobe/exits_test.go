@@ -1,0 +1,36 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// A --server-cmd that exits in the middle of the run (status 3 after 500
+// accepts): the summary says how and when, it has no peak it did not
+// have, and the verdict says first that it exited.
+func TestServerThatExitsIsNoticed(t *testing.T) {
+	needRoot(t)
+	py := need(t, "python3", "python3")
+	before := sysctls(t)
+	r := run(t, "--conns", "2000", "--target", "127.0.0.1:19976", "--no-bpf", "--exchange", "none", "--timeout", "5s",
+		"--server-cmd", fmt.Sprintf("exec %s testdata/servers/exits_after.py 127.0.0.1 19976 500", py))
+	if r.code != 1 {
+		t.Fatalf("exit %d, want 1\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	s := readSummary(t, r)
+	x := s.Result.Server.Exited
+	if x == nil || x.Status != "exit status 3" {
+		t.Fatalf("server.exited %+v, want exit status 3", x)
+	}
+	if p := s.Result.Server.Peak; p != nil && s.Result.Server.Idle != nil && *p == *s.Result.Server.Idle {
+		t.Errorf("server.peak %+v is its idle sample", p)
+	}
+	if s.Result.Verified >= 2000 {
+		t.Errorf("verified %d of 2,000 from a server that exited after 500", s.Result.Verified)
+	}
+	if e := s.Explanation; e == nil || !strings.Contains(e.Verdict, "the server you brought exited (exit status 3 during ") {
+		t.Errorf("verdict does not say the server exited: %+v", e)
+	}
+	assertSysctls(t, before)
+}
