@@ -53,7 +53,7 @@ func Input(sum Summary, samples []PhaseSample) (analysis.Run, error) {
 			fmt.Sscanf(c.New, "%d %d", &in.Limits.PortLo, &in.Limits.PortHi)
 		}
 	}
-	in.Deaths = deaths(res.Deaths)
+	in.Deaths, in.ServerExited = deaths(res.Deaths), serverExited(res.Server.Exited)
 	in.EhashEntries = uint64(max(0, h.EhashEntries))
 	in.Netns = res.Settings.Netns
 	in.PageReporting, in.PageReportedKiB = h.PageReporting == procfs.PageReportingOn, h.PageReportedKiB
@@ -126,4 +126,12 @@ func deaths(ds []runner.Death) []analysis.Death {
 		out = append(out, ad)
 	}
 	return out
+}
+
+// serverExited says how a --server-cmd ended while the run needed it.
+func serverExited(x *runner.ServerExit) string {
+	if x == nil {
+		return ""
+	}
+	return fmt.Sprintf("%s during %s", x.Status, x.Phase)
 }
