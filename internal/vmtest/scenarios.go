@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -82,9 +81,7 @@ func scenarios() []scenario {
 	guards := []string{"swap_full", "min_watermark", "reclaim_exhausted", "memory_pressure", "memory_reserve"}
 	return []scenario{
 		{name: "doctor", args: []string{"doctor", "--json"}, check: checkDoctor, limited: true},
-		{name: "run", args: []string{"run", "--conns", "20000"}, check: all(verifiedAll(20000), workersAtLeast(runtime.NumCPU())), limited: true},
-		{name: "run, taskset -c 0", args: []string{"run", "--conns", "20000", "--no-bpf"}, setup: pinnedTo0,
-			check: all(verifiedAll(20000), workersFor1CPU)},
+		{name: "run", args: []string{"run", "--conns", "20000"}, check: verifiedAll(20000), limited: true},
 		{name: "run --kmem full", args: []string{"run", "--conns", "20000", "--kmem", "full"}, check: verifiedAll(20000)},
 		{name: "run --netns", args: []string{"run", "--conns", "20000", "--netns"}, check: verifiedAll(20000)},
 		{name: "run --family inet6", args: []string{"run", "--conns", "20000", "--family", "inet6"}, check: verifiedAll(20000)},
@@ -241,43 +238,6 @@ func stoppedBy(kinds ...string) func(*guest, outcome) error {
 		}
 		return nil
 	}
-}
-
-// all is every check, the first failure said.
-func all(checks ...func(*guest, outcome) error) func(*guest, outcome) error {
-	return func(g *guest, o outcome) error {
-		for _, c := range checks {
-			if err := c(g, o); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-}
-
-// workersAtLeast: each side has at least n workers (one a CPU).
-func workersAtLeast(n int) func(*guest, outcome) error {
-	return func(g *guest, o outcome) error {
-		if p := o.summary.Plan; p.ClientWorkers < n || p.ServerWorkers < n {
-			return fmt.Errorf("%d + %d workers (by %s), want at least %d a side", p.ClientWorkers, p.ServerWorkers, p.WorkersBy, n)
-		}
-		return nil
-	}
-}
-
-// workersFor1CPU: pinned to one CPU, a side of 20,000 connections is one
-// worker where the fd limit can be raised (the stock guest): the CPUs no
-// longer ask for two.
-func workersFor1CPU(g *guest, o outcome) error {
-	if p := o.summary.Plan; p.ClientWorkers != 1 || p.ServerWorkers != 1 {
-		return fmt.Errorf("%d + %d workers (by %s) under taskset -c 0, want 1 + 1", p.ClientWorkers, p.ServerWorkers, p.WorkersBy)
-	}
-	return nil
-}
-
-// pinnedTo0 starts the tool on CPU 0 alone, as taskset -c 0 does.
-func pinnedTo0() ([]string, func(), error) {
-	return []string{guestBin + "/busybox", "taskset", "-c", "0"}, func() {}, nil
 }
 
 // capWithin: stopped by the memory cap, every held connection verified, at
