@@ -174,7 +174,7 @@ func (rt *Rate) causes() {
 	}
 	if s := rt.share("__inet_lookup_established", ph); s >= causeShare || rt.EhashChainMean >= 4 {
 		rt.Causes = append(rt.Causes, RateCause{Kind: "ehash_chains", Phase: ph, Func: "__inet_lookup_established", Share: s,
-			Detail: fmt.Sprintf("every packet's established-hash lookup took %s of the connect phase's CPU; at the peak its chains held %.1f sockets on average (%s buckets)",
+			Detail: fmt.Sprintf("every packet's established-hash lookup took %s of the connect phase's CPU; at the peak its chains held ≈ %.1f of the run's sockets on average (%s buckets; an estimate, not measured)",
 				pct(s), rt.EhashChainMean, units.Count(rt.EhashEntries)),
 			Change: rt.ehashChange()})
 	}
@@ -205,7 +205,9 @@ func rateOf(r Run) *Rate {
 	}
 	rt := &Rate{EhashEntries: r.EhashEntries, Netns: r.Netns, PageReporting: r.PageReporting, PageReportedKiB: r.PageReportedKiB}
 	if r.EhashEntries > 0 {
-		rt.EhashChainMean = float64(2*r.Connections) / float64(r.EhashEntries)
+		// This host's ends of the run's connections over the buckets: an
+		// estimate that assumes even hashing and leaves other sockets out.
+		rt.EhashChainMean = float64(r.ends()*r.Connections) / float64(r.EhashEntries)
 	}
 	defer rt.cpuShares(r.CPU)
 	// When the count crossed each tenth, linearly between samples.
@@ -243,7 +245,7 @@ func rateText(rt *Rate) string {
 	}
 	s := fmt.Sprintf("connects a second, by tenth of the connections held: %s", strings.Join(parts, ", "))
 	if rt.EhashEntries > 0 {
-		s += fmt.Sprintf("; the established hash has %s buckets (%s), so at the peak each packet's lookup walks chains of %.1f sockets on average",
+		s += fmt.Sprintf("; the established hash has %s buckets (%s), so at the peak each packet's lookup walks chains of ≈ %.1f of the run's sockets on average (an estimate: its sockets over the buckets, evenly hashed; not measured)",
 			units.Count(rt.EhashEntries), rt.ehashWhose(), rt.EhashChainMean)
 	}
 	for _, ph := range ratePhases {
