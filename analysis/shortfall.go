@@ -33,9 +33,9 @@ func shortfall(r Run) string {
 	var what string
 	switch rl.Kind {
 	case limit.PeerClosed:
-		what = fmt.Sprintf("%s closed %s of the %s connections it accepted before they were answered (the clients read EOF)", who, units.Count(n(limit.PeerClosed)), units.Count(r.Established))
+		what = fmt.Sprintf("%s closed %s of the %s connections it accepted before the run was through with them (the clients read EOF)", who, units.Count(n(limit.PeerClosed)), units.Count(r.Established))
 		if n(limit.PeerClosed) >= r.Established {
-			what = fmt.Sprintf("%s closed every connection it accepted (%s) before answering one (the clients read EOF)", who, units.Count(r.Established))
+			what = fmt.Sprintf("%s closed every connection it accepted (%s) before the run was through with one (the clients read EOF)", who, units.Count(r.Established))
 		}
 	case limit.Reset:
 		what = fmt.Sprintf("%s reset %s of the %s connections it accepted", who, units.Count(n(limit.Reset)), units.Count(r.Established))

@@ -84,6 +84,7 @@ func (r *Runner) spawn() error {
 			Inflight: max(1, r.cfg.Inflight/r.plan.ClientWorkers), Rate: perWorkerRate, Payload: r.cfg.Payload, Unread: r.cfg.Unread}
 		base += wc.Quota
 		wc.QuietClose = r.quietClose()
+		wc.PeerCloseFails = r.cfg.Exchange == ExchangeNone && r.cfg.Mode == ModeRun
 		if r.censusAt > 0 {
 			wc.Census = Quota(r.censusAt, r.plan.ClientWorkers, i)
 		}

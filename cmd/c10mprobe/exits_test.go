@@ -34,3 +34,25 @@ func TestServerThatExitsIsNoticed(t *testing.T) {
 	}
 	assertSysctls(t, before)
 }
+
+// A server that closes every connection it accepts: with --exchange none
+// or echo the clients read EOF, each counted, and the verdict says so
+// before any host limit.
+func TestServerThatClosesEveryConnectionIsNamed(t *testing.T) {
+	needRoot(t)
+	py := need(t, "python3", "python3")
+	for _, exchange := range []string{"none", "echo"} {
+		r := run(t, "--conns", "2000", "--target", "127.0.0.1:19977", "--no-bpf", "--exchange", exchange, "--timeout", "5s",
+			"--server-cmd", fmt.Sprintf("exec %s testdata/servers/closes_at_accept.py 19977", py))
+		if r.code != 1 {
+			t.Fatalf("--exchange %s: exit %d, want 1\n%s\n%s", exchange, r.code, r.stdout, r.stderr)
+		}
+		s := readSummary(t, r)
+		if s.Verified != 0 || s.Failed["eof"] != 2000 || s.Limit == nil || s.Limit.Kind != "eof" {
+			t.Errorf("--exchange %s: verified %d, failed %v, limit %+v; want 0, eof 2000, eof", exchange, s.Verified, s.Failed, s.Limit)
+		}
+		if e := s.Explanation; e == nil || !strings.HasPrefix(e.Verdict, "0 verified of 2,000: the server you brought closed every connection it accepted (2,000)") {
+			t.Errorf("--exchange %s: verdict %+v", exchange, e)
+		}
+	}
+}

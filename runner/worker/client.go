@@ -178,9 +178,10 @@ func (w *worker) clientEvent(fd int, events uint32) {
 		w.dirty = true
 		switch w.cfg.Exchange {
 		case ExchangeNone:
-			// Held as it is: the parent verifies it with sock_diag.
+			// Held as it is: the parent verifies it with sock_diag. A
+			// server that closed it at once did so in this same event
+			// (edge-triggered: there is no other), handled below.
 			c.state = stDone
-			return
 		case ExchangeEcho:
 			// This end speaks first, as the built-in server does, and
 			// checks what comes back.
@@ -226,12 +227,16 @@ func (w *worker) clientEvent(fd int, events uint32) {
 	case stDone:
 		w.discard(fd)
 		if events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-			// The server closed it after the exchange (serve's close):
-			// for a dialer, the end of its hold.
 			rawClose(fd)
 			*c = conn{}
-			w.stats.PeerClosed++
 			w.dirty = true
+			if w.cfg.PeerCloseFails {
+				w.stats.Failed[FailEOF]++ // the server closed what the run held
+				return
+			}
+			// The server closed it after the exchange (serve's close):
+			// for a dialer, the end of its hold.
+			w.stats.PeerClosed++
 		}
 	}
 }

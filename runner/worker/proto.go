@@ -158,6 +158,10 @@ type Config struct {
 	// (run, the built-in server): each closes its sockets in TCP repair
 	// mode, which sends nothing.
 	QuietClose bool `json:"quiet_close,omitempty"`
+	// PeerCloseFails: client, --exchange none in a run, which closes its
+	// connections itself: one the server closes first is a failure (eof),
+	// not the end of a dialer's hold.
+	PeerCloseFails bool `json:"peer_close_fails,omitempty"`
 	// Census: a client pauses after opening this many (its share of the
 	// census) until CmdResume; 0 for no pause.
 	Census int `json:"census,omitempty"`
