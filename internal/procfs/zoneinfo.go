@@ -39,41 +39,58 @@ func Watermarks() (min, low uint64, err error) {
 // a kernel allocation (GFP_KERNEL, a socket's slab) asks for first.
 const normalZone = 2
 
+// zone is one /proc/zoneinfo zone, in pages: its free pages, watermarks,
+// the lowmem_reserve it keeps against ZONE_NORMAL allocations falling back
+// to it, and its file LRU pages.
+type zone struct {
+	free, min, low, reserve, file uint64
+}
+
+// zones reads every zone of every node.
+func zones() ([]zone, error) {
+	var out []zone
+	err := scanLines(Root+"/zoneinfo", func(line string) error {
+		f := strings.Fields(line)
+		if len(f) > 0 && f[0] == "Node" {
+			out = append(out, zone{})
+			return nil
+		}
+		if len(out) == 0 {
+			return nil
+		}
+		z := &out[len(out)-1]
+		num := func(s string) uint64 { v, _ := strconv.ParseUint(s, 10, 64); return v }
+		switch {
+		case len(f) == 3 && f[0] == "pages" && f[1] == "free":
+			z.free = num(f[2])
+		case len(f) == 2 && f[0] == "min":
+			z.min = num(f[1])
+		case len(f) == 2 && f[0] == "low":
+			z.low = num(f[1])
+		case len(f) == 2 && (f[0] == "nr_zone_inactive_file" || f[0] == "nr_zone_active_file"):
+			z.file += num(f[1])
+		case len(f) > 1 && f[0] == "protection:":
+			p := strings.Trim(strings.Join(f[1:], ""), "()")
+			if parts := strings.Split(p, ","); len(parts) > normalZone {
+				z.reserve = num(parts[normalZone])
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
 // KernelHeadroom is what a kernel allocation can take before kswapd starts
 // reclaiming: each zone's free pages above its low watermark and the
 // lowmem_reserve that zone keeps against ZONE_NORMAL allocations falling
 // back to it (zone_watermark_ok(): free > mark + lowmem_reserve). Free pages
 // on per-CPU lists are left out: the watermarks do not see them.
 func KernelHeadroom() (uint64, error) {
-	var total, free, low uint64
-	var inZone bool
-	flush := func() {
-		if inZone {
-			total += free - min(free, low)
-		}
-		free, low = 0, 0
+	zs, err := zones()
+	var total uint64
+	for _, z := range zs {
+		total += z.free - min(z.free, z.low+z.reserve)
 	}
-	err := scanLines(Root+"/zoneinfo", func(line string) error {
-		f := strings.Fields(line)
-		switch {
-		case len(f) > 0 && f[0] == "Node":
-			flush()
-			inZone = true
-		case len(f) == 3 && f[0] == "pages" && f[1] == "free":
-			free, _ = strconv.ParseUint(f[2], 10, 64)
-		case len(f) == 2 && f[0] == "low":
-			v, _ := strconv.ParseUint(f[1], 10, 64)
-			low += v
-		case len(f) > 1 && f[0] == "protection:":
-			p := strings.Trim(strings.Join(f[1:], ""), "()")
-			if parts := strings.Split(p, ","); len(parts) > normalZone {
-				v, _ := strconv.ParseUint(parts[normalZone], 10, 64)
-				low += v
-			}
-		}
-		return nil
-	})
-	flush()
 	return total * uint64(os.Getpagesize()), err
 }
 
@@ -86,37 +103,10 @@ func KernelHeadroom() (uint64, error) {
 // kernel allocations may not reach (a smaller machine's huge pages taken
 // from ZONE_NORMAL leave DMA32 free behind its reserve).
 func KernelAvailable() (uint64, error) {
-	var total, free, mark, file uint64
-	var inZone bool
-	flush := func() {
-		if inZone {
-			total += free - min(free, mark) + file
-		}
-		free, mark, file = 0, 0, 0
+	zs, err := zones()
+	var total uint64
+	for _, z := range zs {
+		total += z.free - min(z.free, z.min+z.reserve) + z.file
 	}
-	err := scanLines(Root+"/zoneinfo", func(line string) error {
-		f := strings.Fields(line)
-		switch {
-		case len(f) > 0 && f[0] == "Node":
-			flush()
-			inZone = true
-		case len(f) == 3 && f[0] == "pages" && f[1] == "free":
-			free, _ = strconv.ParseUint(f[2], 10, 64)
-		case len(f) == 2 && f[0] == "min":
-			v, _ := strconv.ParseUint(f[1], 10, 64)
-			mark += v
-		case len(f) == 2 && (f[0] == "nr_zone_inactive_file" || f[0] == "nr_zone_active_file"):
-			v, _ := strconv.ParseUint(f[1], 10, 64)
-			file += v
-		case len(f) > 1 && f[0] == "protection:":
-			p := strings.Trim(strings.Join(f[1:], ""), "()")
-			if parts := strings.Split(p, ","); len(parts) > normalZone {
-				v, _ := strconv.ParseUint(parts[normalZone], 10, 64)
-				mark += v
-			}
-		}
-		return nil
-	})
-	flush()
 	return total * uint64(os.Getpagesize()), err
 }
