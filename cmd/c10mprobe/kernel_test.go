@@ -213,12 +213,19 @@ var procAffected = map[string]bool{"dentry": true, "proc_inode_cache": true, "ls
 func TestExplanationOfA100kRunAndExplainWithoutRoot(t *testing.T) {
 	needRoot(t)
 	const n = 100000
+	dropsBefore := softnetDropped(t)
 	r := run(t, "--conns", strconv.Itoa(n), "--listen", "127.0.0.1:19908")
+	dropsAfter := softnetDropped(t)
 	if r.code != 0 {
 		t.Fatalf("exit %d\n%s", r.code, r.stderr)
 	}
 	assertSeriesEnds(t, r, n)
 	s := readSummary(t, r)
+	// The run's drops at the CPUs' input backlogs: within what the kernel
+	// counted around it (other traffic may add, never take away).
+	if d := s.SoftnetDropped; d < 0 || d > dropsAfter-dropsBefore {
+		t.Errorf("softnet_dropped %d; /proc/net/softnet_stat rose by %d around the run", d, dropsAfter-dropsBefore)
+	}
 	e := s.Explanation
 	if e == nil {
 		t.Fatal("summary.json has no explanation")
@@ -520,4 +527,26 @@ func TestCensusMatchesSlabinfoDuringHold(t *testing.T) {
 	}
 	assertNoWorkers(t, r.dir)
 	assertSysctls(t, before)
+}
+
+// softnetDropped sums /proc/net/softnet_stat's second column (packets
+// dropped at a full input backlog) over every CPU, read here apart from
+// the tool's procfs.
+func softnetDropped(t *testing.T) int64 {
+	t.Helper()
+	data, err := os.ReadFile("/proc/net/softnet_stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum int64
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		if f := strings.Fields(line); len(f) > 1 {
+			v, err := strconv.ParseInt(f[1], 16, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum += v
+		}
+	}
+	return sum
 }
