@@ -17,11 +17,7 @@ func deathSentence(r Run) string {
 		if strings.HasPrefix(d.How, "killed by") {
 			how = "was " + d.How
 		}
-		if d.Phase == "" {
-			how += " as it started"
-		} else {
-			how += " during " + d.Phase
-		}
+		how += " " + d.When
 		switch {
 		case d.OOMKill:
 			how += ", by the OOM killer (oom_kill rose in /proc/vmstat)"

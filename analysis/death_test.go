@@ -7,8 +7,8 @@ import (
 
 func TestDeathSentenceSaysHowWhenAndWhatWasLost(t *testing.T) {
 	r := Run{Connections: 150000, Deaths: []Death{
-		{Worker: "client worker 1 (pid 7)", How: "killed by SIGKILL", OOMKill: true, Phase: "connect", HeldBefore: 150000, HeldAfter: 100000, Counted: true},
-		{Worker: "server worker 0 (pid 9)", How: "exit status 2", Phase: "hold", HeldBefore: 100000},
+		{Worker: "client worker 1 (pid 7)", How: "killed by SIGKILL", OOMKill: true, When: "during connect", HeldBefore: 150000, HeldAfter: 100000, Counted: true},
+		{Worker: "server worker 0 (pid 9)", How: "exit status 2", When: "during hold", HeldBefore: 100000},
 	}}
 	got := deathSentence(r)
 	for _, want := range []string{

@@ -88,7 +88,7 @@ type Death struct {
 	Worker     string `json:"worker"` // "client worker 3 (pid 1234)"
 	How        string `json:"how"`
 	OOMKill    bool   `json:"oom_kill"`
-	Phase      string `json:"phase"`
+	When       string `json:"when"` // "during connect", "as it started"
 	HeldBefore uint64 `json:"held_before"`
 	HeldAfter  uint64 `json:"held_after"`
 	Counted    bool   `json:"counted"` // HeldAfter is sock_diag's, not unknown

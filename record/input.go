@@ -119,7 +119,7 @@ func memory(s *PhaseSample) analysis.Memory {
 func deaths(ds []runner.Death) []analysis.Death {
 	var out []analysis.Death
 	for _, d := range ds {
-		ad := analysis.Death{Worker: d.Worker(), How: d.How, OOMKill: d.OOMKill, Phase: string(d.Phase), HeldBefore: d.HeldBefore}
+		ad := analysis.Death{Worker: d.Worker(), How: d.How, OOMKill: d.OOMKill, When: d.When(), HeldBefore: d.HeldBefore}
 		if d.HeldAfter != nil {
 			ad.HeldAfter, ad.Counted = *d.HeldAfter, true
 		}

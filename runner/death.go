@@ -33,6 +33,14 @@ type Death struct {
 	Lost         uint64      `json:"lost"`
 }
 
+// When says when it died: during a phase, or as it started.
+func (d Death) When() string {
+	if d.Phase == "" {
+		return "as it started"
+	}
+	return "during " + string(d.Phase)
+}
+
 // Worker names the worker as the run's lines do.
 func (d Death) Worker() string { return fmt.Sprintf("%s worker %d (pid %d)", d.Role, d.Index, d.PID) }
 

@@ -191,11 +191,7 @@ func (r *Runner) deathDetail(p *proc) string {
 			if d.OOMKill {
 				how += fmt.Sprintf(" (the OOM killer: %d kills since the run started, see dmesg)", d.OOMKills)
 			}
-			when := "as it started"
-			if d.Phase != "" {
-				when = "during " + string(d.Phase)
-			}
-			return fmt.Sprintf("%s %s %s; the run ended there", d.Worker(), how, when)
+			return fmt.Sprintf("%s %s %s; the run ended there", d.Worker(), how, d.When())
 		}
 	}
 	return fmt.Sprintf("%s worker %d (pid %d) %s; the run ended there", p.role, p.index, p.pid, p.state)
