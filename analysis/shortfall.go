@@ -2,6 +2,7 @@ package analysis
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/c10mprobe/c10mprobe/internal/limit"
@@ -57,6 +58,7 @@ func shortfall(r Run) string {
 		}
 	}
 	if len(others) > 0 {
+		sort.Strings(others) // map order would change the verdict from run to run
 		what += "; also failed: " + strings.Join(others, ", ")
 	}
 	return fmt.Sprintf("%s verified of %s: %s", units.Count(r.Verified), units.Count(uint64(r.Requested)), what)
