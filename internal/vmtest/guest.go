@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -127,7 +128,7 @@ func (g *guest) runTests(b testBatch) {
 		case "skip":
 			r.Reason = skipReason(outputs[e.Test])
 		case "fail":
-			r.Reason = "test failed"
+			r.Reason = failReason(outputs[e.Test])
 			r.Output = tail(strings.Join(outputs[e.Test], ""), 40)
 		}
 		g.emit(xfailed(r, testXfail[r.Item]))
@@ -172,6 +173,24 @@ func skipReason(lines []string) string {
 		return "unlisted reason: " + msg
 	}
 	return msg
+}
+
+// assertion is a test's "file_test.go:NN: message" line.
+var assertion = regexp.MustCompile(`^\s*\w+_test\.go:\d+: \S`)
+
+// failReason is a failed test's first assertion line, so that the table
+// (and the end of a CI log) says why, not only that, it failed.
+func failReason(lines []string) string {
+	for _, l := range lines {
+		if assertion.MatchString(l) {
+			msg := strings.TrimSpace(l)
+			if len(msg) > 300 {
+				msg = msg[:300] + "…"
+			}
+			return "test failed: " + msg
+		}
+	}
+	return "test failed"
 }
 
 func tail(s string, n int) string {
