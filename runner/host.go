@@ -47,6 +47,9 @@ type Host struct {
 	Mem             procfs.Meminfo    `json:"meminfo"`
 	SlabObjSize     map[string]uint64 `json:"slab_object_size"` // nil when /proc/slabinfo is unreadable
 	Root            bool              `json:"root"`
+	// CPUs is the CPUs in this process's affinity mask (sched_getaffinity),
+	// which the workers inherit: a run under taskset gets what it allows.
+	CPUs int `json:"cpus"`
 }
 
 // ReadHost reads the limits from /proc and getrlimit.
@@ -58,6 +61,11 @@ func ReadHost() (Host, error) {
 	}
 	h.NoFileSoft, h.NoFileHard = lim.Cur, lim.Max
 	h.Root = os.Geteuid() == 0
+	var cpus unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &cpus); err != nil {
+		return h, os.NewSyscallError("sched_getaffinity", err)
+	}
+	h.CPUs = cpus.Count()
 	h.CanRaiseNoFile = hasCap(unix.CAP_SYS_RESOURCE)
 	h.CapSysAdmin = hasCap(unix.CAP_SYS_ADMIN)
 	var err error

@@ -324,9 +324,7 @@ func (r *Runner) makePlan(nofile uint64) error {
 	}
 	lo, hi := r.tuning.PortLo, r.tuning.PortHi
 	r.plan, err = MakePlan(PlanInput{
-		// CPUs left out for now: under TCG, 2 + 2 workers on 2 vCPUs starved
-		// loopback's softirq until connections stalled (docs/measurements.md).
-		Conns: cfg.Conns, NoFile: nofile, MaxWorkers: cfg.MaxWorkers,
+		Conns: cfg.Conns, NoFile: nofile, MaxWorkers: cfg.MaxWorkers, CPUs: r.host.CPUs,
 		Sources: cfg.Sources, PortLo: lo, PortHi: hi, PortsHeld: held.Count(lo, hi),
 		ByRunner: cfg.PortChoice == PortsByRunner, PortsHeldSlice: held.Count(runnerSliceLo(lo, hi), hi),
 	})
