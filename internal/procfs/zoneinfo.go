@@ -110,3 +110,21 @@ func KernelAvailable() (uint64, error) {
 	}
 	return total * uint64(os.Getpagesize()), err
 }
+
+// WatermarkScaleFactor is vm.watermark_scale_factor: the gap between a
+// zone's watermarks in 1/10,000 of its pages.
+func WatermarkScaleFactor() (uint64, error) {
+	data, err := os.ReadFile(Root + "/sys/vm/watermark_scale_factor")
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseUint(strings.TrimSpace(string(data)), 10, 64)
+}
+
+// THPEnabled says whether transparent huge pages are on ("always" or
+// "madvise" selected): khugepaged then raises min_free_kbytes. A kernel
+// without THP has no such file.
+func THPEnabled() bool {
+	data, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled")
+	return err == nil && !strings.Contains(string(data), "[never]")
+}

@@ -53,6 +53,7 @@ var guestTestPackages = []testPackage{
 	{Name: "bpf", Pkg: "./bpf"},
 	{Name: "runner", Pkg: "./runner"},
 	{Name: "worker", Pkg: "./runner/worker"},
+	{Name: "memmodel", Pkg: "./internal/memmodel"},
 	{Name: "cmd", Pkg: "./cmd/c10mprobe", Files: []string{"limits_test.go", "signals_test.go", "netns_test.go", "servers_test.go"},
 		LimitedFiles: []string{"limits_test.go", "servers_test.go"}},
 }

@@ -1,0 +1,160 @@
+// Package memmodel is the one model behind every memory prediction the
+// tool makes: where connections start pushing pages to swap and where a
+// run on a machine stops, from what the machine has left (Room) and what a
+// connection costs. The runner projects a --machine-mem run with it from
+// /proc as the run goes; predict projects another machine with it from a
+// run's recorded Room or from a size. It reads nothing itself.
+package memmodel
+
+import (
+	"math"
+
+	"github.com/c10mprobe/c10mprobe/internal/limit"
+)
+
+// SwapFullShare is the share of swap in use at which a run into swap
+// stops (the machine guard's swap_full).
+const SwapFullShare = 0.95
+
+// NoSwapMargin is what a run without swap keeps of what kernel allocations
+// can still get when it stops, so that the OOM killer does not come first:
+// NoSwapMarginFixed, room for two polls of connects at full speed (40,000
+// a second at 8 KiB is 32 MiB in the 100 ms between polls), and
+// NoSwapMarginPerConn for each connection held, whose exchange messages
+// each take an skb (1 KiB of truesize on loopback) until read: without it
+// the OOM killer took workers in the exchange after the guard had stopped
+// the opening (a 3.6 GiB machine, 2026-12-06).
+const (
+	NoSwapMarginFixed   = 64 << 20
+	NoSwapMarginPerConn = 1 << 10
+)
+
+// NoSwapMargin is the margin at held connections.
+func NoSwapMargin(held uint64) uint64 { return NoSwapMarginFixed + held*NoSwapMarginPerConn }
+
+// Room is a machine's memory as connections will meet it, in bytes.
+type Room struct {
+	// Headroom is what kernel allocations get before kswapd wakes and
+	// swapping begins: each zone's free pages above its low watermark and
+	// the lowmem reserve it keeps against ZONE_NORMAL allocations.
+	Headroom uint64 `json:"headroom_bytes"`
+	// Available is what kernel allocations can get before the page
+	// allocator gives up on them: free pages above the min watermarks and
+	// reserves, and page cache that reclaim frees. It matters without swap,
+	// where anonymous pages stay and past it the OOM killer comes.
+	Available uint64 `json:"available_bytes"`
+	// Swappable is the anonymous memory of other programs (a ballast, a
+	// desktop, a JVM heap) that swap can take to make room.
+	Swappable uint64 `json:"swappable_bytes"`
+	Swap      uint64 `json:"swap_bytes"` // the swap's size; 0 for none
+}
+
+// Cost is what one more connection takes, both ends, in bytes.
+type Cost struct {
+	// Pinned cannot be swapped: slab, page tables, queued buffers.
+	Pinned float64 `json:"pinned_bytes"`
+	// User is the processes' own pages, which swap can take.
+	User float64 `json:"user_bytes"`
+}
+
+func (c Cost) total() float64 { return c.Pinned + c.User }
+
+// Projection is where more connections meet each end, counted from the
+// connections the Room was read at.
+type Projection struct {
+	SwapStart uint64     `json:"swap_start"` // 0 without swap
+	Stop      uint64     `json:"stop"`
+	StopBy    limit.Kind `json:"stop_by"`
+}
+
+// Project says, for a machine with room r, how many more connections at
+// cost c begin swapping and end the run, in the order the machine meets
+// them: with swap, swapping begins once the headroom is spent; the run
+// stops when swap is SwapFullShare full (swap_full), or, when swap
+// outgrows what it can take, when everything swappable is out and RAM
+// holds only what cannot go (the min watermark). Without swap the run
+// stops when kernel allocations have only NoSwapMargin left
+// (reclaim_exhausted); held is what the margin counts on top of the new
+// connections.
+func Project(r Room, c Cost, held uint64) Projection {
+	per := c.total()
+	if per <= 0 {
+		return Projection{}
+	}
+	if r.Swap == 0 {
+		margin := float64(NoSwapMargin(held))
+		n := (float64(r.Available) - margin) / (per + NoSwapMarginPerConn)
+		return Projection{Stop: count(n), StopBy: limit.ReclaimExhausted}
+	}
+	p := Projection{SwapStart: count(float64(r.Headroom) / per)}
+	// Past the headroom every byte a connection adds pushes one out: swap
+	// fills at per a connection, but only the swappable part of it (others'
+	// pages, then connections' own) can go.
+	swapFull := (float64(r.Headroom) + SwapFullShare*float64(r.Swap)) / per
+	allOut := math.Inf(1)
+	if c.Pinned > 0 {
+		allOut = (float64(r.Headroom) + float64(r.Swappable)) / c.Pinned
+	}
+	p.Stop, p.StopBy = count(swapFull), limit.SwapFull
+	if allOut < swapFull {
+		p.Stop, p.StopBy = count(allOut), limit.MinWatermark
+	}
+	return p
+}
+
+func count(n float64) uint64 {
+	if n <= 0 || math.IsNaN(n) {
+		return 0
+	}
+	return uint64(n)
+}
+
+// Kernel is what sizes a machine's watermarks besides its memory: the
+// sysctl vm.watermark_scale_factor and whether transparent huge pages are
+// on (khugepaged runs, "always" or "madvise"), read from the host whose
+// kernel the prediction assumes.
+type Kernel struct {
+	WatermarkScaleFactor uint64 `json:"watermark_scale_factor"`
+	THP                  bool   `json:"thp"`
+}
+
+// Watermarks are the sums over a machine's zones of the min and low
+// watermarks, in bytes, as the kernel sizes them for mem bytes of RAM:
+// min_free_kbytes = √(16 × lowmem KiB), between 128 KiB and 256 MiB
+// (calculate_min_free_kbytes); with THP, khugepaged raises it to two
+// pageblocks a zone plus MIGRATE_PCPTYPES² more, at most 5 % of memory
+// (set_recommended_min_free_kbytes); each zone's low watermark is its min
+// plus the larger of a quarter of it and watermark_scale_factor/10,000 of
+// its pages (__setup_per_zone_wmarks). The zones are x86-64's: DMA and
+// DMA32 below 4 GiB, Normal above (a machine past 3 GiB has one, the PCI
+// hole taking the rest of the first 4 GiB).
+func Watermarks(mem uint64, k Kernel) (minW, lowW uint64) {
+	kib := mem >> 10
+	minKiB := uint64(math.Sqrt(float64(kib * 16)))
+	minKiB = max(128, min(minKiB, 256<<10))
+	if k.THP {
+		zones := uint64(2)
+		if mem > 3<<30 {
+			zones = 3
+		}
+		const pageblockKiB, pcpTypes = 2 << 10, 3
+		thp := pageblockKiB * zones * (2 + pcpTypes*pcpTypes)
+		minKiB = max(minKiB, min(thp, kib/20))
+	}
+	minW = minKiB << 10
+	return minW, minW + max(minW/4, mem*k.WatermarkScaleFactor/10000)
+}
+
+// ForMachine is the Room of a machine of mem bytes of RAM and swap bytes
+// of swap, where the system and other programs use used bytes (what
+// MemAvailable does not count), swappable of them anonymous.
+func ForMachine(mem, swap, used, swappable uint64, k Kernel) Room {
+	minW, lowW := Watermarks(mem, k)
+	left := func(w uint64) uint64 {
+		if mem < used+w {
+			return 0
+		}
+		return mem - used - w
+	}
+	return Room{Headroom: left(lowW), Available: left(minW), Swappable: swappable, Swap: swap}
+}

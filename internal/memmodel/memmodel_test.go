@@ -1,0 +1,114 @@
+package memmodel
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/c10mprobe/c10mprobe/internal/limit"
+	"github.com/c10mprobe/c10mprobe/internal/procfs"
+)
+
+// The watermarks the model gives this host's size are those its kernel
+// set: min_free_kbytes and the zones' sums in /proc/zoneinfo.
+func TestWatermarksAreThisKernels(t *testing.T) {
+	m, err := procfs.ReadMeminfo()
+	if err != nil {
+		t.Skipf("no /proc/meminfo: %v", err)
+	}
+	wsf, err := procfs.WatermarkScaleFactor()
+	if err != nil {
+		t.Skipf("no vm.watermark_scale_factor: %v", err)
+	}
+	data, err := os.ReadFile("/proc/sys/vm/min_free_kbytes")
+	if err != nil {
+		t.Skip(err)
+	}
+	minFree, _ := strconv.ParseUint(strings.TrimSpace(string(data)), 10, 64)
+	zoneMin, zoneLow, err := procfs.Watermarks()
+	if err != nil {
+		t.Skip(err)
+	}
+	// The machine's memory is MemTotal with any huge page pool in it.
+	gotMin, gotLow := Watermarks(m.MemTotal, Kernel{WatermarkScaleFactor: wsf, THP: procfs.THPEnabled()})
+	// The kernel sizes from lowmem's free buffer pages, a little below
+	// MemTotal; √ halves that difference.
+	near := func(got, want uint64) bool { return got > want*97/100 && got < want*103/100 }
+	if !near(gotMin, minFree<<10) || !near(gotMin, zoneMin) {
+		t.Errorf("min watermark %d B for %d B of RAM; min_free_kbytes says %d B, the zones %d B", gotMin, m.MemTotal, minFree<<10, zoneMin)
+	}
+	if !near(gotLow, zoneLow) {
+		t.Errorf("low watermark %d B for %d B of RAM; the zones say %d B", gotLow, m.MemTotal, zoneLow)
+	}
+}
+
+func TestWatermarksBySize(t *testing.T) {
+	const gib = 1 << 30
+	noTHP := Kernel{WatermarkScaleFactor: 10}
+	// √(16 × 8 GiB in KiB) = 11,585 KiB; low adds 0.1 % of memory (8 MiB),
+	// more than a quarter of min.
+	if minW, lowW := Watermarks(8*gib, noTHP); minW != 11585<<10 || lowW != minW+8*gib/1000 {
+		t.Errorf("8 GiB without THP: min %d, low %d", minW, lowW)
+	}
+	// With THP three zones' pageblocks: 2 MiB × 3 × 11 = 66 MiB.
+	if minW, _ := Watermarks(8*gib, Kernel{WatermarkScaleFactor: 10, THP: true}); minW != 66<<20 {
+		t.Errorf("8 GiB with THP: min %d, want 66 MiB", minW)
+	}
+	// 2 GiB: two zones, 44 MiB, under 5 % of memory.
+	if minW, _ := Watermarks(2*gib, Kernel{WatermarkScaleFactor: 10, THP: true}); minW != 44<<20 {
+		t.Errorf("2 GiB with THP: min %d, want 44 MiB", minW)
+	}
+	// 16 TiB: √ (512 MiB) is past its 256 MiB cap.
+	if minW, _ := Watermarks(16<<40, noTHP); minW != 256<<20 {
+		t.Errorf("16 TiB: min %d, want 256 MiB", minW)
+	}
+}
+
+func TestProjectNamesWhatComesFirst(t *testing.T) {
+	const mib = 1 << 20
+	c := Cost{Pinned: 4096, User: 0}
+	room := Room{Headroom: 400 * mib, Available: 500 * mib, Swappable: 1000 * mib}
+	// No swap: what kernel allocations can get, less the margin, at 4 KiB
+	// and 1 KiB of margin each.
+	p := Project(room, c, 0)
+	if want := uint64((500*mib - NoSwapMarginFixed) / (4096 + NoSwapMarginPerConn)); p.StopBy != limit.ReclaimExhausted || p.Stop != want || p.SwapStart != 0 {
+		t.Errorf("no swap: %+v, want reclaim_exhausted at %d", p, want)
+	}
+	// Held connections take margin too.
+	if q := Project(room, c, 100000); q.Stop >= p.Stop {
+		t.Errorf("100,000 held: stop %d, not below %d", q.Stop, p.Stop)
+	}
+	// Small swap: it fills first.
+	room.Swap = 200 * mib
+	p = Project(room, c, 0)
+	if want := uint64((400*mib + 0.95*200*mib) / 4096); p.StopBy != limit.SwapFull || p.Stop != want || p.SwapStart != 400*mib/4096 {
+		t.Errorf("200 MiB of swap: %+v, want swap_full at %d, swapping from %d", p, want, 400*mib/4096)
+	}
+	// Swap larger than what can go: everything swappable out, then RAM full.
+	room.Swap = 4000 * mib
+	p = Project(room, c, 0)
+	if want := uint64((400*mib + 1000*mib) / 4096); p.StopBy != limit.MinWatermark || p.Stop != want {
+		t.Errorf("4,000 MiB of swap: %+v, want min_watermark at %d", p, want)
+	}
+	// Connections' own user pages can go to swap as well.
+	if q := Project(room, Cost{Pinned: 4096, User: 1024}, 0); q.Stop <= p.Stop*4/5 || q.SwapStart >= p.SwapStart {
+		t.Errorf("with user pages: %+v against %+v", q, p)
+	}
+	if z := Project(Room{}, c, 0); z.Stop != 0 {
+		t.Errorf("no room: %+v", z)
+	}
+}
+
+func TestForMachine(t *testing.T) {
+	const gib = 1 << 30
+	k := Kernel{WatermarkScaleFactor: 10}
+	minW, lowW := Watermarks(8*gib, k)
+	r := ForMachine(8*gib, 2*gib, 3*gib, gib, k)
+	if r.Headroom != 5*gib-lowW || r.Available != 5*gib-minW || r.Swap != 2*gib || r.Swappable != gib {
+		t.Errorf("8 GiB, 3 GiB used: %+v", r)
+	}
+	if full := ForMachine(gib, 0, 2*gib, 0, k); full.Headroom != 0 || full.Available != 0 {
+		t.Errorf("a machine already full: %+v", full)
+	}
+}
