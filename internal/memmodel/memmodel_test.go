@@ -15,20 +15,20 @@ import (
 func TestWatermarksAreThisKernels(t *testing.T) {
 	m, err := procfs.ReadMeminfo()
 	if err != nil {
-		t.Skipf("no /proc/meminfo: %v", err)
+		t.Fatal(err)
 	}
 	wsf, err := procfs.WatermarkScaleFactor()
 	if err != nil {
-		t.Skipf("no vm.watermark_scale_factor: %v", err)
+		t.Fatal(err)
 	}
 	data, err := os.ReadFile("/proc/sys/vm/min_free_kbytes")
 	if err != nil {
-		t.Skip(err)
+		t.Fatal(err)
 	}
 	minFree, _ := strconv.ParseUint(strings.TrimSpace(string(data)), 10, 64)
 	zoneMin, zoneLow, err := procfs.Watermarks()
 	if err != nil {
-		t.Skip(err)
+		t.Fatal(err)
 	}
 	// The machine's memory is MemTotal with any huge page pool in it.
 	gotMin, gotLow := Watermarks(m.MemTotal, Kernel{WatermarkScaleFactor: wsf, THP: procfs.THPEnabled()})
