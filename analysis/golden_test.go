@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/c10mprobe/c10mprobe/internal/limit"
+	"github.com/c10mprobe/c10mprobe/internal/memmodel"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files from the current output")
@@ -164,13 +165,16 @@ func TestPredict(t *testing.T) {
 	c := CostsOf(e, "memory.input.json")
 	const gib = 1 << 30
 	p := Predict(Machine{Mem: 8 * gib, Baseline: 1 * gib}, c)
-	want := uint64(7 * gib / (c.Kernel + c.Buffers + c.User))
+	// What the kernel keeps free: its min watermark (low, where swapping
+	// begins, with swap).
+	minW, lowW := memmodel.Watermarks(8*gib, memmodel.Kernel{})
+	want := uint64(float64(7*gib-minW) / (c.Kernel + c.Buffers + c.User))
 	if p.Connections != want || p.BindingLimit != "memory" {
 		t.Errorf("8 GiB, 1 GiB in use: %d connections, want %d", p.Connections, want)
 	}
 	// With swap, user pages leave RAM first; slab alone then fills it.
 	s := Predict(Machine{Mem: 8 * gib, Swap: 8 * gib, Baseline: 1 * gib}, c)
-	if want := uint64(7 * gib / (c.Kernel + c.Buffers)); s.Connections != want {
+	if want := uint64(float64(7*gib-lowW) / (c.Kernel + c.Buffers)); s.Connections != want {
 		t.Errorf("with swap: %d connections, want %d", s.Connections, want)
 	}
 	var sum int64
@@ -238,6 +242,7 @@ func TestPredictSwapAndBuffers(t *testing.T) {
 	const gib = 1 << 30
 	c := Costs{Kernel: 8 << 10, User: 100, Source: "test"}
 	base := Machine{Mem: 8 * gib, Baseline: 3 * gib, BaselineSwappable: 3 * gib}
+	minW, lowW := memmodel.Watermarks(8*gib, memmodel.Kernel{})
 	var last uint64
 	for _, swap := range []uint64{0, gib / 2, 2 * gib, 100 * gib} {
 		m := base
@@ -247,15 +252,15 @@ func TestPredictSwapAndBuffers(t *testing.T) {
 			t.Errorf("swap %d: %d connections, no more than with less swap (%d)", swap, p.Connections, last)
 		}
 		if swap == 2*gib {
-			// (5 GiB free + 2 GiB of swap) / (8 KiB + 100 B): the base and the
-			// connections' user pages share the swap.
-			if want := uint64((5*gib + 2*gib) / (8<<10 + 100)); p.Connections != want {
+			// (5 GiB free above the low watermark + 2 GiB of swap) / (8 KiB +
+			// 100 B): the base and the connections' user pages share the swap.
+			if want := uint64((5*gib - lowW + 2*gib) / (8<<10 + 100)); p.Connections != want {
 				t.Errorf("2 GiB of swap: %d, want %d", p.Connections, want)
 			}
 		}
 		if swap == 100*gib {
 			// All of the base out: RAM holds socket memory alone.
-			if want := uint64(8 * gib / (8 << 10)); p.Connections != want {
+			if want := uint64((8*gib - lowW) / (8 << 10)); p.Connections != want {
 				t.Errorf("100 GiB of swap: %d, want %d (%s)", p.Connections, want, p.Verdict)
 			}
 		}
@@ -264,7 +269,7 @@ func TestPredictSwapAndBuffers(t *testing.T) {
 	// 32 KiB a connection queued and charged to tcp_mem: memory holds
 	// 8 GiB / 40 KiB, but tcp_mem (3/32 of 8 GiB) is reached first.
 	b := Predict(Machine{Mem: 8 * gib}, Costs{Kernel: 8 << 10, Buffers: 32 << 10, TCPMem: 32 << 10, Source: "test"})
-	if want := uint64(8 * gib / (40 << 10)); b.Connections != want || b.GrowthBytes > 8*gib {
+	if want := uint64((8*gib - minW) / (40 << 10)); b.Connections != want || b.GrowthBytes > 8*gib {
 		t.Errorf("with buffers: %d connections, growth %d; want %d", b.Connections, b.GrowthBytes, want)
 	}
 	if b.Limits[0].Name != "tcp_mem" || *b.Limits[0].BindsAt != uint64(8*gib/32*3/(32<<10)) || !strings.Contains(b.Verdict, "reach tcp_mem") {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/c10mprobe/c10mprobe/internal/limit"
+	"github.com/c10mprobe/c10mprobe/internal/memmodel"
 	"github.com/c10mprobe/c10mprobe/internal/units"
 )
 
@@ -16,6 +18,8 @@ type Machine struct {
 	// programs' anonymous pages (the article's desktop and JVM heap).
 	BaselineSwappable uint64 `json:"baseline_swappable"`
 	Reserve           uint64 `json:"reserve"` // what the run would keep free
+	// Kernel sizes the machine's watermarks (memmodel.Watermarks).
+	Kernel memmodel.Kernel `json:"kernel"`
 }
 
 // Costs are per-connection costs, both ends.
@@ -53,42 +57,35 @@ func CostsOf(e Explanation, source string) Costs {
 // memory, as /proc/sys/net/ipv4/tcp_mem says on a machine of that size.
 func tcpMemMax(mem uint64) uint64 { return mem / 32 * 3 }
 
-// Predict says how many connections a machine holds and what gives first.
-// Kernel memory and queued buffers cannot be swapped; user pages can, so
-// with swap the machine first swaps user pages out (its programs' and the
-// connections': the article's mouse lag) and then runs out of RAM for the
-// unswappable part.
+// Predict says how many connections a machine holds and what gives first
+// (memmodel, to the machine's own end). Kernel memory and queued buffers
+// cannot be swapped; user pages can, so with swap the machine first swaps
+// user pages out (its programs' and the connections': the article's mouse
+// lag) and then runs out of RAM for the unswappable part.
 func Predict(m Machine, c Costs) Explanation {
 	var e Explanation
-	avail := float64(m.Mem) - float64(m.Baseline) - float64(m.Reserve)
 	pinned := c.Kernel + c.Buffers
-	per := pinned + c.User
-	if avail <= 0 || per <= 0 {
-		e.Verdict = fmt.Sprintf("nothing fits: %s of memory less %s in use and a %s reserve leaves none", units.Bytes(m.Mem), units.Bytes(m.Baseline), units.Bytes(m.Reserve))
+	room := memmodel.ForMachine(m.Mem, m.Swap, m.Baseline+m.Reserve, m.BaselineSwappable, m.Kernel)
+	p := memmodel.Project(room, memmodel.Cost{Pinned: pinned, User: c.User}, memmodel.MachineEnds, 0)
+	if p.Stop == 0 {
+		e.Verdict = fmt.Sprintf("nothing fits: %s of memory less %s in use, a %s reserve and the kernel's min watermark leaves none", units.Bytes(m.Mem), units.Bytes(m.Baseline), units.Bytes(m.Reserve))
 		return e
 	}
-	ram := uint64(avail / per) // everything resident: swapping begins past it
-	n := ram
+	n := p.Stop
 	e.BindingLimit = "memory"
-	swappable := float64(m.BaselineSwappable) + c.User
 	user := fmt.Sprintf("%.0f B of user space", c.User)
 	if c.UserUnknown {
 		user = "user space unknown (no run measured it: pass --from RUNDIR)"
 	}
-	if m.Swap > 0 && swappable > 0 {
-		// RAM holds what cannot be swapped, and what swap has no room for.
-		unswappableBase := float64(m.Baseline - min(m.Baseline, m.BaselineSwappable))
-		allOut := uint64((float64(m.Mem) - float64(m.Reserve) - unswappableBase) / pinned) // every swappable page in swap
-		swapFull := uint64((avail + float64(m.Swap)) / per)                                // swap full, the rest resident
-		n = min(allOut, swapFull)
+	if m.Swap > 0 {
 		why := "RAM is full of unswappable memory"
-		if swapFull < allOut {
+		if p.StopBy == limit.SwapFull {
 			why = "swap is full and RAM with it"
 		}
 		e.Verdict = fmt.Sprintf("≈ %s connections fit in RAM; past them the kernel pushes user pages to swap (%s of other programs', and %s a connection: the mouse lag), while the %.1f KiB a connection of kernel memory and buffers cannot go; %s at ≈ %s connections",
-			units.Approx(ram), units.Bytes(m.BaselineSwappable), user, pinned/1024, why, units.Approx(n))
+			units.Approx(p.SwapStart), units.Bytes(m.BaselineSwappable), user, pinned/1024, why, units.Approx(n))
 	} else {
-		e.Verdict = fmt.Sprintf("memory binds at ≈ %s connections: %.1f KiB of unswappable kernel memory and buffers and %s each, in %s of memory less %s in use and a %s reserve",
+		e.Verdict = fmt.Sprintf("memory binds at ≈ %s connections: %.1f KiB of unswappable kernel memory and buffers and %s each, in %s of memory less %s in use, a %s reserve and the kernel's min watermark",
 			units.Approx(n), pinned/1024, user, units.Bytes(m.Mem), units.Bytes(m.Baseline), units.Bytes(m.Reserve))
 	}
 	if c.MeasuredOver > 0 && c.MeasuredOver < minCostConnections {
@@ -145,5 +142,29 @@ func PredictionSources(c Costs, given map[string]bool) []string {
 	if len(defaulted) > 0 {
 		out = append(out, "measured: "+strings.Join(defaulted, ", "))
 	}
-	return append(out, "modelled: tcp_mem as the kernel sizes it for that memory (3/32), and user pages going to swap before RAM runs out for what cannot")
+	return append(out, "modelled: the zones' watermarks and tcp_mem as the kernel sizes them for that memory (min_free_kbytes, watermark_scale_factor and THP as on this host; tcp_mem 3/32), and user pages going to swap before RAM runs out for what cannot")
+}
+
+// PredictAgain makes a --machine-mem run's last prediction again
+// (memmodel, on the room, cost and ends the run recorded): on its own
+// machine (mem 0) the number it printed; on another size the same
+// programs and connections, with that size's watermarks.
+func PredictAgain(p memmodel.Prediction, mem, swap uint64, source string) Explanation {
+	on := p.On(mem, swap)
+	ram, machine := p.Seen.RAM, fmt.Sprintf("its own machine (%s of RAM)", units.Bytes(p.Seen.RAM))
+	if mem != 0 {
+		ram, machine = mem, fmt.Sprintf("a machine of %s of RAM, with the watermarks its kernel gives that size,", units.Bytes(mem))
+	}
+	stop, swapStart := p.At+on.Stop, p.At+on.SwapStart
+	e := Explanation{Connections: stop, BindingLimit: "memory"}
+	e.Verdict = fmt.Sprintf("on %s and %s of swap, with what %s held besides its connections at %s of them, at %s a connection: ",
+		machine, units.Bytes(swap), source, units.Count(p.At), units.Bytes(uint64(p.Cost.Pinned+p.Cost.User)))
+	if swap > 0 {
+		e.Verdict += fmt.Sprintf("swapping begins near %s connections, and a run stops near %s (%s)", units.Count(swapStart), units.Count(stop), on.StopBy)
+	} else {
+		e.Verdict += fmt.Sprintf("without swap a run stops near %s connections (%s)", units.Count(stop), on.StopBy)
+	}
+	e.Limits = []LimitLine{{Name: "memory", BindsAt: ptr(stop), Value: fmt.Sprintf("%s RAM + %s swap", units.Bytes(ram), units.Bytes(swap)),
+		Detail: "memmodel on the room the run recorded (summary.json machine.prediction)"}}
+	return e
 }

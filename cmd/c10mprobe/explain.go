@@ -3,11 +3,11 @@ package main
 import (
 	"errors"
 	"fmt"
-	"github.com/c10mprobe/c10mprobe/internal/cliflag"
 	"io"
 	"strings"
 
 	"github.com/c10mprobe/c10mprobe/analysis"
+	"github.com/c10mprobe/c10mprobe/internal/cliflag"
 	"github.com/c10mprobe/c10mprobe/record"
 	"github.com/c10mprobe/c10mprobe/runner"
 	"github.com/spf13/pflag"
@@ -62,8 +62,8 @@ const predictExamples = `  c10mprobe predict --mem 8GiB --from runs/20261125T190
 func predictCmd(args []string, stdout, stderr io.Writer) error {
 	fs := pflag.NewFlagSet("predict", pflag.ContinueOnError)
 	var mem, swap, base, reserve cliflag.Size
-	fs.Var(&mem, "mem", "the machine's memory (required), e.g. 8GiB")
-	fs.Var(&swap, "swap", "its swap")
+	fs.Var(&mem, "mem", "the machine's memory, e.g. 8GiB (required, but for --from a --machine-mem run: default its machine)")
+	fs.Var(&swap, "swap", "its swap (for --from a --machine-mem run: default the run's)")
 	fs.Var(&base, "base", "memory other programs use, swappable (a desktop, a JVM heap); default: what the run found here at idle, its anonymous pages swappable")
 	fs.Var(&reserve, "reserve", "memory to keep free (default: none: the machine's limit)")
 	from := fs.String("from", "", "a run directory to take per-connection costs from")
@@ -72,50 +72,37 @@ func predictCmd(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args, stdout, predictExamples); err != nil {
 		return err
 	}
-	if mem == 0 {
-		return badInput("--mem is required, e.g. --mem 8GiB")
-	}
 	if fs.NArg() > 0 {
 		return badInput("unexpected argument %q", fs.Arg(0))
 	}
-	var costs analysis.Costs
-	var err error
-	// An explicit --base, 0 included, is other programs' memory: their
-	// anonymous pages, which swap can take.
-	given := fs.Lookup("base").Changed
-	machine := analysis.Machine{Mem: uint64(mem), Swap: uint64(swap), Baseline: uint64(base), BaselineSwappable: uint64(base), Reserve: uint64(reserve)}
+	var run *record.Run
 	if *from != "" {
-		run, err := loadRun(*from)
-		if err != nil {
+		var err error
+		if run, err = loadRun(*from); err != nil {
 			return err
-		}
-		costs = analysis.CostsOf(*run.Explanation, "the run in "+*from)
-		if !given {
-			idle := run.Input.Idle
-			machine.Baseline, machine.BaselineSwappable = idle.MemTotal-idle.MemAvailable, idle.AnonPages
-		}
-	} else {
-		var used, anon uint64
-		if costs, used, anon, err = record.HostCosts(runner.Family(*family)); err != nil {
-			if errors.Is(err, record.ErrNoCosts) {
-				return badInput("%v: rerun with sudo or pass --from RUNDIR", err)
-			}
-			return err
-		}
-		if !given {
-			machine.Baseline, machine.BaselineSwappable = used, anon
 		}
 	}
-	e := analysis.Predict(machine, costs)
+	given := map[string]bool{}
+	fs.Visit(func(f *pflag.Flag) { given[f.Name] = true })
+	e, figures, err := record.Predict(record.PredictQuery{Run: run, From: *from, Family: runner.Family(*family), Given: given,
+		Mem: uint64(mem), Swap: uint64(swap), Base: uint64(base), Reserve: uint64(reserve)})
+	switch {
+	case errors.Is(err, record.ErrNoCosts):
+		return badInput("%v: rerun with sudo or pass --from RUNDIR", err)
+	case errors.Is(err, record.ErrNoMem):
+		return badInput("--mem is required, e.g. --mem 8GiB")
+	case err != nil:
+		return err
+	}
 	if *asJSON {
 		return record.WriteJSONTo(stdout, e)
 	}
-	flagsGiven := map[string]bool{}
-	fs.Visit(func(f *pflag.Flag) { flagsGiven[f.Name] = true })
 	fmt.Fprintf(stdout, "%s.\n", e.Verdict)
 	for _, l := range e.Ledger {
 		fmt.Fprintf(stdout, "  %8.0f B/conn  %-6s %s\n", l.BytesPerConnection, l.Kind, l.Name)
 	}
-	fmt.Fprintf(stdout, "Figures: %s.\n", strings.Join(analysis.PredictionSources(costs, flagsGiven), "; "))
+	if len(figures) > 0 {
+		fmt.Fprintf(stdout, "Figures: %s.\n", strings.Join(figures, "; "))
+	}
 	return nil
 }

@@ -6,6 +6,7 @@ package main
 // fraction of the time.
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	osexec "os/exec"
@@ -19,6 +20,7 @@ import (
 	"github.com/c10mprobe/c10mprobe/internal/procfs"
 	"github.com/c10mprobe/c10mprobe/internal/sysctl"
 	"github.com/c10mprobe/c10mprobe/runner"
+	"github.com/c10mprobe/c10mprobe/runner/host"
 )
 
 // machineArgs make a machine with 1.25 GiB free for connections beside
@@ -110,6 +112,7 @@ func TestMachineIntoSwap(t *testing.T) {
 	if !strings.Contains(e.Verdict, " machine, from ") || !strings.Contains(r.stdout, "Swap: from") {
 		t.Errorf("verdict %q; stdout lacks the swap leg", e.Verdict)
 	}
+	assertPredictAgain(t, r.dir, *m)
 	assertMachineRestored(t, r.dir, pages)
 	assertSysctls(t, before)
 }
@@ -245,7 +248,38 @@ func TestMachineWithoutSwapStopsBeforeTheOOMKiller(t *testing.T) {
 		}
 		t.Logf("run %d: %s at %d, %.0f %% of the %d predicted after calibration (model before the first connection: %d)",
 			i, l.Kind, s.Result.Established, 100*float64(s.Result.Established)/float64(max(1, mr.PredictedConnections)), mr.PredictedConnections, mr.ModelConnections)
+		assertPredictAgain(t, r.dir, *mr)
 		assertMachineRestored(t, r.dir, pages)
 	}
 	assertSysctls(t, before)
+}
+
+// assertPredictAgain: predict --from the run's directory makes the run's
+// last prediction again (one model, on what the run recorded), and a
+// machine of twice the RAM holds more.
+func assertPredictAgain(t *testing.T, dir string, m host.MachineResult) {
+	t.Helper()
+	if m.Prediction == nil || m.MeasuredOver == 0 {
+		t.Errorf("machine %+v: no calibrated prediction recorded", m)
+		return
+	}
+	predict := func(args ...string) uint64 {
+		var out, errOut strings.Builder
+		if code := cli(append([]string{"predict", "--from", dir, "--json"}, args...), &out, &errOut); code != 0 {
+			t.Fatalf("predict %v: exit %d: %s", args, code, errOut.String())
+		}
+		var p struct {
+			Connections uint64 `json:"connections"`
+		}
+		if err := json.Unmarshal([]byte(out.String()), &p); err != nil {
+			t.Fatal(err)
+		}
+		return p.Connections
+	}
+	if got := predict(); got != m.PredictedConnections {
+		t.Errorf("predict --from the run: %d connections, the run predicted %d after calibration", got, m.PredictedConnections)
+	}
+	if got := predict("--mem", fmt.Sprint(2*m.LeftBytes)); got <= m.PredictedConnections {
+		t.Errorf("predict --from the run for twice its RAM: %d connections, not more than its %d", got, m.PredictedConnections)
+	}
 }

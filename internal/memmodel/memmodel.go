@@ -12,25 +12,32 @@ import (
 	"github.com/c10mprobe/c10mprobe/internal/limit"
 )
 
-// SwapFullShare is the share of swap in use at which a run into swap
-// stops (the machine guard's swap_full).
-const SwapFullShare = 0.95
+// Ends are where a projection stops: a run's guards, or the machine's own
+// end.
+type Ends struct {
+	// SwapShare is the share of swap in use that ends it.
+	SwapShare float64 `json:"swap_share"`
+	// Without swap, what kernel allocations must still be able to get:
+	// MarginFixed, and MarginPerConn for each connection held.
+	MarginFixed   uint64 `json:"margin_fixed_bytes"`
+	MarginPerConn uint64 `json:"margin_per_connection_bytes"`
+}
 
-// NoSwapMargin is what a run without swap keeps of what kernel allocations
-// can still get when it stops, so that the OOM killer does not come first:
-// NoSwapMarginFixed, room for two polls of connects at full speed (40,000
-// a second at 8 KiB is 32 MiB in the 100 ms between polls), and
-// NoSwapMarginPerConn for each connection held, whose exchange messages
-// each take an skb (1 KiB of truesize on loopback) until read: without it
-// the OOM killer took workers in the exchange after the guard had stopped
-// the opening (a 3.6 GiB machine, 2026-12-06).
-const (
-	NoSwapMarginFixed   = 64 << 20
-	NoSwapMarginPerConn = 1 << 10
-)
+// Margin is the margin without swap at held connections.
+func (e Ends) Margin(held uint64) uint64 { return e.MarginFixed + held*e.MarginPerConn }
 
-// NoSwapMargin is the margin at held connections.
-func NoSwapMargin(held uint64) uint64 { return NoSwapMarginFixed + held*NoSwapMarginPerConn }
+// RunEnds are the machine guard's (runner/host.Machine.Guard): a run into
+// swap stops at 95 % of it; one without swap keeps 64 MiB, room for two
+// polls of connects at full speed (40,000 a second at 8 KiB is 32 MiB in
+// the 100 ms between polls), and 1 KiB a connection held for its exchange,
+// whose messages each take an skb (1 KiB of truesize on loopback) until
+// read: without it the OOM killer took workers in the exchange after the
+// guard had stopped the opening (a 3.6 GiB machine, 2026-12-06).
+var RunEnds = Ends{SwapShare: 0.95, MarginFixed: 64 << 20, MarginPerConn: 1 << 10}
+
+// MachineEnds are the machine's own: swap full, or nothing left for
+// kernel allocations (the OOM killer).
+var MachineEnds = Ends{SwapShare: 1}
 
 // Room is a machine's memory as connections will meet it, in bytes.
 type Room struct {
@@ -67,30 +74,28 @@ type Projection struct {
 	StopBy    limit.Kind `json:"stop_by"`
 }
 
-// Project says, for a machine with room r, how many more connections at
-// cost c begin swapping and end the run, in the order the machine meets
-// them: with swap, swapping begins once the headroom is spent; the run
-// stops when swap is SwapFullShare full (swap_full), or, when swap
-// outgrows what it can take, when everything swappable is out and RAM
-// holds only what cannot go (the min watermark). Without swap the run
-// stops when kernel allocations have only NoSwapMargin left
-// (reclaim_exhausted); held is what the margin counts on top of the new
-// connections.
-func Project(r Room, c Cost, held uint64) Projection {
+// Project says how many more connections at cost c a machine with room r
+// holds before it starts swapping and before it reaches e, in the order
+// the machine meets them: with swap, swapping begins once the headroom is
+// spent, and the end is swap filled to e.SwapShare (swap_full) or, when
+// swap outgrows what can go to it, everything swappable out and RAM full
+// of what cannot (min_watermark). Without swap, anonymous pages stay and
+// the end is kernel allocations left with e's margin (reclaim_exhausted),
+// which counts held connections besides the new ones.
+func Project(r Room, c Cost, e Ends, held uint64) Projection {
 	per := c.total()
 	if per <= 0 {
 		return Projection{}
 	}
 	if r.Swap == 0 {
-		margin := float64(NoSwapMargin(held))
-		n := (float64(r.Available) - margin) / (per + NoSwapMarginPerConn)
+		n := (float64(r.Available) - float64(e.Margin(held))) / (per + float64(e.MarginPerConn))
 		return Projection{Stop: count(n), StopBy: limit.ReclaimExhausted}
 	}
 	p := Projection{SwapStart: count(float64(r.Headroom) / per)}
 	// Past the headroom every byte a connection adds pushes one out: swap
-	// fills at per a connection, but only the swappable part of it (others'
-	// pages, then connections' own) can go.
-	swapFull := (float64(r.Headroom) + SwapFullShare*float64(r.Swap)) / per
+	// fills at per a connection, but only the swappable part of memory
+	// (others' pages, then connections' own) can go.
+	swapFull := (float64(r.Headroom) + e.SwapShare*float64(r.Swap)) / per
 	allOut := math.Inf(1)
 	if c.Pinned > 0 {
 		allOut = (float64(r.Headroom) + float64(r.Swappable)) / c.Pinned
@@ -157,4 +162,53 @@ func ForMachine(mem, swap, used, swappable uint64, k Kernel) Room {
 		return mem - used - w
 	}
 	return Room{Headroom: left(lowW), Available: left(minW), Swappable: swappable, Swap: swap}
+}
+
+// Seen is the machine a Room was read on: its RAM and the sums of its
+// zones' min and low watermarks.
+type Seen struct {
+	RAM uint64 `json:"ram_bytes"`
+	Min uint64 `json:"min_watermark_bytes"`
+	Low uint64 `json:"low_watermark_bytes"`
+}
+
+// Resize is room r, read on machine seen, on a machine of mem bytes of RAM
+// instead: the same programs and connections in it, mem − seen.RAM more
+// (or less) free, and the watermarks the kernel k gives that size in place
+// of those seen. mem = seen.RAM with seen's own watermarks gives r back.
+func Resize(r Room, seen Seen, mem uint64, k Kernel) Room {
+	minW, lowW := Watermarks(mem, k)
+	shift := func(v, had, now uint64) uint64 {
+		return uint64(max(0, int64(v)+int64(had)-int64(now)+int64(mem)-int64(seen.RAM)))
+	}
+	r.Headroom = shift(r.Headroom, seen.Low, lowW)
+	r.Available = shift(r.Available, seen.Min, minW)
+	return r
+}
+
+// Prediction is a projection and what it was made from, as a run records
+// it (summary.json machine.prediction), so that predict --from RUNDIR
+// makes the same one, or the same for a machine of another size.
+type Prediction struct {
+	At   uint64 `json:"at_connections"` // the connections held when the room was read
+	Room Room   `json:"room"`
+	Cost Cost   `json:"cost"`
+	Ends Ends   `json:"ends"`
+	// The machine the room was read on: a --machine-mem run's RAM, and its
+	// host's watermarks, which huge pages do not resize (a machine of that
+	// size has its own: Resize with Kernel).
+	Seen       Seen       `json:"seen"`
+	Kernel     Kernel     `json:"kernel"`
+	Projection Projection `json:"projection"` // from At
+}
+
+// On projects again, from At, on a machine of mem bytes of RAM (0: the one
+// seen) and swap bytes of swap.
+func (p Prediction) On(mem, swap uint64) Projection {
+	r := p.Room
+	if mem != 0 {
+		r = Resize(r, p.Seen, mem, p.Kernel)
+	}
+	r.Swap = swap
+	return Project(r, p.Cost, p.Ends, p.At)
 }

@@ -71,31 +71,40 @@ func TestProjectNamesWhatComesFirst(t *testing.T) {
 	room := Room{Headroom: 400 * mib, Available: 500 * mib, Swappable: 1000 * mib}
 	// No swap: what kernel allocations can get, less the margin, at 4 KiB
 	// and 1 KiB of margin each.
-	p := Project(room, c, 0)
-	if want := uint64((500*mib - NoSwapMarginFixed) / (4096 + NoSwapMarginPerConn)); p.StopBy != limit.ReclaimExhausted || p.Stop != want || p.SwapStart != 0 {
+	p := Project(room, c, RunEnds, 0)
+	if want := uint64((500*mib - 64*mib) / (4096 + 1024)); p.StopBy != limit.ReclaimExhausted || p.Stop != want || p.SwapStart != 0 {
 		t.Errorf("no swap: %+v, want reclaim_exhausted at %d", p, want)
 	}
 	// Held connections take margin too.
-	if q := Project(room, c, 100000); q.Stop >= p.Stop {
+	if q := Project(room, c, RunEnds, 100000); q.Stop >= p.Stop {
 		t.Errorf("100,000 held: stop %d, not below %d", q.Stop, p.Stop)
 	}
 	// Small swap: it fills first.
 	room.Swap = 200 * mib
-	p = Project(room, c, 0)
+	p = Project(room, c, RunEnds, 0)
 	if want := uint64((400*mib + 0.95*200*mib) / 4096); p.StopBy != limit.SwapFull || p.Stop != want || p.SwapStart != 400*mib/4096 {
 		t.Errorf("200 MiB of swap: %+v, want swap_full at %d, swapping from %d", p, want, 400*mib/4096)
 	}
 	// Swap larger than what can go: everything swappable out, then RAM full.
 	room.Swap = 4000 * mib
-	p = Project(room, c, 0)
+	p = Project(room, c, RunEnds, 0)
 	if want := uint64((400*mib + 1000*mib) / 4096); p.StopBy != limit.MinWatermark || p.Stop != want {
 		t.Errorf("4,000 MiB of swap: %+v, want min_watermark at %d", p, want)
 	}
 	// Connections' own user pages can go to swap as well.
-	if q := Project(room, Cost{Pinned: 4096, User: 1024}, 0); q.Stop <= p.Stop*4/5 || q.SwapStart >= p.SwapStart {
+	if q := Project(room, Cost{Pinned: 4096, User: 1024}, RunEnds, 0); q.Stop <= p.Stop*4/5 || q.SwapStart >= p.SwapStart {
 		t.Errorf("with user pages: %+v against %+v", q, p)
 	}
-	if z := Project(Room{}, c, 0); z.Stop != 0 {
+	// The machine's own end: all of swap.
+	room.Swap = 200 * mib
+	if m := Project(room, c, MachineEnds, 0); m.Stop != (400*mib+200*mib)/4096 || m.StopBy != limit.SwapFull {
+		t.Errorf("the machine's end with 200 MiB of swap: %+v", m)
+	}
+	room.Swap = 0
+	if m := Project(room, c, MachineEnds, 0); m.Stop != 500*mib/4096 {
+		t.Errorf("the machine's end without swap: %+v, want %d", m, 500*mib/4096)
+	}
+	if z := Project(Room{}, c, RunEnds, 0); z.Stop != 0 {
 		t.Errorf("no room: %+v", z)
 	}
 }
@@ -110,5 +119,43 @@ func TestForMachine(t *testing.T) {
 	}
 	if full := ForMachine(gib, 0, 2*gib, 0, k); full.Headroom != 0 || full.Available != 0 {
 		t.Errorf("a machine already full: %+v", full)
+	}
+}
+
+func TestResize(t *testing.T) {
+	const gib = 1 << 30
+	k := Kernel{WatermarkScaleFactor: 10, THP: true}
+	minW, lowW := Watermarks(4*gib, k)
+	r := Room{Headroom: gib, Available: gib + gib/4, Swappable: gib / 2, Swap: gib}
+	// The machine it was seen on, with the watermarks that size has: itself.
+	if got := Resize(r, Seen{RAM: 4 * gib, Min: minW, Low: lowW}, 4*gib, k); got != r {
+		t.Errorf("resized to its own size: %+v, want %+v", got, r)
+	}
+	// Twice the RAM: 4 GiB more free, less what the larger watermarks keep.
+	min8, low8 := Watermarks(8*gib, k)
+	got := Resize(r, Seen{RAM: 4 * gib, Min: minW, Low: lowW}, 8*gib, k)
+	if got.Headroom != gib+4*gib+lowW-low8 || got.Available != gib+gib/4+4*gib+minW-min8 || got.Swappable != r.Swappable || got.Swap != r.Swap {
+		t.Errorf("resized to 8 GiB: %+v", got)
+	}
+	// Smaller than what is in use: nothing left.
+	if z := Resize(r, Seen{RAM: 4 * gib, Min: minW, Low: lowW}, 2*gib, k); z.Headroom != 0 || z.Available != 0 {
+		t.Errorf("resized to 2 GiB: %+v", z)
+	}
+}
+
+// A recorded prediction made again on its own machine is the same one.
+func TestPredictionOnItsOwnMachine(t *testing.T) {
+	const gib = 1 << 30
+	p := Prediction{At: 50000, Room: Room{Headroom: gib, Available: gib + gib/8, Swappable: gib / 2, Swap: gib}, Cost: Cost{Pinned: 8192},
+		Ends: RunEnds, Seen: Seen{RAM: 3 * gib, Min: 60 << 20, Low: 80 << 20}, Kernel: Kernel{WatermarkScaleFactor: 10, THP: true}}
+	p.Projection = Project(p.Room, p.Cost, p.Ends, p.At)
+	if got := p.On(0, p.Room.Swap); got != p.Projection {
+		t.Errorf("again on its machine: %+v, recorded %+v", got, p.Projection)
+	}
+	if got := p.On(6*gib, p.Room.Swap); got.Stop <= p.Projection.Stop {
+		t.Errorf("on twice the RAM: stop %d, not past %d", got.Stop, p.Projection.Stop)
+	}
+	if got := p.On(0, 0); got.StopBy != limit.ReclaimExhausted {
+		t.Errorf("without swap: %+v", got)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 
 	"github.com/c10mprobe/c10mprobe/internal/limit"
+	"github.com/c10mprobe/c10mprobe/internal/memmodel"
 	"github.com/c10mprobe/c10mprobe/internal/procfs"
 	"github.com/c10mprobe/c10mprobe/internal/rundir"
 	"github.com/c10mprobe/c10mprobe/internal/sysctl"
@@ -44,9 +45,6 @@ const machineSlack = 1.10
 // machine near freezing, the article's.
 const machinePressureStop = 40.0
 
-// swapFullShare is the share of swap in use at which a run into swap stops.
-const swapFullShare = 0.95
-
 // Machine is a --machine-mem run's smaller machine: the huge pages that
 // make it, the prediction of where it swaps and stops, and its guard.
 type Machine struct {
@@ -71,6 +69,7 @@ type Machine struct {
 	calibratedOver                uint64
 	minWater                      uint64 // Σ zones' min watermark
 	held                          uint64 // connections open at the last Calibrate, for the guard's margin
+	prediction                    *memmodel.Prediction
 }
 
 // MachineResult is summary.json's machine.
@@ -83,13 +82,14 @@ type MachineResult struct {
 	ModelSwapStartConnections uint64 `json:"model_swap_start_connections"` // printed before the first connection
 	ModelConnections          uint64 `json:"model_connections"`
 	// The prediction made again from the first connections' measured cost.
-	MeasuredBytesPerConnection   uint64     `json:"measured_bytes_per_connection"`
-	MeasuredOver                 uint64     `json:"measured_over_connections"`
-	PredictedSwapStartConnection uint64     `json:"predicted_swap_start_connections"`
-	PredictedConnections         uint64     `json:"predicted_connections"`
-	ActualSwapStartConnections   uint64     `json:"actual_swap_start_connections"` // from the time series (analysis)
-	ActualConnections            uint64     `json:"actual_connections"`
-	StoppedBy                    limit.Kind `json:"stopped_by"`
+	MeasuredBytesPerConnection   uint64               `json:"measured_bytes_per_connection"`
+	MeasuredOver                 uint64               `json:"measured_over_connections"`
+	PredictedSwapStartConnection uint64               `json:"predicted_swap_start_connections"`
+	PredictedConnections         uint64               `json:"predicted_connections"`
+	ActualSwapStartConnections   uint64               `json:"actual_swap_start_connections"` // from the time series (analysis)
+	ActualConnections            uint64               `json:"actual_connections"`
+	StoppedBy                    limit.Kind           `json:"stopped_by"`
+	Prediction                   *memmodel.Prediction `json:"prediction,omitempty"`
 }
 
 func (ma *Machine) Name() string { return HugePagesName }
@@ -183,31 +183,64 @@ func (ma *Machine) Predict(kernelPerConn uint64, conns int) {
 	}
 	ma.conns = conns
 	ma.perConn, ma.modelPerConn = kernelPerConn+userBytesPerConn, kernelPerConn+userBytesPerConn
-	ma.predictSwapStart, ma.predictStop = ma.project(m, ma.perConn, conns)
+	ma.predictSwapStart, ma.predictStop = ma.project(m, ma.perConn, 0)
 	ma.modelSwapStart, ma.modelStop = ma.predictSwapStart, ma.predictStop
-	fmt.Fprintf(ma.Log, "machine: predicted from the slab model's %s a connection: swapping begins near %s connections, and the run stops near %s (%s of anonymous memory can go to %s of swap)\n",
-		units.Bytes(ma.perConn), units.Count(ma.predictSwapStart), units.Count(ma.predictStop), units.Bytes(m.AnonPages), units.Bytes(m.SwapTotal))
+	fmt.Fprintf(ma.Log, "machine: predicted from the slab model's %s a connection: %s\n", units.Bytes(ma.perConn), ma.outlook())
 }
 
-// project is how many more connections start swapping and stop the run,
-// at per bytes a connection, from memory now.
-func (ma *Machine) project(now procfs.Meminfo, per uint64, conns int) (swapStart, stop uint64) {
-	// kswapd wakes, and swapping begins, when a kernel allocation finds no
-	// zone above its low watermark and lowmem reserve.
-	headroom, err := procfs.KernelHeadroom()
-	if err != nil {
-		_, low, _ := procfs.Watermarks()
-		headroom = now.MemFree - min(now.MemFree, low)
+// outlook says where the last projection has swapping begin and the run
+// stop, and by what.
+func (ma *Machine) outlook() string {
+	p := ma.prediction
+	if p == nil {
+		return "no projection"
 	}
-	free := int64(headroom)
-	swapStart = uint64(max(0, free)) / per
-	swappable := min(now.AnonPages, uint64(swapFullShare*float64(now.SwapTotal)))
-	stopAt := free + int64(swappable)
-	return swapStart, min(uint64(conns), uint64(max(0, stopAt))/per)
+	if p.Room.Swap == 0 {
+		return fmt.Sprintf("without swap the run stops near %s connections, when kernel allocations have only the guard's margin left (%s, and %s a connection)",
+			units.Count(ma.predictStop), units.Bytes(p.Ends.MarginFixed), units.Bytes(p.Ends.MarginPerConn))
+	}
+	by := fmt.Sprintf("swap %.0f %% full", 100*p.Ends.SwapShare)
+	if p.Projection.StopBy == limit.MinWatermark {
+		by = "everything swappable out and RAM full at the min watermark"
+	}
+	return fmt.Sprintf("swapping begins near %s connections, and the run stops near %s (%s; %s of anonymous memory can go to %s of swap)",
+		units.Count(ma.predictSwapStart), units.Count(ma.predictStop), by, units.Bytes(p.Room.Swappable), units.Bytes(p.Room.Swap))
+}
+
+// firstEnd is what the calibration window is sized by: the model's swap
+// start, or without swap its stop.
+func (ma *Machine) firstEnd() uint64 {
+	if ma.prediction != nil && ma.prediction.Room.Swap == 0 {
+		return ma.modelStop
+	}
+	return ma.modelSwapStart
+}
+
+// project is where swapping begins and the run stops at per bytes a
+// connection, from memory now with held connections open (memmodel).
+func (ma *Machine) project(now procfs.Meminfo, per, held uint64) (swapStart, stop uint64) {
+	room := memmodel.Room{Swappable: now.AnonPages, Swap: now.SwapTotal}
+	var err error
+	if room.Headroom, err = procfs.KernelHeadroom(); err != nil {
+		_, low, _ := procfs.Watermarks()
+		room.Headroom = now.MemFree - min(now.MemFree, low)
+	}
+	if room.Available, err = procfs.KernelAvailable(); err != nil {
+		room.Available = now.MemFree - min(now.MemFree, ma.minWater)
+	}
+	wsf, _ := procfs.WatermarkScaleFactor()
+	p := &memmodel.Prediction{At: held, Room: room, Cost: memmodel.Cost{Pinned: float64(per)}, Ends: memmodel.RunEnds,
+		Kernel: memmodel.Kernel{WatermarkScaleFactor: wsf, THP: procfs.THPEnabled()}, Seen: memmodel.Seen{RAM: ma.left}}
+	p.Seen.Min, p.Seen.Low, _ = procfs.Watermarks()
+	p.Projection = memmodel.Project(room, p.Cost, p.Ends, held)
+	ma.prediction = p
+	left := uint64(ma.conns) - min(uint64(ma.conns), held)
+	return held + min(left, p.Projection.SwapStart), held + min(left, p.Projection.Stop)
 }
 
 // The prediction is made again from what connections cost this host
-// between two counts before any swapping: the marginal cost, with what an
+// between two counts before any swapping (without swap, before half the
+// stop): the marginal cost, with what an
 // agent walking /proc/PID/fd adds and partly filled slab pages in it, and
 // the fixed costs of the first connections out of it.
 func calibrateFrom(swapStart uint64) uint64 { return max(10000, swapStart/8) }
@@ -217,7 +250,7 @@ func calibrateTo(swapStart uint64) uint64   { return max(40000, swapStart/2) }
 // once, projecting from memory as it is at the second count.
 func (ma *Machine) Calibrate(established uint64) {
 	ma.held = established
-	if ma.calibrated || established < calibrateFrom(ma.modelSwapStart) {
+	if ma.calibrated || established < calibrateFrom(ma.firstEnd()) {
 		return
 	}
 	m, err := procfs.ReadMeminfo()
@@ -228,7 +261,7 @@ func (ma *Machine) Calibrate(established uint64) {
 		ma.firstAt, ma.firstUsed = established, m.Used()
 		return
 	}
-	if established < calibrateTo(ma.modelSwapStart) {
+	if established < calibrateTo(ma.firstEnd()) {
 		return
 	}
 	ma.calibrated = true
@@ -237,11 +270,10 @@ func (ma *Machine) Calibrate(established uint64) {
 		return
 	}
 	ma.perConn = uint64(grown) / (established - ma.firstAt)
-	start, stop := ma.project(m, ma.perConn, ma.conns-int(min(uint64(ma.conns), established)))
-	ma.predictSwapStart, ma.predictStop = established+start, established+stop
+	ma.predictSwapStart, ma.predictStop = ma.project(m, ma.perConn, established)
 	ma.calibratedOver = established
-	fmt.Fprintf(ma.Log, "machine: measured %s a connection from %s to %s: swapping begins near %s connections, and the run stops near %s\n",
-		units.Bytes(ma.perConn), units.Count(ma.firstAt), units.Count(established), units.Count(ma.predictSwapStart), units.Count(ma.predictStop))
+	fmt.Fprintf(ma.Log, "machine: measured %s a connection from %s to %s: %s\n",
+		units.Bytes(ma.perConn), units.Count(ma.firstAt), units.Count(established), ma.outlook())
 }
 
 // userBytesPerConn is the runner's user space a connection (both ends'
@@ -258,7 +290,7 @@ func (ma *Machine) Guard() (limit.Kind, string) {
 	if err != nil {
 		return "", ""
 	}
-	if m.SwapTotal > 0 && float64(m.SwapTotal-m.SwapFree) >= swapFullShare*float64(m.SwapTotal) {
+	if m.SwapTotal > 0 && float64(m.SwapTotal-m.SwapFree) >= memmodel.RunEnds.SwapShare*float64(m.SwapTotal) {
 		return limit.SwapFull, fmt.Sprintf("swap is %.0f %% used (%s of %s): the kernel has nothing left to push out to make room for socket slab, which cannot be swapped",
 			100*float64(m.SwapTotal-m.SwapFree)/float64(m.SwapTotal), units.Bytes(m.SwapTotal-m.SwapFree), units.Bytes(m.SwapTotal))
 	}
@@ -266,7 +298,7 @@ func (ma *Machine) Guard() (limit.Kind, string) {
 	// allocations can still get (free above the min watermarks and lowmem
 	// reserves, and file pages to reclaim) is spent, the OOM killer comes,
 	// faster than a guard polls. Stop with a margin.
-	if margin := ma.noSwapMargin(); m.SwapTotal == 0 {
+	if margin := memmodel.RunEnds.Margin(ma.held); m.SwapTotal == 0 {
 		if avail, err := procfs.KernelAvailable(); err == nil && avail <= margin {
 			return limit.ReclaimExhausted, fmt.Sprintf("without swap, kernel allocations had %s left (free pages above the zones' min watermarks and reserves, and page cache to reclaim; the guard's margin is %s): past it the OOM killer comes",
 				units.Bytes(avail), units.Bytes(margin))
@@ -294,17 +326,6 @@ func (ma *Machine) Result(established uint64, stoppedBy limit.Kind) *MachineResu
 	if ma.calibratedOver > 0 {
 		res.MeasuredBytesPerConnection = ma.perConn
 	}
+	res.Prediction = ma.prediction
 	return res
 }
-
-// noSwapMargin is what a run without swap stops at: 64 MiB, what two
-// polls of connects at full speed allocate (40,000 a second at 8 KiB is
-// 32 MiB in the 100 ms between polls), and room for the exchange, whose
-// messages each take an skb (1 KiB of truesize on loopback) in a queue
-// until read: without it the OOM killer took workers in the exchange
-// after the guard had stopped the opening (a 3.6 GiB machine, 2026-12-06).
-func (ma *Machine) noSwapMargin() uint64 { return 64<<20 + ma.held*exchangeRoomPerConn }
-
-// exchangeRoomPerConn is the room the guard keeps a connection for its
-// exchange without swap.
-const exchangeRoomPerConn = 1 << 10

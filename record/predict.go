@@ -1,0 +1,63 @@
+package record
+
+import (
+	"errors"
+
+	"github.com/c10mprobe/c10mprobe/analysis"
+	"github.com/c10mprobe/c10mprobe/runner"
+	"github.com/c10mprobe/c10mprobe/runner/host"
+)
+
+// ErrNoMem: a prediction without a machine run to make again needs --mem.
+var ErrNoMem = errors.New("no machine size")
+
+// PredictQuery is what predict was asked: a run to take costs from (or
+// nil), and the machine; Given names the flags given.
+type PredictQuery struct {
+	Run                      *Run
+	From                     string
+	Family                   runner.Family
+	Mem, Swap, Base, Reserve uint64
+	Given                    map[string]bool
+}
+
+// Predict answers predict: a --machine-mem run's recorded projection made
+// again (on its machine, or on Mem and Swap), unless other programs'
+// memory is given anew; else the machine of Mem from the run's or this
+// host's costs. Figures say where a fresh prediction's numbers come from.
+func Predict(q PredictQuery) (e analysis.Explanation, figures []string, err error) {
+	if m := machineOf(q.Run); m != nil && !q.Given["base"] && !q.Given["reserve"] {
+		swap := q.Swap
+		if !q.Given["swap"] {
+			swap = m.Prediction.Room.Swap
+		}
+		return analysis.PredictAgain(*m.Prediction, q.Mem, swap, "the run in "+q.From), nil, nil
+	}
+	if q.Mem == 0 {
+		return e, nil, ErrNoMem
+	}
+	// An explicit --base, 0 included, is other programs' memory: their
+	// anonymous pages, which swap can take.
+	machine := analysis.Machine{Mem: q.Mem, Swap: q.Swap, Baseline: q.Base, BaselineSwappable: q.Base, Reserve: q.Reserve, Kernel: HostKernel()}
+	var costs analysis.Costs
+	var used, anon uint64
+	if q.Run != nil {
+		idle := q.Run.Input.Idle
+		costs, used, anon = analysis.CostsOf(*q.Run.Explanation, "the run in "+q.From), idle.MemTotal-idle.MemAvailable, idle.AnonPages
+	} else if costs, used, anon, err = HostCosts(q.Family); err != nil {
+		return e, nil, err
+	}
+	if !q.Given["base"] {
+		machine.Baseline, machine.BaselineSwappable = used, anon
+	}
+	return analysis.Predict(machine, costs), analysis.PredictionSources(costs, q.Given), nil
+}
+
+// machineOf is a --machine-mem run's machine, when it recorded its
+// prediction.
+func machineOf(run *Run) *host.MachineResult {
+	if run == nil || run.Summary.Result.Machine == nil || run.Summary.Result.Machine.Prediction == nil {
+		return nil
+	}
+	return run.Summary.Result.Machine
+}
