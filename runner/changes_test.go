@@ -133,3 +133,17 @@ func TestEveryWayOutUndoesTheRunsChanges(t *testing.T) {
 		t.Errorf("restore: restored %v, removed %v; want the fake's restorer run", restored, r.Removed)
 	}
 }
+
+// A run that changed nothing (a dialer's) has no journal: restore finds
+// nothing to undo, and says so without an error; a directory that is not
+// there is an error.
+func TestRestoreWithoutAJournal(t *testing.T) {
+	dir := t.TempDir()
+	r, err := Restore(dir)
+	if err != nil || len(r.Changes)+len(r.Removed) != 0 {
+		t.Errorf("restore of a run that changed nothing: %+v, %v; want nothing and no error", r, err)
+	}
+	if _, err := Restore(filepath.Join(dir, "missing")); err == nil || !strings.Contains(err.Error(), "no such run directory") {
+		t.Errorf("restore of a missing directory: %v", err)
+	}
+}

@@ -41,12 +41,15 @@ func Restore(dir string) (Restored, error) {
 		r.Changes = nj.Changes()
 	}
 	j, err := sysctl.LoadJournal(filepath.Join(dir, rundir.Journal))
-	if err != nil {
-		// A --netns run killed before its namespace's run began has no
-		// other journal.
-		if len(r.Changes) > 0 && errors.Is(err, os.ErrNotExist) {
-			return r, errors.Join(errs...)
+	if errors.Is(err, os.ErrNotExist) {
+		if _, serr := os.Stat(dir); serr != nil {
+			return r, errors.Join(append(errs, fmt.Errorf("%s: no such run directory", dir))...)
 		}
+		// A run that changed no sysctl (a dialer's, a --netns run killed
+		// before its namespace's run began) has no journal: nothing there.
+		return r, errors.Join(errs...)
+	}
+	if err != nil {
 		return r, errors.Join(append(errs, err)...)
 	}
 	errs = append(errs, j.Restore())
