@@ -45,6 +45,10 @@ type Room struct {
 	// swapping begins: each zone's free pages above its low watermark and
 	// the lowmem reserve it keeps against ZONE_NORMAL allocations.
 	Headroom uint64 `json:"headroom_bytes"`
+	// File is page cache, which kswapd reclaims before it swaps much: on a
+	// 4 GiB machine 290 MiB of it went before the first 2 MiB of swap
+	// (2026-12-06, /proc/meminfo each second through a --machine-mem run).
+	File uint64 `json:"file_bytes"`
 	// Available is what kernel allocations can get before the page
 	// allocator gives up on them: free pages above the min watermarks and
 	// reserves, and page cache that reclaim frees. It matters without swap,
@@ -76,8 +80,8 @@ type Projection struct {
 
 // Project says how many more connections at cost c a machine with room r
 // holds before it starts swapping and before it reaches e, in the order
-// the machine meets them: with swap, swapping begins once the headroom is
-// spent, and the end is swap filled to e.SwapShare (swap_full) or, when
+// the machine meets them: with swap, swapping begins once the headroom and
+// the page cache are spent, and the end is swap filled to e.SwapShare (swap_full) or, when
 // swap outgrows what can go to it, everything swappable out and RAM full
 // of what cannot (min_watermark). Without swap, anonymous pages stay and
 // the end is kernel allocations left with e's margin (reclaim_exhausted),
@@ -91,14 +95,15 @@ func Project(r Room, c Cost, e Ends, held uint64) Projection {
 		n := (float64(r.Available) - float64(e.Margin(held))) / (per + float64(e.MarginPerConn))
 		return Projection{Stop: count(n), StopBy: limit.ReclaimExhausted}
 	}
-	p := Projection{SwapStart: count(float64(r.Headroom) / per)}
-	// Past the headroom every byte a connection adds pushes one out: swap
-	// fills at per a connection, but only the swappable part of memory
-	// (others' pages, then connections' own) can go.
-	swapFull := (float64(r.Headroom) + e.SwapShare*float64(r.Swap)) / per
+	ram := float64(r.Headroom + r.File)
+	p := Projection{SwapStart: count(ram / per)}
+	// Past free pages and page cache every byte a connection adds pushes
+	// one out: swap fills at per a connection, but only the swappable part
+	// of memory (others' pages, then connections' own) can go.
+	swapFull := (ram + e.SwapShare*float64(r.Swap)) / per
 	allOut := math.Inf(1)
 	if c.Pinned > 0 {
-		allOut = (float64(r.Headroom) + float64(r.Swappable)) / c.Pinned
+		allOut = (ram + float64(r.Swappable)) / c.Pinned
 	}
 	p.Stop, p.StopBy = count(swapFull), limit.SwapFull
 	if allOut < swapFull {

@@ -35,11 +35,14 @@ func TestWatermarksAreThisKernels(t *testing.T) {
 	// The kernel sizes from lowmem's free buffer pages, a little below
 	// MemTotal; √ halves that difference.
 	near := func(got, want uint64) bool { return got > want*97/100 && got < want*103/100 }
-	if !near(gotMin, minFree<<10) || !near(gotMin, zoneMin) {
-		t.Errorf("min watermark %d B for %d B of RAM; min_free_kbytes says %d B, the zones %d B", gotMin, m.MemTotal, minFree<<10, zoneMin)
+	if !near(gotMin, minFree<<10) {
+		t.Errorf("min watermark %d B for %d B of RAM; min_free_kbytes says %d B", gotMin, m.MemTotal, minFree<<10)
 	}
-	if !near(gotLow, zoneLow) {
-		t.Errorf("low watermark %d B for %d B of RAM; the zones say %d B", gotLow, m.MemTotal, zoneLow)
+	// The zones' watermarks may be boosted for a while after pages of one
+	// migrate type were stolen for another (watermark_boost_factor), each
+	// by the same amount: the gap between low and min is not.
+	if !near(gotLow-gotMin, zoneLow-zoneMin) {
+		t.Errorf("low − min %d B for %d B of RAM; the zones say %d B", gotLow-gotMin, m.MemTotal, zoneLow-zoneMin)
 	}
 }
 
@@ -90,6 +93,12 @@ func TestProjectNamesWhatComesFirst(t *testing.T) {
 	p = Project(room, c, RunEnds, 0)
 	if want := uint64((400*mib + 1000*mib) / 4096); p.StopBy != limit.MinWatermark || p.Stop != want {
 		t.Errorf("4,000 MiB of swap: %+v, want min_watermark at %d", p, want)
+	}
+	// Page cache goes before swap does.
+	withFile := room
+	withFile.File = 100 * mib
+	if q := Project(withFile, c, RunEnds, 0); q.SwapStart != 500*mib/4096 || q.Stop != (500*mib+1000*mib)/4096 {
+		t.Errorf("with 100 MiB of page cache: %+v", q)
 	}
 	// Connections' own user pages can go to swap as well.
 	if q := Project(room, Cost{Pinned: 4096, User: 1024}, RunEnds, 0); q.Stop <= p.Stop*4/5 || q.SwapStart >= p.SwapStart {

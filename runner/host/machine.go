@@ -219,7 +219,7 @@ func (ma *Machine) firstEnd() uint64 {
 // project is where swapping begins and the run stops at per bytes a
 // connection, from memory now with held connections open (memmodel).
 func (ma *Machine) project(now procfs.Meminfo, per, held uint64) (swapStart, stop uint64) {
-	room := memmodel.Room{Swappable: now.AnonPages, Swap: now.SwapTotal}
+	room := memmodel.Room{File: now.ActiveFile + now.InactiveFile, Swappable: now.AnonPages, Swap: now.SwapTotal}
 	var err error
 	if room.Headroom, err = procfs.KernelHeadroom(); err != nil {
 		_, low, _ := procfs.Watermarks()
