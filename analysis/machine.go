@@ -73,8 +73,16 @@ func swapLeg(r Run) *SwapLeg {
 	}
 	fmt.Fprintf(&v, "at %s connections %s, with slab holding %s of the %s machine",
 		units.Approx(r.Connections), stopReason(r.RunLimit), units.Bytes(leg.SlabAtStop), units.Bytes(m.MemBytes))
+	if m.PredictedStop > 0 {
+		fmt.Fprintf(&v, " (the run's last prediction: %s, %s)", units.Count(m.PredictedStop), offBy(r.Connections, m.PredictedStop))
+	}
 	leg.Verdict = v.String()
 	return leg
+}
+
+// offBy says how far actual fell from predicted, in percent of predicted.
+func offBy(actual, predicted uint64) string {
+	return fmt.Sprintf("%+.0f %% off", 100*(float64(actual)-float64(predicted))/float64(max(1, predicted)))
 }
 
 func stopReason(b *Bound) string {

@@ -24,9 +24,19 @@ func (run *Run) WriteText(w io.Writer, dir string) {
 			units.Bytes(m.LimitBytes), m.PredictedConnections, m.ActualConnections, off, m.StoppedBy)
 	}
 	if m := res.Machine; m != nil {
-		fmt.Fprintf(w, "machine %s: swapping began near %s connections (predicted %s), the run stopped at %s (predicted %s), stopped by %s\n",
-			units.Bytes(m.MemBytes), units.Count(m.ActualSwapStartConnections), units.Count(m.PredictedSwapStartConnection),
-			units.Count(m.ActualConnections), units.Count(m.PredictedConnections), m.StoppedBy)
+		off := func(actual, predicted uint64) string {
+			return fmt.Sprintf("%+.1f %%", 100*(float64(actual)-float64(predicted))/float64(max(1, predicted)))
+		}
+		swap, predictedBy := "", ""
+		if m.PredictedSwapStartConnection > 0 {
+			swap = fmt.Sprintf("swapping began near %s connections (predicted %s, %s), ", units.Count(m.ActualSwapStartConnections),
+				units.Count(m.PredictedSwapStartConnection), off(m.ActualSwapStartConnections, m.PredictedSwapStartConnection))
+		}
+		if p := m.Prediction; p != nil {
+			predictedBy = fmt.Sprintf(" (predicted %s)", p.Projection.StopBy)
+		}
+		fmt.Fprintf(w, "machine %s: %sthe run stopped at %s (predicted %s, %s), stopped by %s%s\n", units.Bytes(m.MemBytes), swap,
+			units.Count(m.ActualConnections), units.Count(m.PredictedConnections), off(m.ActualConnections, m.PredictedConnections), m.StoppedBy, predictedBy)
 	}
 	if b := res.Ballast; b != nil {
 		fmt.Fprintf(w, "ballast %s: %s swapped out at most, %d major faults, touches p50 %.1f µs, p99 %.1f µs, max %.1f ms\n",

@@ -235,7 +235,10 @@ func (ma *Machine) project(now procfs.Meminfo, per, held uint64) (swapStart, sto
 	p.Projection = memmodel.Project(room, p.Cost, p.Ends, held)
 	ma.prediction = p
 	left := uint64(ma.conns) - min(uint64(ma.conns), held)
-	return held + min(left, p.Projection.SwapStart), held + min(left, p.Projection.Stop)
+	if room.Swap > 0 {
+		swapStart = held + min(left, p.Projection.SwapStart)
+	}
+	return swapStart, held + min(left, p.Projection.Stop)
 }
 
 // The prediction is made again from what connections cost this host
