@@ -32,28 +32,36 @@ func shortfall(r Run) string {
 	}
 	n := func(kind limit.Kind) uint64 { return r.Failed[string(kind)] }
 	var what string
-	switch rl.Kind {
-	case limit.PeerClosed:
+	// A server's close() reads as EOF, or as a reset where the client's
+	// message was still unread (tcp_close sends RST then, RFC 2525 2.17):
+	// which one is a race between the two ends.
+	// Only where every connection went so is a reset taken for a close.
+	closedAll := (rl.Kind == limit.PeerClosed || rl.Kind == limit.Reset) && n(limit.PeerClosed) > 0 && n(limit.PeerClosed)+n(limit.Reset) >= r.Established
+	switch {
+	case closedAll && n(limit.Reset) > 0:
+		what = fmt.Sprintf("%s closed every connection it accepted (%s) before the run was through with one (%s read EOF, %s a reset: closed with the client's message unread)",
+			who, units.Count(r.Established), units.Count(n(limit.PeerClosed)), units.Count(n(limit.Reset)))
+	case closedAll:
+		what = fmt.Sprintf("%s closed every connection it accepted (%s) before the run was through with one (the clients read EOF)", who, units.Count(r.Established))
+	case rl.Kind == limit.PeerClosed:
 		what = fmt.Sprintf("%s closed %s of the %s connections it accepted before the run was through with them (the clients read EOF)", who, units.Count(n(limit.PeerClosed)), units.Count(r.Established))
-		if n(limit.PeerClosed) >= r.Established {
-			what = fmt.Sprintf("%s closed every connection it accepted (%s) before the run was through with one (the clients read EOF)", who, units.Count(r.Established))
-		}
-	case limit.Reset:
+	case rl.Kind == limit.Reset:
 		what = fmt.Sprintf("%s reset %s of the %s connections it accepted", who, units.Count(n(limit.Reset)), units.Count(r.Established))
-	case limit.ExchangeTimeout:
+	case rl.Kind == limit.ExchangeTimeout:
 		what = fmt.Sprintf("%s accepted %s connections and answered %s of them; %s had no answer within --timeout", who, units.Count(r.Established), units.Count(r.Verified), units.Count(n(limit.ExchangeTimeout)))
-	case limit.Refused:
+	case rl.Kind == limit.Refused:
 		what = fmt.Sprintf("connect() was refused %s times after %s connections: nothing listened on the port, or its accept queue overflowed with tcp_abort_on_overflow", units.Count(n(limit.Refused)), units.Count(r.Established))
-	case limit.ConnectTimedOut:
+	case rl.Kind == limit.ConnectTimedOut:
 		what = fmt.Sprintf("%s connects timed out after %s connections: their SYNs went unanswered", units.Count(n(limit.ConnectTimedOut)), units.Count(r.Established))
-	case limit.ShortRead, limit.Mismatch:
+	case rl.Kind == limit.ShortRead || rl.Kind == limit.Mismatch:
 		what = fmt.Sprintf("%s answered %s connections wrongly (%s short, %s mismatched)", who, units.Count(n(limit.ShortRead)+n(limit.Mismatch)), units.Count(n(limit.ShortRead)), units.Count(n(limit.Mismatch)))
 	default:
 		what = fmt.Sprintf("%s connections failed with %s", units.Count(n(rl.Kind)), rl.Kind)
 	}
 	var others []string
 	for kind, c := range r.Failed {
-		if c > 0 && kind != string(rl.Kind) {
+		told := kind == string(rl.Kind) || (closedAll && (kind == string(limit.PeerClosed) || kind == string(limit.Reset)))
+		if c > 0 && !told {
 			others = append(others, fmt.Sprintf("%s %s", kind, units.Count(c)))
 		}
 	}

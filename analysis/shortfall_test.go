@@ -20,6 +20,8 @@ func TestShortfallSaysWhatTheClientsSaw(t *testing.T) {
 		want   string
 	}{
 		{limit.PeerClosed, map[string]uint64{"eof": 2000}, "0 verified of 2,000: the server you brought closed every connection it accepted (2,000) before the run was through with one"},
+		// Every connection closed: some clients' messages had arrived (RST).
+		{limit.PeerClosed, map[string]uint64{"eof": 1849, "reset": 151}, "0 verified of 2,000: the server you brought closed every connection it accepted (2,000) before the run was through with one (1,849 read EOF, 151 a reset: closed with the client's message unread)"},
 		{limit.PeerClosed, map[string]uint64{"eof": 1500, "reset": 10}, "closed 1,500 of the 2,000 connections it accepted before the run was through with them (the clients read EOF); also failed: reset 10"},
 		{limit.ExchangeTimeout, map[string]uint64{"exchange_timeout": 2000}, "accepted 2,000 connections and answered 0 of them; 2,000 had no answer within --timeout"},
 		{limit.Refused, map[string]uint64{"connection_refused": 1500}, "connect() was refused 1,500 times after 2,000 connections"},

@@ -48,8 +48,11 @@ func TestServerThatClosesEveryConnectionIsNamed(t *testing.T) {
 			t.Fatalf("--exchange %s: exit %d, want 1\n%s\n%s", exchange, r.code, r.stdout, r.stderr)
 		}
 		s := readSummary(t, r)
-		if s.Verified != 0 || s.Failed["eof"] != 2000 || s.Limit == nil || s.Limit.Kind != "eof" {
-			t.Errorf("--exchange %s: verified %d, failed %v, limit %+v; want 0, eof 2000, eof", exchange, s.Verified, s.Failed, s.Limit)
+		// A client whose message arrived before the close reads a reset
+		// (tcp_close with unread data), the rest EOF: a race.
+		closed := s.Failed["eof"] + s.Failed["reset"]
+		if s.Verified != 0 || closed != 2000 || s.Failed["eof"] == 0 || s.Limit == nil || (s.Limit.Kind != "eof" && s.Limit.Kind != "reset") {
+			t.Errorf("--exchange %s: verified %d, failed %v, limit %+v; want 0, eof and reset 2000 together, eof or reset", exchange, s.Verified, s.Failed, s.Limit)
 		}
 		if e := s.Explanation; e == nil || !strings.HasPrefix(e.Verdict, "0 verified of 2,000: the server you brought closed every connection it accepted (2,000)") {
 			t.Errorf("--exchange %s: verdict %+v", exchange, e)
