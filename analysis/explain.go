@@ -94,6 +94,10 @@ func Explain(r Run) Explanation {
 		e.Verdict = fmt.Sprintf("the run was %s at %s of %s connections, %s of them verified; had it gone on, %s",
 			rl.Detail, units.Count(r.Connections), units.Count(uint64(r.Requested)), units.Count(r.Verified), e.Verdict)
 	}
+	if r.Mode == "serve" && r.Unaccepted > 0 {
+		e.Verdict = fmt.Sprintf("the dialers brought more than --conns: serve accepted %s as asked, and %s more connections waited in its accept queue, never accepted (their dialers see them reset when serve closes its listener); %s",
+			units.Count(r.Connections), units.Count(r.Unaccepted), e.Verdict)
+	}
 	if s := shortfall(r); s != "" {
 		// What the clients saw comes first; a host limit is only where
 		// the run would have gone.

@@ -61,8 +61,11 @@ type Run struct {
 	PageReportedKiB int64 `json:"page_reported_kib,omitempty"`
 	// Mode is run, serve or dial; EndsHere the sockets of a connection on
 	// this host (1 for serve and dial, whose other ends are elsewhere).
-	Mode     string `json:"mode,omitempty"`
-	EndsHere int    `json:"ends_here,omitempty"`
+	Mode string `json:"mode,omitempty"`
+	// Unaccepted: serve's connections that waited in its accept queue,
+	// more than --conns brought by the dialers.
+	Unaccepted uint64 `json:"unaccepted,omitempty"`
+	EndsHere   int    `json:"ends_here,omitempty"`
 	// ConntrackPeak is nf_conntrack_count at the peak.
 	ConntrackPeak int64 `json:"conntrack_peak,omitempty"`
 	// Machine is a --machine-mem run's smaller machine; nil otherwise.

@@ -57,7 +57,7 @@ func Input(sum Summary, samples []PhaseSample) (analysis.Run, error) {
 	in.EhashEntries = uint64(max(0, h.EhashEntries))
 	in.Netns = res.Settings.Netns
 	in.PageReporting, in.PageReportedKiB = h.PageReporting == procfs.PageReportingOn, h.PageReportedKiB
-	in.Mode, in.EndsHere, in.ConntrackPeak = res.Mode, res.Plan.EndsHere, res.ConntrackPeak
+	in.Mode, in.EndsHere, in.ConntrackPeak, in.Unaccepted = res.Mode, res.Plan.EndsHere, res.ConntrackPeak, res.Unaccepted
 	if own := res.WorkerOwnFDs; own > 0 && own < res.Plan.NoFile {
 		in.SocketsPerWorker = res.Plan.NoFile - own // measured, not the plan's reserve
 	}

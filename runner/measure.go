@@ -156,6 +156,9 @@ func (r *Runner) finishResult(res *Result) {
 		// Every connection verified, but the host went below its guard.
 		res.Limit = r.limit
 	}
+	if r.cfg.Mode == ModeServe && res.ServerSockets > res.Established {
+		res.Unaccepted = res.ServerSockets - res.Established
+	}
 	res.StoppedBy = limit.Complete
 	res.Aborted = r.aborted
 	res.Deaths = r.deaths

@@ -71,7 +71,13 @@ func (r *Runner) spawn() error {
 		wc := worker.Config{Proto: worker.ProtoVersion, Role: Server, Index: i, Quota: Quota(r.cfg.Conns, r.plan.ServerWorkers, i),
 			Base: uint32(i * r.plan.ConnsPerWorker), NoFile: r.plan.NoFile, Payload: r.cfg.Payload, Unread: r.cfg.Unread,
 			Stream: r.cfg.Mode == ModeServe, QuietClose: r.quietClose()}
-		wc.Quota = max(wc.Quota, min(r.plan.ConnsPerWorker, r.cfg.Conns))
+		if r.cfg.Mode != ModeServe {
+			// A worker may take more than its share of what the run's own
+			// clients open, which are exactly --conns. serve's dialers may
+			// bring more: there equal shares cap the total, and a worker
+			// that fills has the others woken for the queue (CmdAccept).
+			wc.Quota = max(wc.Quota, min(r.plan.ConnsPerWorker, r.cfg.Conns))
+		}
 		if err := r.start(exe, wc, r.listener); err != nil {
 			return err
 		}

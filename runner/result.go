@@ -26,10 +26,14 @@ type Result struct {
 	Deaths []Death `json:"deaths,omitempty"`
 	// WorkerExecutable ran the workers: c10mprobe-worker when it lies
 	// beside c10mprobe, else c10mprobe itself.
-	WorkerExecutable        string       `json:"worker_executable"`
-	Server                  ServerResult `json:"server"`
-	ServerSockets           uint64       `json:"server_sockets_on_port"`
-	DistinctClientEndpoints uint64       `json:"distinct_client_endpoints"`
+	WorkerExecutable string       `json:"worker_executable"`
+	Server           ServerResult `json:"server"`
+	ServerSockets    uint64       `json:"server_sockets_on_port"`
+	// Unaccepted: serve, where dialers brought more than --conns: the
+	// connections on its port at the peak that no worker accepted, left
+	// in the accept queue (reset when serve closes its listener).
+	Unaccepted              uint64 `json:"unaccepted,omitempty"`
+	DistinctClientEndpoints uint64 `json:"distinct_client_endpoints"`
 	// At the peak, from the same sock_diag dump: the truesize of the skbs
 	// queued on the run's sockets (rmem_alloc + wmem_queued), by end, and
 	// what each socket holds against tcp_mem.

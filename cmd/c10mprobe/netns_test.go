@@ -18,6 +18,7 @@ import (
 	"github.com/c10mprobe/c10mprobe/internal/limit"
 	"github.com/c10mprobe/c10mprobe/internal/sysctl"
 	"github.com/c10mprobe/c10mprobe/internal/testenv"
+	"github.com/c10mprobe/c10mprobe/internal/units"
 	"github.com/c10mprobe/c10mprobe/record"
 )
 
@@ -376,6 +377,43 @@ func TestDialCensusCountsItsOwnShare(t *testing.T) {
 	k := s.Kernel
 	if k == nil || k.Kmem == nil || k.Kmem.Mode != "census" || k.Kmem.CensusConnections < 20000 || k.Kmem.CensusConnections >= share {
 		t.Errorf("dialer's kmem %+v: want a census of about 20,000 of its %d", k.Kmem, share)
+	}
+	assertSysctls(t, before)
+}
+
+// TestServeWithDialersAskingMore: serve is asked for 6,000 and two dialers
+// bring 9,000: serve holds exactly what it was asked, across its workers,
+// says that more came and where they waited, and exits 0; the dialers
+// whose connections waited saw them reset.
+func TestServeWithDialersAskingMore(t *testing.T) {
+	before := sysctls(t)
+	tp := newTopology(t, 2)
+	patience := []string{"--timeout", "20s"}
+	const asked, brought = 6000, 9000
+	rs := serveAndDial(t, tp, asked, patience, append([]string{"--conns", fmt.Sprint(brought)}, patience...))
+	srv := summaryOf(t, rs[0])
+	res := srv.Result
+	if rs[0].code != 0 || res.Verified != asked || res.Established != asked {
+		t.Fatalf("serve: exit %d, %d verified, %d accepted; want 0, %d of each (%d + %d workers)\nstderr:\n%s", rs[0].code, res.Verified, res.Established, asked, res.Workers.Client, res.Workers.Server, rs[0].stderr)
+	}
+	// What sock_diag saw on serve's port beyond what it accepted waited in
+	// the accept queue: no more than the backlog lets wait.
+	if res.Unaccepted == 0 || res.Unaccepted != res.ServerSockets-asked {
+		t.Errorf("serve: %d unaccepted, %d sockets on its port; want the difference from %d, above 0", res.Unaccepted, res.ServerSockets, asked)
+	}
+	if e := srv.Explanation; e == nil || !strings.HasPrefix(e.Verdict, fmt.Sprintf("the dialers brought more than --conns: serve accepted 6,000 as asked, and %s more", units.Count(res.Unaccepted))) {
+		t.Errorf("serve's verdict: %+v", e)
+	}
+	var verified, failed uint64
+	for _, r := range rs[1:] {
+		s := summaryOf(t, r)
+		verified += s.Result.Verified
+		for _, n := range s.Result.Failed {
+			failed += n
+		}
+	}
+	if verified != asked || failed != brought-asked {
+		t.Errorf("the dialers verified %d and failed %d; want %d and %d", verified, failed, asked, brought-asked)
 	}
 	assertSysctls(t, before)
 }
