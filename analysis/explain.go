@@ -98,6 +98,16 @@ func Explain(r Run) Explanation {
 		e.Verdict = fmt.Sprintf("the dialers brought more than --conns: serve accepted %s as asked, and %s more connections waited in its accept queue, never accepted (their dialers see them reset when serve closes its listener); %s",
 			units.Count(r.Connections), units.Count(r.Unaccepted), e.Verdict)
 	}
+	if len(r.GoneInHold) > 0 {
+		var gone []string
+		var closed uint64
+		for _, d := range r.GoneInHold {
+			gone = append(gone, fmt.Sprintf("%s closed %s of its %s", d.Addr, units.Count(d.Closed), units.Count(d.Of)))
+			closed += d.Closed
+		}
+		e.Verdict = fmt.Sprintf("during the hold dialers went away: %s; serve held %s of %s at its end; %s",
+			strings.Join(gone, ", "), units.Count(r.Connections-min(r.Connections, closed)), units.Count(r.Connections), e.Verdict)
+	}
 	if s := shortfall(r); s != "" {
 		// What the clients saw comes first; a host limit is only where
 		// the run would have gone.

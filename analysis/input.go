@@ -65,7 +65,10 @@ type Run struct {
 	// Unaccepted: serve's connections that waited in its accept queue,
 	// more than --conns brought by the dialers.
 	Unaccepted uint64 `json:"unaccepted,omitempty"`
-	EndsHere   int    `json:"ends_here,omitempty"`
+	// GoneInHold: serve's dialers that closed connections during its
+	// hold, with how many of how many they held.
+	GoneInHold []DialerGone `json:"gone_in_hold,omitempty"`
+	EndsHere   int          `json:"ends_here,omitempty"`
 	// ConntrackPeak is nf_conntrack_count at the peak.
 	ConntrackPeak int64 `json:"conntrack_peak,omitempty"`
 	// Machine is a --machine-mem run's smaller machine; nil otherwise.
@@ -202,4 +205,11 @@ type Bound struct {
 	Kind   limit.Kind `json:"kind"`
 	At     uint64     `json:"at"`
 	Detail string     `json:"detail"`
+}
+
+// DialerGone is a dialer that closed connections serve still held.
+type DialerGone struct {
+	Addr   string `json:"addr"`
+	Closed uint64 `json:"closed"`
+	Of     uint64 `json:"of"`
 }

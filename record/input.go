@@ -58,6 +58,7 @@ func Input(sum Summary, samples []PhaseSample) (analysis.Run, error) {
 	in.Netns = res.Settings.Netns
 	in.PageReporting, in.PageReportedKiB = h.PageReporting == procfs.PageReportingOn, h.PageReportedKiB
 	in.Mode, in.EndsHere, in.ConntrackPeak, in.Unaccepted = res.Mode, res.Plan.EndsHere, res.ConntrackPeak, res.Unaccepted
+	in.GoneInHold = goneInHold(res.Dialers)
 	if own := res.WorkerOwnFDs; own > 0 && own < res.Plan.NoFile {
 		in.SocketsPerWorker = res.Plan.NoFile - own // measured, not the plan's reserve
 	}
@@ -134,4 +135,15 @@ func serverExited(x *runner.ServerExit) string {
 		return ""
 	}
 	return fmt.Sprintf("%s during %s", x.Status, x.Phase)
+}
+
+// goneInHold are serve's dialers that closed connections in its hold.
+func goneInHold(dialers []runner.Dialer) []analysis.DialerGone {
+	var gone []analysis.DialerGone
+	for _, d := range dialers {
+		if d.ClosedInHold > 0 {
+			gone = append(gone, analysis.DialerGone{Addr: d.Addr, Closed: d.ClosedInHold, Of: d.Connections})
+		}
+	}
+	return gone
 }

@@ -292,6 +292,7 @@ type totals struct {
 	clientOpened, clientEstablished, received, echoed uint64
 	accepted, sent, verified, closed                  uint64
 	clientClosed, peerClosed, portsSkipped            uint64
+	dialerClosed                                      uint64 // serve: connections its dialers closed
 	failed                                            [worker.NumFailKinds]uint64
 	connectDone, exchangeDone, closeDone              bool
 	censusDone                                        bool // every client paused at its census share, done opening, or dead
@@ -341,6 +342,7 @@ func (r *Runner) totalsLocked() totals {
 			t.accepted += s.Established
 			t.sent += s.Sent
 			t.verified += s.Verified
+			t.dialerClosed += s.PeerClosed
 			t.exchangeDone = t.exchangeDone && (s.ExchangeDone != 0 || dead)
 			t.acceptDone = t.acceptDone && (s.ConnectDone != 0 || dead)
 		}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/c10mprobe/c10mprobe/internal/limit"
 	"github.com/c10mprobe/c10mprobe/internal/procfs"
+	"github.com/c10mprobe/c10mprobe/internal/sockdiag"
 	"github.com/c10mprobe/c10mprobe/internal/units"
 	"github.com/c10mprobe/c10mprobe/runner/worker"
 	"golang.org/x/sys/unix"
@@ -23,6 +24,9 @@ import (
 type Dialer struct {
 	Addr        string `json:"addr"`
 	Connections uint64 `json:"connections"`
+	// ClosedInHold is how many of them the dialer closed before serve's
+	// hold ended (sock_diag at its end): a dialer that went away.
+	ClosedInHold uint64 `json:"closed_in_hold,omitempty"`
 }
 
 // Share is a dialer's part of a run spread over dialers.
@@ -139,6 +143,29 @@ func dialers(seen map[netip.Addr]uint64) []Dialer {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Addr < out[j].Addr })
 	return out
+}
+
+// dialersAfterHold counts again, by sock_diag at the end of serve's hold,
+// what each dialer still holds, where the workers saw dialers close
+// connections: a dialer that closed them went away.
+func (r *Runner) dialersAfterHold(res *Result) {
+	if r.totals().dialerClosed == 0 {
+		return
+	}
+	now := map[string]uint64{}
+	err := dumpTCP(1<<sockdiag.StateEstablished, func(s *sockdiag.Socket) {
+		if r.isServerEnd(s.Local) {
+			now[s.Remote.Addr().String()]++
+		}
+	})
+	if err != nil {
+		fmt.Fprintf(r.cfg.Log, "warning: counting what each dialer holds after the hold: %v\n", err)
+		return
+	}
+	for i := range res.Dialers {
+		d := &res.Dialers[i]
+		d.ClosedInHold = d.Connections - min(d.Connections, now[d.Addr])
+	}
 }
 
 // isServerEnd says whether a socket's local end is the run's server: its

@@ -197,6 +197,9 @@ func (r *Runner) holdIfAsked(ctx context.Context, res *Result) error {
 	if (r.cfg.Hold > 0 || r.cfg.Mode == ModeDial) && ctx.Err() == nil && !r.anyDied() && !r.guarded {
 		r.hold(ctx, res)
 		r.recountAfterDeath(false)
+		if r.cfg.Mode == ModeServe {
+			r.dialersAfterHold(res)
+		}
 		if err := r.phaseDone(PhaseHold); err != nil {
 			return err
 		}

@@ -417,3 +417,46 @@ func TestServeWithDialersAskingMore(t *testing.T) {
 	}
 	assertSysctls(t, before)
 }
+
+// TestDialerKilledInServesHoldIsNamed: a dialer SIGKILLed while serve holds
+// its connections: serve counts what it still holds at the end of the hold
+// and names the dialer that went away.
+func TestDialerKilledInServesHoldIsNamed(t *testing.T) {
+	before := sysctls(t)
+	tp := newTopology(t, 2)
+	const conns = 4000
+	sc, so, se, sdir := inNS(t, tp.server, "serve", "--listen", "0.0.0.0:19991", "--conns", fmt.Sprint(conns), "--no-bpf", "--wait", "60s", "--hold", "10s")
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if out, _ := exec.Command("ip", "netns", "exec", tp.server, "ss", "-Htln", "sport = :19991").Output(); len(bytes.TrimSpace(out)) > 0 {
+			break
+		}
+	}
+	var dialers []*exec.Cmd
+	var douts, derrs []*output
+	var ddirs []string
+	for i, ns := range tp.dialers {
+		c, o, e, dir := inNS(t, ns, "dial", "--target", tp.serverAddr(i)+":19991", "--conns", fmt.Sprint(conns),
+			"--index", fmt.Sprint(i), "--of", "2", "--src", tp.dialerSrc(i), "--no-bpf")
+		dialers, douts, derrs, ddirs = append(dialers, c), append(douts, o), append(derrs, e), append(ddirs, dir)
+	}
+	se.waitFor(t, "connections held", 60*time.Second)
+	dialers[0].Process.Kill()
+	finish(t, dialers[0], douts[0], derrs[0], ddirs[0])
+	if out, err := exec.Command("ip", "netns", "exec", tp.dialers[0], toolBinary, "restore", ddirs[0]).CombinedOutput(); err != nil {
+		t.Errorf("restore of the killed dialer: %v\n%s", err, out)
+	}
+	srv := summaryOf(t, finish(t, sc, so, se, sdir))
+	finish(t, dialers[1], douts[1], derrs[1], ddirs[1])
+	gone := map[string]bool{}
+	for _, d := range srv.Result.Dialers {
+		killed := strings.HasPrefix(d.Addr, "198.18.1.")
+		if (killed && d.ClosedInHold != d.Connections) || (!killed && d.ClosedInHold != 0) {
+			t.Errorf("serve's dialer %s: %d closed in the hold of %d; want all from the killed dialer (198.18.1.*), none from the other", d.Addr, d.ClosedInHold, d.Connections)
+		}
+		gone[d.Addr] = d.ClosedInHold > 0
+	}
+	if e := srv.Explanation; e == nil || !strings.HasPrefix(e.Verdict, "during the hold dialers went away: 198.18.1.2 closed ") || !strings.Contains(e.Verdict, fmt.Sprintf("serve held %s of %s at its end", units.Count(conns/2), units.Count(conns))) {
+		t.Errorf("serve's verdict: %+v", e)
+	}
+	assertSysctls(t, before)
+}

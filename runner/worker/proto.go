@@ -96,7 +96,7 @@ type Stats struct {
 	PayloadSent    uint64 // bytes of --payload the kernel accepted
 	PayloadRead    uint64 // bytes of the peer's payload read (none with --unread)
 	OwnFDs         uint32 // fds the worker holds itself: stdio, control, listener, epoll, the Go runtime's
-	PeerClosed     uint64 // client: connections the server closed after the exchange (dial's hold ends on them)
+	PeerClosed     uint64 // client: connections the server closed after the exchange (dial's hold ends on them); serve's server: those a dialer closed
 	PortsSkipped   uint64 // client, --port-choice runner: (source, port) pairs another socket held
 	CensusDone     uint8  // client: opened its census share and every one of them settled
 }

@@ -162,6 +162,14 @@ func (w *worker) serverEvent(fd int, events uint32) {
 		}
 	case stDone:
 		w.discard(fd)
+		if w.cfg.Stream && events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+			// serve: a dialer closed what it held (it went away); the
+			// runner names it by a census at the end of the hold.
+			rawClose(fd)
+			*c = conn{}
+			w.stats.PeerClosed++
+			w.dirty = true
+		}
 	}
 	w.markExchangeDone()
 }
