@@ -178,12 +178,14 @@ func skipReason(lines []string) string {
 // assertion is a test's "file_test.go:NN: message" line.
 var assertion = regexp.MustCompile(`^\s*\w+_test\.go:\d+: \S`)
 
-// failReason is a failed test's first assertion line, so that the table
-// (and the end of a CI log) says why, not only that, it failed.
+// failReason is a failed test's last assertion line, so that the table
+// (and the end of a CI log) says why, not only that, it failed: the last,
+// since a t.Fatal ends the test and t.Logf lines of its setup come first
+// (a helper's log once stood for the failure when the first was taken).
 func failReason(lines []string) string {
-	for _, l := range lines {
-		if assertion.MatchString(l) {
-			msg := strings.TrimSpace(l)
+	for i := len(lines) - 1; i >= 0; i-- {
+		if assertion.MatchString(lines[i]) {
+			msg := strings.TrimSpace(lines[i])
 			if len(msg) > 300 {
 				msg = msg[:300] + "…"
 			}

@@ -89,7 +89,7 @@ func TestTableCounts(t *testing.T) {
 
 func TestFailReason(t *testing.T) {
 	lines := []string{"=== RUN   TestX\n", "    x_test.go:12: setup log\n", "    servers_test.go:70: 1499 established, 1500 sockets\n", "--- FAIL: TestX (1.00s)\n"}
-	if got, want := failReason(lines), "test failed: x_test.go:12: setup log"; got != want {
+	if got, want := failReason(lines), "test failed: servers_test.go:70: 1499 established, 1500 sockets"; got != want {
 		t.Errorf("failReason = %q, want %q", got, want)
 	}
 	if got := failReason([]string{"panic: boom\n"}); got != "test failed" {
