@@ -82,7 +82,7 @@ func swapLeg(r Run) *SwapLeg {
 
 // offBy says how far actual fell from predicted, in percent of predicted.
 func offBy(actual, predicted uint64) string {
-	return fmt.Sprintf("%+.0f %% off", 100*(float64(actual)-float64(predicted))/float64(max(1, predicted)))
+	return fmt.Sprintf("%+.0f %% off", units.Off(actual, predicted))
 }
 
 func stopReason(b *Bound) string {

@@ -5,8 +5,6 @@ import (
 	"fmt"
 
 	"github.com/c10mprobe/c10mprobe/analysis"
-	"github.com/c10mprobe/c10mprobe/internal/memmodel"
-	"github.com/c10mprobe/c10mprobe/internal/procfs"
 	"github.com/c10mprobe/c10mprobe/runner"
 )
 
@@ -29,15 +27,4 @@ func HostCosts(family runner.Family) (c analysis.Costs, used, anon uint64, err e
 	c = analysis.Costs{Kernel: float64(per), UserUnknown: true, Source: src + " (user space unknown without a run)",
 		Lines: []analysis.LedgerLine{{Kind: "slab", Name: "socket objects (estimate)", BytesPerConnection: float64(per), Source: src}}}
 	return c, h.Mem.MemTotal - h.Mem.MemAvailable, h.Mem.AnonPages, nil
-}
-
-// HostKernel is what sizes watermarks on this host's kernel, assumed for a
-// machine predicted: vm.watermark_scale_factor (the default, 10, where it
-// cannot be read) and whether THP is on.
-func HostKernel() memmodel.Kernel {
-	wsf, err := procfs.WatermarkScaleFactor()
-	if err != nil {
-		wsf = 10
-	}
-	return memmodel.Kernel{WatermarkScaleFactor: wsf, THP: procfs.THPEnabled()}
 }

@@ -38,7 +38,7 @@ func Predict(q PredictQuery) (e analysis.Explanation, figures []string, err erro
 	}
 	// An explicit --base, 0 included, is other programs' memory: their
 	// anonymous pages, which swap can take.
-	machine := analysis.Machine{Mem: q.Mem, Swap: q.Swap, Baseline: q.Base, BaselineSwappable: q.Base, Reserve: q.Reserve, Kernel: HostKernel()}
+	machine := analysis.Machine{Mem: q.Mem, Swap: q.Swap, Baseline: q.Base, BaselineSwappable: q.Base, Reserve: q.Reserve, Kernel: host.WatermarkKernel()}
 	var costs analysis.Costs
 	var used, anon uint64
 	if q.Run != nil {

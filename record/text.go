@@ -19,14 +19,12 @@ import (
 func (run *Run) WriteText(w io.Writer, dir string) {
 	res := run.Summary.Result
 	if m := res.Memcap; m != nil {
-		off := 100 * (float64(m.ActualConnections) - float64(m.PredictedConnections)) / float64(max(1, m.PredictedConnections))
+		off := units.Off(m.ActualConnections, m.PredictedConnections)
 		fmt.Fprintf(w, "memory cap %s: predicted %d connections, held %d (%+.1f %%), stopped by %s\n",
 			units.Bytes(m.LimitBytes), m.PredictedConnections, m.ActualConnections, off, m.StoppedBy)
 	}
 	if m := res.Machine; m != nil {
-		off := func(actual, predicted uint64) string {
-			return fmt.Sprintf("%+.1f %%", 100*(float64(actual)-float64(predicted))/float64(max(1, predicted)))
-		}
+		off := func(actual, predicted uint64) string { return fmt.Sprintf("%+.1f %%", units.Off(actual, predicted)) }
 		swap, predictedBy := "", ""
 		if m.PredictedSwapStartConnection > 0 {
 			swap = fmt.Sprintf("swapping began near %s connections (predicted %s, %s), ", units.Count(m.ActualSwapStartConnections),

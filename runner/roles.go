@@ -152,10 +152,10 @@ func (r *Runner) dialersAfterHold(res *Result) {
 	if r.totals().dialerClosed == 0 {
 		return
 	}
-	now := map[string]uint64{}
+	now := map[netip.Addr]uint64{}
 	err := dumpTCP(1<<sockdiag.StateEstablished, func(s *sockdiag.Socket) {
 		if r.isServerEnd(s.Local) {
-			now[s.Remote.Addr().String()]++
+			now[s.Remote.Addr()]++
 		}
 	})
 	if err != nil {
@@ -164,7 +164,8 @@ func (r *Runner) dialersAfterHold(res *Result) {
 	}
 	for i := range res.Dialers {
 		d := &res.Dialers[i]
-		d.ClosedInHold = d.Connections - min(d.Connections, now[d.Addr])
+		a, _ := netip.ParseAddr(d.Addr) // as dialers() wrote it
+		d.ClosedInHold = d.Connections - min(d.Connections, now[a])
 	}
 }
 

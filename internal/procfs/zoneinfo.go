@@ -5,7 +5,6 @@ package procfs
 // killer comes.
 
 import (
-	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -15,24 +14,29 @@ import (
 // (/proc/zoneinfo), in bytes: below low kswapd reclaims; at min an
 // allocation reclaims itself or, outside atomic reserves, fails.
 func Watermarks() (min, low uint64, err error) {
-	err = scanLines(Root+"/zoneinfo", func(line string) error {
-		f := strings.Fields(line)
-		if len(f) != 2 || (f[0] != "min" && f[0] != "low") {
-			return nil
-		}
-		v, err := strconv.ParseUint(f[1], 10, 64)
-		if err != nil {
-			return fmt.Errorf("zoneinfo %s: %w", f[0], err)
-		}
-		if f[0] == "min" {
-			min += v
-		} else {
-			low += v
-		}
-		return nil
-	})
+	z, err := ReadZoneTotals()
+	return z.Min, z.Low, err
+}
+
+// ZoneTotals are the zones' figures a prediction reads at one moment, in
+// bytes: the watermarks' sums, KernelHeadroom and KernelAvailable.
+type ZoneTotals struct {
+	Min, Low, Headroom, Available uint64
+}
+
+// ReadZoneTotals reads /proc/zoneinfo once for all of ZoneTotals.
+func ReadZoneTotals() (ZoneTotals, error) {
+	zs, err := zones()
+	var t ZoneTotals
+	for _, z := range zs {
+		t.Min += z.min
+		t.Low += z.low
+		t.Headroom += z.free - min(z.free, z.low+z.reserve)
+		t.Available += z.free - min(z.free, z.min+z.reserve) + z.file
+	}
 	page := uint64(os.Getpagesize())
-	return min * page, low * page, err
+	t.Min, t.Low, t.Headroom, t.Available = t.Min*page, t.Low*page, t.Headroom*page, t.Available*page
+	return t, err
 }
 
 // normalZone is ZONE_NORMAL's index in a zone's protection array, the zone
@@ -86,12 +90,8 @@ func zones() ([]zone, error) {
 // back to it (zone_watermark_ok(): free > mark + lowmem_reserve). Free pages
 // on per-CPU lists are left out: the watermarks do not see them.
 func KernelHeadroom() (uint64, error) {
-	zs, err := zones()
-	var total uint64
-	for _, z := range zs {
-		total += z.free - min(z.free, z.low+z.reserve)
-	}
-	return total * uint64(os.Getpagesize()), err
+	z, err := ReadZoneTotals()
+	return z.Headroom, err
 }
 
 // KernelAvailable is what kernel allocations (ZONE_NORMAL first, falling
@@ -103,22 +103,23 @@ func KernelHeadroom() (uint64, error) {
 // kernel allocations may not reach (a smaller machine's huge pages taken
 // from ZONE_NORMAL leave DMA32 free behind its reserve).
 func KernelAvailable() (uint64, error) {
-	zs, err := zones()
-	var total uint64
-	for _, z := range zs {
-		total += z.free - min(z.free, z.min+z.reserve) + z.file
-	}
-	return total * uint64(os.Getpagesize()), err
+	z, err := ReadZoneTotals()
+	return z.Available, err
 }
 
 // WatermarkScaleFactor is vm.watermark_scale_factor: the gap between a
-// zone's watermarks in 1/10,000 of its pages.
-func WatermarkScaleFactor() (uint64, error) {
+// zone's watermarks in 1/10,000 of its pages; the kernel's default, 10,
+// where it cannot be read.
+func WatermarkScaleFactor() uint64 {
 	data, err := os.ReadFile(Root + "/sys/vm/watermark_scale_factor")
 	if err != nil {
-		return 0, err
+		return 10
 	}
-	return strconv.ParseUint(strings.TrimSpace(string(data)), 10, 64)
+	v, err := strconv.ParseUint(strings.TrimSpace(string(data)), 10, 64)
+	if err != nil {
+		return 10
+	}
+	return v
 }
 
 // THPEnabled says whether transparent huge pages are on ("always" or

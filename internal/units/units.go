@@ -52,3 +52,8 @@ func Bytes(b uint64) string {
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(b)/float64(div), "KMGTPE"[exp])
 }
+
+// Off is how far actual is from predicted, in percent of predicted.
+func Off(actual, predicted uint64) float64 {
+	return 100 * (float64(actual) - float64(predicted)) / float64(max(1, predicted))
+}

@@ -22,3 +22,15 @@ func TestFormats(t *testing.T) {
 		}
 	}
 }
+
+func TestOff(t *testing.T) {
+	if got := Off(110, 100); got != 10 {
+		t.Errorf("Off(110, 100) = %v, want 10", got)
+	}
+	if got := Off(90, 100); got != -10 {
+		t.Errorf("Off(90, 100) = %v, want -10", got)
+	}
+	if got := Off(5, 0); got != 500 {
+		t.Errorf("Off(5, 0) = %v, want 500 (a zero prediction counts as 1)", got)
+	}
+}

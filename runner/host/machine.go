@@ -188,6 +188,13 @@ func (ma *Machine) Predict(kernelPerConn uint64, conns int) {
 	fmt.Fprintf(ma.Log, "machine: predicted from the slab model's %s a connection: %s\n", units.Bytes(ma.perConn), ma.outlook())
 }
 
+// WatermarkKernel is what sizes watermarks on this host's kernel besides
+// its memory (memmodel.Watermarks): vm.watermark_scale_factor and whether
+// THP is on. predict assumes it for the machine it predicts.
+func WatermarkKernel() memmodel.Kernel {
+	return memmodel.Kernel{WatermarkScaleFactor: procfs.WatermarkScaleFactor(), THP: procfs.THPEnabled()}
+}
+
 // outlook says where the last projection has swapping begin and the run
 // stop, and by what.
 func (ma *Machine) outlook() string {
@@ -219,19 +226,15 @@ func (ma *Machine) firstEnd() uint64 {
 // project is where swapping begins and the run stops at per bytes a
 // connection, from memory now with held connections open (memmodel).
 func (ma *Machine) project(now procfs.Meminfo, per, held uint64) (swapStart, stop uint64) {
-	room := memmodel.Room{File: now.ActiveFile + now.InactiveFile, Swappable: now.AnonPages, Swap: now.SwapTotal}
-	var err error
-	if room.Headroom, err = procfs.KernelHeadroom(); err != nil {
-		_, low, _ := procfs.Watermarks()
-		room.Headroom = now.MemFree - min(now.MemFree, low)
+	// One read of the zones, as kswapd and the page allocator see them.
+	z, err := procfs.ReadZoneTotals()
+	if err != nil {
+		z = procfs.ZoneTotals{Headroom: now.MemFree, Available: now.MemFree + now.ActiveFile + now.InactiveFile}
 	}
-	if room.Available, err = procfs.KernelAvailable(); err != nil {
-		room.Available = now.MemFree - min(now.MemFree, ma.minWater)
-	}
-	wsf, _ := procfs.WatermarkScaleFactor()
+	room := memmodel.Room{Headroom: z.Headroom, Available: z.Available, File: now.ActiveFile + now.InactiveFile, Swappable: now.AnonPages, Swap: now.SwapTotal}
 	p := &memmodel.Prediction{At: held, Room: room, Cost: memmodel.Cost{Pinned: float64(per)}, Ends: memmodel.RunEnds,
-		Kernel: memmodel.Kernel{WatermarkScaleFactor: wsf, THP: procfs.THPEnabled()}, Seen: memmodel.Seen{RAM: ma.left}}
-	p.Seen.Min, p.Seen.Low, _ = procfs.Watermarks()
+		Kernel: WatermarkKernel(),
+		Seen:   memmodel.Seen{RAM: ma.left, Min: z.Min, Low: z.Low}}
 	p.Projection = memmodel.Project(room, p.Cost, p.Ends, held)
 	ma.prediction = p
 	left := uint64(ma.conns) - min(uint64(ma.conns), held)

@@ -122,7 +122,7 @@ func (s *Stats) Unmarshal(buf []byte) error {
 // ProtoVersion is checked by every worker against its parent's: a
 // c10mprobe-worker left from another build must not misread the commands
 // or the Stats records. Bump it with any change to them or to Config.
-const ProtoVersion = 13
+const ProtoVersion = 14 // 14: a serve server worker counts in PeerClosed what its dialers closed
 
 // Role is a worker's end of the connections.
 type Role string
