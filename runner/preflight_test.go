@@ -1,10 +1,13 @@
 package runner
 
 import (
-	"github.com/c10mprobe/c10mprobe/runner/worker"
 	"net/netip"
+	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/c10mprobe/c10mprobe/runner/worker"
+	"golang.org/x/sys/unix"
 )
 
 func TestPreflight(t *testing.T) {
@@ -56,5 +59,27 @@ func TestEveryFailureNamesALimitKind(t *testing.T) {
 		if failureKinds[k] == "" {
 			t.Errorf("failure %s names no limit kind", k)
 		}
+	}
+}
+
+// Host.CPUs is the affinity mask the process runs under: the Go runtime's
+// count (runtime.NumCPU reads the same mask at its start), and one on a
+// thread held to CPU 0, as under taskset -c 0.
+func TestReadHostCountsTheAffinityMask(t *testing.T) {
+	h, err := ReadHost()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.CPUs != runtime.NumCPU() {
+		t.Errorf("host cpus %d, the Go runtime counts %d", h.CPUs, runtime.NumCPU())
+	}
+	runtime.LockOSThread() // the thread ends with the test: its mask goes with it
+	var one unix.CPUSet
+	one.Set(0)
+	if err := unix.SchedSetaffinity(0, &one); err != nil {
+		t.Fatal(err)
+	}
+	if h, err := ReadHost(); err != nil || h.CPUs != 1 {
+		t.Errorf("held to CPU 0: host cpus %d (%v), want 1", h.CPUs, err)
 	}
 }

@@ -407,10 +407,11 @@ func TestServeWithDialersAskingMore(t *testing.T) {
 	if e := srv.Explanation; e == nil || !strings.HasPrefix(e.Verdict, fmt.Sprintf("the dialers brought more than --conns: serve accepted 6,000 as asked, and %s more", units.Count(res.Unaccepted))) {
 		t.Errorf("serve's verdict: %+v", e)
 	}
-	var verified, failed uint64
+	var verified, failed, reset uint64
 	for _, r := range rs[1:] {
 		s := summaryOf(t, r)
 		verified += s.Result.Verified
+		reset += s.Result.Failed["reset"]
 		for _, n := range s.Result.Failed {
 			failed += n
 		}
@@ -418,6 +419,12 @@ func TestServeWithDialersAskingMore(t *testing.T) {
 	if verified != asked || failed != brought-asked {
 		t.Errorf("the dialers verified %d and failed %d; want %d and %d", verified, failed, asked, brought-asked)
 	}
+	// The dialers' own count: what waited in serve's accept queue was reset
+	// when serve closed its listener, with any that queued after its peak.
+	if res.Unaccepted > reset {
+		t.Errorf("serve counted %d unaccepted; its dialers saw only %d resets", res.Unaccepted, reset)
+	}
+	t.Logf("serve: %d unaccepted at its peak; the dialers: %d reset, %d failed in all", res.Unaccepted, reset, failed)
 	assertSysctls(t, before)
 }
 
