@@ -250,7 +250,10 @@ func KilledRuns(parent string) []string {
 	entries, _ := os.ReadDir(parent)
 	for _, e := range entries {
 		dir := filepath.Join(parent, e.Name())
-		if left := Leftovers(dir); e.IsDir() && len(left) > 0 {
+		if !e.IsDir() || host.Running(dir) {
+			continue // a live run, perhaps in another network namespace
+		}
+		if left := Leftovers(dir); len(left) > 0 {
 			notes = append(notes, fmt.Sprintf("the run in %s was killed and left the host changed (%s): sudo c10mprobe restore %s",
 				dir, strings.Join(left, "; "), dir))
 		}

@@ -27,6 +27,7 @@ import (
 type topology struct {
 	server  string
 	dialers []string
+	runs    string // every run's directory, side by side as under a user's runs/
 }
 
 func (tp topology) serverAddr(i int) string { return fmt.Sprintf("198.18.%d.1", i+1) }
@@ -48,7 +49,7 @@ func newTopology(t *testing.T, dialers int) topology {
 	needRoot(t)
 	testenv.NeedTool(t, "ip", "iproute2")
 	tag := fmt.Sprintf("c10t%d", os.Getpid()%100000)
-	tp := topology{server: tag + "s"}
+	tp := topology{server: tag + "s", runs: t.TempDir()}
 	t.Cleanup(func() {
 		for _, ns := range append([]string{tp.server}, tp.dialers...) {
 			exec.Command("ip", "netns", "del", ns).Run()
@@ -77,11 +78,11 @@ func newTopology(t *testing.T, dialers int) topology {
 	return tp
 }
 
-// inNS starts c10mprobe COMMAND in namespace ns, its run directory under the
-// test's temporary directory.
-func inNS(t *testing.T, ns, command string, args ...string) (*exec.Cmd, *output, *output, string) {
+// inNS starts c10mprobe COMMAND in namespace ns, its run directory beside
+// the topology's other runs.
+func inNS(t *testing.T, tp topology, ns, command string, args ...string) (*exec.Cmd, *output, *output, string) {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), command)
+	dir := filepath.Join(tp.runs, command+"-"+ns)
 	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, toolBinary, command, "--out", dir}, args...)...)
 	stdout, stderr := &output{}, &output{}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
@@ -95,7 +96,7 @@ func inNS(t *testing.T, ns, command string, args ...string) (*exec.Cmd, *output,
 // returns their results: serve's first.
 func serveAndDial(t *testing.T, tp topology, conns int, serveArgs, dialArgs []string) []result {
 	t.Helper()
-	sc, so, se, sdir := inNS(t, tp.server, "serve", append([]string{"--listen", "0.0.0.0:19990", "--conns", fmt.Sprint(conns), "--no-bpf", "--wait", "60s"}, serveArgs...)...)
+	sc, so, se, sdir := inNS(t, tp, tp.server, "serve", append([]string{"--listen", "0.0.0.0:19990", "--conns", fmt.Sprint(conns), "--no-bpf", "--wait", "60s"}, serveArgs...)...)
 	// A dialer's refused connects are failures: it starts once serve listens.
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		out, _ := exec.Command("ip", "netns", "exec", tp.server, "ss", "-Htln", "sport = :19990").Output()
@@ -110,15 +111,26 @@ func serveAndDial(t *testing.T, tp topology, conns int, serveArgs, dialArgs []st
 	}
 	var ds []dialer
 	for i, ns := range tp.dialers {
-		c, o, e, dir := inNS(t, ns, "dial", append([]string{"--target", tp.serverAddr(i) + ":19990", "--conns", fmt.Sprint(conns),
+		c, o, e, dir := inNS(t, tp, ns, "dial", append([]string{"--target", tp.serverAddr(i) + ":19990", "--conns", fmt.Sprint(conns),
 			"--index", fmt.Sprint(i), "--of", fmt.Sprint(len(tp.dialers)), "--src", tp.dialerSrc(i), "--no-bpf"}, dialArgs...)...)
 		ds = append(ds, dialer{c, o, e, dir})
 	}
 	out := []result{finish(t, sc, so, se, sdir)}
 	for _, d := range ds {
-		out = append(out, finish(t, d.cmd, d.out, d.err, d.dir))
+		r := finish(t, d.cmd, d.out, d.err, d.dir)
+		notLiveRunTakenForKilled(t, r)
+		out = append(out, r)
 	}
 	return out
+}
+
+// notLiveRunTakenForKilled: serve, alive in its namespace with its sysctls
+// changed, is no killed run to a dialer whose run directory is beside it.
+func notLiveRunTakenForKilled(t *testing.T, r result) {
+	t.Helper()
+	if strings.Contains(r.stderr, "was killed and left the host changed") {
+		t.Errorf("a dialer took a live run for a killed one:\n%s", r.stderr)
+	}
 }
 
 func summaryOf(t *testing.T, r result) record.Summary {
@@ -362,14 +374,14 @@ func TestDialCensusCountsItsOwnShare(t *testing.T) {
 	before := sysctls(t)
 	tp := newTopology(t, 1)
 	const total, of, share = 300000, 10, 30000
-	sc, so, se, sdir := inNS(t, tp.server, "serve", "--listen", "0.0.0.0:19990", "--conns", fmt.Sprint(share), "--no-bpf", "--wait", "60s")
+	sc, so, se, sdir := inNS(t, tp, tp.server, "serve", "--listen", "0.0.0.0:19990", "--conns", fmt.Sprint(share), "--no-bpf", "--wait", "60s")
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		out, _ := exec.Command("ip", "netns", "exec", tp.server, "ss", "-Htln", "sport = :19990").Output()
 		if len(bytes.TrimSpace(out)) > 0 {
 			break
 		}
 	}
-	dc, do, de, ddir := inNS(t, tp.dialers[0], "dial", "--target", tp.serverAddr(0)+":19990", "--conns", fmt.Sprint(total),
+	dc, do, de, ddir := inNS(t, tp, tp.dialers[0], "dial", "--target", tp.serverAddr(0)+":19990", "--conns", fmt.Sprint(total),
 		"--index", "0", "--of", fmt.Sprint(of), "--src", tp.dialerSrc(0))
 	d := finish(t, dc, do, de, ddir)
 	finish(t, sc, so, se, sdir)
@@ -435,7 +447,7 @@ func TestDialerKilledInServesHoldIsNamed(t *testing.T) {
 	before := sysctls(t)
 	tp := newTopology(t, 2)
 	const conns = 4000
-	sc, so, se, sdir := inNS(t, tp.server, "serve", "--listen", "0.0.0.0:19991", "--conns", fmt.Sprint(conns), "--no-bpf", "--wait", "60s", "--hold", "10s")
+	sc, so, se, sdir := inNS(t, tp, tp.server, "serve", "--listen", "0.0.0.0:19991", "--conns", fmt.Sprint(conns), "--no-bpf", "--wait", "60s", "--hold", "10s")
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		if out, _ := exec.Command("ip", "netns", "exec", tp.server, "ss", "-Htln", "sport = :19991").Output(); len(bytes.TrimSpace(out)) > 0 {
 			break
@@ -445,7 +457,7 @@ func TestDialerKilledInServesHoldIsNamed(t *testing.T) {
 	var douts, derrs []*output
 	var ddirs []string
 	for i, ns := range tp.dialers {
-		c, o, e, dir := inNS(t, ns, "dial", "--target", tp.serverAddr(i)+":19991", "--conns", fmt.Sprint(conns),
+		c, o, e, dir := inNS(t, tp, ns, "dial", "--target", tp.serverAddr(i)+":19991", "--conns", fmt.Sprint(conns),
 			"--index", fmt.Sprint(i), "--of", "2", "--src", tp.dialerSrc(i), "--no-bpf")
 		dialers, douts, derrs, ddirs = append(dialers, c), append(douts, o), append(derrs, e), append(ddirs, dir)
 	}

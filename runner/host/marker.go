@@ -53,6 +53,18 @@ func Killed() []string {
 	return dirs
 }
 
+// Running says whether a live process has marked dir as its run.
+func Running(dir string) bool {
+	abs, _ := filepath.Abs(dir)
+	entries, _ := os.ReadDir(MarkerDir)
+	for _, e := range entries {
+		if d, alive := readMarker(filepath.Join(MarkerDir, e.Name()), e.Name()); d == abs && alive {
+			return true
+		}
+	}
+	return false
+}
+
 // readMarker reads one marker: its run directory, and whether the process
 // that wrote it (the pid, started at the time it recorded) still runs.
 func readMarker(path, pid string) (dir string, alive bool) {
