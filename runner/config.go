@@ -198,9 +198,10 @@ func IsBadInput(err error) bool {
 
 // Tuning is what a run sets on the host.
 type Tuning struct {
-	Backlog int64 // somaxconn and tcp_max_syn_backlog wanted
-	PortLo  int
-	PortHi  int
+	Backlog      int64 // somaxconn and tcp_max_syn_backlog wanted
+	InputBacklog int64 // net.core.netdev_max_backlog wanted; 0 leaves it
+	PortLo       int
+	PortHi       int
 }
 
 // DefaultReserve is the memory a run keeps spare when --reserve is not

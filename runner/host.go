@@ -14,17 +14,21 @@ import (
 
 // Host is every limit a run can meet, read once before it starts.
 type Host struct {
-	NoFileSoft      uint64 `json:"nofile_soft"`
-	NoFileHard      uint64 `json:"nofile_hard"`
-	CanRaiseNoFile  bool   `json:"can_raise_nofile"` // CAP_SYS_RESOURCE
-	CapSysAdmin     bool   `json:"cap_sys_admin"`    // exempt from fs.file-max
-	NrOpen          int64  `json:"nr_open"`
-	FileMax         int64  `json:"file_max"`
-	FilesOpen       int64  `json:"files_open"`
-	PortLo          int    `json:"port_lo"`
-	PortHi          int    `json:"port_hi"`
-	Somaxconn       int64  `json:"somaxconn"`
-	SynBacklog      int64  `json:"tcp_max_syn_backlog"`
+	NoFileSoft     uint64 `json:"nofile_soft"`
+	NoFileHard     uint64 `json:"nofile_hard"`
+	CanRaiseNoFile bool   `json:"can_raise_nofile"` // CAP_SYS_RESOURCE
+	CapSysAdmin    bool   `json:"cap_sys_admin"`    // exempt from fs.file-max
+	NrOpen         int64  `json:"nr_open"`
+	FileMax        int64  `json:"file_max"`
+	FilesOpen      int64  `json:"files_open"`
+	PortLo         int    `json:"port_lo"`
+	PortHi         int    `json:"port_hi"`
+	Somaxconn      int64  `json:"somaxconn"`
+	SynBacklog     int64  `json:"tcp_max_syn_backlog"`
+	// InputBacklog is net.core.netdev_max_backlog, packets a CPU's input
+	// queue holds; 0 where this network namespace cannot read it (the
+	// kernel shows it in the initial namespace only).
+	InputBacklog    int64  `json:"netdev_max_backlog,omitempty"`
 	EpollMaxWatches int64  `json:"epoll_max_user_watches"` // per user, one per socket watched
 	PidMax          int64  `json:"pid_max"`
 	ThreadsMax      int64  `json:"threads_max"`
@@ -87,6 +91,7 @@ func ReadHost() (Host, error) {
 	if h.SynBacklog, err = readSysctlInt("net.ipv4.tcp_max_syn_backlog"); err != nil {
 		return h, err
 	}
+	h.InputBacklog, _ = readSysctlInt("net.core.netdev_max_backlog")
 	for key, dst := range map[string]*[3]int64{"net.ipv4.tcp_mem": &h.TCPMemPages, "net.ipv4.tcp_rmem": &h.TCPRmem, "net.ipv4.tcp_wmem": &h.TCPWmem} {
 		if v, err := sysctl.Read(key); err == nil {
 			for i, f := range strings.Fields(v) {
@@ -167,6 +172,8 @@ func (h *Host) apply(key, value string) {
 		h.Somaxconn = n[0]
 	case "net.ipv4.tcp_max_syn_backlog":
 		h.SynBacklog = n[0]
+	case "net.core.netdev_max_backlog":
+		h.InputBacklog = n[0]
 	case "net.ipv4.tcp_mem":
 		three(&h.TCPMemPages)
 	case "net.ipv4.tcp_rmem":

@@ -114,6 +114,9 @@ func backlogAndMemory(h Host, p Plan, want Tuning, reserve uint64, noTune bool) 
 	if p.ServerWorkers > 0 || p.EndsHere == 2 { // dial listens on nothing
 		out = append(out, backlogCheck(h, want, noTune))
 	}
+	if h.InputBacklog > 0 {
+		out = append(out, inputBacklogCheck(h, want, noTune))
+	}
 	if h.ConntrackMax > 0 {
 		// nf_conntrack is loaded; it tracks a flow only where a rule asks.
 		c := Check{Limit: "conntrack", Value: fmt.Sprintf("net.netfilter.nf_conntrack_max %s, %s in use", units.Count(h.ConntrackMax), units.Count(h.ConntrackCount)),
@@ -168,6 +171,26 @@ func processesCheck(h Host, p Plan) Check {
 	c.Action = "ok"
 	if !c.OK {
 		c.Action = fmt.Sprintf("too many: %s threads would exceed the %s the kernel allows", units.Count(need), units.Count(room))
+	}
+	return c
+}
+
+// inputBacklogCheck is the row of the CPUs' input queues, which every
+// packet between two ends on this host waits in.
+func inputBacklogCheck(h Host, want Tuning, noTune bool) Check {
+	c := Check{
+		Limit: "input backlog",
+		Value: fmt.Sprintf("net.core.netdev_max_backlog %s packets a CPU", units.Count(h.InputBacklog)),
+		Needs: fmt.Sprintf("≥ %s (a message and its answer a connection)", units.Count(max(h.InputBacklog, want.InputBacklog))),
+		OK:    want.InputBacklog <= h.InputBacklog,
+	}
+	switch {
+	case c.OK:
+		c.Action = "ok"
+	case noTune || !h.Root:
+		c.Action = "left as is (--no-tune, or not root): packets past it are dropped and resent after a timeout"
+	default:
+		c.Action = fmt.Sprintf("raise to %s for the run", units.Count(want.InputBacklog))
 	}
 	return c
 }

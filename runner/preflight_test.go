@@ -33,6 +33,25 @@ func TestPreflight(t *testing.T) {
 	if _, ok := byName["conntrack"]; ok {
 		t.Error("conntrack listed though nf_conntrack is not loaded")
 	}
+	if _, ok := byName["input backlog"]; ok {
+		t.Error("input backlog listed though netdev_max_backlog was not read")
+	}
+
+	// The CPUs' input queues: raised by root, left by anyone else.
+	h.InputBacklog = 1000
+	for _, root := range []bool{true, false} {
+		h.Root = root
+		want := "raise to 2,000,000 for the run"
+		if !root {
+			want = "left as is (--no-tune, or not root)"
+		}
+		for _, c := range Preflight(h, p, Tuning{Backlog: 65535, InputBacklog: 2000000, PortLo: 32768, PortHi: 60999}, 1<<30, false) {
+			if c.Limit == "input backlog" && (c.OK || !strings.HasPrefix(c.Action, want) || !strings.Contains(c.Value, "1,000 packets a CPU")) {
+				t.Errorf("input backlog as root %v: %+v", root, c)
+			}
+		}
+	}
+	h.InputBacklog, h.Root = 0, false
 
 	// 4 GiB available holds about 4 GiB / 7,424 B ≈ 578,524 connections.
 	h.Mem.MemAvailable = 5 << 30

@@ -281,6 +281,19 @@ func (r *Runner) tune() error {
 	if want := int64(min(65535, max(cfg.Conns, 4*cfg.Inflight))); want > r.tuning.Backlog {
 		r.tuning.Backlog = want
 	}
+	// Every packet between two ends on this host (loopback, veth) waits
+	// in the sending CPU's input queue for NET_RX to take it; past
+	// netdev_max_backlog (1,000 by default) it is dropped and TCP resends
+	// it after a timeout. Before 6.5, a CPU whose softirq work had gone to
+	// ksoftirqd left it there while the workers kept the CPU ("softirq:
+	// Let ksoftirqd do its job", reverted by d15121be7485): with a worker
+	// a CPU, Debian's 6.1 dropped 288,428 packets in a 100k run and timed
+	// out 2,184 in the exchange (docs/measurements.md, "Workers a CPU
+	// under TCG"). The queue holds what is in flight: at most a message
+	// and its answer a connection.
+	if want := int64(min(2*cfg.Conns, 1<<20)); h.InputBacklog > 0 && want > h.InputBacklog {
+		r.tuning.InputBacklog = want
+	}
 	needsRoot := len(r.sysctls) > 0 || cfg.MemLimit > 0 || cfg.Swap > 0 || cfg.MachineMem > 0
 	if !cfg.NoTune && cfg.Mode != ModeDial && (h.Somaxconn < r.tuning.Backlog || h.SynBacklog < r.tuning.Backlog) {
 		needsRoot = true
@@ -324,10 +337,7 @@ func (r *Runner) makePlan(nofile uint64) error {
 	}
 	lo, hi := r.tuning.PortLo, r.tuning.PortHi
 	r.plan, err = MakePlan(PlanInput{
-		// The CPUs (r.host.CPUs) stay out for now: with a worker a CPU, runs
-		// of 100,000 on Debian's 6.1 under TCG lost connections in their
-		// exchange (docs/measurements.md, "Workers a CPU under TCG").
-		Conns: cfg.Conns, NoFile: nofile, MaxWorkers: cfg.MaxWorkers,
+		Conns: cfg.Conns, NoFile: nofile, MaxWorkers: cfg.MaxWorkers, CPUs: r.host.CPUs,
 		Sources: cfg.Sources, PortLo: lo, PortHi: hi, PortsHeld: held.Count(lo, hi),
 		ByRunner: cfg.PortChoice == PortsByRunner, PortsHeldSlice: held.Count(runnerSliceLo(lo, hi), hi),
 	})
@@ -446,6 +456,11 @@ func (r *Runner) tuningSysctls() []host.Sysctl {
 		if r.host.SynBacklog < r.tuning.Backlog && !mine["net.ipv4.tcp_max_syn_backlog"] {
 			set = append(set, host.Sysctl{Key: "net.ipv4.tcp_max_syn_backlog", Value: want})
 		}
+	}
+	// Without root a run leaves it, as the preflight says: it is not what
+	// the run measures.
+	if !r.cfg.NoTune && r.host.Root && r.tuning.InputBacklog > r.host.InputBacklog && !mine["net.core.netdev_max_backlog"] {
+		set = append(set, host.Sysctl{Key: "net.core.netdev_max_backlog", Value: fmt.Sprint(r.tuning.InputBacklog)})
 	}
 	return append(set, r.sysctls...)
 }

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -56,6 +57,7 @@ func runIn(t *testing.T, cfg Config) (*Result, error) {
 func TestRunInProcessVerifiesAndRestores(t *testing.T) {
 	needRoot(t)
 	backlog, _ := sysctl.Read("net.core.somaxconn")
+	input, _ := sysctl.Read("net.core.netdev_max_backlog")
 	var phases []Phase
 	res, err := runIn(t, Config{Conns: 3000, Listen: netip.MustParseAddrPort("127.0.0.1:19921"), Reserve: 1 << 20,
 		Hooks: Hooks{OnPhase: func(p Phase) error { phases = append(phases, p); return nil }}})
@@ -71,6 +73,19 @@ func TestRunInProcessVerifiesAndRestores(t *testing.T) {
 	}
 	if v, _ := sysctl.Read("net.core.somaxconn"); v != backlog {
 		t.Errorf("somaxconn %s after the run, %s before", v, backlog)
+	}
+	// The CPUs' input queues hold a message and its answer a connection.
+	if n, _ := strconv.Atoi(input); n < 6000 {
+		raised := false
+		for _, c := range res.SysctlChanges {
+			raised = raised || (c.Key == "net.core.netdev_max_backlog" && c.New == "6000" && c.Restored)
+		}
+		if !raised {
+			t.Errorf("netdev_max_backlog %s: the run's changes %+v, want it raised to 6000 and restored", input, res.SysctlChanges)
+		}
+	}
+	if v, _ := sysctl.Read("net.core.netdev_max_backlog"); v != input {
+		t.Errorf("netdev_max_backlog %s after the run, %s before", v, input)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,6 +19,7 @@ import (
 	"github.com/c10mprobe/c10mprobe/internal/procfs"
 	"github.com/c10mprobe/c10mprobe/internal/rundir"
 	"github.com/c10mprobe/c10mprobe/internal/sysctl"
+	"github.com/c10mprobe/c10mprobe/internal/testenv"
 	"github.com/c10mprobe/c10mprobe/internal/units"
 )
 
@@ -346,6 +348,13 @@ func TestForeignTimeWaitDoesNotStopTheRunOnPorts(t *testing.T) {
 		t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
 	s := readSummary(t, r)
+	// A worker a CPU a side at least (more where the fds ask for more),
+	// and every connection verified with every CPU busy: the CPUs' input
+	// queues held what was in flight (netdev_max_backlog, raised).
+	if p := s.Plan; p.ClientWorkers < s.Host.CPUs || p.ServerWorkers < s.Host.CPUs || s.Verified != n {
+		t.Errorf("%d + %d workers by %q for %d CPUs, %d verified, %d packets dropped at a CPU's input queue; want a worker a CPU a side, all verified",
+			p.ClientWorkers, p.ServerWorkers, p.WorkersBy, s.Host.CPUs, s.Verified, s.SoftnetDropped)
+	}
 	sp := s.SourcePorts
 	// Held: the foreign sockets' ports (ss), and whatever else the machine
 	// has open in the range (a few here). They only expire (60 s after their
@@ -430,4 +439,40 @@ func TestRunnerPortsSkipWhatAnotherProgramBound(t *testing.T) {
 		t.Errorf("exit %d, verified %d, skipped %d: want 500 verified past the 50 ports bound here\n%s", r.code, s.Verified, s.SourcePorts.Skipped, r.stderr)
 	}
 	assertSysctls(t, before)
+}
+
+// TestWorkersFollowTheCPUs: with fds for all in one worker, a side still
+// gets a worker a CPU of the run's affinity mask, and under taskset -c 0
+// one: the plan says which need set the count.
+func TestWorkersFollowTheCPUs(t *testing.T) {
+	needRoot(t)
+	taskset := testenv.NeedTool(t, "taskset", "util-linux")
+	const conns = 3000
+	args := []string{"run", "--conns", fmt.Sprint(conns), "--listen", "127.0.0.1:19906", "--worker-fds", "5000", "--no-bpf"}
+	for _, tc := range []struct {
+		name   string
+		prefix []string
+		cpus   int // the affinity mask the run gets
+	}{
+		{"own mask", nil, runtime.NumCPU()},
+		{"taskset -c 0", []string{taskset, "-c", "0"}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "run")
+			argv := append(append(tc.prefix, toolBinary), append(args, "--out", dir)...)
+			out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
+			if err != nil {
+				t.Fatalf("%v: %v\n%s", argv, err, out)
+			}
+			s := readSummary(t, result{dir: dir})
+			want, by := min(tc.cpus, conns), "cpus"
+			if want <= 1 {
+				want, by = 1, "fds" // 5,000 fds hold 3,000 in one worker
+			}
+			if p := s.Plan; p.ClientWorkers != want || p.ServerWorkers != want || p.WorkersBy != by || s.Verified != conns {
+				t.Errorf("%d + %d workers by %q, %d verified; want %d + %d by %q, %d verified", p.ClientWorkers, p.ServerWorkers, p.WorkersBy, s.Verified, want, want, by, conns)
+			}
+			assertNoWorkers(t, dir)
+		})
+	}
 }
