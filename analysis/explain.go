@@ -108,10 +108,19 @@ func Explain(r Run) Explanation {
 		e.Verdict = fmt.Sprintf("during the hold dialers went away: %s; serve held %s of %s at its end; %s",
 			strings.Join(gone, ", "), units.Count(r.Connections-min(r.Connections, closed)), units.Count(r.Connections), e.Verdict)
 	}
+	said := ""
+	if r.Verified < uint64(r.Requested) {
+		said = serverSaid(r)
+	}
 	if s := shortfall(r); s != "" {
-		// What the clients saw comes first; a host limit is only where
-		// the run would have gone.
+		// What the clients saw comes first, then what the server said of
+		// it; a host limit is only where the run would have gone.
+		if said != "" {
+			s += "; " + said
+		}
 		e.Verdict = s + "; no limit of this host was reached — had the connections been held, " + e.Verdict
+	} else if said != "" {
+		e.Verdict += "; " + said
 	}
 	e.Myths = myths(r, e)
 	e.Rate = rateOf(r)

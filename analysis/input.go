@@ -1,6 +1,9 @@
 package analysis
 
-import "github.com/c10mprobe/c10mprobe/internal/limit"
+import (
+	"github.com/c10mprobe/c10mprobe/internal/limit"
+	"github.com/c10mprobe/c10mprobe/internal/serverlog"
+)
 
 // Run is what a run recorded, in analysis' own terms; cmd adapts the run
 // directory into it. Nothing here reads a file or the kernel.
@@ -86,6 +89,18 @@ type Run struct {
 	// ServerExited is how a --server-cmd ended while the run needed it
 	// ("exit status 3 during connect"); empty while it ran.
 	ServerExited string `json:"server_exited,omitempty"`
+	// ServerLog is what a --server-cmd's log says went wrong;
+	// ServerLogElsewhere that the server was not started by the run
+	// (--server-pid, or found on --target), its log not the run's to read.
+	ServerLog          *ServerLog `json:"server_log,omitempty"`
+	ServerLogElsewhere bool       `json:"server_log_elsewhere,omitempty"`
+}
+
+// ServerLog is a brought server's log digested (internal/serverlog).
+type ServerLog struct {
+	Path       string           `json:"path"`
+	ErrorLines uint64           `json:"error_lines"`
+	Commonest  []serverlog.Line `json:"commonest,omitempty"`
 }
 
 // Death is a worker that died during the run and what the run held

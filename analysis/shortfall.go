@@ -71,3 +71,23 @@ func shortfall(r Run) string {
 	}
 	return fmt.Sprintf("%s verified of %s: %s", units.Count(r.Verified), units.Count(uint64(r.Requested)), what)
 }
+
+// serverSaid quotes what a brought server's log says went wrong: the run
+// sees what the clients saw, the server's log says why. Empty for the
+// run's own server.
+func serverSaid(r Run) string {
+	l := r.ServerLog
+	switch {
+	case l != nil && l.ErrorLines > 0:
+		var quoted []string
+		for _, c := range l.Commonest {
+			quoted = append(quoted, fmt.Sprintf("%s× “%s”", units.Count(c.Count), c.Text))
+		}
+		return fmt.Sprintf("the server's log (%s) has %s error lines, the commonest %s", l.Path, units.Count(l.ErrorLines), strings.Join(quoted, ", "))
+	case l != nil:
+		return fmt.Sprintf("the server's log (%s) has no error line", l.Path)
+	case r.ServerLogElsewhere:
+		return "the server's own log says why, if anything does (c10mprobe did not start it, and did not read it)"
+	}
+	return ""
+}

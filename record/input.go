@@ -53,7 +53,8 @@ func Input(sum Summary, samples []PhaseSample) (analysis.Run, error) {
 			fmt.Sscanf(c.New, "%d %d", &in.Limits.PortLo, &in.Limits.PortHi)
 		}
 	}
-	in.Deaths, in.ServerExited = deaths(res.Deaths), serverExited(res.Server.Exited)
+	in.Deaths = deaths(res.Deaths)
+	in.ServerExited, in.ServerLog, in.ServerLogElsewhere = serverEnd(res.Server)
 	in.EhashEntries = uint64(max(0, h.EhashEntries))
 	in.Netns = res.Settings.Netns
 	in.PageReporting, in.PageReportedKiB = h.PageReporting == procfs.PageReportingOn, h.PageReportedKiB
@@ -146,4 +147,13 @@ func goneInHold(dialers []runner.Dialer) []analysis.DialerGone {
 		}
 	}
 	return gone
+}
+
+// serverEnd is how a brought server ended, what its log said, and whether
+// its log is its own (a server the run did not start).
+func serverEnd(s runner.ServerResult) (exited string, log *analysis.ServerLog, elsewhere bool) {
+	if l := s.Log; l != nil {
+		log = &analysis.ServerLog{Path: l.Path, ErrorLines: l.ErrorLines, Commonest: l.Commonest}
+	}
+	return serverExited(s.Exited), log, s.External && s.Cmd == ""
 }

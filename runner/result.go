@@ -2,6 +2,7 @@ package runner
 
 import (
 	"github.com/c10mprobe/c10mprobe/internal/limit"
+	"github.com/c10mprobe/c10mprobe/internal/serverlog"
 	"github.com/c10mprobe/c10mprobe/internal/sysctl"
 	"github.com/c10mprobe/c10mprobe/runner/host"
 )
@@ -126,6 +127,16 @@ type ServerResult struct {
 	AcceptQueuePeak uint32 `json:"accept_queue_at_peak"`
 	// Exited: the --server-cmd exited before the run stopped it.
 	Exited *ServerExit `json:"exited,omitempty"`
+	// Log is what a --server-cmd's log says went wrong.
+	Log *ServerLog `json:"log,omitempty"`
+}
+
+// ServerLog is a --server-cmd's log (its stdout and stderr) digested: how
+// many error lines it wrote and the commonest of their shapes.
+type ServerLog struct {
+	Path       string           `json:"path"`
+	ErrorLines uint64           `json:"error_lines"`
+	Commonest  []serverlog.Line `json:"commonest,omitempty"`
 }
 
 // ServerSample is what a brought server's processes held at one moment.

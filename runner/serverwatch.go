@@ -6,6 +6,7 @@ package runner
 
 import (
 	"fmt"
+	"github.com/c10mprobe/c10mprobe/internal/serverlog"
 	"net/netip"
 	"time"
 
@@ -161,6 +162,10 @@ func (r *Runner) serverLimit(verified uint64) (*Limit, bool) {
 	return nil, false
 }
 
+// serverLogLines is how many shapes of a server's error lines the result
+// quotes: the failure and what it caused, as a user would read them.
+const serverLogLines = 3
+
 // serverResult fills in what the brought server spent.
 func (r *Runner) serverResult(res *Result) {
 	if !r.cfg.External() {
@@ -170,6 +175,11 @@ func (r *Runner) serverResult(res *Result) {
 	r.mu.Lock()
 	s.Exited = r.target.exited
 	r.mu.Unlock()
+	if r.target.log != "" {
+		if lines, n, err := serverlog.Read(r.target.log, serverLogLines); err == nil {
+			s.Log = &ServerLog{Path: r.target.log, ErrorLines: n, Commonest: lines}
+		}
+	}
 	idle, peak := r.serverIdle, r.serverPeak
 	if idle == nil {
 		return

@@ -59,3 +59,24 @@ func TestServerThatClosesEveryConnectionIsNamed(t *testing.T) {
 		}
 	}
 }
+
+// A server that accepts every connection and never reads: the clients'
+// messages go unanswered, and the verdict says so first, before where a
+// host limit would be.
+func TestServerThatNeverReadsIsNamed(t *testing.T) {
+	needRoot(t)
+	py := need(t, "python3", "python3")
+	r := run(t, "--conns", "2000", "--target", "127.0.0.1:19978", "--no-bpf", "--exchange", "echo", "--timeout", "3s",
+		"--server-cmd", fmt.Sprintf("exec %s testdata/servers/never_reads.py 19978", py))
+	if r.code != 1 {
+		t.Fatalf("exit %d, want 1\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	s := readSummary(t, r)
+	if s.Verified != 0 || s.Failed["exchange_timeout"] != 2000 || s.Limit == nil || s.Limit.Kind != "exchange_timeout" {
+		t.Errorf("verified %d, failed %v, limit %+v; want 0, 2,000 exchange_timeout", s.Verified, s.Failed, s.Limit)
+	}
+	if e := s.Explanation; e == nil || !strings.HasPrefix(e.Verdict, "0 verified of 2,000: the server you brought accepted 2,000 connections and answered 0 of them; 2,000 had no answer within --timeout") ||
+		!strings.Contains(e.Verdict, "no limit of this host was reached") {
+		t.Errorf("verdict %+v", e)
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"github.com/c10mprobe/c10mprobe/internal/procfs"
 	"github.com/c10mprobe/c10mprobe/internal/rundir"
 	"github.com/c10mprobe/c10mprobe/internal/testenv"
+	"github.com/c10mprobe/c10mprobe/internal/units"
 	"github.com/c10mprobe/c10mprobe/record"
 	"github.com/c10mprobe/c10mprobe/runner"
 )
@@ -93,9 +94,38 @@ func probeServer(t *testing.T, port int, exchange, serverCmd string) record.Summ
 	if e.KernelPerConnection < 4096 {
 		t.Errorf("kernel memory %.0f B per connection, want ≥ 4 KiB", e.KernelPerConnection)
 	}
+	assertServerSaid(t, r.dir, s)
 	assertServerGone(t, r.dir, sv.Pids, port)
 	assertSysctls(t, before)
 	return s
+}
+
+// assertServerSaid: each server logs its failed accept() (EMFILE) in its
+// own words; the run quotes the commonest shape with its count, which is
+// the log's own count of lines that say "too many open files".
+func assertServerSaid(t *testing.T, dir string, s record.Summary) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, rundir.ServerLog))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var emfile uint64
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.Contains(strings.ToLower(line), "too many open files") {
+			emfile++
+		}
+	}
+	l := s.Result.Server.Log
+	if l == nil || len(l.Commonest) == 0 || emfile == 0 {
+		t.Fatalf("server log digest %+v, %d lines of its log say too many open files; want them quoted", l, emfile)
+	}
+	top := l.Commonest[0]
+	if !strings.Contains(strings.ToLower(top.Text), "too many open files") || top.Count != emfile {
+		t.Errorf("commonest error line %+v; want the %d lines that say too many open files", top, emfile)
+	}
+	if e := s.Explanation; e == nil || !strings.Contains(e.Verdict, fmt.Sprintf("%s× “%s”", units.Count(top.Count), top.Text)) {
+		t.Errorf("the verdict does not quote the server's log: %+v", e)
+	}
 }
 
 // assertServerGone checks that no process of the server lives, that its
@@ -175,8 +205,9 @@ func TestProbeNginx(t *testing.T) {
 	if err := os.WriteFile(path, conf, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// -e: nginx opens its default error log before reading the config.
-	s := probeServer(t, 19974, "none", fmt.Sprintf("%s -e %s/error.log -c %s", nginx, prefix, path))
+	// -e: nginx opens its default error log before reading the config;
+	// its log goes to stderr, which the run keeps (server.log).
+	s := probeServer(t, 19974, "none", fmt.Sprintf("%s -e stderr -c %s", nginx, path))
 	// The connections it could not take waited in its accept queue, where
 	// the verification does not count them.
 	if q := s.Result.Server.AcceptQueuePeak; int(q)+int(s.Result.Verified) != serverConns {

@@ -25,7 +25,9 @@ public class EchoServer {
             try {
                 s = ss.accept();
             } catch (java.io.IOException e) {
-                // "Too many open files": back off and retry, as servers do.
+                // "Too many open files": log, back off and retry, as
+                // servers do.
+                System.err.println("accept failed: " + e + "; retrying in 10 ms");
                 Thread.sleep(10);
                 continue;
             }

@@ -20,9 +20,10 @@ func main() {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			// Out of fds: what net/http does too (Server.Serve backs off
-			// on a temporary error and retries).
+			// Out of fds: what net/http does too (Server.Serve logs,
+			// backs off on a temporary error and retries).
 			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				log.Printf("accept error: %v; retrying in 10ms", err)
 				time.Sleep(10 * time.Millisecond)
 				continue
 			}
