@@ -291,7 +291,10 @@ func (r *Runner) tune() error {
 	// out 2,184 in the exchange (docs/measurements.md, "Workers a CPU
 	// under TCG"). The queue holds what is in flight: at most a message
 	// and its answer a connection.
-	if want := int64(min(2*cfg.Conns, 1<<20)); h.InputBacklog > 0 && want > h.InputBacklog {
+	// A dialer leaves it to the server's side (serve, or a host of its
+	// own): it is host-wide, and two runs that both set it would restore
+	// each other's values.
+	if want := int64(min(2*cfg.Conns, 1<<20)); cfg.Mode != ModeDial && h.InputBacklog > 0 && want > h.InputBacklog {
 		r.tuning.InputBacklog = want
 	}
 	needsRoot := len(r.sysctls) > 0 || cfg.MemLimit > 0 || cfg.Swap > 0 || cfg.MachineMem > 0

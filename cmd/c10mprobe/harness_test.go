@@ -83,7 +83,8 @@ func needRoot(t *testing.T) {
 
 // watched are the sysctls a run may change; every test checks they come back.
 var watched = []string{"net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog", "net.ipv4.ip_local_port_range",
-	"net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem", "kernel.bpf_stats_enabled", "fs.epoll.max_user_watches", "net.ipv4.tcp_mem"}
+	"net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem", "kernel.bpf_stats_enabled", "fs.epoll.max_user_watches", "net.ipv4.tcp_mem",
+	"net.core.netdev_max_backlog"}
 
 func sysctls(t *testing.T) map[string]string {
 	t.Helper()

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -157,6 +158,21 @@ func TestServeDialAcrossNamespaces(t *testing.T) {
 	srv := summaryOf(t, rs[0])
 	if rs[0].code != 0 || srv.Result.Verified != conns || srv.Result.Mode != "serve" {
 		t.Fatalf("serve: exit %d, %d verified, mode %q; want 0, %d, serve\nstderr:\n%s", rs[0].code, srv.Result.Verified, srv.Result.Mode, conns, rs[0].stderr)
+	}
+	// The CPUs' input queues are the host's, seen from its initial
+	// namespace alone: serve raised them from its own, and put them back.
+	// (Where /proc/1/ns/net cannot be read, as ptrace's access rules may
+	// keep it from root, the run cannot reach that namespace.)
+	if _, err := os.Readlink("/proc/1/ns/net"); err != nil {
+		t.Logf("net.core.netdev_max_backlog not checked: %v", err)
+	} else if n, _ := strconv.Atoi(before["net.core.netdev_max_backlog"]); n < 2*conns {
+		raised := false
+		for _, c := range srv.Result.SysctlChanges {
+			raised = raised || (c.Key == "net.core.netdev_max_backlog" && c.New == strconv.Itoa(2*conns) && c.Restored && c.Netns == "")
+		}
+		if !raised {
+			t.Errorf("serve's sysctl changes %+v: want net.core.netdev_max_backlog raised from %d to %d, host-wide, and restored", srv.Result.SysctlChanges, n, 2*conns)
+		}
 	}
 	// The server's view of its dialers, from sock_diag at its peak.
 	perNS := map[string]uint64{}

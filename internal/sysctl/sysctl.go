@@ -9,9 +9,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
 // Dir is where sysctls live; tests may point it elsewhere.
@@ -22,9 +25,19 @@ func Path(key string) string {
 	return filepath.Join(Dir, strings.ReplaceAll(key, ".", "/"))
 }
 
+// initialOnly are the net.* keys the kernel shows in the initial network
+// namespace alone (net_core_table in net/core/sysctl_net_core.c, not
+// netns_core_table): host-wide, and invisible to a run in a namespace of
+// its own, which reads and writes them from the initial one.
+var initialOnly = map[string]bool{"net.core.netdev_max_backlog": true}
+
 // Read returns a sysctl's value with its fields separated by single spaces.
 func Read(key string) (string, error) {
-	data, err := os.ReadFile(Path(key))
+	var data []byte
+	err := inItsNamespace(key, func() (err error) {
+		data, err = os.ReadFile(Path(key))
+		return err
+	})
 	if err != nil {
 		return "", fmt.Errorf("reading sysctl %s: %w", key, err)
 	}
@@ -35,10 +48,40 @@ func Read(key string) (string, error) {
 func Normalize(v string) string { return strings.Join(strings.Fields(v), " ") }
 
 func write(key, value string) error {
-	if err := os.WriteFile(Path(key), []byte(value), 0); err != nil {
+	if err := inItsNamespace(key, func() error { return os.WriteFile(Path(key), []byte(value), 0) }); err != nil {
 		return fmt.Errorf("writing sysctl %s=%q: %w", key, value, err)
 	}
 	return nil
+}
+
+// inItsNamespace runs f where key is seen: for a key of the initial network
+// namespace alone, read from another namespace, on a thread that has
+// joined the initial one (setns(2) moves the calling thread only, and
+// /proc/sys/net resolves by the calling thread's namespace). The thread is
+// never unlocked, so it ends with its goroutine and no other goroutine
+// runs in that namespace.
+func inItsNamespace(key string, f func() error) error {
+	own, _ := os.Readlink("/proc/thread-self/ns/net")
+	initial, _ := os.Readlink("/proc/1/ns/net")
+	if !initialOnly[key] || Dir != "/proc/sys" || own == initial || initial == "" {
+		return f()
+	}
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		fd, err := unix.Open("/proc/1/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			done <- fmt.Errorf("opening the initial network namespace: %w", err)
+			return
+		}
+		defer unix.Close(fd)
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			done <- fmt.Errorf("joining the initial network namespace: %w", err)
+			return
+		}
+		done <- f()
+	}()
+	return <-done
 }
 
 // Check says in one sentence why key cannot be set by this process, or nil.
@@ -46,7 +89,11 @@ func Check(key string) error {
 	if key == "" || strings.ContainsAny(key, "/ ") || strings.Contains(key, "..") {
 		return fmt.Errorf("%q is not a sysctl name (want dotted form such as net.ipv4.tcp_rmem)", key)
 	}
-	st, err := os.Stat(Path(key))
+	var st os.FileInfo
+	err := inItsNamespace(key, func() (err error) {
+		st, err = os.Stat(Path(key))
+		return err
+	})
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("sysctl %s does not exist on this kernel", key)
@@ -109,7 +156,7 @@ type Change struct {
 // netnsOf is the network namespace a key's value belongs to, read from
 // this process; "" for a key that is not per namespace.
 func netnsOf(key string) string {
-	if !strings.HasPrefix(key, "net.") {
+	if !strings.HasPrefix(key, "net.") || initialOnly[key] {
 		return ""
 	}
 	ns, _ := os.Readlink("/proc/self/ns/net")

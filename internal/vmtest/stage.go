@@ -54,6 +54,7 @@ var guestTestPackages = []testPackage{
 	{Name: "runner", Pkg: "./runner"},
 	{Name: "worker", Pkg: "./runner/worker"},
 	{Name: "memmodel", Pkg: "./internal/memmodel"},
+	{Name: "sysctl", Pkg: "./internal/sysctl"},
 	{Name: "cmd", Pkg: "./cmd/c10mprobe", Files: []string{"limits_test.go", "signals_test.go", "netns_test.go", "servers_test.go"},
 		LimitedFiles: []string{"limits_test.go", "servers_test.go"}},
 }

@@ -1,0 +1,45 @@
+package sysctl
+
+import (
+	"os"
+	"runtime"
+	"testing"
+
+	"github.com/c10mprobe/c10mprobe/internal/testenv"
+	"golang.org/x/sys/unix"
+)
+
+// TestInitialOnlyKeyFromANamespace: net.core.netdev_max_backlog is not in
+// a new network namespace's /proc/sys; read from a thread in one, it is
+// read from the initial namespace, and it is journaled as host-wide.
+func TestInitialOnlyKeyFromANamespace(t *testing.T) {
+	testenv.NeedRoot(t, "makes a network namespace")
+	if _, err := os.Readlink("/proc/1/ns/net"); err != nil {
+		t.Skipf("the initial network namespace cannot be reached here: %v", err)
+	}
+	const key = "net.core.netdev_max_backlog"
+	want, err := Read(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type got struct {
+		value, netns string
+		direct, err  error
+	}
+	done := make(chan got, 1)
+	go func() {
+		// Never unlocked: the thread, in its namespace, ends with this goroutine.
+		runtime.LockOSThread()
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			done <- got{err: err}
+			return
+		}
+		_, direct := os.ReadFile(Path(key))
+		v, err := Read(key)
+		done <- got{value: v, netns: netnsOf(key), direct: direct, err: err}
+	}()
+	g := <-done
+	if g.err != nil || g.value != want || g.netns != "" || !os.IsNotExist(g.direct) {
+		t.Errorf("from a new namespace: %q, %v, journaled netns %q, own /proc/sys %v; want %q from the initial one, host-wide, not in its own", g.value, g.err, g.netns, g.direct, want)
+	}
+}
