@@ -28,10 +28,13 @@ const (
 	NotInstalled Reason = "not installed"
 	// NotInGuest: a tool the VM tier's guest does not carry.
 	NotInGuest Reason = "not in the VM guest"
+	// HostForbids: what this host keeps from its root (PID 1's
+	// namespaces, behind ptrace's access rules).
+	HostForbids Reason = "host forbids"
 )
 
 // Reasons lists every reason, in the order CI prints them.
-var Reasons = []Reason{NotRoot, KernelLacks, NotInstalled, NotInGuest}
+var Reasons = []Reason{NotRoot, KernelLacks, NotInstalled, NotInGuest, HostForbids}
 
 // GuestEnv is set by the VM tier's guest for every test binary it runs.
 const GuestEnv = "C10MPROBE_VMTEST"
