@@ -83,7 +83,11 @@ func serverSaid(r Run) string {
 		for _, c := range l.Commonest {
 			quoted = append(quoted, fmt.Sprintf("%s× “%s”", units.Count(c.Count), c.Text))
 		}
-		return fmt.Sprintf("the server's log (%s) has %s error lines, the commonest %s", l.Path, units.Count(l.ErrorLines), strings.Join(quoted, ", "))
+		lines := units.Count(l.ErrorLines) + " error lines, the commonest"
+		if l.ErrorLines == 1 {
+			lines = "1 error line,"
+		}
+		return fmt.Sprintf("the server's log (%s) has %s %s", l.Path, lines, strings.Join(quoted, ", "))
 	case l != nil:
 		return fmt.Sprintf("the server's log (%s) has no error line", l.Path)
 	case r.ServerLogElsewhere:

@@ -370,3 +370,33 @@ func serverLog(dir string) string {
 	}
 	return string(data)
 }
+
+// TestNginxWorkerConnectionsAreQuoted: nginx with worker_connections 512
+// and fds for 4,096 closes what it cannot serve; the verdict says it
+// closed them and quotes nginx's own reason, not its fds.
+func TestNginxWorkerConnectionsAreQuoted(t *testing.T) {
+	needRoot(t)
+	nginx := need(t, "nginx", "nginx-light")
+	prefix := t.TempDir()
+	conf, err := os.ReadFile("testdata/servers/nginx.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf = []byte(strings.NewReplacer("PREFIX", prefix, "PORT", "19979", "worker_connections 65536", "worker_connections 512").Replace(string(conf)))
+	path := filepath.Join(prefix, "nginx.conf")
+	if err := os.WriteFile(path, conf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const conns = 1000
+	r := run(t, "--conns", fmt.Sprint(conns), "--target", "127.0.0.1:19979", "--exchange", "none", "--timeout", "3s", "--no-bpf",
+		"--server-cmd", fmt.Sprintf("ulimit -n 4096; exec %s -e stderr -c %s", nginx, path))
+	s := readSummary(t, r)
+	if r.code != exitNotAll || s.Verified > 512 || s.Verified+s.Failed["eof"] != conns {
+		t.Fatalf("exit %d, verified %d, failed %v; want at most 512 held and the rest closed (EOF)\n%s", r.code, s.Verified, s.Failed, r.stderr)
+	}
+	e := s.Explanation
+	if e == nil || !strings.HasPrefix(e.Verdict, fmt.Sprintf("%s verified of 1,000: the server you brought closed %s of the 1,000 connections", units.Count(s.Verified), units.Count(s.Failed["eof"]))) ||
+		!strings.Contains(e.Verdict, "512 worker_connections are not enough") {
+		t.Errorf("verdict %+v", e)
+	}
+}
