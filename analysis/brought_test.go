@@ -58,6 +58,20 @@ func TestBroughtServerRows(t *testing.T) {
 	}
 }
 
+// A server whose fds were full at the peak while sock_diag saw it hold no
+// connection (it had closed them; a JVM whose socket dispatcher failed):
+// its fds bind where its clients' connections were, not at 0.
+func TestBroughtServerAtItsLimitHoldingNone(t *testing.T) {
+	r := broughtRun()
+	r.Connections, r.Verified = 24090, 0
+	r.Brought.Held, r.Brought.Established, r.Brought.FDsIdle, r.Brought.FDsPeak = 0, 24090, 30, 20000
+	for _, l := range Explain(r).Limits {
+		if l.Name == "server fds" && (l.BindsAt == nil || *l.BindsAt != 24090) {
+			t.Errorf("server fds row %+v; want binds at the 24,090 its clients held", l)
+		}
+	}
+}
+
 // The limit the run met names the verdict in the runner's own words.
 func TestBroughtServerRunLimit(t *testing.T) {
 	r := broughtRun()

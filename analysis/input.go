@@ -120,6 +120,7 @@ type Death struct {
 type BroughtServer struct {
 	Cmd             string `json:"cmd,omitempty"`
 	Held            uint64 `json:"held"`          // connections its processes held at the peak
+	Established     uint64 `json:"established"`   // connections its clients had opened to it
 	NoFile          uint64 `json:"rlimit_nofile"` // of its process with the most fds; 0 unlimited
 	NProc           uint64 `json:"rlimit_nproc"`
 	FDsIdle         uint64 `json:"fds_idle"`
@@ -132,9 +133,19 @@ type BroughtServer struct {
 	AcceptQueuePeak uint32 `json:"accept_queue_peak"`
 }
 
-// perHeld is a growth from idle to peak per connection the server held.
+// perHeld is a growth from idle to peak per connection the server held,
+// or, where sock_diag saw it hold none at the peak (it had closed them,
+// its fds still full), per connection its clients had established:
+// never per 1, which made 20,000 fds "bind at 0".
 func (b *BroughtServer) perHeld(idle, peak uint64) float64 {
-	return (float64(peak) - float64(idle)) / float64(max(1, b.Held))
+	n := b.Held
+	if n == 0 {
+		n = b.Established
+	}
+	if n == 0 {
+		return 0
+	}
+	return (float64(peak) - float64(idle)) / float64(n)
 }
 
 // Memcap is what a run's memory cgroup was charged.

@@ -64,7 +64,7 @@ func Input(sum Summary, samples []PhaseSample) (analysis.Run, error) {
 		in.SocketsPerWorker = res.Plan.NoFile - own // measured, not the plan's reserve
 	}
 	if s := res.Server; s.External && s.Idle != nil && s.Peak != nil {
-		in.Brought = &analysis.BroughtServer{Cmd: s.Cmd, Held: s.Held,
+		in.Brought = &analysis.BroughtServer{Cmd: s.Cmd, Held: s.Held, Established: res.Established,
 			NoFile: s.RlimitNoFile, NProc: s.RlimitNProc, FDsIdle: s.Idle.FDs, FDsPeak: s.Peak.FDs,
 			ThreadsIdle: s.Idle.Threads, ThreadsPeak: s.Peak.Threads, AnonIdle: s.Idle.PssAnon, AnonPeak: s.Peak.PssAnon,
 			Backlog: s.Backlog, AcceptQueuePeak: s.AcceptQueuePeak}
