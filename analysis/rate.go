@@ -257,7 +257,11 @@ func rateText(rt *Rate) string {
 		for _, t := range top[:min(3, len(top))] {
 			fs = append(fs, fmt.Sprintf("%s %s", t.Func, pct(t.Share)))
 		}
-		s += fmt.Sprintf(".\n  %s (%s CPU samples): most time in %s", ph, units.Count(rt.PhaseSamples[ph]), strings.Join(fs, ", "))
+		samples := units.Count(rt.PhaseSamples[ph]) + " CPU samples"
+		if rt.PhaseSamples[ph] == 1 {
+			samples = "1 CPU sample"
+		}
+		s += fmt.Sprintf(".\n  %s (%s): most time in %s", ph, samples, strings.Join(fs, ", "))
 		if ph == string(phase.Connect) {
 			var ws []string
 			for _, fn := range []string{"__inet_hash_connect", "allocate_slab", "__inet_lookup_established"} {

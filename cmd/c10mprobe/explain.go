@@ -75,6 +75,12 @@ func predictCmd(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return badInput("unexpected argument %q", fs.Arg(0))
 	}
+	switch {
+	case fs.Changed("mem") && mem == 0:
+		return badInput("--mem 0: give the machine's memory, e.g. --mem 8GiB")
+	case fs.Changed("family") && *from != "":
+		return badInput("--family %s: with --from the costs are the run's own sockets'; --family picks this host's, without --from", *family)
+	}
 	var run *record.Run
 	if *from != "" {
 		var err error

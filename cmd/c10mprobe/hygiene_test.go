@@ -103,6 +103,8 @@ func TestBadInputExits2AndChangesNothing(t *testing.T) {
 		{"run", "--conns", "10", "--out", "/proc/c10mprobe-run"},
 		{"run", "--conns", "10", "--out", full},
 		{"run", "--conns", "10", "--out", filepath.Join(full, "summary.json", "run")},
+		{"predict", "--mem", "0"},
+		{"predict", "--from", full, "--family", "inet6"},
 		{"frobnicate"},
 		{"export", full, "--format", ""},
 		{"explain", full}, // summary.json holds no run: the same for every command
@@ -271,4 +273,22 @@ func TestCloseSendsNothingWhenBothEndsAreTheRuns(t *testing.T) {
 		t.Errorf("%d TIME_WAIT sockets on port %d after the run", tw, port)
 	}
 	assertNoWorkers(t, r.dir)
+}
+
+// A second run while one holds the host is refused as bad input (exit 2,
+// one sentence) and changes nothing; the first goes on.
+func TestSecondRunIsRefused(t *testing.T) {
+	needRoot(t)
+	first, _, ferr, _ := start(t, "--conns", "100", "--listen", "127.0.0.1:19907", "--no-bpf", "--hold", "30s")
+	ferr.waitFor(t, "connections held", 30*time.Second)
+	before := hostState(t)
+	r := run(t, "--conns", "100", "--listen", "127.0.0.1:19908", "--no-bpf")
+	if lines := strings.Count(strings.TrimSpace(r.stderr), "\n") + 1; r.code != 2 || lines != 1 || !strings.Contains(r.stderr, "must not overlap") {
+		t.Errorf("second run: exit %d\n%s; want 2 and one sentence", r.code, r.stderr)
+	}
+	if after := hostState(t); after != before {
+		t.Errorf("the refused run changed the host:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	first.Process.Signal(syscall.SIGINT)
+	first.Wait()
 }

@@ -126,7 +126,7 @@ func takeHost(f *runFlags, stderr io.Writer) (unlock func(), err error) {
 	unlock = func() {}
 	if !inNetns() {
 		if unlock, err = host.LockHost(); err != nil {
-			return nil, fmt.Errorf("%v; runs change host-wide sysctls and must not overlap", err)
+			return nil, badInput("%v; runs change host-wide sysctls and must not overlap", err)
 		}
 	}
 	switch dir, left := runner.Unrestored(); {
