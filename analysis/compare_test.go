@@ -35,3 +35,46 @@ func TestCompare(t *testing.T) {
 		t.Errorf("text:\n%s", text.String())
 	}
 }
+
+// A comparison says in words what the later run set, which rows moved
+// beyond run-to-run noise, and which did not: proc_inode_cache moving by
+// a kilobyte a connection is a /proc reader, not an effect.
+func TestCompareInWords(t *testing.T) {
+	ledger := func(fclone, proc float64) []LedgerLine {
+		return []LedgerLine{{Kind: "slab", Name: "TCP", BytesPerConnection: 4736},
+			{Kind: "slab", Name: "skbuff_fclone_cache", BytesPerConnection: fclone},
+			{Kind: "slab", Name: "proc_inode_cache", BytesPerConnection: proc}}
+	}
+	base := Compared{Name: "a", Settings: []string{"payload 16384 B unread"}, Metrics: map[string]float64{"connect_rate": 20000, "binds_at": 57675},
+		Explanation: Explanation{BindingLimit: "tcp_mem", Verdict: "tcp_mem binds first", Ledger: ledger(1018, 1396)}}
+	same := base
+	same.Name, same.Metrics = "b", map[string]float64{"connect_rate": 17000, "binds_at": 57900}
+	same.Explanation.Ledger = ledger(1013, 0)
+	tuned := base
+	tuned.Name, tuned.Settings = "c", []string{"net.ipv4.tcp_rmem=4096 4096 4096", "payload 16384 B unread"}
+	tuned.Metrics = map[string]float64{"connect_rate": 19711, "binds_at": 46091}
+	tuned.Explanation.Ledger = ledger(9474, 467)
+	c := Compare([]Compared{base, same, tuned})
+	if got := c.Changes[0]; got != "run 2 against run 1: the same settings. Nothing moved beyond run-to-run noise. 4 more differences are within noise." {
+		t.Errorf("identical runs: %q", got)
+	}
+	got := c.Changes[1]
+	for _, want := range []string{"run 3 against run 1: set net.ipv4.tcp_rmem=4096 4096 4096. Beyond run-to-run noise: first limit binds at -20 % (57,675 → 46,091)",
+		"skbuff_fclone_cache +8.3 KiB a connection (skbs sent and not yet acknowledged or read", "within noise"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("tuned run: %q lacks %q", got, want)
+		}
+	}
+	if strings.Contains(got, "proc_inode_cache") || strings.Contains(got, "connects a second") {
+		t.Errorf("tuned run: %q names a difference within noise", got)
+	}
+	var text bytes.Buffer
+	WriteComparisonText(&text, c)
+	if !strings.Contains(text.String(), "every run binds on tcp_mem first, at 57,675, then 57,900, then 46,091 connections") {
+		t.Errorf("the verdicts, said once:\n%s", text.String())
+	}
+	var page bytes.Buffer
+	if err := WriteComparisonHTML(&page, c); err != nil || strings.Count(page.String(), "<rect") < 3 || !strings.Contains(page.String(), `id="changes"`) {
+		t.Errorf("compare.html: %v, no chart or no words", err)
+	}
+}

@@ -272,13 +272,19 @@ func TestTuneRerunCompare(t *testing.T) {
 		!strings.Contains(strings.Join(c.Settings[0], " "), "--max-workers 1") {
 		t.Errorf("settings %v", c.Settings)
 	}
+	// In words: the setting, and the skbs it left in the senders' queues,
+	// beyond what two runs of one command differ by.
+	if len(c.Changes) != 1 || !strings.HasPrefix(c.Changes[0], "run 2 against run 1: set net.ipv4.tcp_rmem=4096 4096 4096") ||
+		!strings.Contains(c.Changes[0], "skbuff_") || !strings.Contains(c.Changes[0], "Beyond run-to-run noise") {
+		t.Errorf("changes %q", c.Changes)
+	}
 	html := filepath.Join(t.TempDir(), "compare.html")
 	if out, err := exec.Command(toolBinary, "compare", a.dir, b.dir, "--html", html).CombinedOutput(); err != nil {
 		t.Fatalf("compare --html: %v\n%s", err, out)
 	}
 	data, _ := os.ReadFile(html)
-	if !bytes.Contains(data, []byte(`id="compare"`)) {
-		t.Error("compare.html has no table")
+	if !bytes.Contains(data, []byte(`id="compare"`)) || !bytes.Contains(data, []byte(`id="bykind"`)) || !bytes.Contains(data, []byte(`id="changes"`)) {
+		t.Error("compare.html lacks its table, its chart or its words")
 	}
 }
 
