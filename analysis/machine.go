@@ -114,25 +114,48 @@ func duration(us float64) string {
 	return fmt.Sprintf("%.1f µs", us)
 }
 
-// swapChart draws slab and the ballast's resident and swapped bytes against
-// the connections held: slab climbing as the ballast goes out.
-func swapChart(series []Sample) string {
+// swapChart draws a --machine-mem run against the connections held: slab
+// climbing, swap filling, the ballast going out, and where the run's last
+// prediction said swapping would start and the run would stop.
+func swapChart(series []Sample, m *MachineRun) string {
 	var pts []Sample
 	for _, s := range series {
-		if (s.Phase == phase.Connect || s.Phase == phase.Idle) && s.BallastRSS+s.BallastSwap > 0 {
+		if (s.Phase == phase.Connect || s.Phase == phase.Idle) && (m != nil || s.BallastRSS+s.BallastSwap > 0) {
 			pts = append(pts, s)
 		}
 	}
 	if len(pts) < 2 {
-		return `<p class="note">No ballast in this run (--ballast).</p>`
+		return `<p class="note">Not a smaller machine (--machine-mem), and no ballast (--ballast).</p>`
 	}
 	lines := []struct {
 		name string
 		v    func(Sample) float64
 	}{
 		{"slab", func(s Sample) float64 { return float64(s.Slab) }},
-		{"ballast resident", func(s Sample) float64 { return float64(s.BallastRSS) }},
-		{"ballast swapped", func(s Sample) float64 { return float64(s.BallastSwap) }},
+		{"swap used", func(s Sample) float64 { return float64(s.SwapUsed) }},
+	}
+	if pts[0].BallastRSS+pts[len(pts)-1].BallastRSS > 0 {
+		lines = append(lines, []struct {
+			name string
+			v    func(Sample) float64
+		}{
+			{"ballast resident", func(s Sample) float64 { return float64(s.BallastRSS) }},
+			{"ballast swapped", func(s Sample) float64 { return float64(s.BallastSwap) }},
+		}...)
+	}
+	var marks []struct {
+		name string
+		at   uint64
+	}
+	if m != nil {
+		for _, mk := range []struct {
+			name string
+			at   uint64
+		}{{"predicted swap start", m.PredictedSwapStart}, {"predicted stop", m.PredictedStop}} {
+			if mk.at > 0 {
+				marks = append(marks, mk)
+			}
+		}
 	}
 	xMax, yMax := 1.0, 1.0
 	for _, s := range pts {
@@ -140,6 +163,9 @@ func swapChart(series []Sample) string {
 		for _, l := range lines {
 			yMax = max(yMax, l.v(s))
 		}
+	}
+	for _, mk := range marks {
+		xMax = max(xMax, float64(mk.at))
 	}
 	var b strings.Builder
 	x, y := chart(&b, "connections held", "bytes", niceTicks(xMax), niceBytes(yMax), count, bytesAxis)
@@ -151,6 +177,12 @@ func swapChart(series []Sample) string {
 		color := palette[i%len(palette)]
 		fmt.Fprintf(&b, `<polyline points="%s" fill="none" stroke="%s" stroke-width="2"><title>%s</title></polyline>`, strings.Join(poly, " "), color, l.name)
 		legend(&b, i, color, l.name)
+	}
+	for j, mk := range marks {
+		color := []string{"#888", "#000"}[j%2]
+		fmt.Fprintf(&b, `<line class="prediction" x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f" stroke="%s" stroke-dasharray="5,4" stroke-width="1.5"><title>%s: %s</title></line>`,
+			x(float64(mk.at)), x(float64(mk.at)), y(0), y(yMax), color, mk.name, units.Count(mk.at))
+		legend(&b, len(lines)+j, color, fmt.Sprintf("%s, %s", mk.name, units.Count(mk.at)))
 	}
 	b.WriteString("</svg>")
 	return b.String()

@@ -27,6 +27,8 @@ type Report struct {
 	// Covers are, by slab cache, the caches the run allocated from that it
 	// serves (SLUB merging): the chart labels each by them.
 	Covers map[string][]string
+	// Machine is a --machine-mem run's machine and what it predicted.
+	Machine *MachineRun
 }
 
 // Fact is one line of the report's header.
@@ -51,7 +53,7 @@ func WriteReport(w io.Writer, r Report) error {
 		"Memory":    template.HTML(memoryChart(r.Series, max(1, r.PageSize), r.Covers)),
 		"Conns":     template.HTML(connectionsChart(r.Series)),
 		"Sockets":   template.HTML(socketChart(r.SocketMemory)),
-		"Swap":      template.HTML(swapChart(r.Series)),
+		"Swap":      template.HTML(swapChart(r.Series, r.Machine)),
 		"Flame":     template.HTML(flame.String()),
 		"CPU":       template.HTML(cpu.String()),
 		"HasCPU":    len(r.CPUStacks) > 0,
@@ -107,7 +109,7 @@ svg text{font-family:system-ui,sans-serif}.note{color:#666}svg{max-width:100%;he
 {{range $fn, $by := .CPUShare}}<tr><td>{{$fn}}</td>{{range $.Phases}}<td class="n">{{pct (index $by .)}}</td>{{end}}</tr>{{end}}</table>
 <p class="note">Share of each phase's CPU samples (99 Hz a CPU, the run's processes) with the function on the stack.</p>{{end}}</div>{{end}}
 <h2>Buffer memory per socket at the peak (sock_diag)</h2>{{.Sockets}}
-<h2>Slab and the ballast against connections (a smaller machine going into swap)</h2>{{.Swap}}
+<h2>A smaller machine going into swap: slab, swap and the ballast against connections, with the prediction</h2>{{.Swap}}
 {{with .R.Explanation.Swap}}<p>{{.Verdict}}.</p>{{end}}
 <h2>Kernel allocations by stack</h2>
 {{if .HasStacks}}<div id="flamegraph">{{.Flame}}</div>{{else}}<p class="note">No stacks: the run had no probes.</p>{{end}}

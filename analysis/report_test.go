@@ -47,3 +47,21 @@ func TestMemoryChartEndsAtThePeakWithEverything(t *testing.T) {
 		t.Errorf("no other-slab layer in\n%.300s", svg)
 	}
 }
+
+// A --machine-mem run's chart draws swap filling and marks where its
+// prediction said swapping would start and the run would stop, on an axis
+// wide enough for both.
+func TestMachineChartMarksThePrediction(t *testing.T) {
+	var series []Sample
+	for i := range 10 {
+		series = append(series, Sample{Phase: phase.Connect, Established: uint64(i * 10000), Slab: uint64(i) << 26, SwapUsed: uint64(max(0, i-5)) << 24})
+	}
+	svg := swapChart(series, &MachineRun{MemBytes: 4 << 30, PredictedSwapStart: 52000, PredictedStop: 120000})
+	if strings.Count(svg, `class="prediction"`) != 2 || !strings.Contains(svg, "swap used") || !strings.Contains(svg, "predicted stop, 120,000") ||
+		strings.Contains(svg, "ballast") {
+		t.Errorf("machine chart:\n%s", svg)
+	}
+	if note := swapChart(series, nil); !strings.HasPrefix(note, `<p class="note">`) {
+		t.Errorf("no machine, no ballast: %s", note)
+	}
+}

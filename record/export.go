@@ -115,7 +115,7 @@ func (r *Run) report() analysis.Report {
 	res := r.Summary.Result
 	rep := analysis.Report{Explanation: *r.Explanation, Series: r.Series, Stacks: r.Stacks, CPUStacks: r.CPU, PageSize: uint64(os.Getpagesize()),
 		Title:  fmt.Sprintf("c10mprobe: %d of %d connections verified on %s", res.Verified, res.Requested, r.Input.Server),
-		Covers: map[string][]string{}}
+		Covers: map[string][]string{}, Machine: r.Input.Machine}
 	for _, c := range r.Input.Caches {
 		rep.Covers[c.Name] = c.Covers
 	}
