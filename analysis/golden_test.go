@@ -165,16 +165,16 @@ func TestPredict(t *testing.T) {
 	c := CostsOf(e, "memory.input.json")
 	const gib = 1 << 30
 	p := Predict(Machine{Mem: 8 * gib, Baseline: 1 * gib}, c)
-	// What the kernel keeps free: its min watermark (low, where swapping
-	// begins, with swap).
-	minW, lowW := memmodel.Watermarks(8*gib, memmodel.Kernel{})
+	// What the kernel keeps free: its min watermark, below which
+	// allocations fail, with swap or without.
+	minW, _ := memmodel.Watermarks(8*gib, memmodel.Kernel{})
 	want := uint64(float64(7*gib-minW) / (c.Kernel + c.Buffers + c.User))
 	if p.Connections != want || p.BindingLimit != "memory" {
 		t.Errorf("8 GiB, 1 GiB in use: %d connections, want %d", p.Connections, want)
 	}
 	// With swap, user pages leave RAM first; slab alone then fills it.
 	s := Predict(Machine{Mem: 8 * gib, Swap: 8 * gib, Baseline: 1 * gib}, c)
-	if want := uint64(float64(7*gib-lowW) / (c.Kernel + c.Buffers)); s.Connections != want {
+	if want := uint64(float64(7*gib-minW) / (c.Kernel + c.Buffers)); s.Connections != want {
 		t.Errorf("with swap: %d connections, want %d", s.Connections, want)
 	}
 	var sum int64
@@ -259,8 +259,9 @@ func TestPredictSwapAndBuffers(t *testing.T) {
 			}
 		}
 		if swap == 100*gib {
-			// All of the base out: RAM holds socket memory alone.
-			if want := uint64((8*gib - lowW) / (8 << 10)); p.Connections != want {
+			// All of the base out: RAM holds socket memory alone, down to
+			// the min watermark.
+			if want := uint64((8*gib - minW) / (8 << 10)); p.Connections != want {
 				t.Errorf("100 GiB of swap: %d, want %d (%s)", p.Connections, want, p.Verdict)
 			}
 		}

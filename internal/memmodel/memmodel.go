@@ -23,7 +23,8 @@ type Ends struct {
 	MarginPerConn uint64 `json:"margin_per_connection_bytes"`
 }
 
-// Margin is the margin without swap at held connections.
+// Margin is what the guard keeps for kernel allocations at held
+// connections, with swap once everything swappable is out, or without.
 func (e Ends) Margin(held uint64) uint64 { return e.MarginFixed + held*e.MarginPerConn }
 
 // RunEnds are the machine guard's (runner/host.Machine.Guard): a run into
@@ -81,11 +82,14 @@ type Projection struct {
 // Project says how many more connections at cost c a machine with room r
 // holds before it starts swapping and before it reaches e, in the order
 // the machine meets them: with swap, swapping begins once the headroom and
-// the page cache are spent, and the end is swap filled to e.SwapShare (swap_full) or, when
-// swap outgrows what can go to it, everything swappable out and RAM full
-// of what cannot (min_watermark). Without swap, anonymous pages stay and
-// the end is kernel allocations left with e's margin (reclaim_exhausted),
-// which counts held connections besides the new ones.
+// the page cache are spent, and the end is swap filled to e.SwapShare
+// (swap_full) or, when swap outgrows what can go to it, everything
+// swappable out and what kernel allocations can still get down to e's
+// margin (reclaim_exhausted: past it, on Debian's 6.1 under TCG, the OOM
+// killer came at 99.7 % of that end without a margin). Without swap,
+// anonymous pages stay and the end is kernel allocations left with e's
+// margin (reclaim_exhausted). The margin counts held connections besides
+// the new ones.
 func Project(r Room, c Cost, e Ends, held uint64) Projection {
 	per := c.total()
 	if per <= 0 {
@@ -103,11 +107,11 @@ func Project(r Room, c Cost, e Ends, held uint64) Projection {
 	swapFull := (ram + e.SwapShare*float64(r.Swap)) / per
 	allOut := math.Inf(1)
 	if c.Pinned > 0 {
-		allOut = (ram + float64(r.Swappable)) / c.Pinned
+		allOut = (float64(r.Available) + float64(r.Swappable) - float64(e.Margin(held))) / (c.Pinned + float64(e.MarginPerConn))
 	}
 	p.Stop, p.StopBy = count(swapFull), limit.SwapFull
 	if allOut < swapFull {
-		p.Stop, p.StopBy = count(allOut), limit.MinWatermark
+		p.Stop, p.StopBy = count(allOut), limit.ReclaimExhausted
 	}
 	return p
 }

@@ -85,16 +85,17 @@ func TestProjectNamesWhatComesFirst(t *testing.T) {
 	if want := uint64((400*mib + 0.95*200*mib) / 4096); p.StopBy != limit.SwapFull || p.Stop != want || p.SwapStart != 400*mib/4096 {
 		t.Errorf("200 MiB of swap: %+v, want swap_full at %d, swapping from %d", p, want, 400*mib/4096)
 	}
-	// Swap larger than what can go: everything swappable out, then RAM full.
+	// Swap larger than what can go: everything swappable out, then what
+	// kernel allocations can get, down to the margin.
 	room.Swap = 4000 * mib
 	p = Project(room, c, RunEnds, 0)
-	if want := uint64((400*mib + 1000*mib) / 4096); p.StopBy != limit.MinWatermark || p.Stop != want {
-		t.Errorf("4,000 MiB of swap: %+v, want min_watermark at %d", p, want)
+	if want := uint64((500*mib + 1000*mib - 64*mib) / (4096 + 1024)); p.StopBy != limit.ReclaimExhausted || p.Stop != want {
+		t.Errorf("4,000 MiB of swap: %+v, want reclaim_exhausted at %d", p, want)
 	}
 	// Page cache goes before swap does.
 	withFile := room
 	withFile.File = 100 * mib
-	if q := Project(withFile, c, RunEnds, 0); q.SwapStart != 500*mib/4096 || q.Stop != (500*mib+1000*mib)/4096 {
+	if q := Project(withFile, c, RunEnds, 0); q.SwapStart != 500*mib/4096 || q.Stop != p.Stop {
 		t.Errorf("with 100 MiB of page cache: %+v", q)
 	}
 	// Connections' own user pages can go to swap as well.

@@ -300,14 +300,22 @@ func (ma *Machine) Guard() (limit.Kind, string) {
 		return limit.SwapFull, fmt.Sprintf("swap is %.0f %% used (%s of %s): the kernel has nothing left to push out to make room for socket slab, which cannot be swapped",
 			100*float64(m.SwapTotal-m.SwapFree)/float64(m.SwapTotal), units.Bytes(m.SwapTotal-m.SwapFree), units.Bytes(m.SwapTotal))
 	}
-	// Without swap, nothing moves out to make room: once what kernel
-	// allocations can still get (free above the min watermarks and lowmem
-	// reserves, and file pages to reclaim) is spent, the OOM killer comes,
-	// faster than a guard polls. Stop with a margin.
-	if margin := memmodel.RunEnds.Margin(ma.held); m.SwapTotal == 0 {
-		if avail, err := procfs.KernelAvailable(); err == nil && avail <= margin {
-			return limit.ReclaimExhausted, fmt.Sprintf("without swap, kernel allocations had %s left (free pages above the zones' min watermarks and reserves, and page cache to reclaim; the guard's margin is %s): past it the OOM killer comes",
-				units.Bytes(avail), units.Bytes(margin))
+	// Once what kernel allocations can still get (free above the min
+	// watermarks and lowmem reserves, file pages to reclaim, and anonymous
+	// pages swap still has room for) is spent, the OOM killer comes,
+	// faster than a guard polls: on Debian's 6.1 under TCG, with swap
+	// larger than what could go to it, it came before free memory stayed
+	// at the min watermark long enough for a poll to see. Stop with a
+	// margin.
+	if avail, err := procfs.KernelAvailable(); err == nil {
+		margin, out := memmodel.RunEnds.Margin(ma.held), min(m.SwapFree, m.AnonPages)
+		if avail+out <= margin {
+			left := "without swap, kernel allocations had " + units.Bytes(avail) + " left"
+			if m.SwapTotal > 0 {
+				left = fmt.Sprintf("with %s of anonymous memory left that swap could take, kernel allocations had %s left", units.Bytes(out), units.Bytes(avail))
+			}
+			return limit.ReclaimExhausted, fmt.Sprintf("%s (free pages above the zones' min watermarks and reserves, and page cache to reclaim; the guard's margin is %s): past it the OOM killer comes",
+				left, units.Bytes(margin))
 		}
 	}
 	if full, ok := ma.Pressure.Share(); ok && full >= machinePressureStop {
