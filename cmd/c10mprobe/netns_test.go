@@ -151,8 +151,9 @@ func TestServeDialAcrossNamespaces(t *testing.T) {
 	const conns = 50000
 	// A minute without progress before either side gives up: a slow host
 	// (a VM tier guest under TCG) brings connects in bursts. On Debian's
-	// 6.1 there a few hundred never came even in a minute: held back
-	// there (internal/vmtest, issue #22).
+	// 6.1 there a few hundred never came even in a minute while the CPUs'
+	// input queues dropped packets; serve now raises them from its
+	// namespace (docs/measurements.md, "Workers a CPU under TCG").
 	patience := []string{"--timeout", "60s"}
 	rs := serveAndDial(t, tp, conns, patience, patience)
 	srv := summaryOf(t, rs[0])

@@ -21,9 +21,7 @@ type plan struct {
 
 // heldBack are tests not run on a kernel series until named work finds
 // why they fail there: a row says so, with the issue, in every table.
-var heldBack = map[string]map[string]string{
-	"6.1": {"cmd/TestServeDialAcrossNamespaces": "[held back: #22] on Debian's 6.1 under TCG, serve and dial lost 6 and then 304 of 50,000 connections in two of three runs on 2026-12-06 (none arrived in 60 s), with one server worker as with two; cause not found"},
-}
+var heldBack = map[string]map[string]string{}
 
 // testBatch is one test binary's run: the tests it runs, in one process.
 type testBatch struct {
