@@ -11,6 +11,7 @@ import (
 	"os"
 	osexec "os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -142,6 +143,7 @@ func TestMachineSIGINTWhileSwapping(t *testing.T) {
 	before, pages := sysctls(t), hugePages(t)
 	cmd, o, e, dir := start(t, machineArgs(t)...)
 	waitSwapping(t, cmd, e, dir)
+	assertInstrumentLocked(t, cmd.Process.Pid, dir)
 	cmd.Process.Signal(syscall.SIGINT)
 	r := finish(t, cmd, o, e, dir)
 	if r.code != exitNotAll {
@@ -281,5 +283,39 @@ func assertPredictAgain(t *testing.T, dir string, m host.MachineResult) {
 	}
 	if got := predict("--mem", fmt.Sprint(2*m.LeftBytes)); got <= m.PredictedConnections {
 		t.Errorf("predict --from the run for twice its RAM: %d connections, not more than its %d", got, m.PredictedConnections)
+	}
+}
+
+// assertInstrumentLocked: while the machine swaps, the run's parent and
+// its client and server workers hold pages locked in RAM (VmLck), the
+// ballast, the machine's other program, none.
+func assertInstrumentLocked(t *testing.T, parent int, dir string) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, "workers.pids"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	locked := func(pid int) uint64 {
+		status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		for _, line := range strings.Split(string(status), "\n") {
+			if v, ok := strings.CutPrefix(line, "VmLck:"); ok {
+				kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+				return kb << 10
+			}
+		}
+		return 0
+	}
+	if locked(parent) == 0 {
+		t.Errorf("the run's parent %d has nothing locked in RAM", parent)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		f := strings.Fields(line)
+		pid, _ := strconv.Atoi(f[0])
+		switch n := locked(pid); {
+		case f[1] == "ballast" && n > 0:
+			t.Errorf("the ballast (pid %d) locked %d B: it is the machine's, and must be swappable", pid, n)
+		case f[1] != "ballast" && n == 0:
+			t.Errorf("%s worker %s (pid %d) has nothing locked in RAM", f[1], f[2], pid)
+		}
 	}
 }

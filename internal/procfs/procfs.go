@@ -35,6 +35,7 @@ type Meminfo struct {
 	SwapTotal    uint64 `json:"swap_total"`
 	SwapFree     uint64 `json:"swap_free"`
 	Percpu       uint64 `json:"percpu"`
+	Mlocked      uint64 `json:"mlocked"`
 	PCPFree      uint64 `json:"pcp_free"` // free pages on per-CPU lists (zoneinfo), not in MemFree
 	// Huge pages: the pool's size in pages, a page's size, and the bytes
 	// all pools hold (Hugetlb): memory no one else can use.
@@ -78,6 +79,10 @@ func MemoryStall() (full time.Duration, ok bool) {
 	return full, ok && err == nil
 }
 
+// Swappable is the anonymous memory swap could take: all of it less what
+// is locked in RAM (a --machine-mem run's own processes).
+func (m Meminfo) Swappable() uint64 { return m.AnonPages - min(m.AnonPages, m.Mlocked) }
+
 // ReadMeminfo parses /proc/meminfo.
 func ReadMeminfo() (Meminfo, error) {
 	var m Meminfo
@@ -88,7 +93,7 @@ func ReadMeminfo() (Meminfo, error) {
 		"Active(file)": &m.ActiveFile, "Inactive(file)": &m.InactiveFile,
 		"Slab": &m.Slab, "SReclaimable": &m.SReclaimable, "SUnreclaim": &m.SUnreclaim,
 		"PageTables": &m.PageTables, "SwapTotal": &m.SwapTotal, "SwapFree": &m.SwapFree,
-		"Percpu": &m.Percpu, "HugePages_Total": &m.HugePagesTotal, "Hugepagesize": &m.HugePageSize, "Hugetlb": &m.Hugetlb,
+		"Percpu": &m.Percpu, "Mlocked": &m.Mlocked, "HugePages_Total": &m.HugePagesTotal, "Hugepagesize": &m.HugePageSize, "Hugetlb": &m.Hugetlb,
 	}
 	err := scanLines(Root+"/meminfo", func(line string) error {
 		name, rest, ok := strings.Cut(line, ":")

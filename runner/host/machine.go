@@ -23,6 +23,7 @@ import (
 	"github.com/c10mprobe/c10mprobe/internal/rundir"
 	"github.com/c10mprobe/c10mprobe/internal/sysctl"
 	"github.com/c10mprobe/c10mprobe/internal/units"
+	"golang.org/x/sys/unix"
 )
 
 // hugePagesKey is the sysctl that sizes the default huge page pool.
@@ -58,6 +59,10 @@ type Machine struct {
 	conns int    // the run's, for the prediction
 	left  uint64 // MemTotal − Hugetlb once reserved: the machine's RAM
 	pages uint64 // huge pages the run reserved
+	// locked: the parent keeps the pages it touches in RAM for the run,
+	// as its workers do (worker.Config.LockMemory): its guards must not
+	// wait on swap to read the machine they guard.
+	locked bool
 	// The prediction printed before the first connection, from the slab
 	// model, and again once the first connections have been measured.
 	modelPerConn, perConn         uint64 // kernel and user bytes a connection
@@ -155,6 +160,7 @@ func (ma *Machine) Apply() error {
 			units.Bytes(ma.Size), m.HugePagesTotal, want, units.Bytes(ma.left))
 	}
 	ma.minWater, _, _ = procfs.Watermarks()
+	ma.locked = unix.Mlockall(unix.MCL_CURRENT|unix.MCL_FUTURE|unix.MCL_ONFAULT) == nil
 	fmt.Fprintf(ma.Log, "machine: %s of RAM for the run (%s reserved as %d huge pages of %s; vm.nr_hugepages restored at exit)\n",
 		units.Bytes(ma.left), units.Bytes(ma.pages*m.HugePageSize), ma.pages, units.Bytes(m.HugePageSize))
 	return nil
@@ -162,7 +168,13 @@ func (ma *Machine) Apply() error {
 
 // Undo gives the huge pages back: the machine's RAM, before a swapoff
 // that may need it.
-func (ma *Machine) Undo() error { return ma.Journal.RestoreKey(hugePagesKey) }
+func (ma *Machine) Undo() error {
+	if ma.locked {
+		_ = unix.Munlockall()
+		ma.locked = false
+	}
+	return ma.Journal.RestoreKey(hugePagesKey)
+}
 
 // restoreHugePages gives back the huge pages a killed run reserved.
 func restoreHugePages(dir string) (string, error) {
@@ -207,8 +219,8 @@ func (ma *Machine) outlook() string {
 			units.Count(ma.predictStop), units.Bytes(p.Ends.MarginFixed), units.Bytes(p.Ends.MarginPerConn))
 	}
 	by := fmt.Sprintf("swap %.0f %% full", 100*p.Ends.SwapShare)
-	if p.Projection.StopBy == limit.MinWatermark {
-		by = "everything swappable out and RAM full at the min watermark"
+	if p.Projection.StopBy == limit.ReclaimExhausted {
+		by = fmt.Sprintf("everything swappable out, and kernel allocations down to the guard's margin of %s and %s a connection", units.Bytes(p.Ends.MarginFixed), units.Bytes(p.Ends.MarginPerConn))
 	}
 	return fmt.Sprintf("swapping begins near %s connections, and the run stops near %s (%s; %s of anonymous memory can go to %s of swap)",
 		units.Count(ma.predictSwapStart), units.Count(ma.predictStop), by, units.Bytes(p.Room.Swappable), units.Bytes(p.Room.Swap))
@@ -231,7 +243,7 @@ func (ma *Machine) project(now procfs.Meminfo, per, held uint64) (swapStart, sto
 	if err != nil {
 		z = procfs.ZoneTotals{Headroom: now.MemFree, Available: now.MemFree + now.ActiveFile + now.InactiveFile}
 	}
-	room := memmodel.Room{Headroom: z.Headroom, Available: z.Available, File: now.ActiveFile + now.InactiveFile, Swappable: now.AnonPages, Swap: now.SwapTotal}
+	room := memmodel.Room{Headroom: z.Headroom, Available: z.Available, File: now.ActiveFile + now.InactiveFile, Swappable: now.Swappable(), Swap: now.SwapTotal}
 	p := &memmodel.Prediction{At: held, Room: room, Cost: memmodel.Cost{Pinned: float64(per)}, Ends: memmodel.RunEnds,
 		Kernel: WatermarkKernel(),
 		Seen:   memmodel.Seen{RAM: ma.left, Min: z.Min, Low: z.Low}}
@@ -308,7 +320,7 @@ func (ma *Machine) Guard() (limit.Kind, string) {
 	// at the min watermark long enough for a poll to see. Stop with a
 	// margin.
 	if avail, err := procfs.KernelAvailable(); err == nil {
-		margin, out := memmodel.RunEnds.Margin(ma.held), min(m.SwapFree, m.AnonPages)
+		margin, out := memmodel.RunEnds.Margin(ma.held), min(m.SwapFree, m.Swappable())
 		if avail+out <= margin {
 			left := "without swap, kernel allocations had " + units.Bytes(avail) + " left"
 			if m.SwapTotal > 0 {

@@ -122,7 +122,7 @@ func (s *Stats) Unmarshal(buf []byte) error {
 // ProtoVersion is checked by every worker against its parent's: a
 // c10mprobe-worker left from another build must not misread the commands
 // or the Stats records. Bump it with any change to them or to Config.
-const ProtoVersion = 14 // 14: a serve server worker counts in PeerClosed what its dialers closed
+const ProtoVersion = 15 // 15: LockMemory
 
 // Role is a worker's end of the connections.
 type Role string
@@ -165,6 +165,11 @@ type Config struct {
 	// Census: a client pauses after opening this many (its share of the
 	// census) until CmdResume; 0 for no pause.
 	Census int `json:"census,omitempty"`
+	// LockMemory: a --machine-mem run's workers keep the pages they touch in
+	// RAM (mlockall, MCL_ONFAULT): the instrument, not the machine's other
+	// programs. On Debian's 6.1 under TCG, with every worker's pages in
+	// swap, the exchange after a guard's stop met the OOM killer.
+	LockMemory bool `json:"lock_memory,omitempty"`
 	// The ballast (--ballast): bytes to map and touch, touches a second.
 	Bytes     uint64 `json:"bytes,omitempty"`
 	TouchRate int    `json:"touch_rate,omitempty"`

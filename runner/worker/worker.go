@@ -122,6 +122,13 @@ func Main() int {
 	// CAP_SYS_RESOURCE); a 3M-connection run once lost its parent for want
 	// of this.
 	_ = os.WriteFile("/proc/self/oom_score_adj", []byte("1000"), 0)
+	if cfg.LockMemory {
+		// Pages as they are touched (MCL_ONFAULT, Linux 4.4), not the
+		// runtime's whole reservations; CAP_IPC_LOCK or RLIMIT_MEMLOCK.
+		if err := unix.Mlockall(unix.MCL_CURRENT | unix.MCL_FUTURE | unix.MCL_ONFAULT); err != nil {
+			fmt.Fprintf(os.Stderr, "c10mprobe %s worker %d: locking its memory: %v\n", cfg.Role, cfg.Index, err)
+		}
+	}
 	w, err := newWorker(cfg, ctlFD, listenerFD)
 	if err == nil {
 		// fds are handed out lowest first: the next free one is how many
