@@ -125,6 +125,7 @@ func (r *Runner) Run(ctx context.Context) (res *Result, err error) {
 	defer func() {
 		defer unmark()
 		r.cleanup()
+		r.digestServerLog(res)
 		// Again, for what the sysctls' undo could not write back then.
 		if rerr := r.journal.Restore(); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("restoring sysctls: %w", rerr))

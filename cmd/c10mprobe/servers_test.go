@@ -192,22 +192,30 @@ func TestProbeAsyncioServer(t *testing.T) {
 	}
 }
 
-func TestProbeNginx(t *testing.T) {
-	needRoot(t)
+// nginxCmd is the command that runs nginx as testdata/servers/nginx.conf
+// sets it up, on port with workerConnections: -e, because nginx opens its
+// default error log before reading the config; its log goes to stderr,
+// which the run keeps (server.log).
+func nginxCmd(t *testing.T, port, workerConnections int) string {
+	t.Helper()
 	nginx := need(t, "nginx", "nginx-light")
 	prefix := t.TempDir()
 	conf, err := os.ReadFile("testdata/servers/nginx.conf")
 	if err != nil {
 		t.Fatal(err)
 	}
-	conf = []byte(strings.NewReplacer("PREFIX", prefix, "PORT", "19974").Replace(string(conf)))
+	conf = []byte(strings.NewReplacer("PREFIX", prefix, "PORT", fmt.Sprint(port),
+		"worker_connections 65536", fmt.Sprintf("worker_connections %d", workerConnections)).Replace(string(conf)))
 	path := filepath.Join(prefix, "nginx.conf")
 	if err := os.WriteFile(path, conf, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// -e: nginx opens its default error log before reading the config;
-	// its log goes to stderr, which the run keeps (server.log).
-	s := probeServer(t, 19974, "none", fmt.Sprintf("%s -e stderr -c %s", nginx, path))
+	return fmt.Sprintf("%s -e stderr -c %s", nginx, path)
+}
+
+func TestProbeNginx(t *testing.T) {
+	needRoot(t)
+	s := probeServer(t, 19974, "none", nginxCmd(t, 19974, 65536))
 	// The connections it could not take waited in its accept queue, where
 	// the verification does not count them.
 	if q := s.Result.Server.AcceptQueuePeak; int(q)+int(s.Result.Verified) != serverConns {
@@ -376,20 +384,9 @@ func serverLog(dir string) string {
 // closed them and quotes nginx's own reason, not its fds.
 func TestNginxWorkerConnectionsAreQuoted(t *testing.T) {
 	needRoot(t)
-	nginx := need(t, "nginx", "nginx-light")
-	prefix := t.TempDir()
-	conf, err := os.ReadFile("testdata/servers/nginx.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	conf = []byte(strings.NewReplacer("PREFIX", prefix, "PORT", "19979", "worker_connections 65536", "worker_connections 512").Replace(string(conf)))
-	path := filepath.Join(prefix, "nginx.conf")
-	if err := os.WriteFile(path, conf, 0o644); err != nil {
-		t.Fatal(err)
-	}
 	const conns = 1000
 	r := run(t, "--conns", fmt.Sprint(conns), "--target", "127.0.0.1:19979", "--exchange", "none", "--timeout", "3s", "--no-bpf",
-		"--server-cmd", fmt.Sprintf("ulimit -n 4096; exec %s -e stderr -c %s", nginx, path))
+		"--server-cmd", "ulimit -n 4096; exec "+nginxCmd(t, 19979, 512))
 	s := readSummary(t, r)
 	if r.code != exitNotAll || s.Verified > 512 || s.Verified+s.Failed["eof"] != conns {
 		t.Fatalf("exit %d, verified %d, failed %v; want at most 512 held and the rest closed (EOF)\n%s", r.code, s.Verified, s.Failed, r.stderr)
