@@ -31,6 +31,10 @@ func Path(key string) string {
 // its own, which reads and writes them from the initial one.
 var initialOnly = map[string]bool{"net.core.netdev_max_backlog": true}
 
+// HostWide says key is a net.* key of the initial network namespace alone:
+// set from any namespace, it is the host's.
+func HostWide(key string) bool { return initialOnly[key] }
+
 // Read returns a sysctl's value with its fields separated by single spaces.
 func Read(key string) (string, error) {
 	var data []byte
