@@ -92,15 +92,8 @@ type Run struct {
 	// ServerLog is what a --server-cmd's log says went wrong;
 	// ServerLogElsewhere that the server was not started by the run
 	// (--server-pid, or found on --target), its log not the run's to read.
-	ServerLog          *ServerLog `json:"server_log,omitempty"`
-	ServerLogElsewhere bool       `json:"server_log_elsewhere,omitempty"`
-}
-
-// ServerLog is a brought server's log digested (internal/serverlog).
-type ServerLog struct {
-	Path       string           `json:"path"`
-	ErrorLines uint64           `json:"error_lines"`
-	Commonest  []serverlog.Line `json:"commonest,omitempty"`
+	ServerLog          *serverlog.Digest `json:"server_log,omitempty"`
+	ServerLogElsewhere bool              `json:"server_log_elsewhere,omitempty"`
 }
 
 // Death is a worker that died during the run and what the run held

@@ -3,6 +3,7 @@ package record
 import (
 	"errors"
 	"fmt"
+	"github.com/c10mprobe/c10mprobe/internal/serverlog"
 	"os"
 
 	"github.com/c10mprobe/c10mprobe/analysis"
@@ -151,9 +152,6 @@ func goneInHold(dialers []runner.Dialer) []analysis.DialerGone {
 
 // serverEnd is how a brought server ended, what its log said, and whether
 // its log is its own (a server the run did not start).
-func serverEnd(s runner.ServerResult) (exited string, log *analysis.ServerLog, elsewhere bool) {
-	if l := s.Log; l != nil {
-		log = &analysis.ServerLog{Path: l.Path, ErrorLines: l.ErrorLines, Commonest: l.Commonest}
-	}
-	return serverExited(s.Exited), log, s.External && s.Cmd == ""
+func serverEnd(s runner.ServerResult) (exited string, log *serverlog.Digest, elsewhere bool) {
+	return serverExited(s.Exited), s.Log, s.External && s.Cmd == ""
 }

@@ -128,15 +128,7 @@ type ServerResult struct {
 	// Exited: the --server-cmd exited before the run stopped it.
 	Exited *ServerExit `json:"exited,omitempty"`
 	// Log is what a --server-cmd's log says went wrong.
-	Log *ServerLog `json:"log,omitempty"`
-}
-
-// ServerLog is a --server-cmd's log (its stdout and stderr) digested: how
-// many error lines it wrote and the commonest of their shapes.
-type ServerLog struct {
-	Path       string           `json:"path"`
-	ErrorLines uint64           `json:"error_lines"`
-	Commonest  []serverlog.Line `json:"commonest,omitempty"`
+	Log *serverlog.Digest `json:"log,omitempty"`
 }
 
 // ServerSample is what a brought server's processes held at one moment.

@@ -173,8 +173,8 @@ func (r *Runner) digestServerLog(res *Result) {
 	if r.target == nil || r.target.log == "" {
 		return
 	}
-	if lines, n, err := serverlog.Read(r.target.log, serverLogLines); err == nil {
-		res.Server.Log = &ServerLog{Path: r.target.log, ErrorLines: n, Commonest: lines}
+	if d, err := serverlog.Of(r.target.log, serverLogLines); err == nil {
+		res.Server.Log = d
 	}
 }
 

@@ -23,6 +23,24 @@ type Line struct {
 	Count uint64 `json:"count"`
 }
 
+// Digest is a log digested: where it is, how many error lines it had, and
+// the commonest of their shapes. The runner records it, the analysis
+// quotes it.
+type Digest struct {
+	Path       string `json:"path"`
+	ErrorLines uint64 `json:"error_lines"`
+	Commonest  []Line `json:"commonest,omitempty"`
+}
+
+// Of digests the log at path: its n commonest error shapes.
+func Of(path string, n int) (*Digest, error) {
+	lines, total, err := Read(path, n)
+	if err != nil {
+		return nil, err
+	}
+	return &Digest{Path: path, ErrorLines: total, Commonest: lines}, nil
+}
+
 // maxText is how much of a line is kept: enough for an exception and its
 // message, not a serialized request.
 const maxText = 200
@@ -43,12 +61,12 @@ func Read(path string, n int) ([]Line, uint64, error) {
 		return nil, 0, err
 	}
 	defer f.Close()
-	return Digest(f, n)
+	return Scan(f, n)
 }
 
-// Digest reads a log: its n commonest error shapes (ties in the order they
+// Scan reads a log: its n commonest error shapes (ties in the order they
 // first came), and how many error lines it had in all.
-func Digest(r io.Reader, n int) ([]Line, uint64, error) {
+func Scan(r io.Reader, n int) ([]Line, uint64, error) {
 	type shape struct {
 		Line
 		first int

@@ -40,7 +40,7 @@ OSError: [Errno 24] Too many open files
 `
 
 func TestDigestFoldsFramesAndNumbers(t *testing.T) {
-	lines, total, err := Digest(strings.NewReader(javaLog), 3)
+	lines, total, err := Scan(strings.NewReader(javaLog), 3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +56,7 @@ func TestDigestFoldsFramesAndNumbers(t *testing.T) {
 		t.Errorf("then %+v; want the initializer error, then its cause, in the order they came", lines[1:])
 	}
 
-	lines, total, err = Digest(strings.NewReader(pythonLog), 5)
+	lines, total, err = Scan(strings.NewReader(pythonLog), 5)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func TestDigestFoldsFramesAndNumbers(t *testing.T) {
 
 func TestDigestClipsLongLines(t *testing.T) {
 	long := "error: " + strings.Repeat("x", 500)
-	lines, _, err := Digest(strings.NewReader(long+"\n"), 1)
+	lines, _, err := Scan(strings.NewReader(long+"\n"), 1)
 	if err != nil || len(lines) != 1 || len([]rune(lines[0].Text)) != maxText || !strings.HasSuffix(lines[0].Text, "…") {
 		t.Fatalf("%v %+v; want one line clipped to %d runes", err, lines, maxText)
 	}

@@ -65,9 +65,12 @@ func write(key, value string) error {
 // never unlocked, so it ends with its goroutine and no other goroutine
 // runs in that namespace.
 func inItsNamespace(key string, f func() error) error {
+	if !HostWide(key) || Dir != "/proc/sys" {
+		return f() // no namespace to look up for every other key
+	}
 	own, _ := os.Readlink("/proc/thread-self/ns/net")
 	initial, _ := os.Readlink("/proc/1/ns/net")
-	if !initialOnly[key] || Dir != "/proc/sys" || own == initial || initial == "" {
+	if own == initial || initial == "" {
 		return f()
 	}
 	done := make(chan error, 1)
@@ -160,7 +163,7 @@ type Change struct {
 // netnsOf is the network namespace a key's value belongs to, read from
 // this process; "" for a key that is not per namespace.
 func netnsOf(key string) string {
-	if !strings.HasPrefix(key, "net.") || initialOnly[key] {
+	if !strings.HasPrefix(key, "net.") || HostWide(key) {
 		return ""
 	}
 	ns, _ := os.Readlink("/proc/self/ns/net")
