@@ -311,7 +311,13 @@ func assertInstrumentLocked(t *testing.T, parent int, dir string) {
 	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
 		f := strings.Fields(line)
 		pid, _ := strconv.Atoi(f[0])
-		switch n := locked(pid); {
+		n := locked(pid)
+		// workers.pids is written when a worker starts; it locks its memory
+		// once it has read its config, a moment later.
+		for deadline := time.Now().Add(10 * time.Second); f[1] != "ballast" && n == 0 && time.Now().Before(deadline); n = locked(pid) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		switch {
 		case f[1] == "ballast" && n > 0:
 			t.Errorf("the ballast (pid %d) locked %d B: it is the machine's, and must be swappable", pid, n)
 		case f[1] != "ballast" && n == 0:
