@@ -48,9 +48,13 @@ type Plan struct {
 	AutoSources    bool         `json:"auto_sources"`
 	MaxWorkers     int          `json:"max_workers"` // the cap asked for; 0 for none
 	// WorkersBy says which need set the workers a side: "fds" (RLIMIT_NOFILE
-	// over the connections), "cpus" (one a CPU the run may use), "share"
+	// over the connections), "mem_limit" (RLIMIT_NOFILE over the most a
+	// --mem-limit can hold), "cpus" (one a CPU the run may use), "share"
 	// (at most maxWorkerShare connections each) or "max_workers".
 	WorkersBy string `json:"workers_by"`
+	// CapConns is the most connections a --mem-limit can hold (0 without
+	// one): the workers are sized for it, not for --conns.
+	CapConns int `json:"mem_limit_conns,omitempty"`
 	// EndsHere is the sockets of each connection on this host: 2, or 1
 	// for serve and dial, whose other ends are on other hosts.
 	EndsHere int `json:"ends_here"`
@@ -77,6 +81,27 @@ type PlanInput struct {
 	// socket holds: leftovers of earlier runs gather there, and one without
 	// SO_REUSEADDR is one the runner cannot bind past.
 	PortsHeldSlice int
+	// CapConns bounds the connections a --mem-limit can hold (capConns);
+	// 0 for no cap.
+	CapConns int
+}
+
+// capSlack is how far past the model's bound a memory cap's workers are
+// sized: the bound leaves out the workers' own memory and the buffers, so
+// the cap stops the run well before; slack covers a kernel that charges
+// less than the model prices.
+const capSlack = 1.5
+
+// capConns is the most connections a memory cap of limit bytes can hold
+// at charge bytes each, with slack: each worker a cap need not fill costs
+// it a Go runtime's pages and fixed kernel objects (14 + 14 workers for a
+// 256 MiB cap that held 12k connections on 6.12, cgroup v2, moved its
+// measured charge by a fifth).
+func capConns(limit uint64, charge float64) int {
+	if limit == 0 || charge <= 0 {
+		return 0
+	}
+	return int(capSlack * float64(limit) / charge)
 }
 
 // runnerSliceLo is the first port of the slice of lo..hi the runner binds
@@ -139,12 +164,16 @@ const maxWorkerShare = 100000
 // enough that none holds more than maxWorkerShare; never more than the
 // connections; capped by --max-workers. It records which need won.
 func (p *Plan) workers(in PlanInput) int {
-	workers := ceilDiv(in.Conns, p.ConnsPerWorker)
+	need := in.Conns
 	p.WorkersBy = "fds"
+	if in.CapConns > 0 && in.CapConns < need {
+		need, p.CapConns, p.WorkersBy = in.CapConns, in.CapConns, "mem_limit"
+	}
+	workers := ceilDiv(need, p.ConnsPerWorker)
 	if in.CPUs > workers {
 		workers, p.WorkersBy = in.CPUs, "cpus"
 	}
-	if share := ceilDiv(in.Conns, maxWorkerShare); share > workers {
+	if share := ceilDiv(need, maxWorkerShare); share > workers {
 		workers, p.WorkersBy = share, "share"
 	}
 	workers = max(1, min(workers, in.Conns))

@@ -26,6 +26,10 @@ func TestMakePlan(t *testing.T) {
 		{"64 CPUs, 30 connections", PlanInput{Conns: 30, NoFile: 1048576, CPUs: 64, PortLo: 32768, PortHi: 60999}, 30, 1, 1048560, 28232, "cpus"},
 		{"64 CPUs, --max-workers 4", PlanInput{Conns: 100000, NoFile: 1048576, CPUs: 64, MaxWorkers: 4, PortLo: 32768, PortHi: 60999}, 4, 8, 1048560, 28232, "max_workers"},
 		{"one CPU (taskset -c 0)", PlanInput{Conns: 100000, NoFile: 1048576, CPUs: 1, PortLo: 32768, PortHi: 60999}, 1, 8, 1048560, 28232, "fds"},
+		// A 256 MiB cap at 8 KiB a connection holds < 33k: the workers
+		// are sized for capSlack × that, not for the 200k asked.
+		{"memory cap", PlanInput{Conns: 200000, NoFile: 14000, CapConns: capConns(256<<20, 8192), PortLo: 32768, PortHi: 60999}, 4, 15, 13984, 28232, "mem_limit"},
+		{"memory cap above --conns", PlanInput{Conns: 20000, NoFile: 14000, CapConns: capConns(4<<30, 8192), PortLo: 32768, PortHi: 60999}, 2, 2, 13984, 28232, "fds"},
 		{"given sources", PlanInput{Conns: 5000, NoFile: 20000, PortLo: 40000, PortHi: 40999,
 			Sources: []netip.Addr{netip.MustParseAddr("127.0.0.2")}}, 1, 1, 19984, 1000, "fds"},
 	} {

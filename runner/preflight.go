@@ -33,9 +33,13 @@ func fdCheck(h Host, p Plan) Check {
 	}
 	capacity := int64(max(p.ClientWorkers, p.ServerWorkers)) * perProc
 	c.OK = capacity >= n
-	if c.OK {
+	switch {
+	case !c.OK && p.CapConns > 0 && capacity >= int64(p.CapConns):
+		c.OK = true
+		c.Action = fmt.Sprintf("shard over %d client + %d server workers of %s sockets each: the memory cap holds at most ≈ %s", p.ClientWorkers, p.ServerWorkers, units.Count(perProc), units.Count(int64(p.CapConns)))
+	case c.OK:
 		c.Action = fmt.Sprintf("shard over %d client + %d server workers of %s sockets each", p.ClientWorkers, p.ServerWorkers, units.Count(perProc))
-	} else {
+	default:
 		c.Action = fmt.Sprintf("binds at about %s: %d workers per side × %s sockets (each keeping up to %d fds for itself)", units.Count(capacity), p.ClientWorkers, units.Count(perProc), fdReserve)
 	}
 	return c

@@ -24,6 +24,12 @@ func TestPreflight(t *testing.T) {
 	if c := byName["fds per process"]; !c.OK || !strings.Contains(c.Action, "51 client + 51 server") {
 		t.Errorf("fds: %+v", c)
 	}
+	// Under a memory cap the workers cover what the cap can hold, not
+	// --conns: that is no fd limit.
+	capped, _ := MakePlan(PlanInput{Conns: 1000000, NoFile: 20000, PortLo: 32768, PortHi: 60999, CapConns: 50000})
+	if c := fdCheck(h, capped); !c.OK || !strings.Contains(c.Action, "3 client + 3 server") || !strings.Contains(c.Action, "memory cap holds at most ≈ 50,000") {
+		t.Errorf("fds under a cap: %+v", c)
+	}
 	if c := byName["accept backlog"]; c.OK || !strings.Contains(c.Action, "65535") {
 		t.Errorf("backlog: %+v", c)
 	}

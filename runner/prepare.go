@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/c10mprobe/c10mprobe/internal/rundir"
+	"github.com/c10mprobe/c10mprobe/internal/slabmodel"
 	"github.com/c10mprobe/c10mprobe/runner/host"
 
 	"github.com/c10mprobe/c10mprobe/internal/sysctl"
@@ -343,6 +344,7 @@ func (r *Runner) makePlan(nofile uint64) error {
 		Conns: cfg.Conns, NoFile: nofile, MaxWorkers: cfg.MaxWorkers, CPUs: r.host.CPUs,
 		Sources: cfg.Sources, PortLo: lo, PortHi: hi, PortsHeld: held.Count(lo, hi),
 		ByRunner: cfg.PortChoice == PortsByRunner, PortsHeldSlice: held.Count(runnerSliceLo(lo, hi), hi),
+		CapConns: capConns(cfg.MemLimit, r.capCharge()),
 	})
 	if err != nil {
 		return badInput("%v", err)
@@ -364,6 +366,16 @@ func (r *Runner) makePlan(nofile uint64) error {
 			cfg.Conns, r.plan.ClientWorkers, r.plan.ServerWorkers, threadsPerWorker, units.Count(r.host.Tasks), units.Count(r.host.PidMax), units.Count(r.host.ThreadsMax))
 	}
 	return nil
+}
+
+// capCharge is the least a connection is charged to a memory cap: the
+// model's objects (slabmodel.MemcgCharge), before any buffer.
+func (r *Runner) capCharge() float64 {
+	if r.cfg.MemLimit == 0 {
+		return 0
+	}
+	charge, _ := slabmodel.MemcgCharge(r.host.SlabObjSize)
+	return charge
 }
 
 // checkRunDir refuses a run directory that holds another run's files, or
