@@ -2,8 +2,11 @@ package bpf
 
 import (
 	"fmt"
+	"io"
 	"os"
+	"sort"
 	"strings"
+	"text/tabwriter"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
@@ -69,4 +72,29 @@ func Diagnose() Report {
 	r.Auto = p.Attachments()
 	p.Close()
 	return r
+}
+
+// WriteText writes the report for a terminal: what the kernel offers, each
+// backend forced in turn, and what a run will use hook by hook.
+func (rep Report) WriteText(w io.Writer) {
+	fmt.Fprintf(w, "BTF /sys/kernel/btf/vmlinux: %v\nlockdown: %s\ntracefs mounted: %v (c10mprobe mounts it for a run when a backend needs it)\nprogram timing (run --probe-cost): %s\n\n", rep.BTF, rep.Lockdown, rep.Tracefs, rep.ProgramTiming)
+	fmt.Fprintln(w, "Backends, each forced in turn (load and attach for real):")
+	for _, b := range Backends {
+		fmt.Fprintf(w, "  %-15s %s\n", b, rep.Forced[b])
+	}
+	if rep.Error != "" {
+		fmt.Fprintf(w, "\nrun cannot attach its probes: %s\n", rep.Error)
+	} else {
+		fmt.Fprintln(w, "\nWhat run will use, hook by hook (first backend that attaches):")
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		for _, a := range rep.Auto {
+			var why []string
+			for b, e := range a.Failures {
+				why = append(why, fmt.Sprintf("%s: %s", b, e))
+			}
+			sort.Strings(why)
+			fmt.Fprintf(tw, "  %s\t%s\t%v\n", a.Hook, a.Backend, why)
+		}
+		tw.Flush()
+	}
 }

@@ -4,9 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime/debug"
 	"strings"
 
+	"github.com/c10mprobe/c10mprobe/internal/buildinfo"
 	"github.com/c10mprobe/c10mprobe/runner"
 	"github.com/spf13/pflag"
 )
@@ -16,30 +16,7 @@ var version = "dev"
 
 // versionString is version, or for a plain go build the commit Go stamped
 // into the binary, so that a report names the code that made it.
-func versionString() string {
-	if version != "dev" {
-		return version
-	}
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
-		return version
-	}
-	var rev, dirty string
-	for _, s := range info.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			if s.Value == "true" {
-				dirty = "+modified"
-			}
-		}
-	}
-	if len(rev) >= 12 {
-		return "dev-" + rev[:12] + dirty
-	}
-	return version
-}
+func versionString() string { return buildinfo.Version(version) }
 
 // Exit codes.
 const (

@@ -7,8 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"sort"
-	"text/tabwriter"
 
 	"github.com/c10mprobe/c10mprobe/bpf"
 	"github.com/c10mprobe/c10mprobe/internal/procfs"
@@ -54,26 +52,7 @@ func doctorCmd(args []string, stdout, stderr io.Writer) error {
 		}{rep, r.Preflight(), r.Host()}
 		return record.WriteJSONTo(stdout, out)
 	}
-	fmt.Fprintf(stdout, "BTF /sys/kernel/btf/vmlinux: %v\nlockdown: %s\ntracefs mounted: %v (c10mprobe mounts it for a run when a backend needs it)\nprogram timing (run --probe-cost): %s\n\n", rep.BTF, rep.Lockdown, rep.Tracefs, rep.ProgramTiming)
-	fmt.Fprintln(stdout, "Backends, each forced in turn (load and attach for real):")
-	for _, b := range bpf.Backends {
-		fmt.Fprintf(stdout, "  %-15s %s\n", b, rep.Forced[b])
-	}
-	if rep.Error != "" {
-		fmt.Fprintf(stdout, "\nrun cannot attach its probes: %s\n", rep.Error)
-	} else {
-		fmt.Fprintln(stdout, "\nWhat run will use, hook by hook (first backend that attaches):")
-		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-		for _, a := range rep.Auto {
-			var why []string
-			for b, e := range a.Failures {
-				why = append(why, fmt.Sprintf("%s: %s", b, e))
-			}
-			sort.Strings(why)
-			fmt.Fprintf(tw, "  %s\t%s\t%v\n", a.Hook, a.Backend, why)
-		}
-		tw.Flush()
-	}
+	rep.WriteText(stdout)
 	fmt.Fprintf(stdout, "\nLimits for %d connections:\n", conns)
 	record.WritePreflight(stdout, r.Preflight())
 	return nil

@@ -242,22 +242,7 @@ func restoreCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	var errs []error
 	for _, dir := range dirs {
-		errs = append(errs, restoreRun(dir, stdout, stderr))
+		errs = append(errs, record.RestoreAndSay(dir, stdout))
 	}
 	return errors.Join(errs...)
-}
-
-// restoreRun undoes what the run in dir left on the host, and says what.
-func restoreRun(dir string, stdout, stderr io.Writer) error {
-	r, err := record.Restore(dir)
-	for _, what := range r.Removed {
-		fmt.Fprintf(stdout, "removed %s\n", what)
-	}
-	for _, c := range r.Changes {
-		fmt.Fprintln(stdout, record.ChangeLine(c))
-	}
-	if len(r.Removed)+len(r.Changes) == 0 && err == nil {
-		fmt.Fprintf(stdout, "%s records nothing left to undo\n", dir)
-	}
-	return err
 }
