@@ -89,6 +89,7 @@ func subcommands() []subcommand {
 		{"explain", "explain a recorded run again: the ledger, the limits, the verdict (explain RUNDIR)", explainCmd},
 		{"export", "render a run's files again: csv, json, folded, pprof, svg, html (export RUNDIR)", exportCmd},
 		{"compare", "runs side by side: connections, rates, bytes per connection by kind, limits (compare A B ...)", compareCmd},
+		{"headroom", "how many more connections a running server takes, and what runs out first: read, not opened", headroomCmd},
 		{"predict", "how many connections a machine of a given size holds, and what gives first", predictCmd},
 		{"doctor", "what this kernel allows: BTF, lockdown, tracefs, which probe backends attach, the limits", doctorCmd},
 	}

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/c10mprobe/c10mprobe/analysis"
+	"github.com/c10mprobe/c10mprobe/internal/sockdiag"
+	"golang.org/x/sys/unix"
+)
+
+// headroomJSON runs `headroom` with args and decodes its --json output.
+func headroomJSON(t *testing.T, args ...string) (analysis.Headroom, map[string]any) {
+	t.Helper()
+	out, err := exec.Command(toolBinary, append([]string{"headroom", "--json"}, args...)...).Output()
+	if err != nil {
+		t.Fatalf("headroom %v: %v\n%s", args, err, out)
+	}
+	var v struct {
+		Headroom analysis.Headroom `json:"headroom"`
+		Sample   map[string]any    `json:"sample"`
+	}
+	if err := json.Unmarshal(out, &v); err != nil {
+		t.Fatalf("headroom --json: %v\n%s", err, out)
+	}
+	return v.Headroom, v.Sample
+}
+
+func headroomLimit(h analysis.Headroom, name string) *analysis.HeadroomLimit {
+	for i := range h.Limits {
+		if h.Limits[i].Name == name {
+			return &h.Limits[i]
+		}
+	}
+	return nil
+}
+
+// The server's RLIMIT_NOFILE, set on the running process as an operator
+// would (prlimit), is what headroom names, at the count where the server
+// then really stops accepting.
+func TestHeadroomNamesTheServersFDLimitWhereItBinds(t *testing.T) {
+	needRoot(t)
+	py := need(t, "python3", "python3")
+	const port, now, nofile = 19981, 150, 400
+	srv := exec.Command(py, "testdata/servers/asyncio_echo.py", "127.0.0.1", fmt.Sprint(port), "1024")
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { srv.Process.Kill(); srv.Wait() }()
+	pid := srv.Process.Pid
+	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: nofile, Max: nofile}, nil); err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	dial := func(n int) {
+		for range n {
+			c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+			if err != nil {
+				return // past the accept queue: what follows is checked by count
+			}
+			conns = append(conns, c)
+		}
+	}
+	// Its sockets that are no connection: the listener, and asyncio's
+	// self-pipe (a socketpair).
+	var extra int
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		listening := false
+		sockdiag.DumpIPv4(1<<sockdiag.StateListen, func(s *sockdiag.Socket) { listening = listening || s.Local.Port() == port })
+		if listening {
+			extra = socketFDs(t, pid)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the server never listened")
+		}
+	}
+	dial(now)
+	waitAccepted := func(n int) {
+		for deadline := time.Now().Add(10 * time.Second); socketFDs(t, pid)-extra < n && time.Now().Before(deadline); {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitAccepted(now)
+
+	h, sample := headroomJSON(t, "--port", fmt.Sprint(port))
+	// Its connections, against iproute2's count; its fds against its
+	// fd table; the clients are this test's sockets, on this host.
+	if h.Now != now || ssCount(t, port) != now {
+		t.Errorf("headroom counts %d connections, ss %d; want %d", h.Now, ssCount(t, port), now)
+	}
+	procs, _ := sample["processes"].([]any)
+	if len(procs) != 1 || int(procs[0].(map[string]any)["pid"].(float64)) != pid {
+		t.Fatalf("processes %v, want the server alone (pid %d)", procs, pid)
+	}
+	p := procs[0].(map[string]any)
+	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if int(p["fds"].(float64)) != len(fds) || int(p["nofile"].(float64)) != nofile || p["epoll_watches"].(float64) < now {
+		t.Errorf("process %v: want %d fds (its fd table), nofile %d, ≥ %d epoll watches", p, len(fds), nofile, now)
+	}
+	if lp := int(sample["local_peers"].(float64)); lp != now || h.PerConn.Sockets != 2 {
+		t.Errorf("%d local peers, %.2f sockets a connection; want %d and 2 (the clients are here)", lp, h.PerConn.Sockets, now)
+	}
+	fd := headroomLimit(h, "fds per process")
+	if h.Binding != "fds per process" || fd == nil || fd.BindsAt == nil || *fd.BindsAt != int64(now+nofile-len(fds)) ||
+		!strings.Contains(h.Verdict, "fds per process binds first at") {
+		t.Fatalf("binding %q, fds %+v, verdict %q; want fds per process at %d", h.Binding, fd, h.Verdict, now+nofile-len(fds))
+	}
+	predicted := int(*fd.BindsAt)
+
+	// Now fill it: the server stops accepting where headroom said.
+	dial(predicted - now + 30)
+	waitAccepted(predicted)
+	time.Sleep(time.Second) // asyncio retries accept a second after EMFILE
+	if held := socketFDs(t, pid) - extra; held != predicted {
+		t.Errorf("the server accepted %d connections before its fds ran out; headroom predicted %d", held, predicted)
+	}
+	full, _ := headroomJSON(t, "--port", fmt.Sprint(port))
+	if l := headroomLimit(full, "fds per process"); full.Binding != "fds per process" || l == nil || *l.More != 0 {
+		t.Errorf("full: binding %q, %+v; want fds per process with none more", full.Binding, l)
+	}
+	if q := headroomLimit(full, "accept queue"); q == nil || q.InUse < 20 {
+		t.Errorf("accept queue %+v: the connections past the limit wait there", q)
+	}
+}
+
+func TestHeadroomBadInput(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	free := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "--port PORT or --pid PID"},
+		{[]string{"--port", "0"}, "not a TCP port"},
+		{[]string{"--port", "70000"}, "not a TCP port"},
+		{[]string{"--port", fmt.Sprint(free)}, "nothing listens on it"},
+		{[]string{"--pid", "999999999"}, "no such process"},
+		{[]string{"--port", "22", "extra"}, "unexpected argument"},
+	} {
+		out, err := exec.Command(toolBinary, append([]string{"headroom"}, tc.args...)...).CombinedOutput()
+		ee, _ := err.(*exec.ExitError)
+		if ee == nil || ee.ExitCode() != 2 || !strings.Contains(string(out), tc.want) || strings.Count(strings.TrimSpace(string(out)), "\n") > 0 {
+			t.Errorf("headroom %v: %v, %q; want exit 2 and one line with %q", tc.args, err, out, tc.want)
+		}
+	}
+}

@@ -1,0 +1,363 @@
+// Package live reads what a running server holds — its listening ports, its
+// processes, their connections, file descriptors, threads, memory and memory
+// cgroup — from sock_diag and /proc. It opens no connection and changes
+// nothing: it is what `headroom` stands on.
+package live
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/c10mprobe/c10mprobe/internal/procfs"
+	"github.com/c10mprobe/c10mprobe/internal/sockdiag"
+	"golang.org/x/sys/unix"
+)
+
+// Server is one sample of a live server.
+type Server struct {
+	Ports     []uint16   `json:"ports"`
+	Listeners []Listener `json:"listeners"`
+	Procs     []Proc     `json:"processes"`
+	// Conns is the established sockets on the server's ports that its
+	// processes own: one for each connection it serves.
+	Conns int `json:"connections"`
+	// LocalPeers is those whose other end is a socket on this host (found
+	// in the same dump): a connection from here costs two sockets here.
+	LocalPeers int `json:"local_peers"`
+	// Buffered is each server socket's memory against tcp_mem (queued
+	// skbs, forward allocation, option memory: SK_MEMINFO), and
+	// PeerBuffered the same summed over the local peers' sockets.
+	Buffered     []uint64 `json:"-"`
+	PeerBuffered uint64   `json:"peer_buffered_bytes"`
+	// RcvBufs is each server socket's receive buffer size (SK_MEMINFO
+	// rcvbuf), which autotuning grows from tcp_rmem[1].
+	RcvBufs []uint64 `json:"-"`
+	// BusiestSource is the local client address with the most sockets
+	// from the ephemeral range to one server address (BusiestDest), and
+	// how many (any state: TIME_WAIT holds its port too); zero without
+	// local peers.
+	BusiestSource      netip.Addr     `json:"busiest_source,omitzero"`
+	BusiestDest        netip.AddrPort `json:"busiest_dest,omitzero"`
+	BusiestSourcePorts int            `json:"busiest_source_ports,omitempty"`
+	Cgroup             *Cgroup        `json:"cgroup,omitempty"`
+}
+
+// Listener is one listening socket of the server: its accept queue now
+// (sk_ack_backlog) and its length (sk_max_ack_backlog: the backlog given to
+// listen(), capped by net.core.somaxconn).
+type Listener struct {
+	Addr   netip.AddrPort `json:"addr"`
+	Queued uint32         `json:"queued"`
+	Max    uint32         `json:"max"`
+}
+
+// Proc is one of the server's processes.
+type Proc struct {
+	Pid     int    `json:"pid"`
+	Comm    string `json:"comm"`
+	Conns   int    `json:"connections"` // of Server.Conns, those in its fd table
+	FDs     uint64 `json:"fds"`
+	NoFile  uint64 `json:"nofile"` // soft RLIMIT_NOFILE; 0 for unlimited
+	Threads uint64 `json:"threads"`
+	Pss     uint64 `json:"pss_bytes"`
+	// EpollWatches is the fds its epoll instances watch (fdinfo tfd
+	// lines): fs.epoll.max_user_watches counts them for its user.
+	EpollWatches uint64 `json:"epoll_watches"`
+	UID          int    `json:"uid"`
+}
+
+// Cgroup is the cgroup v2 the server's first process is in, where it caps
+// memory or tasks; nil where it caps neither, or on cgroup v1.
+type Cgroup struct {
+	Path string `json:"path"`
+	// MemMax is memory.max (0 for none), MemCurrent memory.current, and
+	// SockBytes memory.stat's sock: what the cgroup is charged for socket
+	// buffers.
+	MemMax     uint64 `json:"memory_max"`
+	MemCurrent uint64 `json:"memory_current"`
+	SockBytes  uint64 `json:"sock_bytes"`
+	PidsMax    uint64 `json:"pids_max"` // 0 for none
+	PidsNow    uint64 `json:"pids_current"`
+}
+
+// ErrNoListener: nothing listens on a port asked for.
+var ErrNoListener = errors.New("nothing listens on it")
+
+// Read samples the server listening on ports, or made of pids (with the
+// ports they listen on); one of the two may be empty.
+func Read(ports []uint16, pids []int) (*Server, error) {
+	var listeners []sockdiag.Socket
+	if err := dumpBoth(1<<sockdiag.StateListen, func(s *sockdiag.Socket) { listeners = append(listeners, *s) }); err != nil {
+		return nil, err
+	}
+	owned, ports, pids, err := findServer(listeners, ports, pids)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{Ports: ports}
+	for _, l := range listeners {
+		if slices.Contains(ports, l.Local.Port()) {
+			s.Listeners = append(s.Listeners, Listener{Addr: l.Local, Queued: l.RQueue, Max: l.WQueue})
+		}
+	}
+	perPid, err := s.readConnections(owned)
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(pids)
+	for _, pid := range slices.Compact(pids) {
+		p, err := readProc(pid)
+		if err != nil {
+			return nil, fmt.Errorf("pid %d: %w", pid, err)
+		}
+		p.Conns = perPid[pid]
+		s.Procs = append(s.Procs, p)
+	}
+	s.Cgroup = readCgroup(s.Procs[0].Pid)
+	return s, nil
+}
+
+func dumpBoth(states uint32, fn func(*sockdiag.Socket)) error {
+	if err := sockdiag.DumpIPv4(states, fn); err != nil {
+		return err
+	}
+	return sockdiag.DumpIPv6(states, fn)
+}
+
+// findServer finds the server's ports from its processes, or its processes
+// from the listeners on its ports, and maps each socket inode they hold to
+// its process.
+func findServer(listeners []sockdiag.Socket, ports []uint16, pids []int) (map[uint32]int, []uint16, []int, error) {
+	owned := map[uint32]int{} // socket inode → pid
+	for _, pid := range pids {
+		if err := socketInodes(pid, func(ino uint32) { owned[ino] = pid }); err != nil {
+			return nil, nil, nil, fmt.Errorf("pid %d: %w", pid, err)
+		}
+	}
+	if len(ports) == 0 {
+		for _, l := range listeners {
+			if _, ok := owned[l.Inode]; ok && !slices.Contains(ports, l.Local.Port()) {
+				ports = append(ports, l.Local.Port())
+			}
+		}
+		if len(ports) == 0 {
+			return nil, nil, nil, fmt.Errorf("pid %v listens on no TCP port", pids)
+		}
+	}
+	want := map[uint32]bool{}
+	for _, l := range listeners {
+		if slices.Contains(ports, l.Local.Port()) {
+			want[l.Inode] = true
+		}
+	}
+	for _, p := range ports {
+		if !slices.ContainsFunc(listeners, func(l sockdiag.Socket) bool { return l.Local.Port() == p }) {
+			return nil, nil, nil, fmt.Errorf("port %d: %w", p, ErrNoListener)
+		}
+	}
+	if len(pids) > 0 {
+		return owned, ports, pids, nil
+	}
+	// The listeners' owners, found by their inodes in every fd table.
+	all, err := procfs.Pids()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	for _, pid := range all {
+		inodes := map[uint32]bool{}
+		listens := false
+		_ = socketInodes(pid, func(ino uint32) { inodes[ino] = true; listens = listens || want[ino] })
+		if listens {
+			pids = append(pids, pid)
+			for ino := range inodes {
+				owned[ino] = pid
+			}
+		}
+	}
+	if len(pids) == 0 {
+		return nil, nil, nil, fmt.Errorf("no process here holds the listener on port %v (another user's, or another PID namespace's, without root?)", ports)
+	}
+	return owned, ports, pids, nil
+}
+
+// readConnections counts the server's established sockets, those whose
+// other end is on this host, their buffers and the clients' ports here; it
+// returns the connections each process holds.
+func (s *Server) readConnections(owned map[uint32]int) (map[int]int, error) {
+	// Established sockets: the server's ends by owner, every socket by its
+	// four-tuple to find the local peers.
+	type tuple struct{ local, remote netip.AddrPort }
+	seen := map[tuple]uint64{} // → buffered bytes
+	type end struct {
+		t        tuple
+		buffered uint64
+		rcvbuf   uint64
+		pid      int
+	}
+	var ends []end
+	// A client's connect() may take a port another destination's socket
+	// holds (__inet_hash_connect checks the four-tuple), so the ports that
+	// run out are those from one source address to one server address.
+	type route struct {
+		src netip.Addr
+		dst netip.AddrPort
+	}
+	routes := map[route]int{}
+	lo, hi, _ := portRange()
+	err := dumpBoth(sockdiag.AllStates&^(1<<sockdiag.StateListen), func(sk *sockdiag.Socket) {
+		t := tuple{sk.Local, sk.Remote}
+		if p := sk.Local.Port(); int(p) >= lo && int(p) <= hi && slices.Contains(s.Ports, sk.Remote.Port()) {
+			routes[route{sk.Local.Addr(), sk.Remote}]++
+		}
+		if sk.State != sockdiag.StateEstablished {
+			return
+		}
+		seen[t] = sk.Buffered()
+		if pid, ok := owned[sk.Inode]; ok && slices.Contains(s.Ports, sk.Local.Port()) {
+			ends = append(ends, end{t, sk.Buffered(), uint64(sk.Mem[1]), pid})
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	perPid := map[int]int{}
+	for _, e := range ends {
+		s.Conns++
+		perPid[e.pid]++
+		s.Buffered = append(s.Buffered, e.buffered)
+		s.RcvBufs = append(s.RcvBufs, e.rcvbuf)
+		if b, ok := seen[tuple{e.t.remote, e.t.local}]; ok {
+			s.LocalPeers++
+			s.PeerBuffered += b
+			if n := routes[route{e.t.remote.Addr(), e.t.local}]; n > s.BusiestSourcePorts {
+				s.BusiestSource, s.BusiestDest, s.BusiestSourcePorts = e.t.remote.Addr(), e.t.local, n
+			}
+		}
+	}
+	return perPid, nil
+}
+
+func portRange() (lo, hi int, err error) {
+	b, err := os.ReadFile(procfs.Root + "/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, -1, err
+	}
+	_, err = fmt.Sscan(string(b), &lo, &hi)
+	return lo, hi, err
+}
+
+// socketInodes calls fn with the inode of each socket in pid's fd table.
+func socketInodes(pid int, fn func(uint32)) error {
+	dir := fmt.Sprintf("%s/%d/fd", procfs.Root, pid)
+	fds, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, fd := range fds {
+		link, err := os.Readlink(dir + "/" + fd.Name())
+		if err != nil {
+			continue // closed since
+		}
+		if rest, ok := strings.CutPrefix(link, "socket:["); ok {
+			if ino, err := strconv.ParseUint(strings.TrimSuffix(rest, "]"), 10, 32); err == nil {
+				fn(uint32(ino))
+			}
+		}
+	}
+	return nil
+}
+
+func readProc(pid int) (Proc, error) {
+	p := Proc{Pid: pid}
+	pr, err := procfs.ReadProcess(pid)
+	if err != nil {
+		return p, err
+	}
+	p.FDs, p.Threads, p.Pss = pr.FDs, pr.Threads, pr.Pss
+	lim, err := procfs.ReadLimits(pid)
+	if err != nil {
+		return p, err
+	}
+	p.NoFile = lim.NoFile
+	comm, _ := os.ReadFile(fmt.Sprintf("%s/%d/comm", procfs.Root, pid))
+	p.Comm = strings.TrimSpace(string(comm))
+	var st unix.Stat_t
+	if err := unix.Stat(fmt.Sprintf("%s/%d", procfs.Root, pid), &st); err == nil {
+		p.UID = int(st.Uid)
+	}
+	p.EpollWatches = epollWatches(pid)
+	return p, nil
+}
+
+// epollWatches counts the fds pid's epoll instances watch: one "tfd:" line
+// each in the instance's fdinfo (fs/eventpoll.c, ep_show_fdinfo).
+func epollWatches(pid int) uint64 {
+	dir := fmt.Sprintf("%s/%d/fd", procfs.Root, pid)
+	fds, _ := os.ReadDir(dir)
+	var n uint64
+	for _, fd := range fds {
+		if link, _ := os.Readlink(dir + "/" + fd.Name()); link != "anon_inode:[eventpoll]" {
+			continue
+		}
+		f, err := os.Open(fmt.Sprintf("%s/%d/fdinfo/%s", procfs.Root, pid, fd.Name()))
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "tfd:") {
+				n++
+			}
+		}
+		f.Close()
+	}
+	return n
+}
+
+// readCgroup reads the cgroup v2 pid is in, where it caps memory or tasks.
+func readCgroup(pid int) *Cgroup {
+	b, err := os.ReadFile(fmt.Sprintf("%s/%d/cgroup", procfs.Root, pid))
+	if err != nil {
+		return nil
+	}
+	var path string
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "0::"); ok {
+			path = rest
+		}
+	}
+	if path == "" {
+		return nil // cgroup v1 only
+	}
+	dir := filepath.Join(CgroupRoot, path)
+	num := func(name string) uint64 {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			return 0
+		}
+		v, _ := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64) // "max" → 0
+		return v
+	}
+	c := &Cgroup{Path: path, MemMax: num("memory.max"), MemCurrent: num("memory.current"), PidsMax: num("pids.max"), PidsNow: num("pids.current")}
+	if stat, err := os.ReadFile(filepath.Join(dir, "memory.stat")); err == nil {
+		for _, line := range strings.Split(string(stat), "\n") {
+			if v, ok := strings.CutPrefix(line, "sock "); ok {
+				c.SockBytes, _ = strconv.ParseUint(v, 10, 64)
+			}
+		}
+	}
+	if c.MemMax == 0 && c.PidsMax == 0 {
+		return nil
+	}
+	return c
+}
+
+// CgroupRoot is where cgroup v2 is mounted.
+var CgroupRoot = "/sys/fs/cgroup"
