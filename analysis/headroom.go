@@ -46,6 +46,9 @@ type HeadroomInput struct {
 	BusiestDest        string
 	BusiestSourcePorts int
 	Cgroup             *HeadroomCgroup
+	// Netns names the server's network namespace where it is not the
+	// reader's: its sockets and net.* limits were read from inside it.
+	Netns string
 }
 
 // HeadroomProc is one of the server's processes.
@@ -208,7 +211,11 @@ func headroomVerdict(in HeadroomInput, h *Headroom) string {
 	for i, p := range in.Ports {
 		ports[i] = fmt.Sprint(p)
 	}
-	s := fmt.Sprintf("port %s: %s connections now, held by %s", strings.Join(ports, ", "), units.Count(in.Conns), strings.Join(who, ", "))
+	where := ""
+	if in.Netns != "" {
+		where = " in network namespace " + in.Netns
+	}
+	s := fmt.Sprintf("port %s%s: %s connections now, held by %s", strings.Join(ports, ", "), where, units.Count(in.Conns), strings.Join(who, ", "))
 	if len(h.Limits) == 0 || h.Limits[0].BindsAt == nil {
 		return s + "; no limit binds at today's costs."
 	}

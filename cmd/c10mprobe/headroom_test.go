@@ -161,3 +161,75 @@ func TestHeadroomBadInput(t *testing.T) {
 		}
 	}
 }
+
+// A server in a network namespace of its own (a container's), given by
+// pid, is read from inside it: its sockets, and its namespace's port range,
+// which there binds first, where connect() then really fails.
+func TestHeadroomReadsAServerInItsNetworkNamespace(t *testing.T) {
+	needRoot(t)
+	py := need(t, "python3", "python3")
+	need(t, "unshare", "util-linux")
+	need(t, "ip", "iproute2")
+	const port, now = 19982, 300
+	srv := exec.Command("unshare", "--net", "sh", "-c", fmt.Sprintf(
+		`ip link set lo up && sysctl -qw net.ipv4.ip_local_port_range="40000 40999" && exec %s testdata/servers/asyncio_echo.py 127.0.0.1 %d 1024`, py, port))
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { srv.Process.Kill(); srv.Wait() }()
+	pid := srv.Process.Pid // unshare and sh exec: the server's pid
+	// Clients in the same namespace: now connections, then, on a line
+	// from the test, as many more as connect() allows.
+	client := exec.Command("nsenter", fmt.Sprintf("--net=/proc/%d/ns/net", pid), py, "-c", fmt.Sprintf(`
+import socket, sys, time
+for i in range(100):
+    try:
+        socket.create_connection(("127.0.0.1", %d)).close(); break
+    except OSError: time.sleep(0.1)
+time.sleep(0.5)  # the probe's port leaves TIME_WAIT behind: counted as held
+cs = [socket.create_connection(("127.0.0.1", %d)) for _ in range(%d)]
+print("held", flush=True)
+sys.stdin.readline()
+more = 0
+try:
+    while True:
+        cs.append(socket.create_connection(("127.0.0.1", %d))); more += 1
+except OSError as e:
+    print("more", more, e.errno, flush=True)
+sys.stdin.readline()
+`, port, port, now, port))
+	in, _ := client.StdinPipe()
+	out := &output{}
+	client.Stdout, client.Stderr = out, out
+	if err := client.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { in.Close(); client.Process.Kill(); client.Wait() }()
+	out.waitFor(t, "held", 30*time.Second)
+	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: 8192, Max: 8192}, nil); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // the last accepts
+
+	h, sample := headroomJSON(t, "--pid", fmt.Sprint(pid))
+	net, _ := sample["net"].(map[string]any)
+	if h.Now != now || sample["other_netns"] != true || net["port_lo"].(float64) != 40000 || net["port_hi"].(float64) != 40999 {
+		t.Fatalf("%d connections, netns %v, net %v: want %d, read inside the namespace (ports 40000–40999)", h.Now, sample["netns"], net, now)
+	}
+	ports := headroomLimit(h, "ephemeral ports")
+	if h.Binding != "ephemeral ports" || ports == nil || !strings.Contains(h.Verdict, "in network namespace net:[") {
+		t.Fatalf("binding %q, ports %+v, verdict %q; want the namespace's port range first", h.Binding, ports, h.Verdict)
+	}
+	fmt.Fprintln(in)
+	out.waitFor(t, "more ", 60*time.Second)
+	var more, errno int
+	fmt.Sscanf(out.String()[strings.Index(out.String(), "more "):], "more %d %d", &more, &errno)
+	if errno != int(unix.EADDRNOTAVAIL) || int64(more) != *ports.More {
+		t.Errorf("connect() took %d more before errno %d; headroom said %d more, then EADDRNOTAVAIL (%d)", more, errno, *ports.More, unix.EADDRNOTAVAIL)
+	}
+	// From this namespace the port is not found, and the message says why.
+	msg, _ := exec.Command(toolBinary, "headroom", "--port", fmt.Sprint(port)).CombinedOutput()
+	if !strings.Contains(string(msg), "found by its --pid") {
+		t.Errorf("--port from outside: %s", msg)
+	}
+}

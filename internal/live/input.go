@@ -16,13 +16,13 @@ import (
 func (s *Server) Input(h runner.Host, sock procfs.Sockstat, reserve uint64) analysis.HeadroomInput {
 	in := analysis.HeadroomInput{
 		Ports: s.Ports, Conns: s.Conns, LocalPeers: s.LocalPeers,
-		Buffered: s.Buffered, PeerBuffered: s.PeerBuffered, RcvBufs: s.RcvBufs, RmemDefault: uint64(h.TCPRmem[1]),
+		Buffered: s.Buffered, PeerBuffered: s.PeerBuffered, RcvBufs: s.RcvBufs, RmemDefault: uint64(s.Net.TCPRmem[1]),
 		MemAvailable: h.Mem.MemAvailable, Reserve: reserve,
-		TCPMemNow: sock.TCPMemPages, TCPMem: h.TCPMemPages,
+		TCPMemNow: sock.TCPMemPages, TCPMem: s.Net.TCPMem,
 		FileMax: h.FileMax, FilesOpen: h.FilesOpen,
-		ConntrackMax: h.ConntrackMax, ConntrackCount: h.ConntrackCount,
+		ConntrackMax: s.Net.ConntrackMax, ConntrackCount: s.Net.ConntrackCount,
 		EpollMaxWatches: h.EpollMaxWatches, ThreadsMax: h.ThreadsMax, PidMax: h.PidMax, Tasks: h.Tasks,
-		PortLo: h.PortLo, PortHi: h.PortHi, BusiestSourcePorts: s.BusiestSourcePorts,
+		PortLo: s.Net.PortLo, PortHi: s.Net.PortHi, Netns: s.Netns, BusiestSourcePorts: s.BusiestSourcePorts,
 	}
 	if s.BusiestSource.IsValid() {
 		in.BusiestSource, in.BusiestDest = s.BusiestSource.String(), s.BusiestDest.String()

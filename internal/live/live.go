@@ -41,12 +41,17 @@ type Server struct {
 	RcvBufs []uint64 `json:"-"`
 	// BusiestSource is the local client address with the most sockets
 	// from the ephemeral range to one server address (BusiestDest), and
-	// how many (any state: TIME_WAIT holds its port too); zero without
-	// local peers.
+	// how many, in any state but a TIME_WAIT that connect() may take over
+	// (NetLimits.reusesTimeWait); zero without local peers.
 	BusiestSource      netip.Addr     `json:"busiest_source,omitzero"`
 	BusiestDest        netip.AddrPort `json:"busiest_dest,omitzero"`
 	BusiestSourcePorts int            `json:"busiest_source_ports,omitempty"`
 	Cgroup             *Cgroup        `json:"cgroup,omitempty"`
+	// Netns names the server's network namespace where it is not ours
+	// (OtherNetns); Net is what its namespace limits, read from inside.
+	Netns      string    `json:"netns,omitempty"`
+	OtherNetns bool      `json:"other_netns"`
+	Net        NetLimits `json:"net"`
 }
 
 // Listener is one listening socket of the server: its accept queue now
@@ -88,11 +93,34 @@ type Cgroup struct {
 }
 
 // ErrNoListener: nothing listens on a port asked for.
-var ErrNoListener = errors.New("nothing listens on it")
+var ErrNoListener = errors.New("nothing listens on it in this network namespace (a server in another, a container's, is found by its --pid)")
 
 // Read samples the server listening on ports, or made of pids (with the
-// ports they listen on); one of the two may be empty.
+// ports they listen on); one of the two may be empty. A server in another
+// network namespace (a container's), given by pid, is read from inside it:
+// its sockets, and the limits its namespace keeps for itself.
 func Read(ports []uint16, pids []int) (*Server, error) {
+	var s *Server
+	pid := 0 // our own namespace
+	if len(pids) > 0 {
+		pid = pids[0]
+	}
+	ns, err := inNetnsOf(pid, func() error {
+		net, err := readNetLimits()
+		if err != nil {
+			return err
+		}
+		s, err = read(ports, pids, net)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.Netns, s.OtherNetns = ns, ns != ""
+	return s, nil
+}
+
+func read(ports []uint16, pids []int, net NetLimits) (*Server, error) {
 	var listeners []sockdiag.Socket
 	if err := dumpBoth(1<<sockdiag.StateListen, func(s *sockdiag.Socket) { listeners = append(listeners, *s) }); err != nil {
 		return nil, err
@@ -101,7 +129,7 @@ func Read(ports []uint16, pids []int) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{Ports: ports}
+	s := &Server{Ports: ports, Net: net}
 	for _, l := range listeners {
 		if slices.Contains(ports, l.Local.Port()) {
 			s.Listeners = append(s.Listeners, Listener{Addr: l.Local, Queued: l.RQueue, Max: l.WQueue})
@@ -210,10 +238,11 @@ func (s *Server) readConnections(owned map[uint32]int) (map[int]int, error) {
 		dst netip.AddrPort
 	}
 	routes := map[route]int{}
-	lo, hi, _ := portRange()
+	lo, hi := s.Net.PortLo, s.Net.PortHi
 	err := dumpBoth(sockdiag.AllStates&^(1<<sockdiag.StateListen), func(sk *sockdiag.Socket) {
 		t := tuple{sk.Local, sk.Remote}
-		if p := sk.Local.Port(); int(p) >= lo && int(p) <= hi && slices.Contains(s.Ports, sk.Remote.Port()) {
+		if p := sk.Local.Port(); int(p) >= lo && int(p) <= hi && slices.Contains(s.Ports, sk.Remote.Port()) &&
+			!(sk.State == sockdiag.StateTimeWait && s.Net.reusesTimeWait(sk.Remote.Addr())) {
 			routes[route{sk.Local.Addr(), sk.Remote}]++
 		}
 		if sk.State != sockdiag.StateEstablished {
@@ -242,15 +271,6 @@ func (s *Server) readConnections(owned map[uint32]int) (map[int]int, error) {
 		}
 	}
 	return perPid, nil
-}
-
-func portRange() (lo, hi int, err error) {
-	b, err := os.ReadFile(procfs.Root + "/sys/net/ipv4/ip_local_port_range")
-	if err != nil {
-		return 0, -1, err
-	}
-	_, err = fmt.Sscan(string(b), &lo, &hi)
-	return lo, hi, err
 }
 
 // socketInodes calls fn with the inode of each socket in pid's fd table.

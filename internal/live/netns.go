@@ -1,0 +1,110 @@
+package live
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"github.com/c10mprobe/c10mprobe/internal/procfs"
+	"github.com/c10mprobe/c10mprobe/internal/sysctl"
+	"golang.org/x/sys/unix"
+)
+
+// NetLimits are the limits a network namespace keeps for itself.
+type NetLimits struct {
+	PortLo         int      `json:"port_lo"`
+	PortHi         int      `json:"port_hi"`
+	Somaxconn      int64    `json:"somaxconn"`
+	ConntrackMax   int64    `json:"conntrack_max"`   // 0: nf_conntrack not loaded
+	ConntrackCount int64    `json:"conntrack_count"` // this namespace's entries
+	TCPMem         [3]int64 `json:"tcp_mem_pages"`   // per namespace from 4.15
+	TCPRmem        [3]int64 `json:"tcp_rmem"`
+	TWReuse        int64    `json:"tcp_tw_reuse"`
+}
+
+// reusesTimeWait says connect() may take the port of a TIME_WAIT socket to
+// dst: net.ipv4.tcp_tw_reuse 1, or 2 (loopback only, the default since
+// 4.18, commit 79e9fed46038); tcp_twsk_unique also wants it a second old.
+func (n NetLimits) reusesTimeWait(dst netip.Addr) bool {
+	return n.TWReuse == 1 || n.TWReuse == 2 && dst.IsLoopback()
+}
+
+// inNetnsOf runs f in pid's network namespace, on a thread that joined it
+// (setns(2) moves the calling thread only; sock_diag and /proc/sys/net
+// answer for the calling thread's namespace), and returns that namespace's
+// name where it is not this process's. pid 0, or a pid in our namespace,
+// runs f here. The thread is never unlocked: it ends with its goroutine.
+func inNetnsOf(pid int, f func() error) (string, error) {
+	own, err := os.Readlink("/proc/thread-self/ns/net")
+	if err != nil || pid == 0 {
+		return "", f()
+	}
+	path := fmt.Sprintf("%s/%d/ns/net", procfs.Root, pid)
+	theirs, err := os.Readlink(path)
+	if err != nil {
+		return "", fmt.Errorf("pid %d's network namespace: %w", pid, err)
+	}
+	if theirs == own {
+		return "", f()
+	}
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			done <- fmt.Errorf("opening pid %d's network namespace: %w", pid, err)
+			return
+		}
+		defer unix.Close(fd)
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			done <- fmt.Errorf("joining pid %d's network namespace: %w", pid, err)
+			return
+		}
+		done <- f()
+	}()
+	return theirs, <-done
+}
+
+// readNetLimits reads the calling thread's namespace's limits.
+func readNetLimits() (NetLimits, error) {
+	var n NetLimits
+	var err error
+	if n.PortLo, n.PortHi, err = portRange(); err != nil {
+		return n, err
+	}
+	n.Somaxconn = readInt("net.core.somaxconn")
+	n.ConntrackMax = readInt("net.netfilter.nf_conntrack_max")
+	n.ConntrackCount = readInt("net.netfilter.nf_conntrack_count")
+	n.TCPMem, n.TCPRmem = readThree("net.ipv4.tcp_mem"), readThree("net.ipv4.tcp_rmem")
+	n.TWReuse = readInt("net.ipv4.tcp_tw_reuse")
+	return n, nil
+}
+
+func readInt(key string) int64 {
+	v, _ := sysctl.Read(key)
+	n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+	return n
+}
+
+func readThree(key string) [3]int64 {
+	var out [3]int64
+	v, _ := sysctl.Read(key)
+	for i, f := range strings.Fields(v) {
+		if i < 3 {
+			out[i], _ = strconv.ParseInt(f, 10, 64)
+		}
+	}
+	return out
+}
+
+func portRange() (lo, hi int, err error) {
+	v, err := sysctl.Read("net.ipv4.ip_local_port_range")
+	if err != nil {
+		return 0, -1, err
+	}
+	_, err = fmt.Sscan(v, &lo, &hi)
+	return lo, hi, err
+}
