@@ -89,6 +89,9 @@ type Headroom struct {
 	Limits  []HeadroomLimit `json:"limits"`
 	Binding string          `json:"binding_limit,omitempty"`
 	Verdict string          `json:"verdict"`
+	// ServerPss is the server's processes' PSS, summed: between two
+	// samples, its change over the connections' is their user memory.
+	ServerPss uint64 `json:"server_pss_bytes"`
 }
 
 // HeadroomCost is what one more connection costs, by kind, at today's mix.
@@ -136,6 +139,9 @@ type HeadroomLimit struct {
 func ExplainHeadroom(in HeadroomInput) Headroom {
 	h := Headroom{Ports: in.Ports, Now: in.Conns}
 	h.PerConn = headroomCost(in)
+	for _, p := range in.Procs {
+		h.ServerPss += p.Pss
+	}
 	h.Buffers = headroomBuffers(in)
 	b := &headroomLimits{in: in, cost: h.PerConn}
 	for _, limit := range []func(){b.fds, b.files, b.memory, b.tcpMem, b.conntrack, b.epoll, b.threads, b.cgroup, b.ports, b.acceptQueues} {

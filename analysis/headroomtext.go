@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"text/tabwriter"
+	"time"
 
 	"github.com/c10mprobe/c10mprobe/internal/units"
 )
@@ -29,4 +30,29 @@ func (h Headroom) WriteText(w io.Writer) {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", l.Name, at, more, l.Value)
 	}
 	tw.Flush()
+}
+
+// WriteWatchLine writes one --watch sample as a line: the connections now
+// and their rate since prev, the first limit to bind and, at that rate,
+// when; and what the server's memory grew by a connection between the two
+// samples, a better measure of its user memory than one sample's whole.
+func WriteWatchLine(w io.Writer, prev *Headroom, cur Headroom, dt time.Duration, at time.Time) {
+	line := fmt.Sprintf("%s  %s connections", at.Format("15:04:05"), units.Count(cur.Now))
+	rate := 0.0
+	if prev != nil && dt > 0 {
+		rate = float64(cur.Now-prev.Now) / dt.Seconds()
+		line += fmt.Sprintf(" (%+.0f/s)", rate)
+	}
+	if len(cur.Limits) > 0 && cur.Limits[0].BindsAt != nil {
+		l := cur.Limits[0]
+		line += fmt.Sprintf("  %s binds first at %s, %s more", l.Name, units.Count(*l.BindsAt), units.Count(*l.More))
+		if rate > 0 {
+			line += fmt.Sprintf(": in %s at this rate", (time.Duration(float64(*l.More)/rate) * time.Second).Round(time.Second))
+		}
+	}
+	if prev != nil && cur.Now != prev.Now {
+		per := (float64(cur.ServerPss) - float64(prev.ServerPss)) / float64(cur.Now-prev.Now)
+		line += fmt.Sprintf("  server memory %+.0f B a connection since the last sample", per)
+	}
+	fmt.Fprintln(w, line)
 }

@@ -91,6 +91,9 @@ func (r *Runner) Plan() Plan { return r.plan }
 // share of it (--index, --of), as Prepare resolved it.
 func (r *Runner) Conns() int { return r.cfg.Conns }
 
+// Config is the run's configuration, as Prepare resolved it.
+func (r *Runner) Config() Config { return r.cfg }
+
 // Preflight returns the limits table.
 func (r *Runner) Preflight() []Check {
 	return append(Preflight(r.host, r.plan, r.tuning, r.cfg.Reserve, r.cfg.NoTune), r.ServerChecks()...)

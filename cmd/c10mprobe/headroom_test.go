@@ -1,17 +1,22 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/c10mprobe/c10mprobe/analysis"
 	"github.com/c10mprobe/c10mprobe/internal/sockdiag"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"golang.org/x/sys/unix"
 )
 
@@ -231,5 +236,105 @@ sys.stdin.readline()
 	msg, _ := exec.Command(toolBinary, "headroom", "--port", fmt.Sprint(port)).CombinedOutput()
 	if !strings.Contains(string(msg), "found by its --pid") {
 		t.Errorf("--port from outside: %s", msg)
+	}
+}
+
+// --watch samples until interrupted, a line a sample with the rate; the
+// textfile holds each sample's figures, passes promlint, and is replaced
+// whole; a server gone ends the watch with what happened.
+func TestHeadroomWatchAndTextfile(t *testing.T) {
+	needRoot(t)
+	py := need(t, "python3", "python3")
+	const port, nofile = 19983, 2000
+	srv := exec.Command(py, "testdata/servers/asyncio_echo.py", "127.0.0.1", fmt.Sprint(port), "1024")
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { srv.Process.Kill(); srv.Wait() }()
+	if err := unix.Prlimit(srv.Process.Pid, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: nofile, Max: nofile}, nil); err != nil {
+		t.Fatal(err)
+	}
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	dial := func(n int) {
+		for len(conns) < n {
+			c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+			if err != nil {
+				time.Sleep(50 * time.Millisecond) // not listening yet
+				continue
+			}
+			conns = append(conns, c)
+		}
+	}
+	dial(100)
+	dir := t.TempDir()
+	watch := func() (*exec.Cmd, *output) {
+		cmd := exec.Command(toolBinary, "headroom", "--port", fmt.Sprint(port), "--watch", "200ms", "--textfile", dir)
+		out := &output{}
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd, out
+	}
+	cmd, out := watch()
+	out.waitFor(t, "  100 connections (+0/s)", 10*time.Second)
+	dial(300)
+	out.waitFor(t, "  300 connections", 10*time.Second)
+	cmd.Process.Signal(os.Interrupt)
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("--watch after SIGINT: %v\n%s", err, out)
+	}
+	if !strings.Contains(out.String(), "fds per process binds first at") || !strings.Contains(out.String(), "at this rate") {
+		t.Errorf("watch lines lack the binding limit and when:\n%s", out)
+	}
+
+	// The last sample's figures, against the server's fd table.
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 || entries[0].Name() != "c10mprobe_headroom.prom" {
+		t.Fatalf("textfile dir holds %v: want the one file, no temporary left", entries)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, entries[0].Name()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	problems, err := promlint.New(bytes.NewReader(data)).Lint()
+	if err != nil || len(problems) > 0 {
+		t.Errorf("promlint: %v %v", err, problems)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	value := func(name, limit string) float64 {
+		for _, m := range families[name].GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "limit" && l.GetValue() == limit || limit == "" {
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+		return -1
+	}
+	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", srv.Process.Pid))
+	if c := value("c10mprobe_connections", ""); c != 300 {
+		t.Errorf("c10mprobe_connections %v, want 300", c)
+	}
+	if more, used := value("c10mprobe_headroom_connections", "fds_per_process"), value("c10mprobe_limit_in_use", "fds_per_process"); more != float64(nofile-len(fds)) || used != float64(len(fds)) {
+		t.Errorf("fds: %v more, %v in use; the server's fd table has %d of %d", more, used, len(fds), nofile)
+	}
+
+	// The server exits while watched: the watch says so, exit 1.
+	cmd, out = watch()
+	out.waitFor(t, "  300 connections", 10*time.Second)
+	srv.Process.Kill()
+	err = cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(out.String(), "the server is gone after 300 connections") {
+		t.Errorf("watch of a server that exits: %v\n%s", err, out)
 	}
 }

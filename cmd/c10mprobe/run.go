@@ -80,9 +80,15 @@ func modeCmd(mode runner.Mode, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	probes, err := openProbes(f, r, stderr)
-	if err != nil {
-		return err
+	var probes *bpf.Probes
+	if !f.noBPF {
+		probes, err = record.OpenProbes(r, record.ProbeOptions{Backend: f.backend, Kmem: f.kmem, TimePrograms: f.probeCost}, stderr)
+		if err != nil && f.backend != "" {
+			return &exitError{exitBadInput, err}
+		}
+		if err != nil {
+			return err
+		}
 	}
 	if probes != nil {
 		defer probes.Close()
@@ -90,7 +96,7 @@ func modeCmd(mode runner.Mode, args []string, stdout, stderr io.Writer) error {
 	rec = record.New(probes)
 	if probes != nil {
 		rec.SetKmem(f.kmem)
-		if census := censusSize(f, r); census < r.Conns() {
+		if census := record.CensusSize(f.kmem, r); census < r.Conns() {
 			r.SetCensus(census, rec.Census)
 		}
 	}
@@ -179,44 +185,6 @@ func takeSignals(prog *progress) (ctx context.Context, running *atomic.Pointer[r
 		}
 	}()
 	return ctx, running, func() { signal.Stop(sigs); cancel() }
-}
-
-// censusSize is how many connections the slab hooks count exactly: the
-// runner's census size with --kmem census, else all it opens.
-func censusSize(f *runFlags, r *runner.Runner) int {
-	if f.kmem == record.KmemCensus {
-		return r.CensusSize()
-	}
-	return r.Conns()
-}
-
-// openProbes attaches the probes, sized by what this run opens (a dialer's
-// share, not the total); nil with --no-bpf.
-func openProbes(f *runFlags, r *runner.Runner, stderr io.Writer) (*bpf.Probes, error) {
-	if f.noBPF {
-		return nil, nil
-	}
-	plan, cfg := r.Plan(), f.cfg
-	probes, err := bpf.Open(bpf.Config{
-		Backend: f.backend, Conns: r.Conns(), Inflight: cfg.Inflight, RunPort: r.ServerPort(),
-		Sources: plan.Sources, PortLo: plan.PortLo, PortsPerSource: plan.PortsPerSource, RunDir: cfg.OutDir,
-		NoKmem: f.kmem == record.KmemOff, KmemConns: censusSize(f, r), AutoSources: plan.AutoSources,
-	})
-	if err != nil {
-		err = fmt.Errorf("attaching the eBPF probes: %v; pass --no-bpf to run without them", err)
-		if f.backend != "" {
-			return nil, &exitError{exitBadInput, err}
-		}
-		return nil, err
-	}
-	if f.probeCost {
-		if err := probes.TimePrograms(); err != nil {
-			probes.Close()
-			return nil, fmt.Errorf("--probe-cost: %v", err)
-		}
-	}
-	fmt.Fprintf(stderr, "probes: %s backend\n", probes.Backend())
-	return probes, nil
 }
 
 func restoreCmd(args []string, stdout, stderr io.Writer) error {

@@ -1,15 +1,19 @@
 package live
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/c10mprobe/c10mprobe/analysis"
 	"github.com/c10mprobe/c10mprobe/internal/procfs"
 	"github.com/c10mprobe/c10mprobe/internal/slabmodel"
 	"github.com/c10mprobe/c10mprobe/runner"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Input adapts the sample and the host's limits into the analysis' input.
@@ -48,10 +52,20 @@ func (s *Server) Input(h runner.Host, sock procfs.Sockstat, reserve uint64) anal
 // ErrNoProcess: a pid asked for is not running.
 var ErrNoProcess = errors.New("no such process")
 
-// Headroom reads the server on ports or of pids and the host's limits, and
-// explains its headroom; reserve 0 takes run's default.
-func Headroom(ports []uint16, pids []int, reserve uint64) (analysis.Headroom, *Server, error) {
-	for _, pid := range pids {
+// Query is what `headroom` asks for: the server by its ports or pids, the
+// memory to keep spare (0: run's default), and a directory for the
+// Prometheus textfile ("" for none).
+type Query struct {
+	Ports    []uint16
+	Pids     []int
+	Reserve  uint64
+	Textfile string
+}
+
+// Sample reads the server and the host's limits, explains its headroom, and
+// writes the textfile.
+func (q Query) Sample() (analysis.Headroom, *Server, error) {
+	for _, pid := range q.Pids {
 		if _, err := os.Stat(fmt.Sprintf("%s/%d", procfs.Root, pid)); pid < 1 || err != nil {
 			return analysis.Headroom{}, nil, fmt.Errorf("--pid %d: %w", pid, ErrNoProcess)
 		}
@@ -60,10 +74,11 @@ func Headroom(ports []uint16, pids []int, reserve uint64) (analysis.Headroom, *S
 	if err != nil {
 		return analysis.Headroom{}, nil, err
 	}
-	s, err := Read(ports, pids)
+	s, err := Read(q.Ports, q.Pids)
 	if err != nil {
 		return analysis.Headroom{}, nil, err
 	}
+	reserve := q.Reserve
 	if reserve == 0 {
 		reserve = runner.DefaultReserve(h.Mem.MemTotal)
 	}
@@ -71,5 +86,42 @@ func Headroom(ports []uint16, pids []int, reserve uint64) (analysis.Headroom, *S
 	if err != nil {
 		return analysis.Headroom{}, nil, err
 	}
-	return analysis.ExplainHeadroom(s.Input(h, sock, reserve)), s, nil
+	hr := analysis.ExplainHeadroom(s.Input(h, sock, reserve))
+	if q.Textfile != "" {
+		err = WriteTextfile(q.Textfile, hr)
+	}
+	return hr, s, err
+}
+
+// Watch calls show with first, then samples every d until ctx ends, calling
+// show with each sample, the one before and the time between. A server gone
+// ends it with what happened.
+func (q Query) Watch(ctx context.Context, d time.Duration, first analysis.Headroom, show func(prev *analysis.Headroom, cur analysis.Headroom, dt time.Duration)) error {
+	show(nil, first, 0)
+	prev, last := first, time.Now()
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case now := <-t.C:
+			cur, _, err := q.Sample()
+			if err != nil {
+				return fmt.Errorf("the server is gone after %d connections: %w", prev.Now, err)
+			}
+			show(&prev, cur, now.Sub(last))
+			prev, last = cur, now
+		}
+	}
+}
+
+// TextfileName is the file --textfile writes in its directory.
+const TextfileName = "c10mprobe_headroom.prom"
+
+// WriteTextfile writes the headroom in Prometheus text format to dir for
+// node_exporter's textfile collector, atomically (a temporary file renamed
+// over the last), so the collector never reads half a file.
+func WriteTextfile(dir string, h analysis.Headroom) error {
+	return prometheus.WriteToTextfile(filepath.Join(dir, TextfileName), h.Registry())
 }
