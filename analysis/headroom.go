@@ -49,6 +49,8 @@ type HeadroomInput struct {
 	// Netns names the server's network namespace where it is not the
 	// reader's: its sockets and net.* limits were read from inside it.
 	Netns string
+	// Unread is what the reader could not read, and what that leaves out.
+	Unread []string
 }
 
 // HeadroomProc is one of the server's processes.
@@ -92,6 +94,8 @@ type Headroom struct {
 	// ServerPss is the server's processes' PSS, summed: between two
 	// samples, its change over the connections' is their user memory.
 	ServerPss uint64 `json:"server_pss_bytes"`
+	// Unread is what could not be read, and what that leaves out.
+	Unread []string `json:"unread,omitempty"`
 }
 
 // HeadroomCost is what one more connection costs, by kind, at today's mix.
@@ -137,7 +141,7 @@ type HeadroomLimit struct {
 
 // ExplainHeadroom turns a sample into headroom by limit.
 func ExplainHeadroom(in HeadroomInput) Headroom {
-	h := Headroom{Ports: in.Ports, Now: in.Conns}
+	h := Headroom{Ports: in.Ports, Now: in.Conns, Unread: in.Unread}
 	h.PerConn = headroomCost(in)
 	for _, p := range in.Procs {
 		h.ServerPss += p.Pss
@@ -364,7 +368,7 @@ func (b *headroomLimits) cgroup() {
 			charge += float64(c.SockBytes) / float64(b.in.Conns)
 		}
 		if charge > 0 {
-			b.add(HeadroomLimit{Name: "memory cgroup", Value: fmt.Sprintf("%s charged of memory.max %s (%s), %s a connection", units.Bytes(c.MemCurrent), units.Bytes(c.MemMax), c.Path, units.Bytes(uint64(charge))),
+			b.add(HeadroomLimit{Name: "memory cgroup", Value: fmt.Sprintf("%s charged of its cgroup's memory limit %s (%s), %s a connection", units.Bytes(c.MemCurrent), units.Bytes(c.MemMax), c.Path, units.Bytes(uint64(charge))),
 				InUse: int64(c.MemCurrent), Max: int64(c.MemMax), Raise: "memory.max (MemoryMax= in its unit, or the pod's memory limit)",
 				Note: "the kernel objects of its sockets as the slab model prices them; from 6.12 an accepted sock is charged to the accepting cgroup too"},
 				(float64(c.MemMax)-float64(c.MemCurrent))/charge, true)

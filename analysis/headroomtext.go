@@ -13,6 +13,9 @@ import (
 // connection more, and the limits, the first to bind first.
 func (h Headroom) WriteText(w io.Writer) {
 	fmt.Fprintln(w, "Verdict:", h.Verdict)
+	for _, u := range h.Unread {
+		fmt.Fprintln(w, "Not read:", u)
+	}
 	c := h.PerConn
 	fmt.Fprintf(w, "\nA connection more costs ≈ %s: kernel %s (%.2f sockets here; %s), buffers %s, user %s (%s).\n",
 		units.Bytes(uint64(c.Total())), units.Bytes(uint64(c.Kernel)), c.Sockets, c.KernelWhy, units.Bytes(uint64(c.Buffers)), units.Bytes(uint64(c.User)), c.UserNote)

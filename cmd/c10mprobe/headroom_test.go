@@ -4,16 +4,20 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/c10mprobe/c10mprobe/analysis"
 	"github.com/c10mprobe/c10mprobe/internal/sockdiag"
+	"github.com/c10mprobe/c10mprobe/internal/testenv"
+	"github.com/c10mprobe/c10mprobe/runner/host"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -173,44 +177,9 @@ func TestHeadroomBadInput(t *testing.T) {
 func TestHeadroomReadsAServerInItsNetworkNamespace(t *testing.T) {
 	needRoot(t)
 	py := need(t, "python3", "python3")
-	need(t, "unshare", "util-linux")
-	need(t, "ip", "iproute2")
 	const port, now = 19982, 300
-	srv := exec.Command("unshare", "--net", "sh", "-c", fmt.Sprintf(
-		`ip link set lo up && sysctl -qw net.ipv4.ip_local_port_range="40000 40999" && exec %s testdata/servers/asyncio_echo.py 127.0.0.1 %d 1024`, py, port))
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { srv.Process.Kill(); srv.Wait() }()
-	pid := srv.Process.Pid // unshare and sh exec: the server's pid
-	// Clients in the same namespace: now connections, then, on a line
-	// from the test, as many more as connect() allows.
-	client := exec.Command("nsenter", fmt.Sprintf("--net=/proc/%d/ns/net", pid), py, "-c", fmt.Sprintf(`
-import socket, sys, time
-for i in range(100):
-    try:
-        socket.create_connection(("127.0.0.1", %d)).close(); break
-    except OSError: time.sleep(0.1)
-time.sleep(0.5)  # the probe's port leaves TIME_WAIT behind: counted as held
-cs = [socket.create_connection(("127.0.0.1", %d)) for _ in range(%d)]
-print("held", flush=True)
-sys.stdin.readline()
-more = 0
-try:
-    while True:
-        cs.append(socket.create_connection(("127.0.0.1", %d))); more += 1
-except OSError as e:
-    print("more", more, e.errno, flush=True)
-sys.stdin.readline()
-`, port, port, now, port))
-	in, _ := client.StdinPipe()
-	out := &output{}
-	client.Stdout, client.Stderr = out, out
-	if err := client.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { in.Close(); client.Process.Kill(); client.Wait() }()
-	out.waitFor(t, "held", 30*time.Second)
+	pid := netnsServer(t, py, port, `sysctl -qw net.ipv4.ip_local_port_range="40000 40999"`, nil)
+	in, out := netnsClients(t, py, pid, port, now)
 	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: 8192, Max: 8192}, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -237,6 +206,111 @@ sys.stdin.readline()
 	if !strings.Contains(string(msg), "found by its --pid") {
 		t.Errorf("--port from outside: %s", msg)
 	}
+}
+
+// A server in a memory cgroup and a network namespace of its own, a pod's
+// lot, is bound by its cgroup's memory limit where that comes first; its
+// connections are counted from inside its namespace, and the cgroup's
+// figures are the cgroup's files'.
+func TestHeadroomOfAServerInItsCgroupAndNamespace(t *testing.T) {
+	needRoot(t)
+	py := need(t, "python3", "python3")
+	place, err := host.FindMemcgParent()
+	if err != nil {
+		testenv.Skip(t, testenv.KernelLacks, "no memory cgroup: %v", err)
+	}
+	const port, now, limit = 19984, 300, 48 << 20
+	cg, err := host.NewMemcg(place, filepath.Join(place.Parent, fmt.Sprintf("c10mprobe-headroom-test-%d", os.Getpid())), limit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := netnsServer(t, py, port, "true", func(pid int) {
+		if err := cg.Add(pid); err != nil {
+			t.Fatal(err)
+		}
+	})
+	// The server goes first: a cgroup with a task in it cannot be removed.
+	t.Cleanup(func() {
+		syscall.Kill(pid, syscall.SIGKILL)
+		for deadline := time.Now().Add(5 * time.Second); cg.Remove() != nil && time.Now().Before(deadline); {
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: 8192, Max: 8192}, nil); err != nil {
+		t.Fatal(err)
+	}
+	netnsClients(t, py, pid, port, now)
+	time.Sleep(500 * time.Millisecond) // the last accepts
+
+	h, sample := headroomJSON(t, "--pid", fmt.Sprint(pid))
+	usage := cg.Usage()
+	c, _ := sample["cgroup"].(map[string]any)
+	if h.Now != now || sample["other_netns"] != true || c == nil {
+		t.Fatalf("%d connections (want %d), netns %v, cgroup %v", h.Now, now, sample["netns"], c)
+	}
+	if got := uint64(c["memory_current"].(float64)); c["memory_max"].(float64) != limit || got > usage+usage/10 || got < usage-usage/10 {
+		t.Errorf("cgroup %v: want memory_max %d and memory_current within a tenth of its file's %d", c, limit, usage)
+	}
+	mc := headroomLimit(h, "memory cgroup")
+	if h.Binding != "memory cgroup" || mc == nil || *mc.More == 0 || !strings.Contains(h.Verdict, "memory cgroup binds first") {
+		t.Errorf("binding %q, memory cgroup %+v, verdict %q; want the cgroup's limit first", h.Binding, mc, h.Verdict)
+	}
+}
+
+// netnsServer starts the asyncio echo server on port in a network namespace
+// of its own (unshare --net), after setup (a shell command) there, and
+// calls before (if any) with its pid before it listens; unshare and sh exec,
+// so the pid is the server's. It is killed when the test ends.
+func netnsServer(t *testing.T, py string, port int, setup string, before func(pid int)) int {
+	t.Helper()
+	need(t, "unshare", "util-linux")
+	need(t, "ip", "iproute2")
+	srv := exec.Command("unshare", "--net", "sh", "-c", fmt.Sprintf(
+		`read go; ip link set lo up && %s && exec %s testdata/servers/asyncio_echo.py 127.0.0.1 %d 1024`, setup, py, port))
+	goOn, _ := srv.StdinPipe()
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
+	if before != nil {
+		before(srv.Process.Pid)
+	}
+	fmt.Fprintln(goOn)
+	return srv.Process.Pid
+}
+
+// netnsClients opens n connections to port from inside pid's network
+// namespace; then, at a line written to in, as many more as connect()
+// allows, and prints "more N ERRNO".
+func netnsClients(t *testing.T, py string, pid, port, n int) (in io.Writer, out *output) {
+	t.Helper()
+	client := exec.Command("nsenter", fmt.Sprintf("--net=/proc/%d/ns/net", pid), py, "-c", fmt.Sprintf(`
+import socket, sys, time
+for i in range(100):
+    try:
+        socket.create_connection(("127.0.0.1", %d)).close(); break
+    except OSError: time.sleep(0.1)
+time.sleep(1.1)  # the probe's TIME_WAIT, a second old, is one connect() may take over
+cs = [socket.create_connection(("127.0.0.1", %d)) for _ in range(%d)]
+print("held", flush=True)
+sys.stdin.readline()
+more = 0
+try:
+    while True:
+        cs.append(socket.create_connection(("127.0.0.1", %d))); more += 1
+except OSError as e:
+    print("more", more, e.errno, flush=True)
+sys.stdin.readline()
+`, port, port, n, port))
+	stdin, _ := client.StdinPipe()
+	out = &output{}
+	client.Stdout, client.Stderr = out, out
+	if err := client.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdin.Close(); client.Process.Kill(); client.Wait() })
+	out.waitFor(t, "held", 30*time.Second)
+	return stdin, out
 }
 
 // --watch samples until interrupted, a line a sample with the rate; the

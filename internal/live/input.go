@@ -31,11 +31,19 @@ func (s *Server) Input(h runner.Host, sock procfs.Sockstat, reserve uint64) anal
 	if s.BusiestSource.IsValid() {
 		in.BusiestSource, in.BusiestDest = s.BusiestSource.String(), s.BusiestDest.String()
 	}
-	if per, why := slabmodel.KernelBytes(h.SlabObjSize, "TCP"); per > 0 {
-		in.KernelPerSocket, in.KernelWhy = per/2, "a socket's slab objects: "+strings.TrimPrefix(why, "2 × ")
-	} else {
-		in.KernelWhy = "unknown: /proc/slabinfo, which prices a socket's objects, needs root"
+	sizes, from := h.SlabObjSize, "/proc/slabinfo"
+	if sizes == nil {
+		// /proc/slabinfo and /sys/kernel/slab are root's; BTF is anyone's.
+		sizes, from = btfSlabSizes(), "BTF struct sizes laid out as SLUB does (/proc/slabinfo is root's; LSM blobs left out)"
+		in.Unread = append(in.Unread, "/proc/slabinfo (root's): a socket's objects priced from BTF")
 	}
+	if per, why := slabmodel.KernelBytes(sizes, "TCP"); per > 0 {
+		why = strings.TrimSuffix(strings.TrimPrefix(why, "2 × "), " from /proc/slabinfo")
+		in.KernelPerSocket, in.KernelWhy = per/2, "a socket's slab objects: "+why+" from "+from
+	} else {
+		in.KernelWhy = "unknown: neither /proc/slabinfo (root's) nor BTF could be read"
+	}
+	in.Unread = append(in.Unread, s.Unread...)
 	for _, p := range s.Procs {
 		in.Procs = append(in.Procs, analysis.HeadroomProc{Pid: p.Pid, Comm: p.Comm, UID: p.UID, Conns: p.Conns, FDs: p.FDs,
 			NoFile: p.NoFile, Threads: p.Threads, Pss: p.Pss, EpollWatches: p.EpollWatches})

@@ -52,6 +52,8 @@ type Server struct {
 	Netns      string    `json:"netns,omitempty"`
 	OtherNetns bool      `json:"other_netns"`
 	Net        NetLimits `json:"net"`
+	// Unread is what could not be read, and what that leaves out.
+	Unread []string `json:"unread,omitempty"`
 }
 
 // Listener is one listening socket of the server: its accept queue now
@@ -76,12 +78,15 @@ type Proc struct {
 	// lines): fs.epoll.max_user_watches counts them for its user.
 	EpollWatches uint64 `json:"epoll_watches"`
 	UID          int    `json:"uid"`
+	// Unread is what could not be read of it, and what that leaves out.
+	Unread []string `json:"unread,omitempty"`
 }
 
-// Cgroup is the cgroup v2 the server's first process is in, where it caps
-// memory or tasks; nil where it caps neither, or on cgroup v1.
+// Cgroup is the cgroup the server's first process is in, where it caps
+// memory or tasks; nil where it caps neither.
 type Cgroup struct {
 	Path string `json:"path"`
+	V1   bool   `json:"v1,omitempty"` // the v1 memory controller's
 	// MemMax is memory.max (0 for none), MemCurrent memory.current, and
 	// SockBytes memory.stat's sock: what the cgroup is charged for socket
 	// buffers.
@@ -147,6 +152,7 @@ func read(ports []uint16, pids []int, net NetLimits) (*Server, error) {
 		}
 		p.Conns = perPid[pid]
 		s.Procs = append(s.Procs, p)
+		s.Unread = append(s.Unread, p.Unread...)
 	}
 	s.Cgroup = readCgroup(s.Procs[0].Pid)
 	return s, nil
@@ -312,22 +318,25 @@ func readProc(pid int) (Proc, error) {
 	if err := unix.Stat(fmt.Sprintf("%s/%d", procfs.Root, pid), &st); err == nil {
 		p.UID = int(st.Uid)
 	}
-	p.EpollWatches = epollWatches(pid)
+	var unread bool
+	if p.EpollWatches, unread = epollWatches(pid); unread {
+		p.Unread = append(p.Unread, fmt.Sprintf("pid %d's epoll fdinfo: its watches are left out", pid))
+	}
 	return p, nil
 }
 
 // epollWatches counts the fds pid's epoll instances watch: one "tfd:" line
 // each in the instance's fdinfo (fs/eventpoll.c, ep_show_fdinfo).
-func epollWatches(pid int) uint64 {
+func epollWatches(pid int) (n uint64, unread bool) {
 	dir := fmt.Sprintf("%s/%d/fd", procfs.Root, pid)
 	fds, _ := os.ReadDir(dir)
-	var n uint64
 	for _, fd := range fds {
 		if link, _ := os.Readlink(dir + "/" + fd.Name()); link != "anon_inode:[eventpoll]" {
 			continue
 		}
 		f, err := os.Open(fmt.Sprintf("%s/%d/fdinfo/%s", procfs.Root, pid, fd.Name()))
 		if err != nil {
+			unread = true
 			continue
 		}
 		sc := bufio.NewScanner(f)
@@ -338,39 +347,41 @@ func epollWatches(pid int) uint64 {
 		}
 		f.Close()
 	}
-	return n
+	return n, unread
 }
 
-// readCgroup reads the cgroup v2 pid is in, where it caps memory or tasks.
+// readCgroup reads the memory and pids cgroups pid is in, where they cap
+// it: cgroup v2's unified hierarchy, or v1's memory and pids controllers.
 func readCgroup(pid int) *Cgroup {
 	b, err := os.ReadFile(fmt.Sprintf("%s/%d/cgroup", procfs.Root, pid))
 	if err != nil {
 		return nil
 	}
-	var path string
+	c := &Cgroup{}
 	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "0::"); ok {
-			path = rest
+		f := strings.SplitN(line, ":", 3)
+		if len(f) != 3 {
+			continue
 		}
-	}
-	if path == "" {
-		return nil // cgroup v1 only
-	}
-	dir := filepath.Join(CgroupRoot, path)
-	num := func(name string) uint64 {
-		b, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil {
-			return 0
-		}
-		v, _ := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64) // "max" → 0
-		return v
-	}
-	c := &Cgroup{Path: path, MemMax: num("memory.max"), MemCurrent: num("memory.current"), PidsMax: num("pids.max"), PidsNow: num("pids.current")}
-	if stat, err := os.ReadFile(filepath.Join(dir, "memory.stat")); err == nil {
-		for _, line := range strings.Split(string(stat), "\n") {
-			if v, ok := strings.CutPrefix(line, "sock "); ok {
-				c.SockBytes, _ = strconv.ParseUint(v, 10, 64)
+		switch controllers := "," + f[1] + ","; {
+		case f[0] == "0" && f[1] == "" && unified(): // v2 (a hybrid host's "0::" line has no controllers of ours)
+			dir := filepath.Join(CgroupRoot, f[2])
+			c.Path = f[2]
+			c.MemMax, c.MemCurrent = cgroupNum(dir, "memory.max"), cgroupNum(dir, "memory.current")
+			c.SockBytes = memoryStat(dir, "sock")
+			c.PidsMax, c.PidsNow = cgroupNum(dir, "pids.max"), cgroupNum(dir, "pids.current")
+		case strings.Contains(controllers, ",memory,"):
+			dir := filepath.Join(CgroupRoot, "memory", f[2])
+			c.Path, c.V1 = f[2], true
+			// v1 says "no limit" with the largest page-aligned value.
+			if max := cgroupNum(dir, "memory.limit_in_bytes"); max < 1<<60 {
+				c.MemMax = max
 			}
+			c.MemCurrent = cgroupNum(dir, "memory.usage_in_bytes")
+			c.SockBytes = cgroupNum(dir, "memory.kmem.tcp.usage_in_bytes")
+		case strings.Contains(controllers, ",pids,"):
+			dir := filepath.Join(CgroupRoot, "pids", f[2])
+			c.PidsMax, c.PidsNow = cgroupNum(dir, "pids.max"), cgroupNum(dir, "pids.current")
 		}
 	}
 	if c.MemMax == 0 && c.PidsMax == 0 {
@@ -379,5 +390,37 @@ func readCgroup(pid int) *Cgroup {
 	return c
 }
 
-// CgroupRoot is where cgroup v2 is mounted.
+// unified says cgroup v2 is mounted at CgroupRoot itself.
+func unified() bool {
+	_, err := os.Stat(filepath.Join(CgroupRoot, "cgroup.controllers"))
+	return err == nil
+}
+
+// cgroupNum reads a cgroup file's number; 0 for "max" or a file missing.
+func cgroupNum(dir, name string) uint64 {
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		return 0
+	}
+	v, _ := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	return v
+}
+
+// memoryStat reads one key of a v2 cgroup's memory.stat.
+func memoryStat(dir, key string) uint64 {
+	b, err := os.ReadFile(filepath.Join(dir, "memory.stat"))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, key+" "); ok {
+			n, _ := strconv.ParseUint(v, 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// CgroupRoot is where cgroups are mounted: v2 itself, or v1's controllers
+// below it.
 var CgroupRoot = "/sys/fs/cgroup"
