@@ -412,3 +412,95 @@ func TestHeadroomWatchAndTextfile(t *testing.T) {
 		t.Errorf("watch of a server that exits: %v\n%s", err, out)
 	}
 }
+
+// An ordinary user reads the headroom of its own server: its connections,
+// fds and memory, a socket's objects priced from BTF (slabinfo is root's)
+// within 3 % of what root prices from slabinfo, and it says what it could
+// not read.
+func TestHeadroomAsAnOrdinaryUser(t *testing.T) {
+	needRoot(t) // to become nobody
+	const port, now = 19985, 200
+	// The Go test server, where nobody can run it (t.TempDir's parent is
+	// root's alone).
+	dir, err := os.MkdirTemp("", "c10mprobe-headroom-nobody")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0o755)
+	bin := filepath.Join(dir, "goecho")
+	if pre := prebuilt("goecho"); pre != "" {
+		bin = pre
+	} else if out, err := exec.Command("go", "build", "-o", bin, "./testdata/servers/goecho").CombinedOutput(); err != nil {
+		t.Fatalf("building the Go server: %v\n%s", err, out)
+	}
+	nobody := &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	srv := exec.Command(bin, fmt.Sprintf("127.0.0.1:%d", port))
+	srv.SysProcAttr = nobody
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { srv.Process.Kill(); srv.Wait() }()
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for len(conns) < now {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			time.Sleep(50 * time.Millisecond) // not listening yet
+			continue
+		}
+		conns = append(conns, c)
+	}
+	for deadline := time.Now().Add(10 * time.Second); countOnPort(t, port) < now && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // the last accepts
+
+	cmd := exec.Command(toolBinary, "headroom", "--port", fmt.Sprint(port), "--json")
+	cmd.SysProcAttr = nobody
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("headroom as nobody: %v\n%s", err, out)
+	}
+	var v struct {
+		Headroom analysis.Headroom `json:"headroom"`
+	}
+	if err := json.Unmarshal(out, &v); err != nil {
+		t.Fatal(err)
+	}
+	h := v.Headroom
+	asRoot, _ := headroomJSON(t, "--port", fmt.Sprint(port))
+	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", srv.Process.Pid))
+	if fd := headroomLimit(h, "fds per process"); h.Now != now || fd == nil || fd.InUse != int64(len(fds)) {
+		t.Errorf("as nobody: %d connections, fds %+v; want %d and %d fds in use", h.Now, fd, now, len(fds))
+	}
+	k, root := h.PerConn.Kernel, asRoot.PerConn.Kernel
+	if k < 0.97*root || k > 1.03*root || !strings.Contains(h.PerConn.KernelWhy, "BTF") {
+		t.Errorf("a connection's kernel memory as nobody %.0f B (%s), as root %.0f B (%s)", k, h.PerConn.KernelWhy, root, asRoot.PerConn.KernelWhy)
+	}
+	if len(h.Unread) == 0 || !strings.Contains(strings.Join(h.Unread, "; "), "/proc/slabinfo") {
+		t.Errorf("as nobody, unread %q: want /proc/slabinfo named", h.Unread)
+	}
+	// Root's server: nobody cannot see whose it is, and says why.
+	rootSrv := exec.Command(bin, "127.0.0.1:19986")
+	if err := rootSrv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { rootSrv.Process.Kill(); rootSrv.Wait() }()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if c, err := net.Dial("tcp", "127.0.0.1:19986"); err == nil {
+			c.Close()
+			break
+		}
+	}
+	cmd = exec.Command(toolBinary, "headroom", "--port", "19986")
+	cmd.SysProcAttr = nobody
+	msg, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(msg), "without root") {
+		t.Errorf("nobody's headroom of root's server: %v, %q; want exit 1 saying root is needed", err, msg)
+	}
+}
