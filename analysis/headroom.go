@@ -64,6 +64,8 @@ type HeadroomProc struct {
 	Threads      uint64
 	Pss          uint64
 	EpollWatches uint64
+	NProc        uint64 // soft RLIMIT_NPROC; 0 unlimited
+	UserTasks    uint64 // every task of its user, which RLIMIT_NPROC counts
 }
 
 // HeadroomListener is a listening socket's accept queue.
@@ -346,17 +348,26 @@ func (b *headroomLimits) threads() {
 	for _, p := range b.in.Procs {
 		threads += p.Threads
 	}
-	if b.in.Conns > 0 && threads >= uint64(b.in.Conns) {
-		room := float64(min(b.in.ThreadsMax, b.in.PidMax) - b.in.Tasks)
-		value := fmt.Sprintf("%s threads for %s connections (a thread each?); %s tasks on the host of kernel.threads-max %s and kernel.pid_max %s",
-			units.Count(threads), units.Count(b.in.Conns), units.Count(b.in.Tasks), units.Count(b.in.ThreadsMax), units.Count(b.in.PidMax))
-		if c := b.in.Cgroup; c != nil && c.PidsMax > 0 {
-			room = min(room, float64(c.PidsMax)-float64(c.PidsNow))
-			value += fmt.Sprintf("; its cgroup %s of pids.max %s", units.Count(c.PidsNow), units.Count(c.PidsMax))
-		}
-		b.add(HeadroomLimit{Name: "threads", Value: value, InUse: b.in.Tasks, Max: min(b.in.ThreadsMax, b.in.PidMax),
-			Raise: "an event loop instead of a thread a connection; or kernel.threads-max, kernel.pid_max, TasksMax="}, room*float64(b.in.Conns)/float64(threads), true)
+	if b.in.Conns == 0 || threads < uint64(b.in.Conns) {
+		return // not a thread a connection
 	}
+	// A connection more is a thread more: the room in tasks is the room
+	// in connections.
+	room := float64(min(b.in.ThreadsMax, b.in.PidMax) - b.in.Tasks)
+	value := fmt.Sprintf("%s threads for %s connections (a thread each); %s tasks on the host of kernel.threads-max %s and kernel.pid_max %s",
+		units.Count(threads), units.Count(b.in.Conns), units.Count(b.in.Tasks), units.Count(b.in.ThreadsMax), units.Count(b.in.PidMax))
+	if c := b.in.Cgroup; c != nil && c.PidsMax > 0 {
+		room = min(room, float64(c.PidsMax)-float64(c.PidsNow))
+		value += fmt.Sprintf("; its cgroup %s of pids.max %s", units.Count(c.PidsNow), units.Count(c.PidsMax))
+	}
+	// RLIMIT_NPROC counts every task of the user, and binds all but root
+	// (copy_process: CAP_SYS_RESOURCE or CAP_SYS_ADMIN exempt).
+	if p := b.in.Procs[0]; p.UID != 0 && p.NProc > 0 {
+		room = min(room, float64(p.NProc)-float64(p.UserTasks))
+		value += fmt.Sprintf("; its user runs %s tasks of RLIMIT_NPROC %s", units.Count(p.UserTasks), units.Count(p.NProc))
+	}
+	b.add(HeadroomLimit{Name: "threads", Value: value, InUse: int64(threads), Max: int64(threads) + int64(max(0, room)),
+		Raise: "an event loop instead of a thread a connection; or RLIMIT_NPROC (LimitNPROC=), kernel.threads-max, kernel.pid_max, TasksMax="}, room, true)
 }
 
 func (b *headroomLimits) cgroup() {

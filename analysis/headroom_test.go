@@ -46,8 +46,8 @@ func TestHeadroomOfAServerInAPod(t *testing.T) {
 		// (2 GiB − 1 GiB) / (3800 + 200 MiB/10k + 40 MiB/10k)
 		"memory cgroup": 10000 + 37069,
 		// The threads' room, pids.max − pids.current = 1,900, a thread
-		// a connection as now (10,040 threads for 10,000).
-		"threads":          10000 + 1892,
+		// a connection more (10,040 threads for 10,000 now).
+		"threads":          10000 + 1900,
 		"memory":           10000 + 557932,
 		"tcp_mem pressure": 10000 + (120000-5000)*4096/4096,
 		"conntrack":        10000 + 262144 - 10500,
@@ -59,7 +59,7 @@ func TestHeadroomOfAServerInAPod(t *testing.T) {
 			t.Errorf("%s: %+v, want binds at %d", name, l, at)
 		}
 	}
-	if h.Binding != "threads" || !strings.Contains(h.Verdict, "threads binds first at 11,892 connections, 1,892 more than now") ||
+	if h.Binding != "threads" || !strings.Contains(h.Verdict, "threads binds first at 11,900 connections, 1,900 more than now") ||
 		!strings.Contains(h.Verdict, "then memory cgroup at") {
 		t.Errorf("binding %q, verdict %q", h.Binding, h.Verdict)
 	}
@@ -119,4 +119,22 @@ func headroomLimit(h Headroom, name string) *HeadroomLimit {
 		}
 	}
 	return nil
+}
+
+// A thread-per-connection server run by an ordinary user is bound by its
+// user's RLIMIT_NPROC, which counts every task of the user; root's is not.
+func TestHeadroomThreadsUnderNproc(t *testing.T) {
+	in := HeadroomInput{
+		Ports: []uint16{19980}, Conns: 200,
+		Procs:      []HeadroomProc{{Pid: 9, Comm: "java", UID: 65534, Conns: 200, FDs: 210, Threads: 230, NProc: 600, UserTasks: 250}},
+		ThreadsMax: 100000, PidMax: 32768, Tasks: 900,
+	}
+	h := ExplainHeadroom(in)
+	if l := headroomLimit(h, "threads"); h.Binding != "threads" || l == nil || *l.BindsAt != 200+350 || !strings.Contains(l.Value, "RLIMIT_NPROC 600") {
+		t.Errorf("binding %q, threads %+v; want threads at 550 by RLIMIT_NPROC", h.Binding, l)
+	}
+	in.Procs[0].UID = 0
+	if l := headroomLimit(ExplainHeadroom(in), "threads"); l == nil || *l.BindsAt != 200+32768-900 {
+		t.Errorf("root's threads %+v; want pid_max's room, RLIMIT_NPROC exempt", l)
+	}
 }

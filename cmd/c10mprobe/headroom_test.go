@@ -504,3 +504,100 @@ func TestHeadroomAsAnOrdinaryUser(t *testing.T) {
 		t.Errorf("nobody's headroom of root's server: %v, %q; want exit 1 saying root is needed", err, msg)
 	}
 }
+
+// A thread-per-connection JVM run by nobody under RLIMIT_NPROC 600 is named
+// bound by its threads, as run names it (TestProbeServerThreads), at the
+// count where it then really stops serving.
+func TestHeadroomNamesAThreadPerConnectionServersThreads(t *testing.T) {
+	needRoot(t)
+	need(t, "javac", "the JDK: default-jdk-headless")
+	java := need(t, "java", "the JDK: default-jdk-headless")
+	setpriv := need(t, "setpriv", "util-linux")
+	prlimit := need(t, "prlimit", "util-linux")
+	classes, err := os.MkdirTemp("", "c10mprobe-java")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(classes) })
+	if out, err := exec.Command("javac", "-d", classes, "testdata/servers/EchoServer.java").CombinedOutput(); err != nil {
+		t.Fatalf("compiling the Java server: %v\n%s", err, out)
+	}
+	os.Chmod(classes, 0o755)
+	const port, now = 19987, 200
+	// prlimit and setpriv exec: the pid is the JVM's.
+	srv := exec.Command(prlimit, "--nproc=600", setpriv, "--reuid", "nobody", "--regid", "nogroup", "--clear-groups",
+		java, "-Xmx128m", "-Xss256k", "-cp", classes, "EchoServer", fmt.Sprint(port))
+	srvOut := &output{}
+	srv.Stdout, srv.Stderr = srvOut, srvOut
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { srv.Process.Kill(); srv.Wait() }()
+	pid := srv.Process.Pid
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for deadline := time.Now().Add(60 * time.Second); len(conns) == 0; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the JVM never listened")
+		}
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			conns = append(conns, c)
+		}
+	}
+	// The JVM's sockets are AF_INET6 (IPv4-mapped): both families counted.
+	held := func() int {
+		established, queued := onPort(t, port)
+		return established - queued
+	}
+	dial := func(n int) {
+		for range n {
+			if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 2*time.Second); err == nil {
+				conns = append(conns, c)
+			}
+		}
+	}
+	dial(now - 1)
+	for deadline := time.Now().Add(20 * time.Second); held() < now && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+	}
+	h, _ := headroomJSON(t, "--pid", fmt.Sprint(pid))
+	th := headroomLimit(h, "threads")
+	if h.Now != now || h.Binding != "threads" || th == nil || !strings.Contains(th.Value, "RLIMIT_NPROC 600") {
+		t.Fatalf("%d connections, binding %q, threads %+v; want %d bound by threads under RLIMIT_NPROC 600", h.Now, h.Binding, th, now)
+	}
+	// Fill it: each connection past its threads it closes.
+	dial(int(*th.More) + 100)
+	time.Sleep(2 * time.Second)
+	got, want := held(), int(*th.BindsAt)
+	t.Logf("the JVM holds %d once its threads ran out; headroom said %d", got, want)
+	if got < want*97/100 || got > want*103/100 {
+		t.Errorf("the JVM holds %d connections once its threads ran out; headroom said %d\nits output:\n%s", got, want, srvOut)
+	}
+}
+
+// onPort counts the established sockets on a local port, both families,
+// and what waits in its listeners' accept queues.
+func onPort(t *testing.T, port uint16) (established, queued int) {
+	t.Helper()
+	count := func(s *sockdiag.Socket) {
+		switch {
+		case s.Local.Port() != port:
+		case s.State == sockdiag.StateListen:
+			queued += int(s.RQueue)
+		case s.State == sockdiag.StateEstablished:
+			established++
+		}
+	}
+	states := uint32(1<<sockdiag.StateListen | 1<<sockdiag.StateEstablished)
+	if err := sockdiag.DumpIPv4(states, count); err != nil {
+		t.Fatal(err)
+	}
+	if err := sockdiag.DumpIPv6(states, count); err != nil {
+		t.Fatal(err)
+	}
+	return established, queued
+}

@@ -46,7 +46,7 @@ func (s *Server) Input(h runner.Host, sock procfs.Sockstat, reserve uint64) anal
 	in.Unread = append(in.Unread, s.Unread...)
 	for _, p := range s.Procs {
 		in.Procs = append(in.Procs, analysis.HeadroomProc{Pid: p.Pid, Comm: p.Comm, UID: p.UID, Conns: p.Conns, FDs: p.FDs,
-			NoFile: p.NoFile, Threads: p.Threads, Pss: p.Pss, EpollWatches: p.EpollWatches})
+			NoFile: p.NoFile, Threads: p.Threads, Pss: p.Pss, EpollWatches: p.EpollWatches, NProc: p.NProc, UserTasks: p.UserTasks})
 	}
 	for _, l := range s.Listeners {
 		in.Listeners = append(in.Listeners, analysis.HeadroomListener{Addr: l.Addr.String(), Queued: l.Queued, Max: l.Max})

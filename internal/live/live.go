@@ -78,6 +78,8 @@ type Proc struct {
 	// lines): fs.epoll.max_user_watches counts them for its user.
 	EpollWatches uint64 `json:"epoll_watches"`
 	UID          int    `json:"uid"`
+	NProc        uint64 `json:"nproc"`      // soft RLIMIT_NPROC; 0 for unlimited
+	UserTasks    uint64 `json:"user_tasks"` // its user's tasks, which RLIMIT_NPROC counts
 	// Unread is what could not be read of it, and what that leaves out.
 	Unread []string `json:"unread,omitempty"`
 }
@@ -151,6 +153,9 @@ func read(ports []uint16, pids []int, net NetLimits) (*Server, error) {
 			return nil, fmt.Errorf("pid %d: %w", pid, err)
 		}
 		p.Conns = perPid[pid]
+		if p.NProc > 0 {
+			p.UserTasks = userTasks(p.UID)
+		}
 		s.Procs = append(s.Procs, p)
 		s.Unread = append(s.Unread, p.Unread...)
 	}
@@ -311,7 +316,7 @@ func readProc(pid int) (Proc, error) {
 	if err != nil {
 		return p, err
 	}
-	p.NoFile = lim.NoFile
+	p.NoFile, p.NProc = lim.NoFile, lim.NProc
 	comm, _ := os.ReadFile(fmt.Sprintf("%s/%d/comm", procfs.Root, pid))
 	p.Comm = strings.TrimSpace(string(comm))
 	var st unix.Stat_t
@@ -323,6 +328,35 @@ func readProc(pid int) (Proc, error) {
 		p.Unread = append(p.Unread, fmt.Sprintf("pid %d's epoll fdinfo: its watches are left out", pid))
 	}
 	return p, nil
+}
+
+// userTasks counts the tasks whose real uid is uid: what RLIMIT_NPROC
+// counts (the user's ucounts, kernel/ucount.c).
+func userTasks(uid int) uint64 {
+	pids, _ := procfs.Pids()
+	var n uint64
+	for _, pid := range pids {
+		var ruid, threads uint64
+		matched := false
+		b, err := os.ReadFile(fmt.Sprintf("%s/%d/status", procfs.Root, pid))
+		if err != nil {
+			continue // exited since
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if rest, ok := strings.CutPrefix(line, "Uid:"); ok {
+				if f := strings.Fields(rest); len(f) > 0 {
+					ruid, _ = strconv.ParseUint(f[0], 10, 64)
+					matched = ruid == uint64(uid)
+				}
+			} else if rest, ok := strings.CutPrefix(line, "Threads:"); ok {
+				threads, _ = strconv.ParseUint(strings.TrimSpace(rest), 10, 64)
+			}
+		}
+		if matched {
+			n += threads
+		}
+	}
+	return n
 }
 
 // epollWatches counts the fds pid's epoll instances watch: one "tfd:" line
