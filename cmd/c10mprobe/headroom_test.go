@@ -420,20 +420,7 @@ func TestHeadroomWatchAndTextfile(t *testing.T) {
 func TestHeadroomAsAnOrdinaryUser(t *testing.T) {
 	needRoot(t) // to become nobody
 	const port, now = 19985, 200
-	// The Go test server, where nobody can run it (t.TempDir's parent is
-	// root's alone).
-	dir, err := os.MkdirTemp("", "c10mprobe-headroom-nobody")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	os.Chmod(dir, 0o755)
-	bin := filepath.Join(dir, "goecho")
-	if pre := prebuilt("goecho"); pre != "" {
-		bin = pre
-	} else if out, err := exec.Command("go", "build", "-o", bin, "./testdata/servers/goecho").CombinedOutput(); err != nil {
-		t.Fatalf("building the Go server: %v\n%s", err, out)
-	}
+	bin := goecho(t)
 	nobody := &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	srv := exec.Command(bin, fmt.Sprintf("127.0.0.1:%d", port))
 	srv.SysProcAttr = nobody
@@ -600,4 +587,75 @@ func onPort(t *testing.T, port uint16) (established, queued int) {
 		t.Fatal(err)
 	}
 	return established, queued
+}
+
+// goecho is the Go test server's binary, where nobody can run it too
+// (t.TempDir's parent is root's alone).
+func goecho(t *testing.T) string {
+	t.Helper()
+	if pre := prebuilt("goecho"); pre != "" {
+		return pre
+	}
+	dir, err := os.MkdirTemp("", "c10mprobe-goecho")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	bin := filepath.Join(dir, "goecho")
+	if out, err := exec.Command("go", "build", "-o", bin, "./testdata/servers/goecho").CombinedOutput(); err != nil {
+		t.Fatalf("building the Go server: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// A server with RLIMIT_NOFILE 5,000 holding 2,000 connections of a run:
+// headroom names its fds at 5,000 less what it holds for itself, ≈ 2,990
+// more; then a run to the limit finds the server held just that.
+func TestHeadroomPredictsWhereARunFindsTheServersFDs(t *testing.T) {
+	needRoot(t)
+	const port, now, nofile = 19988, 2000, 5000
+	srv := exec.Command(goecho(t), fmt.Sprintf("127.0.0.1:%d", port))
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { srv.Process.Kill(); srv.Wait() }()
+	pid := srv.Process.Pid
+	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: nofile, Max: nofile}, nil); err != nil {
+		t.Fatal(err)
+	}
+	target := fmt.Sprintf("127.0.0.1:%d", port)
+	holding, o, e, dir := start(t, "--conns", fmt.Sprint(now), "--target", target, "--exchange", "echo", "--no-bpf", "--hold", "120s")
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if held, queued := onPort(t, port); held-queued >= now {
+			break
+		}
+	}
+	h, _ := headroomJSON(t, "--pid", fmt.Sprint(pid))
+	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	fd := headroomLimit(h, "fds per process")
+	if h.Now != now || h.Binding != "fds per process" || fd == nil || *fd.BindsAt != int64(now+nofile-len(fds)) {
+		t.Fatalf("%d connections, binding %q, fds %+v; want %d, fds at %d (its fd table holds %d)", h.Now, h.Binding, fd, now, now+nofile-len(fds), len(fds))
+	}
+	if at, more := float64(*fd.BindsAt), float64(*fd.More); at < 4990*0.99 || at > 4990*1.01 || more < 2990*0.99 || more > 2990*1.01 {
+		t.Errorf("fds bind at %.0f, %.0f more: want ≈ 4,990 and ≈ 2,990", at, more)
+	}
+	holding.Process.Signal(os.Interrupt)
+	finish(t, holding, o, e, dir)
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if held, _ := onPort(t, port); held == 0 {
+			break
+		}
+	}
+
+	r := run(t, "--conns", "6000", "--target", target, "--exchange", "echo", "--timeout", "3s", "--no-bpf")
+	s := readSummary(t, r)
+	held := float64(s.Result.Server.Held)
+	t.Logf("headroom said fds bind at %d; the run found the server held %.0f", *fd.BindsAt, held)
+	if want := float64(*fd.BindsAt); held < 0.99*want || held > 1.01*want {
+		t.Errorf("the run to the limit: the server held %.0f, headroom said %.0f", held, want)
+	}
+	if e := s.Explanation; e == nil || e.BindingLimit != "server fds" {
+		t.Errorf("the run's explanation %+v: want server fds", e)
+	}
 }
