@@ -3,12 +3,13 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -50,101 +51,6 @@ func headroomLimit(h analysis.Headroom, name string) *analysis.HeadroomLimit {
 	return nil
 }
 
-// The server's RLIMIT_NOFILE, set on the running process as an operator
-// would (prlimit), is what headroom names, at the count where the server
-// then really stops accepting.
-func TestHeadroomNamesTheServersFDLimitWhereItBinds(t *testing.T) {
-	needRoot(t)
-	py := need(t, "python3", "python3")
-	const port, now, nofile = 19981, 150, 400
-	srv := exec.Command(py, "testdata/servers/asyncio_echo.py", "127.0.0.1", fmt.Sprint(port), "1024")
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { srv.Process.Kill(); srv.Wait() }()
-	pid := srv.Process.Pid
-	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: nofile, Max: nofile}, nil); err != nil {
-		t.Fatal(err)
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	var conns []net.Conn
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	dial := func(n int) {
-		for range n {
-			c, err := net.DialTimeout("tcp", addr, 2*time.Second)
-			if err != nil {
-				return // past the accept queue: what follows is checked by count
-			}
-			conns = append(conns, c)
-		}
-	}
-	// Its sockets that are no connection: the listener, and asyncio's
-	// self-pipe (a socketpair).
-	var extra int
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		listening := false
-		sockdiag.DumpIPv4(1<<sockdiag.StateListen, func(s *sockdiag.Socket) { listening = listening || s.Local.Port() == port })
-		if listening {
-			extra = socketFDs(t, pid)
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the server never listened")
-		}
-	}
-	dial(now)
-	waitAccepted := func(n int) {
-		for deadline := time.Now().Add(10 * time.Second); socketFDs(t, pid)-extra < n && time.Now().Before(deadline); {
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-	waitAccepted(now)
-
-	h, sample := headroomJSON(t, "--port", fmt.Sprint(port))
-	// Its connections, against iproute2's count; its fds against its
-	// fd table; the clients are this test's sockets, on this host.
-	if h.Now != now || ssCount(t, port) != now {
-		t.Errorf("headroom counts %d connections, ss %d; want %d", h.Now, ssCount(t, port), now)
-	}
-	procs, _ := sample["processes"].([]any)
-	if len(procs) != 1 || int(procs[0].(map[string]any)["pid"].(float64)) != pid {
-		t.Fatalf("processes %v, want the server alone (pid %d)", procs, pid)
-	}
-	p := procs[0].(map[string]any)
-	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-	if int(p["fds"].(float64)) != len(fds) || int(p["nofile"].(float64)) != nofile || p["epoll_watches"].(float64) < now {
-		t.Errorf("process %v: want %d fds (its fd table), nofile %d, ≥ %d epoll watches", p, len(fds), nofile, now)
-	}
-	if lp := int(sample["local_peers"].(float64)); lp != now || h.PerConn.Sockets != 2 {
-		t.Errorf("%d local peers, %.2f sockets a connection; want %d and 2 (the clients are here)", lp, h.PerConn.Sockets, now)
-	}
-	fd := headroomLimit(h, "fds per process")
-	if h.Binding != "fds per process" || fd == nil || fd.BindsAt == nil || *fd.BindsAt != int64(now+nofile-len(fds)) ||
-		!strings.Contains(h.Verdict, "fds per process binds first at") {
-		t.Fatalf("binding %q, fds %+v, verdict %q; want fds per process at %d", h.Binding, fd, h.Verdict, now+nofile-len(fds))
-	}
-	predicted := int(*fd.BindsAt)
-
-	// Now fill it: the server stops accepting where headroom said.
-	dial(predicted - now + 30)
-	waitAccepted(predicted)
-	time.Sleep(time.Second) // asyncio retries accept a second after EMFILE
-	if held := socketFDs(t, pid) - extra; held != predicted {
-		t.Errorf("the server accepted %d connections before its fds ran out; headroom predicted %d", held, predicted)
-	}
-	full, _ := headroomJSON(t, "--port", fmt.Sprint(port))
-	if l := headroomLimit(full, "fds per process"); full.Binding != "fds per process" || l == nil || *l.More != 0 {
-		t.Errorf("full: binding %q, %+v; want fds per process with none more", full.Binding, l)
-	}
-	if q := headroomLimit(full, "accept queue"); q == nil || q.InUse < 20 {
-		t.Errorf("accept queue %+v: the connections past the limit wait there", q)
-	}
-}
-
 func TestHeadroomBadInput(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -176,15 +82,12 @@ func TestHeadroomBadInput(t *testing.T) {
 // which there binds first, where connect() then really fails.
 func TestHeadroomReadsAServerInItsNetworkNamespace(t *testing.T) {
 	needRoot(t)
-	py := need(t, "python3", "python3")
 	const port, now = 19982, 300
-	pid := netnsServer(t, py, port, `sysctl -qw net.ipv4.ip_local_port_range="40000 40999"`, nil)
-	in, out := netnsClients(t, py, pid, port, now)
+	pid := netnsServer(t, port, `sysctl -w net.ipv4.ip_local_port_range="40000 40999" >/dev/null`, nil)
 	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: 8192, Max: 8192}, nil); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond) // the last accepts
-
+	dialIn(t, pid, port, now)
 	h, sample := headroomJSON(t, "--pid", fmt.Sprint(pid))
 	net, _ := sample["net"].(map[string]any)
 	if h.Now != now || sample["other_netns"] != true || net["port_lo"].(float64) != 40000 || net["port_hi"].(float64) != 40999 {
@@ -194,12 +97,9 @@ func TestHeadroomReadsAServerInItsNetworkNamespace(t *testing.T) {
 	if h.Binding != "ephemeral ports" || ports == nil || !strings.Contains(h.Verdict, "in network namespace net:[") {
 		t.Fatalf("binding %q, ports %+v, verdict %q; want the namespace's port range first", h.Binding, ports, h.Verdict)
 	}
-	fmt.Fprintln(in)
-	out.waitFor(t, "more ", 60*time.Second)
-	var more, errno int
-	fmt.Sscanf(out.String()[strings.Index(out.String(), "more "):], "more %d %d", &more, &errno)
-	if errno != int(unix.EADDRNOTAVAIL) || int64(more) != *ports.More {
-		t.Errorf("connect() took %d more before errno %d; headroom said %d more, then EADDRNOTAVAIL (%d)", more, errno, *ports.More, unix.EADDRNOTAVAIL)
+	more, err := dialIn(t, pid, port, -1)
+	if !errors.Is(err, syscall.EADDRNOTAVAIL) || int64(more) != *ports.More {
+		t.Errorf("connect() took %d more, then %v; headroom said %d more, then EADDRNOTAVAIL", more, err, *ports.More)
 	}
 	// From this namespace the port is not found, and the message says why.
 	msg, _ := exec.Command(toolBinary, "headroom", "--port", fmt.Sprint(port)).CombinedOutput()
@@ -214,17 +114,19 @@ func TestHeadroomReadsAServerInItsNetworkNamespace(t *testing.T) {
 // figures are the cgroup's files'.
 func TestHeadroomOfAServerInItsCgroupAndNamespace(t *testing.T) {
 	needRoot(t)
-	py := need(t, "python3", "python3")
 	place, err := host.FindMemcgParent()
 	if err != nil {
 		testenv.Skip(t, testenv.KernelLacks, "no memory cgroup: %v", err)
 	}
-	const port, now, limit = 19984, 300, 48 << 20
+	const port, now = 19984, 300
+	// The Go server charges ≈ 3 MiB idle; 16 MiB leaves room for a
+	// thousand or two connections, well before its fds or ports.
+	limit := uint64(16 << 20)
 	cg, err := host.NewMemcg(place, filepath.Join(place.Parent, fmt.Sprintf("c10mprobe-headroom-test-%d", os.Getpid())), limit)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pid := netnsServer(t, py, port, "true", func(pid int) {
+	pid := netnsServer(t, port, "true", func(pid int) {
 		if err := cg.Add(pid); err != nil {
 			t.Fatal(err)
 		}
@@ -239,16 +141,14 @@ func TestHeadroomOfAServerInItsCgroupAndNamespace(t *testing.T) {
 	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: 8192, Max: 8192}, nil); err != nil {
 		t.Fatal(err)
 	}
-	netnsClients(t, py, pid, port, now)
-	time.Sleep(500 * time.Millisecond) // the last accepts
-
+	dialIn(t, pid, port, now)
 	h, sample := headroomJSON(t, "--pid", fmt.Sprint(pid))
 	usage := cg.Usage()
 	c, _ := sample["cgroup"].(map[string]any)
 	if h.Now != now || sample["other_netns"] != true || c == nil {
 		t.Fatalf("%d connections (want %d), netns %v, cgroup %v", h.Now, now, sample["netns"], c)
 	}
-	if got := uint64(c["memory_current"].(float64)); c["memory_max"].(float64) != limit || got > usage+usage/10 || got < usage-usage/10 {
+	if got := uint64(c["memory_current"].(float64)); uint64(c["memory_max"].(float64)) != limit || got > usage+usage/10 || got < usage-usage/10 {
 		t.Errorf("cgroup %v: want memory_max %d and memory_current within a tenth of its file's %d", c, limit, usage)
 	}
 	mc := headroomLimit(h, "memory cgroup")
@@ -257,60 +157,79 @@ func TestHeadroomOfAServerInItsCgroupAndNamespace(t *testing.T) {
 	}
 }
 
-// netnsServer starts the asyncio echo server on port in a network namespace
-// of its own (unshare --net), after setup (a shell command) there, and
-// calls before (if any) with its pid before it listens; unshare and sh exec,
-// so the pid is the server's. It is killed when the test ends.
-func netnsServer(t *testing.T, py string, port int, setup string, before func(pid int)) int {
+// netnsServer starts the Go test server on port in a network namespace of
+// its own (unshare --net), after setup (a shell command) there, and calls
+// before (if any) with its pid before it starts; unshare and sh exec, so
+// the pid is the server's. It returns once the server listens, and kills
+// it when the test ends.
+func netnsServer(t *testing.T, port int, setup string, before func(pid int)) int {
 	t.Helper()
 	need(t, "unshare", "util-linux")
-	need(t, "ip", "iproute2")
+	bin := goecho(t)
 	srv := exec.Command("unshare", "--net", "sh", "-c", fmt.Sprintf(
-		`read go; ip link set lo up && %s && exec %s testdata/servers/asyncio_echo.py 127.0.0.1 %d 1024`, setup, py, port))
+		`read go; ip link set lo up && %s && exec %s 127.0.0.1:%d`, setup, bin, port))
 	goOn, _ := srv.StdinPipe()
+	out := &output{}
+	srv.Stdout, srv.Stderr = out, out
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
+	pid := srv.Process.Pid
 	if before != nil {
-		before(srv.Process.Pid)
+		before(pid)
 	}
 	fmt.Fprintln(goOn)
-	return srv.Process.Pid
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); filepath.Base(exe) == "goecho" && socketFDs(t, pid) > 0 {
+			return pid
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server never listened in its namespace:\n%s", out)
+		}
+	}
 }
 
-// netnsClients opens n connections to port from inside pid's network
-// namespace; then, at a line written to in, as many more as connect()
-// allows, and prints "more N ERRNO".
-func netnsClients(t *testing.T, py string, pid, port, n int) (in io.Writer, out *output) {
+// dialIn opens n connections to 127.0.0.1:port from inside pid's network
+// namespace, on a thread that joined it (and ends with it), held until the
+// test ends; n < 0 opens as many as connect() allows and returns the error
+// that stopped it. It waits for the server to accept them.
+func dialIn(t *testing.T, pid, port, n int) (int, error) {
 	t.Helper()
-	client := exec.Command("nsenter", fmt.Sprintf("--net=/proc/%d/ns/net", pid), py, "-c", fmt.Sprintf(`
-import socket, sys, time
-for i in range(100):
-    try:
-        socket.create_connection(("127.0.0.1", %d)).close(); break
-    except OSError: time.sleep(0.1)
-time.sleep(1.1)  # the probe's TIME_WAIT, a second old, is one connect() may take over
-cs = [socket.create_connection(("127.0.0.1", %d)) for _ in range(%d)]
-print("held", flush=True)
-sys.stdin.readline()
-more = 0
-try:
-    while True:
-        cs.append(socket.create_connection(("127.0.0.1", %d))); more += 1
-except OSError as e:
-    print("more", more, e.errno, flush=True)
-sys.stdin.readline()
-`, port, port, n, port))
-	stdin, _ := client.StdinPipe()
-	out = &output{}
-	client.Stdout, client.Stderr = out, out
-	if err := client.Start(); err != nil {
-		t.Fatal(err)
+	type result struct {
+		conns []net.Conn
+		err   error
 	}
-	t.Cleanup(func() { stdin.Close(); client.Process.Kill(); client.Wait() })
-	out.waitFor(t, "held", 30*time.Second)
-	return stdin, out
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread leaves with the goroutine
+		var r result
+		fd, err := unix.Open(fmt.Sprintf("/proc/%d/ns/net", pid), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err == nil {
+			err = unix.Setns(fd, unix.CLONE_NEWNET)
+			unix.Close(fd)
+		}
+		for r.err = err; r.err == nil && (n < 0 || len(r.conns) < n); {
+			var c net.Conn
+			if c, r.err = net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); r.err == nil {
+				r.conns = append(r.conns, c)
+			}
+		}
+		done <- r
+	}()
+	r := <-done
+	t.Cleanup(func() {
+		for _, c := range r.conns {
+			c.Close()
+		}
+	})
+	if n >= 0 && r.err != nil {
+		t.Fatalf("dialing from pid %d's namespace: %v", pid, r.err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); n > 0 && socketFDs(t, pid)-1 < n && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond) // the server accepting: its sockets but its listener
+	}
+	return len(r.conns), r.err
 }
 
 // --watch samples until interrupted, a line a sample with the rate; the
@@ -318,9 +237,8 @@ sys.stdin.readline()
 // whole; a server gone ends the watch with what happened.
 func TestHeadroomWatchAndTextfile(t *testing.T) {
 	needRoot(t)
-	py := need(t, "python3", "python3")
 	const port, nofile = 19983, 2000
-	srv := exec.Command(py, "testdata/servers/asyncio_echo.py", "127.0.0.1", fmt.Sprint(port), "1024")
+	srv := exec.Command(goecho(t), fmt.Sprintf("127.0.0.1:%d", port))
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -631,8 +549,19 @@ func TestHeadroomPredictsWhereARunFindsTheServersFDs(t *testing.T) {
 			break
 		}
 	}
-	h, _ := headroomJSON(t, "--pid", fmt.Sprint(pid))
+	h, sample := headroomJSON(t, "--pid", fmt.Sprint(pid))
 	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	// Its connections against iproute2's count; the run's clients are on
+	// this host, two sockets a connection; its netpoller watches each.
+	p := sample["processes"].([]any)[0].(map[string]any)
+	if h.Now != ssCount(t, port) || int(sample["local_peers"].(float64)) != now || h.PerConn.Sockets != 2 || p["epoll_watches"].(float64) < now {
+		t.Errorf("%d connections (ss: %d), %v local peers, %.2f sockets a connection, %v epoll watches; want %d, all local, 2, ≥ %d",
+			h.Now, ssCount(t, port), sample["local_peers"], h.PerConn.Sockets, p["epoll_watches"], now, now)
+	}
+	// Found by its port, the same server and the same limit.
+	if byPort, _ := headroomJSON(t, "--port", fmt.Sprint(port)); byPort.Binding != h.Binding || byPort.Now != h.Now {
+		t.Errorf("--port: %d connections bound by %q; --pid: %d by %q", byPort.Now, byPort.Binding, h.Now, h.Binding)
+	}
 	fd := headroomLimit(h, "fds per process")
 	if h.Now != now || h.Binding != "fds per process" || fd == nil || *fd.BindsAt != int64(now+nofile-len(fds)) {
 		t.Fatalf("%d connections, binding %q, fds %+v; want %d, fds at %d (its fd table holds %d)", h.Now, h.Binding, fd, now, now+nofile-len(fds), len(fds))

@@ -43,8 +43,8 @@ type testPackage struct {
 	LimitedFiles []string
 }
 
-// guestTestPackages: the root tests of bpf, runner and its worker, and of cmd the
-// limits, signals, restore, netns, memory cap and servers tests (the
+// guestTestPackages: the root tests of bpf, runner and its worker, live, and of
+// cmd the limits, signals, restore, netns, memory cap, servers and headroom tests (the
 // servers other than the Go one need tools the guest lacks and skip). The
 // machine tests (machine_test.go) run with --memory-pressure only: under
 // TCG a run driven into swap by --machine-mem had not finished after five
@@ -55,7 +55,8 @@ var guestTestPackages = []testPackage{
 	{Name: "worker", Pkg: "./runner/worker"},
 	{Name: "memmodel", Pkg: "./internal/memmodel"},
 	{Name: "sysctl", Pkg: "./internal/sysctl"},
-	{Name: "cmd", Pkg: "./cmd/c10mprobe", Files: []string{"limits_test.go", "signals_test.go", "netns_test.go", "servers_test.go"},
+	{Name: "live", Pkg: "./internal/live"},
+	{Name: "cmd", Pkg: "./cmd/c10mprobe", Files: []string{"limits_test.go", "signals_test.go", "netns_test.go", "servers_test.go", "headroom_test.go"},
 		LimitedFiles: []string{"limits_test.go", "servers_test.go"}},
 }
 
