@@ -92,7 +92,7 @@ func (w *worker) exchange() {
 // next batch reuses their memory.
 func (w *worker) sendBatch() {
 	sent := 0
-	for ; w.sendNext < len(w.conns) && sent < exchangeBatch; w.sendNext++ {
+	for ; w.sendNext < len(w.conns) && sent < exchangeBatch && w.awaiting < exchangeWindow; w.sendNext++ {
 		if w.conns[w.sendNext].state == stOpen {
 			w.sendNumber(w.sendNext)
 			sent++
@@ -106,6 +106,14 @@ func (w *worker) sendBatch() {
 // turns of its event loop.
 const exchangeBatch = 256
 
+// exchangeWindow is how many messages a worker leaves unanswered at most.
+// Each holds an skb in its peer's receive queue, and its echo one here,
+// ≈ 1–2 KiB each on loopback; where the peers read slowly (a machine run
+// short of memory, its clients' pages reclaimed: 6.1 under TCG,
+// 2026-12-06), the batches alone had 90,000 messages a worker queued at
+// once, and the exchange took 72 MiB the guard's margin did not hold.
+const exchangeWindow = 4096
+
 // sendNumber writes fd's numbered message and starts its payload.
 func (w *worker) sendNumber(fd int) {
 	c := &w.conns[fd]
@@ -117,6 +125,7 @@ func (w *worker) sendNumber(fd int) {
 		return
 	}
 	c.state = stSent
+	w.awaiting++
 	w.stats.Sent++
 	w.startPayload(fd)
 }
@@ -140,6 +149,7 @@ func (w *worker) serverEvent(fd int, events uint32) {
 		if w.conns[fd].state != stSent || c.got < 4 {
 			break
 		}
+		w.awaiting--
 		if c.rx != c.num {
 			w.stats.Failed[FailMismatch]++
 			c.state = stDone

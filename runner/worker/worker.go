@@ -89,6 +89,7 @@ type exchanger struct {
 	exchanging bool
 	sending    bool // the exchange's first messages are still going out (sendBatch)
 	sendNext   int  // the next fd to send its message to
+	awaiting   int  // messages sent and not yet answered (stSent): at most exchangeWindow
 }
 
 // Main is the whole life of a worker process; it returns the exit code.
@@ -305,7 +306,7 @@ func (w *worker) failedOpens() uint64 {
 }
 
 func (w *worker) timeout() int {
-	if w.sending {
+	if w.sending && w.awaiting < exchangeWindow {
 		return 0 // the next batch of messages is due at once
 	}
 	if w.opening && w.cfg.Rate > 0 && w.tokens < 1 && w.pending < w.cfg.Inflight {
@@ -415,6 +416,9 @@ func (w *worker) dropConn(fd int, k FailKind, errno unix.Errno) {
 	c := &w.conns[fd]
 	if c.state == stOpen || c.state == stSent || c.state == stPayload {
 		w.waiting--
+	}
+	if c.state == stSent {
+		w.awaiting--
 	}
 	*c = conn{}
 	if w.sendLeft != nil {
