@@ -51,6 +51,7 @@ func WriteReport(w io.Writer, r Report) error {
 	data := map[string]any{
 		"R":         r,
 		"Memory":    template.HTML(memoryChart(r.Series, max(1, r.PageSize), r.Covers)),
+		"Ledger":    template.HTML(ledgerChart(r.Explanation.Ledger)),
 		"Conns":     template.HTML(connectionsChart(r.Series)),
 		"Sockets":   template.HTML(socketChart(r.SocketMemory)),
 		"Swap":      template.HTML(swapChart(r.Series, r.Machine)),
@@ -101,7 +102,8 @@ svg text{font-family:system-ui,sans-serif}.note{color:#666}svg{max-width:100%;he
 <p>{{.R.Explanation.Connections}} connections, {{bytes .R.Explanation.GrowthBytes}} of growth, {{pct .R.Explanation.UnexplainedFraction}} unexplained.</p>
 <table id="ledger"><tr><th>kind</th><th>name</th><th>B/conn</th><th>total</th><th>source</th><th>note</th></tr>
 {{range .R.Explanation.Ledger}}<tr><td>{{.Kind}}</td><td>{{.Name}}</td><td class="n">{{f0 .BytesPerConnection}}</td><td class="n">{{bytes .BytesTotal}}</td><td class="note">{{.Source}}</td><td class="note">{{.Note}}</td></tr>{{end}}</table>
-<h2>Memory by kind against connections</h2>{{.Memory}}
+<h2>The ledger at the peak, line by line: bytes a connection</h2>{{.Ledger}}
+<h2>Memory against connections, as sampled during the connect</h2>{{.Memory}}
 <h2>Connections and connect rate over time</h2>{{.Conns}}
 {{with .R.Explanation.Rate}}<div id="rate"><p>Connects a second by tenth of the connections held: {{range $i, $v := .ConnectByDecile}}{{if $i}}, {{end}}{{f0 $v}}{{end}}.</p>
 {{range .Causes}}<p class="verdict">{{.Kind}}: {{.Detail}}; would change it: {{.Change}}.</p>{{end}}

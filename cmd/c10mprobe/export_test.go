@@ -7,10 +7,12 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
+	"html/template"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -225,6 +227,40 @@ func assertReportRenders(t *testing.T, path, binding string) {
 	}
 }
 
+// assertLedgerCharted renders the report in headless Chromium and finds
+// every ledger line as a bar of the ledger chart, with its kind.
+func assertLedgerCharted(t *testing.T, path string, ledger []analysis.LedgerLine) {
+	t.Helper()
+	chromium := testenv.NeedTool(t, "chromium", "chromium")
+	dom, err := exec.Command(chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--user-data-dir="+t.TempDir(), "--dump-dom", "file://"+path).Output()
+	if err != nil {
+		t.Fatalf("chromium: %v", err)
+	}
+	start := bytes.Index(dom, []byte(`<svg id="ledger-chart"`))
+	if start < 0 {
+		t.Fatal("the rendered report has no ledger chart")
+	}
+	chart := string(dom[start:])
+	chart = chart[:strings.Index(chart, "</svg>")]
+	var names []string
+	for _, l := range ledger {
+		names = append(names, l.Name)
+		if !strings.Contains(chart, "<title>"+template.HTMLEscapeString(l.Name)+" ("+l.Kind+"): ") {
+			t.Errorf("the ledger chart lacks %s (%s)", l.Name, l.Kind)
+		}
+	}
+	if n := strings.Count(chart, `class="ledger-bar"`); n != len(ledger) {
+		t.Errorf("%d bars for %d ledger lines", n, len(ledger))
+	}
+	for _, want := range []string{"skbuff_small_head", "queued socket data outside slab"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("a payload run's ledger without %q: %q", want, names)
+		}
+	}
+}
+
 // The README's loop: queued payloads, a smaller tcp_rmem, compare.
 func TestTuneRerunCompare(t *testing.T) {
 	needRoot(t)
@@ -251,6 +287,9 @@ func TestTuneRerunCompare(t *testing.T) {
 			t.Errorf("unread 16 KiB payloads, but p50 socket memory %d B", s.Kernel.SocketMemory.SockDiag.P50)
 		}
 	}
+	// The payload run's report, rendered: every line of its ledger, the
+	// queued buffers and skbuff_small_head among them, is in its chart.
+	assertLedgerCharted(t, filepath.Join(a.dir, "report.html"), sa.Explanation.Ledger)
 	out, err := exec.Command(toolBinary, "compare", a.dir, b.dir, "--json").Output()
 	if err != nil {
 		t.Fatalf("compare: %v", err)
