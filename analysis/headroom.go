@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/c10mprobe/c10mprobe/internal/memmodel"
 	"github.com/c10mprobe/c10mprobe/internal/units"
 )
 
@@ -26,7 +27,11 @@ type HeadroomInput struct {
 	// inode, dentry, file, epoll item), from /proc/slabinfo's object sizes.
 	KernelPerSocket uint64
 	KernelWhy       string
+	MemTotal        uint64
 	MemAvailable    uint64
+	// Room is the machine's memory as more connections will meet it
+	// (memmodel), read from /proc/zoneinfo and /proc/meminfo.
+	Room            memmodel.Room
 	Reserve         uint64
 	TCPMemNow       int64    // pages (sockstat "mem")
 	TCPMem          [3]int64 // net.ipv4.tcp_mem pages: low, pressure, max
@@ -298,12 +303,30 @@ func (b *headroomLimits) files() {
 	}
 }
 
+// memory projects the connections more with memmodel, the model run's
+// machine guard and predict use: without swap, until what kernel
+// allocations can still get (free pages above the min watermarks, page
+// cache reclaim frees) is down to the reserve and run's 1 KiB a connection
+// for the exchange; with swap, until swap is full or all that can go to it
+// is out. Its cost: the kernel's (slab objects and buffers, which stay)
+// and the server's own pages (which swap can take).
 func (b *headroomLimits) memory() {
-	if total := b.cost.Total(); total > 0 {
-		room := float64(b.in.MemAvailable) - float64(b.in.Reserve)
-		b.add(HeadroomLimit{Name: "memory", Value: fmt.Sprintf("%s available (MemAvailable), less a reserve of %s, at %s a connection", units.Bytes(b.in.MemAvailable), units.Bytes(b.in.Reserve), units.Bytes(uint64(total))),
-			InUse: int64(b.in.Reserve), Max: int64(b.in.MemAvailable), Raise: "more RAM, or less per connection (smaller buffers: tcp_rmem, tcp_wmem)"}, room/total, true)
+	cost := memmodel.Cost{Pinned: b.cost.Kernel + b.cost.Buffers, User: b.cost.User}
+	if cost.Pinned+cost.User <= 0 || b.in.Room.Available == 0 {
+		return
 	}
+	ends := memmodel.RunEnds
+	ends.MarginFixed = b.in.Reserve
+	p := memmodel.Project(b.in.Room, cost, ends, uint64(b.in.Conns))
+	r := b.in.Room
+	value := fmt.Sprintf("%s kernel allocations can still get (free above the min watermarks, and page cache), keeping %s and 1 KiB a connection; %s a connection (%s of it the kernel's)",
+		units.Bytes(r.Available), units.Bytes(b.in.Reserve), units.Bytes(uint64(cost.Pinned+cost.User)), units.Bytes(uint64(cost.Pinned)))
+	if r.Swap > 0 {
+		value += fmt.Sprintf("; %s of swap, %s of anonymous memory it can take: swapping begins %s connections more", units.Bytes(r.Swap), units.Bytes(r.Swappable), units.Count(p.SwapStart))
+	}
+	b.add(HeadroomLimit{Name: "memory", Value: value, InUse: int64(b.in.MemTotal - b.in.MemAvailable), Max: int64(b.in.MemTotal),
+		Raise: "more RAM, or less per connection (smaller buffers: tcp_rmem, tcp_wmem)",
+		Note:  fmt.Sprintf("the machine's end by %s, as memmodel projects run's (--machine-mem) and predict's", p.StopBy)}, float64(p.Stop), true)
 }
 
 func (b *headroomLimits) tcpMem() {

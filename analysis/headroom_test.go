@@ -3,6 +3,8 @@ package analysis
 import (
 	"strings"
 	"testing"
+
+	"github.com/c10mprobe/c10mprobe/internal/memmodel"
 )
 
 // A server in a pod: 10,000 connections from clients elsewhere, a thread
@@ -17,7 +19,8 @@ func TestHeadroomOfAServerInAPod(t *testing.T) {
 		KernelPerSocket: 3800,
 		Procs:           []HeadroomProc{{Pid: 7, Comm: "java", UID: 1000, Conns: 10000, FDs: 10050, NoFile: 65536, Threads: 10040, Pss: 200 << 20, EpollWatches: 0}},
 		Listeners:       []HeadroomListener{{Addr: "0.0.0.0:8080", Queued: 3, Max: 4096}},
-		MemAvailable:    16 << 30, Reserve: 1 << 30,
+		MemTotal:        32 << 30, MemAvailable: 16 << 30, Reserve: 1 << 30,
+		Room:      memmodel.Room{Available: 16 << 30},
 		TCPMemNow: 5000, TCPMem: [3]int64{90000, 120000, 180000},
 		FileMax: 1 << 20, FilesOpen: 20000,
 		ConntrackMax: 262144, ConntrackCount: 10500,
@@ -47,8 +50,10 @@ func TestHeadroomOfAServerInAPod(t *testing.T) {
 		"memory cgroup": 10000 + 37069,
 		// The threads' room, pids.max − pids.current = 1,900, a thread
 		// a connection more (10,040 threads for 10,000 now).
-		"threads":          10000 + 1900,
-		"memory":           10000 + 557932,
+		"threads": 10000 + 1900,
+		// memmodel without swap: (16 GiB − the 1 GiB reserve − 1 KiB a
+		// connection held) over (3,800 + 4,096 + 20,972 + 1 KiB) B.
+		"memory":           10000 + 538476,
 		"tcp_mem pressure": 10000 + (120000-5000)*4096/4096,
 		"conntrack":        10000 + 262144 - 10500,
 		"fs.file-max":      10000 + (1<<20 - 20000),
@@ -136,5 +141,24 @@ func TestHeadroomThreadsUnderNproc(t *testing.T) {
 	in.Procs[0].UID = 0
 	if l := headroomLimit(ExplainHeadroom(in), "threads"); l == nil || *l.BindsAt != 200+32768-900 {
 		t.Errorf("root's threads %+v; want pid_max's room, RLIMIT_NPROC exempt", l)
+	}
+}
+
+// With swap, memory binds where memmodel says the machine ends: here all
+// that can go to swap is out before swap is full; swapping begins first.
+func TestHeadroomMemoryWithSwap(t *testing.T) {
+	const gib = 1 << 30
+	in := HeadroomInput{
+		Ports: []uint16{80}, Conns: 1000, Buffered: make([]uint64, 1000), KernelPerSocket: 8000,
+		Procs:    []HeadroomProc{{Pid: 1, Comm: "srv", UID: 1000, Conns: 1000, Pss: 2000 * 1000}},
+		MemTotal: 8 * gib, MemAvailable: 2 * gib, Reserve: 64 << 20,
+		Room: memmodel.Room{Headroom: gib, File: gib, Available: 2 * gib, Swappable: gib, Swap: 2 * gib},
+	}
+	h := ExplainHeadroom(in)
+	// (2 GiB + 1 GiB swappable − 64 MiB − 1,000 KiB) / (8,000 + 1 KiB)
+	// before swap holds 4 GiB / 10,000 B; swapping begins at 2 GiB / 10,000 B.
+	l := headroomLimit(h, "memory")
+	if l == nil || *l.BindsAt != 1000+349411 || !strings.Contains(l.Note, "reclaim_exhausted") || !strings.Contains(l.Value, "swapping begins 214,748 connections more") {
+		t.Errorf("memory %+v", l)
 	}
 }

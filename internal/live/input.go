@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/c10mprobe/c10mprobe/analysis"
+	"github.com/c10mprobe/c10mprobe/internal/memmodel"
 	"github.com/c10mprobe/c10mprobe/internal/procfs"
 	"github.com/c10mprobe/c10mprobe/internal/slabmodel"
 	"github.com/c10mprobe/c10mprobe/runner"
@@ -21,7 +22,7 @@ func (s *Server) Input(h runner.Host, sock procfs.Sockstat, reserve uint64) anal
 	in := analysis.HeadroomInput{
 		Ports: s.Ports, Conns: s.Conns, LocalPeers: s.LocalPeers,
 		Buffered: s.Buffered, PeerBuffered: s.PeerBuffered, RcvBufs: s.RcvBufs, RmemDefault: uint64(s.Net.TCPRmem[1]),
-		MemAvailable: h.Mem.MemAvailable, Reserve: reserve,
+		MemTotal: h.Mem.MemTotal, MemAvailable: h.Mem.MemAvailable, Room: room(h.Mem), Reserve: reserve,
 		TCPMemNow: sock.TCPMemPages, TCPMem: s.Net.TCPMem,
 		FileMax: h.FileMax, FilesOpen: h.FilesOpen,
 		ConntrackMax: s.Net.ConntrackMax, ConntrackCount: s.Net.ConntrackCount,
@@ -55,6 +56,16 @@ func (s *Server) Input(h runner.Host, sock procfs.Sockstat, reserve uint64) anal
 		in.Cgroup = &analysis.HeadroomCgroup{Path: c.Path, MemMax: c.MemMax, MemCurrent: c.MemCurrent, SockBytes: c.SockBytes, PidsMax: c.PidsMax, PidsNow: c.PidsNow}
 	}
 	return in
+}
+
+// room is the machine's memory as more connections will meet it, read as
+// run's machine guard reads it (memmodel.Room).
+func room(m procfs.Meminfo) memmodel.Room {
+	z, err := procfs.ReadZoneTotals()
+	if err != nil {
+		z = procfs.ZoneTotals{Headroom: m.MemFree, Available: m.MemFree + m.ActiveFile + m.InactiveFile}
+	}
+	return memmodel.Room{Headroom: z.Headroom, Available: z.Available, File: m.ActiveFile + m.InactiveFile, Swappable: m.Swappable(), Swap: m.SwapTotal}
 }
 
 // ErrNoProcess: a pid asked for is not running.
