@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/c10mprobe/c10mprobe/analysis"
 	"github.com/c10mprobe/c10mprobe/internal/limit"
 	"github.com/c10mprobe/c10mprobe/internal/procfs"
 	"github.com/c10mprobe/c10mprobe/internal/sysctl"
@@ -324,4 +325,62 @@ func assertInstrumentLocked(t *testing.T, parent int, dir string) {
 			t.Errorf("%s worker %s (pid %d) has nothing locked in RAM", f[1], f[2], pid)
 		}
 	}
+}
+
+// headroom on the port of a --machine-mem run holding 100,000 connections
+// says where memory binds; a run on the same machine to its guard then
+// stops within a tenth of it. No swap: the guard's end is what kernel
+// allocations can still get, less 64 MiB (--reserve here) and 1 KiB a
+// connection, as headroom projects it (memmodel).
+func TestHeadroomMemoryWhereAMachineRunStops(t *testing.T) {
+	needRoot(t)
+	before, pages := sysctls(t), hugePages(t)
+	procfs.SettleRCU()
+	time.Sleep(time.Second)
+	m, err := procfs.ReadMeminfo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := m.MemTotal - m.MemAvailable + 1<<30 + 5<<28 // as TestMachineWithoutSwap: 2.25 GiB of room
+	size = (size + 1<<28 - 1) &^ (1<<28 - 1)
+	const port, held = 19966, 100000
+	cmd, o, e, dir := start(t, "--conns", fmt.Sprint(held), "--machine-mem", fmt.Sprint(size), "--no-bpf", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--hold", "120s")
+	for deadline := time.Now().Add(120 * time.Second); time.Now().Before(deadline) && ssCount(t, port) < held; time.Sleep(200 * time.Millisecond) {
+	}
+	out, err := osexec.Command(toolBinary, "headroom", "--port", fmt.Sprint(port), "--reserve", "64MiB", "--json").Output()
+	cmd.Process.Signal(syscall.SIGINT)
+	finish(t, cmd, o, e, dir)
+	assertMachineRestored(t, dir, pages)
+	if err != nil {
+		t.Fatalf("headroom: %v\n%s", err, out)
+	}
+	var v struct {
+		Headroom analysis.Headroom `json:"headroom"`
+	}
+	if err := json.Unmarshal(out, &v); err != nil {
+		t.Fatal(err)
+	}
+	var mem *analysis.HeadroomLimit
+	for i, l := range v.Headroom.Limits {
+		if l.Name == "memory" {
+			mem = &v.Headroom.Limits[i]
+		}
+	}
+	if v.Headroom.Now != held || mem == nil || mem.BindsAt == nil {
+		t.Fatalf("headroom held %d, memory %+v; want %d and where memory binds", v.Headroom.Now, mem, held)
+	}
+
+	r := run(t, "--conns", "600000", "--machine-mem", fmt.Sprint(size), "--no-bpf", "--listen", fmt.Sprintf("127.0.0.1:%d", port))
+	s := readSummary(t, r)
+	l := s.Result.Limit
+	if l == nil || l.Kind != limit.ReclaimExhausted && l.Kind != limit.MinWatermark && l.Kind != limit.MemoryPressure {
+		t.Fatalf("the run to the guard stopped by %+v, want a guard\n%s", l, r.stderr)
+	}
+	got, want := float64(s.Result.Established), float64(*mem.BindsAt)
+	t.Logf("headroom said memory binds at %.0f (%s); the run stopped at %.0f by %s", want, mem.Value, got, l.Kind)
+	if got < 0.9*want || got > 1.1*want {
+		t.Errorf("the run stopped at %.0f, headroom said memory binds at %.0f", got, want)
+	}
+	assertMachineRestored(t, r.dir, pages)
+	assertSysctls(t, before)
 }
