@@ -21,6 +21,9 @@ type HeadroomInput struct {
 	PeerBuffered uint64   `json:"-"`
 	RcvBufs      []uint64 `json:"-"`
 	RmemDefault  uint64   `json:"-"` // tcp_rmem[1]: the receive buffer a socket starts with
+	// GrownSockets are the server sockets whose receive buffers grew most
+	// past RmemDefault, largest first.
+	GrownSockets []HeadroomSocket `json:"-"`
 	Procs        []HeadroomProc
 	Listeners    []HeadroomListener
 	// KernelPerSocket is the slab objects of one socket held open (sock,
@@ -129,6 +132,15 @@ type HeadroomBuffers struct {
 	// Grown is the sockets whose receive buffer autotuning grew past
 	// tcp_rmem[1].
 	Grown int `json:"rcvbuf_grown"`
+	// Largest are those grown most, by their peers.
+	Largest []HeadroomSocket `json:"largest_grown,omitempty"`
+}
+
+// HeadroomSocket is one server socket whose receive buffer grew.
+type HeadroomSocket struct {
+	Peer     string `json:"peer"`
+	RcvBuf   uint64 `json:"rcvbuf_bytes"`
+	Buffered uint64 `json:"buffered_bytes"`
 }
 
 // HeadroomLimit is one limit as headroom.
@@ -216,6 +228,7 @@ func headroomBuffers(in HeadroomInput) HeadroomBuffers {
 			b.Grown++
 		}
 	}
+	b.Largest = in.GrownSockets
 	return b
 }
 

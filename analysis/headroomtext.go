@@ -20,8 +20,16 @@ func (h Headroom) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "\nA connection more costs ≈ %s: kernel %s (%.2f sockets here; %s), buffers %s, user %s (%s).\n",
 		units.Bytes(uint64(c.Total())), units.Bytes(uint64(c.Kernel)), c.Sockets, c.KernelWhy, units.Bytes(uint64(c.Buffers)), units.Bytes(uint64(c.User)), c.UserNote)
 	if b := h.Buffers; b.Total > 0 || b.Grown > 0 {
-		fmt.Fprintf(w, "Socket buffers now: p50 %s, p99 %s, max %s, total %s; %d receive buffers grown past tcp_rmem's default.\n",
+		fmt.Fprintf(w, "Socket buffers now: p50 %s, p99 %s, max %s, total %s; %d receive buffers grown past tcp_rmem's default",
 			units.Bytes(b.P50), units.Bytes(b.P99), units.Bytes(b.Max), units.Bytes(b.Total), b.Grown)
+		for i, g := range b.Largest {
+			sep := ", "
+			if i == 0 {
+				sep = ", the largest: "
+			}
+			fmt.Fprintf(w, "%s%s's %s (%s held)", sep, g.Peer, units.Bytes(g.RcvBuf), units.Bytes(g.Buffered))
+		}
+		fmt.Fprintln(w, ".")
 	}
 	fmt.Fprintln(w, "\nLimits, the first to bind first:")
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -18,6 +19,7 @@ import (
 	"github.com/c10mprobe/c10mprobe/analysis"
 	"github.com/c10mprobe/c10mprobe/internal/procfs"
 	"github.com/c10mprobe/c10mprobe/internal/sockdiag"
+	"github.com/c10mprobe/c10mprobe/internal/sysctl"
 	"github.com/c10mprobe/c10mprobe/internal/testenv"
 	"github.com/c10mprobe/c10mprobe/runner/host"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
@@ -596,5 +598,46 @@ func TestHeadroomPredictsWhereARunFindsTheServersFDs(t *testing.T) {
 	}
 	if e := s.Explanation; e == nil || e.BindingLimit != "server fds" {
 		t.Errorf("the run's explanation %+v: want server fds", e)
+	}
+}
+
+// A connection that carried megabytes has its receive buffer grown by
+// autotuning (tcp_rcv_space_adjust) past tcp_rmem[1]: headroom names it by
+// its peer.
+func TestHeadroomNamesGrownReceiveBuffers(t *testing.T) {
+	needRoot(t)
+	const port = 19989
+	srv := exec.Command(goecho(t), fmt.Sprintf("127.0.0.1:%d", port))
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { srv.Process.Kill(); srv.Wait() }()
+	var c net.Conn
+	for deadline := time.Now().Add(10 * time.Second); c == nil; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the server never listened")
+		}
+		c, _ = net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	}
+	defer c.Close()
+	// 32 MiB through the echo, read back as it comes.
+	go func() {
+		buf := make([]byte, 1<<20)
+		for range 32 {
+			c.Write(buf)
+		}
+	}()
+	if _, err := io.ReadFull(c, make([]byte, 32<<20)); err != nil {
+		t.Fatal(err)
+	}
+	rmem, err := sysctl.Read("net.ipv4.tcp_rmem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lo, def uint64
+	fmt.Sscan(rmem, &lo, &def)
+	h, _ := headroomJSON(t, "--port", fmt.Sprint(port))
+	if b := h.Buffers; b.Grown != 1 || len(b.Largest) != 1 || b.Largest[0].Peer != c.LocalAddr().String() || b.Largest[0].RcvBuf <= def {
+		t.Errorf("buffers %+v: want the one connection's receive buffer named, grown past tcp_rmem[1] (peer %s)", b, c.LocalAddr())
 	}
 }

@@ -1,11 +1,13 @@
 package live
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -29,6 +31,7 @@ func (s *Server) Input(h runner.Host, sock procfs.Sockstat, reserve uint64) anal
 		EpollMaxWatches: h.EpollMaxWatches, ThreadsMax: h.ThreadsMax, PidMax: h.PidMax, Tasks: h.Tasks,
 		PortLo: s.Net.PortLo, PortHi: s.Net.PortHi, Netns: s.Netns, BusiestSourcePorts: s.BusiestSourcePorts,
 	}
+	in.GrownSockets = s.grown(uint64(s.Net.TCPRmem[1]), 5)
 	if s.BusiestSource.IsValid() {
 		in.BusiestSource, in.BusiestDest = s.BusiestSource.String(), s.BusiestDest.String()
 	}
@@ -56,6 +59,19 @@ func (s *Server) Input(h runner.Host, sock procfs.Sockstat, reserve uint64) anal
 		in.Cgroup = &analysis.HeadroomCgroup{Path: c.Path, MemMax: c.MemMax, MemCurrent: c.MemCurrent, SockBytes: c.SockBytes, PidsMax: c.PidsMax, PidsNow: c.PidsNow}
 	}
 	return in
+}
+
+// grown names the n server sockets whose receive buffers autotuning grew
+// most past rmemDefault (tcp_rmem[1]), largest first.
+func (s *Server) grown(rmemDefault uint64, n int) []analysis.HeadroomSocket {
+	var out []analysis.HeadroomSocket
+	for i, r := range s.RcvBufs {
+		if rmemDefault > 0 && r > rmemDefault {
+			out = append(out, analysis.HeadroomSocket{Peer: s.Peers[i].String(), RcvBuf: r, Buffered: s.Buffered[i]})
+		}
+	}
+	slices.SortFunc(out, func(a, b analysis.HeadroomSocket) int { return cmp.Compare(b.RcvBuf, a.RcvBuf) })
+	return out[:min(n, len(out))]
 }
 
 // room is the machine's memory as more connections will meet it, read as

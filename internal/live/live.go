@@ -39,6 +39,8 @@ type Server struct {
 	// RcvBufs is each server socket's receive buffer size (SK_MEMINFO
 	// rcvbuf), which autotuning grows from tcp_rmem[1].
 	RcvBufs []uint64 `json:"-"`
+	// Peers is each server socket's other end, in the order of RcvBufs.
+	Peers []netip.AddrPort `json:"-"`
 	// BusiestSource is the local client address with the most sockets
 	// from the ephemeral range to one server address (BusiestDest), and
 	// how many, in any state but a TIME_WAIT that connect() may take over
@@ -273,6 +275,7 @@ func (s *Server) readConnections(owned map[uint32]int) (map[int]int, error) {
 		perPid[e.pid]++
 		s.Buffered = append(s.Buffered, e.buffered)
 		s.RcvBufs = append(s.RcvBufs, e.rcvbuf)
+		s.Peers = append(s.Peers, e.t.remote)
 		if b, ok := seen[tuple{e.t.remote, e.t.local}]; ok {
 			s.LocalPeers++
 			s.PeerBuffered += b
