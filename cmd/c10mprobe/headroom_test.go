@@ -417,7 +417,7 @@ func TestHeadroomAsAnOrdinaryUser(t *testing.T) {
 	cmd = exec.Command(toolBinary, "headroom", "--port", "19986")
 	cmd.SysProcAttr = nobody
 	msg, err := cmd.CombinedOutput()
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(msg), "without root") {
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(msg), "only root reads") {
 		t.Errorf("nobody's headroom of root's server: %v, %q; want exit 1 saying root is needed", err, msg)
 	}
 }

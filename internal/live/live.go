@@ -223,7 +223,11 @@ func findServer(listeners []sockdiag.Socket, ports []uint16, pids []int) (map[ui
 		}
 	}
 	if len(pids) == 0 {
-		return nil, nil, nil, fmt.Errorf("no process here holds the listener on port %v (another user's, or another PID namespace's, without root?)", ports)
+		why := "another user's process, whose fd table only root reads, or one in another PID namespace"
+		if os.Geteuid() == 0 {
+			why = "a process in another PID namespace, which /proc here does not show: run headroom inside it"
+		}
+		return nil, nil, nil, fmt.Errorf("no process here holds the listener on port %s: %s", joinPorts(ports), why)
 	}
 	return owned, ports, pids, nil
 }
@@ -461,3 +465,11 @@ func memoryStat(dir, key string) uint64 {
 // CgroupRoot is where cgroups are mounted: v2 itself, or v1's controllers
 // below it.
 var CgroupRoot = "/sys/fs/cgroup"
+
+func joinPorts(ports []uint16) string {
+	out := make([]string, len(ports))
+	for i, p := range ports {
+		out[i] = strconv.Itoa(int(p))
+	}
+	return strings.Join(out, ", ")
+}
