@@ -427,19 +427,9 @@ func TestHeadroomAsAnOrdinaryUser(t *testing.T) {
 // count where it then really stops serving.
 func TestHeadroomNamesAThreadPerConnectionServersThreads(t *testing.T) {
 	needRoot(t)
-	need(t, "javac", "the JDK: default-jdk-headless")
-	java := need(t, "java", "the JDK: default-jdk-headless")
+	java, classes := javaEchoServer(t)
 	setpriv := need(t, "setpriv", "util-linux")
 	prlimit := need(t, "prlimit", "util-linux")
-	classes, err := os.MkdirTemp("", "c10mprobe-java")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(classes) })
-	if out, err := exec.Command("javac", "-d", classes, "testdata/servers/EchoServer.java").CombinedOutput(); err != nil {
-		t.Fatalf("compiling the Java server: %v\n%s", err, out)
-	}
-	os.Chmod(classes, 0o755)
 	const port, now = 19987, 200
 	// prlimit and setpriv exec: the pid is the JVM's.
 	srv := exec.Command(prlimit, "--nproc=600", setpriv, "--reuid", "nobody", "--regid", "nogroup", "--clear-groups",

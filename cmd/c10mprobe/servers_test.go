@@ -168,14 +168,28 @@ func TestProbeGoServer(t *testing.T) {
 	}
 }
 
-func TestProbeJavaServer(t *testing.T) {
-	needRoot(t)
+// javaEchoServer compiles the thread-per-connection EchoServer.java where
+// nobody can read it too (t.TempDir's parent is root's alone), and returns
+// the java binary and the classes' directory.
+func javaEchoServer(t *testing.T) (java, classes string) {
+	t.Helper()
 	need(t, "javac", "the JDK: default-jdk-headless")
-	java := need(t, "java", "the JDK: default-jdk-headless")
-	classes := t.TempDir()
+	java = need(t, "java", "the JDK: default-jdk-headless")
+	classes, err := os.MkdirTemp("", "c10mprobe-java")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(classes) })
 	if out, err := exec.Command("javac", "-d", classes, "testdata/servers/EchoServer.java").CombinedOutput(); err != nil {
 		t.Fatalf("compiling the Java server: %v\n%s", err, out)
 	}
+	os.Chmod(classes, 0o755)
+	return java, classes
+}
+
+func TestProbeJavaServer(t *testing.T) {
+	needRoot(t)
+	java, classes := javaEchoServer(t)
 	s := probeServer(t, 19972, "echo", fmt.Sprintf("%s -Xmx256m -cp %s EchoServer 19972", java, classes))
 	// A thread a connection: the JVM's own threads are there idle.
 	if tpc := s.Result.Server.ThreadsPerConnection; tpc < 0.9 || tpc > 1.1 {
@@ -337,19 +351,9 @@ func TestProbeServerBacklog(t *testing.T) {
 // the server's threads. Root would be exempt from RLIMIT_NPROC.
 func TestProbeServerThreads(t *testing.T) {
 	needRoot(t)
-	need(t, "javac", "the JDK: default-jdk-headless")
-	java := need(t, "java", "the JDK: default-jdk-headless")
+	java, classes := javaEchoServer(t)
 	setpriv := need(t, "setpriv", "util-linux")
 	prlimit := need(t, "prlimit", "util-linux")
-	classes, err := os.MkdirTemp("", "c10mprobe-java")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(classes) })
-	if out, err := exec.Command("javac", "-d", classes, "testdata/servers/EchoServer.java").CombinedOutput(); err != nil {
-		t.Fatalf("compiling the Java server: %v\n%s", err, out)
-	}
-	os.Chmod(classes, 0o755)
 	before := sysctls(t)
 	r := run(t, "--conns", "1500", "--target", "127.0.0.1:19980", "--exchange", "echo", "--timeout", "3s", "--no-bpf",
 		"--server-cmd", fmt.Sprintf("exec %s --nproc=600 %s --reuid nobody --regid nogroup --clear-groups %s -Xmx128m -Xss256k -cp %s EchoServer 19980", prlimit, setpriv, java, classes))
