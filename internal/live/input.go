@@ -105,14 +105,11 @@ func (q Query) Sample() (analysis.Headroom, *Server, error) {
 			return analysis.Headroom{}, nil, fmt.Errorf("--pid %d: %w", pid, ErrNoProcess)
 		}
 	}
-	h, err := runner.ReadHost()
-	if err != nil {
-		return analysis.Headroom{}, nil, err
-	}
 	s, err := Read(q.Ports, q.Pids)
 	if err != nil {
 		return analysis.Headroom{}, nil, err
 	}
+	h := s.Host
 	reserve := q.Reserve
 	if reserve == 0 {
 		reserve = runner.DefaultReserve(h.Mem.MemTotal)

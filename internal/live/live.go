@@ -17,6 +17,7 @@ import (
 
 	"github.com/c10mprobe/c10mprobe/internal/procfs"
 	"github.com/c10mprobe/c10mprobe/internal/sockdiag"
+	"github.com/c10mprobe/c10mprobe/runner"
 	"golang.org/x/sys/unix"
 )
 
@@ -54,6 +55,8 @@ type Server struct {
 	Netns      string    `json:"netns,omitempty"`
 	OtherNetns bool      `json:"other_netns"`
 	Net        NetLimits `json:"net"`
+	// Host is the host's limits, read with Net in the server's namespace.
+	Host runner.Host `json:"-"`
 	// Unread is what could not be read, and what that leaves out.
 	Unread []string `json:"unread,omitempty"`
 }
@@ -115,11 +118,13 @@ func Read(ports []uint16, pids []int) (*Server, error) {
 		pid = pids[0]
 	}
 	ns, err := inNetnsOf(pid, func() error {
-		net, err := readNetLimits()
+		h, net, err := readHost()
 		if err != nil {
 			return err
 		}
-		s, err = read(ports, pids, net)
+		if s, err = read(ports, pids, net); err == nil {
+			s.Host = h
+		}
 		return err
 	})
 	if err != nil {
@@ -149,6 +154,7 @@ func read(ports []uint16, pids []int, net NetLimits) (*Server, error) {
 		return nil, err
 	}
 	slices.Sort(pids)
+	tasks := map[int]uint64{} // by uid: one walk of /proc for a server's processes of one user
 	for _, pid := range slices.Compact(pids) {
 		p, err := readProc(pid)
 		if err != nil {
@@ -156,7 +162,10 @@ func read(ports []uint16, pids []int, net NetLimits) (*Server, error) {
 		}
 		p.Conns = perPid[pid]
 		if p.NProc > 0 {
-			p.UserTasks = userTasks(p.UID)
+			if _, ok := tasks[p.UID]; !ok {
+				tasks[p.UID] = userTasks(p.UID)
+			}
+			p.UserTasks = tasks[p.UID]
 		}
 		s.Procs = append(s.Procs, p)
 		s.Unread = append(s.Unread, p.Unread...)

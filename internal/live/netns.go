@@ -10,6 +10,7 @@ import (
 
 	"github.com/c10mprobe/c10mprobe/internal/procfs"
 	"github.com/c10mprobe/c10mprobe/internal/sysctl"
+	"github.com/c10mprobe/c10mprobe/runner"
 	"golang.org/x/sys/unix"
 )
 
@@ -68,43 +69,18 @@ func inNetnsOf(pid int, f func() error) (string, error) {
 	return theirs, <-done
 }
 
-// readNetLimits reads the calling thread's namespace's limits.
-func readNetLimits() (NetLimits, error) {
-	var n NetLimits
-	var err error
-	if n.PortLo, n.PortHi, err = portRange(); err != nil {
-		return n, err
-	}
-	n.Somaxconn = readInt("net.core.somaxconn")
-	n.ConntrackMax = readInt("net.netfilter.nf_conntrack_max")
-	n.ConntrackCount = readInt("net.netfilter.nf_conntrack_count")
-	n.TCPMem, n.TCPRmem = readThree("net.ipv4.tcp_mem"), readThree("net.ipv4.tcp_rmem")
-	n.TWReuse = readInt("net.ipv4.tcp_tw_reuse")
-	return n, nil
-}
-
-func readInt(key string) int64 {
-	v, _ := sysctl.Read(key)
-	n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-	return n
-}
-
-func readThree(key string) [3]int64 {
-	var out [3]int64
-	v, _ := sysctl.Read(key)
-	for i, f := range strings.Fields(v) {
-		if i < 3 {
-			out[i], _ = strconv.ParseInt(f, 10, 64)
-		}
-	}
-	return out
-}
-
-func portRange() (lo, hi int, err error) {
-	v, err := sysctl.Read("net.ipv4.ip_local_port_range")
+// readHost reads the host's limits on the calling thread, whose network
+// namespace the net.* ones are read in (/proc/sys/net resolves by the
+// calling thread's), and tcp_tw_reuse, which runner's Host leaves out.
+func readHost() (runner.Host, NetLimits, error) {
+	h, err := runner.ReadHost()
 	if err != nil {
-		return 0, -1, err
+		return h, NetLimits{}, err
 	}
-	_, err = fmt.Sscan(v, &lo, &hi)
-	return lo, hi, err
+	n := NetLimits{PortLo: h.PortLo, PortHi: h.PortHi, Somaxconn: h.Somaxconn, ConntrackMax: h.ConntrackMax,
+		ConntrackCount: h.ConntrackCount, TCPMem: h.TCPMemPages, TCPRmem: h.TCPRmem}
+	if v, err := sysctl.Read("net.ipv4.tcp_tw_reuse"); err == nil {
+		n.TWReuse, _ = strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+	}
+	return h, n, nil
 }
