@@ -3,11 +3,11 @@ package record
 import (
 	"errors"
 	"fmt"
-	"github.com/c10mprobe/c10mprobe/internal/serverlog"
 	"os"
 
 	"github.com/c10mprobe/c10mprobe/analysis"
 	"github.com/c10mprobe/c10mprobe/internal/procfs"
+	"github.com/c10mprobe/c10mprobe/internal/serverlog"
 	"github.com/c10mprobe/c10mprobe/runner"
 )
 

@@ -553,6 +553,13 @@ func TestHeadroomPredictsWhereARunFindsTheServersFDs(t *testing.T) {
 	}
 	h, sample := headroomJSON(t, "--pid", fmt.Sprint(pid))
 	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	// Socket buffer pages in use against /proc/net/sockstat, read just
+	// after (the held connections are idle: a few pages may come and go).
+	if sock, err := procfs.ReadSockstat(); err != nil {
+		t.Fatal(err)
+	} else if l := headroomLimit(h, "tcp_mem pressure"); l == nil || l.InUse > sock.TCPMemPages+16 || l.InUse+16 < sock.TCPMemPages {
+		t.Errorf("tcp_mem %+v; sockstat says %d pages", l, sock.TCPMemPages)
+	}
 	// Its connections against iproute2's count; the run's clients are on
 	// this host, two sockets a connection; its netpoller watches each.
 	p := sample["processes"].([]any)[0].(map[string]any)
