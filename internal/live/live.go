@@ -139,7 +139,7 @@ func read(ports []uint16, pids []int, net NetLimits) (*Server, error) {
 	if err := dumpBoth(1<<sockdiag.StateListen, func(s *sockdiag.Socket) { listeners = append(listeners, *s) }); err != nil {
 		return nil, err
 	}
-	owned, ports, pids, err := findServer(listeners, ports, pids)
+	owned, epolls, ports, pids, err := findServer(listeners, ports, pids)
 	if err != nil {
 		return nil, err
 	}
@@ -156,7 +156,7 @@ func read(ports []uint16, pids []int, net NetLimits) (*Server, error) {
 	slices.Sort(pids)
 	tasks := map[int]uint64{} // by uid: one walk of /proc for a server's processes of one user
 	for _, pid := range slices.Compact(pids) {
-		p, err := readProc(pid)
+		p, err := readProc(pid, epolls[pid])
 		if err != nil {
 			return nil, fmt.Errorf("pid %d: %w", pid, err)
 		}
@@ -182,14 +182,18 @@ func dumpBoth(states uint32, fn func(*sockdiag.Socket)) error {
 }
 
 // findServer finds the server's ports from its processes, or its processes
-// from the listeners on its ports, and maps each socket inode they hold to
-// its process.
-func findServer(listeners []sockdiag.Socket, ports []uint16, pids []int) (map[uint32]int, []uint16, []int, error) {
-	owned := map[uint32]int{} // socket inode → pid
+// from the listeners on its ports, maps each socket inode they hold to its
+// process, and keeps each process's epoll fds from the same walk of its fd
+// table.
+func findServer(listeners []sockdiag.Socket, ports []uint16, pids []int) (map[uint32]int, map[int][]string, []uint16, []int, error) {
+	epolls := map[int][]string{} // pid → its epoll instances' fds
+	owned := map[uint32]int{}    // socket inode → pid
 	for _, pid := range pids {
-		if err := socketInodes(pid, func(ino uint32) { owned[ino] = pid }); err != nil {
-			return nil, nil, nil, fmt.Errorf("pid %d: %w", pid, err)
+		e, err := scanFDs(pid, func(ino uint32) { owned[ino] = pid })
+		if err != nil {
+			return nil, nil, nil, nil, fmt.Errorf("pid %d: %w", pid, err)
 		}
+		epolls[pid] = e
 	}
 	if len(ports) == 0 {
 		for _, l := range listeners {
@@ -198,7 +202,7 @@ func findServer(listeners []sockdiag.Socket, ports []uint16, pids []int) (map[ui
 			}
 		}
 		if len(ports) == 0 {
-			return nil, nil, nil, fmt.Errorf("pid %v listens on no TCP port", pids)
+			return nil, nil, nil, nil, fmt.Errorf("pid %v listens on no TCP port", pids)
 		}
 	}
 	want := map[uint32]bool{}
@@ -209,23 +213,24 @@ func findServer(listeners []sockdiag.Socket, ports []uint16, pids []int) (map[ui
 	}
 	for _, p := range ports {
 		if !slices.ContainsFunc(listeners, func(l sockdiag.Socket) bool { return l.Local.Port() == p }) {
-			return nil, nil, nil, fmt.Errorf("port %d: %w", p, ErrNoListener)
+			return nil, nil, nil, nil, fmt.Errorf("port %d: %w", p, ErrNoListener)
 		}
 	}
 	if len(pids) > 0 {
-		return owned, ports, pids, nil
+		return owned, epolls, ports, pids, nil
 	}
 	// The listeners' owners, found by their inodes in every fd table.
 	all, err := procfs.Pids()
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	for _, pid := range all {
 		inodes := map[uint32]bool{}
 		listens := false
-		_ = socketInodes(pid, func(ino uint32) { inodes[ino] = true; listens = listens || want[ino] })
+		e, _ := scanFDs(pid, func(ino uint32) { inodes[ino] = true; listens = listens || want[ino] })
 		if listens {
 			pids = append(pids, pid)
+			epolls[pid] = e
 			for ino := range inodes {
 				owned[ino] = pid
 			}
@@ -236,9 +241,9 @@ func findServer(listeners []sockdiag.Socket, ports []uint16, pids []int) (map[ui
 		if os.Geteuid() == 0 {
 			why = "a process in another PID namespace, which /proc here does not show: run headroom inside it"
 		}
-		return nil, nil, nil, fmt.Errorf("no process here holds the listener on port %s: %s", joinPorts(ports), why)
+		return nil, nil, nil, nil, fmt.Errorf("no process here holds the listener on port %s: %s", joinPorts(ports), why)
 	}
-	return owned, ports, pids, nil
+	return owned, epolls, ports, pids, nil
 }
 
 // readConnections counts the server's established sockets, those whose
@@ -300,12 +305,13 @@ func (s *Server) readConnections(owned map[uint32]int) (map[int]int, error) {
 	return perPid, nil
 }
 
-// socketInodes calls fn with the inode of each socket in pid's fd table.
-func socketInodes(pid int, fn func(uint32)) error {
+// scanFDs walks pid's fd table once: fn gets the inode of each socket, and
+// the epoll instances' fds are returned (their fdinfo lists their watches).
+func scanFDs(pid int, fn func(uint32)) (epolls []string, err error) {
 	dir := fmt.Sprintf("%s/%d/fd", procfs.Root, pid)
 	fds, err := os.ReadDir(dir)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, fd := range fds {
 		link, err := os.Readlink(dir + "/" + fd.Name())
@@ -316,12 +322,14 @@ func socketInodes(pid int, fn func(uint32)) error {
 			if ino, err := strconv.ParseUint(strings.TrimSuffix(rest, "]"), 10, 32); err == nil {
 				fn(uint32(ino))
 			}
+		} else if link == "anon_inode:[eventpoll]" {
+			epolls = append(epolls, fd.Name())
 		}
 	}
-	return nil
+	return epolls, nil
 }
 
-func readProc(pid int) (Proc, error) {
+func readProc(pid int, epolls []string) (Proc, error) {
 	p := Proc{Pid: pid}
 	pr, err := procfs.ReadProcess(pid)
 	if err != nil {
@@ -340,7 +348,7 @@ func readProc(pid int) (Proc, error) {
 		p.UID = int(st.Uid)
 	}
 	var unread bool
-	if p.EpollWatches, unread = epollWatches(pid); unread {
+	if p.EpollWatches, unread = epollWatches(pid, epolls); unread {
 		p.Unread = append(p.Unread, fmt.Sprintf("pid %d's epoll fdinfo: its watches are left out", pid))
 	}
 	return p, nil
@@ -375,16 +383,12 @@ func userTasks(uid int) uint64 {
 	return n
 }
 
-// epollWatches counts the fds pid's epoll instances watch: one "tfd:" line
-// each in the instance's fdinfo (fs/eventpoll.c, ep_show_fdinfo).
-func epollWatches(pid int) (n uint64, unread bool) {
-	dir := fmt.Sprintf("%s/%d/fd", procfs.Root, pid)
-	fds, _ := os.ReadDir(dir)
-	for _, fd := range fds {
-		if link, _ := os.Readlink(dir + "/" + fd.Name()); link != "anon_inode:[eventpoll]" {
-			continue
-		}
-		f, err := os.Open(fmt.Sprintf("%s/%d/fdinfo/%s", procfs.Root, pid, fd.Name()))
+// epollWatches counts the fds pid's epoll instances (its fds epolls, from
+// scanFDs) watch: one "tfd:" line each in the instance's fdinfo
+// (fs/eventpoll.c, ep_show_fdinfo).
+func epollWatches(pid int, epolls []string) (n uint64, unread bool) {
+	for _, fd := range epolls {
+		f, err := os.Open(fmt.Sprintf("%s/%d/fdinfo/%s", procfs.Root, pid, fd))
 		if err != nil {
 			unread = true
 			continue
