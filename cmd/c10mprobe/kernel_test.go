@@ -231,7 +231,10 @@ func TestExplanationOfA100kRunAndExplainWithoutRoot(t *testing.T) {
 		t.Fatal("summary.json has no explanation")
 	}
 	if e.UnexplainedFraction > 0.05 || e.UnexplainedFraction < -0.05 {
-		t.Errorf("%.1f %% of %d bytes unexplained", 100*e.UnexplainedFraction, e.GrowthBytes)
+		// The ledger and the host's meminfo now, to tell the run's lines
+		// from another program's growth on a shared CI host.
+		meminfo, _ := os.ReadFile("/proc/meminfo")
+		t.Errorf("%.1f %% of %d bytes unexplained\nstdout:\n%s\n/proc/meminfo after the run:\n%s", 100*e.UnexplainedFraction, e.GrowthBytes, r.stdout, meminfo)
 	}
 	var tcpLedger int64
 	for _, l := range e.Ledger {

@@ -91,11 +91,15 @@ func TestMachineIntoSwap(t *testing.T) {
 	if want := m.MemBytes; m.LeftBytes < want || m.LeftBytes > want+want/100 || fmt.Sprint(want) != args[3] {
 		t.Errorf("the machine had %d bytes, want %s (+1 %%)", m.LeftBytes, args[3])
 	}
-	// Into swap: the kernel wrote pages out, the ballast's among them.
-	// (Its touches may find their pages in the swap cache: minor faults.)
-	if s.Result.Swap.SwapOut == 0 || b.SwappedBytesPeak == 0 || b.Touches == 0 {
-		t.Errorf("pswpout %d, ballast swapped %d B, %d touches; want all > 0\nstderr:\n%s", s.Result.Swap.SwapOut, b.SwappedBytesPeak, b.Touches, r.stderr)
+	// Into swap: the kernel wrote pages out. Whose is the kernel's choice:
+	// the ballast's, or another process's older pages (a CI host's own
+	// 78 MiB went first once, the ballast's none), so the ballast's share is
+	// logged, not required. (Its touches may find their pages in the swap
+	// cache: minor faults.)
+	if s.Result.Swap.SwapOut == 0 || b.Touches == 0 {
+		t.Errorf("pswpout %d, %d ballast touches; want both > 0\nstderr:\n%s", s.Result.Swap.SwapOut, b.Touches, r.stderr)
 	}
+	t.Logf("pswpout %d pages, the ballast's VmSwap at most %d B", s.Result.Swap.SwapOut, b.SwappedBytesPeak)
 	if s.Result.Verified != s.Result.Established || s.Result.Established < 100000 {
 		t.Errorf("%d established, %d verified: every connection opened must be verified", s.Result.Established, s.Result.Verified)
 	}
