@@ -139,7 +139,7 @@ func (r *Recorder) Phase(ph runner.Phase) error {
 	s.Established, s.Verified = r.last.Established, r.last.Verified
 	r.mu.Unlock()
 	var err error
-	if s.Meminfo, err = procfs.ReadMeminfo(); err != nil {
+	if s.Meminfo, err = readMeminfo(ph); err != nil {
 		return fmt.Errorf("sampling meminfo: %w", err)
 	}
 	if s.Sockstat, err = procfs.ReadSockstat(); err != nil {
@@ -181,6 +181,15 @@ func (r *Recorder) Phase(ph runner.Phase) error {
 	r.samples = append(r.samples, s)
 	r.mu.Unlock()
 	return nil
+}
+
+// readMeminfo reads the idle and the peak, which the ledger subtracts,
+// outside free page reporting's passes where this guest reports.
+func readMeminfo(ph runner.Phase) (procfs.Meminfo, error) {
+	if (ph == runner.PhaseIdle || ph == runner.PhaseExchange) && procfs.FreePageReporting(procfs.VirtioDevices) == procfs.PageReportingOn {
+		return procfs.ReadMeminfoPastReporting(procfs.ReportingWindow)
+	}
+	return procfs.ReadMeminfo()
 }
 
 func (r *Recorder) startSeries() {

@@ -103,7 +103,7 @@ func ReadHost() (Host, error) {
 	}
 	// net.ipv4.tcp_ehash_entries (Linux 6.1) reads the table's size.
 	h.EhashEntries, _ = readSysctlInt("net.ipv4.tcp_ehash_entries")
-	h.PageReporting = procfs.FreePageReporting("/sys/bus/virtio/devices")
+	h.PageReporting = procfs.FreePageReporting(procfs.VirtioDevices)
 	h.PageReportedKiB = -1
 	if v, err := procfs.ReadInt("/sys/module/page_reporting/parameters/reported_kib"); err == nil {
 		h.PageReportedKiB = v
