@@ -9,7 +9,7 @@ PREFIX   ?= /usr/local
 
 TESTJSON ?= $(or $(TMPDIR),/tmp)/c10mprobe-test.json
 
-.PHONY: help build install test race bench lint generate check-generated cross vmtest clean
+.PHONY: help build install test race bench bench-matrix lint generate check-generated cross vmtest clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -29,8 +29,12 @@ test: lint race ## vet, gofmt, the race detector, then every test (root tier as 
 race: ## the packages with goroutines and no eBPF under the race detector (the runner's in-process runs included)
 	$(GO) test -race -count=1 -p 1 -timeout 10m ./runner ./record ./analysis ./internal/...
 
-bench: ## benchmarks: rates and bytes per connection as ratios against baselines (root)
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./bpf/ ./cmd/c10mprobe/
+bench: ## benchmarks: rates and bytes per connection as ratios against baselines, then the prediction matrix (root)
+	$(GO) test -run '^$$' -bench . -skip PredictionMatrix -benchtime 1x -timeout 30m ./bpf/ ./cmd/c10mprobe/
+	$(MAKE) bench-matrix
+
+bench-matrix: ## --machine-mem's predictions against runs on 2, 4 and 8 GiB machines (root; ≤ 90 min, resumes by cell from runs/prediction-matrix; writes docs/prediction-matrix.md)
+	$(GO) test -run '^$$' -bench PredictionMatrix -benchtime 1x -timeout 100m ./cmd/c10mprobe/
 
 lint: ## go vet, gofmt, every skip through testenv (a listed reason), and the sizes that keep the tree readable (internal/sizecheck)
 	$(GO) vet ./...

@@ -271,17 +271,11 @@ func assertPredictAgain(t *testing.T, dir string, m host.MachineResult) {
 		return
 	}
 	predict := func(args ...string) uint64 {
-		var out, errOut strings.Builder
-		if code := cli(append([]string{"predict", "--from", dir, "--json"}, args...), &out, &errOut); code != 0 {
-			t.Fatalf("predict %v: exit %d: %s", args, code, errOut.String())
-		}
-		var p struct {
-			Connections uint64 `json:"connections"`
-		}
-		if err := json.Unmarshal([]byte(out.String()), &p); err != nil {
+		n, err := predictConnections(dir, args...)
+		if err != nil {
 			t.Fatal(err)
 		}
-		return p.Connections
+		return n
 	}
 	if got := predict(); got != m.PredictedConnections {
 		t.Errorf("predict --from the run: %d connections, the run predicted %d after calibration", got, m.PredictedConnections)
