@@ -166,7 +166,10 @@ func netnsOf(key string) string {
 	if !strings.HasPrefix(key, "net.") || HostWide(key) {
 		return ""
 	}
-	ns, _ := os.Readlink("/proc/self/ns/net")
+	// The calling thread's: /proc/self is the main thread's, which a
+	// goroutine that joined another namespace may have left there (the
+	// runtime wedges the main thread where it would end any other).
+	ns, _ := os.Readlink("/proc/thread-self/ns/net")
 	return ns
 }
 
