@@ -43,3 +43,29 @@ func TestInitialOnlyKeyFromANamespace(t *testing.T) {
 		t.Errorf("from a new namespace: %q, %v, journaled netns %q, own /proc/sys %v; want %q from the initial one, host-wide, not in its own", g.value, g.err, g.netns, g.direct, want)
 	}
 }
+
+// The main thread stays the main goroutine's, as c10mprobe's main keeps it:
+// a goroutine that unshares and ends on it would wedge it in its namespace.
+func init() { runtime.LockOSThread() }
+
+// A key of a namespace's own is journaled as the namespace of the thread
+// that set it, not the main thread's (/proc/self), which is elsewhere.
+func TestOwnKeyJournaledWithTheThreadsNamespace(t *testing.T) {
+	testenv.NeedRoot(t, "makes a network namespace")
+	done := make(chan [3]string, 1)
+	go func() {
+		// Never unlocked: the thread, in its namespace, ends with this goroutine.
+		runtime.LockOSThread()
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			done <- [3]string{"", "", err.Error()}
+			return
+		}
+		thread, _ := os.Readlink("/proc/thread-self/ns/net")
+		done <- [3]string{netnsOf("net.core.somaxconn"), thread, ""}
+	}()
+	g := <-done
+	main, _ := os.Readlink("/proc/self/ns/net")
+	if g[2] != "" || g[0] != g[1] || g[0] == main {
+		t.Errorf("net.core.somaxconn set from a thread in %s journaled as %q (the main thread's namespace %s): %s", g[1], g[0], main, g[2])
+	}
+}
