@@ -44,8 +44,10 @@ func TestInitialOnlyKeyFromANamespace(t *testing.T) {
 	}
 }
 
-// The main thread stays the main goroutine's, as c10mprobe's main keeps it:
-// a goroutine that unshares and ends on it would wedge it in its namespace.
+// The main thread stays the main goroutine's here, so that the test's
+// namespace goroutine runs on another: one that unshares and ends on the
+// main thread would wedge it in its namespace (runtime.mexit), and
+// /proc/self would then agree with the thread by chance.
 func init() { runtime.LockOSThread() }
 
 // A key of a namespace's own is journaled as the namespace of the thread
