@@ -141,8 +141,14 @@ func BenchmarkPredictionMatrix(b *testing.B) {
 		if r.Refused != "" {
 			continue
 		}
-		worstModel = max(worstModel, math.Abs(offPct(r.Actual.Stop, r.Model.Stop)))
-		worstCalibrated = max(worstCalibrated, math.Abs(offPct(r.Actual.Stop, r.Calibrated.Stop)))
+		// A cell without a prediction has no error (offPct's NaN would make
+		// the builtin max NaN for the whole matrix).
+		if r.Model.Stop > 0 {
+			worstModel = max(worstModel, math.Abs(offPct(r.Actual.Stop, r.Model.Stop)))
+		}
+		if r.Calibrated.Stop > 0 {
+			worstCalibrated = max(worstCalibrated, math.Abs(offPct(r.Actual.Stop, r.Calibrated.Stop)))
+		}
 	}
 	b.ReportMetric(worstModel, "worst-model-stop-err-%")
 	b.ReportMetric(worstCalibrated, "worst-calibrated-stop-err-%")
