@@ -4,14 +4,13 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 
+	"github.com/c10mprobe/c10mprobe/internal/nshop"
 	"github.com/c10mprobe/c10mprobe/internal/procfs"
 	"github.com/c10mprobe/c10mprobe/internal/sysctl"
 	"github.com/c10mprobe/c10mprobe/runner"
-	"golang.org/x/sys/unix"
 )
 
 // NetLimits are the limits a network namespace keeps for itself.
@@ -34,10 +33,9 @@ func (n NetLimits) reusesTimeWait(dst netip.Addr) bool {
 }
 
 // inNetnsOf runs f in pid's network namespace, on a thread that joined it
-// (setns(2) moves the calling thread only; sock_diag and /proc/sys/net
-// answer for the calling thread's namespace), and returns that namespace's
-// name where it is not this process's. pid 0, or a pid in our namespace,
-// runs f here. The thread is never unlocked: it ends with its goroutine.
+// (nshop: sock_diag and /proc/sys/net answer for the calling thread's
+// namespace), and returns that namespace's name where it is not this
+// process's. pid 0, or a pid in our namespace, runs f here.
 func inNetnsOf(pid int, f func() error) (string, error) {
 	own, err := os.Readlink("/proc/thread-self/ns/net")
 	if err != nil || pid == 0 {
@@ -51,22 +49,7 @@ func inNetnsOf(pid int, f func() error) (string, error) {
 	if theirs == own {
 		return "", f()
 	}
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			done <- fmt.Errorf("opening pid %d's network namespace: %w", pid, err)
-			return
-		}
-		defer unix.Close(fd)
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			done <- fmt.Errorf("joining pid %d's network namespace: %w", pid, err)
-			return
-		}
-		done <- f()
-	}()
-	return theirs, <-done
+	return theirs, nshop.Do(path, f)
 }
 
 // readHost reads the host's limits on the calling thread, whose network

@@ -9,12 +9,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 
-	"golang.org/x/sys/unix"
+	"github.com/c10mprobe/c10mprobe/internal/nshop"
 )
 
 // Dir is where sysctls live; tests may point it elsewhere.
@@ -60,10 +59,8 @@ func write(key, value string) error {
 
 // inItsNamespace runs f where key is seen: for a key of the initial network
 // namespace alone, read from another namespace, on a thread that has
-// joined the initial one (setns(2) moves the calling thread only, and
-// /proc/sys/net resolves by the calling thread's namespace). The thread is
-// never unlocked, so it ends with its goroutine and no other goroutine
-// runs in that namespace.
+// joined the initial one (nshop: /proc/sys/net resolves by the calling
+// thread's namespace).
 func inItsNamespace(key string, f func() error) error {
 	if !HostWide(key) || Dir != "/proc/sys" {
 		return f() // no namespace to look up for every other key
@@ -73,22 +70,7 @@ func inItsNamespace(key string, f func() error) error {
 	if own == initial || initial == "" {
 		return f()
 	}
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		fd, err := unix.Open("/proc/1/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			done <- fmt.Errorf("opening the initial network namespace: %w", err)
-			return
-		}
-		defer unix.Close(fd)
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			done <- fmt.Errorf("joining the initial network namespace: %w", err)
-			return
-		}
-		done <- f()
-	}()
-	return <-done
+	return nshop.Do("/proc/1/ns/net", f)
 }
 
 // Check says in one sentence why key cannot be set by this process, or nil.
