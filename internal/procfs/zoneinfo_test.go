@@ -45,3 +45,55 @@ Node 0, zone   Normal
 		t.Errorf("KernelHeadroom %d (%v), want %d", got, err, 5000*page)
 	}
 }
+
+// Free pages on a zone's per-CPU lists are not in its "pages free", yet an
+// allocation takes them and the OOM killer waits for them to be drained:
+// what kernel allocations can still get counts them; what they take before
+// kswapd wakes (the watermarks see NR_FREE_PAGES alone) does not.
+func TestKernelAvailableCountsPerCPUFreePages(t *testing.T) {
+	dir := t.TempDir()
+	zi := `Node 0, zone   Normal
+  pages free     52000
+        min      50000
+        low      55000
+        high     60000
+        protection: (0, 0, 0, 0, 0)
+      nr_zone_inactive_file 0
+      nr_zone_active_file 0
+  pagesets
+    cpu: 0
+              count: 30000
+              high:  48303
+    cpu: 1
+              count: 10000
+              high:  48303
+`
+	if err := os.WriteFile(filepath.Join(dir, "zoneinfo"), []byte(zi), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	old := Root
+	Root = dir
+	defer func() { Root = old }()
+	page := uint64(os.Getpagesize())
+	// 52,000 + 40,000 on the lists − 50,000.
+	if got, err := KernelAvailable(); err != nil || got != 42000*page {
+		t.Errorf("KernelAvailable %d (%v), want %d", got, err, 42000*page)
+	}
+	if got, err := KernelHeadroom(); err != nil || got != 0 {
+		t.Errorf("KernelHeadroom %d (%v), want 0: free is below low without the lists", got, err)
+	}
+	if got, err := PCPFreeBytes(); err != nil || got != 40000*page {
+		t.Errorf("PCPFreeBytes %d (%v), want %d", got, err, 40000*page)
+	}
+}
+
+// Swap holds pages out of RAM less the swap cache, whose pages are in both.
+func TestSwappedOutLeavesTheSwapCacheOut(t *testing.T) {
+	m := Meminfo{SwapTotal: 2 << 30, SwapFree: 176 << 20, SwapCached: 1025 << 20}
+	if got, want := m.SwappedOut(), uint64(2<<30-176<<20-1025<<20); got != want {
+		t.Errorf("SwappedOut %d, want %d", got, want)
+	}
+	if got := (Meminfo{SwapTotal: 1 << 30, SwapFree: 1 << 30, SwapCached: 4096}).SwappedOut(); got != 0 {
+		t.Errorf("SwappedOut with a stray swap-cache page and nothing used: %d, want 0", got)
+	}
+}

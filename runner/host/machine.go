@@ -113,7 +113,11 @@ func (ma *Machine) Check() error {
 	if ma.Size >= m.MemTotal-m.Hugetlb {
 		return fmt.Errorf("--machine-mem %s is not below this host's %s of RAM", units.Bytes(ma.Size), units.Bytes(m.MemTotal-m.Hugetlb))
 	}
-	used := m.MemTotal - m.Hugetlb - m.MemAvailable
+	// Free pages parked on the per-CPU lists are free, though MemAvailable
+	// leaves them out: right after a 4 GiB run they held 1.2 GiB, and a
+	// matrix cell that followed was refused for memory "in use" that was
+	// free (procfs.PCPFreeBytes, 2026-12-06).
+	used := m.MemTotal - m.Hugetlb - min(m.MemTotal-m.Hugetlb, m.MemAvailable+m.PCPFree)
 	if need := used + ma.Ballast + ma.Reserve; ma.Size < need {
 		return fmt.Errorf("--machine-mem %s is smaller than what is in use (%s) plus the ballast (%s) and the reserve (%s): at least %s",
 			units.Bytes(ma.Size), units.Bytes(used), units.Bytes(ma.Ballast), units.Bytes(ma.Reserve), units.Bytes(need))
@@ -308,9 +312,11 @@ func (ma *Machine) Guard() (limit.Kind, string) {
 	if err != nil {
 		return "", ""
 	}
-	if m.SwapTotal > 0 && float64(m.SwapTotal-m.SwapFree) >= memmodel.RunEnds.SwapShare*float64(m.SwapTotal) {
-		return limit.SwapFull, fmt.Sprintf("swap is %.0f %% used (%s of %s): the kernel has nothing left to push out to make room for socket slab, which cannot be swapped",
-			100*float64(m.SwapTotal-m.SwapFree)/float64(m.SwapTotal), units.Bytes(m.SwapTotal-m.SwapFree), units.Bytes(m.SwapTotal))
+	// Swap is spent by the pages it holds that are out of RAM: a page in
+	// the swap cache holds a slot, but reclaim frees its RAM without a write.
+	if out := m.SwappedOut(); m.SwapTotal > 0 && float64(out) >= memmodel.RunEnds.SwapShare*float64(m.SwapTotal) {
+		return limit.SwapFull, fmt.Sprintf("swap is %.0f %% full of pages out of RAM (%s of %s): the kernel has nothing left to push out to make room for socket slab, which cannot be swapped",
+			100*float64(out)/float64(m.SwapTotal), units.Bytes(out), units.Bytes(m.SwapTotal))
 	}
 	// Once what kernel allocations can still get (free above the min
 	// watermarks and lowmem reserves, file pages to reclaim, and anonymous
@@ -320,7 +326,7 @@ func (ma *Machine) Guard() (limit.Kind, string) {
 	// at the min watermark long enough for a poll to see. Stop with a
 	// margin.
 	if avail, err := procfs.KernelAvailable(); err == nil {
-		margin, out := memmodel.RunEnds.Margin(ma.held), min(m.SwapFree, m.Swappable())
+		margin, out := memmodel.RunEnds.Margin(ma.held), reclaimableToSwap(m)
 		if avail+out <= margin {
 			left := "without swap, kernel allocations had " + units.Bytes(avail) + " left"
 			if m.SwapTotal > 0 {
@@ -340,6 +346,14 @@ func (ma *Machine) Guard() (limit.Kind, string) {
 		return limit.MinWatermark, fmt.Sprintf("free memory fell to %s, at the min watermark (%s): allocations now reclaim on their own or fail", units.Bytes(free), units.Bytes(ma.minWater))
 	}
 	return "", ""
+}
+
+// reclaimableToSwap is the RAM swap can still give kernel allocations: the
+// swap cache's pages, which have their copy in swap already, and as much of
+// the rest of anonymous memory as free swap holds.
+func reclaimableToSwap(m procfs.Meminfo) uint64 {
+	anon := m.Swappable()
+	return m.SwapCached + min(m.SwapFree, anon-min(anon, m.SwapCached))
 }
 
 // Result is summary.json's machine, at the end of a run that held
