@@ -24,6 +24,7 @@ type Meminfo struct {
 	Buffers      uint64 `json:"buffers"`
 	Cached       uint64 `json:"cached"`
 	SwapCached   uint64 `json:"swap_cached"`
+	Writeback    uint64 `json:"writeback"` // pages being written, swap's included
 	AnonPages    uint64 `json:"anon_pages"`
 	ActiveFile   uint64 `json:"active_file"`
 	InactiveFile uint64 `json:"inactive_file"`
@@ -79,14 +80,21 @@ func MemoryStall() (full time.Duration, ok bool) {
 	return full, ok && err == nil
 }
 
-// SwappedOut is swap holding pages that are no longer in RAM: swap in use
-// less the swap cache, whose pages have a copy in swap and one in RAM
-// (written out and not yet freed, or read back in). Reclaim drops those
-// without writing anything; under a fast run they held a gigabyte of a
-// 2 GiB swap at its end (8 GiB machine with a 3 GiB ballast, 2026-12-06).
+// SwappedOut is swap holding pages that are no longer in RAM, or are on
+// their way out: swap in use less the swap cache that is not being written.
+// Those pages have a copy in swap and one in RAM (written out and not yet
+// freed, or read back in), and reclaim drops them without writing anything;
+// under a fast run they held a gigabyte of a 2 GiB swap at its end (8 GiB
+// machine with a 3 GiB ballast, 2026-12-06).
 func (m Meminfo) SwappedOut() uint64 {
 	used := m.SwapTotal - min(m.SwapTotal, m.SwapFree)
-	return used - min(used, m.SwapCached)
+	return used - min(used, m.SwapCacheClean())
+}
+
+// SwapCacheClean is the swap cache less what is still being written
+// (Writeback, which counts file pages too: an upper bound on swap's).
+func (m Meminfo) SwapCacheClean() uint64 {
+	return m.SwapCached - min(m.SwapCached, m.Writeback)
 }
 
 // Swappable is the anonymous memory swap could take: all of it less what
@@ -98,7 +106,7 @@ func ReadMeminfo() (Meminfo, error) {
 	var m Meminfo
 	fields := map[string]*uint64{
 		"MemTotal": &m.MemTotal, "MemFree": &m.MemFree, "MemAvailable": &m.MemAvailable,
-		"Buffers": &m.Buffers, "Cached": &m.Cached, "SwapCached": &m.SwapCached,
+		"Buffers": &m.Buffers, "Cached": &m.Cached, "SwapCached": &m.SwapCached, "Writeback": &m.Writeback,
 		"AnonPages": &m.AnonPages, "KernelStack": &m.KernelStack,
 		"Active(file)": &m.ActiveFile, "Inactive(file)": &m.InactiveFile,
 		"Slab": &m.Slab, "SReclaimable": &m.SReclaimable, "SUnreclaim": &m.SUnreclaim,

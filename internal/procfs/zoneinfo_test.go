@@ -93,6 +93,11 @@ func TestSwappedOutLeavesTheSwapCacheOut(t *testing.T) {
 	if got, want := m.SwappedOut(), uint64(2<<30-176<<20-1025<<20); got != want {
 		t.Errorf("SwappedOut %d, want %d", got, want)
 	}
+	// Pages of the swap cache still being written are on their way out.
+	m.Writeback = 25 << 20
+	if got, want := m.SwappedOut(), uint64(2<<30-176<<20-1000<<20); got != want {
+		t.Errorf("SwappedOut with 25 MiB being written %d, want %d", got, want)
+	}
 	if got := (Meminfo{SwapTotal: 1 << 30, SwapFree: 1 << 30, SwapCached: 4096}).SwappedOut(); got != 0 {
 		t.Errorf("SwappedOut with a stray swap-cache page and nothing used: %d, want 0", got)
 	}

@@ -349,11 +349,12 @@ func (ma *Machine) Guard() (limit.Kind, string) {
 }
 
 // reclaimableToSwap is the RAM swap can still give kernel allocations: the
-// swap cache's pages, which have their copy in swap already, and as much of
+// swap cache's pages that are written (their copy is in swap already; one
+// still being written cannot be freed until its write ends), and as much of
 // the rest of anonymous memory as free swap holds.
 func reclaimableToSwap(m procfs.Meminfo) uint64 {
-	anon := m.Swappable()
-	return m.SwapCached + min(m.SwapFree, anon-min(anon, m.SwapCached))
+	anon, clean := m.Swappable(), m.SwapCacheClean()
+	return clean + min(m.SwapFree, anon-min(anon, m.SwapCached))
 }
 
 // Result is summary.json's machine, at the end of a run that held

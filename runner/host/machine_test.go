@@ -10,8 +10,8 @@ import (
 	"github.com/c10mprobe/c10mprobe/internal/procfs"
 )
 
-// The RAM swap can still give: the swap cache's pages (their copy is in swap
-// already), then as much other anonymous memory as free swap holds.
+// The RAM swap can still give: the swap cache's written pages (their copy is
+// in swap already), then as much other anonymous memory as free swap holds.
 func TestReclaimableToSwapCountsTheSwapCache(t *testing.T) {
 	for _, c := range []struct {
 		m    procfs.Meminfo
@@ -21,6 +21,8 @@ func TestReclaimableToSwapCountsTheSwapCache(t *testing.T) {
 		{procfs.Meminfo{SwapCached: 1000, SwapFree: 3000, AnonPages: 2500}, 2500},
 		{procfs.Meminfo{SwapCached: 0, SwapFree: 3000, AnonPages: 2500, Mlocked: 500}, 2000},
 		{procfs.Meminfo{SwapFree: 0, AnonPages: 2500}, 0},
+		// 600 of the swap cache still being written: not yet freeable.
+		{procfs.Meminfo{SwapCached: 1000, Writeback: 600, SwapFree: 300, AnonPages: 2500}, 700},
 	} {
 		if got := reclaimableToSwap(c.m); got != c.want {
 			t.Errorf("%+v: %d, want %d", c.m, got, c.want)
