@@ -94,7 +94,7 @@ func prepareBoots(f hostFlags) (boots []boot, root string, err error) {
 }
 
 // report prints the table, and writes it as markdown to --table.
-func report(f hostFlags, boots []boot, results []result, accel string) error {
+func report(f hostFlags, boots []boot, results []result, accel accel) error {
 	var cols []string
 	for _, b := range boots {
 		cols = append(cols, b.column())
@@ -113,26 +113,65 @@ func report(f hostFlags, boots []boot, results []result, accel string) error {
 	return os.WriteFile(f.table, []byte(t.markdown(kernels, accel, f)), 0o644)
 }
 
-// accelerator is KVM where /dev/kvm opens, TCG (software) otherwise.
-func accelerator() string {
-	if f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0); err == nil {
-		f.Close()
-		return "kvm"
+// accel is how qemu runs the guests: "tcg", or "kvm" with the -cpu model
+// that the host's KVM accepted.
+type accel struct {
+	name, cpu string
+}
+
+func (a accel) String() string {
+	if a.cpu == "" {
+		return a.name
 	}
-	return "tcg"
+	return a.name + " (-cpu " + a.cpu + ")"
+}
+
+// kvmCPUs are the -cpu models tried under KVM, in order. Under a hypervisor
+// that does not let its guests set IA32_ARCH_CAPABILITIES (MSR 0x10a),
+// "host" aborts at the first vCPU reset ("failed to set MSR 0x10a",
+// kvm_buf_set_msrs), and so does "max"; the same model without that
+// feature boots (seen on this project's 2-CPU VM host, 2026-12-06).
+var kvmCPUs = []string{"host", "host,-arch-capabilities"}
+
+// accelerator is KVM where /dev/kvm opens and qemu can start a vCPU with
+// one of kvmCPUs, TCG (software) otherwise.
+func accelerator() accel {
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		return accel{name: "tcg"}
+	}
+	f.Close()
+	for _, cpu := range kvmCPUs {
+		if kvmStarts(cpu) {
+			return accel{name: "kvm", cpu: cpu}
+		}
+	}
+	return accel{name: "tcg"}
+}
+
+// kvmStarts says whether qemu, under KVM with this -cpu model, is still
+// running two seconds after it was started paused (its vCPUs are made
+// and reset before it waits).
+func kvmStarts(cpu string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", "-accel", "kvm", "-cpu", cpu, "-m", "128",
+		"-display", "none", "-monitor", "none", "-nodefaults", "-S")
+	err := cmd.Run()
+	return ctx.Err() != nil && err != nil // killed at the deadline, not exited by itself
 }
 
 // qemuArgs boot the kernel on the image, its console and its results on
 // two serial ports.
-func (b boot) qemuArgs(f hostFlags, image, console, results, accel string) []string {
+func (b boot) qemuArgs(f hostFlags, image, console, results string, accel accel) []string {
 	qargs := []string{"-machine", "q35", "-smp", fmt.Sprint(f.cpus), "-m", f.memory,
 		"-kernel", b.kernel.vmlinuz(),
 		"-append", "root=/dev/nvme0n1 rw rootfstype=ext4 init=/init console=ttyS0 panic=-1 quiet vmtest.pass=" + b.pass,
 		"-drive", "file=" + image + ",if=none,id=disk,format=raw", "-device", "nvme,drive=disk,serial=vmtest",
 		"-display", "none", "-monitor", "none", "-serial", "file:" + console, "-serial", "file:" + results,
 		"-no-reboot", "-nic", "none"}
-	if accel == "kvm" {
-		return append(qargs, "-accel", "kvm", "-cpu", "host")
+	if accel.name == "kvm" {
+		return append(qargs, "-accel", "kvm", "-cpu", accel.cpu)
 	}
 	return append(qargs, "-accel", "tcg,thread="+f.tcgThreads, "-cpu", "max")
 }
@@ -141,7 +180,7 @@ func (b boot) qemuArgs(f hostFlags, image, console, results, accel string) []str
 // returns their rows in that order. Under TCG with one host thread a
 // guest (thread=single), each guest keeps one host CPU busy: two at once
 // on a 2-CPU host take the time of the longer.
-func runBoots(ctx context.Context, f hostFlags, boots []boot, root, accel string) []result {
+func runBoots(ctx context.Context, f hostFlags, boots []boot, root string, accel accel) []result {
 	rows := make([][]result, len(boots))
 	next := make(chan int, len(boots))
 	for i := range boots {
@@ -203,7 +242,7 @@ func (b boot) image(f hostFlags, root string) (string, []result, error) {
 func (b boot) name() string { return strings.ReplaceAll(b.column(), " ", "-") }
 
 // run stages the guest, boots it and collects its rows as they come.
-func (b boot) run(ctx context.Context, f hostFlags, root, accel string) ([]result, error) {
+func (b boot) run(ctx context.Context, f hostFlags, root string, accel accel) ([]result, error) {
 	image, held, err := b.image(f, root)
 	if image != "" {
 		defer os.Remove(image)

@@ -111,12 +111,14 @@ func (t table) text() string {
 	return b.String()
 }
 
-func (t table) markdown(kernels []string, accel string, f hostFlags) string {
+func (t table) markdown(kernels []string, accel accel, f hostFlags) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# The VM tier: c10mprobe on Debian's stock kernels\n\n")
-	how := strings.ToUpper(accel)
-	if accel == "tcg" {
+	how := strings.ToUpper(accel.name)
+	if accel.name == "tcg" {
 		how += " (thread=" + f.tcgThreads + ")"
+	} else {
+		how += " (-cpu " + accel.cpu + ")"
 	}
 	fmt.Fprintf(&b, "Taken %s by `make vmtest` (`go run ./internal/vmtest`), qemu under %s, %d vCPUs, %s of memory, %d guests at once, cgroup v2 alone, root with every capability.\n",
 		time.Now().UTC().Format("2006-01-02"), how, f.cpus, f.memory, f.parallel)
@@ -124,7 +126,7 @@ func (t table) markdown(kernels []string, accel string, f hostFlags) string {
 	for _, k := range kernels {
 		fmt.Fprintf(&b, "- %s\n", k)
 	}
-	if accel == "tcg" && f.tcgThreads == "single" {
+	if accel.name == "tcg" && f.tcgThreads == "single" {
 		fmt.Fprintf(&b, "\nEach guest's vCPUs share one host thread (`-accel tcg,thread=single`). With a thread per vCPU, Debian's 6.12 oopsed three times on an int3 at a site the kernel was patching (a static key turned on while another vCPU ran that code: kmem accounting as the first memory cgroup was made) and once stalled for 775 s (a soft lockup) until its boot was killed; one thread keeps code that one vCPU rewrites coherent for the other.\n")
 	}
 	if f.limited != "" {
