@@ -47,8 +47,10 @@ type hostFlags struct {
 	// kernel was patching (static keys) and once locked up for 775 s:
 	// cross-modified code under multi-threaded TCG (docs/vmtest.md).
 	tcgThreads string
-	parallel   int // guests booted at once
-	timeout    int // minutes a boot may take before it is killed
+	// kvm asks for KVM instead of TCG (accelerator says why not by default).
+	kvm      bool
+	parallel int // guests booted at once
+	timeout  int // minutes a boot may take before it is killed
 	// pressure adds what drives the guest into swap (--machine-mem).
 	pressure bool
 	noStock  bool // boot only the limited host
@@ -68,6 +70,7 @@ func parseHostFlags(args []string) (hostFlags, error) {
 	fs.IntVar(&f.cpus, "cpus", 2, "guest vCPUs")
 	fs.StringVar(&f.tcgThreads, "tcg-threads", "single", "qemu's TCG threading: single (every vCPU on one host thread) or multi (a host thread per vCPU)")
 	fs.IntVar(&f.parallel, "parallel", 2, "guests booted at once")
+	fs.BoolVar(&f.kvm, "kvm", false, "boot under KVM (-cpu host, or host without arch-capabilities where qemu refuses host) instead of TCG, where /dev/kvm opens")
 	fs.BoolVar(&f.noStock, "limited-only", false, "boot only the limited host (of the --limited series)")
 	fs.BoolVar(&f.pressure, "memory-pressure", false, "also run the machine tests and --machine-mem scenarios, which drive the guest into swap (under TCG these had not finished after five minutes)")
 	fs.IntVar(&f.timeout, "timeout", 30, "minutes a boot may run before it is killed and counted failed")
