@@ -174,6 +174,11 @@ func takeSignals(prog *progress) (ctx context.Context, running *atomic.Pointer[r
 	running = new(atomic.Pointer[runner.Runner])
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
+	// A write to a closed pipe on stdout or stderr (`run | tee`, tee gone)
+	// would end the run by SIGPIPE with the host changed; with SIGPIPE
+	// taken, the write fails with EPIPE and the run goes on to restore.
+	// Never read: signal.Notify does not block on a full channel.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	go func() {
 		s := <-sigs
 		prog.note(fmt.Sprintf("%v: stopping, verifying what is held, restoring (again to abort)", s))

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -289,4 +290,45 @@ func TestSIGINTBeforeTheFirstConnection(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "workers.pids")); err == nil {
 		assertNoWorkers(t, dir)
 	}
+}
+
+// A run whose output goes to a pipe that closes (`c10mprobe run | tee log`,
+// and tee killed) still restores the host: a write to a broken pipe on
+// stdout or stderr would otherwise end it by SIGPIPE, host changed, in the
+// middle of its cleanup.
+func TestRunWhoseOutputPipeClosesStillRestores(t *testing.T) {
+	needRoot(t)
+	before := sysctls(t)
+	dir := filepath.Join(t.TempDir(), "run")
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(toolBinary, "run", "--out", dir, "--conns", "20000", "--listen", "127.0.0.1:19906", "--rate", "4000", "--no-bpf")
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	t.Cleanup(func() {
+		if slices.Contains(host.Killed(), dir) {
+			out, _ := exec.Command(toolBinary, "restore", dir).CombinedOutput()
+			t.Logf("restored the killed run in %s: %s", dir, out)
+		}
+	})
+	waitConnecting(t, cmd, dir, 19906, 1)
+	pr.Close() // the reader goes away: every later write fails with EPIPE
+	time.Sleep(500 * time.Millisecond)
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	err = cmd.Wait()
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		t.Errorf("the run died by %v after its output pipe closed (%v)", ws.Signal(), err)
+	}
+	if slices.Contains(host.Killed(), dir) {
+		t.Errorf("the run left the host changed (a killed run's marker names %s)", dir)
+	}
+	assertNoWorkers(t, dir)
+	assertSysctls(t, before)
 }
