@@ -46,16 +46,20 @@ const normalZone = 2
 
 // zone is one /proc/zoneinfo zone, in pages: its free pages, watermarks,
 // the lowmem_reserve it keeps against ZONE_NORMAL allocations falling back
-// to it, its file LRU pages, and the free pages parked on its per-CPU lists.
-// Those are not in "pages free" (NR_FREE_PAGES), yet an allocation on their
-// CPU takes them first, and they go back to the buddy lists under reclaim
-// (ZONE_RECLAIM_ACTIVE shrinks a list's high mark) and before the OOM killer
-// (drain_all_pages() in __alloc_pages_direct_reclaim()). Since Linux 6.7
-// the lists tune their own high mark ("mm: tune PCP high automatically",
-// 51a755c56dc0) and after a big free hold hundreds of MiB (740 MiB on this
-// 2-CPU 6.18 host after a 4 GiB run, 2026-12-06).
+// to it, its file LRU pages, and what its per-CPU lists hold above their
+// floor. Free pages on those lists are not in "pages free" (NR_FREE_PAGES).
+// Since Linux 6.7 the lists tune their own high mark between high_min and
+// high_max ("mm: tune PCP high automatically", 51a755c56dc0) and after a big
+// free hold hundreds of MiB above high_min (1.2 GiB on this 2-CPU 6.18 host
+// after a 4 GiB run, 2026-12-06); under reclaim the mark falls back
+// (ZONE_RECLAIM_ACTIVE) and the excess returns to the buddy lists. What a
+// list keeps up to its floor refills as it is used, and before 6.7 (no
+// high_min) none is counted: counting 6.1's lists let a 2 GiB machine's
+// guard stop 3 % later, and its exchange met the OOM killer (one VM-tier run,
+// --memory-pressure, 2026-12-06).
 type zone struct {
 	free, min, low, reserve, file, pcp uint64
+	lastCount                          uint64 // the list being read: its count
 }
 
 // zones reads every zone of every node.
@@ -82,7 +86,10 @@ func zones() ([]zone, error) {
 		case len(f) == 2 && (f[0] == "nr_zone_inactive_file" || f[0] == "nr_zone_active_file"):
 			z.file += num(f[1])
 		case len(f) == 2 && f[0] == "count:":
-			z.pcp += num(f[1])
+			z.lastCount = num(f[1])
+		case len(f) == 2 && f[0] == "high_min:":
+			z.pcp += z.lastCount - min(z.lastCount, num(f[1]))
+			z.lastCount = 0
 		case len(f) > 1 && f[0] == "protection:":
 			p := strings.Trim(strings.Join(f[1:], ""), "()")
 			if parts := strings.Split(p, ","); len(parts) > normalZone {
@@ -108,8 +115,8 @@ func KernelHeadroom() (uint64, error) {
 // back) can still get before the page allocator gives up on them: each
 // zone's free pages above its min watermark and the lowmem_reserve it keeps
 // against ZONE_NORMAL allocations, and its file pages, which reclaim can
-// free, and the free pages on its per-CPU lists, which are drained before
-// the OOM killer. Without swap, anonymous pages stay; past this the OOM
+// free, and what its per-CPU lists hold above their floor (zone), which
+// returns under reclaim. Without swap, anonymous pages stay; past this the OOM
 // killer comes. MemAvailable is no guide there: it counts free pages in a zone that
 // kernel allocations may not reach (a smaller machine's huge pages taken
 // from ZONE_NORMAL leave DMA32 free behind its reserve).

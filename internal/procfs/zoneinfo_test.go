@@ -46,44 +46,50 @@ Node 0, zone   Normal
 	}
 }
 
-// Free pages on a zone's per-CPU lists are not in its "pages free", yet an
-// allocation takes them and the OOM killer waits for them to be drained:
-// what kernel allocations can still get counts them; what they take before
-// kswapd wakes (the watermarks see NR_FREE_PAGES alone) does not.
+// Free pages on a zone's per-CPU lists are not in its "pages free": what
+// kernel allocations can still get counts what each list holds above its
+// floor (high_min, from 6.7), which reclaim returns; what they take before
+// kswapd wakes (the watermarks see NR_FREE_PAGES alone) does not. Lists
+// without high_min (before 6.7) count nothing.
 func TestKernelAvailableCountsPerCPUFreePages(t *testing.T) {
-	dir := t.TempDir()
-	zi := `Node 0, zone   Normal
-  pages free     52000
-        min      50000
-        low      55000
-        high     60000
-        protection: (0, 0, 0, 0, 0)
-      nr_zone_inactive_file 0
-      nr_zone_active_file 0
-  pagesets
-    cpu: 0
+	page := uint64(os.Getpagesize())
+	for _, c := range []struct {
+		name, lists string
+		want        uint64
+	}{
+		{"6.7 and later", `    cpu: 0
               count: 30000
               high:  48303
+              high_min: 1444
+              high_max: 48303
+              batch: 63
     cpu: 1
-              count: 10000
+              count: 1000
+              high:  1444
+              high_min: 1444
+              high_max: 48303
+              batch: 63
+`, 2000 + 30000 - 1444},
+		{"before 6.7", `    cpu: 0
+              count: 30000
               high:  48303
-`
-	if err := os.WriteFile(filepath.Join(dir, "zoneinfo"), []byte(zi), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	old := Root
-	Root = dir
-	defer func() { Root = old }()
-	page := uint64(os.Getpagesize())
-	// 52,000 + 40,000 on the lists − 50,000.
-	if got, err := KernelAvailable(); err != nil || got != 42000*page {
-		t.Errorf("KernelAvailable %d (%v), want %d", got, err, 42000*page)
-	}
-	if got, err := KernelHeadroom(); err != nil || got != 0 {
-		t.Errorf("KernelHeadroom %d (%v), want 0: free is below low without the lists", got, err)
-	}
-	if got, err := PCPFreeBytes(); err != nil || got != 40000*page {
-		t.Errorf("PCPFreeBytes %d (%v), want %d", got, err, 40000*page)
+              batch: 63
+`, 2000},
+	} {
+		dir := t.TempDir()
+		zi := "Node 0, zone   Normal\n  pages free     52000\n        min      50000\n        low      55000\n        high     60000\n        protection: (0, 0, 0, 0, 0)\n  pagesets\n" + c.lists
+		if err := os.WriteFile(filepath.Join(dir, "zoneinfo"), []byte(zi), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		old := Root
+		Root = dir
+		if got, err := KernelAvailable(); err != nil || got != c.want*page {
+			t.Errorf("%s: KernelAvailable %d (%v), want %d", c.name, got, err, c.want*page)
+		}
+		if got, err := KernelHeadroom(); err != nil || got != 0 {
+			t.Errorf("%s: KernelHeadroom %d (%v), want 0: free is below low without the lists", c.name, got, err)
+		}
+		Root = old
 	}
 }
 
