@@ -171,15 +171,20 @@ func start(t *testing.T, args ...string) (*exec.Cmd, *output, *output, string) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	// A run killed and not restored (a test failing half-way) would make
-	// every later run refuse: put the host back.
+	restoreIfKilled(t, dir)
+	return cmd, stdout, stderr, dir
+}
+
+// restoreIfKilled puts the host back after the test if the run in dir was
+// killed and did not (a test failing half-way): every later run would
+// refuse the host.
+func restoreIfKilled(t *testing.T, dir string) {
 	t.Cleanup(func() {
 		if slices.Contains(host.Killed(), dir) {
 			out, _ := exec.Command(toolBinary, "restore", dir).CombinedOutput()
 			t.Logf("restored the killed run in %s: %s", dir, out)
 		}
 	})
-	return cmd, stdout, stderr, dir
 }
 
 func finish(t *testing.T, cmd *exec.Cmd, stdout, stderr *output, dir string) result {

@@ -310,12 +310,7 @@ func TestRunWhoseOutputPipeClosesStillRestores(t *testing.T) {
 		t.Fatal(err)
 	}
 	pw.Close()
-	t.Cleanup(func() {
-		if slices.Contains(host.Killed(), dir) {
-			out, _ := exec.Command(toolBinary, "restore", dir).CombinedOutput()
-			t.Logf("restored the killed run in %s: %s", dir, out)
-		}
-	})
+	restoreIfKilled(t, dir)
 	waitConnecting(t, cmd, dir, 19906, 1)
 	pr.Close() // the reader goes away: every later write fails with EPIPE
 	time.Sleep(500 * time.Millisecond)

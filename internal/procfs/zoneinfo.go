@@ -59,12 +59,12 @@ const normalZone = 2
 // --memory-pressure, 2026-12-06).
 type zone struct {
 	free, min, low, reserve, file, pcp uint64
-	lastCount                          uint64 // the list being read: its count
 }
 
 // zones reads every zone of every node.
 func zones() ([]zone, error) {
 	var out []zone
+	var count uint64 // the per-CPU list being read: its count, until its high_min
 	err := scanLines(Root+"/zoneinfo", func(line string) error {
 		f := strings.Fields(line)
 		if len(f) > 0 && f[0] == "Node" {
@@ -86,10 +86,10 @@ func zones() ([]zone, error) {
 		case len(f) == 2 && (f[0] == "nr_zone_inactive_file" || f[0] == "nr_zone_active_file"):
 			z.file += num(f[1])
 		case len(f) == 2 && f[0] == "count:":
-			z.lastCount = num(f[1])
+			count = num(f[1])
 		case len(f) == 2 && f[0] == "high_min:":
-			z.pcp += z.lastCount - min(z.lastCount, num(f[1]))
-			z.lastCount = 0
+			z.pcp += count - min(count, num(f[1]))
+			count = 0
 		case len(f) > 1 && f[0] == "protection:":
 			p := strings.Trim(strings.Join(f[1:], ""), "()")
 			if parts := strings.Split(p, ","); len(parts) > normalZone {
@@ -116,10 +116,10 @@ func KernelHeadroom() (uint64, error) {
 // zone's free pages above its min watermark and the lowmem_reserve it keeps
 // against ZONE_NORMAL allocations, and its file pages, which reclaim can
 // free, and what its per-CPU lists hold above their floor (zone), which
-// returns under reclaim. Without swap, anonymous pages stay; past this the OOM
-// killer comes. MemAvailable is no guide there: it counts free pages in a zone that
-// kernel allocations may not reach (a smaller machine's huge pages taken
-// from ZONE_NORMAL leave DMA32 free behind its reserve).
+// returns under reclaim. Without swap, anonymous pages stay; past this the
+// OOM killer comes. MemAvailable is no guide there: it counts free pages in
+// a zone that kernel allocations may not reach (a smaller machine's huge
+// pages taken from ZONE_NORMAL leave DMA32 free behind its reserve).
 func KernelAvailable() (uint64, error) {
 	z, err := ReadZoneTotals()
 	return z.Available, err

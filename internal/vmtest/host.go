@@ -121,9 +121,9 @@ type accel struct {
 
 func (a accel) String() string {
 	if a.cpu == "" {
-		return a.name
+		return strings.ToUpper(a.name)
 	}
-	return a.name + " (-cpu " + a.cpu + ")"
+	return strings.ToUpper(a.name) + " (-cpu " + a.cpu + ")"
 }
 
 // kvmCPUs are the -cpu models tried under KVM, in order. Under a hypervisor

@@ -114,11 +114,9 @@ func (t table) text() string {
 func (t table) markdown(kernels []string, accel accel, f hostFlags) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# The VM tier: c10mprobe on Debian's stock kernels\n\n")
-	how := strings.ToUpper(accel.name)
+	how := accel.String()
 	if accel.name == "tcg" {
 		how += " (thread=" + f.tcgThreads + ")"
-	} else {
-		how += " (-cpu " + accel.cpu + ")"
 	}
 	fmt.Fprintf(&b, "Taken %s by `make vmtest` (`go run ./internal/vmtest`), qemu under %s, %d vCPUs, %s of memory, %d guests at once, cgroup v2 alone, root with every capability.\n",
 		time.Now().UTC().Format("2006-01-02"), how, f.cpus, f.memory, f.parallel)
