@@ -43,7 +43,8 @@ type testPackage struct {
 	LimitedFiles []string
 }
 
-// guestTestPackages: the root tests of bpf, runner and its worker, live, and of
+// guestTestPackages: the root tests of bpf, runner and its worker, memmodel,
+// sysctl, nshop (namespace hops), live, and of
 // cmd the limits, signals, restore, netns, memory cap, servers and headroom tests (the
 // servers other than the Go one need tools the guest lacks and skip). The
 // machine tests (machine_test.go) run with --memory-pressure only: under
@@ -55,6 +56,7 @@ var guestTestPackages = []testPackage{
 	{Name: "worker", Pkg: "./runner/worker"},
 	{Name: "memmodel", Pkg: "./internal/memmodel"},
 	{Name: "sysctl", Pkg: "./internal/sysctl"},
+	{Name: "nshop", Pkg: "./internal/nshop"},
 	{Name: "live", Pkg: "./internal/live"},
 	{Name: "cmd", Pkg: "./cmd/c10mprobe", Files: []string{"limits_test.go", "signals_test.go", "netns_test.go", "servers_test.go", "headroom_test.go"},
 		LimitedFiles: []string{"limits_test.go", "servers_test.go"}},
