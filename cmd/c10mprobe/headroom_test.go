@@ -241,14 +241,7 @@ func dialIn(t *testing.T, pid, port, n int) (int, error) {
 func TestHeadroomWatchAndTextfile(t *testing.T) {
 	needRoot(t)
 	const port, nofile = 19983, 2000
-	srv := exec.Command(goecho(t), fmt.Sprintf("127.0.0.1:%d", port))
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { srv.Process.Kill(); srv.Wait() }()
-	if err := unix.Prlimit(srv.Process.Pid, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: nofile, Max: nofile}, nil); err != nil {
-		t.Fatal(err)
-	}
+	pid := startGoecho(t, port, nofile)
 	var conns []net.Conn
 	defer func() {
 		for _, c := range conns {
@@ -259,8 +252,7 @@ func TestHeadroomWatchAndTextfile(t *testing.T) {
 		for len(conns) < n {
 			c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 			if err != nil {
-				time.Sleep(50 * time.Millisecond) // not listening yet
-				continue
+				t.Fatal(err)
 			}
 			conns = append(conns, c)
 		}
@@ -316,7 +308,7 @@ func TestHeadroomWatchAndTextfile(t *testing.T) {
 		}
 		return -1
 	}
-	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", srv.Process.Pid))
+	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 	if c := value("c10mprobe_connections", ""); c != 300 {
 		t.Errorf("c10mprobe_connections %v, want 300", c)
 	}
@@ -327,7 +319,7 @@ func TestHeadroomWatchAndTextfile(t *testing.T) {
 	// The server exits while watched: the watch says so, exit 1.
 	cmd, out = watch()
 	out.waitFor(t, "  300 connections", 10*time.Second)
-	srv.Process.Kill()
+	unix.Kill(pid, unix.SIGKILL)
 	err = cmd.Wait()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(out.String(), "the server is gone after 300 connections") {
 		t.Errorf("watch of a server that exits: %v\n%s", err, out)
@@ -509,6 +501,41 @@ func onPort(t *testing.T, port uint16) (established, queued int) {
 	return established, queued
 }
 
+// startGoecho starts the Go test server on 127.0.0.1:port, its fds capped
+// at nofile (0 leaves them), and returns its pid once it listens: a run
+// started sooner finds nothing at the target. It is killed when the test ends.
+func startGoecho(t *testing.T, port int, nofile uint64) int {
+	t.Helper()
+	srv := exec.Command(goecho(t), fmt.Sprintf("127.0.0.1:%d", port))
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
+	pid := srv.Process.Pid
+	if nofile > 0 {
+		if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: nofile, Max: nofile}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); !listening(t, uint16(port)); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the Go server never listened on %d", port)
+		}
+	}
+	return pid
+}
+
+// listening says whether a socket listens on the local port.
+func listening(t *testing.T, port uint16) bool {
+	t.Helper()
+	found := false
+	err := sockdiag.DumpIPv4(1<<sockdiag.StateListen, func(s *sockdiag.Socket) { found = found || s.Local.Port() == port })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return found
+}
+
 // goecho is the Go test server's binary, where nobody can run it too
 // (t.TempDir's parent is root's alone).
 func goecho(t *testing.T) string {
@@ -535,15 +562,7 @@ func goecho(t *testing.T) string {
 func TestHeadroomPredictsWhereARunFindsTheServersFDs(t *testing.T) {
 	needRoot(t)
 	const port, now, nofile = 19988, 2000, 5000
-	srv := exec.Command(goecho(t), fmt.Sprintf("127.0.0.1:%d", port))
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { srv.Process.Kill(); srv.Wait() }()
-	pid := srv.Process.Pid
-	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: nofile, Max: nofile}, nil); err != nil {
-		t.Fatal(err)
-	}
+	pid := startGoecho(t, port, nofile)
 	target := fmt.Sprintf("127.0.0.1:%d", port)
 	holding, o, e, dir := start(t, "--conns", fmt.Sprint(now), "--target", target, "--exchange", "echo", "--no-bpf", "--hold", "120s")
 	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
@@ -604,17 +623,10 @@ func TestHeadroomPredictsWhereARunFindsTheServersFDs(t *testing.T) {
 func TestHeadroomNamesGrownReceiveBuffers(t *testing.T) {
 	needRoot(t)
 	const port = 19989
-	srv := exec.Command(goecho(t), fmt.Sprintf("127.0.0.1:%d", port))
-	if err := srv.Start(); err != nil {
+	startGoecho(t, port, 0)
+	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
 		t.Fatal(err)
-	}
-	defer func() { srv.Process.Kill(); srv.Wait() }()
-	var c net.Conn
-	for deadline := time.Now().Add(10 * time.Second); c == nil; time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the server never listened")
-		}
-		c, _ = net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 	}
 	defer c.Close()
 	// 32 MiB through the echo, read back as it comes.
