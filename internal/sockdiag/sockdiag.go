@@ -111,7 +111,10 @@ func dump(family uint8, states uint32, fn func(*Socket)) error {
 	defer unix.Close(fd)
 	ne := binary.NativeEndian
 
-	buf := make([]byte, 1<<20)
+	// A recvmsg returns one skb of the dump, which the kernel sizes at
+	// most 32 KiB (netlink_recvmsg caps max_recvmsg_len there): a larger
+	// buffer is never filled, only allocated anew for every dump.
+	buf := make([]byte, 64<<10)
 	var s Socket
 	for {
 		n, _, err := unix.Recvfrom(fd, buf, 0)
