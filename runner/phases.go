@@ -149,17 +149,27 @@ func (r *Runner) exchange(ctx context.Context, res *Result) {
 		}
 		// --payload can queue 64 MiB a side per connection: the host is
 		// guarded here too, and an exchange it stops counts what is missing.
-		// A smaller machine's run into swap is left to verify what it holds:
-		// two small messages a connection, while it thrashes by design: cut
-		// short at its guard, it verifies only part of what it holds.
-		if kind, detail := r.guard(); kind != "" && !guarded && (r.machine == nil || r.cfg.Payload > 0) {
-			guarded = true
-			r.mu.Lock()
-			r.setLimit(kind, detail+" (during the exchange; the hold is skipped)")
-			r.guarded = true
-			r.mu.Unlock()
-			r.cfg.Timeout = min(r.cfg.Timeout, time.Second)
+		// A smaller machine's run into swap is left to verify what it holds
+		// (two small messages a connection) while it thrashes by design,
+		// up to the machine's last guard before the OOM killer.
+		if guarded {
+			return
 		}
+		kind, detail := r.exchangeGuard()
+		if kind == "" {
+			return
+		}
+		guarded = true
+		r.mu.Lock()
+		if r.machine != nil && r.limit != nil {
+			// The opening's limit stays the run's; this is what followed.
+			r.limit.Detail += "; then, during the exchange, " + detail
+		} else {
+			r.setLimit(kind, detail+" (during the exchange; the hold is skipped)")
+		}
+		r.guarded = true
+		r.mu.Unlock()
+		r.cfg.Timeout = min(r.cfg.Timeout, time.Second)
 	}
 	// With a payload, a connection is through when its client has read
 	// the server's too: the peak is sampled when the payload has settled.
@@ -170,6 +180,16 @@ func (r *Runner) exchange(ctx context.Context, res *Result) {
 	// The final counts, so that the recorder's last sample of the phase
 	// shows every verified connection, not the last periodic report's.
 	r.progress(PhaseExchange, start, 0)
+}
+
+// exchangeGuard is the guard of the exchange: the run's own, but on a
+// smaller machine without a payload only the machine's last one, which
+// keeps the OOM killer out.
+func (r *Runner) exchangeGuard() (limit.Kind, string) {
+	if r.machine != nil && r.cfg.Payload == 0 {
+		return r.machine.ExchangeGuard()
+	}
+	return r.guard()
 }
 
 // hold keeps every connection open for --hold, until a signal, or until a

@@ -348,6 +348,30 @@ func (ma *Machine) Guard() (limit.Kind, string) {
 	return "", ""
 }
 
+// ExchangeGuard is the machine's guard once the opening has stopped: the
+// exchange is left to verify what is held while the machine thrashes (that
+// is the experiment), but not past half the margin the opening kept for
+// it. On Debian's 6.1 under TCG an exchange once ate that margin in 20 s
+// after a stop at 176,403 (MemAvailable 466 → 258 MiB, 2026-12-07) and
+// the OOM killer took every worker, then found nothing left to kill
+// ("System is deadlocked on memory"); the same run passed four times.
+func (ma *Machine) ExchangeGuard() (limit.Kind, string) {
+	m, err := procfs.ReadMeminfo()
+	if err != nil {
+		return "", ""
+	}
+	avail, err := procfs.KernelAvailable()
+	if err != nil {
+		return "", ""
+	}
+	half := memmodel.RunEnds.Margin(ma.held) / 2
+	if left := avail + reclaimableToSwap(m); left <= half {
+		return limit.ReclaimExhausted, fmt.Sprintf("kernel allocations had %s left, half the margin the opening stopped with (%s): the exchange was cut short before the OOM killer comes",
+			units.Bytes(left), units.Bytes(2*half))
+	}
+	return "", ""
+}
+
 // reclaimableToSwap is the RAM swap can still give kernel allocations: the
 // swap cache's pages that are written (their copy is in swap already; one
 // still being written cannot be freed until its write ends), and as much of

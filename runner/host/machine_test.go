@@ -7,7 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/c10mprobe/c10mprobe/internal/limit"
 	"github.com/c10mprobe/c10mprobe/internal/procfs"
+	"github.com/c10mprobe/c10mprobe/internal/units"
 )
 
 // The RAM swap can still give: the swap cache's written pages (their copy is
@@ -54,5 +56,39 @@ func TestMachineCheckCountsPerCPUFreePagesAsFree(t *testing.T) {
 	ma.Size = 3 << 30
 	if err := ma.Check(); err == nil || !strings.Contains(err.Error(), "in use (512.0 MiB)") {
 		t.Errorf("Check of a 3 GiB machine: %v; want it refused, 512.0 MiB in use", err)
+	}
+}
+
+// Once the opening has stopped, the exchange on a smaller machine is cut
+// short only when kernel allocations are down to half the margin the
+// opening kept: 64 MiB and 1 KiB a held connection, here 100,000 of them.
+func TestExchangeGuardTripsAtHalfTheMargin(t *testing.T) {
+	page := os.Getpagesize()
+	half := (64<<20 + 100000<<10) / 2
+	for _, c := range []struct {
+		freeAboveMin int // bytes
+		trips        bool
+	}{
+		{half + 8<<20, false},
+		{half - 8<<20, true},
+	} {
+		dir := t.TempDir()
+		meminfo := "MemTotal: 2097152 kB\nMemFree: 100000 kB\nSwapTotal: 0 kB\nSwapFree: 0 kB\nAnonPages: 50000 kB\n"
+		zoneinfo := fmt.Sprintf("Node 0, zone   Normal\n  pages free     %d\n        min      1000\n        low      1200\n        high     1400\n        protection: (0, 0, 0, 0, 0)\n      nr_zone_inactive_file 0\n      nr_zone_active_file 0\n",
+			1000+c.freeAboveMin/page)
+		for name, data := range map[string]string{"meminfo": meminfo, "zoneinfo": zoneinfo} {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		old := procfs.Root
+		procfs.Root = dir
+		ma := &Machine{held: 100000}
+		kind, detail := ma.ExchangeGuard()
+		procfs.Root = old
+		if tripped := kind == limit.ReclaimExhausted; tripped != c.trips {
+			t.Errorf("%s above the min watermark, half the margin %s: guard %q %q, want tripped %v",
+				units.Bytes(uint64(c.freeAboveMin)), units.Bytes(uint64(half)), kind, detail, c.trips)
+		}
 	}
 }
