@@ -269,7 +269,7 @@ func qualify(r Run, e *Explanation) string {
 		// What happened comes before any limit: a death ends the run.
 		v = deathSentence(r) + "; " + v
 	}
-	if e.Swap = swapLeg(r); e.Swap != nil {
+	if e.Swap = swapLeg(r, e.KernelPerConnection+e.UserPerConnection); e.Swap != nil {
 		// On a smaller machine the question is the article's: where does
 		// swapping start, and where does it end.
 		v = fmt.Sprintf("on a %s machine, %s; each connection costs %.1f KiB of unswappable kernel memory",

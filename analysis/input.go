@@ -159,6 +159,7 @@ type Memory struct {
 	Buffers      uint64          `json:"buffers"`
 	Cached       uint64          `json:"cached"`
 	SwapCached   uint64          `json:"swap_cached"`
+	Writeback    uint64          `json:"writeback"` // pages being written, swap cache among them
 	AnonPages    uint64          `json:"anon_pages"`
 	Slab         uint64          `json:"slab"`
 	SReclaimable uint64          `json:"sreclaimable"`

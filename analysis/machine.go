@@ -25,6 +25,7 @@ type MachineRun struct {
 	TouchP99us         float64 `json:"touch_p99_us"`
 	TouchMaxus         float64 `json:"touch_max_us"`
 	MajorFaults        uint64  `json:"major_faults"`
+	MinWatermark       uint64  `json:"min_watermark"` // Σ zones' min watermark: free pages below it are the kernel's reserve
 }
 
 // SwapLeg is the explanation's account of the machine going into swap.
@@ -38,8 +39,9 @@ type SwapLeg struct {
 	Verdict              string `json:"verdict"`
 }
 
-// swapLeg reads the time series of a --machine-mem run.
-func swapLeg(r Run) *SwapLeg {
+// swapLeg reads the time series of a --machine-mem run; perConn is what a
+// connection cost it, in bytes.
+func swapLeg(r Run, perConn float64) *SwapLeg {
 	m := r.Machine
 	if m == nil || len(r.Series) == 0 {
 		return nil
@@ -76,8 +78,32 @@ func swapLeg(r Run) *SwapLeg {
 	if m.PredictedStop > 0 {
 		fmt.Fprintf(&v, " (the run's last prediction: %s, %s)", units.Count(m.PredictedStop), offBy(r.Connections, m.PredictedStop))
 	}
+	if r.RunLimit != nil && r.RunLimit.Kind == limit.MemoryPressure && perConn > 0 {
+		v.WriteString("; " + memoryLeftAtStall(r, perConn))
+	}
 	leg.Verdict = v.String()
 	return leg
+}
+
+// memoryLeftAtStall says what memory a run stopped by PSI still had: free
+// pages above the min watermark, and swap cache whose copy is written
+// (reclaim frees it without I/O). A stall is the machine's tasks waiting
+// on swap, the ballast's touches among them, not its memory running out:
+// on an 8 GiB machine (2026-12-06) the kernel had written 1.9 GiB of the
+// 2 GiB swap while 992 MiB of it was still in RAM, and the stop came
+// 20 % before the prediction, with the room for that 20 % still there.
+func memoryLeftAtStall(r Run, perConn float64) string {
+	p := r.Peak
+	free := p.MemFree + p.PCPFree
+	free -= min(free, r.Machine.MinWatermark)
+	written := p.SwapCached - min(p.SwapCached, p.Writeback)
+	more := uint64(float64(free+written) / perConn)
+	s := fmt.Sprintf("memory was not spent: %s free above the min watermark and %s of swap cache already written to swap (reclaim frees it without I/O), room for ≈ %s more at %.1f KiB a connection, ≈ %s in all",
+		units.Bytes(free), units.Bytes(written), units.Approx(more), perConn/1024, units.Approx(r.Connections+more))
+	if m := r.Machine; m.PredictedStop > 0 {
+		s += fmt.Sprintf(", %+.0f %% from the prediction", units.Off(r.Connections+more, m.PredictedStop))
+	}
+	return s + "; the stalls stopped it first, which no memory model predicts"
 }
 
 // offBy says how far actual fell from predicted, in percent of predicted.

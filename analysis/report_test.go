@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/c10mprobe/c10mprobe/internal/limit"
 	"github.com/c10mprobe/c10mprobe/internal/phase"
 )
 
@@ -63,5 +64,32 @@ func TestMachineChartMarksThePrediction(t *testing.T) {
 	}
 	if note := swapChart(series, nil); !strings.HasPrefix(note, `<p class="note">`) {
 		t.Errorf("no machine, no ballast: %s", note)
+	}
+}
+
+// A smaller machine stopped by PSI says what memory it still had: free
+// pages above the min watermark and swap cache already written (not what
+// is still being written), and where that room would have taken it
+// against the prediction; a stop by swap_full says nothing of the kind.
+func TestStallVerdictSaysWhatMemoryWasLeft(t *testing.T) {
+	var series []Sample
+	for i := range 5 {
+		series = append(series, Sample{Phase: phase.Connect, Established: uint64(i * 150000), PswpOut: uint64(max(0, i-2) * 1000)})
+	}
+	r := Run{Connections: 600000, Series: series,
+		Machine:  &MachineRun{MemBytes: 8 << 30, PredictedStop: 760000, MinWatermark: 64 << 20},
+		RunLimit: &Bound{Kind: limit.MemoryPressure, At: 600000},
+		Peak:     Memory{MemFree: 300 << 20, PCPFree: 28 << 20, SwapCached: 1100 << 20, Writeback: 100 << 20}}
+	// (300 + 28 − 64) MiB free and (1100 − 100) MiB written: 1,264 MiB at
+	// 8 KiB a connection is 161,792 more, 761,792 in all: +0 %.
+	v := swapLeg(r, 8192).Verdict
+	for _, want := range []string{"264.0 MiB free above the min watermark", "1000.0 MiB of swap cache already written", "room for ≈ 162k more", "≈ 762k in all, +0 % from the prediction"} {
+		if !strings.Contains(v, want) {
+			t.Errorf("verdict lacks %q:\n%s", want, v)
+		}
+	}
+	r.RunLimit.Kind = limit.SwapFull
+	if v := swapLeg(r, 8192).Verdict; strings.Contains(v, "not spent") {
+		t.Errorf("a swap_full stop says memory was left:\n%s", v)
 	}
 }

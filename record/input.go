@@ -73,6 +73,9 @@ func Input(sum Summary, samples []PhaseSample) (analysis.Run, error) {
 	}
 	if m := res.Machine; m != nil {
 		in.Machine = &analysis.MachineRun{MemBytes: m.MemBytes, PredictedSwapStart: m.PredictedSwapStartConnection, PredictedStop: m.PredictedConnections}
+		if p := m.Prediction; p != nil {
+			in.Machine.MinWatermark = p.Seen.Min
+		}
 		if s := res.Swap; s != nil {
 			in.Machine.SwapBytes = s.Bytes
 		}
@@ -105,7 +108,7 @@ func memory(s *PhaseSample) analysis.Memory {
 	m := s.Meminfo
 	out := analysis.Memory{
 		MemTotal: m.MemTotal, MemFree: m.MemFree, PCPFree: m.PCPFree, MemAvailable: m.MemAvailable, Buffers: m.Buffers, Cached: m.Cached,
-		SwapCached: m.SwapCached, AnonPages: m.AnonPages, Slab: m.Slab, SReclaimable: m.SReclaimable, SUnreclaim: m.SUnreclaim,
+		SwapCached: m.SwapCached, Writeback: m.Writeback, AnonPages: m.AnonPages, Slab: m.Slab, SReclaimable: m.SReclaimable, SUnreclaim: m.SUnreclaim,
 		PageTables: m.PageTables, KernelStack: m.KernelStack, Percpu: m.Percpu, SwapTotal: m.SwapTotal, SwapFree: m.SwapFree,
 		TCPMemPages: s.Sockstat.TCPMemPages,
 	}
