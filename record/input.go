@@ -71,19 +71,7 @@ func Input(sum Summary, samples []PhaseSample) (analysis.Run, error) {
 			Backlog: s.Backlog, AcceptQueuePeak: s.AcceptQueuePeak}
 		in.ServerPss = s.Peak.Pss
 	}
-	if m := res.Machine; m != nil {
-		in.Machine = &analysis.MachineRun{MemBytes: m.MemBytes, PredictedSwapStart: m.PredictedSwapStartConnection, PredictedStop: m.PredictedConnections}
-		if p := m.Prediction; p != nil {
-			in.Machine.MinWatermark = p.Seen.Min
-		}
-		if s := res.Swap; s != nil {
-			in.Machine.SwapBytes = s.Bytes
-		}
-		if b := res.Ballast; b != nil {
-			in.Machine.BallastBytes, in.Machine.BallastSwappedPeak, in.Machine.MajorFaults = b.Bytes, b.SwappedBytesPeak, b.MajorFaults
-			in.Machine.TouchP50us, in.Machine.TouchP99us, in.Machine.TouchMaxus = b.TouchLatencyUs.P50, b.TouchLatencyUs.P99, b.TouchLatencyUs.Max
-		}
-	}
+	in.Machine = machineRun(res)
 	if m := res.Memcap; m != nil {
 		in.Memcap = &analysis.Memcap{LimitBytes: m.LimitBytes, StopShare: m.StopShare, BaselineBytes: m.BaselineBytes,
 			PeakBytes: m.PeakUsageBytes, Predicted: m.PredictedConnections}
@@ -102,6 +90,27 @@ func Input(sum Summary, samples []PhaseSample) (analysis.Run, error) {
 		}
 	}
 	return in, nil
+}
+
+// machineRun is what the analysis reads of a --machine-mem run's machine,
+// swap and ballast; nil for a run on the host as it is.
+func machineRun(res *runner.Result) *analysis.MachineRun {
+	m := res.Machine
+	if m == nil {
+		return nil
+	}
+	out := &analysis.MachineRun{MemBytes: m.MemBytes, PredictedSwapStart: m.PredictedSwapStartConnection, PredictedStop: m.PredictedConnections}
+	if p := m.Prediction; p != nil {
+		out.MinWatermark = p.Seen.Min
+	}
+	if s := res.Swap; s != nil {
+		out.SwapBytes = s.Bytes
+	}
+	if b := res.Ballast; b != nil {
+		out.BallastBytes, out.BallastSwappedPeak, out.MajorFaults = b.Bytes, b.SwappedBytesPeak, b.MajorFaults
+		out.TouchP50us, out.TouchP99us, out.TouchMaxus = b.TouchLatencyUs.P50, b.TouchLatencyUs.P99, b.TouchLatencyUs.Max
+	}
+	return out
 }
 
 func memory(s *PhaseSample) analysis.Memory {
