@@ -36,7 +36,10 @@ type SwapLeg struct {
 	SwappedBytesPeak     uint64 `json:"swapped_bytes_peak"` // swap in use at most, over the run
 	BallastSwappedPeak   uint64 `json:"ballast_swapped_bytes_peak"`
 	SlabAtStop           uint64 `json:"slab_bytes_at_stop"`
-	Verdict              string `json:"verdict"`
+	// RoomAtStall, for a run PSI stopped, is where the memory it still had
+	// (free, and swap cache already written) would have taken it.
+	RoomAtStall uint64 `json:"connections_room_at_stall,omitempty"`
+	Verdict     string `json:"verdict"`
 }
 
 // swapLeg reads the time series of a --machine-mem run; perConn is what a
@@ -79,7 +82,9 @@ func swapLeg(r Run, perConn float64) *SwapLeg {
 		fmt.Fprintf(&v, " (the run's last prediction: %s, %s)", units.Count(m.PredictedStop), offBy(r.Connections, m.PredictedStop))
 	}
 	if r.RunLimit != nil && r.RunLimit.Kind == limit.MemoryPressure && perConn > 0 {
-		v.WriteString("; " + memoryLeftAtStall(r, perConn))
+		var left string
+		leg.RoomAtStall, left = memoryLeftAtStall(r, perConn)
+		v.WriteString("; " + left)
 	}
 	leg.Verdict = v.String()
 	return leg
@@ -92,7 +97,7 @@ func swapLeg(r Run, perConn float64) *SwapLeg {
 // on an 8 GiB machine (2026-12-06) the kernel had written 1.9 GiB of the
 // 2 GiB swap while 992 MiB of it was still in RAM, and the stop came
 // 20 % before the prediction, with the room for that 20 % still there.
-func memoryLeftAtStall(r Run, perConn float64) string {
+func memoryLeftAtStall(r Run, perConn float64) (room uint64, sentence string) {
 	p := r.Peak
 	free := p.MemFree + p.PCPFree
 	free -= min(free, r.Machine.MinWatermark)
@@ -103,7 +108,7 @@ func memoryLeftAtStall(r Run, perConn float64) string {
 	if m := r.Machine; m.PredictedStop > 0 {
 		s += fmt.Sprintf(", %+.0f %% from the prediction", units.Off(r.Connections+more, m.PredictedStop))
 	}
-	return s + "; the stalls stopped it first, which no memory model predicts"
+	return r.Connections + more, s + "; the stalls stopped it first, which no memory model predicts"
 }
 
 // offBy says how far actual fell from predicted, in percent of predicted.

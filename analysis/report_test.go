@@ -82,14 +82,18 @@ func TestStallVerdictSaysWhatMemoryWasLeft(t *testing.T) {
 		Peak:     Memory{MemFree: 300 << 20, PCPFree: 28 << 20, SwapCached: 1100 << 20, Writeback: 100 << 20}}
 	// (300 + 28 − 64) MiB free and (1100 − 100) MiB written: 1,264 MiB at
 	// 8 KiB a connection is 161,792 more, 761,792 in all: +0 %.
-	v := swapLeg(r, 8192).Verdict
+	leg := swapLeg(r, 8192)
+	if leg.RoomAtStall != 761792 {
+		t.Errorf("room at the stall %d, want 761,792", leg.RoomAtStall)
+	}
+	v := leg.Verdict
 	for _, want := range []string{"264.0 MiB free above the min watermark", "1000.0 MiB of swap cache already written", "room for ≈ 162k more", "≈ 762k in all, +0 % from the prediction"} {
 		if !strings.Contains(v, want) {
 			t.Errorf("verdict lacks %q:\n%s", want, v)
 		}
 	}
 	r.RunLimit.Kind = limit.SwapFull
-	if v := swapLeg(r, 8192).Verdict; strings.Contains(v, "not spent") {
-		t.Errorf("a swap_full stop says memory was left:\n%s", v)
+	if leg := swapLeg(r, 8192); strings.Contains(leg.Verdict, "not spent") || leg.RoomAtStall != 0 {
+		t.Errorf("a swap_full stop says memory was left (%d):\n%s", leg.RoomAtStall, leg.Verdict)
 	}
 }

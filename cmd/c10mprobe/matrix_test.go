@@ -100,6 +100,9 @@ type matrixResult struct {
 	StoppedBy      string     `json:"stopped_by"`
 	// PredictFrom: `predict --from` this run's directory for its own machine.
 	PredictFrom uint64 `json:"predict_from"`
+	// RoomAtStall: for a run PSI stopped, where the memory it still had
+	// would have taken it (the explanation's swap leg).
+	RoomAtStall uint64 `json:"room_at_stall,omitempty"`
 }
 
 func BenchmarkPredictionMatrix(b *testing.B) {
@@ -136,8 +139,11 @@ func BenchmarkPredictionMatrix(b *testing.B) {
 		}
 		results = append(results, r)
 	}
-	worstModel, worstCalibrated := 0.0, 0.0
+	worstModel, worstCalibrated, worstRoom, stalls := 0.0, 0.0, 0.0, 0
 	for _, r := range results {
+		if r.RoomAtStall > 0 && r.Calibrated.Stop > 0 {
+			worstRoom, stalls = max(worstRoom, math.Abs(offPct(r.RoomAtStall, r.Calibrated.Stop))), stalls+1
+		}
 		if r.Refused != "" {
 			continue
 		}
@@ -153,6 +159,9 @@ func BenchmarkPredictionMatrix(b *testing.B) {
 	b.ReportMetric(worstModel, "worst-model-stop-err-%")
 	b.ReportMetric(worstCalibrated, "worst-calibrated-stop-err-%")
 	table := matrixTable(results) + fmt.Sprintf("\nThe worst stop of the cells run: %.1f %% from the calibrated prediction (goal ±10 %%), %.1f %% from the one before the first connection (goal ±20 %%).\n", worstCalibrated, worstModel)
+	if stalls > 0 {
+		table += fmt.Sprintf("Of the %d cells PSI stopped, the room their memory still had was at worst %.1f %% from the calibrated prediction.\n", stalls, worstRoom)
+	}
 	b.Log("\n" + table)
 	if err := os.WriteFile(filepath.Join("..", "..", "docs", "prediction-matrix.md"), []byte(table), 0o644); err != nil {
 		b.Error(err)
@@ -213,6 +222,16 @@ func runMatrixCell(b *testing.B, c matrixCell, out string) matrixResult {
 	if r.PredictFrom, err = predictConnections(out); err != nil {
 		b.Error(err)
 	}
+	var e struct {
+		Swap *struct {
+			RoomAtStall uint64 `json:"connections_room_at_stall"`
+		} `json:"swap"`
+	}
+	if data, err := os.ReadFile(filepath.Join(out, "explanation.json")); err != nil || json.Unmarshal(data, &e) != nil {
+		b.Errorf("%s: reading its explanation: %v", c.name(), err)
+	} else if e.Swap != nil {
+		r.RoomAtStall = e.Swap.RoomAtStall
+	}
 	b.Logf("%s: exit %d in %.0f s, stopped by %s at %d (calibrated %d, %+.1f %%; before the first connection %d, %+.1f %%)",
 		c.name(), r.Exit, r.Wall, r.StoppedBy, r.Actual.Stop, r.Calibrated.Stop, offPct(r.Actual.Stop, r.Calibrated.Stop),
 		r.Model.Stop, offPct(r.Actual.Stop, r.Model.Stop))
@@ -250,9 +269,10 @@ func matrixTable(results []matrixResult) string {
 		runtime.NumCPU(), float64(m.MemTotal)/(1<<30), strings.TrimSpace(string(uname)))
 	sb.WriteString("A row \"not run\" gives the tool's own sentence: the machine does not fit beside what the host holds, or its huge pages could not be had. ")
 	sb.WriteString("Before: the prediction printed before the first connection; calibrated: the one printed after the first connections' cost was measured (over the connections named); off: the actual against it. ")
-	sb.WriteString("From 4 GiB: `predict --from` the 4 GiB run with the same swap and ballast, for this machine. Swap start is where the run's time series first shows swap in use.\n\n")
-	sb.WriteString("| machine | swap | ballast | family | before: swap start / stop | calibrated (over) : swap start / stop | actual: swap start / stop | off, calibrated: swap start / stop | off, before: stop | stopped by | predict --from (own) | from 4 GiB (off) | wall | date |\n")
-	sb.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	sb.WriteString("From 4 GiB: `predict --from` the 4 GiB run with the same swap and ballast, for this machine. Swap start is where the run's time series first shows swap in use. ")
+	sb.WriteString("Room at a stall: where PSI stopped a run, where the memory it still had (free above the min watermark, and swap cache already written, which reclaim frees without I/O) would have taken it at the run's cost a connection, against the calibrated prediction: the stalls, not the memory, ended those runs.\n\n")
+	sb.WriteString("| machine | swap | ballast | family | before: swap start / stop | calibrated (over) : swap start / stop | actual: swap start / stop | off, calibrated: swap start / stop | off, before: stop | stopped by | room at a stall (off, calibrated) | predict --from (own) | from 4 GiB (off) | wall | date |\n")
+	sb.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	four := map[matrixCell]string{}
 	for _, r := range results {
 		if r.Cell.MemGiB == 4 && r.Refused == "" {
@@ -275,7 +295,7 @@ func matrixTable(results []matrixResult) string {
 		c := r.Cell
 		fmt.Fprintf(&sb, "| %d GiB | %d GiB | %d GiB | %s | ", c.MemGiB, c.SwapGiB, c.BallastGiB, c.Family)
 		if r.Refused != "" {
-			fmt.Fprintf(&sb, "not run: %s | | | | | | | | %.0f s | %s |\n", strings.ReplaceAll(r.Refused, "|", "/"), r.Wall, r.Date[:10])
+			fmt.Fprintf(&sb, "not run: %s | | | | | | | | | %.0f s | %s |\n", strings.ReplaceAll(r.Refused, "|", "/"), r.Wall, r.Date[:10])
 			continue
 		}
 		cross := "–"
@@ -284,10 +304,14 @@ func matrixTable(results []matrixResult) string {
 			p, _ := predictConnections(from, "--mem", "8GiB", "--swap", fmt.Sprintf("%dGiB", c.SwapGiB))
 			cross = fmt.Sprintf("%s (%s)", count(p), pct(r.Actual.Stop, p))
 		}
-		fmt.Fprintf(&sb, "%s / %s | %s / %s (%s) | %s / %s | %s / %s | %s | %s | %s | %s | %.0f s | %s |\n",
+		room := "–"
+		if r.RoomAtStall > 0 {
+			room = fmt.Sprintf("%d (%s)", r.RoomAtStall, pct(r.RoomAtStall, r.Calibrated.Stop))
+		}
+		fmt.Fprintf(&sb, "%s / %s | %s / %s (%s) | %s / %s | %s / %s | %s | %s | %s | %s | %s | %.0f s | %s |\n",
 			count(r.Model.SwapStart), count(r.Model.Stop), count(r.Calibrated.SwapStart), count(r.Calibrated.Stop), count(r.CalibratedOver),
 			count(r.Actual.SwapStart), count(r.Actual.Stop), pct(r.Actual.SwapStart, r.Calibrated.SwapStart), pct(r.Actual.Stop, r.Calibrated.Stop),
-			pct(r.Actual.Stop, r.Model.Stop), r.StoppedBy, count(r.PredictFrom), cross, r.Wall, r.Date[:10])
+			pct(r.Actual.Stop, r.Model.Stop), r.StoppedBy, room, count(r.PredictFrom), cross, r.Wall, r.Date[:10])
 	}
 	return sb.String()
 }
