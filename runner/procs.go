@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/c10mprobe/c10mprobe/internal/limit"
+	"github.com/c10mprobe/c10mprobe/internal/memmodel"
 	"github.com/c10mprobe/c10mprobe/internal/rundir"
 	"github.com/c10mprobe/c10mprobe/runner/worker"
 	"golang.org/x/sys/unix"
@@ -70,7 +71,7 @@ func (r *Runner) spawn() error {
 	for i := range r.plan.ServerWorkers {
 		wc := worker.Config{Proto: worker.ProtoVersion, Role: Server, Index: i, Quota: Quota(r.cfg.Conns, r.plan.ServerWorkers, i),
 			Base: uint32(i * r.plan.ConnsPerWorker), NoFile: r.plan.NoFile, Payload: r.cfg.Payload, Unread: r.cfg.Unread,
-			Stream: r.cfg.Mode == ModeServe, QuietClose: r.quietClose(), LockMemory: r.cfg.MachineMem > 0}
+			Stream: r.cfg.Mode == ModeServe, QuietClose: r.quietClose(), LockMemory: r.cfg.MachineMem > 0, Window: r.exchangeWindow()}
 		if r.cfg.Mode != ModeServe {
 			// A worker may take more than its share of what the run's own
 			// clients open, which are exactly --conns. serve's dialers may
@@ -88,7 +89,7 @@ func (r *Runner) spawn() error {
 		wc := worker.Config{Proto: worker.ProtoVersion, Role: Client, Index: i, Quota: Quota(r.cfg.Conns, r.plan.ClientWorkers, i),
 			NoFile: r.plan.NoFile, Sources: sources, Server: r.connectTo.String(), Base: uint32(base), Exchange: r.cfg.Exchange, Family: r.cfg.Family,
 			Inflight: max(1, r.cfg.Inflight/r.plan.ClientWorkers), Rate: perWorkerRate, Payload: r.cfg.Payload, Unread: r.cfg.Unread,
-			LockMemory: r.cfg.MachineMem > 0}
+			LockMemory: r.cfg.MachineMem > 0, Window: r.exchangeWindow()}
 		base += wc.Quota
 		wc.QuietClose = r.quietClose()
 		wc.PeerCloseFails = r.cfg.Exchange == ExchangeNone && r.cfg.Mode == ModeRun
@@ -398,3 +399,21 @@ func (r *Runner) stopWorkers() {
 // quietClose: both ends of every connection are this run's workers, so
 // they may close without telling each other (worker.Config.QuietClose).
 func (r *Runner) quietClose() bool { return r.cfg.Mode == ModeRun && !r.cfg.External() }
+
+// exchangeWindow is each worker's exchange window on a smaller machine
+// (0, the worker's own, elsewhere): what the exchange holds in flight
+// there comes out of the margin the guard stopped with. On Debian's 6.1
+// under TCG every unanswered message held ≈ 8.6 KiB (kmalloc-1k skb heads
+// and skbuff_head_cache: its data, the echo and their ACKs, queued behind
+// a slow softirq): 6 server workers' 4,096 each took 211 MiB within 15 s
+// of a stop at 176,535 (2026-12-07), and the OOM killer came. A quarter
+// of the guard's fixed margin for all of them is still hundreds a worker,
+// far more than the exchange needs in flight to keep its pace.
+func (r *Runner) exchangeWindow() int {
+	if r.cfg.MachineMem == 0 {
+		return 0
+	}
+	const perMessage = 8 << 10
+	workers := max(1, r.plan.ServerWorkers, r.plan.ClientWorkers)
+	return max(64, int(memmodel.RunEnds.MarginFixed/4/perMessage)/workers)
+}

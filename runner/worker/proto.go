@@ -122,7 +122,7 @@ func (s *Stats) Unmarshal(buf []byte) error {
 // ProtoVersion is checked by every worker against its parent's: a
 // c10mprobe-worker left from another build must not misread the commands
 // or the Stats records. Bump it with any change to them or to Config.
-const ProtoVersion = 15 // 15: LockMemory
+const ProtoVersion = 16 // 16: Window
 
 // Role is a worker's end of the connections.
 type Role string
@@ -170,6 +170,9 @@ type Config struct {
 	// programs. On Debian's 6.1 under TCG, with every worker's pages in
 	// swap, the exchange after a guard's stop met the OOM killer.
 	LockMemory bool `json:"lock_memory,omitempty"`
+	// Window: messages the worker leaves unanswered at most in the
+	// exchange; 0 for exchangeWindow.
+	Window int `json:"window,omitempty"`
 	// The ballast (--ballast): bytes to map and touch, touches a second.
 	Bytes     uint64 `json:"bytes,omitempty"`
 	TouchRate int    `json:"touch_rate,omitempty"`

@@ -92,7 +92,7 @@ func (w *worker) exchange() {
 // next batch reuses their memory.
 func (w *worker) sendBatch() {
 	sent := 0
-	for ; w.sendNext < len(w.conns) && sent < exchangeBatch && w.awaiting < exchangeWindow; w.sendNext++ {
+	for ; w.sendNext < len(w.conns) && sent < exchangeBatch && w.awaiting < w.window(); w.sendNext++ {
 		if w.conns[w.sendNext].state == stOpen {
 			w.sendNumber(w.sendNext)
 			sent++
@@ -113,6 +113,14 @@ const exchangeBatch = 256
 // 2026-12-06), the batches alone had 90,000 messages a worker queued at
 // once, and the exchange took 72 MiB the guard's margin did not hold.
 const exchangeWindow = 4096
+
+// window is the worker's exchange window: its Config's, or exchangeWindow.
+func (w *worker) window() int {
+	if w.cfg.Window > 0 {
+		return w.cfg.Window
+	}
+	return exchangeWindow
+}
 
 // sendNumber writes fd's numbered message and starts its payload.
 func (w *worker) sendNumber(fd int) {

@@ -89,7 +89,7 @@ type exchanger struct {
 	exchanging bool
 	sending    bool // the exchange's first messages are still going out (sendBatch)
 	sendNext   int  // the next fd to send its message to
-	awaiting   int  // messages sent and not yet answered (stSent): at most exchangeWindow
+	awaiting   int  // messages sent and not yet answered (stSent): at most window()
 }
 
 // Main is the whole life of a worker process; it returns the exit code.
@@ -306,7 +306,7 @@ func (w *worker) failedOpens() uint64 {
 }
 
 func (w *worker) timeout() int {
-	if w.sending && w.awaiting < exchangeWindow {
+	if w.sending && w.awaiting < w.window() {
 		return 0 // the next batch of messages is due at once
 	}
 	if w.opening && w.cfg.Rate > 0 && w.tokens < 1 && w.pending < w.cfg.Inflight {

@@ -297,3 +297,29 @@ func (tw *testWorker) obey(t *testing.T) (bool, error) {
 	t.Helper()
 	return tw.worker.command()
 }
+
+// A server worker leaves at most its Window of messages unanswered: with
+// its client not answering, it sends that many and waits; once answered,
+// it sends the rest.
+func TestServerKeepsItsWindowOfUnansweredMessages(t *testing.T) {
+	const n, window = 100, 8
+	ln, addr := listenLoopback(t)
+	server := newTestWorker(t, Config{Role: Server, Quota: n, Window: window}, ln)
+	client := newTestWorker(t, Config{Role: Client, Quota: n, Sources: []string{"127.0.0.1"}, Server: addr, Inflight: 64}, -1)
+	client.command(t, CmdConnect)
+	until(t, "connections", func() bool { return client.stats.ConnectDone == 1 && server.stats.Established == n }, client, server)
+
+	server.command(t, CmdExchange)
+	for range 50 {
+		if _, err := server.step(1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if server.stats.Sent != window {
+		t.Errorf("the server sent %d with nothing answered; its window is %d", server.stats.Sent, window)
+	}
+	until(t, "exchange", func() bool { return server.stats.ExchangeDone == 1 }, client, server)
+	if server.stats.Verified != n {
+		t.Errorf("verified %d of %d", server.stats.Verified, n)
+	}
+}
