@@ -406,14 +406,14 @@ func (r *Runner) quietClose() bool { return r.cfg.Mode == ModeRun && !r.cfg.Exte
 // under TCG every unanswered message held ≈ 8.6 KiB (kmalloc-1k skb heads
 // and skbuff_head_cache: its data, the echo and their ACKs, queued behind
 // a slow softirq): 6 server workers' 4,096 each took 211 MiB within 15 s
-// of a stop at 176,535 (2026-12-07), and the OOM killer came. A quarter
-// of the guard's fixed margin for all of them is still hundreds a worker,
-// far more than the exchange needs in flight to keep its pace.
+// of a stop at 176,535 (2026-12-07), and the OOM killer came. Half the
+// guard's fixed margin for all of them: 341 a worker (a quarter) kept
+// kmalloc-1k flat there, but verified 1.1k a second where 4,096 had 3k.
 func (r *Runner) exchangeWindow() int {
 	if r.cfg.MachineMem == 0 {
 		return 0
 	}
 	const perMessage = 8 << 10
 	workers := max(1, r.plan.ServerWorkers, r.plan.ClientWorkers)
-	return max(64, int(memmodel.RunEnds.MarginFixed/4/perMessage)/workers)
+	return max(64, int(memmodel.RunEnds.MarginFixed/2/perMessage)/workers)
 }
