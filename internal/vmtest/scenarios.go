@@ -101,8 +101,7 @@ func scenarios() []scenario {
 		{name: "run --machine-mem, no swap", args: []string{"run", "--conns", "600000", "--machine-mem", "2GiB"},
 			check: machineStop(0.9, guards...), timeout: 8 * time.Minute, pressure: true},
 		{name: "run --machine-mem --swap --ballast", args: []string{"run", "--conns", "600000", "--machine-mem", "2GiB", "--swap", "512MiB", "--ballast", "256MiB"},
-			check: machineStop(0.9, guards...), timeout: 12 * time.Minute, pressure: true, xfailOn: []string{"6.1"},
-			xfail: "#22: on 6.1 under TCG (2026-12-06, with the exchange at most 4,096 messages a worker unanswered), the guard stopped the connects at 174,835 with everything swappable out (calibrated prediction 171,271); then the ballast's touches swapped its pages in and out, the exchange verified 1,117 in 14 s, and the OOM killer took the ballast, every worker and then found nothing: 'System is deadlocked on memory'. 6.12 passes"},
+			check: machineStop(0.9, guards...), timeout: 12 * time.Minute, pressure: true},
 		{name: "serve and dial across namespaces", custom: serveAndDial, limited: true},
 	}
 }
