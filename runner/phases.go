@@ -140,6 +140,16 @@ func (r *Runner) exchange(ctx context.Context, res *Result) {
 	start := time.Now()
 	r.progress(PhaseExchange, start, 0)
 	r.send("", worker.CmdExchange)
+	// On a smaller machine without a payload the exchange runs on while
+	// the machine thrashes (that is the experiment), and only the
+	// machine's last guard, before the OOM killer, stops it: at once,
+	// since a shorter --timeout ends it only once the counts stop moving,
+	// and they moved on while the OOM killer came (6.1 in the VM tier).
+	machineLast := r.machine != nil && r.cfg.Payload == 0
+	guard := r.guard
+	if machineLast {
+		guard = r.machine.ExchangeGuard
+	}
 	guarded, cut := false, false
 	tick := func(totals) {
 		r.progress(PhaseExchange, start, 0)
@@ -149,19 +159,16 @@ func (r *Runner) exchange(ctx context.Context, res *Result) {
 		}
 		// --payload can queue 64 MiB a side per connection: the host is
 		// guarded here too, and an exchange it stops counts what is missing.
-		// A smaller machine's run into swap is left to verify what it holds
-		// (two small messages a connection) while it thrashes by design,
-		// up to the machine's last guard before the OOM killer.
 		if guarded {
 			return
 		}
-		kind, detail := r.exchangeGuard()
+		kind, detail := guard()
 		if kind == "" {
 			return
 		}
-		guarded = true
+		guarded, cut = true, machineLast
 		r.mu.Lock()
-		if r.machine != nil && r.limit != nil {
+		if machineLast && r.limit != nil {
 			// The opening's limit stays the run's; this is what followed.
 			r.limit.Detail += "; then, during the exchange, " + detail
 		} else {
@@ -170,10 +177,6 @@ func (r *Runner) exchange(ctx context.Context, res *Result) {
 		r.guarded = true
 		r.mu.Unlock()
 		r.cfg.Timeout = min(r.cfg.Timeout, time.Second)
-		// The machine's last guard ends the exchange now: a shorter
-		// --timeout only ends it once the counts stop moving, and they
-		// moved on while the OOM killer came (6.1 in the VM tier).
-		cut = r.machine != nil && r.cfg.Payload == 0
 	}
 	// With a payload, a connection is through when its client has read
 	// the server's too: the peak is sampled when the payload has settled.
@@ -184,16 +187,6 @@ func (r *Runner) exchange(ctx context.Context, res *Result) {
 	// The final counts, so that the recorder's last sample of the phase
 	// shows every verified connection, not the last periodic report's.
 	r.progress(PhaseExchange, start, 0)
-}
-
-// exchangeGuard is the guard of the exchange: the run's own, but on a
-// smaller machine without a payload only the machine's last one, which
-// keeps the OOM killer out.
-func (r *Runner) exchangeGuard() (limit.Kind, string) {
-	if r.machine != nil && r.cfg.Payload == 0 {
-		return r.machine.ExchangeGuard()
-	}
-	return r.guard()
 }
 
 // hold keeps every connection open for --hold, until a signal, or until a

@@ -68,10 +68,11 @@ func (r *Runner) spawn() error {
 			return err
 		}
 	}
+	window := r.exchangeWindow()
 	for i := range r.plan.ServerWorkers {
 		wc := worker.Config{Proto: worker.ProtoVersion, Role: Server, Index: i, Quota: Quota(r.cfg.Conns, r.plan.ServerWorkers, i),
 			Base: uint32(i * r.plan.ConnsPerWorker), NoFile: r.plan.NoFile, Payload: r.cfg.Payload, Unread: r.cfg.Unread,
-			Stream: r.cfg.Mode == ModeServe, QuietClose: r.quietClose(), LockMemory: r.cfg.MachineMem > 0, Window: r.exchangeWindow()}
+			Stream: r.cfg.Mode == ModeServe, QuietClose: r.quietClose(), LockMemory: r.cfg.MachineMem > 0, Window: window}
 		if r.cfg.Mode != ModeServe {
 			// A worker may take more than its share of what the run's own
 			// clients open, which are exactly --conns. serve's dialers may
@@ -89,7 +90,7 @@ func (r *Runner) spawn() error {
 		wc := worker.Config{Proto: worker.ProtoVersion, Role: Client, Index: i, Quota: Quota(r.cfg.Conns, r.plan.ClientWorkers, i),
 			NoFile: r.plan.NoFile, Sources: sources, Server: r.connectTo.String(), Base: uint32(base), Exchange: r.cfg.Exchange, Family: r.cfg.Family,
 			Inflight: max(1, r.cfg.Inflight/r.plan.ClientWorkers), Rate: perWorkerRate, Payload: r.cfg.Payload, Unread: r.cfg.Unread,
-			LockMemory: r.cfg.MachineMem > 0, Window: r.exchangeWindow()}
+			LockMemory: r.cfg.MachineMem > 0, Window: window}
 		base += wc.Quota
 		wc.QuietClose = r.quietClose()
 		wc.PeerCloseFails = r.cfg.Exchange == ExchangeNone && r.cfg.Mode == ModeRun

@@ -7,24 +7,20 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/c10mprobe/c10mprobe/internal/procfs"
-	"golang.org/x/sys/unix"
 )
 
 // scenario is c10mprobe run as a user runs it, with what it must show.
 type scenario struct {
-	name  string
-	args  []string // after the command; run directories are added
-	setup func() (wrap []string, teardown func(), err error)
-	check func(g *guest, o outcome) error
-	xfail string // named work that makes it pass
-	// xfailOn limits the mark to these kernel series ("6.1"); all when empty.
-	xfailOn []string
+	name    string
+	args    []string // after the command; run directories are added
+	setup   func() (wrap []string, teardown func(), err error)
+	check   func(g *guest, o outcome) error
+	xfail   string // named work that makes it pass
 	timeout time.Duration
 	// limited: it runs on the limited host too, where what it shows
 	// depends on the fd limit or the port range.
@@ -124,25 +120,7 @@ func (g *guest) runScenario(s scenario) {
 	} else if len(diff) > 0 {
 		r.Reason += "; and left the guest changed: " + strings.Join(diff, "; ")
 	}
-	mark := s.xfail
-	if len(s.xfailOn) > 0 && !slices.Contains(s.xfailOn, kernelSeries()) {
-		mark = ""
-	}
-	g.emit(xfailed(r, mark))
-}
-
-// kernelSeries is the running kernel's major.minor ("6.1").
-func kernelSeries() string {
-	var u unix.Utsname
-	if unix.Uname(&u) != nil {
-		return ""
-	}
-	release := unix.ByteSliceToString(u.Release[:])
-	parts := strings.SplitN(release, ".", 3)
-	if len(parts) < 2 {
-		return release
-	}
-	return parts[0] + "." + parts[1]
+	g.emit(xfailed(r, s.xfail))
 }
 
 type outcomeFailure struct {

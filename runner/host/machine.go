@@ -328,16 +328,14 @@ func (ma *Machine) Guard() (limit.Kind, string) {
 	// larger than what could go to it, it came before free memory stayed
 	// at the min watermark long enough for a poll to see. Stop with a
 	// margin.
-	if avail, err := procfs.KernelAvailable(); err == nil {
-		margin, out := memmodel.RunEnds.Margin(ma.held), reclaimableToSwap(m)
-		if avail+out <= margin {
-			left := "without swap, kernel allocations had " + units.Bytes(avail) + " left"
-			if m.SwapTotal > 0 {
-				left = fmt.Sprintf("with %s of anonymous memory left that swap could take, kernel allocations had %s left", units.Bytes(out), units.Bytes(avail))
-			}
-			return limit.ReclaimExhausted, fmt.Sprintf("%s (free pages above the zones' min watermarks and reserves, and page cache to reclaim; the guard's margin is %s): past it the OOM killer comes",
-				left, units.Bytes(margin))
+	margin := memmodel.RunEnds.Margin(ma.held)
+	if avail, out, ok := kernelLeft(m); ok && avail+out <= margin {
+		left := "without swap, kernel allocations had " + units.Bytes(avail) + " left"
+		if m.SwapTotal > 0 {
+			left = fmt.Sprintf("with %s of anonymous memory left that swap could take, kernel allocations had %s left", units.Bytes(out), units.Bytes(avail))
 		}
+		return limit.ReclaimExhausted, fmt.Sprintf("%s (free pages above the zones' min watermarks and reserves, and page cache to reclaim; the guard's margin is %s): past it the OOM killer comes",
+			left, units.Bytes(margin))
 	}
 	if full, ok := ma.Pressure.Share(); ok && full >= machinePressureStop {
 		return limit.MemoryPressure, fmt.Sprintf("every task waited for memory %.0f %% of the last %s (PSI full): the machine is thrashing; stopped before it stalls", full, PressureWindow)
@@ -363,16 +361,20 @@ func (ma *Machine) ExchangeGuard() (limit.Kind, string) {
 	if err != nil {
 		return "", ""
 	}
-	avail, err := procfs.KernelAvailable()
-	if err != nil {
-		return "", ""
-	}
-	half := memmodel.RunEnds.Margin(ma.held) / 2
-	if left := avail + reclaimableToSwap(m); left <= half {
+	avail, out, ok := kernelLeft(m)
+	if half := memmodel.RunEnds.Margin(ma.held) / 2; ok && avail+out <= half {
 		return limit.ReclaimExhausted, fmt.Sprintf("kernel allocations had %s left, half the margin the opening stopped with (%s): the exchange was cut short before the OOM killer comes",
-			units.Bytes(left), units.Bytes(2*half))
+			units.Bytes(avail+out), units.Bytes(2*half))
 	}
 	return "", ""
+}
+
+// kernelLeft is what kernel allocations can still get, both guards' end:
+// free pages and page cache (procfs.KernelAvailable), and what swap can
+// give; ok is false where the zones cannot be read.
+func kernelLeft(m procfs.Meminfo) (avail, toSwap uint64, ok bool) {
+	avail, err := procfs.KernelAvailable()
+	return avail, reclaimableToSwap(m), err == nil
 }
 
 // reclaimableToSwap is the RAM swap can still give kernel allocations: the

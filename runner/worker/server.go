@@ -92,7 +92,7 @@ func (w *worker) exchange() {
 // next batch reuses their memory.
 func (w *worker) sendBatch() {
 	sent := 0
-	for ; w.sendNext < len(w.conns) && sent < exchangeBatch && w.awaiting < w.window(); w.sendNext++ {
+	for ; w.sendNext < len(w.conns) && sent < exchangeBatch && w.awaiting < w.cfg.Window; w.sendNext++ {
 		if w.conns[w.sendNext].state == stOpen {
 			w.sendNumber(w.sendNext)
 			sent++
@@ -106,21 +106,14 @@ func (w *worker) sendBatch() {
 // turns of its event loop.
 const exchangeBatch = 256
 
-// exchangeWindow is how many messages a worker leaves unanswered at most.
+// exchangeWindow is how many messages a worker leaves unanswered at most
+// where its Config sets no Window (newWorker resolves it once).
 // Each holds an skb in its peer's receive queue, and its echo one here,
 // ≈ 1–2 KiB each on loopback; where the peers read slowly (a machine run
 // short of memory, its clients' pages reclaimed: 6.1 under TCG,
 // 2026-12-06), the batches alone had 90,000 messages a worker queued at
 // once, and the exchange took 72 MiB the guard's margin did not hold.
 const exchangeWindow = 4096
-
-// window is the worker's exchange window: its Config's, or exchangeWindow.
-func (w *worker) window() int {
-	if w.cfg.Window > 0 {
-		return w.cfg.Window
-	}
-	return exchangeWindow
-}
 
 // sendNumber writes fd's numbered message and starts its payload.
 func (w *worker) sendNumber(fd int) {

@@ -89,7 +89,7 @@ type exchanger struct {
 	exchanging bool
 	sending    bool // the exchange's first messages are still going out (sendBatch)
 	sendNext   int  // the next fd to send its message to
-	awaiting   int  // messages sent and not yet answered (stSent): at most window()
+	awaiting   int  // messages sent and not yet answered (stSent): at most cfg.Window
 }
 
 // Main is the whole life of a worker process; it returns the exit code.
@@ -156,6 +156,9 @@ func newWorker(cfg Config, ctl, listener int) (*worker, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	if cfg.Window <= 0 {
+		cfg.Window = exchangeWindow
 	}
 	w := &worker{
 		cfg:      cfg,
@@ -306,7 +309,7 @@ func (w *worker) failedOpens() uint64 {
 }
 
 func (w *worker) timeout() int {
-	if w.sending && w.awaiting < w.window() {
+	if w.sending && w.awaiting < w.cfg.Window {
 		return 0 // the next batch of messages is due at once
 	}
 	if w.opening && w.cfg.Rate > 0 && w.tokens < 1 && w.pending < w.cfg.Inflight {
