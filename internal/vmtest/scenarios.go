@@ -95,7 +95,7 @@ func scenarios() []scenario {
 		{name: "run --mem-limit, in a nested cgroup beside another process", args: []string{"run", "--conns", "60000", "--mem-limit", "160MiB"},
 			setup: nestedCgroup, check: capWithin(0.10)},
 		{name: "run --machine-mem, no swap", args: []string{"run", "--conns", "600000", "--machine-mem", "2GiB"},
-			check: machineStop(0.9, guards...), timeout: 8 * time.Minute, pressure: true},
+			check: machineStop(0.9, guards...), timeout: 10 * time.Minute, pressure: true},
 		{name: "run --machine-mem --swap --ballast", args: []string{"run", "--conns", "600000", "--machine-mem", "2GiB", "--swap", "512MiB", "--ballast", "256MiB"},
 			check: machineStop(0.9, guards...), timeout: 12 * time.Minute, pressure: true},
 		{name: "serve and dial across namespaces", custom: serveAndDial, limited: true},
