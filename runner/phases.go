@@ -66,6 +66,15 @@ func (r *Runner) census(t totals) {
 	r.censusPause = time.Since(r.censusPaused)
 }
 
+// paceOpening tells the clients to hold their opening, or to go on.
+func (r *Runner) paceOpening(hold bool) {
+	if hold {
+		r.send(Client, worker.CmdHold)
+	} else {
+		r.send(Client, worker.CmdRelease)
+	}
+}
+
 func (r *Runner) connect(ctx context.Context, res *Result) {
 	start := time.Now()
 	r.progress(PhaseConnect, start, 0) // the phase begins: the CPU samples' tag
@@ -83,6 +92,9 @@ func (r *Runner) connect(ctx context.Context, res *Result) {
 		}
 		if r.machine != nil {
 			r.machine.Calibrate(t.clientEstablished)
+			if hold, changed := r.machine.Pace(time.Now()); changed {
+				r.paceOpening(hold)
+			}
 		}
 		r.census(t)
 		if now := time.Now(); now.Sub(lastShow) >= 250*time.Millisecond {
@@ -112,11 +124,18 @@ func (r *Runner) connect(ctx context.Context, res *Result) {
 	if r.cfg.Rate > 0 {
 		stallAfter += time.Duration(float64(r.plan.ClientWorkers) / r.cfg.Rate * float64(time.Second))
 	}
-	if r.waitFor(allIn, tick, func() time.Duration { return stallAfter }) {
+	// So is a hold of the smaller machine's pacing.
+	stalledAfter := func() time.Duration {
+		if r.machine != nil {
+			return stallAfter + r.machine.Held()
+		}
+		return stallAfter
+	}
+	if r.waitFor(allIn, tick, stalledAfter) {
 		t := r.totals()
 		if !t.connectDone {
 			r.stop(limit.ConnectStalled, fmt.Sprintf("no connection completed for %s (--timeout, and --rate's spacing): SYNs dropped? see listen_overflows", stallAfter.Round(time.Millisecond)))
-			r.waitFor(allIn, tick, func() time.Duration { return stallAfter })
+			r.waitFor(allIn, tick, stalledAfter)
 		}
 	}
 	t := r.totals()

@@ -75,6 +75,7 @@ type Machine struct {
 	minWater                      uint64 // Σ zones' min watermark
 	held                          uint64 // connections open at the last Calibrate, for the guard's margin
 	prediction                    *memmodel.Prediction
+	pace                          pacer // the opening's holds (Pace)
 }
 
 // MachineResult is summary.json's machine.
@@ -95,6 +96,10 @@ type MachineResult struct {
 	ActualConnections            uint64               `json:"actual_connections"`
 	StoppedBy                    limit.Kind           `json:"stopped_by"`
 	Prediction                   *memmodel.Prediction `json:"prediction,omitempty"`
+
+	// The opening's holds while the machine's tasks stalled on reclaim (Pace).
+	OpeningHolds       int     `json:"opening_holds,omitempty"`
+	OpeningHeldSeconds float64 `json:"opening_held_seconds,omitempty"`
 }
 
 func (ma *Machine) Name() string { return HugePagesName }
@@ -337,6 +342,9 @@ func (ma *Machine) Guard() (limit.Kind, string) {
 		return limit.ReclaimExhausted, fmt.Sprintf("%s (free pages above the zones' min watermarks and reserves, and page cache to reclaim; the guard's margin is %s): past it the OOM killer comes",
 			left, units.Bytes(margin))
 	}
+	if kind, detail := ma.heldTooLong(); kind != "" {
+		return kind, detail
+	}
 	if full, ok := ma.Pressure.Share(); ok && full >= machinePressureStop {
 		return limit.MemoryPressure, fmt.Sprintf("every task waited for memory %.0f %% of the last %s (PSI full): the machine is thrashing; stopped before it stalls", full, PressureWindow)
 	}
@@ -397,5 +405,6 @@ func (ma *Machine) Result(established uint64, stoppedBy limit.Kind) *MachineResu
 		res.MeasuredBytesPerConnection = ma.perConn
 	}
 	res.Prediction = ma.prediction
+	res.OpeningHolds, res.OpeningHeldSeconds = ma.pace.holds, ma.Held().Seconds()
 	return res
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/c10mprobe/c10mprobe/internal/limit"
 	"github.com/c10mprobe/c10mprobe/internal/procfs"
@@ -90,5 +91,47 @@ func TestExchangeGuardTripsAtHalfTheMargin(t *testing.T) {
 			t.Errorf("%s above the min watermark, half the margin %s: guard %q %q, want tripped %v",
 				units.Bytes(uint64(c.freeAboveMin)), units.Bytes(uint64(half)), kind, detail, c.trips)
 		}
+	}
+}
+
+// The smaller machine's pacing: the opening holds once every task stalled
+// on memory a fifth of the last second, goes on only a second or more
+// into the hold and below 5 %, counts what it held, and gives up on a
+// machine that stalls half a minute into a hold.
+func TestPacingHoldsWhileTasksStallOnMemory(t *testing.T) {
+	var p pacer
+	t0 := time.Now()
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	steps := []struct {
+		ms    int
+		share float64
+		hold  bool
+	}{
+		{0, 3, false},      // calm
+		{100, 19.9, false}, // not yet
+		{200, 20, true},    // holds
+		{700, 0, true},     // not before a second
+		{1300, 6, true},    // still stalling
+		{1400, 4.9, false}, // goes on: held 1.2 s
+		{1500, 15, false},  // between the two: opening goes on
+		{1600, 50, true},   // holds again
+	}
+	for _, s := range steps {
+		p.step(at(s.ms), s.share)
+		if p.holding != s.hold {
+			t.Fatalf("at %d ms, %.1f %%: holding %v, want %v", s.ms, s.share, p.holding, s.hold)
+		}
+	}
+	if p.holds != 2 {
+		t.Errorf("%d holds, want 2", p.holds)
+	}
+	if got, want := p.heldAt(at(2600)), 2200*time.Millisecond; got != want {
+		t.Errorf("held %s at 2.6 s, want %s (1.2 s, then 1 s of the hold still on)", got, want)
+	}
+	if kind, _ := p.tooLong(at(1600 + 29_000)); kind != "" {
+		t.Errorf("29 s into a hold: stopped by %s", kind)
+	}
+	if kind, detail := p.tooLong(at(1600 + 30_000)); kind != limit.MemoryPressure || !strings.Contains(detail, "held for 30s") {
+		t.Errorf("30 s into a hold: %s, %q; want memory_pressure, held for 30s", kind, detail)
 	}
 }

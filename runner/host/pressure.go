@@ -28,7 +28,11 @@ const PressureWindow = 10 * time.Second
 
 // Share reads PSI now and returns the stalled share of the window (0–100);
 // ok is false until a window has passed, or where PSI is off.
-func (p *Pressure) Share() (pct float64, ok bool) {
+func (p *Pressure) Share() (pct float64, ok bool) { return p.ShareOver(PressureWindow) }
+
+// ShareOver is Share over the last d, at most PressureWindow: the smaller
+// machine's pacing looks at the last second.
+func (p *Pressure) ShareOver(d time.Duration) (pct float64, ok bool) {
 	stall, ok := procfs.MemoryStall()
 	if !ok {
 		return 0, false
@@ -41,11 +45,12 @@ func (p *Pressure) Share() (pct float64, ok bool) {
 	for len(p.samples) > 2 && now.Sub(p.samples[1].at) >= PressureWindow {
 		p.samples = p.samples[1:]
 	}
-	first := p.samples[0]
-	if now.Sub(first.at) < PressureWindow {
-		return 0, false
+	for i := len(p.samples) - 1; i >= 0; i-- {
+		if first := p.samples[i]; now.Sub(first.at) >= d {
+			return 100 * float64(stall-first.stall) / float64(now.Sub(first.at)), true
+		}
 	}
-	return 100 * float64(stall-first.stall) / float64(now.Sub(first.at)), true
+	return 0, false
 }
 
 // memoryPressureStop is the PSI "full" share at which a run stops opening: a

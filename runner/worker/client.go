@@ -13,6 +13,9 @@ import (
 )
 
 func (w *worker) open() {
+	if w.held {
+		return
+	}
 	if w.cfg.Rate > 0 {
 		now := time.Now()
 		burst := max(1, w.cfg.Rate/100) // at most 10 ms worth at once

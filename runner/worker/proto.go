@@ -29,6 +29,10 @@ const (
 	// worker a wakeup: when that one stops listening at its quota, what
 	// was queued behind it wakes nobody until the next connection comes.
 	CmdAccept
+	// CmdHold and CmdRelease: clients hold their opening, and go on; a
+	// smaller machine's pacing while its tasks stall on reclaim.
+	CmdHold
+	CmdRelease
 )
 
 // Failure kinds, counted per worker and reported by name.
@@ -122,7 +126,7 @@ func (s *Stats) Unmarshal(buf []byte) error {
 // ProtoVersion is checked by every worker against its parent's: a
 // c10mprobe-worker left from another build must not misread the commands
 // or the Stats records. Bump it with any change to them or to Config.
-const ProtoVersion = 16 // 16: Window
+const ProtoVersion = 17 // 17: CmdHold, CmdRelease
 
 // Role is a worker's end of the connections.
 type Role string

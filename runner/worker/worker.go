@@ -77,6 +77,7 @@ type opener struct {
 	nextSrc   int
 	port      int  // --port-choice runner: the port being taken on each source in turn
 	census    bool // paused at cfg.Census opened until CmdResume
+	held      bool // CmdHold until CmdRelease
 	opening   bool
 	pending   int
 	tokens    float64
@@ -362,6 +363,10 @@ func (w *worker) command() (exit bool, err error) {
 		if w.listening {
 			w.accept()
 		}
+	case CmdHold:
+		w.held = true
+	case CmdRelease:
+		w.held = false
 	}
 	w.dirty = true
 	w.report(true)

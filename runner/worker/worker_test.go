@@ -323,3 +323,31 @@ func TestServerKeepsItsWindowOfUnansweredMessages(t *testing.T) {
 		t.Errorf("verified %d of %d", server.stats.Verified, n)
 	}
 }
+
+// CmdHold stops a client's opening where it is, without ending it (no
+// ConnectDone); CmdRelease goes on to the quota.
+func TestClientHoldsItsOpeningUntilReleased(t *testing.T) {
+	const n = 400
+	ln, addr := listenLoopback(t)
+	server := newTestWorker(t, Config{Role: Server, Quota: n, Base: 1}, ln)
+	client := newTestWorker(t, Config{Role: Client, Quota: n, Sources: []string{"127.0.0.1"}, Server: addr, Inflight: 8, Rate: 2000}, -1)
+	client.command(t, CmdConnect)
+	until(t, "the first connections", func() bool { return client.stats.Established >= 50 }, client, server)
+	client.command(t, CmdHold)
+	until(t, "the hold", func() bool { return client.held && client.pending == 0 }, client, server)
+	held := client.stats.Opened
+	for range 30 { // 30 loop turns, at 2,000 a second a few ms each: dozens more would open
+		if _, err := client.step(1); err != nil {
+			t.Fatal(err)
+		}
+		server.step(1)
+	}
+	if client.stats.Opened != held || client.stats.ConnectDone != 0 {
+		t.Fatalf("held at %d: opened %d, connect done %d; want no more and not done", held, client.stats.Opened, client.stats.ConnectDone)
+	}
+	client.command(t, CmdRelease)
+	until(t, "the rest", func() bool { return client.stats.ConnectDone == 1 && server.stats.Established == n }, client, server)
+	if client.stats.Established != n {
+		t.Errorf("established %d after the release, want %d", client.stats.Established, n)
+	}
+}
