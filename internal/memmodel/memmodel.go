@@ -83,13 +83,15 @@ type Projection struct {
 // holds before it starts swapping and before it reaches e, in the order
 // the machine meets them: with swap, swapping begins once the headroom and
 // the page cache are spent, and the end is swap filled to e.SwapShare
-// (swap_full) or, when swap outgrows what can go to it, everything
-// swappable out and what kernel allocations can still get down to e's
-// margin (reclaim_exhausted: past it, on Debian's 6.1 under TCG, the OOM
-// killer came at 99.7 % of that end without a margin). Without swap,
-// anonymous pages stay and the end is kernel allocations left with e's
-// margin (reclaim_exhausted). The margin counts held connections besides
-// the new ones.
+// (swap_full) or what kernel allocations can still get, with as much of
+// the swappable memory as swap holds pushed out, down to e's margin
+// (reclaim_exhausted: past it, on Debian's 6.1 under TCG, the OOM killer
+// came at 99.7 % of that end without a margin). Whichever comes first:
+// with the guard's margin, reclaim_exhausted mostly, since the margin is
+// more than the 5 % of swap the guard leaves. Without swap, anonymous
+// pages stay and the end is kernel allocations left with e's margin
+// (reclaim_exhausted). The margin counts held connections besides the new
+// ones.
 func Project(r Room, c Cost, e Ends, held uint64) Projection {
 	per := c.total()
 	if per <= 0 {
@@ -107,7 +109,17 @@ func Project(r Room, c Cost, e Ends, held uint64) Projection {
 	swapFull := (ram + e.SwapShare*float64(r.Swap)) / per
 	allOut := math.Inf(1)
 	if c.Pinned > 0 {
-		allOut = (float64(r.Available) + float64(r.Swappable) - float64(e.Margin(held))) / (c.Pinned + float64(e.MarginPerConn))
+		// What swap can take: the swappable memory, the connections' own
+		// pages going with it; or, where there is more of it than swap,
+		// swap's size, and the connections' pages then stay. A smaller
+		// machine with a 3 GiB ballast and 2 GiB of swap projected to
+		// swap full at 762,367 stopped on the margin at 695,574 with
+		// every swap slot taken (2026-12-07, docs/smaller-machines.md).
+		out, per := float64(r.Swappable), c.Pinned
+		if r.Swappable >= r.Swap {
+			out, per = float64(r.Swap), c.total()
+		}
+		allOut = (float64(r.Available) + out - float64(e.Margin(held))) / (per + float64(e.MarginPerConn))
 	}
 	p.Stop, p.StopBy = count(swapFull), limit.SwapFull
 	if allOut < swapFull {
@@ -195,6 +207,16 @@ func Resize(r Room, seen Seen, mem uint64, k Kernel) Room {
 	return r
 }
 
+// Reballast is room r with other programs holding now bytes of anonymous
+// memory where they held had (a --ballast of another size): that much less
+// free, and that much more for swap to take.
+func Reballast(r Room, had, now uint64) Room {
+	shift := func(v uint64) uint64 { return uint64(max(0, int64(v)+int64(had)-int64(now))) }
+	r.Headroom, r.Available = shift(r.Headroom), shift(r.Available)
+	r.Swappable = uint64(max(0, int64(r.Swappable)+int64(now)-int64(had)))
+	return r
+}
+
 // Prediction is a projection and what it was made from, as a run records
 // it (summary.json machine.prediction), so that predict --from RUNDIR
 // makes the same one, or the same for a machine of another size.
@@ -213,11 +235,17 @@ type Prediction struct {
 
 // On projects again, from At, on a machine of mem bytes of RAM (0: the one
 // seen) and swap bytes of swap.
-func (p Prediction) On(mem, swap uint64) Projection {
+func (p Prediction) On(mem, swap uint64) Projection { return p.OnReballasted(mem, swap, 0, 0) }
+
+// OnReballasted is On with other programs holding now bytes of anonymous
+// memory where the run's held had (Reballast), on the resized machine: a
+// 3 GiB ballast does not fit the 4 GiB machine a room was read on.
+func (p Prediction) OnReballasted(mem, swap, had, now uint64) Projection {
 	r := p.Room
 	if mem != 0 {
 		r = Resize(r, p.Seen, mem, p.Kernel)
 	}
+	r = Reballast(r, had, now)
 	r.Swap = swap
 	return Project(r, p.Cost, p.Ends, p.At)
 }

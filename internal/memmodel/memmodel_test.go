@@ -79,11 +79,20 @@ func TestProjectNamesWhatComesFirst(t *testing.T) {
 	if q := Project(room, c, RunEnds, 100000); q.Stop >= p.Stop {
 		t.Errorf("100,000 held: stop %d, not below %d", q.Stop, p.Stop)
 	}
-	// Small swap: it fills first.
+	// Swap smaller than what could go to it: all of it taken, then the
+	// margin, which is more than the 5 % of swap the guard leaves: the
+	// margin ends it before swap is 95 % full.
 	room.Swap = 200 * mib
 	p = Project(room, c, RunEnds, 0)
-	if want := uint64((400*mib + 0.95*200*mib) / 4096); p.StopBy != limit.SwapFull || p.Stop != want || p.SwapStart != 400*mib/4096 {
-		t.Errorf("200 MiB of swap: %+v, want swap_full at %d, swapping from %d", p, want, 400*mib/4096)
+	if want := uint64((500*mib + 200*mib - 64*mib) / (4096 + 1024)); p.StopBy != limit.ReclaimExhausted || p.Stop != want || p.SwapStart != 400*mib/4096 {
+		t.Errorf("200 MiB of swap: %+v, want reclaim_exhausted at %d, swapping from %d", p, want, 400*mib/4096)
+	}
+	// Swap fills first where a connection costs so much that the margin
+	// stays below the 5 % of swap left and the watermarks' gap.
+	big := Cost{Pinned: 64 << 10}
+	wide := Room{Headroom: 490 * mib, Available: 500 * mib, Swappable: 3000 * mib, Swap: 2000 * mib}
+	if q, want := Project(wide, big, RunEnds, 0), uint64((490*mib+0.95*2000*mib)/(64<<10)); q.StopBy != limit.SwapFull || q.Stop != want {
+		t.Errorf("64 KiB a connection, 2,000 MiB of swap: %+v, want swap_full at %d", q, want)
 	}
 	// Swap larger than what can go: everything swappable out, then what
 	// kernel allocations can get, down to the margin.
@@ -164,5 +173,33 @@ func TestPredictionOnItsOwnMachine(t *testing.T) {
 	}
 	if got := p.On(0, 0); got.StopBy != limit.ReclaimExhausted {
 		t.Errorf("without swap: %+v", got)
+	}
+}
+
+// A ballast of another size on a larger machine: the machine is resized
+// first, so a ballast larger than the room the run was read with still
+// fits the larger machine; the same ballast is the same prediction.
+func TestPredictionWithAnotherBallast(t *testing.T) {
+	const gib = 1 << 30
+	k := Kernel{WatermarkScaleFactor: 10, THP: true}
+	p := Prediction{At: 160000, Room: Room{Headroom: gib, Available: gib + gib/16, Swappable: gib, Swap: gib}, Cost: Cost{Pinned: 8448},
+		Ends: RunEnds, Seen: Seen{RAM: 4 * gib, Min: 60 << 20, Low: 80 << 20}, Kernel: k}
+	if got, want := p.OnReballasted(8*gib, 2*gib, gib, gib), p.On(8*gib, 2*gib); got != want {
+		t.Errorf("the run's own ballast: %+v, want %+v", got, want)
+	}
+	r := Reballast(Resize(p.Room, p.Seen, 8*gib, k), gib, 3*gib)
+	r.Swap = 2 * gib
+	want := Project(r, p.Cost, p.Ends, p.At)
+	if got := p.OnReballasted(8*gib, 2*gib, gib, 3*gib); got != want || got.StopBy != limit.ReclaimExhausted {
+		t.Errorf("8 GiB with a 3 GiB ballast: %+v, want %+v (reclaim_exhausted)", got, want)
+	}
+	// 2 GiB more of ballast takes 2 GiB of the 4 GiB added, less the
+	// watermarks: the swap start moves by what is left of the 4 GiB.
+	on8 := p.On(8*gib, 2*gib)
+	if d := float64(on8.SwapStart-want.SwapStart) * p.Cost.Pinned; d < 1.99*gib || d > 2.01*gib {
+		t.Errorf("the 3 GiB ballast moved the swap start by %.0f B, want 2 GiB", d)
+	}
+	if z := Reballast(p.Room, gib, 3*gib); z.Headroom != 0 || z.Available != 0 || z.Swappable != 3*gib {
+		t.Errorf("a 3 GiB ballast in the 4 GiB machine's room: %+v, want nothing free and 3 GiB swappable", z)
 	}
 }
