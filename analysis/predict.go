@@ -145,20 +145,29 @@ func PredictionSources(c Costs, given map[string]bool) []string {
 	return append(out, "modelled: the zones' watermarks and tcp_mem as the kernel sizes them for that memory (min_free_kbytes, watermark_scale_factor and THP as on this host; tcp_mem 3/32), and user pages going to swap before RAM runs out for what cannot")
 }
 
+// Ballast is a ballast of another size for PredictAgain: the run's
+// (Had) and the one to predict with (Now).
+type Ballast struct{ Had, Now uint64 }
+
 // PredictAgain makes a --machine-mem run's last prediction again
 // (memmodel, on the room, cost and ends the run recorded): on its own
 // machine (mem 0) the number it printed; on another size the same
-// programs and connections, with that size's watermarks.
-func PredictAgain(p memmodel.Prediction, mem, swap uint64, source string) Explanation {
-	on := p.On(mem, swap)
+// programs and connections, with that size's watermarks; with b, the
+// run's ballast of b.Had replaced by one of b.Now.
+func PredictAgain(p memmodel.Prediction, mem, swap uint64, b *Ballast, source string) Explanation {
+	held, on := "what "+source+" held besides its connections", p.On(mem, swap)
+	if b != nil {
+		on = p.OnReballasted(mem, swap, b.Had, b.Now)
+		held = fmt.Sprintf("what %s held besides its connections, its ballast of %s as one of %s,", source, units.Bytes(b.Had), units.Bytes(b.Now))
+	}
 	ram, machine := p.Seen.RAM, fmt.Sprintf("its own machine (%s of RAM)", units.Bytes(p.Seen.RAM))
 	if mem != 0 {
 		ram, machine = mem, fmt.Sprintf("a machine of %s of RAM, with the watermarks its kernel gives that size,", units.Bytes(mem))
 	}
 	stop, swapStart := p.At+on.Stop, p.At+on.SwapStart
 	e := Explanation{Connections: stop, BindingLimit: "memory"}
-	e.Verdict = fmt.Sprintf("on %s and %s of swap, with what %s held besides its connections at %s of them, at %s a connection: ",
-		machine, units.Bytes(swap), source, units.Count(p.At), units.Bytes(uint64(p.Cost.Pinned+p.Cost.User)))
+	e.Verdict = fmt.Sprintf("on %s and %s of swap, with %s at %s of them, at %s a connection: ",
+		machine, units.Bytes(swap), held, units.Count(p.At), units.Bytes(uint64(p.Cost.Pinned+p.Cost.User)))
 	if swap > 0 {
 		e.Verdict += fmt.Sprintf("swapping begins near %s connections, and a run stops near %s (%s)", units.Count(swapStart), units.Count(stop), on.StopBy)
 	} else {

@@ -18,8 +18,13 @@ type PredictQuery struct {
 	From                     string
 	Family                   runner.Family
 	Mem, Swap, Base, Reserve uint64
+	Ballast                  uint64 // for a --machine-mem run: the ballast instead of its own
 	Given                    map[string]bool
 }
+
+// ErrBallastWithoutMachine: --ballast replaces a --machine-mem run's
+// ballast, and there is none to replace.
+var ErrBallastWithoutMachine = errors.New("--ballast replaces the ballast of a --machine-mem run given with --from")
 
 // Predict answers predict: a --machine-mem run's recorded projection made
 // again (on its machine, or on Mem and Swap), unless other programs'
@@ -31,7 +36,17 @@ func Predict(q PredictQuery) (e analysis.Explanation, figures []string, err erro
 		if !q.Given["swap"] {
 			swap = m.Prediction.Room.Swap
 		}
-		return analysis.PredictAgain(*m.Prediction, q.Mem, swap, "the run in "+q.From), nil, nil
+		var b *analysis.Ballast
+		if q.Given["ballast"] {
+			b = &analysis.Ballast{Now: q.Ballast}
+			if rb := q.Run.Summary.Result.Ballast; rb != nil {
+				b.Had = rb.Bytes
+			}
+		}
+		return analysis.PredictAgain(*m.Prediction, q.Mem, swap, b, "the run in "+q.From), nil, nil
+	}
+	if q.Given["ballast"] {
+		return e, nil, ErrBallastWithoutMachine
 	}
 	if q.Mem == 0 {
 		return e, nil, ErrNoMem

@@ -57,15 +57,17 @@ func explainCmd(args []string, stdout, stderr io.Writer) error {
 const predictExamples = `  c10mprobe predict --mem 8GiB --from runs/20261125T190102Z
   c10mprobe predict --mem 8GiB --swap 2GiB --base 3GiB --from runs/20261125T190102Z   # the article's desktop
   sudo c10mprobe predict --mem 64GiB            # without a run: from /proc/slabinfo object sizes
+  c10mprobe predict --from runs/4GiB-run --mem 8GiB --swap 2GiB --ballast 3GiB   # a --machine-mem run's machine, larger, with another ballast
 `
 
 func predictCmd(args []string, stdout, stderr io.Writer) error {
 	fs := pflag.NewFlagSet("predict", pflag.ContinueOnError)
-	var mem, swap, base, reserve cliflag.Size
+	var mem, swap, base, reserve, ballast cliflag.Size
 	fs.Var(&mem, "mem", "the machine's memory, e.g. 8GiB (required, but for --from a --machine-mem run: default its machine)")
 	fs.Var(&swap, "swap", "its swap (for --from a --machine-mem run: default the run's)")
 	fs.Var(&base, "base", "memory other programs use, swappable (a desktop, a JVM heap); default: what the run found here at idle, its anonymous pages swappable")
 	fs.Var(&reserve, "reserve", "memory to keep free (default: none: the machine's limit)")
+	fs.Var(&ballast, "ballast", "for --from a --machine-mem run: a ballast of this size in place of the run's (0 for none)")
 	from := fs.String("from", "", "a run directory to take per-connection costs from")
 	asJSON := fs.Bool("json", false, "print JSON, the shape of summary.json's explanation")
 	family := fs.String("family", "inet", "without --from: the sockets' family, inet or inet6 (a JVM's TCPv6 socks are larger)")
@@ -91,8 +93,10 @@ func predictCmd(args []string, stdout, stderr io.Writer) error {
 	given := map[string]bool{}
 	fs.Visit(func(f *pflag.Flag) { given[f.Name] = true })
 	e, figures, err := record.Predict(record.PredictQuery{Run: run, From: *from, Family: runner.Family(*family), Given: given,
-		Mem: uint64(mem), Swap: uint64(swap), Base: uint64(base), Reserve: uint64(reserve)})
+		Mem: uint64(mem), Swap: uint64(swap), Base: uint64(base), Reserve: uint64(reserve), Ballast: uint64(ballast)})
 	switch {
+	case errors.Is(err, record.ErrBallastWithoutMachine):
+		return badInput("%v; for another machine, --base says what other programs use", err)
 	case errors.Is(err, record.ErrNoCosts):
 		return badInput("%v: rerun with sudo or pass --from RUNDIR", err)
 	case errors.Is(err, record.ErrNoMem):

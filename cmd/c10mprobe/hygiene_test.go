@@ -105,6 +105,7 @@ func TestBadInputExits2AndChangesNothing(t *testing.T) {
 		{"run", "--conns", "10", "--out", filepath.Join(full, "summary.json", "run")},
 		{"predict", "--mem", "0"},
 		{"predict", "--from", full, "--family", "inet6"},
+		{"predict", "--mem", "8GiB", "--ballast", "3GiB"}, // no --machine-mem run whose ballast it replaces
 		{"frobnicate"},
 		{"export", full, "--format", ""},
 		{"explain", full}, // summary.json holds no run: the same for every command

@@ -8,6 +8,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
@@ -21,6 +22,7 @@ import (
 	"github.com/c10mprobe/c10mprobe/internal/limit"
 	"github.com/c10mprobe/c10mprobe/internal/procfs"
 	"github.com/c10mprobe/c10mprobe/internal/sysctl"
+	"github.com/c10mprobe/c10mprobe/internal/units"
 	"github.com/c10mprobe/c10mprobe/record"
 	"github.com/c10mprobe/c10mprobe/runner"
 	"github.com/c10mprobe/c10mprobe/runner/host"
@@ -119,7 +121,18 @@ func TestMachineIntoSwap(t *testing.T) {
 	if !strings.Contains(e.Verdict, " machine, from ") || !strings.Contains(r.stdout, "Swap: from") {
 		t.Errorf("verdict %q; stdout lacks the swap leg", e.Verdict)
 	}
-	assertPredictAgain(t, r.dir, *m)
+	// The end the calibrated prediction named is the one that came, and
+	// near where it said (issue #23's goal is 10 %; held here to 15 %, one
+	// run on whatever host runs the tests).
+	if p := m.Prediction; p == nil || p.Projection.StopBy != s.Result.Limit.Kind {
+		t.Errorf("stopped by %s; the calibrated prediction named %+v", s.Result.Limit.Kind, p)
+	}
+	off := units.Off(m.ActualConnections, m.PredictedConnections)
+	t.Logf("stopped by %s at %d, %+.1f %% from the calibrated %d; the opening held %d times, %.1f s", s.Result.Limit.Kind, m.ActualConnections, off, m.PredictedConnections, m.OpeningHolds, m.OpeningHeldSeconds)
+	if math.Abs(off) > 15 {
+		t.Errorf("stopped %+.1f %% from the calibrated prediction", off)
+	}
+	assertPredictAgain(t, r.dir, *m, b.Bytes)
 	assertMachineRestored(t, r.dir, pages)
 	assertSysctls(t, before)
 }
@@ -256,16 +269,17 @@ func TestMachineWithoutSwapStopsBeforeTheOOMKiller(t *testing.T) {
 		}
 		t.Logf("run %d: %s at %d, %.0f %% of the %d predicted after calibration (model before the first connection: %d)",
 			i, l.Kind, s.Result.Established, 100*float64(s.Result.Established)/float64(max(1, mr.PredictedConnections)), mr.PredictedConnections, mr.ModelConnections)
-		assertPredictAgain(t, r.dir, *mr)
+		assertPredictAgain(t, r.dir, *mr, 0)
 		assertMachineRestored(t, r.dir, pages)
 	}
 	assertSysctls(t, before)
 }
 
 // assertPredictAgain: predict --from the run's directory makes the run's
-// last prediction again (one model, on what the run recorded), and a
-// machine of twice the RAM holds more.
-func assertPredictAgain(t *testing.T, dir string, m host.MachineResult) {
+// last prediction again (one model, on what the run recorded), also given
+// its own ballast (of ballast bytes) as --ballast; a machine of twice the
+// RAM holds more, and a ballast 1 GiB larger fewer.
+func assertPredictAgain(t *testing.T, dir string, m host.MachineResult, ballast uint64) {
 	t.Helper()
 	if m.Prediction == nil || m.MeasuredOver == 0 {
 		t.Errorf("machine %+v: no calibrated prediction recorded", m)
@@ -283,6 +297,12 @@ func assertPredictAgain(t *testing.T, dir string, m host.MachineResult) {
 	}
 	if got := predict("--mem", fmt.Sprint(2*m.LeftBytes)); got <= m.PredictedConnections {
 		t.Errorf("predict --from the run for twice its RAM: %d connections, not more than its %d", got, m.PredictedConnections)
+	}
+	if got := predict("--ballast", fmt.Sprint(ballast)); got != m.PredictedConnections {
+		t.Errorf("predict --from the run --ballast %d, its own: %d connections, the run predicted %d", ballast, got, m.PredictedConnections)
+	}
+	if got := predict("--mem", fmt.Sprint(2*m.LeftBytes), "--ballast", fmt.Sprint(ballast+1<<30)); got >= predict("--mem", fmt.Sprint(2*m.LeftBytes)) {
+		t.Errorf("predict --from the run for twice its RAM with a ballast 1 GiB larger: %d connections, not fewer", got)
 	}
 }
 
