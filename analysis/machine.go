@@ -26,6 +26,9 @@ type MachineRun struct {
 	TouchMaxus         float64 `json:"touch_max_us"`
 	MajorFaults        uint64  `json:"major_faults"`
 	MinWatermark       uint64  `json:"min_watermark"` // Σ zones' min watermark: free pages below it are the kernel's reserve
+	// The opening's holds while every task stalled on memory (its pacing).
+	OpeningHolds       int     `json:"opening_holds,omitempty"`
+	OpeningHeldSeconds float64 `json:"opening_held_seconds,omitempty"`
 }
 
 // SwapLeg is the explanation's account of the machine going into swap.

@@ -2,10 +2,11 @@ package analysis
 
 import (
 	"fmt"
-	"github.com/c10mprobe/c10mprobe/internal/phase"
+	"math"
 	"sort"
 	"strings"
 
+	"github.com/c10mprobe/c10mprobe/internal/phase"
 	"github.com/c10mprobe/c10mprobe/internal/units"
 )
 
@@ -47,7 +48,7 @@ type FuncShare struct {
 
 // RateCause is a named reason for a phase's time.
 type RateCause struct {
-	Kind   string  `json:"kind"` // port_scan, slab_pages, ehash_chains
+	Kind   string  `json:"kind"` // port_scan, slab_pages, ehash_chains, reclaim_holds
 	Phase  string  `json:"phase"`
 	Func   string  `json:"func"`
 	Share  float64 `json:"share"` // of the phase's CPU samples
@@ -180,6 +181,29 @@ func (rt *Rate) causes() {
 	}
 }
 
+// reclaimHolds names a smaller machine's holds as a cause: the opening
+// waited for reclaim, not for the CPU (runner/host.Machine.Pace).
+func (rt *Rate) reclaimHolds(r Run) {
+	m := r.Machine
+	if m == nil || m.OpeningHolds == 0 {
+		return
+	}
+	first, last := math.Inf(1), 0.0
+	for _, s := range r.Series {
+		if s.Phase == phase.Connect {
+			first, last = min(first, s.Seconds), s.Seconds
+		}
+	}
+	share := 0.0
+	if last > first {
+		share = min(1, m.OpeningHeldSeconds/(last-first))
+	}
+	rt.Causes = append(rt.Causes, RateCause{Kind: "reclaim_holds", Phase: string(phase.Connect), Share: share,
+		Detail: fmt.Sprintf("the opening held %d times, %.1f s in all (%s of the connect phase), while every task stalled on memory (PSI full, 20 %% of a second): reclaim writing other programs' pages to swap for the sockets' slab",
+			m.OpeningHolds, m.OpeningHeldSeconds, pct(share)),
+		Change: "more RAM, or a faster swap device; --rate spreads the same work out"})
+}
+
 // ehashWhose says whose established hash the run's sockets were in.
 func (rt *Rate) ehashWhose() string {
 	if rt.Netns {
@@ -204,6 +228,7 @@ func rateOf(r Run) *Rate {
 		return nil
 	}
 	rt := &Rate{EhashEntries: r.EhashEntries, Netns: r.Netns, PageReporting: r.PageReporting, PageReportedKiB: r.PageReportedKiB}
+	defer rt.reclaimHolds(r)
 	if r.EhashEntries > 0 {
 		// This host's ends of the run's connections over the buckets: an
 		// estimate that assumes even hashing and leaves other sockets out.

@@ -101,3 +101,22 @@ func TestVerdictSaysTheCensusFlagsAndTheNamespace(t *testing.T) {
 		}
 	}
 }
+
+// A smaller machine's holds are a cause of the connect phase's time, with
+// their share of it; a run without holds names none.
+func TestReclaimHoldsAreNamed(t *testing.T) {
+	r := Run{Connections: 10000, Machine: &MachineRun{OpeningHolds: 4, OpeningHeldSeconds: 5}}
+	for s := 0.0; s <= 20; s += 0.5 {
+		r.Series = append(r.Series, Sample{Seconds: s, Phase: "connect", Established: uint64(500 * s)})
+	}
+	r.Series = append(r.Series, Sample{Seconds: 21, Phase: "exchange", Established: 10000})
+	rt := rateOf(r)
+	if rt == nil || len(rt.Causes) != 1 || rt.Causes[0].Kind != "reclaim_holds" || math.Abs(rt.Causes[0].Share-0.25) > 1e-9 ||
+		!strings.Contains(rt.Causes[0].Detail, "held 4 times, 5.0 s in all (25 % of the connect phase)") {
+		t.Fatalf("causes %+v, want reclaim_holds at 25 %%", rt)
+	}
+	r.Machine.OpeningHolds, r.Machine.OpeningHeldSeconds = 0, 0
+	if rt := rateOf(r); len(rt.Causes) != 0 {
+		t.Errorf("no holds, causes %+v", rt.Causes)
+	}
+}

@@ -99,7 +99,8 @@ func machineRun(res *runner.Result) *analysis.MachineRun {
 	if m == nil {
 		return nil
 	}
-	out := &analysis.MachineRun{MemBytes: m.MemBytes, PredictedSwapStart: m.PredictedSwapStartConnection, PredictedStop: m.PredictedConnections}
+	out := &analysis.MachineRun{MemBytes: m.MemBytes, PredictedSwapStart: m.PredictedSwapStartConnection, PredictedStop: m.PredictedConnections,
+		OpeningHolds: m.OpeningHolds, OpeningHeldSeconds: m.OpeningHeldSeconds}
 	if p := m.Prediction; p != nil {
 		out.MinWatermark = p.Seen.Min
 	}

@@ -33,8 +33,12 @@ func (run *Run) WriteText(w io.Writer, dir string) {
 		if p := m.Prediction; p != nil {
 			predictedBy = fmt.Sprintf(" (predicted %s)", p.Projection.StopBy)
 		}
-		fmt.Fprintf(w, "machine %s: %sthe run stopped at %s (predicted %s, %s), stopped by %s%s\n", units.Bytes(m.MemBytes), swap,
-			units.Count(m.ActualConnections), units.Count(m.PredictedConnections), off(m.ActualConnections, m.PredictedConnections), m.StoppedBy, predictedBy)
+		held := ""
+		if m.OpeningHolds > 0 {
+			held = fmt.Sprintf("; the opening held %d times, %.1f s in all, while every task stalled on memory", m.OpeningHolds, m.OpeningHeldSeconds)
+		}
+		fmt.Fprintf(w, "machine %s: %sthe run stopped at %s (predicted %s, %s), stopped by %s%s%s\n", units.Bytes(m.MemBytes), swap,
+			units.Count(m.ActualConnections), units.Count(m.PredictedConnections), off(m.ActualConnections, m.PredictedConnections), m.StoppedBy, predictedBy, held)
 	}
 	if b := res.Ballast; b != nil {
 		fmt.Fprintf(w, "ballast %s: %s swapped out at most, %d major faults, touches p50 %.1f µs, p99 %.1f µs, max %.1f ms\n",
