@@ -242,7 +242,7 @@ func TestPredictSwapAndBuffers(t *testing.T) {
 	const gib = 1 << 30
 	c := Costs{Kernel: 8 << 10, User: 100, Source: "test"}
 	base := Machine{Mem: 8 * gib, Baseline: 3 * gib, BaselineSwappable: 3 * gib}
-	minW, lowW := memmodel.Watermarks(8*gib, memmodel.Kernel{})
+	minW, _ := memmodel.Watermarks(8*gib, memmodel.Kernel{})
 	var last uint64
 	for _, swap := range []uint64{0, gib / 2, 2 * gib, 100 * gib} {
 		m := base
@@ -252,9 +252,9 @@ func TestPredictSwapAndBuffers(t *testing.T) {
 			t.Errorf("swap %d: %d connections, no more than with less swap (%d)", swap, p.Connections, last)
 		}
 		if swap == 2*gib {
-			// (5 GiB free above the low watermark + 2 GiB of swap) / (8 KiB +
+			// (5 GiB free above the min watermark + 2 GiB of swap) / (8 KiB +
 			// 100 B): the base and the connections' user pages share the swap.
-			if want := uint64((5*gib - lowW + 2*gib) / (8<<10 + 100)); p.Connections != want {
+			if want := uint64((5*gib - minW + 2*gib) / (8<<10 + 100)); p.Connections != want {
 				t.Errorf("2 GiB of swap: %d, want %d", p.Connections, want)
 			}
 		}

@@ -88,11 +88,11 @@ func TestProjectNamesWhatComesFirst(t *testing.T) {
 		t.Errorf("200 MiB of swap: %+v, want reclaim_exhausted at %d, swapping from %d", p, want, 400*mib/4096)
 	}
 	// Swap fills first where a connection costs so much that the margin
-	// stays below the 5 % of swap left and the watermarks' gap.
-	big := Cost{Pinned: 64 << 10}
+	// stays below the 5 % of swap left (256 KiB: one holding its buffers).
+	big := Cost{Pinned: 256 << 10}
 	wide := Room{Headroom: 490 * mib, Available: 500 * mib, Swappable: 3000 * mib, Swap: 2000 * mib}
-	if q, want := Project(wide, big, RunEnds, 0), uint64((490*mib+0.95*2000*mib)/(64<<10)); q.StopBy != limit.SwapFull || q.Stop != want {
-		t.Errorf("64 KiB a connection, 2,000 MiB of swap: %+v, want swap_full at %d", q, want)
+	if q, want := Project(wide, big, RunEnds, 0), uint64((500*mib+0.95*2000*mib)/(256<<10)); q.StopBy != limit.SwapFull || q.Stop != want {
+		t.Errorf("256 KiB a connection, 2,000 MiB of swap: %+v, want swap_full at %d", q, want)
 	}
 	// Swap larger than what can go: everything swappable out, then what
 	// kernel allocations can get, down to the margin.
@@ -113,7 +113,7 @@ func TestProjectNamesWhatComesFirst(t *testing.T) {
 	}
 	// The machine's own end: all of swap.
 	room.Swap = 200 * mib
-	if m := Project(room, c, MachineEnds, 0); m.Stop != (400*mib+200*mib)/4096 || m.StopBy != limit.SwapFull {
+	if m := Project(room, c, MachineEnds, 0); m.Stop != (500*mib+200*mib)/4096 || m.StopBy != limit.SwapFull {
 		t.Errorf("the machine's end with 200 MiB of swap: %+v", m)
 	}
 	room.Swap = 0
