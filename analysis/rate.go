@@ -199,7 +199,7 @@ func (rt *Rate) reclaimHolds(r Run) {
 		share = min(1, m.OpeningHeldSeconds/(last-first))
 	}
 	rt.Causes = append(rt.Causes, RateCause{Kind: "reclaim_holds", Phase: string(phase.Connect), Share: share,
-		Detail: fmt.Sprintf("the opening held %d times, %.1f s in all (%s of the connect phase), while every task stalled on memory (PSI full, 20 %% of a second): reclaim writing other programs' pages to swap for the sockets' slab",
+		Detail: fmt.Sprintf("the opening held %d times, %.1f s in all (%s of the connect phase), while every task stalled on memory (PSI full; the pacing's thresholds are runner/host's): reclaim writing other programs' pages to swap for the sockets' slab",
 			m.OpeningHolds, m.OpeningHeldSeconds, pct(share)),
 		Change: "more RAM, or a faster swap device; --rate spreads the same work out"})
 }

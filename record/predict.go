@@ -26,6 +26,10 @@ type PredictQuery struct {
 // ballast, and there is none to replace.
 var ErrBallastWithoutMachine = errors.New("--ballast replaces the ballast of a --machine-mem run given with --from")
 
+// ErrBallastWithBase: --base or --reserve make a prediction anew, where
+// --ballast changes a --machine-mem run's own.
+var ErrBallastWithBase = errors.New("--ballast changes a --machine-mem run's own prediction, and --base or --reserve make one anew: give one or the other")
+
 // Predict answers predict: a --machine-mem run's recorded projection made
 // again (on its machine, or on Mem and Swap), unless other programs'
 // memory is given anew; else the machine of Mem from the run's or this
@@ -44,6 +48,9 @@ func Predict(q PredictQuery) (e analysis.Explanation, figures []string, err erro
 			}
 		}
 		return analysis.PredictAgain(*m.Prediction, q.Mem, swap, b, "the run in "+q.From), nil, nil
+	}
+	if q.Given["ballast"] && machineOf(q.Run) != nil {
+		return e, nil, ErrBallastWithBase
 	}
 	if q.Given["ballast"] {
 		return e, nil, ErrBallastWithoutMachine

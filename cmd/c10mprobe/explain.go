@@ -95,6 +95,8 @@ func predictCmd(args []string, stdout, stderr io.Writer) error {
 	e, figures, err := record.Predict(record.PredictQuery{Run: run, From: *from, Family: runner.Family(*family), Given: given,
 		Mem: uint64(mem), Swap: uint64(swap), Base: uint64(base), Reserve: uint64(reserve), Ballast: uint64(ballast)})
 	switch {
+	case errors.Is(err, record.ErrBallastWithBase):
+		return badInput("%v", err)
 	case errors.Is(err, record.ErrBallastWithoutMachine):
 		return badInput("%v; for another machine, --base says what other programs use", err)
 	case errors.Is(err, record.ErrNoCosts):
