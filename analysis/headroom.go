@@ -332,8 +332,12 @@ func (b *headroomLimits) memory() {
 	ends.MarginFixed = b.in.Reserve
 	p := memmodel.Project(b.in.Room, cost, ends, uint64(b.in.Conns))
 	r := b.in.Room
-	value := fmt.Sprintf("%s kernel allocations can still get (free above the min watermarks, and page cache), keeping %s and 1 KiB a connection; %s a connection (%s of it the kernel's)",
-		units.Bytes(r.Available), units.Bytes(b.in.Reserve), units.Bytes(uint64(cost.Pinned+cost.User)), units.Bytes(uint64(cost.Pinned)))
+	from := "free above the min watermarks, and page cache"
+	if r.Slab > 0 {
+		from = fmt.Sprintf("free above the min watermarks, page cache, and %s of dentries and inodes no one holds", units.Bytes(r.Slab))
+	}
+	value := fmt.Sprintf("%s kernel allocations can still get (%s), keeping %s and 1 KiB a connection; %s a connection (%s of it the kernel's)",
+		units.Bytes(r.Available), from, units.Bytes(b.in.Reserve), units.Bytes(uint64(cost.Pinned+cost.User)), units.Bytes(uint64(cost.Pinned)))
 	if r.Swap > 0 {
 		value += fmt.Sprintf("; %s of swap, %s of anonymous memory it can take: swapping begins %s connections more", units.Bytes(r.Swap), units.Bytes(r.Swappable), units.Count(p.SwapStart))
 	}

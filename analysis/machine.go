@@ -131,7 +131,7 @@ func stopReason(b *Bound) string {
 	case limit.MinWatermark:
 		return "free memory reached the min watermark"
 	case limit.ReclaimExhausted:
-		return "reclaim had nothing left to free (page cache gone, free pages near the min watermarks, and anything swappable out), and the run stopped before the OOM killer"
+		return "reclaim had nothing left to free (page cache and unused dentries gone, free pages near the min watermarks, and anything swappable out), and the run stopped before the OOM killer"
 	case limit.WorkerDied:
 		return "a worker died (" + b.Detail + ")"
 	}

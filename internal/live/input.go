@@ -12,19 +12,21 @@ import (
 	"time"
 
 	"github.com/c10mprobe/c10mprobe/analysis"
-	"github.com/c10mprobe/c10mprobe/internal/memmodel"
 	"github.com/c10mprobe/c10mprobe/internal/procfs"
 	"github.com/c10mprobe/c10mprobe/internal/slabmodel"
 	"github.com/c10mprobe/c10mprobe/runner"
+	"github.com/c10mprobe/c10mprobe/runner/host"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Input adapts the sample and the host's limits into the analysis' input.
 func (s *Server) Input(h runner.Host, sock procfs.Sockstat, reserve uint64) analysis.HeadroomInput {
+	// The machine's memory read as run's machine guard reads it.
+	room, _ := host.RoomNow(h.Mem)
 	in := analysis.HeadroomInput{
 		Ports: s.Ports, Conns: s.Conns, LocalPeers: s.LocalPeers,
 		Buffered: s.Buffered, PeerBuffered: s.PeerBuffered, RcvBufs: s.RcvBufs, RmemDefault: uint64(s.Net.TCPRmem[1]),
-		MemTotal: h.Mem.MemTotal, MemAvailable: h.Mem.MemAvailable, Room: room(h.Mem), Reserve: reserve,
+		MemTotal: h.Mem.MemTotal, MemAvailable: h.Mem.MemAvailable, Room: room, Reserve: reserve,
 		TCPMemNow: sock.TCPMemPages, TCPMem: s.Net.TCPMem,
 		FileMax: h.FileMax, FilesOpen: h.FilesOpen,
 		ConntrackMax: s.Net.ConntrackMax, ConntrackCount: s.Net.ConntrackCount,
@@ -72,16 +74,6 @@ func (s *Server) grown(rmemDefault uint64, n int) []analysis.HeadroomSocket {
 	}
 	slices.SortFunc(out, func(a, b analysis.HeadroomSocket) int { return cmp.Compare(b.RcvBuf, a.RcvBuf) })
 	return out[:min(n, len(out))]
-}
-
-// room is the machine's memory as more connections will meet it, read as
-// run's machine guard reads it (memmodel.Room).
-func room(m procfs.Meminfo) memmodel.Room {
-	z, err := procfs.ReadZoneTotals()
-	if err != nil {
-		z = procfs.ZoneTotals{Headroom: m.MemFree, Available: m.MemFree + m.ActiveFile + m.InactiveFile}
-	}
-	return memmodel.Room{Headroom: z.Headroom, Available: z.Available, File: m.ActiveFile + m.InactiveFile, Swappable: m.Swappable(), Swap: m.SwapTotal}
 }
 
 // ErrNoProcess: a pid asked for is not running.

@@ -52,9 +52,13 @@ type Room struct {
 	File uint64 `json:"file_bytes"`
 	// Available is what kernel allocations can get before the page
 	// allocator gives up on them: free pages above the min watermarks and
-	// reserves, and page cache that reclaim frees. It matters without swap,
-	// where anonymous pages stay and past it the OOM killer comes.
+	// reserves, page cache and the Slab that reclaim frees. It matters
+	// without swap, where anonymous pages stay and past it the OOM killer
+	// comes.
 	Available uint64 `json:"available_bytes"`
+	// Slab is what the shrinkers free with the page cache: dentries and
+	// inodes no one holds (procfs.ShrinkableSlab).
+	Slab uint64 `json:"shrinkable_slab_bytes,omitempty"`
 	// Swappable is the anonymous memory of other programs (a ballast, a
 	// desktop, a JVM heap) that swap can take to make room.
 	Swappable uint64 `json:"swappable_bytes"`
@@ -81,8 +85,8 @@ type Projection struct {
 
 // Project says how many more connections at cost c a machine with room r
 // holds before it starts swapping and before it reaches e, in the order
-// the machine meets them: with swap, swapping begins once the headroom and
-// the page cache are spent, and the end is swap filled to e.SwapShare
+// the machine meets them: with swap, swapping begins once the headroom,
+// the page cache and the shrinkable slab are spent, and the end is swap filled to e.SwapShare
 // (swap_full) or what kernel allocations can still get, with as much of
 // the swappable memory as swap holds pushed out, down to e's margin
 // (reclaim_exhausted: past it, on Debian's 6.1 under TCG, the OOM killer
@@ -101,7 +105,7 @@ func Project(r Room, c Cost, e Ends, held uint64) Projection {
 		n := (float64(r.Available) - float64(e.Margin(held))) / (per + float64(e.MarginPerConn))
 		return Projection{Stop: count(n), StopBy: limit.ReclaimExhausted}
 	}
-	ram := float64(r.Headroom + r.File)
+	ram := float64(r.Headroom + r.File + r.Slab)
 	p := Projection{SwapStart: count(ram / per)}
 	// Past free pages and page cache every byte a connection adds pushes
 	// one out: swap fills at per a connection, but only the swappable part
@@ -110,7 +114,7 @@ func Project(r Room, c Cost, e Ends, held uint64) Projection {
 	// free pages on the per-CPU lists (in Available): on a test host after
 	// many runs they held 1.2 GiB, and a machine predicted to fill its swap
 	// at 396,024 ran on, swap never full, to 510,934 (2026-12-07).
-	swapFull := (float64(max(r.Available, r.Headroom+r.File)) + e.SwapShare*float64(r.Swap)) / per
+	swapFull := (float64(max(r.Available, r.Headroom+r.File+r.Slab)) + e.SwapShare*float64(r.Swap)) / per
 	allOut := math.Inf(1)
 	if c.Pinned > 0 {
 		// What swap can take: the swappable memory, the connections' own

@@ -107,6 +107,12 @@ func TestProjectNamesWhatComesFirst(t *testing.T) {
 	if q := Project(withFile, c, RunEnds, 0); q.SwapStart != 500*mib/4096 || q.Stop != p.Stop {
 		t.Errorf("with 100 MiB of page cache: %+v", q)
 	}
+	// So do dentries and inodes no one holds (in Available already).
+	withSlab := withFile
+	withSlab.Slab = 50 * mib
+	if q := Project(withSlab, c, RunEnds, 0); q.SwapStart != 550*mib/4096 || q.Stop != p.Stop {
+		t.Errorf("with 100 MiB of page cache and 50 MiB of unused dentries: %+v", q)
+	}
 	// Connections' own user pages can go to swap as well.
 	if q := Project(room, Cost{Pinned: 4096, User: 1024}, RunEnds, 0); q.Stop <= p.Stop*4/5 || q.SwapStart >= p.SwapStart {
 		t.Errorf("with user pages: %+v against %+v", q, p)
