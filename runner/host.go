@@ -50,7 +50,11 @@ type Host struct {
 	TCPWmem         [3]int64          `json:"tcp_wmem"`
 	Mem             procfs.Meminfo    `json:"meminfo"`
 	SlabObjSize     map[string]uint64 `json:"slab_object_size"` // nil when /proc/slabinfo is unreadable
-	Root            bool              `json:"root"`
+	// SlabPageShare is what an object costs its cache in slab pages
+	// (procfs.SlabCache.PageShare): what a connection's objects take of
+	// RAM, where a memory cgroup charges SlabObjSize.
+	SlabPageShare map[string]uint64 `json:"slab_page_share"`
+	Root          bool              `json:"root"`
 	// CPUs is the CPUs in this process's affinity mask (sched_getaffinity),
 	// which the workers inherit: a run under taskset gets what it allows.
 	CPUs int `json:"cpus"`
@@ -128,31 +132,39 @@ func ReadHost() (Host, error) {
 	if h.Mem, err = procfs.ReadMeminfo(); err != nil {
 		return h, fmt.Errorf("reading meminfo: %w", err)
 	}
-	h.SlabObjSize = slabObjSizes()
+	h.SlabObjSize, h.SlabPageShare = slabObjSizes()
 	return h, nil
 }
 
-// slabObjSizes are the object sizes of the slab caches, by name; nil when
-// /proc/slabinfo is unreadable (not root).
-func slabObjSizes() map[string]uint64 {
+// slabObjSizes are the object sizes of the slab caches, by name, and each
+// object's share of its slab's pages; nil when /proc/slabinfo is
+// unreadable (not root).
+func slabObjSizes() (sizes, shares map[string]uint64) {
 	slabs, err := procfs.ReadSlabinfo()
 	if err != nil {
-		return nil
+		return nil, nil
 	}
-	sizes := make(map[string]uint64, len(slabs))
+	sizes, shares = make(map[string]uint64, len(slabs)), make(map[string]uint64, len(slabs))
 	for name, c := range slabs {
-		sizes[name] = c.ObjSize
+		sizes[name], shares[name] = c.ObjSize, c.PageShare()
 	}
 	// A cache SLUB merged into another is missing from /proc/slabinfo;
-	// its sysfs alias still says its size.
+	// its sysfs alias still says its size and geometry.
 	for _, name := range append(slabmodel.Charged, "TCPv6") {
-		if _, ok := sizes[name]; !ok {
-			if v, err := procfs.ReadInt("/sys/kernel/slab/" + name + "/slab_size"); err == nil {
-				sizes[name] = uint64(v)
-			}
+		if _, ok := sizes[name]; ok {
+			continue
+		}
+		dir := "/sys/kernel/slab/" + name + "/"
+		if v, err := procfs.ReadInt(dir + "slab_size"); err == nil {
+			sizes[name] = uint64(v)
+		}
+		order, err1 := procfs.ReadInt(dir + "order")
+		objs, err2 := procfs.ReadInt(dir + "objs_per_slab")
+		if err1 == nil && err2 == nil && objs > 0 {
+			shares[name] = uint64(os.Getpagesize()<<order) / uint64(objs)
 		}
 	}
-	return sizes
+	return sizes, shares
 }
 
 // apply sets the field a sysctl of the run stands for, so that the
@@ -241,5 +253,5 @@ func (h *Host) KernelBytesPerConn(f Family) (uint64, string) {
 	if f == FamilyInet6 {
 		sock = "TCPv6"
 	}
-	return slabmodel.KernelBytes(h.SlabObjSize, sock)
+	return slabmodel.KernelBytes(h.SlabObjSize, h.SlabPageShare, sock)
 }

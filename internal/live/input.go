@@ -37,13 +37,13 @@ func (s *Server) Input(h runner.Host, sock procfs.Sockstat, reserve uint64) anal
 	if s.BusiestSource.IsValid() {
 		in.BusiestSource, in.BusiestDest = s.BusiestSource.String(), s.BusiestDest.String()
 	}
-	sizes, from := h.SlabObjSize, "/proc/slabinfo"
+	sizes, shares, from := h.SlabObjSize, h.SlabPageShare, "/proc/slabinfo"
 	if sizes == nil {
 		// /proc/slabinfo and /sys/kernel/slab are root's; BTF is anyone's.
 		sizes, from = btfSlabSizes(), "BTF struct sizes laid out as SLUB does (/proc/slabinfo is root's; LSM blobs left out)"
 		in.Unread = append(in.Unread, "/proc/slabinfo (root's): a socket's objects priced from BTF")
 	}
-	if per, why := slabmodel.KernelBytes(sizes, "TCP"); per > 0 {
+	if per, why := slabmodel.KernelBytes(sizes, shares, "TCP"); per > 0 {
 		why = strings.TrimSuffix(strings.TrimPrefix(why, "2 × "), " from /proc/slabinfo")
 		in.KernelPerSocket, in.KernelWhy = per/2, "a socket's slab objects: "+why+" from "+from
 	} else {

@@ -145,6 +145,19 @@ type SlabCache struct {
 	ActiveObjs uint64 `json:"active_objs"`
 	NumObjs    uint64 `json:"num_objs"`
 	ObjSize    uint64 `json:"objsize"`
+	// A slab's geometry: the objects one holds, in pages of its own.
+	ObjPerSlab   uint64 `json:"objperslab"`
+	PagesPerSlab uint64 `json:"pagesperslab"`
+}
+
+// PageShare is what an object costs its cache in pages: a slab's pages
+// over the objects it holds (TCP on x86-64: 13 of 2,368 B in 8 pages,
+// 2,520 B each). 0 where slabinfo gives no geometry.
+func (c SlabCache) PageShare() uint64 {
+	if c.ObjPerSlab == 0 {
+		return 0
+	}
+	return c.PagesPerSlab * uint64(os.Getpagesize()) / c.ObjPerSlab
 }
 
 // ReadSlabinfo parses /proc/slabinfo (version 2.1), keyed by cache name.
@@ -169,6 +182,10 @@ func ReadSlabinfo() (map[string]SlabCache, error) {
 		}
 		if c.ObjSize, err = strconv.ParseUint(f[3], 10, 64); err != nil {
 			return fmt.Errorf("slabinfo %s: %w", f[0], err)
+		}
+		if len(f) >= 6 {
+			c.ObjPerSlab, _ = strconv.ParseUint(f[4], 10, 64)
+			c.PagesPerSlab, _ = strconv.ParseUint(f[5], 10, 64)
 		}
 		caches[f[0]] = c
 		return nil

@@ -28,6 +28,10 @@ func TestReadRecorded(t *testing.T) {
 	if c := s["TCP"]; c.ActiveObjs != 26 || c.ObjSize != 2368 || len(s) != 2 {
 		t.Errorf("slabinfo %+v", s)
 	}
+	// 13 sockets in a slab of 8 pages: 2,520 B of RAM each.
+	if c := s["TCP"]; c.PageShare() != 8*uint64(os.Getpagesize())/13 {
+		t.Errorf("TCP's share of its slab's pages: %d B (%+v)", c.PageShare(), c)
+	}
 	l, err := ReadListenCounters()
 	if err != nil || l.Overflows != 12 || l.Drops != 15 || l.SoftnetDropped != 0x360+0xa {
 		t.Errorf("listen counters %+v %v", l, err)

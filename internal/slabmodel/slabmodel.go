@@ -39,26 +39,38 @@ const ObjcgPointer = 8
 
 // KernelBytes estimates the unswappable kernel memory of one connection (two
 // sockets) from slab object sizes, and says how: the objects every socket
-// allocates, their LSM blobs and epoll wait-queue entry (Charged). Measured
-// runs come out higher (docs/measurements.md, "Figures behind the code"): slab pages are
-// not filled to the last byte, and an agent walking /proc/PID/fd adds its
-// /proc inodes; the run's ledger says which.
+// allocates, their LSM blobs and epoll wait-queue entry (Charged), each at
+// its share of its slab's pages where share has it (a slab page is not
+// filled to the last byte: TCP's 13 objects of 2,368 B take 8 pages), else
+// at its size. Measured runs come out higher still (docs/measurements.md,
+// "Figures behind the code"): slabs partly filled as they grow, and an
+// agent walking /proc/PID/fd adds its /proc inodes; the run's ledger says
+// which.
 //
 // sock is the sock's cache: TCP, or TCPv6 for AF_INET6 sockets (IPv4-mapped
 // ones included), whose objects are larger.
-func KernelBytes(objsize map[string]uint64, sock string) (uint64, string) {
+func KernelBytes(objsize, share map[string]uint64, sock string) (uint64, string) {
 	var per uint64
 	var parts []string
+	shares := len(share) > 0
 	for _, c := range Charged {
 		if c == "TCP" {
 			c = sock
 		}
-		if sz := objsize[c]; sz > 0 {
+		sz := objsize[c]
+		if s := share[c]; s > 0 {
+			sz = s
+		}
+		if sz > 0 {
 			per += sz
 			parts = append(parts, fmt.Sprintf("%s %d", c, sz))
 		}
 	}
-	return 2 * per, "2 × (" + strings.Join(parts, " + ") + ") B from /proc/slabinfo"
+	how := "2 × (" + strings.Join(parts, " + ") + ") B"
+	if shares {
+		how += ", each object's share of its slab's pages"
+	}
+	return 2 * per, how + " from /proc/slabinfo"
 }
 
 // MemcgCharge models the bytes a memory cgroup is charged per connection,

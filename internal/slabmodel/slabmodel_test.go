@@ -19,7 +19,7 @@ func TestMemcgCharge(t *testing.T) {
 }
 
 func TestKernelBytes(t *testing.T) {
-	got, why := KernelBytes(sizes, "TCP")
+	got, why := KernelBytes(sizes, nil, "TCP")
 	if want := uint64(2 * (2368 + 832 + 192 + 192 + 128 + 64 + 32 + 24)); got != want || why == "" {
 		t.Errorf("KernelBytes = %d, want %d (%s)", got, want, why)
 	}
@@ -28,11 +28,17 @@ func TestKernelBytes(t *testing.T) {
 	for k, v := range sizes {
 		v6[k] = v
 	}
-	if got, why := KernelBytes(v6, "TCPv6"); got != uint64(2*(2496+832+192+192+128+64+32+24)) || !strings.Contains(why, "TCPv6 2496") {
+	if got, why := KernelBytes(v6, nil, "TCPv6"); got != uint64(2*(2496+832+192+192+128+64+32+24)) || !strings.Contains(why, "TCPv6 2496") {
 		t.Errorf("KernelBytes(TCPv6) = %d (%s)", got, why)
 	}
-	if got, _ := KernelBytes(nil, "TCP"); got != 0 {
+	if got, _ := KernelBytes(nil, nil, "TCP"); got != 0 {
 		t.Errorf("KernelBytes without sizes = %d", got)
+	}
+	// At their slabs' pages where those are known: TCP's 13 in 8 pages,
+	// sock_inode_cache's 19 in 4; the rest at their size.
+	shares := map[string]uint64{"TCP": 8 * 4096 / 13, "sock_inode_cache": 4 * 4096 / 19}
+	if got, why := KernelBytes(sizes, shares, "TCP"); got != uint64(2*(2520+862+192+192+128+64+32+24)) || !strings.Contains(why, "TCP 2520") || !strings.Contains(why, "share of its slab's pages") {
+		t.Errorf("KernelBytes at page shares = %d (%s)", got, why)
 	}
 }
 
