@@ -13,6 +13,7 @@ import (
 	"github.com/c10mprobe/c10mprobe/internal/limit"
 	"github.com/c10mprobe/c10mprobe/internal/memmodel"
 	"github.com/c10mprobe/c10mprobe/internal/rundir"
+	"github.com/c10mprobe/c10mprobe/runner/host"
 	"github.com/c10mprobe/c10mprobe/runner/worker"
 	"golang.org/x/sys/unix"
 )
@@ -111,6 +112,9 @@ func (r *Runner) spawn() error {
 	}
 	if r.ballast != nil {
 		fmt.Fprintf(&pids, "%d %s 0\n", r.ballast.pid, Ballast)
+	}
+	if r.machine != nil && r.machine.KeeperPid() > 0 {
+		fmt.Fprintf(&pids, "%d %s 0\n", r.machine.KeeperPid(), host.KeeperRole)
 	}
 	// What restore frees of a killed run's TIME_WAIT (timeWaitScope).
 	if tw := r.timeWait(); tw.server.IsValid() {

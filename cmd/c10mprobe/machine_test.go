@@ -177,18 +177,26 @@ func TestMachineSIGINTWhileSwapping(t *testing.T) {
 	assertSysctls(t, before)
 }
 
-// SIGKILL while swapping leaves the huge pages and the swapfile; restore
-// gives them back (huge pages first), and the ballast died with the run.
+// SIGKILL while swapping: the run's keeper gives the huge pages back at
+// once (the machine is the host again), the ballast and the workers die
+// with the run, and the swapfile is left for restore.
 func TestMachineRestoreAfterSIGKILL(t *testing.T) {
 	needRoot(t)
 	before, pages := sysctls(t), hugePages(t)
 	cmd, o, e, dir := start(t, machineArgs(t)...)
 	waitSwapping(t, cmd, e, dir)
 	cmd.Process.Kill()
-	finish(t, cmd, o, e, dir)
+	r := finish(t, cmd, o, e, dir) // its stderr ends when the keeper, which shares it, has exited
+	if now := hugePages(t); now != pages {
+		t.Errorf("vm.nr_hugepages %s once the killed run's keeper ended, was %s\n%s", now, pages, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "keeper: the run died holding the rest of RAM as huge pages") {
+		t.Errorf("the keeper did not say it gave the huge pages back:\n%s", r.stderr)
+	}
+	assertNoWorkers(t, dir) // the keeper is listed with them
 	left := strings.Join(runner.Leftovers(dir), "; ")
-	if !strings.Contains(left, "vm.nr_hugepages") || !strings.Contains(left, "swapfile") {
-		t.Errorf("leftovers %q, want the huge pages and the swapfile", left)
+	if strings.Contains(left, "vm.nr_hugepages") || !strings.Contains(left, "swapfile") {
+		t.Errorf("leftovers %q, want the swapfile and not the huge pages", left)
 	}
 	out, err := osexec.Command(toolBinary, "restore", dir).CombinedOutput()
 	if err != nil {

@@ -165,6 +165,9 @@ type Journal struct {
 // NewJournal starts an empty journal that will live at path.
 func NewJournal(path string) *Journal { return &Journal{path: path} }
 
+// Path is where the journal lives.
+func (j *Journal) Path() string { return j.path }
+
 // LoadJournal reads the journal a run left behind.
 func LoadJournal(path string) (*Journal, error) {
 	data, err := os.ReadFile(path)

@@ -77,6 +77,8 @@ type Machine struct {
 	prediction                    *memmodel.Prediction
 	pace                          pacer // the opening's holds (Pace)
 	shrinkSizes                   procfs.ShrinkSizes
+	keeper                        *os.File // the write end of the keeper's stdin (startKeeper)
+	keeperPid                     int
 }
 
 // MachineResult is summary.json's machine.
@@ -142,6 +144,9 @@ func (ma *Machine) Apply() error {
 	}
 	ma.pages = (m.MemTotal - m.Hugetlb - ma.Size) / m.HugePageSize
 	want := m.HugePagesTotal + ma.pages
+	if err := ma.startKeeper(ma.Journal.Path()); err != nil {
+		return err
+	}
 	for try := 0; ; try++ {
 		if try > 0 {
 			// Short: an earlier run's sockets may still be queued for
@@ -184,7 +189,11 @@ func (ma *Machine) Undo() error {
 		_ = unix.Munlockall()
 		ma.locked = false
 	}
-	return ma.Journal.RestoreKey(hugePagesKey)
+	if err := ma.Journal.RestoreKey(hugePagesKey); err != nil {
+		return err // the keeper tries again when this process ends
+	}
+	ma.stopKeeper()
+	return nil
 }
 
 // restoreHugePages gives back the huge pages a killed run reserved.

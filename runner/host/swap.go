@@ -125,7 +125,16 @@ func swapctl(call uintptr, path string) error {
 // run has freed by now) and deletes the file.
 func removeSwapfile(path string) error {
 	var errs []error
-	if err := swapctl(unix.SYS_SWAPOFF, path); err != nil && err != unix.EINVAL {
+	// try_to_unuse (mm/swapfile.c) gives up with EINTR on any pending
+	// signal, a child's SIGCHLD among them, and the machine's keeper ends
+	// as the run undoes the machine, just before this: one run of five
+	// left its swapfile on once the keeper came (2026-12-07; none in the
+	// eight since this retry). Again until it is not interrupted.
+	err := swapctl(unix.SYS_SWAPOFF, path)
+	for err == unix.EINTR {
+		err = swapctl(unix.SYS_SWAPOFF, path)
+	}
+	if err != nil && err != unix.EINVAL {
 		errs = append(errs, fmt.Errorf("swapoff %s: %w", path, err))
 	}
 	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
