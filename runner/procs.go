@@ -422,3 +422,16 @@ func (r *Runner) exchangeWindow() int {
 	workers := max(1, r.plan.ServerWorkers, r.plan.ClientWorkers)
 	return max(64, int(memmodel.RunEnds.MarginFixed/2/perMessage)/workers)
 }
+
+// Subprocess runs this executable as one of the run's own processes when
+// args (os.Args) ask for one: a worker or the ballast (worker.Arg), or a
+// smaller machine's keeper (host.KeeperArg). ok is false for the CLI.
+func Subprocess(args []string) (code int, ok bool) {
+	switch {
+	case len(args) > 1 && args[1] == worker.Arg:
+		return worker.Main(), true
+	case len(args) > 2 && args[1] == host.KeeperArg:
+		return host.KeepMachine(args[2]), true
+	}
+	return 0, false
+}

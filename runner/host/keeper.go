@@ -24,6 +24,13 @@ const KeeperArg = "__c10mprobe-machine-keeper"
 // KeeperRole is the keeper's role in a run's workers.pids.
 const KeeperRole = "keeper"
 
+// keeper is the run's side of its keeper: the write end of the keeper's
+// stdin, and its pid.
+type keeper struct {
+	w   *os.File
+	pid int
+}
+
 // startKeeper starts the keeper of the run whose journal is at journal: a
 // process in a session of its own (a terminal's ^C and a kill of the run's
 // process group do not reach it) that reads its stdin, a pipe whose write
@@ -51,21 +58,21 @@ func (ma *Machine) startKeeper(journal string) error {
 		w.Close()
 		return fmt.Errorf("starting the machine's keeper: %w", err)
 	}
-	ma.keeper, ma.keeperPid = w, cmd.Process.Pid
+	ma.keeper = keeper{w: w, pid: cmd.Process.Pid}
 	go func() { _ = cmd.Wait() }() // reaped when it ends, before this process does
 	return nil
 }
 
 // stopKeeper lets the keeper go: the huge pages are back.
 func (ma *Machine) stopKeeper() {
-	if ma.keeper != nil {
-		ma.keeper.Close()
-		ma.keeper = nil
+	if ma.keeper.w != nil {
+		ma.keeper.w.Close()
+		ma.keeper.w = nil
 	}
 }
 
 // KeeperPid is the keeper's pid, 0 before it starts.
-func (ma *Machine) KeeperPid() int { return ma.keeperPid }
+func (ma *Machine) KeeperPid() int { return ma.keeper.pid }
 
 // KeepMachine is the keeper's body: it waits for EOF on stdin, then
 // restores vm.nr_hugepages from the journal at path where the run did not,

@@ -69,16 +69,17 @@ type Machine struct {
 	modelSwapStart, modelStop     uint64
 	predictSwapStart, predictStop uint64
 	calibrated                    bool
-	firstAt                       uint64 // the count and used memory at the first calibration point
-	firstUsed                     int64
-	calibratedOver                uint64
-	minWater                      uint64 // Σ zones' min watermark
-	held                          uint64 // connections open at the last Calibrate, for the guard's margin
-	prediction                    *memmodel.Prediction
-	pace                          pacer // the opening's holds (Pace)
-	shrinkSizes                   procfs.ShrinkSizes
-	keeper                        *os.File // the write end of the keeper's stdin (startKeeper)
-	keeperPid                     int
+	first                         struct { // the count and used memory at the first calibration point
+		at   uint64
+		used int64
+	}
+	calibratedOver uint64
+	minWater       uint64 // Σ zones' min watermark
+	held           uint64 // connections open at the last Calibrate, for the guard's margin
+	prediction     *memmodel.Prediction
+	pace           pacer // the opening's holds (Pace)
+	shrinkSizes    procfs.ShrinkSizes
+	keeper         keeper
 }
 
 // MachineResult is summary.json's machine.
@@ -310,23 +311,23 @@ func (ma *Machine) Calibrate(established uint64) {
 	if err != nil {
 		return
 	}
-	if ma.firstAt == 0 {
-		ma.firstAt, ma.firstUsed = established, m.Used()
+	if ma.first.at == 0 {
+		ma.first.at, ma.first.used = established, m.Used()
 		return
 	}
 	if established < calibrateTo(ma.firstEnd()) {
 		return
 	}
 	ma.calibrated = true
-	grown := m.Used() - ma.firstUsed
+	grown := m.Used() - ma.first.used
 	if grown <= 0 {
 		return
 	}
-	ma.perConn = uint64(grown) / (established - ma.firstAt)
+	ma.perConn = uint64(grown) / (established - ma.first.at)
 	ma.predictSwapStart, ma.predictStop = ma.project(m, ma.perConn, established)
 	ma.calibratedOver = established
 	fmt.Fprintf(ma.Log, "machine: measured %s a connection from %s to %s: %s\n",
-		units.Bytes(ma.perConn), units.Count(ma.firstAt), units.Count(established), ma.outlook())
+		units.Bytes(ma.perConn), units.Count(ma.first.at), units.Count(established), ma.outlook())
 }
 
 // userBytesPerConn is the runner's user space a connection (both ends'
