@@ -74,12 +74,15 @@ type Machine struct {
 		used int64
 	}
 	calibratedOver uint64
-	minWater       uint64 // Σ zones' min watermark
-	held           uint64 // connections open at the last Calibrate, for the guard's margin
-	prediction     *memmodel.Prediction
-	pace           pacer // the opening's holds (Pace)
-	shrinkSizes    procfs.ShrinkSizes
-	keeper         keeper
+	guard          struct {
+		minWater uint64 // Σ zones' min watermark
+		lastLeft uint64 // what kernel allocations could still get at the last poll (Guard)
+	}
+	held        uint64 // connections open at the last Calibrate, for the guard's margin
+	prediction  *memmodel.Prediction
+	pace        pacer // the opening's holds (Pace)
+	shrinkSizes procfs.ShrinkSizes
+	keeper      keeper
 }
 
 // MachineResult is summary.json's machine.
@@ -175,7 +178,7 @@ func (ma *Machine) Apply() error {
 		return fmt.Errorf("--machine-mem %s: only %d of %d huge pages could be reserved (memory too fragmented?), which leaves %s: not that machine",
 			units.Bytes(ma.Size), m.HugePagesTotal, want, units.Bytes(ma.left))
 	}
-	ma.minWater, _, _ = procfs.Watermarks()
+	ma.guard.minWater, _, _ = procfs.Watermarks()
 	ma.shrinkSizes, _ = procfs.ReadShrinkSizes() // zero, and nothing counted, where slabinfo is unreadable
 	ma.locked = unix.Mlockall(unix.MCL_CURRENT|unix.MCL_FUTURE|unix.MCL_ONFAULT) == nil
 	fmt.Fprintf(ma.Log, "machine: %s of RAM for the run (%s reserved as %d huge pages of %s; vm.nr_hugepages restored at exit)\n",
@@ -357,14 +360,24 @@ func (ma *Machine) Guard() (limit.Kind, string) {
 	// larger than what could go to it, it came before free memory stayed
 	// at the min watermark long enough for a poll to see. Stop with a
 	// margin.
+	// The margin is met where the next poll would find it crossed: at
+	// 80,000 connects a second, what a 2 GiB machine's opening took between
+	// two polls was 78 MiB, and a guard that waited to see the margin
+	// crossed stopped with 55 MiB of its 237 left, 10 % past its calibrated
+	// prediction, and its exchange was cut short before the OOM killer
+	// (make bench-matrix, 2026-12-07).
 	margin := memmodel.RunEnds.Margin(ma.held)
-	if avail, out, ok := ma.kernelLeft(m); ok && avail+out <= margin {
-		left := "without swap, kernel allocations had " + units.Bytes(avail) + " left"
-		if m.SwapTotal > 0 {
-			left = fmt.Sprintf("with %s of anonymous memory left that swap could take, kernel allocations had %s left", units.Bytes(out), units.Bytes(avail))
+	if avail, out, ok := ma.kernelLeft(m); ok {
+		fell := ma.guard.lastLeft - min(ma.guard.lastLeft, avail+out)
+		ma.guard.lastLeft = avail + out
+		if avail+out <= margin+fell {
+			left := "without swap, kernel allocations had " + units.Bytes(avail) + " left"
+			if m.SwapTotal > 0 {
+				left = fmt.Sprintf("with %s of anonymous memory left that swap could take, kernel allocations had %s left", units.Bytes(out), units.Bytes(avail))
+			}
+			return limit.ReclaimExhausted, fmt.Sprintf("%s (free pages above the zones' min watermarks and reserves, page cache to reclaim, and dentries and inodes no one holds; the guard's margin is %s, and %s went since its last poll): past it the OOM killer comes",
+				left, units.Bytes(margin), units.Bytes(fell))
 		}
-		return limit.ReclaimExhausted, fmt.Sprintf("%s (free pages above the zones' min watermarks and reserves, page cache to reclaim, and dentries and inodes no one holds; the guard's margin is %s): past it the OOM killer comes",
-			left, units.Bytes(margin))
 	}
 	if kind, detail := ma.heldTooLong(); kind != "" {
 		return kind, detail
@@ -375,8 +388,8 @@ func (ma *Machine) Guard() (limit.Kind, string) {
 	// Between low and min kswapd reclaims in the background; at min every
 	// allocation reclaims for itself, and atomic ones (softirq's socks) dip
 	// into the last reserves.
-	if free := m.MemFree + m.PCPFree; free <= ma.minWater {
-		return limit.MinWatermark, fmt.Sprintf("free memory fell to %s, at the min watermark (%s): allocations now reclaim on their own or fail", units.Bytes(free), units.Bytes(ma.minWater))
+	if free := m.MemFree + m.PCPFree; free <= ma.guard.minWater {
+		return limit.MinWatermark, fmt.Sprintf("free memory fell to %s, at the min watermark (%s): allocations now reclaim on their own or fail", units.Bytes(free), units.Bytes(ma.guard.minWater))
 	}
 	return "", ""
 }
