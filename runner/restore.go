@@ -6,9 +6,11 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/c10mprobe/c10mprobe/internal/procfs"
 	"github.com/c10mprobe/c10mprobe/internal/rundir"
 	"github.com/c10mprobe/c10mprobe/internal/sockdiag"
 	"github.com/c10mprobe/c10mprobe/internal/sysctl"
@@ -29,7 +31,7 @@ type Restored struct {
 func Restore(dir string) (Restored, error) {
 	var r Restored
 	var errs []error
-	for _, undo := range []host.Restorer{stopKilledRunServer, restoreChanges(&r), freeKilledRunTimeWait} {
+	for _, undo := range []host.Restorer{awaitKilledRunWorkers, stopKilledRunServer, restoreChanges(&r), freeKilledRunTimeWait} {
 		what, err := undo(dir)
 		if what != "" {
 			r.Removed = append(r.Removed, what)
@@ -55,6 +57,44 @@ func Restore(dir string) (Restored, error) {
 	errs = append(errs, j.Restore())
 	r.Changes = append(r.Changes, j.Changes()...)
 	return r, errors.Join(errs...)
+}
+
+// awaitKilledRunWorkers waits, up to a minute, for the processes a killed
+// run's workers.pids lists to end: PR_SET_PDEATHSIG killed them with it,
+// but a worker ends only once the kernel has freed its sockets, and under
+// TCG client workers of a run killed while swapping were still exiting
+// after restore had swapped off (Debian's 6.12, VM tier, 2026-12-07).
+func awaitKilledRunWorkers(dir string) (string, error) {
+	data, err := os.ReadFile(filepath.Join(dir, rundir.Workers))
+	if err != nil {
+		return "", nil
+	}
+	deadline := time.Now().Add(time.Minute)
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		pid, _ := strconv.Atoi(f[0])
+		for pid > 0 && ours(pid) {
+			if time.Now().After(deadline) {
+				return "", fmt.Errorf("the killed run's %s (pid %d) has not ended after a minute", strings.Join(f[1:], " "), pid)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return "", nil
+}
+
+// ours says whether pid is a live process (not a zombie) of this tool's:
+// a worker, the ballast or the keeper, by its command name.
+func ours(pid int) bool {
+	st, err := procfs.ReadStat(pid)
+	if err != nil || st.State == 'Z' {
+		return false
+	}
+	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	return err == nil && strings.HasPrefix(string(comm), "c10mprobe")
 }
 
 // restoreChanges is host.RestoreAll as one restorer, its removals in r.
