@@ -401,7 +401,8 @@ func TestHeadroomMemoryWhereAMachineRunStops(t *testing.T) {
 	size = (size + 1<<28 - 1) &^ (1<<28 - 1)
 	const port, held = 19966, 100000
 	cmd, o, e, dir := start(t, "--conns", fmt.Sprint(held), "--machine-mem", fmt.Sprint(size), "--no-bpf", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--hold", "120s")
-	for deadline := time.Now().Add(120 * time.Second); time.Now().Before(deadline) && ssCount(t, port) < held; time.Sleep(200 * time.Millisecond) {
+	// Under TCG (the VM tier) Debian's 6.1 had opened 92,982 in 120 s.
+	for deadline := time.Now().Add(10 * time.Minute); time.Now().Before(deadline) && ssCount(t, port) < held; time.Sleep(200 * time.Millisecond) {
 	}
 	out, err := osexec.Command(toolBinary, "headroom", "--port", fmt.Sprint(port), "--reserve", "64MiB", "--json").Output()
 	cmd.Process.Signal(syscall.SIGINT)
