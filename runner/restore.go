@@ -93,7 +93,7 @@ func ours(pid int) bool {
 	if err != nil || st.State == 'Z' {
 		return false
 	}
-	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	comm, err := os.ReadFile(fmt.Sprintf("%s/%d/comm", procfs.Root, pid))
 	return err == nil && strings.HasPrefix(string(comm), "c10mprobe")
 }
 
